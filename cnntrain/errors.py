@@ -1,0 +1,31 @@
+"""Errors a user can cause.
+
+Every subclass of UserError is reported by the CLI as one line on stderr and exit status 2,
+so raising one is the whole job of code that detects a user mistake.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's command, config or data: reported as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A bad key, type or value in the composed config."""
+
+
+class ModelConfigError(UserError):
+    """A layer list that cannot be built: unknown layer, bad argument, or shapes that do not fit."""
+
+
+class DataError(UserError):
+    """Dataset files missing, unreadable or inconsistent."""
+
+
+class DeviceError(UserError):
+    """A requested device that this machine does not have."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that is missing, corrupt or not ours."""
