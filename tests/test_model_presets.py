@@ -1,0 +1,77 @@
+"""Every preset in configs/model builds the reference network: exact parameter count, forward, summary."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
+
+# Exact counts from docs reference-models.md (input 1x28x28, 10 classes).
+EXPECTED_PARAMS = {
+    "lenet": 431_080,
+    "cnn2": 50_186,
+    "cnn3-deep": 1_379_557,
+    "cnn3": 1_147_338,
+    "fashion-cnn3": 242_250,
+    "leaky-cnn3": 249_994,
+}
+
+
+def load(name: str):
+    cfg = OmegaConf.load(MODEL_DIR / f"{name}.yaml")
+    return OmegaConf.merge(cfg, {"dataset": {"num_classes": 10}})
+
+
+def test_every_preset_file_is_covered():
+    assert {p.stem for p in MODEL_DIR.glob("*.yaml")} >= set(EXPECTED_PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_preset_matches_reference(name):
+    cfg = load(name)
+    assert cfg.name == name and cfg.description
+    assert MODEL_DIR.joinpath(f"{name}.yaml").read_text().startswith("# ")
+    model, rows = build_model(cfg.layers, (1, 28, 28), cfg.name)
+    assert count_parameters(model) == EXPECTED_PARAMS[name]
+    assert sum(r.params for r in rows) == EXPECTED_PARAMS[name]
+    assert len(model) == len(cfg.layers) == len(rows)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_preset_builds_for_3x32x32(name):
+    _, rows = build_model(load(name).layers, (3, 32, 32), name)
+    assert rows[-1].output_shape == (10,)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_log_softmax_only_in_leaky_cnn3(name):
+    assert ends_with_log_softmax(load(name).layers) is (name == "leaky-cnn3")
+
+
+def test_no_preset_states_input_sizes():
+    for path in MODEL_DIR.glob("*.yaml"):
+        text = path.read_text()
+        assert "in_channels" not in text and "in_features" not in text, path.name
+
+
+@pytest.mark.parametrize("name", ["lenet", "cnn3"])
+def test_summary_table_renders(name):
+    cfg = load(name)
+    _, rows = build_model(cfg.layers, (1, 28, 28), cfg.name)
+    console = Console(record=True, width=120)
+    console.print(summary_table(rows, cfg.name, (1, 28, 28)))
+    text = console.export_text()
+    assert f"{EXPECTED_PARAMS[name]:,}" in text and "total" in text
+    assert "output shape" in text and "1x28x28" in text
+    for row in rows:
+        assert row.name in text
+    if name == "cnn3":
+        assert "Conv(32,k3,p1) BN ReLU Drop2d(0.3) MaxPool(2)" in text
