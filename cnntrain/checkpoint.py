@@ -1,0 +1,59 @@
+"""Checkpoint files: written atomically, read back safely.
+
+A checkpoint is a dict of tensors and plain values only, so it loads with `weights_only=True`
+(no arbitrary code runs when a file is opened).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnntrain.errors import CheckpointError
+
+FORMAT = "cnntrain-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), then rename over `path`: a kill mid-write never leaves a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format."""
+    tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    atomic_write(path, lambda tmp: torch.save(tagged, tmp))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint we wrote, or raise CheckpointError saying what is wrong with the file."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for torn or foreign files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cnntrain checkpoint (no '{FORMAT}' tag)")
+    return payload

@@ -1,0 +1,225 @@
+"""The `cnntrain` command: Hydra in, one clear line out on any user mistake.
+
+Before Hydra creates a run directory, a preflight composes the config for every job the command
+line asks for and checks it (schema and ranges, device, data files, model shapes), so that a bad
+override ends with one sentence and exit status 2, and never with a half-written output folder.
+Torch is imported only once a run really starts (or a check needs it), so `--help` stays fast.
+This is the only module that touches Hydra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
+from cnntrain.errors import ConfigError, UserError
+
+DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+              "--version", "--resolve", "--package", "-p"}
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun"}
+PREFLIGHT_JOB_LIMIT = 256  # larger sweeps are checked job by job as they run
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """(hydra flags, overrides, multirun?) from the command line."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in FLAGS_WITH_VALUE:
+                flags.append(next(args, ""))
+        else:
+            overrides.append(arg)
+    return flags, overrides, "-m" in flags or "--multirun" in flags
+
+
+def _parse_overrides(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except OverrideParseException as err:
+            reason = str(err).strip().splitlines()[0]
+            raise ConfigError(f"cannot parse override '{text}': {reason}") from None
+    return parsed
+
+
+def _check_group_choices(parsed: list[Any], multirun: bool) -> None:
+    """`model=lenett` -> one sentence with the closest name and every available one."""
+    from cnntrain.config import _did_you_mean
+
+    for override in parsed:
+        group = override.key_or_group
+        if group not in CONFIG_GROUPS or override.is_delete():
+            continue
+        if override.is_sweep_override() and not multirun:
+            raise ConfigError(f"'{override.input_line}' lists several values; add -m to run a sweep")
+        values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else \
+            [override.get_value_element_as_str()] if not override.is_sweep_override() else []
+        options = group_options(group)
+        for value in values:
+            if value not in options:
+                raise ConfigError(f"unknown {group} '{value}'{_did_you_mean(value, options)}; "
+                                  f"available: {', '.join(options)}")
+
+
+def expand_jobs(parsed: list[Any]) -> list[list[str]]:
+    """The override list of every job a (multi)run will launch; non-enumerable sweeps are left out."""
+    import itertools
+
+    choices: list[list[str]] = []
+    for override in parsed:
+        if override.is_hydra_override():
+            continue
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if override.is_discrete_sweep():
+                choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}" if not override.is_delete()
+                            else override.input_line])
+    return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
+
+
+def _compose(overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose(config_name="train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_composition_message(err, overrides)) from None
+
+
+def _composition_message(err: Exception, overrides: list[str]) -> str:
+    text = f"{err}\n{err.__cause__ or ''}"
+    bad = re.search(r"Could not override '([^']+)'", text)
+    if bad and "not in struct" in text:
+        key = bad.group(1)
+        parent = key.rpartition(".")[0]
+        rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") == key]
+        node = _compose(rest)
+        from omegaconf import DictConfig, OmegaConf
+
+        target = OmegaConf.select(node, parent) if parent else node
+        allowed = sorted(target.keys()) if isinstance(target, DictConfig) else []
+        return unknown_key_message(key, allowed)
+    exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
+    if exists:
+        return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
+    first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+    return f"bad override: {first.strip()}"
+
+
+def preflight(overrides: list[str], multirun: bool) -> None:
+    """Check every job's config before Hydra creates anything on disk."""
+    parsed = _parse_overrides(overrides)
+    _check_group_choices(parsed, multirun)
+    configs = [validate(_compose(job)) for job in expand_jobs(parsed)]
+    _check_environment(configs)
+
+
+def _check_environment(configs: Iterable[Any]) -> None:
+    """Device, data files and model shapes: the checks that need torch, done once per distinct value."""
+    from omegaconf import OmegaConf
+
+    seen: set[str] = set()
+    for cfg in configs:
+        checks = {
+            f"device:{cfg.device}": lambda c=cfg: _check_device(c.device),
+            f"data:{cfg.dataset.torchvision_class}:{cfg.dataset.root}": lambda c=cfg: _check_data(c.dataset),
+            f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: _check_model(c),
+        }
+        for key, check in checks.items():
+            if key not in seen:
+                seen.add(key)
+                check()
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu"):
+        from cnntrain.device import resolve_device
+
+        resolve_device(device)
+
+
+def _check_data(dataset: Any) -> None:
+    from cnntrain.data import ensure_available
+
+    ensure_available(dataset)
+
+
+def _check_model(cfg: Any) -> None:
+    from cnntrain.model import build_model
+
+    build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
+
+
+def _task(cfg: Any) -> float:
+    """What Hydra runs for each job: validate once more (cheap), then train."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnntrain.train import run
+
+    return run(validate(cfg), Path(HydraConfig.get().runtime.output_dir))
+
+
+def _run_hydra() -> None:
+    import hydra
+
+    entry = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)
+    entry()
+
+
+def report(message: str) -> None:
+    """The one line a user sees for a mistake of theirs."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def main() -> None:
+    """Console-script entry point: preflight, then hand over to Hydra; user errors exit with status 2."""
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
+    flags, overrides, multirun = split_argv(sys.argv[1:])
+    try:
+        if not INFO_FLAGS.intersection(flags):
+            preflight(overrides, multirun)
+        _run_hydra()
+    except UserError as err:
+        if debug:
+            raise
+        report(str(err))
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        report("interrupted")
+        sys.exit(130)
+    except Exception as err:
+        if debug or not _is_config_exception(err):
+            raise
+        report(_composition_message(err, overrides))
+        sys.exit(2)
+
+
+def _is_config_exception(err: Exception) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (HydraException, OmegaConfBaseException))
+
+
+if __name__ == "__main__":
+    main()

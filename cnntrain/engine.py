@@ -1,0 +1,201 @@
+"""The training loop: epochs of train + validate, schedules, early stopping, checkpoints, test.
+
+It works on tensors already on the device (cnntrain.data) and knows nothing about YAML or Hydra:
+train.py hands it plain settings. Per-batch loss and accuracy stay on the device; they are read
+back once per epoch (and a few times a second for the live display).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from cnntrain.checkpoint import save_checkpoint
+from cnntrain.console import EpochDisplay
+from cnntrain.data import DataBundle, TensorSplit, iterate_batches, num_batches
+from cnntrain.errors import UserError
+from cnntrain.metrics import confusion_matrix
+from cnntrain.optim import LRSchedule
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: usually a learning rate that is too high."""
+
+
+@dataclass
+class MetricWatch:
+    """Tracks the best value of one metric; serves both early stopping and the best checkpoint."""
+
+    monitor: str
+    mode: str
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, metrics: dict[str, float], epoch: int) -> bool:
+        """Record this epoch's value; True when it is an improvement (by more than min_delta)."""
+        value = metrics[self.monitor]
+        if self.best is None:
+            improved = math.isfinite(value)
+        elif self.mode == "min":
+            improved = value < self.best - self.min_delta
+        else:
+            improved = value > self.best + self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    checkpoint_monitor: str = "val/acc"
+    checkpoint_mode: str = "max"
+    early_stopping: bool = True
+    early_monitor: str = "val/loss"
+    early_mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_value: float | None = None
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    preds: torch.Tensor | None = None
+
+
+def batch_loss_and_hits(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        bundle: DataBundle) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward one uint8 batch; returns (mean loss, number of correct predictions) as device tensors."""
+    logits = model(bundle.normalize(images))
+    return loss_fn(logits, labels), (logits.argmax(dim=1) == labels).sum()
+
+
+def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
+             *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate") -> EvalResult:
+    """Mean loss and accuracy over a split, without gradients; optionally every prediction."""
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
+    hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
+    preds = []
+    if display is not None:
+        display.start_phase(label, num_batches(len(split), batch_size, False))
+    with torch.inference_mode():
+        for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=False), 1):
+            logits = model(bundle.normalize(images))
+            total += loss_fn(logits, labels).double() * labels.numel()
+            batch_preds = logits.argmax(dim=1)
+            hits += (batch_preds == labels).sum()
+            if keep_preds:
+                preds.append(batch_preds)
+            if display is not None:
+                display.advance(step)
+    n = max(1, len(split))
+    return EvalResult(loss=total.item() / n, acc=hits.item() / n, preds=torch.cat(preds) if keep_preds else None)
+
+
+def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
+                display: EpochDisplay) -> tuple[float, float]:
+    """One pass over the shuffled training split; returns (mean loss, accuracy)."""
+    model.train()
+    split = bundle.train
+    device = split.labels.device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    display.start_phase(f"epoch {epoch}", num_batches(len(split), batch_size, False))
+    for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
+        loss, batch_hits = batch_loss_and_hits(model, loss_fn, images, labels, bundle)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.after_batch()
+        total += loss.detach().double() * labels.numel()
+        hits += batch_hits
+        seen += labels.numel()
+        display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")
+    mean_loss = total.item() / max(1, seen)
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(
+            f"training loss became {mean_loss} in epoch {epoch}; lower optimizer.lr "
+            f"(now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
+    return mean_loss, hits.item() / max(1, seen)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs to continue exactly."""
+    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+        loss_fn: nn.Module, settings: FitSettings, checkpoint_dir: Path, display: EpochDisplay,
+        on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+        checkpoint_extra: dict[str, Any] | None = None) -> FitResult:
+    """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
+    early = MetricWatch(settings.early_monitor, settings.early_mode, settings.min_delta)
+    result = FitResult()
+    for epoch in range(1, settings.epochs + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
+                                            generator, epoch, display)
+        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display)
+        row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
+               "val/acc": val.acc, "lr": lr}
+        schedule.after_epoch(row)
+        improved = best.update(row, epoch)
+        early.update(row, epoch)
+        row["seconds"] = time.perf_counter() - started
+        result.train_seconds += row["seconds"]
+        result.history.append(row)
+        state = {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
+            "rng": rng_state(generator), "metrics": row, **(checkpoint_extra or {}),
+        }
+        save_checkpoint(checkpoint_dir / "last.pt", state)
+        if improved:
+            save_checkpoint(checkpoint_dir / "best.pt", state)
+        display.end_epoch(row, best=improved)
+        on_epoch(row)
+        if settings.early_stopping and early.bad_epochs >= settings.patience:
+            result.stopped_early = True
+            break
+    result.best_epoch, result.best_value = best.best_epoch, best.best
+    return result
+
+
+def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
+         display: EpochDisplay | None = None) -> tuple[EvalResult, torch.Tensor]:
+    """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
+    result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test")
+    matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
+    return result, matrix

@@ -1,0 +1,164 @@
+"""One run, start to finish: data -> model -> fit -> test -> files in the run directory.
+
+This is the composition root. It reads the validated config and hands plain values to the modules
+that do the work; it is the only place that knows the whole path of a run. Hydra stays in cli.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from cnntrain.checkpoint import load_checkpoint
+from cnntrain.console import Reporter, format_metric
+from cnntrain.data import DataBundle, ensure_available, load_data
+from cnntrain.device import resolve_device
+from cnntrain.engine import FitResult, FitSettings, fit, test
+from cnntrain.metrics import per_class_accuracy
+from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
+from cnntrain.optim import build_optimizer, build_schedule
+from cnntrain.run_files import MetricsCSV, command_line, versions, write_summary
+from rich.table import Table
+
+
+def configure_torch(cfg: DictConfig) -> None:
+    """Threads, seeds and determinism, before any tensor is made."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def make_loss(cfg: DictConfig) -> nn.Module:
+    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer)."""
+    kind = cfg.trainer.loss
+    if kind == "auto":
+        kind = "nll" if ends_with_log_softmax(cfg.model.layers) else "cross_entropy"
+    if kind == "nll":
+        return nn.NLLLoss()
+    return nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
+
+
+def fit_settings(cfg: DictConfig) -> FitSettings:
+    t = cfg.trainer
+    return FitSettings(
+        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=cfg.seed,
+        checkpoint_monitor=t.checkpoint.monitor, checkpoint_mode=t.checkpoint.mode,
+        early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
+        early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
+    )
+
+
+def test_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def per_class_table(classes: list[str], accuracies: list[float | None], matrix: torch.Tensor) -> Table:
+    table = Table(title="per-class test accuracy", title_justify="left")
+    for name, justify in (("class", "left"), ("images", "right"), ("correct", "right"), ("acc", "right")):
+        table.add_column(name, justify=justify)
+    totals = matrix.sum(dim=1).tolist()
+    for name, acc, total, hits in zip(classes, accuracies, totals, matrix.diagonal().tolist()):
+        table.add_row(name, str(total), str(hits), format_metric("acc", acc))
+    return table
+
+
+def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None) -> float:
+    """Train, validate and test one config; write everything into run_dir; return the monitored metric."""
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    own_reporter = reporter is None
+    reporter = reporter or Reporter(run_dir / "train.log")
+    try:
+        return _run(cfg, run_dir, reporter, started)
+    finally:
+        if own_reporter:
+            reporter.close()
+
+
+def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> float:
+    configure_torch(cfg)
+    device = resolve_device(cfg.device)
+    ensure_available(cfg.dataset)
+    bundle = load_data(cfg.dataset, seed=cfg.seed, device=device)
+    torch.manual_seed(cfg.seed)
+    model, rows = build_model(cfg.model.layers, bundle.input_shape, model_name=cfg.model.name)
+    model.to(device)
+    params = count_parameters(model)
+    reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(bundle.train)} train / "
+                   f"{len(bundle.val)} val / {len(bundle.test)} test images, device {device}, "
+                   f"{torch.get_num_threads()} CPU threads, run dir {run_dir}")
+    reporter.print(summary_table(rows, cfg.model.name, bundle.input_shape))
+
+    loss_fn = make_loss(cfg)
+    settings = fit_settings(cfg)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    steps = -(-len(bundle.train) // settings.batch_size)
+    schedule = build_schedule(optimizer, cfg.scheduler, settings.epochs, steps)
+    metrics_csv = MetricsCSV(run_dir / "metrics.csv")
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
+        result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
+                     on_epoch=metrics_csv.append, checkpoint_extra={"config": plain_cfg})
+        last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display)
+        best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
+        model.load_state_dict(best["model"])
+        best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display)
+
+    accuracies = per_class_accuracy(matrix)
+    summary = build_summary(cfg, bundle, result, best_test, last_test, matrix, accuracies, params, device, started)
+    write_summary(run_dir / "summary.json", summary)
+    stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
+        f"ran all {len(result.history)} epochs"
+    reporter.print(per_class_table(bundle.classes, accuracies, matrix))
+    reporter.print(test_table("result", [
+        ("test/acc (best checkpoint)", format_metric("acc", best_test.acc)),
+        ("test/loss (best checkpoint)", format_metric("loss", best_test.loss)),
+        ("test/acc (last epoch)", format_metric("acc", last_test.acc)),
+        (f"best {settings.checkpoint_monitor}", f"{format_metric(settings.checkpoint_monitor, result.best_value)}"
+                                                f" at epoch {result.best_epoch}"),
+        ("epochs", stop_note),
+        ("training time", f"{result.train_seconds:.1f} s"),
+        ("outputs", str(run_dir)),
+    ]))
+    return float(result.best_value) if result.best_value is not None else float("nan")
+
+
+def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_test: Any, last_test: Any,
+                  matrix: torch.Tensor, accuracies: list[float | None], params: int, device: torch.device,
+                  started: float) -> dict[str, Any]:
+    """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON."""
+    return {
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "test": {"loss": best_test.loss, "acc": best_test.acc, "weights": "best"},
+        "test_last": {"loss": last_test.loss, "acc": last_test.acc, "weights": "last"},
+        "best": {"monitor": cfg.trainer.checkpoint.monitor, "value": result.best_value, "epoch": result.best_epoch},
+        "final_epoch": result.history[-1] if result.history else None,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "per_class_accuracy": dict(zip(bundle.classes, accuracies)),
+        "confusion_matrix": matrix.tolist(),
+        "classes": list(bundle.classes),
+        "params": params,
+        "sizes": {"train": len(bundle.train), "val": len(bundle.val), "test": len(bundle.test)},
+        "train_seconds": result.train_seconds,
+        "elapsed_seconds": time.perf_counter() - started,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "command": command_line(),
+    }
