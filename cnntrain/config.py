@@ -253,7 +253,10 @@ def _type_message(err: ValidationError) -> str:
     text = str(err)
     value = getattr(err, "value", None)
     match = re.search(r"could not be converted to (\w+)", text)
-    expected = _TYPE_WORDS.get(match.group(1), match.group(1)) if match else "a different type"
+    if match:
+        expected = _TYPE_WORDS.get(match.group(1), match.group(1))
+    else:
+        expected = "true or false" if "valid bool" in text else "a different type"
     if value is None:
         found = re.search(r"Value '([^']*)'", text)
         value = found.group(1) if found else "?"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,5 +34,49 @@ def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
         root = tmp_path_factory.mktemp("custom_data")
         write_idx_dataset(root, folder, **kwargs)
         return root
+
+    return make
+
+
+def cnntrain_command() -> list[str]:
+    """The installed console script when there is one (as users run it), else the module."""
+    script = Path(sys.executable).parent / "cnntrain"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cnntrain.cli"]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, synthetic_data_root: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `cnntrain ARGS` in a fresh folder with the synthetic data as CNNTRAIN_DATA_ROOT."""
+
+    def run(*args: str, data_root: Path | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+        environ = {k: v for k, v in os.environ.items() if k not in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR")}
+        environ.update(CNNTRAIN_DATA_ROOT=str(data_root or synthetic_data_root), **env)
+        return subprocess.run([*cnntrain_command(), *args], cwd=tmp_path, env=environ, capture_output=True,
+                              text=True, timeout=timeout)
+
+    return run
+
+
+# Small enough to finish in seconds on two CPU cores, big enough to learn the synthetic classes.
+TINY_RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64")
+
+
+def compose_config(*overrides: str, data_root: Path | None = None):
+    """The validated config a `cnntrain OVERRIDES` command would run, composed in-process."""
+    from hydra import compose, initialize_config_dir
+
+    from cnntrain.config import config_dir, validate
+
+    extra = [f"data_root={data_root}"] if data_root is not None else []
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return validate(compose(config_name="train", overrides=[*extra, *overrides]))
+
+
+@pytest.fixture
+def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
+    """compose_config with the synthetic data and a run small enough for a unit test."""
+
+    def make(*overrides: str):
+        return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=synthetic_data_root)
 
     return make

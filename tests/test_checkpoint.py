@@ -1,0 +1,67 @@
+"""Checkpoint files: atomic writes, safe loading, clear errors for torn or foreign files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnntrain.checkpoint import load_checkpoint, save_checkpoint
+from cnntrain.errors import CheckpointError
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, {"epoch": 3, "model": {"w": torch.ones(2)}})
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1})
+
+    def broken_save(obj, target):
+        open(target, "wb").write(b"half a chec")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "best.pt"
+    path.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {path}"):
+        load_checkpoint(path)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": {"w": torch.randn(1000)}})
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_file(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="is not a cnntrain checkpoint"):
+        load_checkpoint(path)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "cnntrain-checkpoint", "obj": torch.nn.Linear(2, 2)}, path)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)

@@ -1,0 +1,92 @@
+"""Every user mistake ends in one line on stderr, exit status 2, no traceback and no output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+CASES = [
+    (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
+    (["dataset=fashon"], "unknown dataset 'fashon' (did you mean 'fashion'?); available: fashion, mnist"),
+    (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?); available: adam, adamw, rmsprop, sgd"),
+    (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+    (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
+    (["+trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
+    (["optimizer.lr=fast"], "optimizer.lr=fast: expected a number"),
+    (["trainer.epochs=two"], "trainer.epochs=two: expected a whole number"),
+    (["trainer.epochs=0"], "trainer.epochs=0: must be > 0"),
+    (["trainer.epochs=-1"], "trainer.epochs=-1: must be > 0"),
+    (["trainer.batch_size=0"], "trainer.batch_size=0: must be > 0"),
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be > 0"),
+    (["dataset.val_split=1.5"], "dataset.val_split=1.5: a fraction must be in (0, 1)"),
+    (["dataset.val_split=0.0"], "dataset.val_split=0.0: a fraction must be in (0, 1)"),
+    (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
+    (["device=tpu"], "device=tpu: expected one of auto, cpu, cuda, cuda:N, mps"),
+    (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
+    (["x=["], "cannot parse override 'x=['"),
+    (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
+    (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"],
+     "model 'lenet', layer 1 (conv2d 4, k40): input is 1x28x28, smaller than the kernel"),
+    (["model.layers=[{conv2d: {out_channels: 4, kernal_size: 3}}]"],
+     "unknown argument 'kernal_size' (did you mean 'kernel_size'?)"),
+]
+
+
+def assert_one_line_error(result, expected: str, cwd: Path) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+    assert not (cwd / "outputs").exists(), "a rejected command must not create a run directory"
+
+
+@pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_user_mistake_is_one_line_exit_2(run_cli, tmp_path, args, expected):
+    assert_one_line_error(run_cli(*args), expected, tmp_path)
+
+
+def test_missing_data_names_folder_and_fix(run_cli, tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    result = run_cli("dataset.download=false", data_root=empty)
+    assert_one_line_error(result, f"MNIST not found under {empty / 'MNIST' / 'raw'}", tmp_path)
+    assert "dataset.root" in result.stderr
+
+
+def test_missing_data_with_failed_download(run_cli, tmp_path):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    result = run_cli("dataset=fashion", data_root=empty)
+    assert_one_line_error(result, "FashionMNIST not found under", tmp_path)
+    assert "download failed" in result.stderr
+
+
+def test_unavailable_device(run_cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_one_line_error(run_cli("device=cuda"), "device=cuda: CUDA is not available on this machine", tmp_path)
+
+
+def test_bad_sweep_value_is_caught_before_any_job(run_cli, tmp_path):
+    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1,0")
+    assert_one_line_error(result, "trainer.epochs=0: must be > 0", tmp_path)
+
+
+def test_debug_env_shows_traceback(run_cli):
+    result = run_cli("trainer.epochs=0", CNNTRAIN_DEBUG="1")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for text in ("model: cnn2, cnn3, cnn3-deep, fashion-cnn3, leaky-cnn3, lenet", "optimizer: adam, adamw",
+                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: fashion, mnist"):
+        assert text in result.stdout
+    assert not (tmp_path / "outputs").exists()

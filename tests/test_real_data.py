@@ -1,0 +1,28 @@
+"""Training on the real MNIST files, when CNNTRAIN_DATA_ROOT points at a folder holding MNIST/raw."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_ROOT = os.environ.get("CNNTRAIN_DATA_ROOT", "")
+HAS_MNIST = bool(DATA_ROOT) and (Path(DATA_ROOT) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.slow,
+    pytest.mark.skipif(not HAS_MNIST, reason="set CNNTRAIN_DATA_ROOT to a folder holding MNIST/raw"),
+]
+
+
+def test_lenet_reaches_97_percent_on_real_mnist_in_one_epoch(run_cli, tmp_path):
+    result = run_cli("model=lenet", "dataset=mnist", "dataset.download=false", "trainer.epochs=1",
+                     data_root=Path(DATA_ROOT), timeout=900)
+    assert result.returncode == 0, result.stderr
+    [summary_path] = list((tmp_path / "outputs").glob("*/*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    assert summary["sizes"] == {"train": 54_000, "val": 6_000, "test": 10_000}
+    assert summary["test"]["acc"] >= 0.97, summary["test"]

@@ -1,0 +1,189 @@
+"""One run end to end, in-process: the files it writes, checkpoints, determinism, stopping and schedules."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnntrain.checkpoint import load_checkpoint
+from cnntrain.data import load_data
+from cnntrain.engine import evaluate
+from cnntrain.model import build_model
+from cnntrain.train import make_loss, run
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, synthetic_data_root):
+    """One tiny cnn2 run shared by the tests that only read its outputs."""
+    from conftest import TINY_RUN, compose_config
+
+    cfg = compose_config(*TINY_RUN, "trainer.progress=false", data_root=synthetic_data_root)
+    run_dir = tmp_path_factory.mktemp("run")
+    returned = run(cfg, run_dir)
+    return cfg, run_dir, returned
+
+
+def test_run_directory_has_everything(finished_run):
+    _, run_dir, _ = finished_run
+    for name in ("train.log", "metrics.csv", "summary.json", "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.rglob("*.tmp")), "atomic writes leave no temp files"
+
+
+def test_metrics_csv_has_one_row_per_epoch(finished_run):
+    _, run_dir, _ = finished_run
+    rows = read_rows(run_dir)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "seconds"]
+    assert float(rows[1]["train/loss"]) < float(rows[0]["train/loss"])
+
+
+def test_summary_holds_test_metrics_and_provenance(finished_run):
+    cfg, run_dir, returned = finished_run
+    summary = read_summary(run_dir)
+    assert summary["test"]["acc"] > 0.5, "cnn2 learns the synthetic classes well above chance (10%)"
+    assert len(summary["per_class_accuracy"]) == 10
+    matrix = torch.tensor(summary["confusion_matrix"])
+    assert matrix.shape == (10, 10) and int(matrix.sum()) == summary["sizes"]["test"] == 300
+    assert int(matrix.diagonal().sum()) == round(summary["test"]["acc"] * 300)
+    assert summary["params"] == 50_186
+    assert summary["device"] == "cpu" and summary["epochs_run"] == 2
+    assert set(summary["versions"]) >= {"python", "torch", "torchvision", "cnntrain"}
+    assert summary["train_seconds"] > 0 and summary["elapsed_seconds"] >= summary["train_seconds"]
+    best_val = max(float(r["val/acc"]) for r in read_rows(run_dir))
+    assert returned == pytest.approx(best_val) == pytest.approx(summary["best"]["value"])
+
+
+def test_train_log_mirrors_the_console(finished_run):
+    _, run_dir, _ = finished_run
+    log = (run_dir / "train.log").read_text()
+    for text in ("model cnn2", "50,186", "train/loss", "per-class test accuracy", "test/acc (best checkpoint)"):
+        assert text in log
+
+
+def test_checkpoint_contents(finished_run):
+    _, run_dir, _ = finished_run
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2
+    assert set(last) >= {"model", "optimizer", "scheduler", "epoch", "rng", "best", "early_stopping", "config",
+                         "metrics"}
+    assert set(last["rng"]) >= {"torch", "shuffle"}
+    assert last["config"]["model"]["name"] == "cnn2"
+    assert last["optimizer"]["state"], "optimizer moments are saved for resuming"
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["epoch"] == read_summary(run_dir)["best"]["epoch"]
+
+
+def test_test_metrics_come_from_the_best_weights(tmp_path, tiny_config, synthetic_data_root):
+    cfg = tiny_config("trainer.epochs=3", "trainer.checkpoint.monitor=val/loss", "trainer.checkpoint.mode=max")
+    run(cfg, tmp_path)
+    summary = read_summary(tmp_path)
+    assert summary["best"]["epoch"] == 1, "the highest val loss is the first epoch's"
+    model, _ = build_model(cfg.model.layers, (1, 28, 28))
+    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    bundle = load_data(cfg.dataset, seed=cfg.seed)
+    again = evaluate(model, bundle.test, bundle, make_loss(cfg), 256)
+    assert summary["test"]["acc"] == pytest.approx(again.acc)
+    assert summary["test"]["loss"] == pytest.approx(again.loss, rel=1e-5)
+
+
+def test_same_command_twice_gives_same_metrics(tmp_path, tiny_config):
+    cfg = tiny_config()
+    run(cfg, tmp_path / "a")
+    run(cfg, tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
+    assert read_summary(tmp_path / "a")["test"] == read_summary(tmp_path / "b")["test"]
+
+
+def test_different_seed_gives_different_run(tmp_path, tiny_config):
+    run(tiny_config("trainer.epochs=1"), tmp_path / "a")
+    run(tiny_config("trainer.epochs=1", "seed=7"), tmp_path / "b")
+    assert read_rows(tmp_path / "a")[0]["train/loss"] != read_rows(tmp_path / "b")[0]["train/loss"]
+
+
+def test_early_stopping_stops_after_patience(tmp_path, tiny_config):
+    # mode=max on a falling loss: no epoch after the first counts as an improvement
+    cfg = tiny_config("trainer.epochs=6", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=2")
+    run(cfg, tmp_path)
+    summary = read_summary(tmp_path)
+    assert summary["stopped_early"] is True and summary["epochs_run"] == 3
+    assert len(read_rows(tmp_path)) == 3
+
+
+def test_early_stopping_can_be_disabled(tmp_path, tiny_config):
+    cfg = tiny_config("trainer.epochs=3", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=0",
+                      "trainer.early_stopping.enabled=false")
+    run(cfg, tmp_path)
+    assert read_summary(tmp_path)["epochs_run"] == 3
+
+
+def test_plateau_cuts_lr_when_monitored_metric_stalls(tmp_path, tiny_config):
+    cfg = tiny_config("trainer.epochs=3", "scheduler=plateau", "scheduler.mode=max", "scheduler.patience=0",
+                      "scheduler.factor=0.5")
+    run(cfg, tmp_path)
+    lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
+
+
+def test_step_schedule_is_per_epoch(tmp_path, tiny_config):
+    run(tiny_config("trainer.epochs=3", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.1"), tmp_path)
+    assert [float(r["lr"]) for r in read_rows(tmp_path)] == pytest.approx([1e-3, 1e-4, 1e-5])
+
+
+def test_onecycle_steps_per_batch(tmp_path, tiny_config):
+    cfg = tiny_config("trainer.epochs=2", "scheduler=onecycle", "optimizer.lr=0.01", "scheduler.pct_start=0.5")
+    run(cfg, tmp_path)
+    lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
+    assert lrs[0] == pytest.approx(0.01 / 25)
+    assert lrs[1] == pytest.approx(0.01, rel=0.05), "half-way through a two-epoch cycle is the peak"
+    scheduler = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["scheduler"]
+    assert scheduler["last_epoch"] == 2 * 17, "stepped once per batch: 1,080 train images / 64 = 17 batches"
+
+
+def test_cosine_with_warmup(tmp_path, tiny_config):
+    cfg = tiny_config("trainer.epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=1")
+    run(cfg, tmp_path)
+    lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
+    assert lrs[0] < 1e-4 and lrs[1] == pytest.approx(1e-3, rel=0.01) and lrs[2] < lrs[1]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw", "rmsprop"])
+def test_each_optimizer_trains(tmp_path, tiny_config, optimizer):
+    run(tiny_config("trainer.epochs=1", f"optimizer={optimizer}", "optimizer.lr=0.001"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer"]
+    assert read_summary(tmp_path)["epochs_run"] == 1 and state["param_groups"][0]["lr"] == pytest.approx(0.001)
+
+
+def test_log_softmax_model_trains_with_nll(tmp_path, tiny_config):
+    cfg = tiny_config("model=leaky-cnn3", "trainer.epochs=1")
+    assert isinstance(make_loss(cfg), torch.nn.NLLLoss)
+    run(cfg, tmp_path)
+    assert read_summary(tmp_path)["test"]["loss"] > 0
+
+
+def test_label_smoothing_reaches_the_loss(tiny_config):
+    loss = make_loss(tiny_config("trainer.label_smoothing=0.1"))
+    assert isinstance(loss, torch.nn.CrossEntropyLoss) and loss.label_smoothing == pytest.approx(0.1)
+
+
+def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
+    from cnntrain.engine import TrainingDiverged
+
+    cfg = tiny_config("trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false",
+                      "optimizer.momentum=0")
+    with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 1"):
+        run(cfg, tmp_path)
