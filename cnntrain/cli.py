@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
 from cnntrain.errors import ConfigError, UserError
 
+PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve", "--package", "-p"}
@@ -139,7 +141,7 @@ def _check_environment(configs: Iterable[Any]) -> None:
     seen: set[str] = set()
     for cfg in configs:
         checks = {
-            f"device:{cfg.device}": lambda c=cfg: _check_device(c.device),
+            f"device:{cfg.device}:{cfg.trainer.precision}": lambda c=cfg: _check_device(c.device, c.trainer.precision),
             f"data:{cfg.dataset.torchvision_class}:{cfg.dataset.root}": lambda c=cfg: _check_data(c.dataset),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: _check_model(c),
         }
@@ -149,11 +151,12 @@ def _check_environment(configs: Iterable[Any]) -> None:
                 check()
 
 
-def _check_device(device: str) -> None:
-    if device not in ("auto", "cpu"):
+def _check_device(device: str, precision: str) -> None:
+    if device not in ("auto", "cpu") or precision != "fp32":
+        from cnntrain.accel import Accel
         from cnntrain.device import resolve_device
 
-        resolve_device(device)
+        Accel(resolve_device(device), precision)
 
 
 def _check_data(dataset: Any) -> None:
@@ -174,7 +177,7 @@ def _task(cfg: Any) -> float:
 
     from cnntrain.train import run
 
-    return run(validate(cfg), Path(HydraConfig.get().runtime.output_dir))
+    return run(validate(cfg), Path(HydraConfig.get().runtime.output_dir), started=PROCESS_STARTED)
 
 
 def _run_hydra() -> None:

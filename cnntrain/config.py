@@ -38,6 +38,12 @@ def group_options(group: str) -> list[str]:
 
 
 @dataclass
+class AugmentConfig:
+    translate: int = 0
+    hflip: bool = False
+
+
+@dataclass
 class DatasetConfig:
     name: str
     torchvision_class: str
@@ -50,6 +56,7 @@ class DatasetConfig:
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -169,6 +176,9 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     loss: str = "auto"
     label_smoothing: float = 0.0
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
     progress: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -288,6 +298,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.trainer.label_smoothing < 1.0,
              f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
     _choice(cfg, "trainer.loss", ("auto", "cross_entropy", "nll"))
+    _choice(cfg, "trainer.precision", ("fp32", "bf16", "fp16"))
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
         _choice(cfg, f"{prefix}.monitor", METRICS)
         _choice(cfg, f"{prefix}.mode", ("min", "max"))
@@ -312,6 +323,7 @@ def _check_dataset(ds: DictConfig) -> None:
     else:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", ("random", "stratified"))
+    _require(ds.augment.translate >= 0, f"dataset.augment.translate={ds.augment.translate}: must be >= 0 pixels")
     _require(ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
     _require(len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape),
              f"dataset.input_shape={list(ds.input_shape)}: expected [channels, height, width]")

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from cnntrain.accel import Accel
+from cnntrain.augment import Augment
 from cnntrain.checkpoint import save_checkpoint
 from cnntrain.console import EpochDisplay
 from cnntrain.data import DataBundle, TensorSplit, iterate_batches, num_batches
@@ -68,6 +70,7 @@ class FitSettings:
     early_mode: str = "min"
     patience: int = 5
     min_delta: float = 0.0
+    augment: Augment = field(default_factory=Augment)
 
 
 @dataclass
@@ -76,7 +79,8 @@ class FitResult:
     best_epoch: int = 0
     best_value: float | None = None
     stopped_early: bool = False
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # the training loops alone: forward, backward, optimizer steps
+    eval_seconds: float = 0.0   # validation passes
 
 
 @dataclass
@@ -86,16 +90,23 @@ class EvalResult:
     preds: torch.Tensor | None = None
 
 
-def batch_loss_and_hits(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                        bundle: DataBundle) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward one uint8 batch; returns (mean loss, number of correct predictions) as device tensors."""
-    logits = model(bundle.normalize(images))
-    return loss_fn(logits, labels), (logits.argmax(dim=1) == labels).sum()
+def default_accel(split: TensorSplit) -> Accel:
+    return Accel(split.labels.device)
+
+
+def forward(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor, bundle: DataBundle,
+            accel: Accel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward one uint8 batch; returns (mean loss, logits) with the run's precision and layout."""
+    with accel.autocast():
+        logits = model(accel.prepare_input(bundle.normalize(images)))
+        return loss_fn(logits, labels), logits
 
 
 def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-             *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate") -> EvalResult:
+             *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate",
+             accel: Accel | None = None) -> EvalResult:
     """Mean loss and accuracy over a split, without gradients; optionally every prediction."""
+    accel = accel or default_accel(split)
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
@@ -104,8 +115,8 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
         display.start_phase(label, num_batches(len(split), batch_size, False))
     with torch.inference_mode():
         for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=False), 1):
-            logits = model(bundle.normalize(images))
-            total += loss_fn(logits, labels).double() * labels.numel()
+            loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
+            total += loss.double() * labels.numel()
             batch_preds = logits.argmax(dim=1)
             hits += (batch_preds == labels).sum()
             if keep_preds:
@@ -118,8 +129,10 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
-                display: EpochDisplay) -> tuple[float, float]:
-    """One pass over the shuffled training split; returns (mean loss, accuracy)."""
+                display: EpochDisplay, *, accel: Accel | None = None,
+                augment: Augment = Augment()) -> tuple[float, float]:
+    """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy)."""
+    accel = accel or default_accel(bundle.train)
     model.train()
     split = bundle.train
     device = split.labels.device
@@ -128,13 +141,14 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     seen = 0
     display.start_phase(f"epoch {epoch}", num_batches(len(split), batch_size, False))
     for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
-        loss, batch_hits = batch_loss_and_hits(model, loss_fn, images, labels, bundle)
+        if augment.enabled:
+            images = augment(images, generator)
+        loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        accel.backward_and_step(loss, optimizer)
         schedule.after_batch()
         total += loss.detach().double() * labels.numel()
-        hits += batch_hits
+        hits += (logits.argmax(dim=1) == labels).sum()
         seen += labels.numel()
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")
     mean_loss = total.item() / max(1, seen)
@@ -143,6 +157,11 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             f"training loss became {mean_loss} in epoch {epoch}; lower optimizer.lr "
             f"(now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
     return mean_loss, hits.item() / max(1, seen)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module itself, under a torch.compile wrapper if there is one (checkpoints hold its plain keys)."""
+    return getattr(model, "_orig_mod", model)
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -156,7 +175,7 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
         loss_fn: nn.Module, settings: FitSettings, checkpoint_dir: Path, display: EpochDisplay,
         on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
-        checkpoint_extra: dict[str, Any] | None = None) -> FitResult:
+        checkpoint_extra: dict[str, Any] | None = None, accel: Accel | None = None) -> FitResult:
     """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement."""
     generator = torch.Generator().manual_seed(settings.seed)
     best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
@@ -166,18 +185,20 @@ def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, 
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
-                                            generator, epoch, display)
-        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display)
+                                            generator, epoch, display, accel=accel, augment=settings.augment)
+        trained = time.perf_counter()
+        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel)
+        result.train_seconds += trained - started
+        result.eval_seconds += time.perf_counter() - trained
         row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
                "val/acc": val.acc, "lr": lr}
         schedule.after_epoch(row)
         improved = best.update(row, epoch)
         early.update(row, epoch)
         row["seconds"] = time.perf_counter() - started
-        result.train_seconds += row["seconds"]
         result.history.append(row)
         state = {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
             "rng": rng_state(generator), "metrics": row, **(checkpoint_extra or {}),
         }
@@ -194,8 +215,9 @@ def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, 
 
 
 def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-         display: EpochDisplay | None = None) -> tuple[EvalResult, torch.Tensor]:
+         display: EpochDisplay | None = None, accel: Accel | None = None) -> tuple[EvalResult, torch.Tensor]:
     """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
-    result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test")
+    result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
+                      accel=accel)
     matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
     return result, matrix

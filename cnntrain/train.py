@@ -14,11 +14,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from cnntrain.accel import Accel
+from cnntrain.augment import Augment
 from cnntrain.checkpoint import load_checkpoint
 from cnntrain.console import Reporter, format_metric
 from cnntrain.data import DataBundle, ensure_available, load_data
 from cnntrain.device import resolve_device
-from cnntrain.engine import FitResult, FitSettings, fit, test
+from cnntrain.engine import FitResult, FitSettings, fit, test, unwrap
 from cnntrain.metrics import per_class_accuracy
 from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
 from cnntrain.optim import build_optimizer, build_schedule
@@ -53,6 +55,7 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         checkpoint_monitor=t.checkpoint.monitor, checkpoint_mode=t.checkpoint.mode,
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
+        augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
     )
 
 
@@ -75,9 +78,13 @@ def per_class_table(classes: list[str], accuracies: list[float | None], matrix: 
     return table
 
 
-def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None) -> float:
-    """Train, validate and test one config; write everything into run_dir; return the monitored metric."""
-    started = time.perf_counter()
+def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None) -> float:
+    """Train, validate and test one config; write everything into run_dir; return the monitored metric.
+
+    `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
+    so summary.json can tell start-up apart from training and evaluation.
+    """
+    started = time.perf_counter() if started is None else started
     run_dir.mkdir(parents=True, exist_ok=True)
     own_reporter = reporter is None
     reporter = reporter or Reporter(run_dir / "train.log")
@@ -95,8 +102,9 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     bundle = load_data(cfg.dataset, seed=cfg.seed, device=device)
     torch.manual_seed(cfg.seed)
     model, rows = build_model(cfg.model.layers, bundle.input_shape, model_name=cfg.model.name)
-    model.to(device)
-    params = count_parameters(model)
+    accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
+    model = accel.prepare_model(model)
+    params = count_parameters(unwrap(model))
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(bundle.train)} train / "
                    f"{len(bundle.val)} val / {len(bundle.test)} test images, device {device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {run_dir}")
@@ -109,16 +117,24 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     schedule = build_schedule(optimizer, cfg.scheduler, settings.epochs, steps)
     metrics_csv = MetricsCSV(run_dir / "metrics.csv")
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    train_started = time.perf_counter()
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
         result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
-                     on_epoch=metrics_csv.append, checkpoint_extra={"config": plain_cfg})
-        last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display)
+                     on_epoch=metrics_csv.append, checkpoint_extra={"config": plain_cfg}, accel=accel)
+        test_started = time.perf_counter()
+        last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
-        model.load_state_dict(best["model"])
-        best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display)
+        unwrap(model).load_state_dict(best["model"])
+        best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
+    timing = {
+        "startup_seconds": train_started - started,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
+    }
 
     accuracies = per_class_accuracy(matrix)
-    summary = build_summary(cfg, bundle, result, best_test, last_test, matrix, accuracies, params, device, started)
+    summary = build_summary(cfg, bundle, result, best_test, last_test, matrix, accuracies, params, device, started,
+                            timing)
     write_summary(run_dir / "summary.json", summary)
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
         f"ran all {len(result.history)} epochs"
@@ -138,7 +154,7 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
 
 def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_test: Any, last_test: Any,
                   matrix: torch.Tensor, accuracies: list[float | None], params: int, device: torch.device,
-                  started: float) -> dict[str, Any]:
+                  started: float, timing: dict[str, float]) -> dict[str, Any]:
     """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON."""
     return {
         "model": cfg.model.name,
@@ -154,9 +170,13 @@ def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_t
         "classes": list(bundle.classes),
         "params": params,
         "sizes": {"train": len(bundle.train), "val": len(bundle.val), "test": len(bundle.test)},
-        "train_seconds": result.train_seconds,
+        "train_seconds": timing["train_seconds"],
+        "timing": {**timing, "elapsed_seconds": time.perf_counter() - started},
         "elapsed_seconds": time.perf_counter() - started,
         "device": str(device),
+        "precision": cfg.trainer.precision,
+        "channels_last": cfg.trainer.channels_last,
+        "compile": cfg.trainer.compile,
         "threads": torch.get_num_threads(),
         "seed": cfg.seed,
         "versions": versions(),

@@ -90,3 +90,22 @@ def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
                  "scheduler: cosine, none, onecycle, plateau, step", "dataset: fashion, mnist"):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_fp16_on_a_cpu_machine(run_cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_one_line_error(run_cli("trainer.precision=fp16"), "trainer.precision=fp16 needs a CUDA device", tmp_path)
+
+
+def test_config_errors_do_not_import_torch(tmp_path):
+    """Start-up cost: a bad override is reported before torch (seconds to import) is loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnntrain.cli import main\nsys.argv=['cnntrain','trainer.epochs=0']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["2", "False"], out.stderr
