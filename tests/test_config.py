@@ -95,3 +95,16 @@ def test_scheduler_values_are_checked(overrides, message):
     with pytest.raises(ConfigError) as info:
         compose_config(*overrides)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_composes_through_the_normal_path(experiment):
+    cfg = compose_config(f"experiment={experiment}")
+    assert cfg.trainer.epochs >= 1 and cfg.model.name in group_options("model")
+
+
+def test_speedrun_recipe_settings():
+    cfg = compose_config("experiment=mnist-speedrun")
+    assert (cfg.model.name, cfg.scheduler.name, cfg.trainer.epochs) == ("speedrun-cnn", "onecycle", 1)
+    assert compose_config("experiment=mnist-speedrun", "trainer.epochs=2").trainer.epochs == 2, \
+        "command-line overrides beat the recipe"
