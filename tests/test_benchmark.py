@@ -1,0 +1,27 @@
+"""The throughput benchmark still runs end to end (its numbers are for people, not for asserts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_path):
+    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "epoch_throughput.py"), "model=cnn2",
+                          "trainer.batch_size=64", "--images", "256", "--rounds", "1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rates = re.findall(r"^\s+\((a|b|c)\) .*?(\d+) images/s", out.stdout, flags=re.M)
+    assert [name for name, _ in rates] == ["a", "b", "c"] and all(int(r) > 0 for _, r in rates)
+    assert re.search(r"ratio b/a .* = \d+\.\d{3}", out.stdout)
+    assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)
