@@ -175,6 +175,11 @@ class TrainerConfig:
 
 
 @dataclass
+class ReportConfig:
+    plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig
     model: ModelConfig
@@ -186,6 +191,7 @@ class TrainConfig:
     threads: Any = None
     data_root: str = "data"
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -291,14 +297,15 @@ def _check_ranges(cfg: DictConfig) -> None:
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
         _choice(cfg, f"{prefix}.monitor", METRICS)
         _choice(cfg, f"{prefix}.mode", ("min", "max"))
-    _check_device(cfg.device)
+    check_device(cfg.device)
     _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads > 0),
              f"threads={cfg.threads}: must be null or a whole number > 0")
     _check_dataset(cfg.dataset)
     _check_scheduler(cfg)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked later)."""
     ok = device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device) is not None
     _require(ok, f"device={device}: expected one of auto, cpu, cuda, cuda:N, mps")
 

@@ -56,6 +56,12 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
     )
 
 
+def data_description(bundle: DataBundle) -> dict[str, Any]:
+    """What a saved model needs to know about its inputs (the data decides it, not always the config)."""
+    return {"input_shape": list(bundle.input_shape), "classes": list(bundle.classes),
+            "mean": bundle.mean.flatten().tolist(), "std": bundle.std.flatten().tolist()}
+
+
 def test_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column(justify="left")
@@ -111,13 +117,19 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
         result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
-                     on_epoch=metrics_csv.append, checkpoint_extra={"config": plain_cfg})
+                     on_epoch=metrics_csv.append,
+                     checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)})
         last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
         model.load_state_dict(best["model"])
         best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display)
 
     accuracies = per_class_accuracy(matrix)
+    if cfg.report.plots:
+        from cnntrain.plots import write_plots
+
+        write_plots(run_dir, result.history, matrix, bundle.test.images, bundle.test.labels, best_test.preds,
+                    bundle.classes)
     summary = build_summary(cfg, bundle, result, best_test, last_test, matrix, accuracies, params, device, started)
     write_summary(run_dir / "summary.json", summary)
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
