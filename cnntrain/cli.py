@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
+from cnntrain.entry import debugging, run_command
 from cnntrain.errors import ConfigError, UserError
 
-DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve", "--package", "-p"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -184,34 +183,22 @@ def _run_hydra() -> None:
     entry()
 
 
-def report(message: str) -> None:
-    """The one line a user sees for a mistake of theirs."""
-    sys.stderr.write(f"error: {message}\n")
-    sys.stderr.flush()
-
-
 def main() -> None:
     """Console-script entry point: preflight, then hand over to Hydra; user errors exit with status 2."""
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
-    flags, overrides, multirun = split_argv(sys.argv[1:])
+    run_command(_main)
+
+
+def _main(argv: list[str]) -> None:
+    flags, overrides, multirun = split_argv(argv)
     try:
         if not INFO_FLAGS.intersection(flags):
             preflight(overrides, multirun)
         _run_hydra()
-    except UserError as err:
-        if debug:
-            raise
-        report(str(err))
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        report("interrupted")
-        sys.exit(130)
     except Exception as err:
-        if debug or not _is_config_exception(err):
+        if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
             raise
-        report(_composition_message(err, overrides))
-        sys.exit(2)
+        raise ConfigError(_composition_message(err, overrides)) from None
 
 
 def _is_config_exception(err: Exception) -> bool:

@@ -63,8 +63,12 @@ class DataBundle:
     input_shape: tuple[int, int, int]
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        """(x/255 - mean)/std as float32; in place on the fresh float copy to save two allocations."""
-        return images_uint8.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return normalize(images_uint8, self.mean, self.std)
+
+
+def normalize(images_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x/255 - mean)/std as float32; in place on the fresh float copy to save two allocations."""
+    return images_uint8.float().div_(255.0).sub_(mean).div_(std)
 
 
 # ---------------------------------------------------------------- files on disk
