@@ -56,8 +56,10 @@ def wrap(saved: SavedRun) -> NormalizedModel:
 
 
 def export_torchscript(module: NormalizedModel, path: Path) -> None:
-    scripted = torch.jit.script(module)
-    atomic_write(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, yet still the loadable format
+        scripted = torch.jit.script(module)
+        atomic_write(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
 
 
 def export_onnx(module: NormalizedModel, example: torch.Tensor, path: Path) -> None:
@@ -91,15 +93,20 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
     }
 
 
+def metadata_path(path: Path) -> Path:
+    """model.onnx -> model.onnx.json: a TorchScript and an ONNX export can sit side by side."""
+    return path.with_name(path.name + ".json")
+
+
 def export_run(saved: SavedRun, fmt: str, path: Path) -> Path:
-    """Write the export and its metadata JSON (same name, .json); return the export's path."""
+    """Write the export and its metadata JSON (metadata_path); return the export's path."""
     module = wrap(saved)
     if fmt == "torchscript":
         export_torchscript(module, path)
     else:
         export_onnx(module, torch.rand(1, *saved.input_shape), path)
     text = json.dumps(metadata(saved, fmt, path), indent=2) + "\n"
-    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(metadata_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 
@@ -107,10 +114,8 @@ def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     saved = load_run(args.run_dir, args.checkpoint)
     path = args.output or args.run_dir / "export" / f"model{FORMATS[args.format]}"
-    if path.suffix == ".json":
-        raise UserError(f"--output {path}: the .json name is taken by the metadata file; choose another suffix")
     export_run(saved, args.format, path)
-    print(f"wrote {path} and {path.with_suffix('.json')}")
+    print(f"wrote {path} and {metadata_path(path)}")
 
 
 def main() -> None:

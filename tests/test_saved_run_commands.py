@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from cnntrain.data import load_data
+from cnntrain.export import metadata_path
 from cnntrain.saved_run import load_run
 from cnntrain.train import run
 
@@ -137,7 +138,7 @@ def test_export_torchscript_bakes_in_the_normalisation(run_dir, tmp_path):
         exported = torch.jit.load(str(out))
         assert torch.allclose(exported(images), expected, atol=1e-5)
         assert torch.allclose(exported(images.float() / 255), expected, atol=1e-5)
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = json.loads(metadata_path(out).read_text())
     assert meta["normalization"]["baked_in"] is True
     assert meta["normalization"]["mean"] == pytest.approx([float(v) for v in saved.config.dataset.mean])
     assert meta["output"]["classes"] == saved.classes and meta["input"]["shape"][1:] == [1, 28, 28]
@@ -156,7 +157,7 @@ def test_export_onnx_agrees_with_onnxruntime(run_dir):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     [got] = session.run(None, {"images": images.numpy()})
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    assert json.loads(path.with_suffix(".json").read_text())["format"] == "onnx"
+    assert json.loads(metadata_path(path).read_text())["format"] == "onnx"
 
 
 def test_export_unknown_format_is_one_line(run_dir):
