@@ -135,11 +135,17 @@ def _check_environment(configs: Iterable[Any]) -> None:
     """Device, data files and model shapes: the checks that need torch, done once per distinct value."""
     from omegaconf import OmegaConf
 
+    from cnntrain.data import fill_dataset_config
+
     seen: set[str] = set()
+    facts: dict[str, Any] = {}
     for cfg in configs:
+        data_key = OmegaConf.to_yaml(cfg.dataset, resolve=True)
+        if data_key not in facts:
+            facts[data_key] = _check_data(cfg.dataset)
+        fill_dataset_config(cfg.dataset, facts[data_key])  # an image folder's shape and classes, for the model
         checks = {
             f"device:{cfg.device}": lambda c=cfg: _check_device(c.device),
-            f"data:{cfg.dataset.torchvision_class}:{cfg.dataset.root}": lambda c=cfg: _check_data(c.dataset),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: _check_model(c),
         }
         for key, check in checks.items():
@@ -155,10 +161,12 @@ def _check_device(device: str) -> None:
         resolve_device(device)
 
 
-def _check_data(dataset: Any) -> None:
-    from cnntrain.data import ensure_available
+def _check_data(dataset: Any) -> Any:
+    """Files present (or downloaded); returns the data's input shape and classes."""
+    from cnntrain.data import describe_data, ensure_available
 
     ensure_available(dataset)
+    return describe_data(dataset)
 
 
 def _check_model(cfg: Any) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from cnntrain.checkpoint import load_checkpoint
 from cnntrain.console import Reporter, format_metric
-from cnntrain.data import DataBundle, ensure_available, load_data
+from cnntrain.data import DataBundle, DataFacts, ensure_available, fill_dataset_config, load_data
 from cnntrain.device import resolve_device
 from cnntrain.engine import FitResult, FitSettings, fit, test
 from cnntrain.metrics import per_class_accuracy
@@ -54,6 +54,14 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
     )
+
+
+def record_data_facts(cfg: DictConfig, bundle: DataBundle) -> None:
+    """Put what the data decided (shape, classes, statistics) into the config the model, checkpoints and
+    summary are built from; `${dataset.num_classes}` in a model then means the data's number of classes."""
+    fill_dataset_config(cfg.dataset, DataFacts(bundle.input_shape, bundle.classes))
+    cfg.dataset.mean = bundle.mean.flatten().tolist()
+    cfg.dataset.std = bundle.std.flatten().tolist()
 
 
 def data_description(bundle: DataBundle) -> dict[str, Any]:
@@ -99,6 +107,7 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     device = resolve_device(cfg.device)
     ensure_available(cfg.dataset)
     bundle = load_data(cfg.dataset, seed=cfg.seed, device=device)
+    record_data_facts(cfg, bundle)
     torch.manual_seed(cfg.seed)
     model, rows = build_model(cfg.model.layers, bundle.input_shape, model_name=cfg.model.name)
     model.to(device)

@@ -8,7 +8,8 @@ import pytest
 
 CASES = [
     (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
-    (["dataset=fashon"], "unknown dataset 'fashon' (did you mean 'fashion'?); available: fashion, mnist"),
+    (["dataset=fashon"],
+     "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, imagefolder, kmnist, mnist"),
     (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?); available: adam, adamw, rmsprop, sgd"),
     (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
     (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
@@ -87,6 +88,6 @@ def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
     result = run_cli("--help")
     assert result.returncode == 0
     for text in ("model: cnn2, cnn3, cnn3-deep, fashion-cnn3, leaky-cnn3, lenet", "optimizer: adam, adamw",
-                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: fashion, mnist"):
+                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: cifar10, emnist, fashion, imagefolder, kmnist, mnist"):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
