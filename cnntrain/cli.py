@@ -146,6 +146,7 @@ def _check_environment(configs: Iterable[Any]) -> None:
         fill_dataset_config(cfg.dataset, facts[data_key])  # an image folder's shape and classes, for the model
         checks = {
             f"device:{cfg.device}": lambda c=cfg: _check_device(c.device),
+            f"logger:{cfg.logger}": lambda c=cfg: _check_logger(c.logger),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: _check_model(c),
         }
         for key, check in checks.items():
@@ -167,6 +168,13 @@ def _check_data(dataset: Any) -> Any:
 
     ensure_available(dataset)
     return describe_data(dataset)
+
+
+def _check_logger(logger: str) -> None:
+    if logger == "tensorboard":
+        from cnntrain.tensorboard_log import check_available
+
+        check_available()
 
 
 def _check_model(cfg: Any) -> None:

@@ -198,6 +198,7 @@ class TrainConfig:
     data_root: str = "data"
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -304,6 +305,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         _choice(cfg, f"{prefix}.monitor", METRICS)
         _choice(cfg, f"{prefix}.mode", ("min", "max"))
     check_device(cfg.device)
+    _choice(cfg, "logger", ("csv", "tensorboard"))
     _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads > 0),
              f"threads={cfg.threads}: must be null or a whole number > 0")
     _check_dataset(cfg.dataset)

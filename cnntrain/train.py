@@ -23,6 +23,7 @@ from cnntrain.metrics import per_class_accuracy
 from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
 from cnntrain.optim import build_optimizer, build_schedule
 from cnntrain.run_files import MetricsCSV, command_line, versions, write_summary
+from cnntrain.tensorboard_log import TensorBoardLogger
 from rich.table import Table
 
 
@@ -95,14 +96,18 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     own_reporter = reporter is None
     reporter = reporter or Reporter(run_dir / "train.log")
+    tensorboard = TensorBoardLogger(run_dir / "tensorboard") if cfg.logger == "tensorboard" else None
     try:
-        return _run(cfg, run_dir, reporter, started)
+        return _run(cfg, run_dir, reporter, started, tensorboard)
     finally:
         if own_reporter:
             reporter.close()
+        if tensorboard is not None:
+            tensorboard.close()
 
 
-def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> float:
+def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float,
+         tensorboard: TensorBoardLogger | None) -> float:
     configure_torch(cfg)
     device = resolve_device(cfg.device)
     ensure_available(cfg.dataset)
@@ -115,7 +120,10 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(bundle.train)} train / "
                    f"{len(bundle.val)} val / {len(bundle.test)} test images, device {device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {run_dir}")
-    reporter.print(summary_table(rows, cfg.model.name, bundle.input_shape))
+    model_table = summary_table(rows, cfg.model.name, bundle.input_shape)
+    reporter.print(model_table)
+    if tensorboard is not None:
+        tensorboard.log_model(model_table)
 
     loss_fn = make_loss(cfg)
     settings = fit_settings(cfg)
@@ -123,10 +131,11 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     steps = -(-len(bundle.train) // settings.batch_size)
     schedule = build_schedule(optimizer, cfg.scheduler, settings.epochs, steps)
     metrics_csv = MetricsCSV(run_dir / "metrics.csv")
+    epoch_loggers = [metrics_csv.append] + ([tensorboard.log_epoch] if tensorboard is not None else [])
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
         result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
-                     on_epoch=metrics_csv.append,
+                     on_epoch=lambda row: [log(row) for log in epoch_loggers],
                      checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)})
         last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
@@ -134,6 +143,12 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
         best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display)
 
     accuracies = per_class_accuracy(matrix)
+    if tensorboard is not None:
+        from cnntrain.plots import misclassified_figure
+
+        tensorboard.log_test({"test/acc": best_test.acc, "test/loss": best_test.loss}, len(result.history),
+                             misclassified_figure(bundle.test.images, bundle.test.labels, best_test.preds,
+                                                  bundle.classes))
     if cfg.report.plots:
         from cnntrain.plots import write_plots
 

@@ -24,6 +24,8 @@ CASES = [
     (["dataset.val_split=0.0"], "dataset.val_split=0.0: a fraction must be in (0, 1)"),
     (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
     (["device=tpu"], "device=tpu: expected one of auto, cpu, cuda, cuda:N, mps"),
+    (["logger=wandb"], "logger=wandb: expected one of csv, tensorboard"),
+    (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder/train not found"),
     (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
     (["x=["], "cannot parse override 'x=['"),
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
