@@ -53,6 +53,8 @@ class DatasetConfig:
     image_size: Optional[list[int]] = None  # imagefolder: [height, width] to resize to (null: the first image's)
     channels: Optional[int] = None  # imagefolder: 1 (grayscale) or 3 (RGB); null: the first image's
     test_split: float = 0.2  # imagefolder without root/test: the fraction of train held out as test
+    in_memory: bool = True  # imagefolder: decode once into tensors (cached); false: DataLoader workers per batch
+    num_workers: int = 2  # imagefolder with in_memory=false: decoding processes
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
@@ -337,6 +339,7 @@ def _check_dataset(ds: DictConfig) -> None:
              f"dataset.image_size={_listed(ds.image_size)}: expected [height, width] or null")
     _require(ds.channels in (None, 1, 3), f"dataset.channels={ds.channels}: expected 1, 3 or null")
     _require(0.0 < ds.test_split < 1.0, f"dataset.test_split={ds.test_split}: must be in (0, 1)")
+    _require(ds.num_workers >= 0, f"dataset.num_workers={ds.num_workers}: must be >= 0")
     _require((ds.mean is None) == (ds.std is None), "dataset.mean and dataset.std: give both, or neither (null)")
     channels = ds.input_shape[0] if ds.input_shape is not None else ds.channels
     for key in ("mean", "std"):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from cnntrain.errors import ConfigError, DataError
-from cnntrain.image_folder import load_folder, scan_folder
+from cnntrain.image_folder import FileDataset, LazyImages, load_folder, scan_folder
 
 # The four files torchvision's MNIST-style datasets read from <root>/<class>/raw.
 IDX_FILES = (
@@ -300,7 +300,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 def _read_folder(cfg: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
     """An image folder's train and test tensors; without root/test, a stratified test_split of train."""
     scan = scan_folder(cfg)
-    train, test = load_folder(scan)
+    train, test = load_folder(scan, bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0))
     if test is None:
         images, labels = train
         keep, held = split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED)
@@ -482,6 +482,9 @@ def iterate_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
+    if isinstance(split.images, LazyImages):
+        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last)
+        return
     order = torch.randperm(n, generator=generator).to(split.labels.device) if shuffle else None
     for b in range(num_batches(n, batch_size, drop_last)):
         lo, hi = b * batch_size, min((b + 1) * batch_size, n)
@@ -490,6 +493,22 @@ def iterate_batches(
         else:
             idx = order[lo:hi]
             yield split.images[idx], split.labels[idx]
+
+
+def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None,
+                      drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batches, in the same order, as the in-memory path, but decoded by DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    count = num_batches(n, batch_size, drop_last)
+    batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(count)]
+    device = split.labels.device
+    loader = DataLoader(FileDataset(split.images, split.labels), batch_sampler=batches,
+                        num_workers=split.images.num_workers, pin_memory=device.type == "cuda")
+    for images, labels in loader:
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:

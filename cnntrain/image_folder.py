@@ -4,6 +4,8 @@ Class names are the sub-folder names (sorted); the input shape is the configured
 size and colour. Images are decoded once into uint8 tensors and cached next to the data in
 root/.cnntrain-cache/, keyed by every file's name, size and mtime and by the target shape, so a second
 run loads one file instead of decoding again, and any change to the folder decodes afresh.
+With dataset.in_memory=false nothing is decoded up front: LazyImages stands in for the image tensor
+and batches are decoded by DataLoader workers (for folders too large for memory).
 """
 
 from __future__ import annotations
@@ -90,10 +92,65 @@ def _input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
     return int(channels), int(size[0]), int(size[1])
 
 
-def load_folder(scan: FolderScan) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
-    """(train images, labels) and (test images, labels) or None, decoded or read from the cache."""
-    train = _cached_decode(scan, "train", scan.train_files)
-    test = _cached_decode(scan, "test", scan.test_files) if scan.test_files is not None else None
+class LazyImages:
+    """Image files standing in for a uint8 [N, C, H, W] tensor, decoded only when read.
+
+    Indexing with an index tensor selects files (no decoding), as the train/val/test split does;
+    an int or a slice decodes those images. `to(device)` is a no-op: batches move when they are read.
+    """
+
+    def __init__(self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0) -> None:
+        self.files = files
+        self.input_shape = input_shape
+        self.num_workers = num_workers
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.files), *self.input_shape))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def to(self, device: Any) -> "LazyImages":
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, torch.Tensor):
+            return LazyImages([self.files[i] for i in key.tolist()], self.input_shape, self.num_workers)
+        if isinstance(key, slice):
+            return torch.stack([self.decode(i) for i in range(*key.indices(len(self)))])
+        return self.decode(int(key))
+
+    def decode(self, index: int) -> torch.Tensor:
+        return decode_image(self.files[index], *self.input_shape)
+
+
+class FileDataset(torch.utils.data.Dataset):
+    """(image, label) pairs for a DataLoader over LazyImages; decoding happens in its worker processes."""
+
+    def __init__(self, images: LazyImages, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels.cpu()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images.decode(index), self.labels[index]
+
+
+def load_folder(scan: FolderScan, in_memory: bool = True, num_workers: int = 0
+                ) -> tuple[tuple[Any, torch.Tensor], tuple[Any, torch.Tensor] | None]:
+    """(train images, labels) and (test images, labels) or None: decoded (or read from the cache) when
+    in_memory, else LazyImages that decode per batch."""
+    def load(split: str, files: list[tuple[Path, int]]) -> tuple[Any, torch.Tensor]:
+        if in_memory:
+            return _cached_decode(scan, split, files)
+        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+        return LazyImages([path for path, _ in files], scan.input_shape, num_workers), labels
+
+    train = load("train", scan.train_files)
+    test = load("test", scan.test_files) if scan.test_files is not None else None
     return train, test
 
 

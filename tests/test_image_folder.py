@@ -193,3 +193,34 @@ def test_torchvision_dataset_mistakes(tmp_path):
         ensure_available(emnist_cfg(tmp_path, split=None))
     with pytest.raises(DataError, match="CIFAR10 not found under .* and dataset.download=false"):
         ensure_available(emnist_cfg(tmp_path, torchvision_class="CIFAR10", split=None))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
+    from cnntrain.data import iterate_batches
+    from cnntrain.image_folder import LazyImages
+
+    root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
+    memory = load_data(folder_cfg(root), seed=0)
+    streamed = load_data(folder_cfg(root, in_memory=False, num_workers=workers), seed=0)
+    assert isinstance(streamed.train.images, LazyImages)
+    assert torch.allclose(streamed.mean, memory.mean) and torch.allclose(streamed.std, memory.std)
+    for split in ("train", "val", "test"):
+        a = list(iterate_batches(getattr(memory, split), 7, shuffle=True, generator=torch.Generator().manual_seed(3)))
+        b = list(iterate_batches(getattr(streamed, split), 7, shuffle=True, generator=torch.Generator().manual_seed(3)))
+        assert len(a) == len(b)
+        for (images_a, labels_a), (images_b, labels_b) in zip(a, b):
+            assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
+
+
+def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
+    from conftest import compose_config
+
+    root = make_folder(tmp_path / "data", rgb=False, size=20, per_class=12)
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.in_memory=false",
+                         "dataset.num_workers=1", "model=cnn2", "trainer.epochs=1", "trainer.batch_size=8",
+                         "trainer.progress=false")
+    run(cfg, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["sizes"]["test"] == 7 and (tmp_path / "run" / "misclassified.png").is_file()
+    assert not (root / image_folder.CACHE_DIR).exists(), "the streamed path keeps no decoded copy"
