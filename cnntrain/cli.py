@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
+from cnntrain.entry import debugging, run_command
 from cnntrain.errors import ConfigError, UserError
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
-DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve", "--package", "-p"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -138,11 +137,18 @@ def _check_environment(configs: Iterable[Any]) -> None:
     """Device, data files and model shapes: the checks that need torch, done once per distinct value."""
     from omegaconf import OmegaConf
 
+    from cnntrain.data import fill_dataset_config
+
     seen: set[str] = set()
+    facts: dict[str, Any] = {}
     for cfg in configs:
+        data_key = OmegaConf.to_yaml(cfg.dataset, resolve=True)
+        if data_key not in facts:
+            facts[data_key] = _check_data(cfg.dataset)
+        fill_dataset_config(cfg.dataset, facts[data_key])  # an image folder's shape and classes, for the model
         checks = {
             f"device:{cfg.device}:{cfg.trainer.precision}": lambda c=cfg: _check_device(c.device, c.trainer.precision),
-            f"data:{cfg.dataset.torchvision_class}:{cfg.dataset.root}": lambda c=cfg: _check_data(c.dataset),
+            f"logger:{cfg.logger}": lambda c=cfg: _check_logger(c.logger),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: _check_model(c),
         }
         for key, check in checks.items():
@@ -159,10 +165,19 @@ def _check_device(device: str, precision: str) -> None:
         Accel(resolve_device(device), precision)
 
 
-def _check_data(dataset: Any) -> None:
-    from cnntrain.data import ensure_available
+def _check_data(dataset: Any) -> Any:
+    """Files present (or downloaded); returns the data's input shape and classes."""
+    from cnntrain.data import describe_data, ensure_available
 
     ensure_available(dataset)
+    return describe_data(dataset)
+
+
+def _check_logger(logger: str) -> None:
+    if logger == "tensorboard":
+        from cnntrain.tensorboard_log import check_available
+
+        check_available()
 
 
 def _check_model(cfg: Any) -> None:
@@ -187,34 +202,22 @@ def _run_hydra() -> None:
     entry()
 
 
-def report(message: str) -> None:
-    """The one line a user sees for a mistake of theirs."""
-    sys.stderr.write(f"error: {message}\n")
-    sys.stderr.flush()
-
-
 def main() -> None:
     """Console-script entry point: preflight, then hand over to Hydra; user errors exit with status 2."""
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
-    flags, overrides, multirun = split_argv(sys.argv[1:])
+    run_command(_main)
+
+
+def _main(argv: list[str]) -> None:
+    flags, overrides, multirun = split_argv(argv)
     try:
         if not INFO_FLAGS.intersection(flags):
             preflight(overrides, multirun)
         _run_hydra()
-    except UserError as err:
-        if debug:
-            raise
-        report(str(err))
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        report("interrupted")
-        sys.exit(130)
     except Exception as err:
-        if debug or not _is_config_exception(err):
+        if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
             raise
-        report(_composition_message(err, overrides))
-        sys.exit(2)
+        raise ConfigError(_composition_message(err, overrides)) from None
 
 
 def _is_config_exception(err: Exception) -> bool:

@@ -12,7 +12,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -46,13 +46,21 @@ class AugmentConfig:
 @dataclass
 class DatasetConfig:
     name: str
-    torchvision_class: str
     root: str
-    input_shape: list[int]
-    num_classes: int
-    classes: list[str]
-    mean: list[float]
-    std: list[float]
+    kind: str = "torchvision"  # torchvision (a dataset class by name) | imagefolder (root/train/<class>/...)
+    torchvision_class: str = ""
+    split: Optional[str] = None  # EMNIST's split argument
+    # null: taken from the data (always the case for an image folder); stated: checked against the data
+    input_shape: Optional[list[int]] = None
+    num_classes: Optional[int] = None
+    classes: Optional[list[str]] = None
+    mean: Optional[list[float]] = None  # null: computed from the training split
+    std: Optional[list[float]] = None
+    image_size: Optional[list[int]] = None  # imagefolder: [height, width] to resize to (null: the first image's)
+    channels: Optional[int] = None  # imagefolder: 1 (grayscale) or 3 (RGB); null: the first image's
+    test_split: float = 0.2  # imagefolder without root/test: the fraction of train held out as test
+    in_memory: bool = True  # imagefolder: decode once into tensors (cached); false: DataLoader workers per batch
+    num_workers: int = 2  # imagefolder with in_memory=false: decoding processes
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
@@ -185,6 +193,11 @@ class TrainerConfig:
 
 
 @dataclass
+class ReportConfig:
+    plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig
     model: ModelConfig
@@ -196,6 +209,8 @@ class TrainConfig:
     threads: Any = None
     data_root: str = "data"
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -302,14 +317,16 @@ def _check_ranges(cfg: DictConfig) -> None:
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
         _choice(cfg, f"{prefix}.monitor", METRICS)
         _choice(cfg, f"{prefix}.mode", ("min", "max"))
-    _check_device(cfg.device)
+    check_device(cfg.device)
+    _choice(cfg, "logger", ("csv", "tensorboard"))
     _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads > 0),
              f"threads={cfg.threads}: must be null or a whole number > 0")
     _check_dataset(cfg.dataset)
     _check_scheduler(cfg)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked later)."""
     ok = device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device) is not None
     _require(ok, f"device={device}: expected one of auto, cpu, cuda, cuda:N, mps")
 
@@ -324,14 +341,27 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", ("random", "stratified"))
     _require(ds.augment.translate >= 0, f"dataset.augment.translate={ds.augment.translate}: must be >= 0 pixels")
-    _require(ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
-    _require(len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape),
-             f"dataset.input_shape={list(ds.input_shape)}: expected [channels, height, width]")
-    channels = ds.input_shape[0]
+    _choice(ds, "kind", ("torchvision", "imagefolder"))
+    if ds.kind == "torchvision":
+        _require(bool(ds.torchvision_class), "dataset.torchvision_class is empty: name a torchvision dataset class")
+    _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
+    _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
+             f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")
+    _require(ds.image_size is None or (len(ds.image_size) == 2 and all(d > 0 for d in ds.image_size)),
+             f"dataset.image_size={_listed(ds.image_size)}: expected [height, width] or null")
+    _require(ds.channels in (None, 1, 3), f"dataset.channels={ds.channels}: expected 1, 3 or null")
+    _require(0.0 < ds.test_split < 1.0, f"dataset.test_split={ds.test_split}: must be in (0, 1)")
+    _require(ds.num_workers >= 0, f"dataset.num_workers={ds.num_workers}: must be >= 0")
+    _require((ds.mean is None) == (ds.std is None), "dataset.mean and dataset.std: give both, or neither (null)")
+    channels = ds.input_shape[0] if ds.input_shape is not None else ds.channels
     for key in ("mean", "std"):
-        _require(len(ds[key]) == channels,
-                 f"dataset.{key}={list(ds[key])}: expected {channels} value(s), one per channel")
-    _require(all(s > 0 for s in ds.std), f"dataset.std={list(ds.std)}: every value must be > 0")
+        _require(ds[key] is None or channels is None or len(ds[key]) == channels,
+                 f"dataset.{key}={_listed(ds[key])}: expected {channels} value(s), one per channel")
+    _require(ds.std is None or all(s > 0 for s in ds.std), f"dataset.std={_listed(ds.std)}: every value must be > 0")
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if value is not None else None
 
 
 def _check_scheduler(cfg: DictConfig) -> None:

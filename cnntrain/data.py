@@ -3,6 +3,11 @@
 The whole dataset lives in two uint8 tensors per split on the target device: MNIST-sized data is
 ~50 MB, so a DataLoader with per-sample PIL decoding would only add overhead. Batches are index
 slices of those tensors; the caller normalises each batch with DataBundle.normalize.
+
+Two kinds of dataset: `torchvision` (a classification dataset class by name: the MNIST family read
+from IDX files, EMNIST with its split, CIFAR-10/100) and `imagefolder` (cnntrain.image_folder).
+Either way the data, not the config, decides the input shape and the classes; a config that states
+them is checked against the data.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import torch
 
 from cnntrain.errors import ConfigError, DataError
+from cnntrain.image_folder import FileDataset, LazyImages, load_folder, scan_folder
 
 # The four files torchvision's MNIST-style datasets read from <root>/<class>/raw.
 IDX_FILES = (
@@ -29,7 +35,12 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 # torchvision classes that share that layout and take (root, train, download) only.
-SUPPORTED_CLASSES = ("FashionMNIST", "KMNIST", "MNIST")
+IDX_CLASSES = ("FashionMNIST", "KMNIST", "MNIST")
+# Other classification datasets with (root, train, download[, split]) and .data/.targets/.classes.
+SUPPORTED_CLASSES = ("CIFAR10", "CIFAR100", "EMNIST", "FashionMNIST", "KMNIST", "MNIST")
+EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+DATASET_KINDS = ("torchvision", "imagefolder")
+TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `seed` changes
 # torchvision's urlopen has no timeout; a firewall that drops packets would block forever.
 # This bounds each socket operation (connect, read) of a download attempt, not the whole download.
 DOWNLOAD_TIMEOUT_S = 10.0
@@ -63,8 +74,12 @@ class DataBundle:
     input_shape: tuple[int, int, int]
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        """(x/255 - mean)/std as float32; in place on the fresh float copy to save two allocations."""
-        return images_uint8.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return normalize(images_uint8, self.mean, self.std)
+
+
+def normalize(images_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x/255 - mean)/std as float32; in place on the fresh float copy to save two allocations."""
+    return images_uint8.float().div_(255.0).sub_(mean).div_(std)
 
 
 # ---------------------------------------------------------------- files on disk
@@ -75,9 +90,21 @@ def raw_folder(cfg: Any) -> Path:
     return Path(str(cfg.root)) / str(cfg.torchvision_class) / "raw"
 
 
+def dataset_kind(cfg: Any) -> str:
+    kind = str(cfg.get("kind") or "torchvision")
+    if kind not in DATASET_KINDS:
+        raise ConfigError(f"dataset.kind={kind}: expected one of {', '.join(DATASET_KINDS)}")
+    return kind
+
+
 def ensure_available(cfg: Any) -> None:
-    """Make sure the four IDX files exist, downloading if allowed; else raise one readable DataError."""
-    _class_name(cfg)
+    """Make sure the dataset's files exist, downloading if allowed; else raise one readable DataError."""
+    if dataset_kind(cfg) == "imagefolder":
+        scan_folder(cfg)
+        return
+    if _class_name(cfg) not in IDX_CLASSES:
+        _ensure_torchvision_files(cfg)
+        return
     folder = raw_folder(cfg)
     _gunzip_missing(folder)
     if not _missing_files(folder):
@@ -127,9 +154,41 @@ def _try_download(cfg: Any) -> None:
     dataset_class = _dataset_class(cfg)
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            dataset_class(str(cfg.root), train=True, download=True)
+            dataset_class(str(cfg.root), train=True, download=True, **_extra_args(cfg))
     except Exception:  # noqa: BLE001 - DNS, timeouts, HTTP errors, bad checksums: all mean "not downloaded"
         pass
+
+
+def _ensure_torchvision_files(cfg: Any) -> None:
+    """Datasets outside the IDX family: torchvision itself checks its files (and their checksums)."""
+    _extra_args(cfg)  # a missing EMNIST split is a config mistake, not missing files
+    if _opens(cfg):
+        return
+    if cfg.download:
+        _try_download(cfg)
+        if _opens(cfg):
+            return
+    why = "download failed (no network?)" if cfg.download else "dataset.download=false"
+    raise DataError(f"{cfg.torchvision_class} not found under {cfg.root} and {why}. Put torchvision's files for "
+                    f"{cfg.torchvision_class} there, or set dataset.root to a folder that has them.")
+
+
+def _opens(cfg: Any) -> bool:
+    try:
+        _dataset_class(cfg)(str(cfg.root), train=False, download=False, **_extra_args(cfg))
+    except Exception:  # noqa: BLE001 - torchvision raises RuntimeError for missing or damaged files
+        return False
+    return True
+
+
+def _extra_args(cfg: Any) -> dict[str, Any]:
+    """Constructor arguments beyond (root, train, download): EMNIST's split."""
+    if str(cfg.torchvision_class) != "EMNIST":
+        return {}
+    split = cfg.get("split")
+    if split not in EMNIST_SPLITS:
+        raise ConfigError(f"dataset.split={split}: EMNIST needs one of {', '.join(EMNIST_SPLITS)}")
+    return {"split": str(split)}
 
 
 def _not_found_message(cfg: Any, folder: Path, missing: list[str]) -> str:
@@ -159,13 +218,47 @@ def _dataset_class(cfg: Any) -> type:
 # ---------------------------------------------------------------- loading
 
 
+@dataclass
+class DataFacts:
+    """What the data says about itself: the config may leave these out (null) and then gets them from here."""
+
+    input_shape: tuple[int, int, int]
+    classes: list[str]
+
+
+def describe_data(cfg: Any) -> DataFacts:
+    """Input shape and classes, as cheaply as the dataset allows (an image folder is scanned, not decoded)."""
+    if dataset_kind(cfg) == "imagefolder":
+        scan = scan_folder(cfg)
+        facts = DataFacts(scan.input_shape, scan.classes)
+    elif cfg.get("input_shape") is not None and cfg.get("classes") is not None:
+        facts = DataFacts(tuple(int(d) for d in cfg.input_shape), [str(c) for c in cfg.classes])
+    else:
+        images, _, classes = _read_split(cfg, train=False)
+        facts = DataFacts(tuple(int(d) for d in images.shape[1:]), classes)
+    _check_facts(cfg, facts)
+    return facts
+
+
+def fill_dataset_config(cfg: Any, facts: DataFacts) -> None:
+    """Write the data's shape and classes into a dataset config whose keys were left null."""
+    cfg.input_shape = list(facts.input_shape)
+    cfg.classes = list(facts.classes)
+    cfg.num_classes = len(facts.classes)
+
+
 def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu") -> DataBundle:
     """Read train and test once, split val off train (seeded) and put every tensor on `device`."""
     ensure_available(cfg)
-    train_images, train_labels = _read_split(cfg, train=True)
-    test_images, test_labels = _read_split(cfg, train=False)
-    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
-        _check_against_config(cfg, images, labels)
+    if dataset_kind(cfg) == "imagefolder":
+        (train_images, train_labels), (test_images, test_labels), classes = _read_folder(cfg)
+    else:
+        train_images, train_labels, classes = _read_split(cfg, train=True)
+        test_images, test_labels, _ = _read_split(cfg, train=False)
+    facts = DataFacts(tuple(int(d) for d in train_images.shape[1:]), classes)
+    _check_facts(cfg, facts)
+    for labels in (train_labels, test_labels):
+        _check_labels(cfg, labels, len(classes))
     train_idx, val_idx = split_indices(train_labels, cfg.val_split, str(cfg.val_strategy), seed)
 
     device = torch.device(device)
@@ -174,37 +267,83 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu") -> DataBu
         return TensorSplit(images.to(device), labels.to(device))
 
     channels = train_images.shape[1]
+    train = on_device(train_images[train_idx], train_labels[train_idx])
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if mean is None or std is None:
+        mean, std = channel_stats(train.images)
     return DataBundle(
-        train=on_device(train_images[train_idx], train_labels[train_idx]),
+        train=train,
         val=on_device(train_images[val_idx], train_labels[val_idx]),
         test=on_device(test_images, test_labels),
-        mean=_channel_stat(cfg.mean, "mean", channels, device),
-        std=_channel_stat(cfg.std, "std", channels, device),
-        classes=[str(c) for c in cfg.classes],
-        input_shape=tuple(int(d) for d in train_images.shape[1:]),
+        mean=_channel_stat(mean, "mean", channels, device),
+        std=_channel_stat(std, "std", channels, device),
+        classes=classes,
+        input_shape=facts.input_shape,
     )
 
 
-def _read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Let torchvision parse the IDX files, but take its tensors whole and add the channel dim."""
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images in [0, 1] units, in chunks to bound the memory."""
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for lo in range(0, images.shape[0], chunk):
+        batch = images[lo:lo + chunk].double().div_(255.0).transpose(0, 1).reshape(channels, -1).cpu()
+        total += batch.sum(dim=1)
+        squares += batch.square().sum(dim=1)
+    count = max(1, images.shape[0] * images.shape[2] * images.shape[3])
+    mean = total / count
+    std = (squares / count - mean.square()).clamp(min=1e-12).sqrt()
+    return mean.tolist(), [max(s, 1e-3) for s in std.tolist()]
+
+
+def _read_folder(cfg: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], list[str]]:
+    """An image folder's train and test tensors; without root/test, a stratified test_split of train."""
+    scan = scan_folder(cfg)
+    train, test = load_folder(scan, bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0))
+    if test is None:
+        images, labels = train
+        keep, held = split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED)
+        train, test = (images[keep], labels[keep]), (images[held], labels[held])
+    return train, test, scan.classes
+
+
+def _read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Let torchvision parse the files, but take its arrays whole as uint8 NCHW tensors."""
     dataset_class = _dataset_class(cfg)
     try:
-        dataset = dataset_class(str(cfg.root), train=train, download=False)
-        images, labels = dataset.data, dataset.targets
+        dataset = dataset_class(str(cfg.root), train=train, download=False, **_extra_args(cfg))
+        images, labels = as_nchw(dataset.data), torch.as_tensor(dataset.targets)
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torchvision reports bad files with asserts, view errors, ...
         raise DataError(_unreadable_message(cfg, train, exc)) from exc
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{cfg.torchvision_class} files under {raw_folder(cfg)} disagree: {images.shape[0]} "
             f"{'train' if train else 't10k'} images but {labels.shape[0]} labels; replace them with intact copies."
         )
-    return images, labels.long()
+    names = cfg.get("classes") or getattr(dataset, "classes", None) or \
+        [str(i) for i in range(int(labels.max()) + 1 if labels.numel() else 0)]
+    return images, labels.long(), [str(c) for c in names]
+
+
+def as_nchw(data: Any) -> torch.Tensor:
+    """torchvision's image arrays as uint8 [N, C, H, W]: MNIST gives [N, H, W] tensors, CIFAR [N, H, W, C] numpy."""
+    images = torch.as_tensor(data)
+    if images.dim() == 3:
+        return images.unsqueeze(1)
+    if images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        return images.permute(0, 3, 1, 2).contiguous()
+    return images
 
 
 def _unreadable_message(cfg: Any, train: bool, exc: Exception) -> str:
     folder = raw_folder(cfg)
+    if str(cfg.torchvision_class) not in IDX_CLASSES:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({reason}); "
+                f"replace them with intact copies, or delete them and set dataset.download=true.")
     bad = _first_unreadable_file(folder, "train" if train else "t10k")
     what, it = (f"file {folder / bad} is", "it") if bad else (f"files under {folder} are", "them")
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -227,21 +366,37 @@ def _first_unreadable_file(folder: Path, prefix: str) -> str | None:
     return None
 
 
-def _check_against_config(cfg: Any, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """The model is built from the config, so a config that misdescribes the files must stop here."""
-    expected = tuple(int(d) for d in cfg.input_shape)
-    found = tuple(int(d) for d in images.shape[1:])
-    if found != expected:
-        raise DataError(
-            f"dataset.input_shape is {list(expected)} but the files under {raw_folder(cfg)} hold "
-            f"{'x'.join(map(str, found))} images; set dataset.input_shape={list(found)}."
-        )
-    num_classes = int(cfg.num_classes)
-    if len(cfg.classes) != num_classes:
+def data_location(cfg: Any) -> Path:
+    """Where the files are, for messages."""
+    if dataset_kind(cfg) == "imagefolder" or str(cfg.torchvision_class) not in IDX_CLASSES:
+        return Path(str(cfg.root))
+    return raw_folder(cfg)
+
+
+def _check_facts(cfg: Any, facts: DataFacts) -> None:
+    """A config that states the shape or the classes must agree with the data (the model is built from them)."""
+    where = data_location(cfg)
+    if cfg.get("input_shape") is not None:
+        expected = tuple(int(d) for d in cfg.input_shape)
+        if facts.input_shape != expected:
+            raise DataError(
+                f"dataset.input_shape is {list(expected)} but the files under {where} hold "
+                f"{'x'.join(map(str, facts.input_shape))} images; set dataset.input_shape={list(facts.input_shape)} "
+                f"(or null to take it from the data)."
+            )
+    num_classes = cfg.get("num_classes")
+    if num_classes is not None and cfg.get("classes") is not None and len(cfg.classes) != int(num_classes):
         raise DataError(f"dataset.classes has {len(cfg.classes)} names but dataset.num_classes is {num_classes}.")
+    if num_classes is not None and dataset_kind(cfg) == "imagefolder" and int(num_classes) != len(facts.classes):
+        raise DataError(f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} class folders; "
+                        f"set dataset.num_classes=null to take it from the data.")
+
+
+def _check_labels(cfg: Any, labels: torch.Tensor, found_classes: int) -> None:
+    num_classes = int(cfg.get("num_classes") or found_classes)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(
-            f"labels under {raw_folder(cfg)} range {int(labels.min())}..{int(labels.max())}, "
+            f"labels under {data_location(cfg)} range {int(labels.min())}..{int(labels.max())}, "
             f"outside 0..{num_classes - 1} allowed by dataset.num_classes={num_classes}."
         )
 
@@ -327,6 +482,9 @@ def iterate_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
+    if isinstance(split.images, LazyImages):
+        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last)
+        return
     order = torch.randperm(n, generator=generator).to(split.labels.device) if shuffle else None
     for b in range(num_batches(n, batch_size, drop_last)):
         lo, hi = b * batch_size, min((b + 1) * batch_size, n)
@@ -335,6 +493,22 @@ def iterate_batches(
         else:
             idx = order[lo:hi]
             yield split.images[idx], split.labels[idx]
+
+
+def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None,
+                      drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batches, in the same order, as the in-memory path, but decoded by DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    count = num_batches(n, batch_size, drop_last)
+    batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(count)]
+    device = split.labels.device
+    loader = DataLoader(FileDataset(split.images, split.labels), batch_sampler=batches,
+                        num_workers=split.images.num_workers, pin_memory=device.type == "cuda")
+    for images, labels in loader:
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool) -> int:

@@ -18,13 +18,14 @@ from cnntrain.accel import Accel
 from cnntrain.augment import Augment
 from cnntrain.checkpoint import load_checkpoint
 from cnntrain.console import Reporter, format_metric
-from cnntrain.data import DataBundle, ensure_available, load_data
+from cnntrain.data import DataBundle, DataFacts, ensure_available, fill_dataset_config, load_data
 from cnntrain.device import resolve_device
 from cnntrain.engine import FitResult, FitSettings, fit, test, unwrap
 from cnntrain.metrics import per_class_accuracy
 from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
 from cnntrain.optim import build_optimizer, build_schedule
 from cnntrain.run_files import MetricsCSV, command_line, versions, write_summary
+from cnntrain.tensorboard_log import TensorBoardLogger
 from rich.table import Table
 
 
@@ -59,6 +60,20 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
     )
 
 
+def record_data_facts(cfg: DictConfig, bundle: DataBundle) -> None:
+    """Put what the data decided (shape, classes, statistics) into the config the model, checkpoints and
+    summary are built from; `${dataset.num_classes}` in a model then means the data's number of classes."""
+    fill_dataset_config(cfg.dataset, DataFacts(bundle.input_shape, bundle.classes))
+    cfg.dataset.mean = bundle.mean.flatten().tolist()
+    cfg.dataset.std = bundle.std.flatten().tolist()
+
+
+def data_description(bundle: DataBundle) -> dict[str, Any]:
+    """What a saved model needs to know about its inputs (the data decides it, not always the config)."""
+    return {"input_shape": list(bundle.input_shape), "classes": list(bundle.classes),
+            "mean": bundle.mean.flatten().tolist(), "std": bundle.std.flatten().tolist()}
+
+
 def test_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column(justify="left")
@@ -88,18 +103,23 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     run_dir.mkdir(parents=True, exist_ok=True)
     own_reporter = reporter is None
     reporter = reporter or Reporter(run_dir / "train.log")
+    tensorboard = TensorBoardLogger(run_dir / "tensorboard") if cfg.logger == "tensorboard" else None
     try:
-        return _run(cfg, run_dir, reporter, started)
+        return _run(cfg, run_dir, reporter, started, tensorboard)
     finally:
         if own_reporter:
             reporter.close()
+        if tensorboard is not None:
+            tensorboard.close()
 
 
-def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> float:
+def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float,
+         tensorboard: TensorBoardLogger | None) -> float:
     configure_torch(cfg)
     device = resolve_device(cfg.device)
     ensure_available(cfg.dataset)
     bundle = load_data(cfg.dataset, seed=cfg.seed, device=device)
+    record_data_facts(cfg, bundle)
     torch.manual_seed(cfg.seed)
     model, rows = build_model(cfg.model.layers, bundle.input_shape, model_name=cfg.model.name)
     accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
@@ -108,7 +128,10 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(bundle.train)} train / "
                    f"{len(bundle.val)} val / {len(bundle.test)} test images, device {device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {run_dir}")
-    reporter.print(summary_table(rows, cfg.model.name, bundle.input_shape))
+    model_table = summary_table(rows, cfg.model.name, bundle.input_shape)
+    reporter.print(model_table)
+    if tensorboard is not None:
+        tensorboard.log_model(model_table)
 
     loss_fn = make_loss(cfg)
     settings = fit_settings(cfg)
@@ -116,11 +139,13 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     steps = -(-len(bundle.train) // settings.batch_size)
     schedule = build_schedule(optimizer, cfg.scheduler, settings.epochs, steps)
     metrics_csv = MetricsCSV(run_dir / "metrics.csv")
+    epoch_loggers = [metrics_csv.append] + ([tensorboard.log_epoch] if tensorboard is not None else [])
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     train_started = time.perf_counter()
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
         result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
-                     on_epoch=metrics_csv.append, checkpoint_extra={"config": plain_cfg}, accel=accel)
+                     on_epoch=lambda row: [log(row) for log in epoch_loggers],
+                     checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)}, accel=accel)
         test_started = time.perf_counter()
         last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
@@ -133,6 +158,17 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float) -> 
     }
 
     accuracies = per_class_accuracy(matrix)
+    if tensorboard is not None:
+        from cnntrain.plots import misclassified_figure
+
+        tensorboard.log_test({"test/acc": best_test.acc, "test/loss": best_test.loss}, len(result.history),
+                             misclassified_figure(bundle.test.images, bundle.test.labels, best_test.preds,
+                                                  bundle.classes))
+    if cfg.report.plots:
+        from cnntrain.plots import write_plots
+
+        write_plots(run_dir, result.history, matrix, bundle.test.images, bundle.test.labels, best_test.preds,
+                    bundle.classes)
     summary = build_summary(cfg, bundle, result, best_test, last_test, matrix, accuracies, params, device, started,
                             timing)
     write_summary(run_dir / "summary.json", summary)

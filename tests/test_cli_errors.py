@@ -8,7 +8,8 @@ import pytest
 
 CASES = [
     (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
-    (["dataset=fashon"], "unknown dataset 'fashon' (did you mean 'fashion'?); available: fashion, mnist"),
+    (["dataset=fashon"],
+     "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, imagefolder, kmnist, mnist"),
     (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?); available: adam, adamw, rmsprop, sgd"),
     (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
     (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
@@ -23,6 +24,8 @@ CASES = [
     (["dataset.val_split=0.0"], "dataset.val_split=0.0: a fraction must be in (0, 1)"),
     (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
     (["device=tpu"], "device=tpu: expected one of auto, cpu, cuda, cuda:N, mps"),
+    (["logger=wandb"], "logger=wandb: expected one of csv, tensorboard"),
+    (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder/train not found"),
     (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
     (["x=["], "cannot parse override 'x=['"),
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
@@ -87,7 +90,7 @@ def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
     result = run_cli("--help")
     assert result.returncode == 0
     for text in ("model: cnn2, cnn3, cnn3-deep, fashion-cnn3, leaky-cnn3, lenet", "optimizer: adam, adamw",
-                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: fashion, mnist"):
+                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: cifar10, emnist, fashion, imagefolder, kmnist, mnist"):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
 

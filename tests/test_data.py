@@ -103,8 +103,8 @@ def test_mean_std_must_match_channels(synthetic_data_root):
 
 
 def test_unsupported_torchvision_class(synthetic_data_root):
-    with pytest.raises(ConfigError, match="'CIFAR10'.*MNIST"):
-        load_data(dataset_cfg(synthetic_data_root, torchvision_class="CIFAR10"), seed=0)
+    with pytest.raises(ConfigError, match="'Places365'.*CIFAR10, CIFAR100, EMNIST, FashionMNIST, KMNIST, MNIST"):
+        load_data(dataset_cfg(synthetic_data_root, torchvision_class="Places365"), seed=0)
 
 
 @pytest.mark.parametrize(
