@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
-from cnntrain.errors import ConfigError, UserError
+from cnntrain.errors import ConfigError, Interrupted, UserError
 
 DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -92,7 +93,7 @@ def expand_jobs(parsed: list[Any]) -> list[list[str]]:
     return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
 
 
-def _compose(overrides: list[str]) -> Any:
+def compose_train(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -111,7 +112,7 @@ def _composition_message(err: Exception, overrides: list[str]) -> str:
         key = bad.group(1)
         parent = key.rpartition(".")[0]
         rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") == key]
-        node = _compose(rest)
+        node = compose_train(rest)
         from omegaconf import DictConfig, OmegaConf
 
         target = OmegaConf.select(node, parent) if parent else node
@@ -128,7 +129,7 @@ def preflight(overrides: list[str], multirun: bool) -> None:
     """Check every job's config before Hydra creates anything on disk."""
     parsed = _parse_overrides(overrides)
     _check_group_choices(parsed, multirun)
-    configs = [validate(_compose(job)) for job in expand_jobs(parsed)]
+    configs = [validate(compose_train(job)) for job in expand_jobs(parsed)]
     _check_environment(configs)
 
 
@@ -168,13 +169,70 @@ def _check_model(cfg: Any) -> None:
     build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
 
 
-def _task(cfg: Any) -> float:
-    """What Hydra runs for each job: validate once more (cheap), then train."""
-    from hydra.core.hydra_config import HydraConfig
+def resume_target(overrides: list[str], multirun: bool) -> Path | None:
+    """The run directory of `cnntrain resume=RUN_DIR`, checked; None for any other command."""
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
+    if not values or values == ["null"]:
+        return None
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "resume"]
+    if multirun or len(values) > 1 or others:
+        raise ConfigError(f"resume={values[0]} continues one run with its saved config; drop -m and the other "
+                          f"overrides ({' '.join(others) or 'a second resume='})")
+    from cnntrain.train import load_resume_checkpoint
 
+    run_dir = Path(values[0].strip("'\"")).resolve()
+    load_resume_checkpoint(run_dir)
+    return run_dir
+
+
+def resume_argv(flags: list[str], run_dir: Path) -> list[str]:
+    """The command Hydra sees for a resume: the original run directory, whose .hydra/ it must not rewrite."""
+    return [*flags, f"resume='{run_dir}'", f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+
+
+class JobStopped(BaseException):
+    """Carries a UserError out of a job past Hydra, which would print its own line for an Exception."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _task(cfg: Any) -> float:
+    """What Hydra runs for each job: validate once more (cheap), then train (or continue a run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from cnntrain.train import resume_run, run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        if cfg.get("resume") is not None:
+            return resume_run(run_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return _sweep_job(cfg, run_dir, hydra_cfg.job.num)
+        return run(validate(cfg), run_dir)
+    except UserError as err:
+        raise JobStopped(err) from err
+
+
+def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
+    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN)."""
+    import time
+
+    from cnntrain.run_files import write_failure
     from cnntrain.train import run
 
-    return run(validate(cfg), Path(HydraConfig.get().runtime.output_dir))
+    started = time.perf_counter()
+    try:
+        return run(validate(cfg), run_dir)
+    except Interrupted:
+        raise
+    except UserError as err:
+        write_failure(run_dir / "summary.json", str(err), time.perf_counter() - started)
+        report(f"job {job_num} failed: {err}")
+        return float("nan")
 
 
 def _run_hydra() -> None:
@@ -190,28 +248,45 @@ def report(message: str) -> None:
     sys.stderr.flush()
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")  # the same clean stop as Ctrl-C (train.run says how to resume)
+
+
 def main() -> None:
     """Console-script entry point: preflight, then hand over to Hydra; user errors exit with status 2."""
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
+    signal.signal(signal.SIGTERM, _on_sigterm)
     flags, overrides, multirun = split_argv(sys.argv[1:])
     try:
-        if not INFO_FLAGS.intersection(flags):
+        resume_dir = resume_target(overrides, multirun)
+        if resume_dir is not None:
+            sys.argv = [sys.argv[0], *resume_argv(flags, resume_dir)]
+        elif not INFO_FLAGS.intersection(flags):
             preflight(overrides, multirun)
         _run_hydra()
+    except JobStopped as stopped:
+        _exit_for(stopped.error, debug)
     except UserError as err:
-        if debug:
-            raise
-        report(str(err))
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+        _exit_for(err, debug)
+    except KeyboardInterrupt as err:
         report("interrupted")
-        sys.exit(130)
+        sys.exit(143 if str(err) == "SIGTERM" else 130)
     except Exception as err:
         if debug or not _is_config_exception(err):
             raise
         report(_composition_message(err, overrides))
         sys.exit(2)
+
+
+def _exit_for(err: UserError, debug: bool) -> None:
+    if debug:
+        raise err
+    if isinstance(err, Interrupted):
+        sys.stderr.write(f"{err}\n")
+    else:
+        report(str(err))
+    sys.exit(err.exit_code)
 
 
 def _is_config_exception(err: Exception) -> bool:

@@ -185,6 +185,7 @@ class TrainConfig:
     deterministic: bool = True
     threads: Any = None
     data_root: str = "data"
+    resume: Any = None  # a run directory to continue (the CLI turns it into that run's own config)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 

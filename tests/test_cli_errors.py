@@ -90,3 +90,11 @@ def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
                  "scheduler: cosine, none, onecycle, plateau, step", "dataset: fashion, mnist"):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_diverging_run_is_one_line_exit_2(run_cli, tmp_path):
+    result = run_cli("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "optimizer=sgd", "optimizer.lr=1e12",
+                     "hydra.run.dir=diverged")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: training loss became ") and ", batch " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
