@@ -223,9 +223,9 @@ def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, 
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
             "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
         }
-        save_checkpoint(checkpoint_dir / "last.pt", state)
-        if improved:
+        if improved:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with epoch N
             save_checkpoint(checkpoint_dir / "best.pt", state)
+        save_checkpoint(checkpoint_dir / "last.pt", state)
         display.end_epoch(row, best=improved)
         on_epoch(row)
         if _should_stop(settings, early):

@@ -107,6 +107,8 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None,
 def resume_run(run_dir: Path) -> float:
     """Continue an interrupted run in its own directory, with the config saved in its last checkpoint."""
     checkpoint = load_resume_checkpoint(run_dir)
+    for stale in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
+        stale.unlink()  # a temp file of a write that was killed before its rename
     return run(validate(OmegaConf.create(checkpoint["config"])), run_dir, resume=checkpoint)
 
 

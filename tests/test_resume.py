@@ -65,10 +65,11 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(start_cli, tmp_pa
     assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] >= 1
 
 
-def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch):
+@pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01")])
+def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch, schedule):
     import cnntrain.engine as engine
 
-    cfg = tiny_config("trainer.epochs=3")
+    cfg = tiny_config("trainer.epochs=3", *schedule)
     run(cfg, tmp_path / "reference")
     real_train_epoch = engine.train_epoch
 
@@ -90,7 +91,8 @@ def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeyp
 
 
 def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
-    """Rows written after the checkpoint (a crash between the two writes) are dropped, not duplicated."""
+    """Rows written after the checkpoint (a crash between the two writes) are dropped, not duplicated,
+    and temp files of a killed write are cleared."""
     run(tiny_config("trainer.epochs=1"), tmp_path)
     with (tmp_path / "metrics.csv").open("a") as f:
         f.write("2,9,9,9,9,9,9\n")
@@ -100,7 +102,9 @@ def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
     from cnntrain.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", checkpoint)
+    (tmp_path / "checkpoints" / ".best.pt.x1y2.tmp").write_bytes(b"half a checkpoint")  # a write killed mid-way
     resume_run(tmp_path)
+    assert not list(tmp_path.rglob("*.tmp"))
     rows = read_rows(tmp_path)
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["train/loss"] != "9"
     assert read_summary(tmp_path)["epochs_run"] == 2
