@@ -118,6 +118,12 @@ def _composition_message(err: Exception, overrides: list[str]) -> str:
         target = OmegaConf.select(node, parent) if parent else node
         allowed = sorted(target.keys()) if isinstance(target, DictConfig) else []
         return unknown_key_message(key, allowed)
+    plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
+    if plugin:
+        kind, name = plugin.groups()
+        available = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return (f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
+                f"and the joblib and submitit launchers come with pip install 'cnntrain[optuna,joblib,slurm]')")
     exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
     if exists:
         return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
@@ -218,7 +224,11 @@ def _task(cfg: Any) -> float:
 
 
 def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
-    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN)."""
+    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN).
+
+    Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
+    stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
+    """
     import time
 
     from cnntrain.run_files import write_failure
@@ -229,9 +239,12 @@ def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
         return run(validate(cfg), run_dir)
     except Interrupted:
         raise
-    except UserError as err:
-        write_failure(run_dir / "summary.json", str(err), time.perf_counter() - started)
-        report(f"job {job_num} failed: {err}")
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}".splitlines()[0]
+        write_failure(run_dir / "summary.json", message, time.perf_counter() - started)
+        report(f"job {job_num} failed: {message}")
         return float("nan")
 
 

@@ -95,3 +95,10 @@ def test_scheduler_values_are_checked(overrides, message):
     with pytest.raises(ConfigError) as info:
         compose_config(*overrides)
     assert message in str(info.value)
+
+
+def test_dropout_knob_reaches_the_layer_and_is_a_probability(synthetic_data_root):
+    cfg = compose_config("model=lenet", "model.dropout=0.25", data_root=synthetic_data_root)
+    assert cfg.model.layers[9] == {"dropout": 0.25}
+    with pytest.raises(ConfigError, match=r"model.dropout=1.5: must be in \[0, 1\)"):
+        compose_config("model=lenet", "model.dropout=1.5", data_root=synthetic_data_root)
