@@ -7,7 +7,9 @@ A checkpoint is a dict of tensors and plain values only, so it loads with `weigh
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,16 @@ def _umask() -> int:
     return current
 
 
+def _load_failure(path: Path, err: Exception) -> str:
+    """Why torch.load failed, in words (its own message about weights_only is long and misleading here)."""
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch file (corrupt, truncated or foreign)"
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects, not only tensors and plain values; refused (weights_only loading)"
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return reason[:200]
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format."""
     tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
@@ -52,8 +64,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for torn or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(path, err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cnntrain checkpoint (no '{FORMAT}' tag)")
     return payload

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
-from cnntrain.entry import debugging, run_command
-from cnntrain.errors import ConfigError, UserError
+from cnntrain.entry import debugging, report, run_command
+from cnntrain.errors import ConfigError, Interrupted, UserError
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -93,7 +95,7 @@ def expand_jobs(parsed: list[Any]) -> list[list[str]]:
     return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
 
 
-def _compose(overrides: list[str]) -> Any:
+def compose_train(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -112,12 +114,18 @@ def _composition_message(err: Exception, overrides: list[str]) -> str:
         key = bad.group(1)
         parent = key.rpartition(".")[0]
         rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") == key]
-        node = _compose(rest)
+        node = compose_train(rest)
         from omegaconf import DictConfig, OmegaConf
 
         target = OmegaConf.select(node, parent) if parent else node
         allowed = sorted(target.keys()) if isinstance(target, DictConfig) else []
         return unknown_key_message(key, allowed)
+    plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
+    if plugin:
+        kind, name = plugin.groups()
+        available = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return (f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
+                f"and the joblib and submitit launchers come with pip install 'cnntrain[optuna,joblib,slurm]')")
     exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
     if exists:
         return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
@@ -129,7 +137,7 @@ def preflight(overrides: list[str], multirun: bool) -> None:
     """Check every job's config before Hydra creates anything on disk."""
     parsed = _parse_overrides(overrides)
     _check_group_choices(parsed, multirun)
-    configs = [validate(_compose(job)) for job in expand_jobs(parsed)]
+    configs = [validate(compose_train(job)) for job in expand_jobs(parsed)]
     _check_environment(configs)
 
 
@@ -186,13 +194,75 @@ def _check_model(cfg: Any) -> None:
     build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
 
 
-def _task(cfg: Any) -> float:
-    """What Hydra runs for each job: validate once more (cheap), then train."""
-    from hydra.core.hydra_config import HydraConfig
+def resume_target(overrides: list[str], multirun: bool) -> Path | None:
+    """The run directory of `cnntrain resume=RUN_DIR`, checked; None for any other command."""
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
+    if not values or values == ["null"]:
+        return None
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "resume"]
+    if multirun or len(values) > 1 or others:
+        raise ConfigError(f"resume={values[0]} continues one run with its saved config; drop -m and the other "
+                          f"overrides ({' '.join(others) or 'a second resume='})")
+    from cnntrain.train import load_resume_checkpoint
 
+    run_dir = Path(values[0].strip("'\"")).resolve()
+    load_resume_checkpoint(run_dir)
+    return run_dir
+
+
+def resume_argv(flags: list[str], run_dir: Path) -> list[str]:
+    """The command Hydra sees for a resume: the original run directory, whose .hydra/ it must not rewrite."""
+    return [*flags, f"resume='{run_dir}'", f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+
+
+class JobStopped(BaseException):
+    """Carries a UserError out of a job past Hydra, which would print its own line for an Exception."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _task(cfg: Any) -> float:
+    """What Hydra runs for each job: validate once more (cheap), then train (or continue a run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from cnntrain.train import resume_run, run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        if cfg.get("resume") is not None:
+            return resume_run(run_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return _sweep_job(cfg, run_dir, hydra_cfg.job.num)
+        return run(validate(cfg), run_dir, started=PROCESS_STARTED)
+    except UserError as err:
+        raise JobStopped(err) from err
+
+
+def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
+    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN).
+
+    Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
+    stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
+    """
+    from cnntrain.run_files import write_failure
     from cnntrain.train import run
 
-    return run(validate(cfg), Path(HydraConfig.get().runtime.output_dir), started=PROCESS_STARTED)
+    started = time.perf_counter()
+    try:
+        return run(validate(cfg), run_dir)
+    except Interrupted:
+        raise
+    except Exception as err:
+        if debugging():
+            raise
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}".splitlines()[0]
+        write_failure(run_dir / "summary.json", message, time.perf_counter() - started)
+        report(f"job {job_num} failed: {message}")
+        return float("nan")
 
 
 def _run_hydra() -> None:
@@ -202,18 +272,28 @@ def _run_hydra() -> None:
     entry()
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")  # the same clean stop as Ctrl-C (train.run says how to resume)
+
+
 def main() -> None:
     """Console-script entry point: preflight, then hand over to Hydra; user errors exit with status 2."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
+    signal.signal(signal.SIGTERM, _on_sigterm)
     run_command(_main)
 
 
 def _main(argv: list[str]) -> None:
     flags, overrides, multirun = split_argv(argv)
     try:
-        if not INFO_FLAGS.intersection(flags):
+        resume_dir = resume_target(overrides, multirun)
+        if resume_dir is not None:
+            sys.argv = [sys.argv[0], *resume_argv(flags, resume_dir)]
+        elif not INFO_FLAGS.intersection(flags):
             preflight(overrides, multirun)
         _run_hydra()
+    except JobStopped as stopped:
+        raise stopped.error from None
     except Exception as err:
         if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
             raise

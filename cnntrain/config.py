@@ -20,7 +20,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from cnntrain.errors import ConfigError
 
 METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
-CONFIG_GROUPS = ("dataset", "model", "optimizer", "scheduler", "experiment")
+CONFIG_GROUPS = ("dataset", "model", "optimizer", "scheduler", "experiment", "hparams_search")
 
 
 def config_dir() -> Path:
@@ -72,6 +72,7 @@ class ModelConfig:
     name: str
     layers: list[Any]
     description: str = ""
+    dropout: Any = None  # a model's tunable dropout, used by its layers as ${model.dropout} (see lenet)
 
 
 @dataclass
@@ -208,6 +209,7 @@ class TrainConfig:
     deterministic: bool = True
     threads: Any = None
     data_root: str = "data"
+    resume: Any = None  # a run directory to continue (the CLI turns it into that run's own config)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
@@ -323,6 +325,14 @@ def _check_ranges(cfg: DictConfig) -> None:
              f"threads={cfg.threads}: must be null or a whole number > 0")
     _check_dataset(cfg.dataset)
     _check_scheduler(cfg)
+    _check_dropout_knob(cfg.model)
+
+
+def _check_dropout_knob(model: DictConfig) -> None:
+    """model.dropout (a preset's tunable dropout, see lenet) is a probability; sweeps sample it."""
+    if model.dropout is not None:
+        _require(isinstance(model.dropout, (int, float)) and 0.0 <= model.dropout < 1.0,
+                 f"model.dropout={model.dropout}: must be in [0, 1)")
 
 
 def check_device(device: str) -> None:

@@ -26,6 +26,9 @@ from cnntrain.metrics import confusion_matrix
 from cnntrain.optim import LRSchedule
 
 
+DIVERGENCE_CHECK_EVERY = 50  # batches between NaN/inf checks on an accelerator (each check syncs)
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: usually a learning rate that is too high."""
 
@@ -131,15 +134,23 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None,
                 augment: Augment = Augment()) -> tuple[float, float]:
-    """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy)."""
+    """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy).
+
+    Raises TrainingDiverged naming the first batch whose loss was not finite. Each batch's loss is kept
+    on the device; the running total is checked every batch on the CPU (free) and every
+    DIVERGENCE_CHECK_EVERY batches elsewhere (each check is a device sync), then the bad batch is found.
+    """
     accel = accel or default_accel(bundle.train)
     model.train()
     split = bundle.train
     device = split.labels.device
     total = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.int64, device=device)
+    batches = num_batches(len(split), batch_size, False)
+    losses = torch.zeros(batches, dtype=torch.float64, device=device)
+    check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
     seen = 0
-    display.start_phase(f"epoch {epoch}", num_batches(len(split), batch_size, False))
+    display.start_phase(f"epoch {epoch}", batches)
     for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
         if augment.enabled:
             images = augment(images, generator)
@@ -147,16 +158,24 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         optimizer.zero_grad(set_to_none=True)
         accel.backward_and_step(loss, optimizer)
         schedule.after_batch()
-        total += loss.detach().double() * labels.numel()
+        losses[step - 1] = loss.detach()
+        total += losses[step - 1] * labels.numel()
         hits += (logits.argmax(dim=1) == labels).sum()
         seen += labels.numel()
+        if step % check_every == 0 or step == batches:
+            _check_finite(total, losses[:step], epoch, batches, optimizer)
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")
-    mean_loss = total.item() / max(1, seen)
-    if not math.isfinite(mean_loss):
-        raise TrainingDiverged(
-            f"training loss became {mean_loss} in epoch {epoch}; lower optimizer.lr "
-            f"(now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
-    return mean_loss, hits.item() / max(1, seen)
+    return total.item() / max(1, seen), hits.item() / max(1, seen)
+
+
+def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches: int,
+                  optimizer: torch.optim.Optimizer) -> None:
+    if bool(torch.isfinite(total)):
+        return
+    bad = int((~torch.isfinite(losses)).nonzero()[0])
+    raise TrainingDiverged(
+        f"training loss became {losses[bad].item()} in epoch {epoch}, batch {bad + 1} of {batches}; lower "
+        f"optimizer.lr (now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -172,16 +191,40 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what rng_state saved, so the next shuffle and the next dropout mask are the same."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
         loss_fn: nn.Module, settings: FitSettings, checkpoint_dir: Path, display: EpochDisplay,
         on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
-        checkpoint_extra: dict[str, Any] | None = None, accel: Accel | None = None) -> FitResult:
-    """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement."""
+        checkpoint_extra: dict[str, Any] | None = None, accel: Accel | None = None,
+        resume: dict[str, Any] | None = None) -> FitResult:
+    """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement.
+
+    `resume` is a last.pt payload: training continues after its epoch with every state it saved.
+    """
     generator = torch.Generator().manual_seed(settings.seed)
     best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
     early = MetricWatch(settings.early_monitor, settings.early_mode, settings.min_delta)
     result = FitResult()
-    for epoch in range(1, settings.epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        unwrap(model).load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        best, early = MetricWatch(**resume["best"]), MetricWatch(**resume["early_stopping"])
+        result.history = [dict(row) for row in resume["history"]]
+        result.train_seconds = sum(row["seconds"] for row in result.history)
+        restore_rng_state(resume["rng"], generator)
+        first_epoch = resume["epoch"] + 1
+        result.stopped_early = _should_stop(settings, early)
+    last_epoch = first_epoch - 1 if result.stopped_early else settings.epochs
+    for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
@@ -200,18 +243,22 @@ def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, 
         state = {
             "epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
-            "rng": rng_state(generator), "metrics": row, **(checkpoint_extra or {}),
+            "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
         }
-        save_checkpoint(checkpoint_dir / "last.pt", state)
-        if improved:
+        if improved:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with epoch N
             save_checkpoint(checkpoint_dir / "best.pt", state)
+        save_checkpoint(checkpoint_dir / "last.pt", state)
         display.end_epoch(row, best=improved)
         on_epoch(row)
-        if settings.early_stopping and early.bad_epochs >= settings.patience:
+        if _should_stop(settings, early):
             result.stopped_early = True
             break
     result.best_epoch, result.best_value = best.best_epoch, best.best
     return result
+
+
+def _should_stop(settings: FitSettings, early: MetricWatch) -> bool:
+    return settings.early_stopping and early.bad_epochs >= settings.patience
 
 
 def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable, NoReturn
 
-from cnntrain.errors import UserError
+from cnntrain.errors import Interrupted, UserError
 
 DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
 
@@ -36,8 +36,11 @@ def run_command(command: Callable[[list[str]], None], argv: list[str] | None = N
     except UserError as err:
         if debugging():
             raise
-        report(str(err))
+        if isinstance(err, Interrupted):
+            sys.stderr.write(f"{err}\n")  # not a mistake: how to continue, without "error:"
+        else:
+            report(str(err))
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         report("interrupted")
-        sys.exit(130)
+        sys.exit(143 if str(err) == "SIGTERM" else 130)

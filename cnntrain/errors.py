@@ -29,3 +29,11 @@ class DeviceError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint file that is missing, corrupt or not ours."""
+
+
+class Interrupted(UserError):
+    """Ctrl-C or SIGTERM: the run stopped cleanly; the message says how to resume it."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

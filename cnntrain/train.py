@@ -6,6 +6,7 @@ that do the work; it is the only place that knows the whole path of a run. Hydra
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,19 +25,27 @@ from cnntrain.engine import FitResult, FitSettings, fit, test, unwrap
 from cnntrain.metrics import per_class_accuracy
 from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
 from cnntrain.optim import build_optimizer, build_schedule
-from cnntrain.run_files import MetricsCSV, command_line, versions, write_summary
+from cnntrain.config import validate
+from cnntrain.errors import CheckpointError, Interrupted
+from cnntrain.run_files import MetricsCSV, provenance, write_summary
 from cnntrain.tensorboard_log import TensorBoardLogger
 from rich.table import Table
 
 
 def configure_torch(cfg: DictConfig) -> None:
-    """Threads, seeds and determinism, before any tensor is made."""
+    """Threads, seeds and determinism, before any tensor is made.
+
+    Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones) warns
+    instead of stopping a run; summary.json records the flags in force.
+    """
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
 
 
 def make_loss(cfg: DictConfig) -> nn.Module:
@@ -93,11 +102,14 @@ def per_class_table(classes: list[str], accuracies: list[float | None], matrix: 
     return table
 
 
-def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None) -> float:
+def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
+        resume: dict[str, Any] | None = None) -> float:
     """Train, validate and test one config; write everything into run_dir; return the monitored metric.
 
     `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
-    so summary.json can tell start-up apart from training and evaluation.
+    so summary.json can tell start-up apart from training and evaluation. `resume` is the run's
+    checkpoints/last.pt payload (see resume_run). Ctrl-C or SIGTERM becomes Interrupted, whose message
+    says how to continue; last.pt is only ever replaced whole.
     """
     started = time.perf_counter() if started is None else started
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +117,9 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     reporter = reporter or Reporter(run_dir / "train.log")
     tensorboard = TensorBoardLogger(run_dir / "tensorboard") if cfg.logger == "tensorboard" else None
     try:
-        return _run(cfg, run_dir, reporter, started, tensorboard)
+        return _run(cfg, run_dir, reporter, started, tensorboard, resume)
+    except KeyboardInterrupt as err:
+        raise Interrupted(_interrupted_message(run_dir), exit_code=143 if str(err) == "SIGTERM" else 130) from None
     finally:
         if own_reporter:
             reporter.close()
@@ -113,8 +127,35 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
             tensorboard.close()
 
 
+def resume_run(run_dir: Path) -> float:
+    """Continue an interrupted run in its own directory, with the config saved in its last checkpoint."""
+    checkpoint = load_resume_checkpoint(run_dir)
+    for stale in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
+        stale.unlink()  # a temp file of a write that was killed before its rename
+    return run(validate(OmegaConf.create(checkpoint["config"])), run_dir, resume=checkpoint)
+
+
+def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """checkpoints/last.pt of run_dir, checked to hold everything a resume needs."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"resume={run_dir}: no such run directory")
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    missing = sorted({"epoch", "model", "optimizer", "scheduler", "best", "early_stopping", "rng", "history",
+                      "config"} - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"{run_dir / 'checkpoints' / 'last.pt'} cannot be resumed: it lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def _interrupted_message(run_dir: Path) -> str:
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return f"interrupted before the first epoch finished; nothing to resume in {run_dir}"
+    return f"interrupted; {last} keeps the last finished epoch; continue with: cnntrain resume={run_dir}"
+
+
 def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float,
-         tensorboard: TensorBoardLogger | None) -> float:
+         tensorboard: TensorBoardLogger | None, resume: dict[str, Any] | None) -> float:
     configure_torch(cfg)
     device = resolve_device(cfg.device)
     ensure_available(cfg.dataset)
@@ -138,14 +179,17 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float,
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     steps = -(-len(bundle.train) // settings.batch_size)
     schedule = build_schedule(optimizer, cfg.scheduler, settings.epochs, steps)
-    metrics_csv = MetricsCSV(run_dir / "metrics.csv")
+    metrics_csv = MetricsCSV(run_dir / "metrics.csv", rows=resume["history"] if resume else [])
     epoch_loggers = [metrics_csv.append] + ([tensorboard.log_epoch] if tensorboard is not None else [])
+    if resume:
+        reporter.print(f"resuming after epoch {resume['epoch']} from {run_dir / 'checkpoints' / 'last.pt'}")
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     train_started = time.perf_counter()
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
         result = fit(model, bundle, optimizer, schedule, loss_fn, settings, run_dir / "checkpoints", display,
                      on_epoch=lambda row: [log(row) for log in epoch_loggers],
-                     checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)}, accel=accel)
+                     checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)}, accel=accel,
+                     resume=resume)
         test_started = time.perf_counter()
         last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
@@ -197,7 +241,9 @@ def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_t
         "dataset": cfg.dataset.name,
         "test": {"loss": best_test.loss, "acc": best_test.acc, "weights": "best"},
         "test_last": {"loss": last_test.loss, "acc": last_test.acc, "weights": "last"},
-        "best": {"monitor": cfg.trainer.checkpoint.monitor, "value": result.best_value, "epoch": result.best_epoch},
+        "status": "done",
+        "best": {"monitor": cfg.trainer.checkpoint.monitor, "mode": cfg.trainer.checkpoint.mode,
+                 "value": result.best_value, "epoch": result.best_epoch},
         "final_epoch": result.history[-1] if result.history else None,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
@@ -209,12 +255,9 @@ def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_t
         "train_seconds": timing["train_seconds"],
         "timing": {**timing, "elapsed_seconds": time.perf_counter() - started},
         "elapsed_seconds": time.perf_counter() - started,
-        "device": str(device),
         "precision": cfg.trainer.precision,
         "channels_last": cfg.trainer.channels_last,
         "compile": cfg.trainer.compile,
-        "threads": torch.get_num_threads(),
         "seed": cfg.seed,
-        "versions": versions(),
-        "command": command_line(),
+        **provenance(device),
     }

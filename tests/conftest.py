@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,23 +38,47 @@ def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
     return make
 
 
-def cnntrain_command() -> list[str]:
+def cnntrain_command(script: str = "cnntrain", module: str = "cnntrain.cli") -> list[str]:
     """The installed console script when there is one (as users run it), else the module."""
-    script = Path(sys.executable).parent / "cnntrain"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cnntrain.cli"]
+    path = Path(sys.executable).parent / script
+    return [str(path)] if path.exists() else [sys.executable, "-m", module]
+
+
+def cli_env(data_root: Path, **env: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR")}
+    environ.update(CNNTRAIN_DATA_ROOT=str(data_root), **env)
+    return environ
 
 
 @pytest.fixture
 def run_cli(tmp_path: Path, synthetic_data_root: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `cnntrain ARGS` in a fresh folder with the synthetic data as CNNTRAIN_DATA_ROOT."""
 
-    def run(*args: str, data_root: Path | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-        environ = {k: v for k, v in os.environ.items() if k not in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR")}
-        environ.update(CNNTRAIN_DATA_ROOT=str(data_root or synthetic_data_root), **env)
-        return subprocess.run([*cnntrain_command(), *args], cwd=tmp_path, env=environ, capture_output=True,
+    def run(*args: str, data_root: Path | None = None, timeout: float = 300, command: list[str] | None = None,
+            **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*(command or cnntrain_command()), *args], cwd=tmp_path,
+                              env=cli_env(data_root or synthetic_data_root, **env), capture_output=True,
                               text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def start_cli(tmp_path: Path, synthetic_data_root: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start `cnntrain ARGS` in the background (like run_cli), for tests that signal or kill it."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen([*cnntrain_command(), *args], cwd=tmp_path, env=cli_env(synthetic_data_root),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 # Small enough to finish in seconds on two CPU cores, big enough to learn the synthetic classes.

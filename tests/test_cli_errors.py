@@ -112,3 +112,11 @@ def test_config_errors_do_not_import_torch(tmp_path):
             "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["2", "False"], out.stderr
+
+
+def test_diverging_run_is_one_line_exit_2(run_cli, tmp_path):
+    result = run_cli("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "optimizer=sgd", "optimizer.lr=1e12",
+                     "hydra.run.dir=diverged")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: training loss became ") and ", batch " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -108,3 +108,10 @@ def test_speedrun_recipe_settings():
     assert (cfg.model.name, cfg.scheduler.name, cfg.trainer.epochs) == ("speedrun-cnn", "onecycle", 1)
     assert compose_config("experiment=mnist-speedrun", "trainer.epochs=2").trainer.epochs == 2, \
         "command-line overrides beat the recipe"
+
+
+def test_dropout_knob_reaches_the_layer_and_is_a_probability(synthetic_data_root):
+    cfg = compose_config("model=lenet", "model.dropout=0.25", data_root=synthetic_data_root)
+    assert cfg.model.layers[9] == {"dropout": 0.25}
+    with pytest.raises(ConfigError, match=r"model.dropout=1.5: must be in \[0, 1\)"):
+        compose_config("model=lenet", "model.dropout=1.5", data_root=synthetic_data_root)

@@ -24,7 +24,7 @@ EXPECTED_PARAMS = {
 
 def load(name: str):
     cfg = OmegaConf.load(MODEL_DIR / f"{name}.yaml")
-    return OmegaConf.merge(cfg, {"dataset": {"num_classes": 10}})
+    return OmegaConf.create({"model": cfg, "dataset": {"num_classes": 10}}).model  # as Hydra nests it
 
 
 def test_every_preset_file_is_covered():

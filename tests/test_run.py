@@ -185,5 +185,35 @@ def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
 
     cfg = tiny_config("trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false",
                       "optimizer.momentum=0")
-    with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 1"):
+    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) in epoch 1, batch \d+ of 17; lower"):
         run(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, monkeypatch):
+    """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is caught there, not at the epoch's end."""
+    import cnntrain.train as train_module
+    from cnntrain.engine import TrainingDiverged
+
+    real_make_loss = train_module.make_loss
+    calls = {"training": 0}
+
+    def nan_at_batch_22(cfg):
+        loss_fn = real_make_loss(cfg)
+
+        def loss(logits, labels):
+            value = loss_fn(logits, labels)
+            if torch.is_grad_enabled():
+                calls["training"] += 1
+                if calls["training"] == 17 + 5:
+                    return value * float("nan")
+            return value
+
+        return loss
+
+    monkeypatch.setattr(train_module, "make_loss", nan_at_batch_22)
+    with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 2, batch 5 of 17"):
+        run(tiny_config("trainer.epochs=3"), tmp_path)
+    assert calls["training"] == 22, "stopped at the bad batch"
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_rows(tmp_path)] == ["1"]

@@ -1,0 +1,56 @@
+"""`cnntrain-reproduce RUN_DIR`: the same run again from its directory alone, compared value by value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnntrain.reproduce import compare_runs, saved_command
+from conftest import cnntrain_command
+
+TWO_EPOCHS = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
+REPRODUCE = cnntrain_command("cnntrain-reproduce", "cnntrain.reproduce")
+
+
+@pytest.mark.slow
+def test_reproduce_gives_identical_metrics_and_flags_differences(run_cli, tmp_path):
+    original = run_cli(*TWO_EPOCHS, "hydra.run.dir=original")
+    assert original.returncode == 0, original.stderr
+    summary_path = tmp_path / "original" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "done" and summary["threads"] == 1
+    assert summary["deterministic"]["algorithms"] is True
+    assert set(summary["git"] or {}) <= {"commit", "dirty"}
+    summary["versions"]["torch"] = "0.0-older"  # as if the run was made with another torch
+    summary_path.write_text(json.dumps(summary))
+
+    result = run_cli("original", "--out", "again", command=REPRODUCE)
+    assert result.returncode == 0, result.stderr
+    assert "warning: version of torch: 0.0-older then" in result.stdout
+    assert "all 19 values are identical" in result.stdout  # 8 summary values, epoch count, 2 epochs x 5
+    assert (tmp_path / "again" / ".hydra" / "config.yaml").read_text() == \
+        (tmp_path / "original" / ".hydra" / "config.yaml").read_text()
+
+    summary["test"]["acc"] += 0.01
+    summary_path.write_text(json.dumps(summary))
+    differing = [row.name for row in compare_runs(tmp_path / "original", tmp_path / "again") if not row.equal]
+    assert differing == ["test.acc"]
+
+
+def test_saved_command_keeps_overrides_and_drops_the_launch(tmp_path):
+    hydra_dir = tmp_path / ".hydra"
+    hydra_dir.mkdir()
+    (hydra_dir / "overrides.yaml").write_text("- model=cnn2\n- optimizer.lr=0.01\n")
+    (hydra_dir / "hydra.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: [hydra.run.dir=x, hydra.mode=RUN, hydra.job.chdir=false,"
+        " hydra/launcher=joblib]\n    task: [model=cnn2]\n")
+    assert saved_command(tmp_path) == ["model=cnn2", "optimizer.lr=0.01", "hydra.job.chdir=false"]
+
+
+def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("empty", command=REPRODUCE)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: empty is not a cnntrain run directory (no "
+                                                  f".hydra/overrides.yaml and hydra.yaml)"]

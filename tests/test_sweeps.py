@@ -1,0 +1,102 @@
+"""Multiruns: the sweep summary, a failing job that does not stop the sweep, and the shipped
+Optuna / joblib / submitit configs (each skipped when its optional extra is not installed)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TINY_JOB = ("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
+
+
+def read_sweep_summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "sweep_summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def needs(plugin: str) -> pytest.MarkDecorator:
+    missing = importlib.util.find_spec(f"hydra_plugins.{plugin}") is None
+    return pytest.mark.skipif(missing, reason=f"{plugin} not installed (pip install 'cnntrain[optuna,joblib,slurm]')")
+
+
+@pytest.mark.slow
+def test_failing_job_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path):
+    result = run_cli("-m", *TINY_JOB, "optimizer=sgd", "optimizer.lr=0.01,0.02,1e12,0.05", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    assert "job 2 failed: training loss became" in result.stderr
+    rows = read_sweep_summary(tmp_path / "sweep")
+    assert [row["status"] for row in rows] == ["done", "done", "done", "failed"]
+    assert rows[-1]["job"] == "2" and "optimizer.lr=1000000000000.0" in rows[-1]["overrides"]
+    assert rows[-1]["error"].startswith("training loss became") and "batch" in rows[-1]["error"]
+    best = [float(row["best"]) for row in rows[:3]]
+    assert best == sorted(best, reverse=True), "sorted by val/acc (trainer.checkpoint.mode=max), best first"
+    for row in rows[:3]:
+        assert row["monitor"] == "val/acc" and float(row["test/acc"]) > 0 and float(row["elapsed_seconds"]) > 0
+    assert "sweep: 3 done, 1 failed" in result.stdout
+
+
+def test_summary_lists_a_killed_job_as_failed(tmp_path):
+    from cnntrain.sweep_summary import collect
+
+    (tmp_path / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "0" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")
+    (row,) = collect(tmp_path)
+    assert (row.status, row.overrides) == ("failed", ["optimizer.lr=0.1"])
+    assert "no summary.json" in row.values["error"]
+
+
+@pytest.mark.slow
+@needs("hydra_optuna_sweeper")
+def test_optuna_preset_runs_four_trials(run_cli, tmp_path):
+    result = run_cli("-m", "hparams_search=mnist_optuna", "hydra.sweeper.n_trials=4", "trainer.epochs=1",
+                     "trainer.progress=false", "threads=1", "hydra.sweep.dir=search")
+    assert result.returncode == 0, result.stderr
+    rows = read_sweep_summary(tmp_path / "search")
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"done"}
+    for row in rows:
+        params = dict(o.split("=", 1) for o in row["overrides"].split())
+        assert 1e-4 <= float(params["optimizer.lr"]) <= 1e-2
+        assert 0.0 <= float(params["optimizer.weight_decay"]) <= 1e-3
+        assert params["trainer.batch_size"] in {"32", "64", "128", "256"}
+        assert 0.0 <= float(params["model.dropout"]) <= 0.7
+    assert (tmp_path / "search" / "optimization_results.yaml").is_file()
+    assert "Best value" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@needs("hydra_joblib_launcher")
+def test_joblib_launcher_runs_two_jobs(run_cli, tmp_path):
+    result = run_cli("-m", "hydra/launcher=local_parallel", *TINY_JOB, "optimizer.lr=1e-3,3e-4",
+                     "hydra.sweep.dir=parallel")
+    assert result.returncode == 0, result.stderr
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    rows = read_sweep_summary(tmp_path / "parallel")
+    assert sorted(row["job"] for row in rows) == ["0", "1"] and {row["status"] for row in rows} == {"done"}
+
+
+@pytest.mark.slow
+@needs("hydra_submitit_launcher")
+def test_slurm_settings_run_with_the_submitit_local_executor(run_cli, tmp_path):
+    result = run_cli("-m", "hydra/launcher=slurm_local", *TINY_JOB, "hydra.sweep.dir=cluster")
+    assert result.returncode == 0, result.stderr
+    rows = read_sweep_summary(tmp_path / "cluster")
+    assert [row["status"] for row in rows] == ["done"]
+    assert (tmp_path / "cluster" / ".submitit").is_dir(), "submitit ran the job and kept its logs there"
+
+
+def test_unknown_launcher_names_the_extras(run_cli, tmp_path):
+    result = run_cli("-m", "hydra/launcher=nope", "trainer.epochs=1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown hydra/launcher 'nope'; available: basic")
+    assert "pip install 'cnntrain[optuna,joblib,slurm]'" in result.stderr
+
+
+@needs("hydra_submitit_launcher")
+def test_slurm_launcher_config_composes(run_cli):
+    result = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in result.stdout
+    assert "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
