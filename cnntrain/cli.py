@@ -265,6 +265,26 @@ def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
         return float("nan")
 
 
+def print_help(overrides: list[str]) -> None:
+    """`cnntrain --help`: the template in train.yaml (hydra.help) filled with our groups and the config.
+
+    Rendered here rather than by Hydra, whose help also walks every installed launcher and sweeper
+    group (a second with the optional plugins installed).
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    _check_group_choices(_parse_overrides(overrides), multirun=False)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    template = cfg.hydra.help.template
+    groups = "\n".join(f"{group}: {', '.join(group_options(group))}" for group in CONFIG_GROUPS)
+    cfg = OmegaConf.to_container(cfg, resolve=False)
+    cfg.pop("hydra")
+    text = template.replace("$APP_CONFIG_GROUPS", groups + "\n").replace("$CONFIG", OmegaConf.to_yaml(cfg))
+    sys.stdout.write(text + "\n")
+
+
 def _run_hydra() -> None:
     import hydra
 
@@ -289,6 +309,9 @@ def _main(argv: list[str]) -> None:
         resume_dir = resume_target(overrides, multirun)
         if resume_dir is not None:
             sys.argv = [sys.argv[0], *resume_argv(flags, resume_dir)]
+        elif flags and set(flags) <= {"--help", "-h"}:
+            print_help(overrides)
+            return
         elif not INFO_FLAGS.intersection(flags):
             preflight(overrides, multirun)
         _run_hydra()

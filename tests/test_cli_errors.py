@@ -103,15 +103,24 @@ def test_fp16_on_a_cpu_machine(run_cli, tmp_path):
     assert_one_line_error(run_cli("trainer.precision=fp16"), "trainer.precision=fp16 needs a CUDA device", tmp_path)
 
 
-def test_config_errors_do_not_import_torch(tmp_path):
-    """Start-up cost: a bad override is reported before torch (seconds to import) is loaded."""
+@pytest.mark.parametrize(("argv", "code"), [(["trainer.epochs=0"], 2), (["model=lenett"], 2), (["--help"], 0)])
+def test_help_and_config_errors_do_not_import_torch(tmp_path, argv, code):
+    """Start-up cost: help and bad overrides are answered before torch (seconds to import) is loaded."""
     import subprocess
     import sys
 
-    code = ("import sys\nfrom cnntrain.cli import main\nsys.argv=['cnntrain','trainer.epochs=0']\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["2", "False"], out.stderr
+    script = ("import sys\nfrom cnntrain.cli import main\nsys.argv=['cnntrain', *sys.argv[1:]]\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code or 0, 'torch' in sys.modules)\n"
+              "else:\n    print('exit', 0, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split()[-3:] == ["exit", str(code), "False"], out.stderr
+
+
+def test_help_shows_the_config_with_overrides(run_cli):
+    result = run_cli("model=cnn2", "optimizer.lr=0.123", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "name: cnn2" in result.stdout and "lr: 0.123" in result.stdout
 
 
 def test_diverging_run_is_one_line_exit_2(run_cli, tmp_path):
