@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from cnntrain.config import CONFIG_GROUPS, config_dir, group_options, unknown_key_message, validate
 from cnntrain.entry import debugging, report, run_command
-from cnntrain.errors import ConfigError, Interrupted, UserError
+from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -60,8 +60,6 @@ def _parse_overrides(overrides: list[str]) -> list[Any]:
 
 def _check_group_choices(parsed: list[Any], multirun: bool) -> None:
     """`model=lenett` -> one sentence with the closest name and every available one."""
-    from cnntrain.config import _did_you_mean
-
     for override in parsed:
         group = override.key_or_group
         if group not in CONFIG_GROUPS or override.is_delete():
@@ -73,7 +71,7 @@ def _check_group_choices(parsed: list[Any], multirun: bool) -> None:
         options = group_options(group)
         for value in values:
             if value not in options:
-                raise ConfigError(f"unknown {group} '{value}'{_did_you_mean(value, options)}; "
+                raise ConfigError(f"unknown {group} '{value}'{did_you_mean(value, options)}; "
                                   f"available: {', '.join(options)}")
 
 

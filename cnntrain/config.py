@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from cnntrain.errors import ConfigError
+from cnntrain.errors import ConfigError, did_you_mean
 
 METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "scheduler", "experiment", "hparams_search")
@@ -238,13 +238,8 @@ def validate(cfg: DictConfig) -> DictConfig:
 def _variant(cfg: DictConfig, group: str, schemas: dict[str, type]) -> type:
     name = OmegaConf.select(cfg, f"{group}.name")
     if name not in schemas:
-        raise ConfigError(f"unknown {group} '{name}'{_did_you_mean(str(name), schemas)}; available: {', '.join(schemas)}")
+        raise ConfigError(f"unknown {group} '{name}'{did_you_mean(str(name), schemas)}; available: {', '.join(schemas)}")
     return schemas[name]
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _full_key(err: OmegaConfBaseException) -> str:

@@ -4,6 +4,15 @@ Every subclass of UserError is reported by the CLI as one line on stderr and exi
 so raising one is the whole job of code that detects a user mistake.
 """
 
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest option, or '' when none is close: the hint in every error."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
 
 class UserError(Exception):
     """A mistake in the user's command, config or data: reported as one line, exit status 2."""

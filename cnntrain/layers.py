@@ -8,7 +8,6 @@ index. Argument mistakes raise ArgError, so model.py labels them with the layer 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntrain.errors import ModelConfigError
+from cnntrain.errors import ModelConfigError, did_you_mean
 
 Shape = tuple[int, ...]
 Builder = Callable[..., nn.Module]
@@ -89,7 +88,7 @@ def get_spec(name: str) -> LayerSpec:
     if name in _REGISTRY:
         return _REGISTRY[name]
     raise ModelConfigError(
-        f"unknown layer {name!r}{_did_you_mean(name, _REGISTRY)}; available: {', '.join(available_layers())}"
+        f"unknown layer {name!r}{did_you_mean(name, _REGISTRY)}; available: {', '.join(available_layers())}"
     )
 
 
@@ -123,7 +122,7 @@ def bind_args(spec: LayerSpec, raw: Any) -> tuple[dict[str, Any], dict[str, Any]
     for key in given:
         if key not in allowed:
             options = ", ".join(sorted(allowed)) or "none"
-            raise ArgError(f"unknown argument {key!r}{_did_you_mean(key, allowed)}; allowed: {options}")
+            raise ArgError(f"unknown argument {key!r}{did_you_mean(key, allowed)}; allowed: {options}")
     missing = [k for k, d in allowed.items() if d is inspect.Parameter.empty and k not in given]
     if missing:
         raise ArgError(f"missing required argument {missing[0]!r}")
@@ -163,11 +162,6 @@ def output_shape(module: nn.Module, in_shape: Shape) -> Shape:
 def fmt_shape(shape: Shape) -> str:
     """'50x4x4' for images, '800' for flat features."""
     return "x".join(str(d) for d in shape)
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _fmt(value: Any) -> str:
@@ -260,7 +254,7 @@ def apply_init(weight: torch.Tensor, init: str | None) -> None:
     if init is None:
         return
     if not isinstance(init, str) or init not in INITS:
-        hint = _did_you_mean(init, INITS) if isinstance(init, str) else ""
+        hint = did_you_mean(init, INITS) if isinstance(init, str) else ""
         raise ArgError(f"unknown init {init!r}{hint}; allowed: {', '.join(sorted(INITS))}")
     with torch.no_grad():
         INITS[init](weight)
@@ -444,7 +438,7 @@ def _activation_spec(activation: Any) -> tuple[str, Any]:
     except ModelConfigError:
         raise ArgError(f"activation must be a layer name or a one-key mapping, got {activation!r}") from None
     if name not in _REGISTRY:
-        raise ArgError(f"unknown activation {name!r}{_did_you_mean(name, _ACTIVATION_LABELS)}; "
+        raise ArgError(f"unknown activation {name!r}{did_you_mean(name, _ACTIVATION_LABELS)}; "
                        f"try one of {', '.join(sorted(_ACTIVATION_LABELS))}")
     return name, args
 
