@@ -1,4 +1,5 @@
-"""Per-batch augmentation on the training device, on uint8 images, vectorised over the batch.
+"""Per-batch augmentation on the training device, on uint8 images, vectorised over the batch, and
+test-time augmentation (predictions averaged with the mirrored image) for validation, test and predict.
 
 The random draws come from the CPU shuffle generator (a few numbers per batch), so a run stays
 reproducible and resumable without another RNG to checkpoint.
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,11 @@ def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generat
 def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device, non_blocking=True)
     return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def predict_with_tta(model: nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """The model's outputs; with tta='hflip', log-probabilities of the geometric mean of the predictions
+    for each image and its mirror. Both losses (cross-entropy and NLL) and argmax accept either form."""
+    if tta == "none":
+        return model(images)
+    return ((model(images) + model(images.flip(3))) / 2).log_softmax(dim=1)

@@ -188,6 +188,7 @@ class TrainerConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    tta: str = "none"  # none | hflip: validation and test average each prediction with the mirrored image's
     progress: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -311,6 +312,7 @@ def _check_ranges(cfg: DictConfig) -> None:
              f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
     _choice(cfg, "trainer.loss", ("auto", "cross_entropy", "nll"))
     _choice(cfg, "trainer.precision", ("fp32", "bf16", "fp16"))
+    _choice(cfg, "trainer.tta", ("none", "hflip"))
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
         _choice(cfg, f"{prefix}.monitor", METRICS)
         _choice(cfg, f"{prefix}.mode", ("min", "max"))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cnntrain.accel import Accel
-from cnntrain.augment import Augment
+from cnntrain.augment import Augment, predict_with_tta
 from cnntrain.checkpoint import save_checkpoint
 from cnntrain.console import EpochDisplay
 from cnntrain.data import DataBundle, TensorSplit, iterate_batches, num_batches
@@ -74,6 +74,7 @@ class FitSettings:
     patience: int = 5
     min_delta: float = 0.0
     augment: Augment = field(default_factory=Augment)
+    tta: str = "none"
 
 
 @dataclass
@@ -98,16 +99,16 @@ def default_accel(split: TensorSplit) -> Accel:
 
 
 def forward(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor, bundle: DataBundle,
-            accel: Accel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward one uint8 batch; returns (mean loss, logits) with the run's precision and layout."""
+            accel: Accel, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward one uint8 batch; returns (mean loss, logits) with the run's precision, layout and tta."""
     with accel.autocast():
-        logits = model(accel.prepare_input(bundle.normalize(images)))
+        logits = predict_with_tta(model, accel.prepare_input(bundle.normalize(images)), tta)
         return loss_fn(logits, labels), logits
 
 
 def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
              *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate",
-             accel: Accel | None = None) -> EvalResult:
+             accel: Accel | None = None, tta: str = "none") -> EvalResult:
     """Mean loss and accuracy over a split, without gradients; optionally every prediction."""
     accel = accel or default_accel(split)
     model.eval()
@@ -118,7 +119,7 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
         display.start_phase(label, num_batches(len(split), batch_size, False))
     with torch.inference_mode():
         for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=False), 1):
-            loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
+            loss, logits = forward(model, loss_fn, images, labels, bundle, accel, tta)
             total += loss.double() * labels.numel()
             batch_preds = logits.argmax(dim=1)
             hits += (batch_preds == labels).sum()
@@ -230,7 +231,8 @@ def fit(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, 
         train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
                                             generator, epoch, display, accel=accel, augment=settings.augment)
         trained = time.perf_counter()
-        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel)
+        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
+                       tta=settings.tta)
         result.train_seconds += trained - started
         result.eval_seconds += time.perf_counter() - trained
         row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
@@ -262,9 +264,10 @@ def _should_stop(settings: FitSettings, early: MetricWatch) -> bool:
 
 
 def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-         display: EpochDisplay | None = None, accel: Accel | None = None) -> tuple[EvalResult, torch.Tensor]:
+         display: EpochDisplay | None = None, accel: Accel | None = None,
+         tta: str = "none") -> tuple[EvalResult, torch.Tensor]:
     """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
     result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
-                      accel=accel)
+                      accel=accel, tta=tta)
     matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
     return result, matrix

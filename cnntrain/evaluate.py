@@ -65,7 +65,7 @@ def evaluate_run(saved: SavedRun, config: DictConfig, device: torch.device, batc
                         f"{'x'.join(map(str, bundle.input_shape))} images, but the model was trained on "
                         f"{len(saved.classes)} classes of {'x'.join(map(str, saved.input_shape))}")
     bundle.mean, bundle.std = saved.mean.to(device), saved.std.to(device)
-    result, matrix = test(saved.model, bundle, make_loss(config), batch_size)
+    result, matrix = test(saved.model, bundle, make_loss(config), batch_size, tta=config.trainer.tta)
     accuracies = per_class_accuracy(matrix)
     reporter.print(per_class_table(bundle.classes, accuracies, matrix))
     reporter.print(test_table("evaluation", [

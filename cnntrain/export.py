@@ -87,10 +87,18 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
                           "std": saved.std.flatten().tolist(), "formula": "(x - mean) / std per channel"},
         "output": {"name": "outputs", "kind": "log_probabilities" if saved.outputs_log_probs else "logits",
                    "classes": saved.classes},
+        "test_time_augmentation": _tta_note(saved.tta),
         "source": {"run_dir": str(saved.run_dir), "checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch,
                    "model": str(saved.config.model.name)},
         "versions": versions(),
     }
+
+
+def _tta_note(tta: str) -> str:
+    if tta == "none":
+        return "none"
+    return ("the run's metrics averaged each prediction with the mirrored image's (trainer.tta=hflip); this file "
+            "is one pass: run it on the image and on its left-right mirror and average the log-softmax outputs")
 
 
 def metadata_path(path: Path) -> Path:

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from cnntrain.augment import predict_with_tta
 from cnntrain.config import check_device
 from cnntrain.device import resolve_device
 from cnntrain.entry import ArgumentParser, run_command
@@ -44,8 +45,8 @@ def predict(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[lis
     """Top-k (class, probability) pairs per image, most likely first."""
     device = saved.mean.device
     with torch.inference_mode():
-        outputs = saved.model(saved.normalize(images_uint8.to(device)))
-        probs = outputs.exp() if saved.outputs_log_probs else outputs.softmax(dim=1)
+        outputs = predict_with_tta(saved.model, saved.normalize(images_uint8.to(device)), saved.tta)
+        probs = outputs.softmax(dim=1)  # logits or log-probabilities alike
     values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [[(saved.classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
             for row_p, row_i in zip(values.cpu(), indices.cpu())]

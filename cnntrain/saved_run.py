@@ -45,6 +45,11 @@ class SavedRun:
 
         return ends_with_log_softmax(self.config.model.layers)
 
+    @property
+    def tta(self) -> str:
+        """The run's test-time augmentation (runs saved before trainer.tta existed used none)."""
+        return str(self.config.trainer.get("tta", "none"))
+
 
 def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     """`best` / `last` name a checkpoint of the run; anything else is a path to a .pt file."""

@@ -66,6 +66,7 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
+        tta=t.tta,
     )
 
 
@@ -191,10 +192,10 @@ def _run(cfg: DictConfig, run_dir: Path, reporter: Reporter, started: float,
                      checkpoint_extra={"config": plain_cfg, "data": data_description(bundle)}, accel=accel,
                      resume=resume)
         test_started = time.perf_counter()
-        last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
+        last_test, _ = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel, settings.tta)
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
         unwrap(model).load_state_dict(best["model"])
-        best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel)
+        best_test, matrix = test(model, bundle, loss_fn, settings.eval_batch_size, display, accel, settings.tta)
     timing = {
         "startup_seconds": train_started - started,
         "train_seconds": result.train_seconds,
@@ -258,6 +259,7 @@ def build_summary(cfg: DictConfig, bundle: DataBundle, result: FitResult, best_t
         "precision": cfg.trainer.precision,
         "channels_last": cfg.trainer.channels_last,
         "compile": cfg.trainer.compile,
+        "tta": cfg.trainer.tta,
         "seed": cfg.seed,
         **provenance(device),
     }

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnntrain.accel import Accel
-from cnntrain.augment import Augment, random_hflip, random_translate
+from cnntrain.augment import Augment, predict_with_tta, random_hflip, random_translate
 from cnntrain.errors import DeviceError
 from cnntrain.train import run
 
@@ -87,3 +87,32 @@ def test_run_with_channels_last_and_augmentation(tmp_path, tiny_config):
     assert summary["channels_last"] is True and summary["test"]["acc"] > 0.3
     assert set(summary["timing"]) == {"startup_seconds", "train_seconds", "eval_seconds", "elapsed_seconds"}
     assert summary["timing"]["train_seconds"] > 0 and summary["timing"]["eval_seconds"] > 0
+
+
+def mirror_sensitive_net(log_softmax: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 10 * 10, 5)]
+    return torch.nn.Sequential(*layers, *([torch.nn.LogSoftmax(dim=1)] if log_softmax else [])).eval()
+
+
+def test_tta_hflip_averages_the_image_and_its_mirror():
+    net = mirror_sensitive_net(log_softmax=False)
+    images = torch.randn(6, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(predict_with_tta(net, images, "none"), net(images))
+        plain, mirrored = net(images).softmax(1), net(images.flip(3)).softmax(1)
+        assert not torch.allclose(plain, mirrored, atol=1e-3), "the test net must tell an image from its mirror"
+        geometric_mean = (plain * mirrored).sqrt()
+        expected = geometric_mean / geometric_mean.sum(1, keepdim=True)
+        averaged = predict_with_tta(net, images, "hflip")
+        assert torch.allclose(averaged.exp(), expected, atol=1e-6)
+        assert torch.allclose(predict_with_tta(net, images.flip(3), "hflip"), averaged, atol=1e-6)
+
+
+def test_tta_gives_the_same_probabilities_for_logit_and_log_softmax_models():
+    images = torch.randn(6, 1, 12, 12)
+    with torch.no_grad():
+        from_logits = predict_with_tta(mirror_sensitive_net(log_softmax=False), images, "hflip")
+        from_log_probs = predict_with_tta(mirror_sensitive_net(log_softmax=True), images, "hflip")
+    assert torch.allclose(from_logits, from_log_probs, atol=1e-6)
+

@@ -62,6 +62,7 @@ def _validate_with(**changes):
     ({"trainer__label_smoothing": 1.0}, "trainer.label_smoothing=1.0: must be in [0, 1)"),
     ({"trainer__loss": "mse"}, "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
     ({"trainer__early_stopping__mode": "up"}, "trainer.early_stopping.mode=up: expected one of min, max"),
+    ({"trainer__tta": "mirror"}, "trainer.tta=mirror: expected one of none, hflip"),
     ({"trainer__early_stopping__patience": -1}, "must be >= 0"),
     ({"dataset__val_split": 0}, "dataset.val_split=0: a count must be >= 1"),
     ({"dataset__val_split": "half"}, "dataset.val_split=half"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -13,10 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
+from cnntrain.augment import predict_with_tta
 from cnntrain.data import load_data
-from cnntrain.export import metadata_path
+from cnntrain import engine
+from cnntrain.export import metadata, metadata_path
 from cnntrain.saved_run import load_run
-from cnntrain.train import run
+from cnntrain.train import make_loss, run
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,36 @@ def test_eval_reproduces_the_training_test_metrics(run_dir, synthetic_data_root)
     assert evaluated["test"]["loss"] == pytest.approx(trained["test"]["loss"], rel=1e-5)
     assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
     assert evaluated["checkpoint"].endswith("best.pt")
+
+
+def test_tta_run_is_validated_tested_and_evaluated_with_mirrored_images(tmp_path, synthetic_data_root):
+    from conftest import TINY_RUN, compose_config
+
+    cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
+                         "trainer.tta=hflip", data_root=synthetic_data_root)
+    run(cfg, tmp_path)
+    trained = json.loads((tmp_path / "summary.json").read_text())
+    assert trained["tta"] == "hflip"
+    saved = load_run(tmp_path)
+    bundle = load_data(saved.config.dataset, seed=saved.config.seed)
+    loss_fn = make_loss(saved.config)
+    with_tta, _ = engine.test(saved.model, bundle, loss_fn, 256, tta="hflip")
+    without, _ = engine.test(saved.model, bundle, loss_fn, 256)
+    assert trained["test"]["loss"] == pytest.approx(with_tta.loss, rel=1e-5)
+    assert with_tta.loss != pytest.approx(without.loss, rel=1e-3), "the summary must come from the mirrored pass"
+    val_loss = float(next(csv.DictReader((tmp_path / "metrics.csv").open()))["val/loss"])
+    assert val_loss == pytest.approx(engine.evaluate(saved.model, bundle.val, bundle, loss_fn, 256, tta="hflip").loss,
+                                     rel=1e-5)
+    result = command("cnntrain-eval", str(tmp_path), "--device", "cpu", data_root=synthetic_data_root)
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((tmp_path / "eval_summary.json").read_text())
+    assert evaluated["test"]["loss"] == pytest.approx(with_tta.loss, rel=1e-5)
+    png = write_test_images(tmp_path, bundle, 2)[1]
+    predicted = json.loads(command("cnntrain-predict", str(tmp_path), str(png), "--json").stdout)[0]["top"][0]
+    with torch.inference_mode():
+        expected = predict_with_tta(saved.model, saved.normalize(bundle.test.images[1:2]), "hflip").exp()[0]
+    assert predicted["probability"] == pytest.approx(float(expected.max()), abs=1e-4)
+    assert "trainer.tta=hflip" in metadata(saved, "onnx", tmp_path / "model.onnx")["test_time_augmentation"]
 
 
 def test_eval_on_another_dataset_root_and_last_checkpoint(run_dir, make_data_root):
@@ -142,6 +175,7 @@ def test_export_torchscript_bakes_in_the_normalisation(run_dir, tmp_path):
     assert meta["normalization"]["baked_in"] is True
     assert meta["normalization"]["mean"] == pytest.approx([float(v) for v in saved.config.dataset.mean])
     assert meta["output"]["classes"] == saved.classes and meta["input"]["shape"][1:] == [1, 28, 28]
+    assert meta["test_time_augmentation"] == "none"
 
 
 def test_export_onnx_agrees_with_onnxruntime(run_dir):
