@@ -104,3 +104,9 @@ def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
         return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=synthetic_data_root)
 
     return make
+
+
+def repo_group_line(group: str) -> str:
+    """How --help should list a config group: every YAML file in the repository's configs/GROUP, sorted."""
+    folder = Path(__file__).resolve().parents[1] / "configs" / group
+    return f"{group}: " + ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
