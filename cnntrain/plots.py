@@ -26,9 +26,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: Path, tight: bool = True) -> None:
     plt = _pyplot()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight" if tight else None))
     plt.close(fig)
 
 
@@ -77,6 +77,27 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) 
     _save(fig, path)
 
 
+TILE_INCHES = 1.9     # width of one grid cell in the misclassified figure
+GAP_X, GAP_Y = 0.15, 0.45  # space between tiles, as fractions of a tile's width / height (titles go above)
+
+
+def mosaic(tiles: torch.Tensor, cols: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """uint8 tiles [N, C, H, W] laid out `cols` wide on white, as one RGB [height, width, 3] image,
+    plus each tile's top-left (row, column) pixel: one imshow draws in a fraction of the time of N axes."""
+    count, channels, height, width = tiles.shape
+    rows = math.ceil(count / cols)
+    gap_x, gap_y = max(1, round(width * GAP_X)), max(1, round(height * GAP_Y))
+    cell_w, cell_h = width + gap_x, height + gap_y
+    canvas = torch.full((rows * cell_h, cols * cell_w, 3), 255, dtype=torch.uint8)
+    rgb = tiles.expand(-1, 3, -1, -1) if channels == 1 else tiles[:, :3]
+    origins = []
+    for i in range(count):
+        top, left = (i // cols) * cell_h + gap_y, (i % cols) * cell_w + gap_x // 2
+        canvas[top:top + height, left:left + width] = rgb[i].permute(1, 2, 0)
+        origins.append((top, left))
+    return canvas, origins
+
+
 def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
                          classes: list[str]) -> Any | None:
     """A grid of up to 100 wrong test images titled 'pred (true)'; None when every image is right."""
@@ -85,20 +106,19 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torc
     if wrong.numel() == 0:
         return None
     cols = min(10, wrong.numel())
-    rows = math.ceil(wrong.numel() / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.1 + 0.4), squeeze=False,
-                             layout="constrained")
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, index in zip(axes.flat, wrong.tolist()):
-        image = images[index].cpu()
-        if image.shape[0] == 1:
-            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=255)
-        else:
-            ax.imshow(image.permute(1, 2, 0).numpy())
-        title = f"{classes[int(preds[index])]}\n({classes[int(labels[index])]})"
-        ax.set_title(title, fontsize=8, color="tab:red")
-    fig.suptitle(f"misclassified test images: predicted (true), first {wrong.numel()}")
+    canvas, origins = mosaic(images[wrong.to(images.device)].cpu(), cols)
+    height, width = images.shape[2:]
+    fig_w = cols * TILE_INCHES
+    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.5
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig_h))
+    ax.imshow(canvas.numpy(), interpolation="nearest")
+    ax.axis("off")
+    for (top, left), index in zip(origins, wrong.tolist()):
+        ax.text(left + width / 2, top - 0.5, f"{classes[int(preds[index])]}\n({classes[int(labels[index])]})",
+                ha="center", va="bottom", fontsize=8, color="tab:red")
+    fig.suptitle(f"misclassified test images: predicted (true), first {wrong.numel()}", y=1.0 - 0.1 / fig_h,
+                 va="top")
     return fig
 
 
@@ -111,7 +131,9 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
-    _save(fig, path)
+        _save(fig, path)
+        return
+    _save(fig, path, tight=False)  # laid out exactly already; a tight bounding box costs a second draw
 
 
 def write_plots(run_dir: Path, history: list[dict[str, Any]], matrix: torch.Tensor, images: torch.Tensor,
