@@ -106,7 +106,8 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torc
     if wrong.numel() == 0:
         return None
     cols = min(10, wrong.numel())
-    canvas, origins = mosaic(images[wrong.to(images.device)].cpu(), cols)
+    tiles = torch.stack([images[i].cpu() for i in wrong.tolist()])  # one by one: images may be LazyImages
+    canvas, origins = mosaic(tiles, cols)
     height, width = images.shape[2:]
     fig_w = cols * TILE_INCHES
     fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.5
