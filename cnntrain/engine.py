@@ -149,7 +149,7 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     hits = torch.zeros((), dtype=torch.int64, device=device)
     batches = num_batches(len(split), batch_size, False)
     losses = torch.zeros(batches, dtype=torch.float64, device=device)
-    check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
+    check_every = divergence_check_every(device)
     seen = 0
     display.start_phase(f"epoch {epoch}", batches)
     for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
@@ -167,6 +167,11 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             _check_finite(total, losses[:step], epoch, batches, optimizer)
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")
     return total.item() / max(1, seen), hits.item() / max(1, seen)
+
+
+def divergence_check_every(device: torch.device) -> int:
+    """Batches between NaN/inf checks: every batch on the CPU, where reading a value back costs nothing."""
+    return 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
 
 
 def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches: int,

@@ -190,10 +190,16 @@ def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
     assert not (tmp_path / "checkpoints" / "last.pt").exists() and not (tmp_path / "summary.json").exists()
 
 
-def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, monkeypatch):
-    """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is caught there, not at the epoch's end."""
+@pytest.mark.parametrize(("check_every", "batches_run"), [(1, 22), (8, 17 + 8), (50, 17 + 17)])
+def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, monkeypatch, check_every,
+                                                                batches_run):
+    """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is named as such. The CPU checks every
+    batch; an accelerator checks every 50 (and at the epoch's end), forced here on the CPU."""
+    import cnntrain.engine as engine_module
     import cnntrain.train as train_module
     from cnntrain.engine import TrainingDiverged
+
+    monkeypatch.setattr(engine_module, "divergence_check_every", lambda device: check_every)
 
     real_make_loss = train_module.make_loss
     calls = {"training": 0}
@@ -214,6 +220,6 @@ def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_c
     monkeypatch.setattr(train_module, "make_loss", nan_at_batch_22)
     with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 2, batch 5 of 17"):
         run(tiny_config("trainer.epochs=3"), tmp_path)
-    assert calls["training"] == 22, "stopped at the bad batch"
+    assert calls["training"] == batches_run, "stopped at the first check after the bad batch"
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
     assert [r["epoch"] for r in read_rows(tmp_path)] == ["1"]
