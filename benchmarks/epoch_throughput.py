@@ -22,26 +22,17 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+
 import torch
 from torch import nn
 
-from cnntrain.accel import Accel
-from cnntrain.console import EpochDisplay, Reporter
-from cnntrain.data import TensorSplit, ensure_available, load_data
-from cnntrain.device import resolve_device
-from cnntrain.engine import forward, train_epoch
-from cnntrain.model import build_model
-from cnntrain.optim import LRSchedule, build_optimizer
-from cnntrain.train import configure_torch, make_loss
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from cnntrain.config import config_dir, validate
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return validate(hydra_compose(config_name="train", overrides=overrides))
+from cnntrain.config.compose import compose_train
+from cnntrain.config.validate import validate
+from cnntrain.data.loading import TensorSplit
+from cnntrain.reporting.console import EpochDisplay, Reporter
+from cnntrain.training.loop import train_epoch, unwrap
+from cnntrain.training.optim import LRSchedule, build_optimizer
+from cnntrain.training.setup import setup
 
 
 def sync(device: torch.device) -> None:
@@ -58,18 +49,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the tutorial pipeline")
     args = parser.parse_args()
 
-    cfg = compose(args.overrides)
-    configure_torch(cfg)
-    device = resolve_device(cfg.device)
-    ensure_available(cfg.dataset)
-    bundle = load_data(cfg.dataset, seed=cfg.seed, device=device)
+    cfg = validate(compose_train(args.overrides))
+    run = setup(cfg)  # the data, model, precision and loss a cnntrain run of this config would use
+    device, bundle, accel, loss_fn = run.device, run.data, run.accel, run.loss_fn
     n_images = min(args.images or len(bundle.train), len(bundle.train))
     bundle.train = TensorSplit(bundle.train.images[:n_images], bundle.train.labels[:n_images])
     batch_size = cfg.trainer.batch_size
-    accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
-    torch.manual_seed(cfg.seed)
-    template, _ = build_model(cfg.model.layers, bundle.input_shape, model_name=cfg.model.name)
-    loss_fn = make_loss(cfg)
+    template = unwrap(run.model)
 
     def fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
         model = accel.prepare_model(copy.deepcopy(template))

@@ -5,7 +5,14 @@ so raising one is the whole job of code that detects a user mistake.
 """
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first non-empty line (its type's name when it has none):
+    every message we show a user is one line, whatever the library below wrote."""
+    text = str(err).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

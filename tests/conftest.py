@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import TINY_RUN, cli_env, cnntrain_command, compose_config
 from synthetic_idx import write_idx_dataset
 
 
@@ -36,18 +35,6 @@ def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
         return root
 
     return make
-
-
-def cnntrain_command(script: str = "cnntrain", module: str = "cnntrain.cli") -> list[str]:
-    """The installed console script when there is one (as users run it), else the module."""
-    path = Path(sys.executable).parent / script
-    return [str(path)] if path.exists() else [sys.executable, "-m", module]
-
-
-def cli_env(data_root: Path, **env: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR")}
-    environ.update(CNNTRAIN_DATA_ROOT=str(data_root), **env)
-    return environ
 
 
 @pytest.fixture
@@ -81,21 +68,6 @@ def start_cli(tmp_path: Path, synthetic_data_root: Path) -> Iterator[Callable[..
             process.wait()
 
 
-# Small enough to finish in seconds on two CPU cores, big enough to learn the synthetic classes.
-TINY_RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64")
-
-
-def compose_config(*overrides: str, data_root: Path | None = None):
-    """The validated config a `cnntrain OVERRIDES` command would run, composed in-process."""
-    from hydra import compose, initialize_config_dir
-
-    from cnntrain.config import config_dir, validate
-
-    extra = [f"data_root={data_root}"] if data_root is not None else []
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return validate(compose(config_name="train", overrides=[*extra, *overrides]))
-
-
 @pytest.fixture
 def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
     """compose_config with the synthetic data and a run small enough for a unit test."""
@@ -104,9 +76,3 @@ def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
         return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=synthetic_data_root)
 
     return make
-
-
-def repo_group_line(group: str) -> str:
-    """How --help should list a config group: every YAML file in the repository's configs/GROUP, sorted."""
-    folder = Path(__file__).resolve().parents[1] / "configs" / group
-    return f"{group}: " + ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from cnntrain.accel import Accel
-from cnntrain.augment import Augment, predict_with_tta, random_hflip, random_translate
+from cnntrain.data.augment import Augment, random_hflip, random_translate
 from cnntrain.errors import DeviceError
-from cnntrain.train import run
+from cnntrain.models.tta import predict_with_tta
+from cnntrain.training.accel import Accel
+from cnntrain.training.run import run
 
 
 def one_pixel_images(batch: int = 64, size: int = 12) -> torch.Tensor:

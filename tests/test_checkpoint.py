@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnntrain.checkpoint import load_checkpoint, save_checkpoint
 from cnntrain.errors import CheckpointError
+from cnntrain.training.checkpoints import load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from conftest import repo_group_line
+from helpers import assert_one_line_error, repo_group_line
 
 CASES = [
     (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
     (["dataset=fashon"],
-     "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, imagefolder, kmnist, mnist"),
+     "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, imagefolder, kmnist, "
+     "mnist"),
     (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?); available: adam, adamw, rmsprop, sgd"),
     (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
     (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
@@ -38,26 +37,16 @@ CASES = [
 ]
 
 
-def assert_one_line_error(result, expected: str, cwd: Path) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert expected in lines[0]
-    assert not (cwd / "outputs").exists(), "a rejected command must not create a run directory"
-
-
 @pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_user_mistake_is_one_line_exit_2(run_cli, tmp_path, args, expected):
-    assert_one_line_error(run_cli(*args), expected, tmp_path)
+    assert_one_line_error(run_cli(*args), expected, cwd=tmp_path)
 
 
 def test_missing_data_names_folder_and_fix(run_cli, tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
     result = run_cli("dataset.download=false", data_root=empty)
-    assert_one_line_error(result, f"MNIST not found under {empty / 'MNIST' / 'raw'}", tmp_path)
+    assert_one_line_error(result, f"MNIST not found under {empty / 'MNIST' / 'raw'}", cwd=tmp_path)
     assert "dataset.root" in result.stderr
 
 
@@ -65,7 +54,7 @@ def test_missing_data_with_failed_download(run_cli, tmp_path):
     empty = tmp_path / "nodata"
     empty.mkdir()
     result = run_cli("dataset=fashion", data_root=empty)
-    assert_one_line_error(result, "FashionMNIST not found under", tmp_path)
+    assert_one_line_error(result, "FashionMNIST not found under", cwd=tmp_path)
     assert "download failed" in result.stderr
 
 
@@ -74,12 +63,12 @@ def test_unavailable_device(run_cli, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert_one_line_error(run_cli("device=cuda"), "device=cuda: CUDA is not available on this machine", tmp_path)
+    assert_one_line_error(run_cli("device=cuda"), "device=cuda: CUDA is not available on this machine", cwd=tmp_path)
 
 
 def test_bad_sweep_value_is_caught_before_any_job(run_cli, tmp_path):
     result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1,0")
-    assert_one_line_error(result, "trainer.epochs=0: must be > 0", tmp_path)
+    assert_one_line_error(result, "trainer.epochs=0: must be > 0", cwd=tmp_path)
 
 
 def test_debug_env_shows_traceback(run_cli):
@@ -92,7 +81,8 @@ def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
     result = run_cli("--help")
     assert result.returncode == 0
     for text in (repo_group_line("model"), "optimizer: adam, adamw",
-                 "scheduler: cosine, none, onecycle, plateau, step", "dataset: cifar10, emnist, fashion, imagefolder, kmnist, mnist"):
+                 "scheduler: cosine, none, onecycle, plateau, step",
+                 "dataset: cifar10, emnist, fashion, imagefolder, kmnist, mnist"):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
 
@@ -102,7 +92,7 @@ def test_fp16_on_a_cpu_machine(run_cli, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert_one_line_error(run_cli("trainer.precision=fp16"), "trainer.precision=fp16 needs a CUDA device", tmp_path)
+    assert_one_line_error(run_cli("trainer.precision=fp16"), "trainer.precision=fp16 needs a CUDA device", cwd=tmp_path)
 
 
 @pytest.mark.parametrize(("argv", "code"), [(["trainer.epochs=0"], 2), (["model=lenett"], 2), (["--help"], 0)])
@@ -111,7 +101,7 @@ def test_help_and_config_errors_do_not_import_torch(tmp_path, argv, code):
     import subprocess
     import sys
 
-    script = ("import sys\nfrom cnntrain.cli import main\nsys.argv=['cnntrain', *sys.argv[1:]]\n"
+    script = ("import sys\nfrom cnntrain.commands.train import main\nsys.argv=['cnntrain', *sys.argv[1:]]\n"
               "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code or 0, 'torch' in sys.modules)\n"
               "else:\n    print('exit', 0, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True,

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import TINY_RUN
+from helpers import TINY_RUN
 
 pytestmark = pytest.mark.slow
 

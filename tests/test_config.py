@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from cnntrain.config import group_options, validate
+from cnntrain.config.compose import group_options
+from cnntrain.config.validate import validate
 from cnntrain.errors import ConfigError
-from conftest import compose_config
+
+from helpers import compose_config
 
 
 @pytest.mark.parametrize("group", ["dataset", "model", "optimizer", "scheduler"])
@@ -30,7 +32,7 @@ def test_validated_config_is_typed_and_closed():
     cfg = compose_config("optimizer.lr=3e-4", "trainer.epochs=7")
     assert cfg.optimizer.lr == pytest.approx(3e-4) and cfg.trainer.epochs == 7
     assert isinstance(cfg.trainer.epochs, int)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - OmegaConf's error type is not the point here
         cfg.trainer.not_a_key = 1
 
 

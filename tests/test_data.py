@@ -12,9 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cnntrain import data
-from cnntrain.data import DataBundle, TensorSplit, iterate_batches, load_data, num_batches, split_indices
+from cnntrain.data import sources as data
+from cnntrain.data.batches import iterate_batches, num_batches
+from cnntrain.data.description import DataDescription
+from cnntrain.data.loading import DataBundle, TensorSplit, load_data
+from cnntrain.data.split import split_indices
 from cnntrain.errors import ConfigError, DataError
+
 from synthetic_idx import truncate_file
 
 
@@ -342,10 +346,9 @@ def bundle_with_stats(mean: list[float], std: list[float]) -> DataBundle:
         train=empty,
         val=empty,
         test=empty,
+        description=DataDescription((len(mean), 2, 2), ["a", "b"], mean, std),
         mean=torch.tensor(mean).view(1, -1, 1, 1),
         std=torch.tensor(std).view(1, -1, 1, 1),
-        classes=["a", "b"],
-        input_shape=(len(mean), 2, 2),
     )
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain import image_folder
-from cnntrain.data import as_nchw, describe_data, load_data
+from cnntrain.data import image_folder
+from cnntrain.data.loading import describe_data, load_data
+from cnntrain.data.sources import as_nchw
 from cnntrain.errors import DataError
-from cnntrain.train import run
+from cnntrain.training.run import run
 
 CLASSES = ("circle", "cross", "square")
 
@@ -131,7 +132,7 @@ def test_as_nchw_converts_cifar_style_arrays():
 
 @pytest.mark.parametrize("rgb, size", [(False, 28), (True, 32)])
 def test_cnn3_trains_on_a_folder_with_shapes_inferred(tmp_path, rgb, size):
-    from conftest import compose_config
+    from helpers import compose_config
 
     root = make_folder(tmp_path / "data", rgb=rgb, size=size, per_class=20)
     cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "model=cnn3", "trainer.epochs=1",
@@ -139,7 +140,7 @@ def test_cnn3_trains_on_a_folder_with_shapes_inferred(tmp_path, rgb, size):
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["classes"] == list(CLASSES) and len(summary["confusion_matrix"]) == 3
-    from cnntrain.checkpoint import load_checkpoint
+    from cnntrain.training.checkpoints import load_checkpoint
 
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert saved["data"]["input_shape"] == [3 if rgb else 1, size, size]
@@ -186,7 +187,7 @@ def test_emnist_by_name_with_split_takes_classes_from_torchvision(tmp_path):
 
 
 def test_torchvision_dataset_mistakes(tmp_path):
-    from cnntrain.data import ensure_available
+    from cnntrain.data.sources import ensure_available
     from cnntrain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="dataset.split=None: EMNIST needs one of byclass"):
@@ -197,8 +198,8 @@ def test_torchvision_dataset_mistakes(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
-    from cnntrain.data import iterate_batches
-    from cnntrain.image_folder import LazyImages
+    from cnntrain.data.batches import iterate_batches
+    from cnntrain.data.image_folder import LazyImages
 
     root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
     memory = load_data(folder_cfg(root), seed=0)
@@ -214,7 +215,7 @@ def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
 
 
 def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
-    from conftest import compose_config
+    from helpers import compose_config
 
     root = make_folder(tmp_path / "data", rgb=False, size=20, per_class=12)
     cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.in_memory=false",

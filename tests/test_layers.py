@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from cnntrain.errors import ModelConfigError
-from cnntrain.layers import available_layers, register, unregister
-from cnntrain.model import build_model
+from cnntrain.models.builder import build_model
+from cnntrain.models.registry import available_layers, register, unregister
 
 IMAGE = (1, 28, 28)
 

@@ -7,7 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from cnntrain.model import build_model, count_parameters, ends_with_log_softmax, summary_table
+from cnntrain.models.builder import build_model, count_parameters, ends_with_log_softmax
+from cnntrain.reporting.tables import summary_table
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from cnntrain.plots import misclassified_figure, mosaic, plot_confusion_matrix
-from cnntrain.train import run
+from cnntrain.reporting.plots import misclassified_figure, mosaic, plot_confusion_matrix
+from cnntrain.training.run import run
 
 PLOTS = ("curves.png", "confusion_matrix.png", "misclassified.png")
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from cnntrain.reproduce import compare_runs, saved_command
-from conftest import cnntrain_command
+from cnntrain.commands.reproduce import compare_runs, saved_command
+
+from helpers import cnntrain_command
 
 TWO_EPOCHS = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 REPRODUCE = cnntrain_command("cnntrain-reproduce", "cnntrain.reproduce")
@@ -52,5 +53,5 @@ def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("empty", command=REPRODUCE)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: empty is not a cnntrain run directory (no "
-                                                  f".hydra/overrides.yaml and hydra.yaml)"]
+    assert result.stderr.strip().splitlines() == ["error: empty is not a cnntrain run directory (no "
+                                                  ".hydra/overrides.yaml and hydra.yaml)"]

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cnntrain.checkpoint import load_checkpoint
-from cnntrain.errors import Interrupted
-from cnntrain.train import resume_run, run
 from test_run import read_rows, read_summary
+
+from cnntrain.errors import Interrupted
+from cnntrain.training.checkpoints import load_checkpoint
+from cnntrain.training.run import resume_run, run
 
 THREE_EPOCHS = ("model=cnn2", "trainer.epochs=3", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 
@@ -67,7 +67,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(start_cli, tmp_pa
 
 @pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01")])
 def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch, schedule):
-    import cnntrain.engine as engine
+    import cnntrain.training.loop as engine
 
     cfg = tiny_config("trainer.epochs=3", *schedule)
     run(cfg, tmp_path / "reference")
@@ -99,7 +99,7 @@ def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
     (tmp_path / "summary.json").unlink()
     checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     checkpoint["config"]["trainer"]["epochs"] = 2
-    from cnntrain.checkpoint import save_checkpoint
+    from cnntrain.training.checkpoints import save_checkpoint
 
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", checkpoint)
     (tmp_path / "checkpoints" / ".best.pt.x1y2.tmp").write_bytes(b"half a checkpoint")  # a write killed mid-way

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnntrain.checkpoint import load_checkpoint
-from cnntrain.data import load_data
-from cnntrain.engine import evaluate
-from cnntrain.model import build_model
-from cnntrain.train import make_loss, run
+from cnntrain.data.loading import load_data
+from cnntrain.models.builder import build_model
+from cnntrain.training.checkpoints import load_checkpoint
+from cnntrain.training.loop import evaluate
+from cnntrain.training.run import run
+from cnntrain.training.setup import make_loss
 
 
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -28,7 +29,7 @@ def read_summary(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, synthetic_data_root):
     """One tiny cnn2 run shared by the tests that only read its outputs."""
-    from conftest import TINY_RUN, compose_config
+    from helpers import TINY_RUN, compose_config
 
     cfg = compose_config(*TINY_RUN, "trainer.progress=false", data_root=synthetic_data_root)
     run_dir = tmp_path_factory.mktemp("run")
@@ -181,7 +182,7 @@ def test_label_smoothing_reaches_the_loss(tiny_config):
 
 
 def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
-    from cnntrain.engine import TrainingDiverged
+    from cnntrain.training.loop import TrainingDiverged
 
     cfg = tiny_config("trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false",
                       "optimizer.momentum=0")
@@ -195,9 +196,9 @@ def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_c
                                                                 batches_run):
     """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is named as such. The CPU checks every
     batch; an accelerator checks every 50 (and at the epoch's end), forced here on the CPU."""
-    import cnntrain.engine as engine_module
-    import cnntrain.train as train_module
-    from cnntrain.engine import TrainingDiverged
+    import cnntrain.training.loop as engine_module
+    import cnntrain.training.setup as train_module
+    from cnntrain.training.loop import TrainingDiverged
 
     monkeypatch.setattr(engine_module, "divergence_check_every", lambda device: check_every)
 

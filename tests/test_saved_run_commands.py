@@ -14,17 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain.augment import predict_with_tta
-from cnntrain.data import load_data
-from cnntrain import engine
-from cnntrain.export import metadata, metadata_path
-from cnntrain.saved_run import load_run
-from cnntrain.train import make_loss, run
+from cnntrain.commands.export import metadata, metadata_path
+from cnntrain.data.loading import load_data
+from cnntrain.models.tta import predict_with_tta
+from cnntrain.training import loop as engine
+from cnntrain.training.run import run
+from cnntrain.training.saved_run import load_run
+from cnntrain.training.setup import make_loss
+
+from helpers import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, synthetic_data_root) -> Path:
-    from conftest import TINY_RUN, compose_config
+    from helpers import TINY_RUN, compose_config
 
     cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
                          data_root=synthetic_data_root)
@@ -41,14 +44,6 @@ def command(name: str, *args: str, data_root: Path | None = None) -> subprocess.
     return subprocess.run([str(script), *args], capture_output=True, text=True, env=environ, timeout=300)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
-
-
 def test_eval_reproduces_the_training_test_metrics(run_dir, synthetic_data_root):
     result = command("cnntrain-eval", str(run_dir), "--device", "cpu", data_root=synthetic_data_root)
     assert result.returncode == 0, result.stderr
@@ -62,7 +57,7 @@ def test_eval_reproduces_the_training_test_metrics(run_dir, synthetic_data_root)
 
 
 def test_tta_run_is_validated_tested_and_evaluated_with_mirrored_images(tmp_path, synthetic_data_root):
-    from conftest import TINY_RUN, compose_config
+    from helpers import TINY_RUN, compose_config
 
     cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
                          "trainer.tta=hflip", data_root=synthetic_data_root)

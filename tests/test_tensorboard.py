@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnntrain.train import run
+from cnntrain.training.run import run
 
 pytest.importorskip("tensorboard")
 

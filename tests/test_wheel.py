@@ -10,7 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import repo_group_line
+
+from helpers import repo_group_line
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +38,8 @@ def test_fresh_venv_runs_from_the_wheel(wheel, tmp_path, synthetic_data_root):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    site = Path(subprocess.run([str(bin_dir / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    site = Path(subprocess.run([str(bin_dir / "python"), "-c",
+                                "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     # Install the wheel alone; its dependencies (torch is gigabytes) come from this environment through a
     # .pth file. Only the wheel's cnntrain is importable there: this checkout is not on that path.
@@ -47,8 +49,9 @@ def test_fresh_venv_runs_from_the_wheel(wheel, tmp_path, synthetic_data_root):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CNNTRAIN_DEBUG")}
     env["CNNTRAIN_DATA_ROOT"] = str(synthetic_data_root)
     # `pip --target` writes console scripts for the installing interpreter, so call the entry point directly
-    run = lambda *args: subprocess.run([str(bin_dir / "python"), "-c", "from cnntrain.cli import main; main()",
-                                        *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    entry = "from cnntrain.commands.train import main; main()"
+    run = lambda *args: subprocess.run([str(bin_dir / "python"), "-c", entry, *args], cwd=tmp_path, env=env,
+                                       capture_output=True, text=True, timeout=600)
 
     where = subprocess.run([str(bin_dir / "python"), "-c", "import cnntrain; print(cnntrain.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout

@@ -1,0 +1,47 @@
+"""What every console script shares: user mistakes become one `error: ...` line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from cnntrain.errors import Interrupted, UserError
+
+DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def report(message: str) -> None:
+    """The one line a user sees for a mistake of theirs."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a UserError (one line) rather than usage text plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def run_command(command: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+    """Run a console script's body; report UserErrors as one line with their exit status."""
+    try:
+        command(sys.argv[1:] if argv is None else argv)
+    except UserError as err:
+        if debugging():
+            raise
+        if isinstance(err, Interrupted):
+            sys.stderr.write(f"{err}\n")  # not a mistake: how to continue, without "error:"
+        else:
+            report(str(err))
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt as err:
+        report("interrupted")
+        sys.exit(143 if str(err) == "SIGTERM" else 130)

@@ -1,0 +1,133 @@
+"""`cnntrain-export RUN_DIR --format torchscript|onnx`: a self-contained model file to ship.
+
+The exported module takes images as float32 in [0, 1] (TorchScript also takes uint8 0..255), NCHW,
+and normalises them itself with the run's mean/std, so callers never need the training config.
+A JSON file next to the export records the input contract, the classes and where it came from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnntrain.commands.entry import ArgumentParser, run_command
+from cnntrain.data.description import DataDescription, Normalize
+from cnntrain.errors import UserError
+from cnntrain.files import atomic_write, write_text
+from cnntrain.reporting.provenance import versions
+from cnntrain.reporting.run_dir import RunDir
+from cnntrain.training.saved_run import SavedRun, load_run
+
+FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+ONNX_OPSET = 17
+
+
+class NormalizedModel(nn.Module):
+    """images in [0, 1] (or uint8) -> the run's normalisation -> the trained model."""
+
+    def __init__(self, model: nn.Module, description: DataDescription) -> None:
+        super().__init__()
+        self.normalize = Normalize(description)
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(images))
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="cnntrain-export", description="Export a trained run to TorchScript or ONNX.")
+    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="torchscript or onnx")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_argument("--output", type=Path, default=None,
+                   help="file to write (default: RUN_DIR/export/model.pt or model.onnx)")
+    return p
+
+
+def wrap(saved: SavedRun) -> NormalizedModel:
+    return NormalizedModel(saved.model.cpu(), saved.description).eval()
+
+
+def export_torchscript(module: NormalizedModel, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, yet still the loadable format
+        scripted = torch.jit.script(module)
+        atomic_write(path, lambda tmp: torch.jit.save(scripted, str(tmp)))
+
+
+def export_onnx(module: NormalizedModel, example: torch.Tensor, path: Path) -> None:
+    if importlib.util.find_spec("onnx") is None:  # torch's exporter needs it; say so plainly
+        raise UserError("ONNX export needs the onnx package: pip install 'cnntrain[onnx]'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        atomic_write(path, lambda tmp: torch.onnx.export(
+            module, (example,), str(tmp), input_names=["images"], output_names=["outputs"],
+            dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}}, opset_version=ONNX_OPSET,
+            dynamo=False))
+
+
+def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
+    """The contract of the exported file, for whoever loads it without cnntrain."""
+    channels, height, width = saved.input_shape
+    return {
+        "file": path.name,
+        "format": fmt,
+        "input": {"name": "images", "layout": "NCHW", "shape": ["batch", channels, height, width],
+                  "dtype": "float32" if fmt == "onnx" else "float32 or uint8",
+                  "range": "[0, 1] (uint8 0..255 is divided by 255)" if fmt == "torchscript" else "[0, 1]",
+                  "color": "grayscale" if channels == 1 else "RGB"},
+        "normalization": {"baked_in": True, "mean": saved.description.mean,
+                          "std": saved.description.std, "formula": "(x - mean) / std per channel"},
+        "output": {"name": "outputs", "kind": "log_probabilities" if saved.outputs_log_probs else "logits",
+                   "classes": saved.classes},
+        "test_time_augmentation": _tta_note(saved.tta),
+        "source": {"run_dir": str(saved.run_dir), "checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch,
+                   "model": str(saved.config.model.name)},
+        "versions": versions(),
+    }
+
+
+def _tta_note(tta: str) -> str:
+    if tta == "none":
+        return "none"
+    return ("the run's metrics averaged each prediction with the mirrored image's (trainer.tta=hflip); this file "
+            "is one pass: run it on the image and on its left-right mirror and average the log-softmax outputs")
+
+
+def metadata_path(path: Path) -> Path:
+    """model.onnx -> model.onnx.json: a TorchScript and an ONNX export can sit side by side."""
+    return path.with_name(path.name + ".json")
+
+
+def export_run(saved: SavedRun, fmt: str, path: Path) -> Path:
+    """Write the export and its metadata JSON (metadata_path); return the export's path."""
+    module = wrap(saved)
+    if fmt == "torchscript":
+        export_torchscript(module, path)
+    else:
+        export_onnx(module, torch.rand(1, *saved.input_shape), path)
+    write_text(metadata_path(path), json.dumps(metadata(saved, fmt, path), indent=2) + "\n")
+    return path
+
+
+def _main(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    saved = load_run(args.run_dir, args.checkpoint)
+    path = args.output or RunDir(args.run_dir).export(FORMATS[args.format])
+    export_run(saved, args.format, path)
+    print(f"wrote {path} and {metadata_path(path)}")
+
+
+def main() -> None:
+    """Console-script entry point of cnntrain-export."""
+    run_command(_main)
+
+
+if __name__ == "__main__":
+    main()

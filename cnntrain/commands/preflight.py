@@ -1,0 +1,151 @@
+"""The checks `cnntrain` makes before Hydra creates anything on disk, so a mistake never leaves a run directory.
+
+It parses the overrides, checks group choices, composes and validates the config of every job the command
+line asks for, then checks what needs torch once per distinct value: the device, the logger, the data
+files (an image folder is scanned here), and the model's shapes. What it learns about the data is kept
+(`known_data`), so the job does not read or scan the data a second time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnntrain.config.compose import compose_train, group_options
+from cnntrain.config.names import CONFIG_GROUPS
+from cnntrain.config.validate import validate
+from cnntrain.errors import ConfigError, did_you_mean, first_line
+
+PREFLIGHT_JOB_LIMIT = 256  # larger sweeps are checked job by job as they run
+
+
+@dataclass
+class Checked:
+    """What the preflight composed and learned, job by job: the composition, the validated config (with the
+    data's facts filled in) and the DataDescription of its data."""
+
+    composed: list[Any] = field(default_factory=list)
+    configs: list[Any] = field(default_factory=list)
+    descriptions: list[Any] = field(default_factory=list)
+
+
+_known_data: dict[str, Any] = {}
+
+
+def known_data(dataset_cfg: Any) -> Any:
+    """The DataDescription the preflight made for this dataset config in this process, or None."""
+    return _known_data.get(data_key(dataset_cfg))
+
+
+def data_key(dataset_cfg: Any) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(dataset_cfg, resolve=True)
+
+
+def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None,
+              keep_hydra: bool = False) -> Checked:
+    """Check every job's config. With keep_hydra (a single run), the one composition is made with its hydra
+    node and logging set up, as the job will run it; a sweep's jobs are composed one by one to be checked."""
+    parsed = parse_overrides(overrides)
+    check_group_choices(parsed, multirun, extra_dir)
+    checked = Checked()
+    if keep_hydra:
+        checked.composed = [compose_train(overrides, hydra=hydra, hydra_config=True, log_configuration=True)]
+    else:
+        checked.composed = [compose_train(job, hydra=hydra) for job in expand_jobs(parsed)]
+    checked.configs = [validate(composed) for composed in checked.composed]
+    check_environment(checked)
+    return checked
+
+
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except OverrideParseException as err:
+            raise ConfigError(f"cannot parse override '{text}': {first_line(err)}") from None
+    return parsed
+
+
+def check_group_choices(parsed: list[Any], multirun: bool, extra_dir: str | None = None) -> None:
+    """`model=lenett` -> one sentence with the closest name and every available one."""
+    for override in parsed:
+        group = override.key_or_group
+        if group not in CONFIG_GROUPS or override.is_delete():
+            continue
+        if override.is_sweep_override() and not multirun:
+            raise ConfigError(f"'{override.input_line}' lists several values; add -m to run a sweep")
+        values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else \
+            [override.get_value_element_as_str()] if not override.is_sweep_override() else []
+        options = group_options(group, extra_dir)
+        for value in values:
+            if value not in options:
+                raise ConfigError(f"unknown {group} '{value}'{did_you_mean(value, options)}; "
+                                  f"available: {', '.join(options)}")
+
+
+def expand_jobs(parsed: list[Any]) -> list[list[str]]:
+    """The override list of every job a (multi)run will launch; non-enumerable sweeps are left out."""
+    choices: list[list[str]] = []
+    for override in parsed:
+        if override.is_hydra_override():
+            continue
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if override.is_discrete_sweep():
+                choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}" if not override.is_delete()
+                            else override.input_line])
+    return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
+
+
+def check_environment(checked: Checked) -> None:
+    """Device, logger, data files and model shapes: the checks that need torch, done once per distinct value."""
+    from omegaconf import OmegaConf
+
+    from cnntrain.data.loading import describe_data
+
+    seen: set[str] = set()
+    for cfg in checked.configs:
+        key = data_key(cfg.dataset)
+        if key not in _known_data:
+            _known_data[key] = describe_data(cfg.dataset)
+        checked.descriptions.append(_known_data[key])
+        _known_data[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
+        checks = {
+            f"device:{cfg.device}:{cfg.trainer.precision}": lambda c=cfg: check_device(c.device, c.trainer.precision),
+            f"logger:{cfg.logger}": lambda c=cfg: check_logger(c.logger),
+            f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: check_model(c),
+        }
+        for name, check in checks.items():
+            if name not in seen:
+                seen.add(name)
+                check()
+
+
+def check_device(device: str, precision: str) -> None:
+    if device not in ("auto", "cpu") or precision != "fp32":
+        from cnntrain.training.accel import Accel, resolve_device
+
+        Accel(resolve_device(device), precision)
+
+
+def check_logger(logger: str) -> None:
+    if logger == "tensorboard":
+        from cnntrain.reporting.tensorboard import check_available
+
+        check_available()
+
+
+def check_model(cfg: Any) -> None:
+    from cnntrain.models.builder import build_model
+
+    build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)

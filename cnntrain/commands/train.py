@@ -1,0 +1,247 @@
+"""The `cnntrain` command: preflight, then the Hydra job; one clear line out on any user mistake.
+
+A single run (`cnntrain KEY=VALUE ...`, `cnntrain resume=RUN_DIR`) is composed once: the preflight checks
+that composition and learns what the data looks like, and the job runs on the same config and
+description through Hydra's own job runner (run directory, .hydra/ files, callbacks, as `hydra.main`
+makes them). Sweeps (-m) and Hydra's informational flags go through `hydra.main`, after the preflight
+has checked every job. Torch is imported only once a run really starts (or a check needs it), so
+`--help` and config errors stay fast. Hydra is touched only here and in cnntrain.config.compose.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cnntrain.commands.entry import debugging, report, run_command
+from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
+from cnntrain.config.compose import (
+    CONFIG_NAME,
+    VERSION_BASE,
+    compose_train,
+    composition_message,
+    config_dir,
+    group_options,
+    hydra_session,
+)
+from cnntrain.config.names import CONFIG_GROUPS
+from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
+
+PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+              "--version", "--resolve", "--package", "-p"}
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun"}
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def main() -> None:
+    """Console-script entry point: preflight, then the job; user errors exit with status 2."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    run_command(_main)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """(hydra flags, overrides, multirun?) from the command line."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in FLAGS_WITH_VALUE:
+                flags.append(next(args, ""))
+        else:
+            overrides.append(arg)
+    return flags, overrides, "-m" in flags or "--multirun" in flags
+
+
+def resume_target(overrides: list[str], multirun: bool) -> Path | None:
+    """The run directory of `cnntrain resume=RUN_DIR`, checked; None for any other command."""
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
+    if not values or values == ["null"]:
+        return None
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "resume"]
+    if multirun or len(values) > 1 or others:
+        raise ConfigError(f"resume={values[0]} continues one run with its saved config; drop -m and the other "
+                          f"overrides ({' '.join(others) or 'a second resume='})")
+    from cnntrain.training.run import load_resume_checkpoint
+
+    run_dir = Path(values[0].strip("'\"")).resolve()
+    load_resume_checkpoint(run_dir)
+    return run_dir
+
+
+def resume_overrides(run_dir: Path) -> list[str]:
+    """The overrides of a resume: the original run directory, whose .hydra/ it must not rewrite."""
+    return [f"resume='{run_dir}'", f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+
+
+def print_help(overrides: list[str]) -> None:
+    """`cnntrain --help`: the template in train.yaml (hydra.help) filled with our groups and the config.
+
+    Rendered here rather than by Hydra, whose help also walks every installed launcher and sweeper
+    group (a second with the optional plugins installed).
+    """
+    from omegaconf import OmegaConf
+
+    check_group_choices(parse_overrides(overrides), multirun=False)
+    cfg = compose_train(overrides, hydra_config=True)
+    template = cfg.hydra.help.template
+    groups = "\n".join(f"{group}: {', '.join(group_options(group))}" for group in CONFIG_GROUPS)
+    cfg = OmegaConf.to_container(cfg, resolve=False)
+    cfg.pop("hydra")
+    text = template.replace("$APP_CONFIG_GROUPS", groups + "\n").replace("$CONFIG", OmegaConf.to_yaml(cfg))
+    sys.stdout.write(text + "\n")
+
+
+class JobStopped(BaseException):
+    """Carries a UserError out of a job past Hydra, which would print its own line for an Exception."""
+
+    def __init__(self, error: UserError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _main(argv: list[str]) -> None:
+    flags, overrides, multirun = split_argv(argv)
+    try:
+        resume_dir = resume_target(overrides, multirun)
+        if flags and set(flags) <= {"--help", "-h"} and resume_dir is None:
+            print_help(overrides)
+        elif not set(flags) - set(CONFIG_DIR_FLAGS) - {_flag_value(flags, CONFIG_DIR_FLAGS)}:
+            _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume_dir)
+        else:
+            if not INFO_FLAGS.intersection(flags):
+                preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
+            _hydra_main(argv)
+    except JobStopped as stopped:
+        raise stopped.error from None
+    except Exception as err:
+        if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
+            raise
+        raise ConfigError(composition_message(err, overrides)) from None
+
+
+def _single_run(overrides: list[str], extra_dir: str | None, resume_dir: Path | None) -> None:
+    """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+
+    with hydra_session(extra_dir) as hydra:
+        if resume_dir is not None:
+            composed = compose_train([*resume_overrides(resume_dir), "hydra.mode=RUN"], hydra=hydra,
+                                     hydra_config=True, log_configuration=True)
+            task = lambda _cfg: _resume_task(resume_dir)
+        else:
+            checked = preflight([*overrides, "hydra.mode=RUN"], multirun=False, hydra=hydra, extra_dir=extra_dir,
+                                keep_hydra=True)
+            composed, cfg, description = checked.composed[0], checked.configs[0], checked.descriptions[0]
+            task = lambda _cfg: _run_task(cfg, description)
+        callbacks = Callbacks(composed)
+        callbacks.on_run_start(config=composed, config_name=CONFIG_NAME)
+        ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                      task_function=task, config=composed, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                      configure_logging=True)
+        callbacks.on_run_end(config=composed, config_name=CONFIG_NAME, job_return=ret)
+        _ = ret.return_value  # re-raises what the job raised
+
+
+def _run_task(cfg: Any, description: Any) -> float:
+    """The job of a single run: the preflight's validated config and data description, trained."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnntrain.training.run import run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        return run(cfg, run_dir, started=PROCESS_STARTED, description=description)
+    except UserError as err:
+        raise JobStopped(err) from err
+
+
+def _resume_task(run_dir: Path) -> float:
+    from cnntrain.training.run import resume_run
+
+    try:
+        return resume_run(run_dir)
+    except UserError as err:
+        raise JobStopped(err) from err
+
+
+def _sweep_task(cfg: Any) -> float:
+    """What Hydra runs for each job of a sweep (and for the informational flags' runs)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from cnntrain.config.validate import validate
+    from cnntrain.training.run import run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        cfg = validate(cfg)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return _sweep_job(cfg, run_dir, hydra_cfg.job.num)
+        return run(cfg, run_dir, started=PROCESS_STARTED, description=known_data(cfg.dataset))
+    except UserError as err:
+        raise JobStopped(err) from err
+
+
+def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
+    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN).
+
+    Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
+    stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
+    """
+    from cnntrain.reporting.run_dir import RunDir, write_failure
+    from cnntrain.training.run import run
+
+    started = time.perf_counter()
+    try:
+        return run(cfg, run_dir, description=known_data(cfg.dataset))
+    except Interrupted:
+        raise
+    except Exception as err:
+        if debugging():
+            raise
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {first_line(err)}"
+        write_failure(RunDir(run_dir).summary_json, message, time.perf_counter() - started)
+        report(f"job {job_num} failed: {message}")
+        return float("nan")
+
+
+def _hydra_main(argv: list[str]) -> None:
+    import hydra
+
+    sys.argv = [sys.argv[0], *argv]
+    entry = hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base=VERSION_BASE)(_sweep_task)
+    entry()
+
+
+def _flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
+    for name, value in zip(flags, flags[1:]):
+        if name in names:
+            return value
+    return None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")  # the same clean stop as Ctrl-C (cnntrain.training.run says how to resume)
+
+
+def _is_config_exception(err: Exception) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(err, (HydraException, OmegaConfBaseException))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Hydra composition: where the YAML configs are, which options each group has, and the composed config.
+
+`cnntrain` composes a single run once: the preflight checks this composition and the job runs on it
+(cnntrain.commands.train). Hydra is imported inside the functions, so `import cnntrain.config.compose`
+stays cheap; composition errors become one ConfigError sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cnntrain.errors import ConfigError, first_line
+
+CONFIG_NAME = "train"  # configs/train.yaml: the root config
+VERSION_BASE = "1.3"  # Hydra's defaults of that release (no chdir into the run directory, ...)
+
+
+def config_dir() -> Path:
+    """Where the YAML configs are: inside the package when installed from a wheel, else the repo's configs/."""
+    packaged = Path(__file__).resolve().parent.parent / "configs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def group_options(group: str, extra_dir: str | None = None) -> list[str]:
+    """The choices of one config group, from the YAML files on disk (and a user's --config-dir)."""
+    folders = [config_dir() / group] + ([Path(extra_dir) / group] if extra_dir else [])
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+@contextmanager
+def hydra_session(extra_dir: str | None = None) -> Iterator[Any]:
+    """A Hydra instance over our configs, with a user's --config-dir first, as `hydra.main` would set it up."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    version.setbase(VERSION_BASE)
+    search_path = create_config_search_path(str(config_dir()))
+    if extra_dir is not None:
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(extra_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    try:
+        yield Hydra.create_main_hydra2(task_name=CONFIG_NAME, config_search_path=search_path)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool = False,
+                  log_configuration: bool = False) -> Any:
+    """The config `cnntrain OVERRIDES` runs (with its `hydra` node when hydra_config), or a ConfigError."""
+    if hydra is None:
+        with hydra_session() as session:
+            return compose_train(overrides, hydra=session, hydra_config=hydra_config,
+                                 log_configuration=log_configuration)
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = hydra.compose_config(config_name=CONFIG_NAME, overrides=list(overrides), run_mode=RunMode.RUN,
+                                   from_shell=True, with_log_configuration=log_configuration)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(composition_message(err, overrides, hydra)) from None
+    if not hydra_config:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def composition_message(err: Exception, overrides: list[str], hydra: Any = None) -> str:
+    """One sentence for what Hydra refused: an unknown key (with the keys allowed there), a missing plugin, ..."""
+    text = f"{err}\n{err.__cause__ or ''}"
+    bad = re.search(r"Could not override '([^']+)'", text)
+    if bad and "not in struct" in text:
+        from omegaconf import DictConfig, OmegaConf
+
+        from cnntrain.config.validate import unknown_key_message
+
+        key = bad.group(1)
+        parent = key.rpartition(".")[0]
+        rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") == key]
+        node = compose_train(rest, hydra=hydra)
+        target = OmegaConf.select(node, parent) if parent else node
+        allowed = sorted(target.keys()) if isinstance(target, DictConfig) else []
+        return unknown_key_message(key, allowed)
+    plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
+    if plugin:
+        kind, name = plugin.groups()
+        available = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return (f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
+                f"and the joblib and submitit launchers come with pip install 'cnntrain[optuna,joblib,slurm]')")
+    exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
+    if exists:
+        return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
+    first = next((line for line in text.splitlines() if line.strip()), first_line(err))
+    return f"bad override: {first.strip()}"

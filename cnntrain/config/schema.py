@@ -1,0 +1,125 @@
+"""The shape of a cnntrain config: typed dataclasses that OmegaConf merges the composed YAML onto.
+
+Unknown keys and values of the wrong type fail in that merge (cnntrain.config.validate turns the failure
+into one sentence). The optimizer and scheduler entries are built from their declaration
+(cnntrain.config.optimizers) and their YAML defaults, so no argument is written twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+
+from cnntrain.config.compose import config_dir
+from cnntrain.config.optimizers import GROUPS
+
+
+@functools.cache
+def variant_schema(group: str, name: str) -> type:
+    """The dataclass of one optimizer or scheduler: its declared arguments, defaulting to its YAML file's values."""
+    declared = GROUPS[group][name]
+    path = config_dir() / group / f"{name}.yaml"
+    defaults = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    fields: list[Any] = [("name", str, field(default=name))]
+    for key, arg in declared.args.items():
+        default = defaults.get(key, MISSING)
+        if isinstance(default, list):
+            fields.append((key, arg.type, field(default_factory=lambda value=default: list(value))))
+        else:
+            fields.append((key, arg.type, field(default=default)))
+    return make_dataclass(f"{group}_{name}", fields)
+
+
+@dataclass
+class AugmentConfig:
+    translate: int = 0
+    hflip: bool = False
+
+
+@dataclass
+class DatasetConfig:
+    name: str
+    root: str
+    kind: str = "torchvision"  # torchvision (a dataset class by name) | imagefolder (root/train/<class>/...)
+    torchvision_class: str = ""
+    split: str | None = None  # EMNIST's split argument
+    # null: taken from the data (always the case for an image folder); stated: checked against the data
+    input_shape: list[int] | None = None
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    mean: list[float] | None = None  # null: computed from the training split
+    std: list[float] | None = None
+    image_size: list[int] | None = None  # imagefolder: [height, width] to resize to (null: the first image's)
+    channels: int | None = None  # imagefolder: 1 (grayscale) or 3 (RGB); null: the first image's
+    test_split: float = 0.2  # imagefolder without root/test: the fraction of train held out as test
+    in_memory: bool = True  # imagefolder: decode once into tensors (cached); false: DataLoader workers per batch
+    num_workers: int = 2  # imagefolder with in_memory=false: decoding processes
+    download: bool = True
+    val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
+    val_strategy: str = "random"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    layers: list[Any]
+    description: str = ""
+    dropout: Any = None  # a model's tunable dropout, used by its layers as ${model.dropout} (see lenet)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val/acc"
+    mode: str = "max"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    loss: str = "auto"
+    label_smoothing: float = 0.0
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    tta: str = "none"  # none | hflip: validation and test average each prediction with the mirrored image's
+    progress: bool = True
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+@dataclass
+class ReportConfig:
+    plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig
+    model: ModelConfig
+    optimizer: Any
+    scheduler: Any
+    seed: int = 42
+    device: str = "auto"
+    deterministic: bool = True
+    threads: Any = None
+    data_root: str = "data"
+    resume: Any = None  # a run directory to continue (the CLI turns it into that run's own config)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
+

@@ -1,0 +1,198 @@
+"""Whether a composed config is one we can run: the schema merge, then every range and choice.
+
+Hydra composes YAML; this module merges the result onto the typed schema (cnntrain.config.schema), where
+unknown keys and wrong types fail, then checks ranges and choices, so a bad value is reported by name
+before any data is loaded or any output is written. It imports neither torch nor Hydra, which keeps
+`cnntrain --help` and config errors fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from cnntrain.config.names import (
+    DATASET_KINDS,
+    DEVICES,
+    EPOCH_METRICS,
+    LOGGERS,
+    LOSSES,
+    MODES,
+    PRECISIONS,
+    TTA_MODES,
+    VAL_STRATEGIES,
+)
+from cnntrain.config.optimizers import GROUPS
+from cnntrain.config.schema import TrainConfig, variant_schema
+from cnntrain.errors import ConfigError, did_you_mean, first_line
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Return the config merged onto the schema, or raise ConfigError naming the first bad value."""
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    plain.pop("hydra", None)
+    schema = OmegaConf.structured(TrainConfig)
+    for group in GROUPS:
+        schema[group] = OmegaConf.structured(variant_schema(group, _variant_name(plain, group)))
+    try:
+        merged = OmegaConf.merge(schema, plain)
+        OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except ConfigKeyError as err:
+        raise ConfigError(_unknown_key_message(schema, err)) from None
+    except ValidationError as err:
+        raise ConfigError(_type_message(err)) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config error at '{_full_key(err)}': {first_line(err)}") from None
+    _check_ranges(merged)
+    return merged
+
+
+def _variant_name(cfg: DictConfig, group: str) -> str:
+    name = OmegaConf.select(cfg, f"{group}.name")
+    declared = GROUPS[group]
+    if name not in declared:
+        raise ConfigError(f"unknown {group} '{name}'{did_you_mean(str(name), declared)}; "
+                          f"available: {', '.join(declared)}")
+    return str(name)
+
+
+def _full_key(err: OmegaConfBaseException) -> str:
+    return str(getattr(err, "full_key", None) or getattr(err, "key", "") or "?")
+
+
+def _unknown_key_message(schema: DictConfig, err: ConfigKeyError) -> str:
+    full_key = _full_key(err)
+    parent = full_key.rpartition(".")[0]
+    node = OmegaConf.select(schema, parent) if parent else schema
+    allowed = sorted(node.keys()) if isinstance(node, DictConfig) else []
+    return unknown_key_message(full_key, allowed)
+
+
+def unknown_key_message(full_key: str, allowed: list[str]) -> str:
+    """One sentence for a key the schema does not know, with the closest known key."""
+    parent, _, leaf = full_key.rpartition(".")
+    prefix = f"{parent}." if parent else ""
+    close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.5)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    where = f"keys of {parent}" if parent else "top-level keys"
+    return f"unknown config key '{full_key}'{hint}; {where}: {', '.join(allowed)}"
+
+
+_TYPE_WORDS = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}
+
+
+def _type_message(err: ValidationError) -> str:
+    text = str(err)
+    value = getattr(err, "value", None)
+    match = re.search(r"could not be converted to (\w+)", text)
+    if match:
+        expected = _TYPE_WORDS.get(match.group(1), match.group(1))
+    else:
+        expected = "true or false" if "valid bool" in text else "a different type"
+    if value is None:
+        found = re.search(r"Value '([^']*)'", text)
+        value = found.group(1) if found else "?"
+    return f"{_full_key(err)}={value}: expected {expected}"
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    _require(value in allowed, f"{key}={value}: expected one of {', '.join(allowed)}")
+
+
+def _positive(cfg: DictConfig, key: str, *, strict: bool = True) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = value > 0 if strict else value >= 0
+    _require(ok, f"{key}={value}: must be {'> 0' if strict else '>= 0'}")
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size"):
+        _positive(cfg, key)
+    _check_declared(cfg)
+    _positive(cfg, "trainer.early_stopping.patience", strict=False)
+    _positive(cfg, "trainer.early_stopping.min_delta", strict=False)
+    _require(0.0 <= cfg.trainer.label_smoothing < 1.0,
+             f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
+    _choice(cfg, "trainer.loss", LOSSES)
+    _choice(cfg, "trainer.precision", PRECISIONS)
+    _choice(cfg, "trainer.tta", TTA_MODES)
+    for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
+        _choice(cfg, f"{prefix}.monitor", EPOCH_METRICS)
+        _choice(cfg, f"{prefix}.mode", MODES)
+    check_device(cfg.device)
+    _choice(cfg, "logger", LOGGERS)
+    _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads > 0),
+             f"threads={cfg.threads}: must be null or a whole number > 0")
+    _check_dataset(cfg.dataset)
+    _check_dropout_knob(cfg.model)
+
+
+def _check_dropout_knob(model: DictConfig) -> None:
+    """model.dropout (a preset's tunable dropout, see lenet) is a probability; sweeps sample it."""
+    if model.dropout is not None:
+        _require(isinstance(model.dropout, (int, float)) and 0.0 <= model.dropout < 1.0,
+                 f"model.dropout={model.dropout}: must be in [0, 1)")
+
+
+def check_device(device: str) -> None:
+    """auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked later)."""
+    ok = device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device) is not None
+    _require(ok, f"device={device}: expected one of {', '.join(DEVICES)}")
+
+
+def _check_dataset(ds: DictConfig) -> None:
+    split = ds.val_split
+    if isinstance(split, bool) or not isinstance(split, (int, float)):
+        raise ConfigError(f"dataset.val_split={split}: expected a fraction in (0, 1) or a whole number of images")
+    if isinstance(split, float):
+        _require(0.0 < split < 1.0, f"dataset.val_split={split}: a fraction must be in (0, 1)")
+    else:
+        _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
+    _choice(ds, "val_strategy", VAL_STRATEGIES)
+    _require(ds.augment.translate >= 0, f"dataset.augment.translate={ds.augment.translate}: must be >= 0 pixels")
+    _choice(ds, "kind", DATASET_KINDS)
+    if ds.kind == "torchvision":
+        _require(bool(ds.torchvision_class), "dataset.torchvision_class is empty: name a torchvision dataset class")
+    _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
+    _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
+             f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")
+    _require(ds.image_size is None or (len(ds.image_size) == 2 and all(d > 0 for d in ds.image_size)),
+             f"dataset.image_size={_listed(ds.image_size)}: expected [height, width] or null")
+    _require(ds.channels in (None, 1, 3), f"dataset.channels={ds.channels}: expected 1, 3 or null")
+    _require(0.0 < ds.test_split < 1.0, f"dataset.test_split={ds.test_split}: must be in (0, 1)")
+    _require(ds.num_workers >= 0, f"dataset.num_workers={ds.num_workers}: must be >= 0")
+    _require((ds.mean is None) == (ds.std is None), "dataset.mean and dataset.std: give both, or neither (null)")
+    channels = ds.input_shape[0] if ds.input_shape is not None else ds.channels
+    for key in ("mean", "std"):
+        _require(ds[key] is None or channels is None or len(ds[key]) == channels,
+                 f"dataset.{key}={_listed(ds[key])}: expected {channels} value(s), one per channel")
+    _require(ds.std is None or all(s > 0 for s in ds.std), f"dataset.std={_listed(ds.std)}: every value must be > 0")
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if value is not None else None
+
+
+def _check_declared(cfg: DictConfig) -> None:
+    """Each optimizer and scheduler argument against the rule its declaration gives it."""
+    for group, declared in GROUPS.items():
+        node = cfg[group]
+        values = OmegaConf.to_container(node, resolve=True)
+        for key, arg in declared[node.name].args.items():
+            complaint = arg.check(f"{group}.{key}", values[key])
+            if complaint is not None:
+                raise ConfigError(complaint)
+    if cfg.scheduler.name == "cosine":
+        warmup = cfg.scheduler.warmup_epochs
+        _require(0 <= warmup < cfg.trainer.epochs,
+                 f"scheduler.warmup_epochs={warmup}: must be in [0, trainer.epochs)")

@@ -1,0 +1,46 @@
+"""Per-batch augmentation on the training device, on uint8 images, vectorised over the batch.
+
+The random draws come from the CPU shuffle generator (a few numbers per batch), so a run stays
+reproducible and resumable without another RNG to checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    translate: int = 0   # shift each image by up to this many pixels in x and y (zero fill)
+    hflip: bool = False  # mirror half of the images left-right
+
+    @property
+    def enabled(self) -> bool:
+        return self.translate > 0 or self.hflip
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.translate > 0:
+            images = random_translate(images, self.translate, generator)
+        if self.hflip:
+            images = random_hflip(images, generator)
+        return images
+
+
+def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by its own random (dy, dx) in [-pixels, pixels]: pad, then crop per sample."""
+    batch, _, height, width = images.shape
+    offsets = torch.randint(0, 2 * pixels + 1, (2, batch), generator=generator).to(images.device, non_blocking=True)
+    padded = F.pad(images, (pixels, pixels, pixels, pixels))
+    rows = offsets[0, :, None] + torch.arange(height, device=images.device)
+    cols = offsets[1, :, None] + torch.arange(width, device=images.device)
+    index = torch.arange(batch, device=images.device)[:, None, None]
+    crops = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]
+    return crops.permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device, non_blocking=True)
+    return torch.where(flip[:, None, None, None], images.flip(3), images)

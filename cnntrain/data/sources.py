@@ -1,0 +1,237 @@
+"""Where a dataset's files come from: torchvision dataset classes by name, their files on disk and downloads.
+
+The MNIST family is read from the four IDX files under <root>/<Class>/raw (the published .gz files are
+unpacked in place); other torchvision classes check their own files. A download is one attempt with a
+socket timeout; any failure ends in one DataError that names the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnntrain.config.names import DATASET_KINDS
+from cnntrain.errors import ConfigError, DataError, first_line
+
+# The four files torchvision's MNIST-style datasets read from <root>/<class>/raw.
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+# torchvision classes that share that layout and take (root, train, download) only.
+IDX_CLASSES = ("FashionMNIST", "KMNIST", "MNIST")
+# Other classification datasets with (root, train, download[, split]) and .data/.targets/.classes.
+SUPPORTED_CLASSES = ("CIFAR10", "CIFAR100", "EMNIST", "FashionMNIST", "KMNIST", "MNIST")
+EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+# torchvision's urlopen has no timeout; a firewall that drops packets would block forever.
+# This bounds each socket operation (connect, read) of a download attempt, not the whole download.
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+def raw_folder(cfg: Any) -> Path:
+    """Where torchvision looks for the IDX files: <root>/<torchvision_class>/raw."""
+    return Path(str(cfg.root)) / str(cfg.torchvision_class) / "raw"
+
+
+def dataset_kind(cfg: Any) -> str:
+    kind = str(cfg.get("kind") or "torchvision")
+    if kind not in DATASET_KINDS:
+        raise ConfigError(f"dataset.kind={kind}: expected one of {', '.join(DATASET_KINDS)}")
+    return kind
+
+
+def ensure_available(cfg: Any) -> None:
+    """Make sure the dataset's files exist, downloading if allowed; else raise one readable DataError.
+    (An image folder is checked by scanning it: cnntrain.data.image_folder.)"""
+    if dataset_kind(cfg) == "imagefolder":
+        from cnntrain.data.image_folder import scan_folder
+
+        scan_folder(cfg)
+        return
+    if _class_name(cfg) not in IDX_CLASSES:
+        _ensure_torchvision_files(cfg)
+        return
+    folder = raw_folder(cfg)
+    _gunzip_missing(folder)
+    if not _missing_files(folder):
+        return
+    if cfg.download:
+        _try_download(cfg)
+        if not _missing_files(folder):
+            return
+    raise DataError(_not_found_message(cfg, folder, _missing_files(folder)))
+
+
+def _missing_files(folder: Path) -> list[str]:
+    return [name for name in IDX_FILES if not (folder / name).is_file()]
+
+
+def _gunzip_missing(folder: Path) -> None:
+    """Accept the .gz files as published: users who fetch them by hand should not have to unpack them."""
+    for name in _missing_files(folder):
+        archive = folder / f"{name}.gz"
+        if archive.is_file():
+            _gunzip(archive, folder / name)
+
+
+def _gunzip(archive: Path, target: Path) -> None:
+    # Via a .part file, so a broken archive never leaves a half-written IDX file that looks present.
+    part = target.with_name(target.name + ".part")
+    try:
+        with gzip.open(archive, "rb") as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        part.replace(target)
+    except (OSError, EOFError):
+        part.unlink(missing_ok=True)
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _try_download(cfg: Any) -> None:
+    """One download attempt through torchvision; any failure is reported later as 'files missing'."""
+    dataset_class = _dataset_class(cfg)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            dataset_class(str(cfg.root), train=True, download=True, **_extra_args(cfg))
+    except Exception:  # noqa: BLE001 - DNS, timeouts, HTTP errors, bad checksums: all mean "not downloaded"
+        pass
+
+
+def _ensure_torchvision_files(cfg: Any) -> None:
+    """Datasets outside the IDX family: torchvision itself checks its files (and their checksums)."""
+    _extra_args(cfg)  # a missing EMNIST split is a config mistake, not missing files
+    if _opens(cfg):
+        return
+    if cfg.download:
+        _try_download(cfg)
+        if _opens(cfg):
+            return
+    why = "download failed (no network?)" if cfg.download else "dataset.download=false"
+    raise DataError(f"{cfg.torchvision_class} not found under {cfg.root} and {why}. Put torchvision's files for "
+                    f"{cfg.torchvision_class} there, or set dataset.root to a folder that has them.")
+
+
+def _opens(cfg: Any) -> bool:
+    try:
+        _dataset_class(cfg)(str(cfg.root), train=False, download=False, **_extra_args(cfg))
+    except Exception:  # noqa: BLE001 - torchvision raises RuntimeError for missing or damaged files
+        return False
+    return True
+
+
+def _extra_args(cfg: Any) -> dict[str, Any]:
+    """Constructor arguments beyond (root, train, download): EMNIST's split."""
+    if str(cfg.torchvision_class) != "EMNIST":
+        return {}
+    split = cfg.get("split")
+    if split not in EMNIST_SPLITS:
+        raise ConfigError(f"dataset.split={split}: EMNIST needs one of {', '.join(EMNIST_SPLITS)}")
+    return {"split": str(split)}
+
+
+def _not_found_message(cfg: Any, folder: Path, missing: list[str]) -> str:
+    partly = "" if len(missing) == len(IDX_FILES) else f" (missing {', '.join(missing)})"
+    why = "download failed (no network?)" if cfg.download else "dataset.download=false"
+    return (
+        f"{cfg.torchvision_class} not found under {folder}{partly} and {why}. "
+        f"Put the four IDX files there, or set dataset.root to a folder that has them."
+    )
+
+
+def _class_name(cfg: Any) -> str:
+    name = str(cfg.torchvision_class)
+    if name not in SUPPORTED_CLASSES:
+        raise ConfigError(
+            f"dataset.torchvision_class '{name}' is not supported; available: {', '.join(SUPPORTED_CLASSES)}."
+        )
+    return name
+
+
+def _dataset_class(cfg: Any) -> type:
+    import torchvision.datasets  # here, not at the top: it costs a second and only loading needs it
+
+    return getattr(torchvision.datasets, _class_name(cfg))
+
+
+def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Let torchvision parse the files, but take its arrays whole as uint8 NCHW tensors."""
+    dataset_class = _dataset_class(cfg)
+    try:
+        dataset = dataset_class(str(cfg.root), train=train, download=False, **_extra_args(cfg))
+        images, labels = as_nchw(dataset.data), torch.as_tensor(dataset.targets)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torchvision reports bad files with asserts, view errors, ...
+        raise DataError(_unreadable_message(cfg, train, exc)) from exc
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{cfg.torchvision_class} files under {raw_folder(cfg)} disagree: {images.shape[0]} "
+            f"{'train' if train else 't10k'} images but {labels.shape[0]} labels; replace them with intact copies."
+        )
+    names = cfg.get("classes") or getattr(dataset, "classes", None) or \
+        [str(i) for i in range(int(labels.max()) + 1 if labels.numel() else 0)]
+    return images, labels.long(), [str(c) for c in names]
+
+
+def as_nchw(data: Any) -> torch.Tensor:
+    """torchvision's image arrays as uint8 [N, C, H, W]: MNIST gives [N, H, W] tensors, CIFAR [N, H, W, C] numpy."""
+    images = torch.as_tensor(data)
+    if images.dim() == 3:
+        return images.unsqueeze(1)
+    if images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        return images.permute(0, 3, 1, 2).contiguous()
+    return images
+
+
+def _unreadable_message(cfg: Any, train: bool, exc: Exception) -> str:
+    folder = raw_folder(cfg)
+    if str(cfg.torchvision_class) not in IDX_CLASSES:
+        reason = first_line(exc)
+        return (f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({reason}); "
+                f"replace them with intact copies, or delete them and set dataset.download=true.")
+    bad = _first_unreadable_file(folder, "train" if train else "t10k")
+    what, it = (f"file {folder / bad} is", "it") if bad else (f"files under {folder} are", "them")
+    reason = first_line(exc)
+    return (
+        f"{cfg.torchvision_class} {what} corrupt or truncated ({reason}); "
+        f"replace {it} with intact copies, or delete {it} and set dataset.download=true."
+    )
+
+
+def _first_unreadable_file(folder: Path, prefix: str) -> str | None:
+    """Name the bad file: the dataset constructor's error does not say which of the two it was reading."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    readers = {f"{prefix}-images-idx3-ubyte": read_image_file, f"{prefix}-labels-idx1-ubyte": read_label_file}
+    for name, reader in readers.items():
+        try:
+            reader(str(folder / name))
+        except Exception:  # noqa: BLE001 - same reason as in read_split
+            return name
+    return None
+
+
+def data_location(cfg: Any) -> Path:
+    """Where the files are, for messages."""
+    if dataset_kind(cfg) == "imagefolder" or str(cfg.torchvision_class) not in IDX_CLASSES:
+        return Path(str(cfg.root))
+    return raw_folder(cfg)
+
+

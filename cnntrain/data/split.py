@@ -1,0 +1,66 @@
+"""The seeded train/validation split (random or stratified), also used to hold out an image folder's test set."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from cnntrain.config.names import VAL_STRATEGIES
+from cnntrain.errors import DataError
+
+
+def split_indices(
+    labels: torch.Tensor, val_split: float | int, strategy: str, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train_idx, val_idx): disjoint, together all of range(N), each sorted ascending."""
+    if strategy not in VAL_STRATEGIES:
+        raise DataError(f"dataset.val_strategy '{strategy}' is not allowed; use one of: {', '.join(VAL_STRATEGIES)}.")
+    labels = labels.cpu()
+    n = int(labels.shape[0])
+    n_val = _val_count(val_split, n)
+    generator = torch.Generator().manual_seed(int(seed))
+    if strategy == "random":
+        val_idx = torch.randperm(n, generator=generator)[:n_val]
+    else:
+        val_idx = _stratified_val(labels, n_val, generator)
+    in_train = torch.ones(n, dtype=torch.bool)
+    in_train[val_idx] = False
+    return in_train.nonzero().squeeze(1), val_idx.sort().values
+
+
+def _val_count(val_split: Any, n: int) -> int:
+    """A fraction in (0, 1) or a whole count >= 1; both must leave images on each side."""
+    allowed = f"a fraction in (0, 1) or a whole count from 1 to {n - 1} (train has {n} images)"
+    if isinstance(val_split, bool) or not isinstance(val_split, (int, float)):
+        raise DataError(f"dataset.val_split={val_split!r} is not a number; use {allowed}.")
+    if isinstance(val_split, int) and 1 <= val_split < n:
+        return val_split
+    if isinstance(val_split, int) or not 0.0 < val_split < 1.0:
+        raise DataError(f"dataset.val_split={val_split} is out of range; use {allowed}.")
+    count = math.floor(val_split * n + 0.5)
+    if not 1 <= count < n:
+        raise DataError(f"dataset.val_split={val_split} gives {count} validation images; use {allowed}.")
+    return count
+
+
+def _stratified_val(labels: torch.Tensor, n_val: int, generator: torch.Generator) -> torch.Tensor:
+    """Each class gives its proportional share of n_val (largest remainder), so it is off by < 1 per class."""
+    classes, counts = torch.unique(labels, return_counts=True)
+    quotas = _largest_remainder(counts, n_val)
+    picks = []
+    for cls, quota in zip(classes.tolist(), quotas.tolist()):
+        members = (labels == cls).nonzero().squeeze(1)
+        picks.append(members[torch.randperm(len(members), generator=generator)[:quota]])
+    return torch.cat(picks)
+
+
+def _largest_remainder(counts: torch.Tensor, total: int) -> torch.Tensor:
+    exact = counts.double() * total / counts.sum().double()
+    quotas = exact.floor().long()
+    short = total - int(quotas.sum())
+    order = torch.argsort(exact - quotas.double(), descending=True, stable=True)
+    quotas[order[:short]] += 1
+    return quotas
+

@@ -1,0 +1,2 @@
+"""Models: the layer registry and the built-in layers, the builder that turns a layer list into a module
+(inferring every size), and test-time augmentation."""

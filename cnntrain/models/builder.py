@@ -1,0 +1,122 @@
+"""Build a model from its layer list, inferring every size from the input shape; count its parameters.
+
+One config item becomes one child of an nn.Sequential, so the summary rows, the config lines and the
+error messages all use the same 1-based index. This module knows nothing about training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from cnntrain.errors import ModelConfigError, first_line
+from cnntrain.models.registry import ArgError, Shape, bind_args, describe, fmt_shape, get_spec, output_shape, parse_item
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One line of the model summary: a config item and what it became."""
+
+    index: int
+    name: str
+    detail: str
+    output_shape: Shape
+    params: int
+
+
+def build_model(
+    layers: Sequence[Any], input_shape: Sequence[int], model_name: str = "model"
+) -> tuple[nn.Sequential, list[LayerRow]]:
+    """Build the layers in order, each sized from the previous output; raise ModelConfigError on any mistake."""
+    items = _plain_layers(layers, model_name)
+    shape = _plain_shape(input_shape, model_name)
+    model, rows = nn.Sequential(), []
+    for index, item in enumerate(items, start=1):
+        module, row = _build_one(item, index, shape, model_name)
+        model.append(module)
+        rows.append(row)
+        shape = row.output_shape
+    return model, rows
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters (the figure the reference tutorials print), trainable or not."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def ends_with_log_softmax(layers: Sequence[Any]) -> bool:
+    """True when the last layer is log_softmax: such models already output log-probabilities (NLLLoss)."""
+    try:
+        items = _plain_layers(layers, "model")
+        name, _ = parse_item(items[-1])
+    except ModelConfigError:
+        return False
+    return name == "log_softmax"
+
+
+def _build_one(item: Any, index: int, in_shape: Shape, model_name: str) -> tuple[nn.Module, LayerRow]:
+    """Parse, check, build and dry-run one config item, turning every failure into one sentence."""
+    where = f"model {model_name!r}, layer {index}"
+    try:
+        name, raw = parse_item(item)
+        spec = get_spec(name)
+    except ModelConfigError as err:
+        raise ModelConfigError(f"{where}: {err}") from err
+    try:
+        given, kwargs = bind_args(spec, raw)
+    except ModelConfigError as err:
+        raise ModelConfigError(f"{where} ({name}): {err}") from err
+    detail = _safe_describe(spec, given, kwargs)
+    label = f"{name} {detail}".strip()
+    try:
+        module = spec.builder(in_shape, **kwargs)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"its builder returned {type(module).__name__}, not a torch module")
+        out_shape = output_shape(module, in_shape)
+    except ArgError as err:
+        raise ModelConfigError(f"{where} ({name}): {err}") from err
+    except ModelConfigError as err:
+        raise ModelConfigError(f"{where} ({label}): {err}") from err
+    except Exception as err:
+        raise ModelConfigError(f"{where} ({label}): fails on input {fmt_shape(in_shape)}: {first_line(err)}") from err
+    row = LayerRow(index, name, detail, out_shape, count_parameters(module))
+    return module, row
+
+
+def _safe_describe(spec: Any, given: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    """Details text; a describer choking on a bad value must not hide the real error."""
+    try:
+        return describe(spec, given, kwargs)
+    except Exception:
+        return ""
+
+
+def to_plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _plain_layers(layers: Any, model_name: str) -> list[Any]:
+    """The layer list as plain Python, interpolations such as ${dataset.num_classes} resolved."""
+    try:
+        items = to_plain(layers)
+        items = [to_plain(item) for item in items] if isinstance(items, (list, tuple)) else items
+    except OmegaConfBaseException as err:
+        raise ModelConfigError(f"model {model_name!r}: cannot resolve its layers: {err}") from err
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ModelConfigError(f"model {model_name!r}: layers must be a non-empty list, got {items!r}")
+    return list(items)
+
+
+def _plain_shape(input_shape: Any, model_name: str) -> Shape:
+    shape = to_plain(input_shape)
+    ok = isinstance(shape, (list, tuple)) and len(shape) > 0
+    if not ok or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise ModelConfigError(f"model {model_name!r}: input_shape must be a list of positive sizes, got {shape!r}")
+    return tuple(shape)

@@ -1,0 +1,128 @@
+"""What the user sees: rich output on the terminal, mirrored as plain text into train.log.
+
+Training code calls a few methods (`print`, `epochs(...)`, `start_epoch`, `advance`, `end_epoch`);
+how they are drawn (a live table with progress bars on a terminal, one plain line per epoch in a pipe
+or a CI log) is decided here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cnntrain.config.names import EPOCH_COLUMNS
+
+
+def format_metric(key: str, value: Any) -> str:
+    """One spelling of each metric for the table, the log and the summary printout."""
+    if value is None:
+        return "-"
+    if key.endswith("acc"):
+        return f"{100 * value:.2f}%"
+    if key == "lr":
+        return f"{value:.2e}"
+    if key == "seconds":
+        return f"{value:.1f}"
+    if key == "epoch":
+        return str(value)
+    return f"{value:.4f}"
+
+
+class Reporter:
+    """Prints to the terminal and mirrors everything, without colour, into a log file."""
+
+    def __init__(self, log_path: Path | None = None, *, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path else None
+        self._file_console = (
+            Console(file=self._log, width=120, no_color=True, force_terminal=False, highlight=False)
+            if self._log else None
+        )
+
+    def print(self, *objects: Any, log_only: bool = False) -> None:
+        if not log_only:
+            self.console.print(*objects, soft_wrap=isinstance(objects[0], str))
+        if self._file_console is not None:
+            self._file_console.print(*objects, soft_wrap=isinstance(objects[0], str))
+            self._log.flush()
+
+    def epochs(self, total_epochs: int, *, progress: bool, title: str = "") -> EpochDisplay:
+        return EpochDisplay(self, total_epochs, progress=progress, title=title)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+            self._file_console = None
+
+
+class EpochDisplay:
+    """A table that gains one row per epoch, with live progress bars under it on a terminal."""
+
+    REFRESH_SECONDS = 0.25  # how often the live loss is read back (a device sync on GPUs)
+
+    def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str) -> None:
+        self.reporter = reporter
+        self.total_epochs = total_epochs
+        self.live_mode = progress and reporter.console.is_terminal
+        self.table = Table(title=title or None, title_justify="left")
+        for name in EPOCH_COLUMNS:
+            self.table.add_column(name, justify="right")
+        self.table.add_column("best", justify="center")
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=reporter.console, transient=True,
+        )
+        self._live: Live | None = None
+        self._task: Any = None
+        self._last_refresh = 0.0
+
+    def __enter__(self) -> EpochDisplay:
+        if self.live_mode:
+            self._live = Live(Group(self.table, self.progress), console=self.reporter.console,
+                              refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        self.reporter.print(_line(EPOCH_COLUMNS), log_only=self.live_mode)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self.table)
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def start_phase(self, description: str, total: int) -> None:
+        if not self.live_mode:
+            return
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+        self._task = self.progress.add_task(description, total=total, info="")
+        self._last_refresh = 0.0
+
+    def advance(self, done: int, info: Callable[[], str] | None = None) -> None:
+        """Move the bar; call `info()` (which may sync with the device) at most a few times a second."""
+        if not self.live_mode:
+            return
+        now = time.monotonic()
+        fields = {}
+        if info is not None and now - self._last_refresh >= self.REFRESH_SECONDS:
+            fields["info"] = info()
+            self._last_refresh = now
+        self.progress.update(self._task, completed=done, **fields)
+
+    def end_epoch(self, metrics: dict[str, Any], *, best: bool) -> None:
+        cells = [format_metric(name, metrics.get(name)) for name in EPOCH_COLUMNS]
+        self.table.add_row(*cells, "*" if best else "")
+        self.reporter.print(_line(cells) + (" *" if best else ""), log_only=self.live_mode)
+
+
+def _line(cells: Any) -> str:
+    """A plain-text table line for logs and pipes: each column as wide as its header."""
+    return " ".join(f"{cell:>{max(8, len(name))}}" for cell, name in zip(cells, EPOCH_COLUMNS))

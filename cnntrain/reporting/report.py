@@ -1,0 +1,104 @@
+"""The end of a run: test metrics to the loggers, the pictures, summary.json and the result tables.
+
+Everything a person (or a sweep table, or `cnntrain-reproduce`) reads about a finished run is made here,
+from what setup, fit and test produced.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
+
+from cnntrain.reporting.console import Reporter, format_metric
+from cnntrain.reporting.provenance import provenance
+from cnntrain.reporting.run_dir import RunDir, write_summary
+from cnntrain.reporting.tables import key_value_table, per_class_table
+from cnntrain.training.metrics import per_class_accuracy
+
+if TYPE_CHECKING:
+    from cnntrain.reporting.loggers import Logger
+    from cnntrain.training.loop import EvalResult, FitResult
+    from cnntrain.training.setup import RunSetup
+
+
+@dataclass
+class Tested:
+    """The test split seen with the best checkpoint's weights and with the last epoch's."""
+
+    best: EvalResult
+    last: EvalResult
+    matrix: torch.Tensor  # confusion matrix of the best weights, [true, predicted]
+
+
+def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], run: RunSetup,
+           result: FitResult, tested: Tested, started: float, timing: dict[str, float]) -> None:
+    """Log the test metrics, draw the plots, write summary.json and print the result tables."""
+    data = run.data
+    accuracies = per_class_accuracy(tested.matrix)
+
+    def misclassified() -> Any:
+        from cnntrain.reporting.plots import misclassified_figure
+
+        return misclassified_figure(data.test.images, data.test.labels, tested.best.preds, data.classes)
+
+    for logger in loggers:
+        logger.log_test({"test/acc": tested.best.acc, "test/loss": tested.best.loss}, len(result.history),
+                        misclassified)
+    if cfg.report.plots:
+        from cnntrain.reporting.plots import write_plots
+
+        write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
+                    data.classes)
+    params = sum(row.params for row in run.rows)  # every parameter, trainable or not, as the summary table shows
+    summary = build_summary(cfg, run, result, tested, accuracies, params, started, timing)
+    write_summary(paths.summary_json, summary)
+    stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
+        f"ran all {len(result.history)} epochs"
+    monitor = cfg.trainer.checkpoint.monitor
+    reporter.print(per_class_table(data.classes, accuracies, tested.matrix))
+    reporter.print(key_value_table("result", [
+        ("test/acc (best checkpoint)", format_metric("acc", tested.best.acc)),
+        ("test/loss (best checkpoint)", format_metric("loss", tested.best.loss)),
+        ("test/acc (last epoch)", format_metric("acc", tested.last.acc)),
+        (f"best {monitor}", f"{format_metric(monitor, result.best_value)} at epoch {result.best_epoch}"),
+        ("epochs", stop_note),
+        ("training time", f"{result.train_seconds:.1f} s"),
+        ("outputs", str(paths.root)),
+    ]))
+
+
+def build_summary(cfg: DictConfig, run: RunSetup, result: FitResult, tested: Tested,
+                  accuracies: list[float | None], params: int, started: float,
+                  timing: dict[str, float]) -> dict[str, Any]:
+    """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON."""
+    data = run.data
+    return {
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "test": {"loss": tested.best.loss, "acc": tested.best.acc, "weights": "best"},
+        "test_last": {"loss": tested.last.loss, "acc": tested.last.acc, "weights": "last"},
+        "status": "done",
+        "best": {"monitor": cfg.trainer.checkpoint.monitor, "mode": cfg.trainer.checkpoint.mode,
+                 "value": result.best_value, "epoch": result.best_epoch},
+        "final_epoch": result.history[-1] if result.history else None,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "per_class_accuracy": dict(zip(data.classes, accuracies)),
+        "confusion_matrix": tested.matrix.tolist(),
+        "classes": list(data.classes),
+        "params": params,
+        "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "train_seconds": timing["train_seconds"],
+        "timing": {**timing, "elapsed_seconds": time.perf_counter() - started},
+        "elapsed_seconds": time.perf_counter() - started,
+        "precision": cfg.trainer.precision,
+        "channels_last": cfg.trainer.channels_last,
+        "compile": cfg.trainer.compile,
+        "tta": cfg.trainer.tta,
+        "seed": cfg.seed,
+        **provenance(run.device),
+    }

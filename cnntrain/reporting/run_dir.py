@@ -1,0 +1,133 @@
+"""A run directory: every path inside it (RunDir), and the files cnntrain writes there besides Hydra's .hydra/.
+
+metrics.csv grows by one row per epoch; summary.json and every other file are written atomically
+(temp file + rename), so a reader never sees half of one. No other module spells a file name of a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS
+from cnntrain.files import write_text
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The layout of one run directory (Hydra's .hydra/ plus cnntrain's files)."""
+
+    root: Path
+
+    @property
+    def hydra(self) -> Path:
+        return self.root / ".hydra"
+
+    @property
+    def config_yaml(self) -> Path:
+        return self.hydra / "config.yaml"
+
+    @property
+    def overrides_yaml(self) -> Path:
+        return self.hydra / "overrides.yaml"
+
+    @property
+    def hydra_yaml(self) -> Path:
+        return self.hydra / "hydra.yaml"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def eval_summary_json(self) -> Path:
+        return self.root / "eval_summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: str) -> Path:
+        """checkpoints/best.pt or checkpoints/last.pt."""
+        assert name in CHECKPOINT_NAMES, name
+        return self.checkpoints / f"{name}.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint("best")
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint("last")
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    def export(self, suffix: str) -> Path:
+        return self.root / "export" / f"model{suffix}"
+
+    @property
+    def plots(self) -> tuple[Path, Path, Path]:
+        """curves.png, confusion_matrix.png, misclassified.png."""
+        return self.root / "curves.png", self.root / "confusion_matrix.png", self.root / "misclassified.png"
+
+    def temp_files(self) -> list[Path]:
+        """Temp files of writes that were killed before their rename."""
+        return [*self.root.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]
+
+
+SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
+
+
+class MetricsCSV:
+    """metrics.csv: one row per epoch, flushed as it is written so a crash keeps finished epochs.
+
+    It starts as the header plus `rows` (a resumed run's history from its checkpoint), written
+    atomically: rows from epochs after the checkpoint are dropped, never duplicated.
+    """
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None) -> None:
+        self.path = path
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(EPOCH_COLUMNS)
+        writer.writerows(_cells(row) for row in rows or [])
+        write_text(path, buffer.getvalue())
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow(_cells(row))
+
+
+def _cells(row: dict[str, Any]) -> list[Any]:
+    return [row.get(name, "") for name in EPOCH_COLUMNS]
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:
+    """The summary.json of a sweep job that failed, so the sweep summary can list it."""
+    from cnntrain.reporting.provenance import command_line
+
+    write_summary(path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds,
+                         "command": command_line()})

@@ -1,0 +1,127 @@
+"""The table after a multirun: every job's overrides, final metrics, time and status, best first.
+
+Hydra calls SweepSummary.on_multirun_end (registered under hydra.callbacks in train.yaml) once
+all jobs are done, whatever the sweeper or launcher. It reads only the files each job left in its
+directory (.hydra/overrides.yaml and summary.json), so jobs run elsewhere (joblib, SLURM) count too,
+and a job that left no summary.json (killed) is listed as failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from cnntrain.files import write_text
+from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir
+
+CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
+              "test/acc", "elapsed_seconds", "error")
+
+
+@dataclass
+class JobRow:
+    job: str
+    status: str
+    overrides: list[str]
+    values: dict[str, Any] = field(default_factory=dict)
+    mode: str = "max"
+
+    def sort_key(self) -> tuple[int, float, str]:
+        best = self.values.get("best")
+        if self.status != "done" or best is None or not math.isfinite(best):
+            return (1, 0.0, _job_order(self.job))
+        return (0, -best if self.mode == "max" else best, _job_order(self.job))
+
+
+def _job_order(job: str) -> str:
+    return job.zfill(12) if job.isdigit() else job
+
+
+def read_job(job_dir: Path) -> JobRow:
+    """One job's row, from the files it left in its directory."""
+    paths = RunDir(job_dir)
+    overrides = [str(o) for o in OmegaConf.load(paths.overrides_yaml)]
+    path = paths.summary_json
+    if not path.is_file():
+        return JobRow(job_dir.name, "failed", overrides, {"error": "no summary.json: the job was killed or crashed"})
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if summary.get("status") != "done":
+        return JobRow(job_dir.name, "failed", overrides,
+                      {"error": summary.get("error", "?"), "elapsed_seconds": summary.get("elapsed_seconds")})
+    final = summary.get("final_epoch") or {}
+    best = summary["best"]
+    values = {"monitor": best["monitor"], "best": best["value"], "best_epoch": best["epoch"],
+              "val/loss": final.get("val/loss"), "val/acc": final.get("val/acc"),
+              "test/loss": summary["test"]["loss"], "test/acc": summary["test"]["acc"],
+              "elapsed_seconds": summary.get("elapsed_seconds"), "error": ""}
+    return JobRow(job_dir.name, "done", overrides, values, best.get("mode", "max"))
+
+
+def collect(sweep_dir: Path) -> list[JobRow]:
+    """Every job directory of a sweep, sorted by the monitored metric (best first), failed jobs last."""
+    jobs = [read_job(d) for d in sweep_dir.iterdir() if RunDir(d).overrides_yaml.is_file()]
+    return sorted(jobs, key=JobRow.sort_key)
+
+
+def write_csv(path: Path, rows: list[JobRow]) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        cells = {"job": row.job, "status": row.status, "overrides": " ".join(row.overrides), **row.values}
+        writer.writerow(["" if cells.get(name) is None else cells.get(name, "") for name in CSV_FIELDS])
+    write_text(path, buffer.getvalue())
+
+
+def summary_table(rows: list[JobRow], title: str) -> Table:
+    """Overrides shared by every job are left out of the table (the CSV keeps them all)."""
+    shared = set.intersection(*(set(row.overrides) for row in rows)) if len(rows) > 1 else set()
+    monitor = next((row.values["monitor"] for row in rows if row.status == "done"), "best")
+    table = Table(title=title, title_justify="left")
+    for name in ("job", "status", "overrides", f"best {monitor}", "test/acc", "test/loss", "time (s)"):
+        if name == "overrides":
+            table.add_column(name, overflow="fold", min_width=16)
+        else:
+            table.add_column(name, justify="left" if name == "status" else "right")
+    for row in rows:
+        v = row.values
+        varying = " ".join(o for o in row.overrides if o not in shared)
+        if row.status == "done":
+            cells = [format_metric(monitor, v["best"]), format_metric("test/acc", v["test/acc"]),
+                     format_metric("test/loss", v["test/loss"])]
+        else:
+            cells = ["-", "-", "-"]
+        seconds = v.get("elapsed_seconds")
+        table.add_row(row.job, row.status, varying, *cells, "-" if seconds is None else f"{seconds:.1f}")
+    return table
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, print the summary table and write sweep_summary.csv."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = collect(sweep_dir)
+        write_csv(sweep_dir / SWEEP_SUMMARY_CSV, rows)
+        failed = sum(row.status != "done" for row in rows)
+        title = f"sweep: {len(rows) - failed} done, {failed} failed ({sweep_dir / SWEEP_SUMMARY_CSV})"
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console.width = 120  # pipes and CI logs do not wrap; the default 80 columns would crop the table
+        console.print(summary_table(rows, title))
+        for row in rows:
+            if row.status != "done":
+                console.print(f"job {row.job} failed: {row.values.get('error')}", style="red", soft_wrap=True)

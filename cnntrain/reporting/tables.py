@@ -1,0 +1,52 @@
+"""The tables a person reads: the model summary, the per-class test accuracy, and key-value results.
+
+Rich renders them on the terminal and, without colour, into train.log (cnntrain.reporting.console).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from rich.table import Table
+
+from cnntrain.models.builder import LayerRow, to_plain
+from cnntrain.models.registry import fmt_shape
+from cnntrain.reporting.console import format_metric
+
+
+def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[int]) -> Table:
+    """The torchsummary-style table: one row per config item with its output shape and parameters."""
+    total = sum(r.params for r in rows)
+    table = Table(title=f"model {model_name}", show_footer=True)
+    table.add_column("#", justify="right")
+    table.add_column("layer", footer="total")
+    table.add_column("details")
+    table.add_column("output shape", justify="right")
+    table.add_column("params", justify="right", footer=f"{total:,}")
+    table.add_row("", "input", "", fmt_shape(tuple(to_plain(input_shape))), "")
+    for r in rows:
+        table.add_row(str(r.index), r.name, r.detail, fmt_shape(r.output_shape), f"{r.params:,}")
+    return table
+
+
+
+def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column table: what was measured, and its value."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def per_class_table(classes: list[str], accuracies: list[float | None], matrix: torch.Tensor) -> Table:
+    """Images, correct predictions and accuracy of each class, from the confusion matrix."""
+    table = Table(title="per-class test accuracy", title_justify="left")
+    for name, justify in (("class", "left"), ("images", "right"), ("correct", "right"), ("acc", "right")):
+        table.add_column(name, justify=justify)
+    totals = matrix.sum(dim=1).tolist()
+    for name, acc, total, hits in zip(classes, accuracies, totals, matrix.diagonal().tolist()):
+        table.add_row(name, str(total), str(hits), format_metric("acc", acc))
+    return table

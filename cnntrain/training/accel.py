@@ -1,0 +1,90 @@
+"""The device and the knobs that change speed, not the maths of the model: precision and memory layout.
+
+Training, validation and test all go through one `Accel`, so evaluation always runs with the same
+settings as training. bf16 autocast works on CPU and CUDA; fp16 needs CUDA and a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnntrain.config.names import DEVICES
+from cnntrain.errors import DeviceError
+
+
+@dataclass
+class Accel:
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    scaler: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.precision == "fp16":
+            if self.device.type != "cuda":
+                raise DeviceError(f"trainer.precision=fp16 needs a CUDA device (this run uses {self.device}); "
+                                  "use trainer.precision=bf16 or fp32")
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Move to the device in the chosen layout; wrap in torch.compile when asked."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.compile else model
+
+    def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """loss.backward() + optimizer.step(), through the gradient scaler for fp16."""
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={name}: CUDA is not available on this machine; use device=auto or device=cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"device={name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return torch.device(name)
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("device=mps: Apple MPS is not available on this machine; use device=auto or device=cpu")
+        return torch.device("mps")
+    raise DeviceError(f"device={name}: expected one of {', '.join(DEVICES)}")

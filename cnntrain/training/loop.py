@@ -1,0 +1,285 @@
+"""The training loop: epochs of train + validate, schedules, early stopping, checkpoints, test.
+
+It works on tensors already on the device (cnntrain.data) and knows nothing about YAML or Hydra:
+cnntrain.training.run hands it plain settings. Per-batch loss and accuracy stay on the device; they are read
+back once per epoch (and a few times a second for the live display).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from cnntrain.data.augment import Augment
+from cnntrain.data.batches import iterate_batches, num_batches
+from cnntrain.data.loading import DataBundle, TensorSplit
+from cnntrain.errors import UserError
+from cnntrain.models.tta import predict_with_tta
+from cnntrain.reporting.console import EpochDisplay
+from cnntrain.training.accel import Accel
+from cnntrain.training.checkpoints import save_checkpoint
+from cnntrain.training.metrics import confusion_matrix
+from cnntrain.training.optim import LRSchedule
+
+if TYPE_CHECKING:
+    from cnntrain.reporting.run_dir import RunDir
+    from cnntrain.training.setup import RunSetup
+
+
+DIVERGENCE_CHECK_EVERY = 50  # batches between NaN/inf checks on an accelerator (each check syncs)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: usually a learning rate that is too high."""
+
+
+@dataclass
+class MetricWatch:
+    """Tracks the best value of one metric; serves both early stopping and the best checkpoint."""
+
+    monitor: str
+    mode: str
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, metrics: dict[str, float], epoch: int) -> bool:
+        """Record this epoch's value; True when it is an improvement (by more than min_delta)."""
+        value = metrics[self.monitor]
+        if self.best is None:
+            improved = math.isfinite(value)
+        elif self.mode == "min":
+            improved = value < self.best - self.min_delta
+        else:
+            improved = value > self.best + self.min_delta
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    checkpoint_monitor: str = "val/acc"
+    checkpoint_mode: str = "max"
+    early_stopping: bool = True
+    early_monitor: str = "val/loss"
+    early_mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+    augment: Augment = field(default_factory=Augment)
+    tta: str = "none"
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_value: float | None = None
+    stopped_early: bool = False
+    train_seconds: float = 0.0  # the training loops alone: forward, backward, optimizer steps
+    eval_seconds: float = 0.0   # validation passes
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    preds: torch.Tensor | None = None
+
+
+def default_accel(split: TensorSplit) -> Accel:
+    return Accel(split.labels.device)
+
+
+def forward(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor, bundle: DataBundle,
+            accel: Accel, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward one uint8 batch; returns (mean loss, logits) with the run's precision, layout and tta."""
+    with accel.autocast():
+        logits = predict_with_tta(model, accel.prepare_input(bundle.normalize(images)), tta)
+        return loss_fn(logits, labels), logits
+
+
+def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
+             *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate",
+             accel: Accel | None = None, tta: str = "none") -> EvalResult:
+    """Mean loss and accuracy over a split, without gradients; optionally every prediction."""
+    accel = accel or default_accel(split)
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
+    hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
+    preds = []
+    if display is not None:
+        display.start_phase(label, num_batches(len(split), batch_size, False))
+    with torch.inference_mode():
+        for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=False), 1):
+            loss, logits = forward(model, loss_fn, images, labels, bundle, accel, tta)
+            total += loss.double() * labels.numel()
+            batch_preds = logits.argmax(dim=1)
+            hits += (batch_preds == labels).sum()
+            if keep_preds:
+                preds.append(batch_preds)
+            if display is not None:
+                display.advance(step)
+    n = max(1, len(split))
+    return EvalResult(loss=total.item() / n, acc=hits.item() / n, preds=torch.cat(preds) if keep_preds else None)
+
+
+def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
+                display: EpochDisplay, *, accel: Accel | None = None,
+                augment: Augment = Augment()) -> tuple[float, float]:
+    """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy).
+
+    Raises TrainingDiverged naming the first batch whose loss was not finite. Each batch's loss is kept
+    on the device; the running total is checked every batch on the CPU (free) and every
+    DIVERGENCE_CHECK_EVERY batches elsewhere (each check is a device sync), then the bad batch is found.
+    """
+    accel = accel or default_accel(bundle.train)
+    model.train()
+    split = bundle.train
+    device = split.labels.device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    batches = num_batches(len(split), batch_size, False)
+    losses = torch.zeros(batches, dtype=torch.float64, device=device)
+    check_every = divergence_check_every(device)
+    seen = 0
+    display.start_phase(f"epoch {epoch}", batches)
+    for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
+        if augment.enabled:
+            images = augment(images, generator)
+        loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
+        optimizer.zero_grad(set_to_none=True)
+        accel.backward_and_step(loss, optimizer)
+        schedule.after_batch()
+        losses[step - 1] = loss.detach()
+        total += losses[step - 1] * labels.numel()
+        hits += (logits.argmax(dim=1) == labels).sum()
+        seen += labels.numel()
+        if step % check_every == 0 or step == batches:
+            _check_finite(total, losses[:step], epoch, batches, optimizer)
+        # the display calls this at once (a few times a second), so it reads this batch's running totals
+        display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")  # noqa: B023
+    return total.item() / max(1, seen), hits.item() / max(1, seen)
+
+
+def divergence_check_every(device: torch.device) -> int:
+    """Batches between NaN/inf checks: every batch on the CPU, where reading a value back costs nothing."""
+    return 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
+
+
+def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches: int,
+                  optimizer: torch.optim.Optimizer) -> None:
+    if bool(torch.isfinite(total)):
+        return
+    bad = int((~torch.isfinite(losses)).nonzero()[0])
+    raise TrainingDiverged(
+        f"training loss became {losses[bad].item()} in epoch {epoch}, batch {bad + 1} of {batches}; lower "
+        f"optimizer.lr (now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module itself, under a torch.compile wrapper if there is one (checkpoints hold its plain keys)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs to continue exactly."""
+    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what rng_state saved, so the next shuffle and the next dropout mask are the same."""
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
+        on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+        checkpoint_extra: dict[str, Any] | None = None, resume: dict[str, Any] | None = None) -> FitResult:
+    """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement.
+
+    `resume` is a last.pt payload: training continues after its epoch with every state it saved.
+    """
+    model, bundle, optimizer, schedule, loss_fn, accel = (run.model, run.data, run.optimizer, run.schedule,
+                                                          run.loss_fn, run.accel)
+    generator = torch.Generator().manual_seed(settings.seed)
+    best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
+    early = MetricWatch(settings.early_monitor, settings.early_mode, settings.min_delta)
+    result = FitResult()
+    first_epoch = 1
+    if resume is not None:
+        unwrap(model).load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        best, early = MetricWatch(**resume["best"]), MetricWatch(**resume["early_stopping"])
+        result.history = [dict(row) for row in resume["history"]]
+        result.train_seconds = sum(row["seconds"] for row in result.history)
+        restore_rng_state(resume["rng"], generator)
+        first_epoch = resume["epoch"] + 1
+        result.stopped_early = _should_stop(settings, early)
+    last_epoch = first_epoch - 1 if result.stopped_early else settings.epochs
+    for epoch in range(first_epoch, last_epoch + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
+                                            generator, epoch, display, accel=accel, augment=settings.augment)
+        trained = time.perf_counter()
+        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
+                       tta=settings.tta)
+        result.train_seconds += trained - started
+        result.eval_seconds += time.perf_counter() - trained
+        row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
+               "val/acc": val.acc, "lr": lr}
+        schedule.after_epoch(row)
+        improved = best.update(row, epoch)
+        early.update(row, epoch)
+        row["seconds"] = time.perf_counter() - started
+        result.history.append(row)
+        state = {
+            "epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
+            "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
+        }
+        if improved:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with epoch N
+            save_checkpoint(paths.best, state)
+        save_checkpoint(paths.last, state)
+        display.end_epoch(row, best=improved)
+        on_epoch(row)
+        if _should_stop(settings, early):
+            result.stopped_early = True
+            break
+    result.best_epoch, result.best_value = best.best_epoch, best.best
+    return result
+
+
+def _should_stop(settings: FitSettings, early: MetricWatch) -> bool:
+    return settings.early_stopping and early.bad_epochs >= settings.patience
+
+
+def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
+         display: EpochDisplay | None = None, accel: Accel | None = None,
+         tta: str = "none") -> tuple[EvalResult, torch.Tensor]:
+    """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
+    result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
+                      accel=accel, tta=tta)
+    matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
+    return result, matrix

@@ -1,0 +1,134 @@
+"""One run, start to finish: setup -> fit -> test -> report, everything written into the run directory.
+
+This is the composition root of a training run: it reads the validated config and hands plain values
+to the parts that do the work (cnntrain.training.setup, .loop, cnntrain.reporting.report). Hydra stays
+in cnntrain.commands.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cnntrain.config.validate import validate
+from cnntrain.data.augment import Augment
+from cnntrain.data.description import DataDescription
+from cnntrain.errors import CheckpointError, Interrupted
+from cnntrain.reporting.console import Reporter
+from cnntrain.reporting.loggers import Logger, open_loggers
+from cnntrain.reporting.report import Tested, report
+from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.tables import summary_table
+from cnntrain.training.checkpoints import load_checkpoint
+from cnntrain.training.loop import FitSettings, fit, test, unwrap
+from cnntrain.training.setup import RunSetup, setup
+
+RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "best", "early_stopping", "rng", "history", "config")
+
+
+def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
+        resume: dict[str, Any] | None = None, description: DataDescription | None = None) -> float:
+    """Train, validate and test one config; write everything into run_dir; return the monitored metric.
+
+    `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
+    so summary.json can tell start-up apart from training and evaluation. `resume` is the run's
+    checkpoints/last.pt payload (see resume_run); `description` is what the preflight learned about the
+    data. Ctrl-C or SIGTERM becomes Interrupted, whose message says how to continue; last.pt is only
+    ever replaced whole.
+    """
+    started = time.perf_counter() if started is None else started
+    paths = RunDir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    own_reporter = reporter is None
+    reporter = reporter or Reporter(paths.train_log)
+    loggers: list[Logger] = []
+    try:
+        return _run(cfg, paths, reporter, loggers, started, resume, description)
+    except KeyboardInterrupt as err:
+        raise Interrupted(_interrupted_message(paths), exit_code=143 if str(err) == "SIGTERM" else 130) from None
+    finally:
+        if own_reporter:
+            reporter.close()
+        for logger in loggers:
+            logger.close()
+
+
+def resume_run(run_dir: Path) -> float:
+    """Continue an interrupted run in its own directory, with the config saved in its last checkpoint."""
+    checkpoint = load_resume_checkpoint(run_dir)
+    for stale in RunDir(run_dir).temp_files():
+        stale.unlink()  # a temp file of a write that was killed before its rename
+    return run(validate(OmegaConf.create(checkpoint["config"])), run_dir, resume=checkpoint)
+
+
+def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """checkpoints/last.pt of run_dir, checked to hold everything a resume needs."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"resume={run_dir}: no such run directory")
+    path = RunDir(run_dir).last
+    checkpoint = load_checkpoint(path)
+    missing = sorted(set(RESUME_KEYS) - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def fit_settings(cfg: DictConfig) -> FitSettings:
+    t = cfg.trainer
+    return FitSettings(
+        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=cfg.seed,
+        checkpoint_monitor=t.checkpoint.monitor, checkpoint_mode=t.checkpoint.mode,
+        early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
+        early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
+        augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
+        tta=t.tta,
+    )
+
+
+def _interrupted_message(paths: RunDir) -> str:
+    if not paths.last.is_file():
+        return f"interrupted before the first epoch finished; nothing to resume in {paths.root}"
+    return f"interrupted; {paths.last} keeps the last finished epoch; continue with: cnntrain resume={paths.root}"
+
+
+def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
+         resume: dict[str, Any] | None, description: DataDescription | None) -> float:
+    run = setup(cfg, description)
+    loggers.extend(open_loggers(cfg.logger, paths, resume["history"] if resume else []))
+    data = run.data
+    reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(data.train)} train / "
+                   f"{len(data.val)} val / {len(data.test)} test images, device {run.device}, "
+                   f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
+    model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
+    reporter.print(model_table)
+    for logger in loggers:
+        logger.log_model(model_table)
+    if resume:
+        reporter.print(f"resuming after epoch {resume['epoch']} from {paths.last}")
+    settings = fit_settings(cfg)
+    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "data": data.description.as_dict()}
+    train_started = time.perf_counter()
+    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
+        result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
+                     checkpoint_extra=extra, resume=resume)
+        test_started = time.perf_counter()
+        tested = _test_last_and_best(run, paths, settings, display)
+    timing = {
+        "startup_seconds": train_started - started,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
+    }
+    report(cfg, paths, reporter, loggers, run, result, tested, started, timing)
+    return float(result.best_value) if result.best_value is not None else float("nan")
+
+
+def _test_last_and_best(run: RunSetup, paths: RunDir, settings: FitSettings, display: Any) -> Tested:
+    """The test split with the last epoch's weights, then with the best checkpoint's (left in the model)."""
+    last, _ = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+    unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
+    best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+    return Tested(best=best, last=last, matrix=matrix)

@@ -1,0 +1,84 @@
+"""Everything a run needs before its first step, built in one order from a validated config.
+
+Training, `cnntrain-eval` and the throughput benchmark all start from `setup`, so they see the same data,
+normalisation, model, precision, loss, optimizer and schedule. The order below is part of the result:
+the seed is set again just before the model is built, so its initial weights do not depend on the data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from cnntrain.data.description import DataDescription
+from cnntrain.data.loading import DataBundle, load_data
+from cnntrain.models.builder import LayerRow, build_model, ends_with_log_softmax
+from cnntrain.training.accel import Accel, resolve_device
+from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule
+
+
+@dataclass
+class RunSetup:
+    """The pieces of a run, ready to fit or evaluate."""
+
+    device: torch.device
+    data: DataBundle
+    model: nn.Module  # on the device, in the chosen layout (compiled when asked)
+    rows: list[LayerRow]  # the model summary
+    accel: Accel
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+
+
+def setup(cfg: DictConfig, description: DataDescription | None = None,
+          weights: dict[str, Any] | None = None) -> RunSetup:
+    """Seed and configure torch, load the data onto the device, build the model (with `weights`, a state dict,
+    when given), and the loss, optimizer and schedule. `description` is what the preflight learned about the
+    data (so the files are checked and a folder scanned once); the data's facts are written into cfg.dataset.
+    """
+    configure_torch(cfg)
+    device = resolve_device(cfg.device)
+    data = load_data(cfg.dataset, seed=cfg.seed, device=device, description=description)
+    data.description.fill(cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    model, rows = build_model(cfg.model.layers, data.input_shape, model_name=cfg.model.name)
+    if weights is not None:
+        model.load_state_dict(weights)
+    accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
+    model = accel.prepare_model(model)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    steps = -(-len(data.train) // cfg.trainer.batch_size)
+    schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
+    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule)
+
+
+def configure_torch(cfg: DictConfig) -> None:
+    """Threads, seeds and determinism, before any tensor is made.
+
+    Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones) warns
+    instead of stopping a run; summary.json records the flags in force.
+    """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+
+
+def make_loss(cfg: DictConfig) -> nn.Module:
+    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer)."""
+    kind = cfg.trainer.loss
+    if kind == "auto":
+        kind = "nll" if ends_with_log_softmax(cfg.model.layers) else "cross_entropy"
+    if kind == "nll":
+        return nn.NLLLoss()
+    return nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
