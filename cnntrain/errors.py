@@ -21,6 +21,16 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def unknown_key_message(full_key: str, allowed: list[str]) -> str:
+    """One sentence for a key the schema does not know, with the closest known key."""
+    parent, _, leaf = full_key.rpartition(".")
+    prefix = f"{parent}." if parent else ""
+    close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.5)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    where = f"keys of {parent}" if parent else "top-level keys"
+    return f"unknown config key '{full_key}'{hint}; {where}: {', '.join(allowed)}"
+
+
 class UserError(Exception):
     """A mistake in the user's command, config or data: reported as one line, exit status 2."""
 

@@ -19,11 +19,11 @@ from cnntrain.config.validate import check_device, validate
 from cnntrain.data.loading import describe_data
 from cnntrain.errors import ConfigError, DataError
 from cnntrain.reporting.console import Reporter, format_metric
+from cnntrain.reporting.metrics import per_class_accuracy
 from cnntrain.reporting.provenance import command_line, versions
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
 from cnntrain.training.loop import test
-from cnntrain.training.metrics import per_class_accuracy
 from cnntrain.training.saved_run import SavedRun, load_run
 from cnntrain.training.setup import setup
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnntrain.errors import ConfigError, first_line
+from cnntrain.errors import ConfigError, first_line, unknown_key_message
 
 CONFIG_NAME = "train"  # configs/train.yaml: the root config
 VERSION_BASE = "1.3"  # Hydra's defaults of that release (no chdir into the run directory, ...)
@@ -84,8 +84,6 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
     bad = re.search(r"Could not override '([^']+)'", text)
     if bad and "not in struct" in text:
         from omegaconf import DictConfig, OmegaConf
-
-        from cnntrain.config.validate import unknown_key_message
 
         key = bad.group(1)
         parent = key.rpartition(".")[0]

@@ -8,7 +8,6 @@ before any data is loaded or any output is written. It imports neither torch nor
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -28,7 +27,7 @@ from cnntrain.config.names import (
 )
 from cnntrain.config.optimizers import GROUPS
 from cnntrain.config.schema import TrainConfig, variant_schema
-from cnntrain.errors import ConfigError, did_you_mean, first_line
+from cnntrain.errors import ConfigError, did_you_mean, first_line, unknown_key_message
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -70,16 +69,6 @@ def _unknown_key_message(schema: DictConfig, err: ConfigKeyError) -> str:
     node = OmegaConf.select(schema, parent) if parent else schema
     allowed = sorted(node.keys()) if isinstance(node, DictConfig) else []
     return unknown_key_message(full_key, allowed)
-
-
-def unknown_key_message(full_key: str, allowed: list[str]) -> str:
-    """One sentence for a key the schema does not know, with the closest known key."""
-    parent, _, leaf = full_key.rpartition(".")
-    prefix = f"{parent}." if parent else ""
-    close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.5)
-    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-    where = f"keys of {parent}" if parent else "top-level keys"
-    return f"unknown config key '{full_key}'{hint}; {where}: {', '.join(allowed)}"
 
 
 _TYPE_WORDS = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}

@@ -6,7 +6,7 @@ so no config ever states in_channels or in_features. Builders check their argume
 shape first and raise ModelConfigError with a bare message; the builder of a whole model
 (cnntrain.models.builder) adds the model name and layer index. Argument mistakes raise ArgError, so
 they are labelled with the layer name only. The built-in layers live in cnntrain.models.layers and
-cnntrain.models.blocks and are registered on first use.
+cnntrain.models.blocks; the package registers them when it is first imported.
 """
 
 from __future__ import annotations
@@ -80,23 +80,16 @@ def unregister(name: str) -> None:
 
 def available_layers() -> list[str]:
     """Names a config may use, sorted."""
-    _load_builtins()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> LayerSpec:
     """The registered layer called `name`, or a ModelConfigError that suggests the closest names."""
-    _load_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
     raise ModelConfigError(
         f"unknown layer {name!r}{did_you_mean(name, _REGISTRY)}; available: {', '.join(available_layers())}"
     )
-
-
-def _load_builtins() -> None:
-    """Import the modules whose @register lines fill the registry (here, not at the top: they import us)."""
-    import cnntrain.models.blocks  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------------- parsing

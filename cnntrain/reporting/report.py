@@ -14,15 +14,14 @@ import torch
 from omegaconf import DictConfig
 
 from cnntrain.reporting.console import Reporter, format_metric
+from cnntrain.reporting.metrics import EvalResult, FitResult, per_class_accuracy
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
-from cnntrain.training.metrics import per_class_accuracy
 
 if TYPE_CHECKING:
+    from cnntrain.data.loading import DataBundle
     from cnntrain.reporting.loggers import Logger
-    from cnntrain.training.loop import EvalResult, FitResult
-    from cnntrain.training.setup import RunSetup
 
 
 @dataclass
@@ -34,10 +33,12 @@ class Tested:
     matrix: torch.Tensor  # confusion matrix of the best weights, [true, predicted]
 
 
-def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], run: RunSetup,
-           result: FitResult, tested: Tested, started: float, timing: dict[str, float]) -> None:
-    """Log the test metrics, draw the plots, write summary.json and print the result tables."""
-    data = run.data
+def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
+           params: int, device: torch.device, result: FitResult, tested: Tested, started: float,
+           timing: dict[str, float]) -> None:
+    """Log the test metrics, draw the plots, write summary.json and print the result tables.
+
+    `params` counts every parameter of the model, trainable or not, as its summary table shows."""
     accuracies = per_class_accuracy(tested.matrix)
 
     def misclassified() -> Any:
@@ -53,8 +54,8 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
 
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
-    params = sum(row.params for row in run.rows)  # every parameter, trainable or not, as the summary table shows
-    summary = build_summary(cfg, run, result, tested, accuracies, params, started, timing)
+    summary = build_summary(cfg, data, result, tested, accuracies, params, started, timing)
+    summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
         f"ran all {len(result.history)} epochs"
@@ -71,11 +72,11 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     ]))
 
 
-def build_summary(cfg: DictConfig, run: RunSetup, result: FitResult, tested: Tested,
+def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,
                   accuracies: list[float | None], params: int, started: float,
                   timing: dict[str, float]) -> dict[str, Any]:
-    """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON."""
-    data = run.data
+    """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON (provenance
+    follows it in summary.json)."""
     return {
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
@@ -100,5 +101,4 @@ def build_summary(cfg: DictConfig, run: RunSetup, result: FitResult, tested: Tes
         "compile": cfg.trainer.compile,
         "tta": cfg.trainer.tta,
         "seed": cfg.seed,
-        **provenance(run.device),
     }

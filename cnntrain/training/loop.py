@@ -22,9 +22,9 @@ from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.console import EpochDisplay
+from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix
 from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import save_checkpoint
-from cnntrain.training.metrics import confusion_matrix
 from cnntrain.training.optim import LRSchedule
 
 if TYPE_CHECKING:
@@ -81,23 +81,6 @@ class FitSettings:
     min_delta: float = 0.0
     augment: Augment = field(default_factory=Augment)
     tta: str = "none"
-
-
-@dataclass
-class FitResult:
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_value: float | None = None
-    stopped_early: bool = False
-    train_seconds: float = 0.0  # the training loops alone: forward, backward, optimizer steps
-    eval_seconds: float = 0.0   # validation passes
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    acc: float
-    preds: torch.Tensor | None = None
 
 
 def default_accel(split: TensorSplit) -> Accel:

@@ -122,7 +122,8 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
-    report(cfg, paths, reporter, loggers, run, result, tested, started, timing)
+    params = sum(row.params for row in run.rows)
+    report(cfg, paths, reporter, loggers, data, params, run.device, result, tested, started, timing)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
