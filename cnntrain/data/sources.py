@@ -8,8 +8,10 @@ socket timeout; any failure ends in one DataError that names the folder and the 
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,7 +173,50 @@ def _dataset_class(cfg: Any) -> type:
 
 
 def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Let torchvision parse the files, but take its arrays whole as uint8 NCHW tensors."""
+    """One split as uint8 NCHW images and int64 labels, with the class names.
+
+    The MNIST family's IDX files are read directly (read_idx); other datasets are parsed by torchvision,
+    whose arrays are taken whole. torchvision is imported only where it is needed: importing it costs
+    more than a second, as much as reading all of MNIST.
+    """
+    if _class_name(cfg) in IDX_CLASSES:
+        prefix = "train" if train else "t10k"
+        images = as_nchw(read_idx(raw_folder(cfg) / f"{prefix}-images-idx3-ubyte", dims=3))
+        labels = read_idx(raw_folder(cfg) / f"{prefix}-labels-idx1-ubyte", dims=1)
+        names = cfg.get("classes") or _dataset_class(cfg).classes
+    else:
+        images, labels, names = _read_torchvision(cfg, train)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{cfg.torchvision_class} files under {raw_folder(cfg)} disagree: {images.shape[0]} "
+            f"{'train' if train else 't10k'} images but {labels.shape[0]} labels; replace them with intact copies."
+        )
+    names = names or [str(i) for i in range(int(labels.max()) + 1 if labels.numel() else 0)]
+    return images, labels.long(), [str(c) for c in names]
+
+
+def read_idx(path: Path, dims: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes with `dims` dimensions (0x00 0x00 0x08 <dims>, then big-endian uint32
+    sizes, then the data) as a uint8 tensor; a DataError naming the file when it is anything else."""
+    data = path.read_bytes()
+    header = 4 + 4 * dims
+    if len(data) < header or data[:4] != bytes((0, 0, 0x08, dims)):
+        found = data[:4].hex() if len(data) >= 4 else f"{len(data)} bytes"
+        raise DataError(_corrupt_message(path, f"it starts with {found}, not the IDX header 000008{dims:02x}"))
+    sizes = struct.unpack(f">{dims}I", data[4:header])
+    expected = math.prod(sizes)
+    if len(data) - header != expected:
+        raise DataError(_corrupt_message(path, f"it holds {len(data) - header} data bytes, its header announces "
+                                               f"{'x'.join(map(str, sizes))} = {expected}"))
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*sizes)
+
+
+def _corrupt_message(path: Path, reason: str) -> str:
+    return (f"file {path} is corrupt or truncated ({reason}); replace it with an intact copy, or delete it "
+            f"and set dataset.download=true.")
+
+
+def _read_torchvision(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     dataset_class = _dataset_class(cfg)
     try:
         dataset = dataset_class(str(cfg.root), train=train, download=False, **_extra_args(cfg))
@@ -179,15 +224,9 @@ def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - torchvision reports bad files with asserts, view errors, ...
-        raise DataError(_unreadable_message(cfg, train, exc)) from exc
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{cfg.torchvision_class} files under {raw_folder(cfg)} disagree: {images.shape[0]} "
-            f"{'train' if train else 't10k'} images but {labels.shape[0]} labels; replace them with intact copies."
-        )
-    names = cfg.get("classes") or getattr(dataset, "classes", None) or \
-        [str(i) for i in range(int(labels.max()) + 1 if labels.numel() else 0)]
-    return images, labels.long(), [str(c) for c in names]
+        raise DataError(f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({first_line(exc)}); "
+                        f"replace them with intact copies, or delete them and set dataset.download=true.") from exc
+    return images, labels, cfg.get("classes") or getattr(dataset, "classes", None)
 
 
 def as_nchw(data: Any) -> torch.Tensor:
@@ -198,34 +237,6 @@ def as_nchw(data: Any) -> torch.Tensor:
     if images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         return images.permute(0, 3, 1, 2).contiguous()
     return images
-
-
-def _unreadable_message(cfg: Any, train: bool, exc: Exception) -> str:
-    folder = raw_folder(cfg)
-    if str(cfg.torchvision_class) not in IDX_CLASSES:
-        reason = first_line(exc)
-        return (f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({reason}); "
-                f"replace them with intact copies, or delete them and set dataset.download=true.")
-    bad = _first_unreadable_file(folder, "train" if train else "t10k")
-    what, it = (f"file {folder / bad} is", "it") if bad else (f"files under {folder} are", "them")
-    reason = first_line(exc)
-    return (
-        f"{cfg.torchvision_class} {what} corrupt or truncated ({reason}); "
-        f"replace {it} with intact copies, or delete {it} and set dataset.download=true."
-    )
-
-
-def _first_unreadable_file(folder: Path, prefix: str) -> str | None:
-    """Name the bad file: the dataset constructor's error does not say which of the two it was reading."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    readers = {f"{prefix}-images-idx3-ubyte": read_image_file, f"{prefix}-labels-idx1-ubyte": read_label_file}
-    for name, reader in readers.items():
-        try:
-            reader(str(folder / name))
-        except Exception:  # noqa: BLE001 - same reason as in read_split
-            return name
-    return None
 
 
 def data_location(cfg: Any) -> Path:

@@ -16,15 +16,30 @@ def versions() -> dict[str, str]:
     """Versions of everything that can change a run's numbers."""
     import hydra
     import torch
-    import torchvision
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision_version(),
         "hydra": hydra.__version__,
         "cnntrain": __version__,
     }
+
+
+def torchvision_version() -> str | None:
+    """torchvision.__version__ (with its build tag, e.g. +cu130), read from its version.py: importing
+    torchvision itself takes more than a second and a run of the MNIST family does not need it."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).with_name("version.py")
+    if not path.is_file():
+        return None
+    found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", path.read_text(), re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def command_line() -> list[str]:
