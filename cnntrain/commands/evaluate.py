@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cnntrain.commands.entry import ArgumentParser, run_command
+from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.validate import check_device, validate
 from cnntrain.data.loading import describe_data
 from cnntrain.errors import ConfigError, DataError
@@ -83,6 +83,7 @@ def evaluate_run(saved: SavedRun, config: DictConfig, batch_size: int, reporter:
 
 
 def _main(argv: list[str]) -> None:
+    in_process_only()
     args = parser().parse_intermixed_args(argv)
     check_device(args.device)
     saved = load_run(args.run_dir, args.checkpoint)

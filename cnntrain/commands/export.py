@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntrain.commands.entry import ArgumentParser, run_command
+from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.data.description import DataDescription, Normalize
 from cnntrain.errors import UserError
 from cnntrain.files import atomic_write, write_text
@@ -117,6 +117,7 @@ def export_run(saved: SavedRun, fmt: str, path: Path) -> Path:
 
 
 def _main(argv: list[str]) -> None:
+    in_process_only()
     args = parser().parse_args(argv)
     saved = load_run(args.run_dir, args.checkpoint)
     path = args.output or RunDir(args.run_dir).export(FORMATS[args.format])

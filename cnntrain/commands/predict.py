@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from cnntrain.commands.entry import ArgumentParser, run_command
+from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.validate import check_device
 from cnntrain.data.images import decode_image
 from cnntrain.errors import ConfigError
@@ -71,6 +71,7 @@ def as_table(path: Path, top: list[tuple[str, float]]) -> Table:
 
 
 def _main(argv: list[str]) -> None:
+    in_process_only()
     args = parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnntrain.commands.entry import debugging, report, run_command
+from cnntrain.commands.entry import debugging, in_process_only, report, run_command
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -130,6 +130,7 @@ def _main(argv: list[str]) -> None:
 
 def _single_run(overrides: list[str], extra_dir: str | None, resume_dir: Path | None) -> None:
     """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files)."""
+    in_process_only()
     from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job
     from hydra.types import HydraContext
