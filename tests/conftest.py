@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY_RUN, cli_env, cnntrain_command, compose_config
+from helpers import TINY_RUN, cli_env, cnntrain_command, compose_config, run_main
 from synthetic_idx import write_idx_dataset
 
 
@@ -76,3 +76,18 @@ def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
         return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=synthetic_data_root)
 
     return make
+
+
+@pytest.fixture
+def train_cli(synthetic_data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """`cnntrain TINY_RUN OVERRIDES hydra.run.dir=RUN_DIR` through the CLI's main in this process (preflight,
+    Hydra's job, the run), on the synthetic data: tiny_config's settings, on the path users take."""
+    from cnntrain.commands.train import main
+
+    def train(run_dir: Path, *overrides: str):
+        argv = [*TINY_RUN, "trainer.progress=false", *overrides, f"hydra.run.dir='{run_dir}'"]
+        result = run_main(main, argv, run_dir.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        assert result.returncode == 0, result.stderr
+        return result
+
+    return train

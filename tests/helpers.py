@@ -49,9 +49,14 @@ class Result:
 
 def run_main(main, argv: list[str], cwd: Path, monkeypatch, **env: str) -> Result:
     """Run a console script's `main` in this process, as `SCRIPT ARGV` in `cwd` (preflight, Hydra and the
-    job all run), then put back what a command changes: Hydra's global state, the SIGTERM handler, argv."""
+    job all run), then put back what a command changes: Hydra's global state, the SIGTERM handler, argv,
+    the preflight's memory of data it described. The process exit becomes a SystemExit."""
     from hydra.core.global_hydra import GlobalHydra
 
+    from cnntrain.commands import entry, preflight
+
+    monkeypatch.setattr(entry, "leave", lambda code: sys.exit(code))
+    monkeypatch.setattr(preflight, "_known_data", {})
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["cnntrain", *argv])
     for key in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR"):

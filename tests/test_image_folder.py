@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cnntrain.data import image_folder
 from cnntrain.data.loading import describe_data, load_data
@@ -16,41 +15,7 @@ from cnntrain.data.sources import as_nchw
 from cnntrain.errors import DataError
 from cnntrain.training.run import run
 
-CLASSES = ("circle", "cross", "square")
-
-
-def draw(label: int, size: int, rng: np.random.Generator, rgb: bool) -> Image.Image:
-    """A noisy picture whose class is easy to learn: a bright shape per class at a jittered spot."""
-    canvas = rng.normal(40, 20, size=(size, size)).clip(0, 255)
-    y, x = np.mgrid[:size, :size]
-    cy, cx = size // 2 + rng.integers(-2, 3), size // 2 + rng.integers(-2, 3)
-    r = size // 4
-    if label == 0:
-        mask = (y - cy) ** 2 + (x - cx) ** 2 < r * r
-    elif label == 1:
-        mask = (abs(y - cy) < 2) | (abs(x - cx) < 2)
-    else:
-        mask = (abs(y - cy) < r) & (abs(x - cx) < r)
-    canvas[mask] = 220
-    gray = canvas.astype(np.uint8)
-    if not rgb:
-        return Image.fromarray(gray, "L")
-    tint = np.stack([gray, (gray * (0.5 + 0.25 * label)).astype(np.uint8), gray[::-1]], axis=-1)
-    return Image.fromarray(tint, "RGB")
-
-
-def make_folder(root: Path, *, rgb: bool, size: int, per_class: int = 30, test_per_class: int = 0,
-                seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", per_class), ("test", test_per_class)):
-        for label, name in enumerate(CLASSES):
-            if not count:
-                continue
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                draw(label, size, rng, rgb).save(folder / f"{i}.{'png' if i % 3 else 'jpg'}")
-    return root
+from synthetic_images import CLASSES, make_folder
 
 
 def folder_cfg(root: Path, **overrides):

@@ -88,9 +88,10 @@ def test_checkpoint_contents(finished_run):
     assert best["epoch"] == read_summary(run_dir)["best"]["epoch"]
 
 
-def test_test_metrics_come_from_the_best_weights(tmp_path, tiny_config, synthetic_data_root):
-    cfg = tiny_config("trainer.epochs=3", "trainer.checkpoint.monitor=val/loss", "trainer.checkpoint.mode=max")
-    run(cfg, tmp_path)
+def test_test_metrics_come_from_the_best_weights(tmp_path, tiny_config, train_cli):
+    overrides = ("trainer.epochs=3", "trainer.checkpoint.monitor=val/loss", "trainer.checkpoint.mode=max")
+    cfg = tiny_config(*overrides)
+    train_cli(tmp_path, *overrides)
     summary = read_summary(tmp_path)
     assert summary["best"]["epoch"] == 1, "the highest val loss is the first epoch's"
     model, _ = build_model(cfg.model.layers, (1, 28, 28))
@@ -101,53 +102,48 @@ def test_test_metrics_come_from_the_best_weights(tmp_path, tiny_config, syntheti
     assert summary["test"]["loss"] == pytest.approx(again.loss, rel=1e-5)
 
 
-def test_same_command_twice_gives_same_metrics(tmp_path, tiny_config):
-    cfg = tiny_config()
-    run(cfg, tmp_path / "a")
-    run(cfg, tmp_path / "b")
+def test_same_command_twice_gives_same_metrics(tmp_path, train_cli):
+    train_cli(tmp_path / "a")
+    train_cli(tmp_path / "b")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
     assert read_summary(tmp_path / "a")["test"] == read_summary(tmp_path / "b")["test"]
 
 
-def test_different_seed_gives_different_run(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=1"), tmp_path / "a")
-    run(tiny_config("trainer.epochs=1", "seed=7"), tmp_path / "b")
+def test_different_seed_gives_different_run(tmp_path, train_cli):
+    train_cli(tmp_path / "a", "trainer.epochs=1")
+    train_cli(tmp_path / "b", "trainer.epochs=1", "seed=7")
     assert read_rows(tmp_path / "a")[0]["train/loss"] != read_rows(tmp_path / "b")[0]["train/loss"]
 
 
-def test_early_stopping_stops_after_patience(tmp_path, tiny_config):
+def test_early_stopping_stops_after_patience(tmp_path, train_cli):
     # mode=max on a falling loss: no epoch after the first counts as an improvement
-    cfg = tiny_config("trainer.epochs=6", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=2")
-    run(cfg, tmp_path)
+    train_cli(tmp_path, "trainer.epochs=6", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=2")
     summary = read_summary(tmp_path)
     assert summary["stopped_early"] is True and summary["epochs_run"] == 3
     assert len(read_rows(tmp_path)) == 3
 
 
-def test_early_stopping_can_be_disabled(tmp_path, tiny_config):
-    cfg = tiny_config("trainer.epochs=3", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=0",
-                      "trainer.early_stopping.enabled=false")
-    run(cfg, tmp_path)
+def test_early_stopping_can_be_disabled(tmp_path, train_cli):
+    train_cli(tmp_path, "trainer.epochs=3", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=0",
+              "trainer.early_stopping.enabled=false")
     assert read_summary(tmp_path)["epochs_run"] == 3
 
 
-def test_plateau_cuts_lr_when_monitored_metric_stalls(tmp_path, tiny_config):
-    cfg = tiny_config("trainer.epochs=3", "scheduler=plateau", "scheduler.mode=max", "scheduler.patience=0",
-                      "scheduler.factor=0.5")
-    run(cfg, tmp_path)
+def test_plateau_cuts_lr_when_monitored_metric_stalls(tmp_path, train_cli):
+    train_cli(tmp_path, "trainer.epochs=3", "scheduler=plateau", "scheduler.mode=max", "scheduler.patience=0",
+              "scheduler.factor=0.5")
     lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
 
 
-def test_step_schedule_is_per_epoch(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=3", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.1"), tmp_path)
+def test_step_schedule_is_per_epoch(tmp_path, train_cli):
+    train_cli(tmp_path, "trainer.epochs=3", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.1")
     assert [float(r["lr"]) for r in read_rows(tmp_path)] == pytest.approx([1e-3, 1e-4, 1e-5])
 
 
-def test_onecycle_steps_per_batch(tmp_path, tiny_config):
-    cfg = tiny_config("trainer.epochs=2", "scheduler=onecycle", "optimizer.lr=0.01", "scheduler.pct_start=0.5")
-    run(cfg, tmp_path)
+def test_onecycle_steps_per_batch(tmp_path, train_cli):
+    train_cli(tmp_path, "trainer.epochs=2", "scheduler=onecycle", "optimizer.lr=0.01", "scheduler.pct_start=0.5")
     lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
     assert lrs[0] == pytest.approx(0.01 / 25)
     assert lrs[1] == pytest.approx(0.01, rel=0.05), "half-way through a two-epoch cycle is the peak"
@@ -155,24 +151,23 @@ def test_onecycle_steps_per_batch(tmp_path, tiny_config):
     assert scheduler["last_epoch"] == 2 * 17, "stepped once per batch: 1,080 train images / 64 = 17 batches"
 
 
-def test_cosine_with_warmup(tmp_path, tiny_config):
-    cfg = tiny_config("trainer.epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=1")
-    run(cfg, tmp_path)
+def test_cosine_with_warmup(tmp_path, train_cli):
+    train_cli(tmp_path, "trainer.epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=1")
     lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
     assert lrs[0] < 1e-4 and lrs[1] == pytest.approx(1e-3, rel=0.01) and lrs[2] < lrs[1]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw", "rmsprop"])
-def test_each_optimizer_trains(tmp_path, tiny_config, optimizer):
-    run(tiny_config("trainer.epochs=1", f"optimizer={optimizer}", "optimizer.lr=0.001"), tmp_path)
+def test_each_optimizer_trains(tmp_path, train_cli, optimizer):
+    train_cli(tmp_path, "trainer.epochs=1", f"optimizer={optimizer}", "optimizer.lr=0.001")
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer"]
     assert read_summary(tmp_path)["epochs_run"] == 1 and state["param_groups"][0]["lr"] == pytest.approx(0.001)
 
 
-def test_log_softmax_model_trains_with_nll(tmp_path, tiny_config):
+def test_log_softmax_model_trains_with_nll(tmp_path, tiny_config, train_cli):
     cfg = tiny_config("model=leaky-cnn3", "trainer.epochs=1")
     assert isinstance(make_loss(cfg), torch.nn.NLLLoss)
-    run(cfg, tmp_path)
+    train_cli(tmp_path, "model=leaky-cnn3", "trainer.epochs=1")
     assert read_summary(tmp_path)["test"]["loss"] > 0
 
 

@@ -20,6 +20,7 @@ from cnntrain.data.description import DataDescription
 from cnntrain.errors import CheckpointError, Interrupted
 from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.loggers import Logger, open_loggers
+from cnntrain.reporting.metrics import FitResult
 from cnntrain.reporting.report import Tested, report
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import summary_table
@@ -116,7 +117,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
                      checkpoint_extra=extra, resume=resume)
         test_started = time.perf_counter()
-        tested = _test_last_and_best(run, paths, settings, display)
+        tested = _test_last_and_best(run, paths, result, settings, display)
     timing = {
         "startup_seconds": train_started - started,
         "train_seconds": result.train_seconds,
@@ -127,9 +128,13 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
-def _test_last_and_best(run: RunSetup, paths: RunDir, settings: FitSettings, display: Any) -> Tested:
-    """The test split with the last epoch's weights, then with the best checkpoint's (left in the model)."""
-    last, _ = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, settings: FitSettings,
+                        display: Any) -> Tested:
+    """The test split with the last epoch's weights, then with the best checkpoint's (left in the model).
+    When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer."""
+    last, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+    if result.history and result.best_epoch == result.history[-1]["epoch"]:
+        return Tested(best=last, last=last, matrix=matrix)
     unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
     best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
     return Tested(best=best, last=last, matrix=matrix)
