@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from cnntrain.errors import UserError, first_line
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -31,3 +35,44 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def read_yaml(path: Path, *, fix: str = "restore it from a copy of the run") -> Any:
+    """A YAML file as plain lists and dicts (None when blank), read as OmegaConf reads Hydra's files, or a UserError
+    naming the file (and the line, when the parser gives one) and ending in `fix`: a hand-edited or torn file is
+    the user's to fix, not a traceback."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not path.is_file():
+        raise UserError(f"{path} not found; {fix}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return OmegaConf.to_container(OmegaConf.load(io.StringIO(text)), resolve=False) if text.strip() else None
+    except yaml.YAMLError as err:
+        raise UserError(f"{_yaml_where(path, err)}: not valid YAML ({_yaml_problem(err)}); {fix}") from None
+    except (OSError, ValueError, OmegaConfBaseException) as err:  # unreadable, not UTF-8, a bare number
+        raise UserError(f"cannot read {path}: {first_line(err)}; {fix}") from None
+
+
+def kind_of(value: Any) -> str:
+    """'a mapping', 'a list', 'a string', ... : how a message names the type of a value the user wrote."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value),
+                                                                                        type(value).__name__)
+
+
+def _yaml_where(path: Path, err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    return f"{path} line {mark.line + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(err: Exception) -> str:
+    problem = getattr(err, "problem", None) or first_line(err)
+    return str(problem).strip()

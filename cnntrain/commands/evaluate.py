@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.validate import check_device, validate
 from cnntrain.data.loading import describe_data
-from cnntrain.errors import ConfigError, DataError
+from cnntrain.errors import CheckpointError, ConfigError, DataError
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.metrics import per_class_accuracy
 from cnntrain.reporting.provenance import command_line, versions
@@ -50,6 +50,15 @@ def apply_overrides(config: DictConfig, overrides: list[str]) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
     return validate(merged)
+
+
+def check_saved_config(saved: SavedRun) -> None:
+    """Validate the checkpoint's config alone first: a bad saved value is blamed on the file, not on the overrides."""
+    try:
+        validate(saved.config)
+    except ConfigError as err:
+        raise CheckpointError(f"{saved.checkpoint_path}: its 'config' is not valid today ({err}); evaluate a "
+                              f"checkpoint written by a run of this version") from None
 
 
 def evaluate_run(saved: SavedRun, config: DictConfig, batch_size: int, reporter: Reporter) -> dict[str, Any]:
@@ -85,13 +94,15 @@ def evaluate_run(saved: SavedRun, config: DictConfig, batch_size: int, reporter:
 def _main(argv: list[str]) -> None:
     in_process_only()
     args = parser().parse_intermixed_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size={args.batch_size}: must be >= 1 (leave it out to use the run's "
+                          f"trainer.eval_batch_size)")
     check_device(args.device)
     saved = load_run(args.run_dir, args.checkpoint)
+    check_saved_config(saved)
     config = apply_overrides(saved.config, args.overrides)
     config.device = args.device
-    batch_size = args.batch_size or int(config.trainer.eval_batch_size)
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size={batch_size}: must be >= 1")
+    batch_size = args.batch_size if args.batch_size is not None else int(config.trainer.eval_batch_size)
     reporter = Reporter()
     summary = evaluate_run(saved, config, batch_size, reporter)
     path = RunDir(args.run_dir).eval_summary_json

@@ -21,7 +21,8 @@ from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
 from cnntrain.config.names import EPOCH_COLUMNS
-from cnntrain.errors import UserError
+from cnntrain.errors import ConfigError, UserError, first_line
+from cnntrain.files import kind_of, read_yaml
 from cnntrain.reporting.run_dir import RunDir, read_metrics
 
 # Hydra settings that belong to the original launch, not to what the run computes.
@@ -29,6 +30,7 @@ LAUNCH_ONLY = ("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra.job.num", "hyd
                "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
 SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
                    "epochs_run", "stopped_early")
+_MISSING = object()  # what _dig returns for an absent key when None is a value the file may hold
 
 
 @dataclass
@@ -44,14 +46,13 @@ class Comparison:
 
 def saved_command(run_dir: Path) -> list[str]:
     """The overrides that made run_dir: its task overrides and the hydra ones that shape a single run."""
-    from omegaconf import OmegaConf
-
     paths = RunDir(run_dir)
     if not paths.overrides_yaml.is_file() or not paths.hydra_yaml.is_file():
         raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml and hydra.yaml)")
-    task = [str(o) for o in OmegaConf.load(paths.overrides_yaml)]
-    hydra_overrides = OmegaConf.load(paths.hydra_yaml).hydra.overrides.hydra
-    return [*task, *(str(o) for o in hydra_overrides if not str(o).startswith(LAUNCH_ONLY))]
+    task = _override_list(read_yaml(paths.overrides_yaml), paths.overrides_yaml, "")
+    hydra_overrides = _override_list(_dig(read_yaml(paths.hydra_yaml), "hydra.overrides.hydra", missing=_MISSING),
+                                     paths.hydra_yaml, "hydra.overrides.hydra ")
+    return [*task, *(o for o in hydra_overrides if not o.startswith(LAUNCH_ONLY))]
 
 
 def compose_saved(overrides: list[str]) -> Any:
@@ -61,13 +62,25 @@ def compose_saved(overrides: list[str]) -> Any:
     return compose_train([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
 
 
+def _compose_saved_or_say_where(run_dir: Path, overrides: list[str]) -> Any:
+    try:
+        return compose_saved(overrides)
+    except ConfigError as err:
+        raise ConfigError(f"the overrides saved in {RunDir(run_dir).overrides_yaml} do not compose today ({err}); "
+                          f"edit them to today's config names") from None
+
+
 def config_changes(run_dir: Path, cfg: Any) -> list[str]:
     """Keys whose composed value today differs from the run's saved .hydra/config.yaml."""
     from omegaconf import OmegaConf
 
     now = OmegaConf.to_container(cfg, resolve=False)
     now.pop("hydra", None)
-    then = OmegaConf.to_container(OmegaConf.load(RunDir(run_dir).config_yaml), resolve=False)
+    path = RunDir(run_dir).config_yaml
+    then = read_yaml(path)
+    if not isinstance(then, dict):
+        raise UserError(f"{path} holds {kind_of(then)}, not the mapping of the run's config; restore it from a "
+                        f"copy of the run")
     return sorted(_differing_keys(then, now))
 
 
@@ -115,13 +128,41 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     path = RunDir(run_dir).summary_json
     if not path.is_file():
         raise UserError(f"{path} not found: the run did not finish (continue it with: cnntrain resume={run_dir})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); restore it from a copy of the run "
+                        f"or re-run with --no-compare") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {first_line(err)}; restore it from a copy of the run") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path} holds {kind_of(summary)}, not the JSON object a run writes; restore it from a copy "
+                        f"of the run or re-run with --no-compare")
+    for key, allowed in (("versions", (dict,)), ("git", (dict, type(None)))):
+        if key in summary and not isinstance(summary[key], allowed):
+            raise UserError(f"{path}: '{key}' is {kind_of(summary[key])}, not a JSON object; restore the file from "
+                            f"a copy of the run or re-run with --no-compare")
+    return summary
 
 
-def _dig(tree: dict[str, Any], dotted: str) -> Any:
+def _dig(tree: Any, dotted: str, missing: Any = None) -> Any:
     for part in dotted.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
+        tree = tree.get(part, missing) if isinstance(tree, dict) else missing
     return tree
+
+
+def _override_list(value: Any, path: Path, key: str) -> list[str]:
+    """A saved list of override strings, checked: Hydra writes one string per item."""
+    if value is _MISSING:
+        raise UserError(f"{path} lacks {key.strip()}, the overrides Hydra saves; restore it from a copy of the run")
+    if not isinstance(value, list):
+        raise UserError(f"{path}: {key}holds {kind_of(value)}, not a list of KEY=VALUE overrides; restore it from a "
+                        f"copy of the run")
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, str):
+            raise UserError(f"{path}: {key}item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
+                            f"fix it or restore the file from a copy of the run")
+    return value
 
 
 def comparison_table(rows: list[Comparison]) -> Table:
@@ -157,7 +198,9 @@ def _main(argv: list[str]) -> None:
     console = Console(highlight=False)
     overrides = saved_command(args.run_dir)
     summary = _summary(args.run_dir) if not args.no_compare else {}
-    cfg = compose_saved(overrides)
+    if not args.no_compare:
+        read_metrics(RunDir(args.run_dir).metrics_csv)  # a damaged file is reported now, not after the re-run
+    cfg = _compose_saved_or_say_where(args.run_dir, overrides)
     for key in config_changes(args.run_dir, cfg):
         console.print(f"warning: config '{key}' composes differently now than in {args.run_dir}", style="yellow")
     for change in environment_changes(summary, cfg) if summary else []:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS
+from cnntrain.errors import UserError, first_line
 from cnntrain.files import write_text
 
 
@@ -117,8 +118,25 @@ def _cells(row: dict[str, Any]) -> list[Any]:
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """metrics.csv's rows, each with every column: a missing, torn or hand-broken file is one UserError naming it."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; restore it from a copy of the run")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            lines = list(enumerate(csv.reader(f), 1))
+    except (OSError, ValueError, csv.Error) as err:
+        raise UserError(f"cannot read {path}: {first_line(err)}; restore it from a copy of the run") from None
+    header = lines[0][1] if lines else []
+    missing = [name for name in EPOCH_COLUMNS if name not in header]
+    if missing:
+        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; its header "
+                        f"must be {','.join(EPOCH_COLUMNS)} (restore it from a copy of the run)")
+    rows = [(number, cells) for number, cells in lines[1:] if cells]
+    for number, cells in rows:
+        if len(cells) != len(header):
+            raise UserError(f"{path} line {number} has {len(cells)} cells, not the header's {len(header)}; restore "
+                            f"the file from a copy of the run")
+    return [dict(zip(header, cells)) for _, cells in rows]
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from cnntrain.files import write_text
+from cnntrain.errors import UserError, first_line
+from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir
 
@@ -51,11 +52,17 @@ def _job_order(job: str) -> str:
 def read_job(job_dir: Path) -> JobRow:
     """One job's row, from the files it left in its directory."""
     paths = RunDir(job_dir)
-    overrides = [str(o) for o in OmegaConf.load(paths.overrides_yaml)]
+    try:
+        overrides = [str(o) for o in read_yaml(paths.overrides_yaml) or []]
+    except UserError as err:
+        return JobRow(job_dir.name, "failed", [], {"error": str(err)})
     path = paths.summary_json
     if not path.is_file():
         return JobRow(job_dir.name, "failed", overrides, {"error": "no summary.json: the job was killed or crashed"})
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return JobRow(job_dir.name, "failed", overrides, {"error": f"{path} cannot be read: {first_line(err)}"})
     if summary.get("status") != "done":
         return JobRow(job_dir.name, "failed", overrides,
                       {"error": summary.get("error", "?"), "elapsed_seconds": summary.get("elapsed_seconds")})

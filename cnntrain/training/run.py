@@ -26,9 +26,14 @@ from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import summary_table
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.loop import FitSettings, fit, test, unwrap
+from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
 
-RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "best", "early_stopping", "rng", "history", "config")
+RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)), "best": dict,
+    "early_stopping": dict, "rng": dict, "history": list, "config": dict,
+}
+"""What last.pt must hold for a resume, and the type of each value."""
 
 
 def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
@@ -67,7 +72,8 @@ def resume_run(run_dir: Path) -> float:
 
 
 def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """checkpoints/last.pt of run_dir, checked to hold everything a resume needs."""
+    """checkpoints/last.pt of run_dir, checked to hold everything a resume needs, each value of the type it needs
+    and fitting the model its config builds: the command checks it before Hydra starts the job."""
     if not run_dir.is_dir():
         raise CheckpointError(f"resume={run_dir}: no such run directory")
     path = RunDir(run_dir).last
@@ -75,6 +81,7 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     missing = sorted(set(RESUME_KEYS) - set(checkpoint))
     if missing:
         raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
+    check_resume_state(checkpoint, path, RESUME_KEYS)
     return checkpoint
 
 

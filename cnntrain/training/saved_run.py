@@ -7,20 +7,27 @@ checkpoint holds).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from cnntrain.config.names import CHECKPOINT_NAMES
+from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, EPOCH_METRICS, MODES
+from cnntrain.config.validate import validate
 from cnntrain.data.description import DataDescription, normalize
-from cnntrain.errors import UserError
+from cnntrain.errors import CheckpointError, ConfigError, ModelConfigError, UserError, first_line
+from cnntrain.files import kind_of
 from cnntrain.models.builder import build_model, ends_with_log_softmax
 from cnntrain.reporting.run_dir import RunDir
-from cnntrain.training.checkpoints import load_checkpoint
+from cnntrain.training.checkpoints import load_checkpoint, load_weights
+
+DESCRIPTION_KEYS = ("input_shape", "classes", "mean", "std")
+EDITED = "the file was edited or written by another program"  # how most messages here end: the fix is another file
 
 
 @dataclass
@@ -54,7 +61,7 @@ class SavedRun:
     @property
     def tta(self) -> str:
         """The run's test-time augmentation (runs saved before trainer.tta existed used none)."""
-        return str(self.config.trainer.get("tta", "none"))
+        return str(OmegaConf.select(self.config, "trainer.tta", default="none"))
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
@@ -74,18 +81,176 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
         raise UserError(f"{run_dir} has no checkpoints/{checkpoint}.pt; is it a cnntrain run directory? "
                         f"(--checkpoint takes {' or '.join(CHECKPOINT_NAMES)} or a path to a .pt file)")
     payload = load_checkpoint(path, map_location="cpu")
-    if "config" not in payload:
-        raise UserError(f"{path} holds no config; it was not written by a cnntrain run")
-    config = OmegaConf.create(payload["config"])
-    description = _description(payload, config)
-    model, _ = build_model(config.model.layers, description.input_shape, model_name=str(config.model.name))
-    model.load_state_dict(payload["model"])
+    config = saved_config(payload, path)
+    description = saved_description(payload, config, path)
+    model = saved_model(payload, config, description, path)
     model.to(device).eval()
     mean, std = description.stats(device)
     return SavedRun(run_dir=run_dir, checkpoint_path=path, config=config, model=model, description=description,
-                    mean=mean, std=std, epoch=int(payload.get("epoch", 0)))
+                    mean=mean, std=std, epoch=_epoch(payload, path))
 
 
-def _description(payload: dict[str, Any], config: DictConfig) -> DataDescription:
+def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
+    """A checkpoint's 'config', checked to be a mapping that resolves and names its model's layers."""
+    if "config" not in payload:
+        raise CheckpointError(f"{path} holds no config; it was not written by a cnntrain run")
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: its 'config' is {kind_of(payload['config'])}, not the mapping a run saves; "
+                              f"{EDITED}")
+    try:
+        config = OmegaConf.create(payload["config"])
+        OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as err:
+        raise CheckpointError(f"{path}: its 'config' cannot be read ({first_line(err)}); {EDITED}") from None
+    if not isinstance(OmegaConf.select(config, "model.layers"), ListConfig):
+        raise CheckpointError(f"{path}: its 'config' has no model.layers list, so the model cannot be rebuilt; "
+                              f"{EDITED}")
+    return config
+
+
+def saved_description(payload: dict[str, Any], config: DictConfig, path: Path) -> DataDescription:
     """Checkpoints record the input shape, classes and statistics the data gave; older ones only the config."""
-    return DataDescription.from_dict(payload["data"] if "data" in payload else config.dataset)
+    where = "its 'data'" if "data" in payload else "its config's dataset (it holds no 'data')"
+    source = payload["data"] if "data" in payload else OmegaConf.select(config, "dataset")
+    if isinstance(source, DictConfig):
+        source = OmegaConf.to_container(source, resolve=True)
+    if not isinstance(source, dict):
+        raise CheckpointError(f"{path}: {where} is {kind_of(source)}, not a mapping of input_shape, classes, mean "
+                              f"and std; {EDITED}")
+    missing = [key for key in DESCRIPTION_KEYS if source.get(key) is None]
+    if missing:
+        raise CheckpointError(f"{path}: {where} lacks {', '.join(missing)}, so inputs cannot be shaped and "
+                              f"normalised as in training; use a checkpoint written by a complete run")
+    try:
+        description = DataDescription.from_dict(source)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {where} holds a bad value ({first_line(err)})") from None
+    _check_description(description, where, path)
+    return description
+
+
+def saved_model(payload: dict[str, Any], config: DictConfig, description: DataDescription, path: Path) -> nn.Module:
+    """The model the config's layers build for the saved input shape, with the checkpoint's weights loaded."""
+    if "model" not in payload:
+        raise CheckpointError(f"{path} lacks 'model', the trained weights; use a checkpoint written by a cnntrain run")
+    name = str(OmegaConf.select(config, "model.name", default="model"))
+    try:
+        model, _ = build_model(config.model.layers, description.input_shape, model_name=name)
+    except ModelConfigError as err:
+        raise CheckpointError(f"{path}: the model its config describes does not build: {err}") from None
+    load_weights(model, payload["model"], path)
+    return model
+
+
+def check_resume_state(checkpoint: dict[str, Any], path: Path, types: Mapping[str, type | tuple[type, ...]]) -> None:
+    """A last.pt's training state, checked value by value before a resume starts: a damaged or edited file is one
+    line naming the key now, not a traceback once the run is under way. `types` maps each key to its type."""
+    for key, expected in types.items():
+        value = checkpoint[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise CheckpointError(f"{path} cannot be resumed: its '{key}' is {kind_of(value)}, not "
+                                  f"{_type_words(expected)}; {EDITED}")
+    if checkpoint["epoch"] < 1:
+        raise CheckpointError(f"{path} cannot be resumed: its 'epoch' is {checkpoint['epoch']}, not a finished epoch")
+    for key in ("best", "early_stopping"):
+        _check_watch(checkpoint[key], key, path)
+    _check_history(checkpoint["history"], path)
+    _check_rng(checkpoint["rng"], path)
+    config = _resume_config(checkpoint, path)
+    model = saved_model(checkpoint, config, saved_description(checkpoint, config, path), path)
+    _check_optimizer(checkpoint["optimizer"], sum(1 for _ in model.parameters()), path)
+
+
+def _check_description(description: DataDescription, where: str, path: Path) -> None:
+    channels = description.input_shape[0] if len(description.input_shape) == 3 else 0
+    if len(description.input_shape) != 3 or min(description.input_shape) < 1:
+        raise CheckpointError(f"{path}: {where} has input_shape {list(description.input_shape)}; expected three "
+                              f"positive sizes [channels, height, width]; {EDITED}")
+    for name, values in (("mean", description.mean), ("std", description.std)):
+        if len(values or []) != channels:
+            raise CheckpointError(f"{path}: {where} has {len(values or [])} {name} values for {channels} "
+                                  f"channel{'' if channels == 1 else 's'}; {EDITED}")
+    if not description.classes:
+        raise CheckpointError(f"{path}: {where} has no classes; {EDITED}")
+
+
+def _epoch(payload: dict[str, Any], path: Path) -> int:
+    epoch = payload.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        raise CheckpointError(f"{path}: its 'epoch' is {kind_of(epoch)}, not a whole number; {EDITED}")
+    return epoch
+
+
+def _type_words(expected: type | tuple[type, ...]) -> str:
+    words = {int: "a whole number", dict: "a mapping", list: "a list", type(None): "null"}
+    options = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(words.get(option, option.__name__) for option in options)
+
+
+def _check_watch(state: dict[str, Any], key: str, path: Path) -> None:
+    problem = _watch_problem(state)
+    if problem:
+        raise CheckpointError(f"{path} cannot be resumed: its '{key}' {problem}")
+
+
+def _watch_problem(state: dict[str, Any]) -> str:
+    """What is wrong with a saved MetricWatch ('best', 'early_stopping'): which metric, which way, values so far."""
+    from dataclasses import fields
+
+    from cnntrain.training.loop import MetricWatch
+
+    allowed = [field.name for field in fields(MetricWatch)]
+    unknown = [str(name) for name in state if name not in allowed]
+    if unknown:
+        return f"has unknown keys {', '.join(unknown)} (it takes {', '.join(allowed)})"
+    if state.get("monitor") not in EPOCH_METRICS:
+        return f"monitor is {state.get('monitor')!r}, not one of {', '.join(EPOCH_METRICS)}"
+    if state.get("mode") not in MODES:
+        return f"mode is {state.get('mode')!r}, not one of {', '.join(MODES)}"
+    for name in ("min_delta", "best", "best_epoch", "bad_epochs"):
+        value = state.get(name, 0)
+        if not _is_number(value) and not (name == "best" and value is None):
+            return f"{name} is {kind_of(value)}, not a number"
+    return ""
+
+
+def _check_history(history: list[Any], path: Path) -> None:
+    for number, row in enumerate(history, 1):
+        bad = [name for name in EPOCH_COLUMNS if not isinstance(row, dict) or not _is_number(row.get(name))]
+        if bad:
+            raise CheckpointError(f"{path} cannot be resumed: row {number} of its 'history' lacks a number for "
+                                  f"{', '.join(bad)}")
+
+
+def _check_rng(rng: dict[str, Any], path: Path) -> None:
+    for key in ("torch", "shuffle"):
+        state = rng.get(key)
+        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or \
+                state.numel() != torch.get_rng_state().numel():
+            raise CheckpointError(f"{path} cannot be resumed: its 'rng' lacks a valid '{key}' random state (a byte "
+                                  f"tensor as torch.get_rng_state() returns)")
+
+
+def _resume_config(checkpoint: dict[str, Any], path: Path) -> DictConfig:
+    config = saved_config(checkpoint, path)
+    try:
+        return validate(config)
+    except ConfigError as err:
+        raise CheckpointError(f"{path} cannot be resumed: its 'config' is not valid today ({err}); resume it with "
+                              f"the cnntrain version that started it") from None
+
+
+def _check_optimizer(state: dict[str, Any], parameters: int, path: Path) -> None:
+    groups = state.get("param_groups")
+    if not isinstance(state.get("state"), dict) or not isinstance(groups, list) or \
+            not all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups):
+        raise CheckpointError(f"{path} cannot be resumed: its 'optimizer' is not an optimizer state (a mapping of "
+                              f"'state' and a list of 'param_groups')")
+    saved = sum(len(group["params"]) for group in groups)
+    if saved != parameters:
+        raise CheckpointError(f"{path} cannot be resumed: its 'optimizer' holds state for {saved} parameter "
+                              f"tensors, but the model has {parameters}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
