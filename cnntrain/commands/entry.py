@@ -19,9 +19,13 @@ def debugging() -> bool:
 
 
 def report(message: str) -> None:
-    """The one line a user sees for a mistake of theirs."""
-    sys.stderr.write(f"error: {message}\n")
+    """The one line a user sees for a mistake of theirs (line breaks the user typed are shown escaped)."""
+    sys.stderr.write(f"error: {one_line(message)}\n")
     sys.stderr.flush()
+
+
+def one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,7 +43,7 @@ def run_command(command: Callable[[list[str]], None], argv: list[str] | None = N
         if debugging():
             raise
         if isinstance(err, Interrupted):
-            sys.stderr.write(f"{err}\n")  # not a mistake: how to continue, without "error:"
+            sys.stderr.write(f"{one_line(str(err))}\n")  # not a mistake: how to continue, without "error:"
         else:
             report(str(err))
         leave(err.exit_code)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from cnntrain.config.compose import compose_train, group_options
+from cnntrain.config.compose import compose_train, config_dir, group_options
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.config.validate import validate
 from cnntrain.errors import ConfigError, did_you_mean, first_line
+from cnntrain.files import kind_of, read_yaml
 
 PREFLIGHT_JOB_LIMIT = 256  # larger sweeps are checked job by job as they run
 
@@ -67,6 +69,11 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
     parser = OverridesParser.create()
     parsed = []
     for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if "=" not in text and not text.startswith("~"):
+            raise ConfigError(f"override '{text}' has no value; write {text}=VALUE (or ~{text} to remove a key)")
+        if not key:
+            raise ConfigError(f"override '{text}' has no key; write KEY=VALUE, e.g. trainer.epochs=5")
         try:
             parsed.extend(parser.parse_overrides([text]))
         except OverrideParseException as err:
@@ -89,6 +96,24 @@ def check_group_choices(parsed: list[Any], multirun: bool, extra_dir: str | None
             if value not in options:
                 raise ConfigError(f"unknown {group} '{value}'{did_you_mean(value, options)}; "
                                   f"available: {', '.join(options)}")
+            check_group_file(group, value, extra_dir)
+
+
+def check_group_file(group: str, value: str, extra_dir: str | None) -> None:
+    """The YAML file a group choice names: readable, a mapping, and not hidden behind a preset of the same name
+    (Hydra reads the preset, and the user's file would be ignored without a word)."""
+    import yaml
+
+    ours = config_dir() / group / f"{value}.yaml"
+    theirs = Path(extra_dir) / group / f"{value}.yaml" if extra_dir else None
+    if theirs is not None and theirs.is_file() and ours.is_file():
+        raise ConfigError(f"{theirs}: {group}/{value}.yaml has the name of a built-in {group}, which Hydra reads "
+                          f"instead; rename the file (and choose it with {group}=NEW_NAME)")
+    path = theirs if theirs is not None and theirs.is_file() else ours
+    read_yaml(path, fix="fix the file")  # a syntax error, named with its line
+    content = yaml.safe_load(path.read_text(encoding="utf-8"))  # OmegaConf would make a bare word a key
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys (name: ..., ...), not {kind_of(content)}")
 
 
 def expand_jobs(parsed: list[Any]) -> list[list[str]]:
@@ -123,7 +148,8 @@ def check_environment(checked: Checked) -> None:
         checks = {
             f"device:{cfg.device}:{cfg.trainer.precision}": lambda c=cfg: check_device(c.device, c.trainer.precision),
             f"logger:{cfg.logger}": lambda c=cfg: check_logger(c.logger),
-            f"model:{OmegaConf.to_yaml(cfg.model)}:{list(cfg.dataset.input_shape)}": lambda c=cfg: check_model(c),
+            f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
+            f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
         }
         for name, check in checks.items():
             if name not in seen:
@@ -146,6 +172,31 @@ def check_logger(logger: str) -> None:
 
 
 def check_model(cfg: Any) -> None:
-    from cnntrain.models.builder import build_model
+    """Build the model, check its output against the classes and its loss, then build the optimizer and the
+    schedule on it, so that whatever torch refuses is one line naming the config group, before any output."""
+    from cnntrain.data.augment import check_augment
+    from cnntrain.models.builder import build_model, check_outputs
+    from cnntrain.training.setup import make_loss
 
-    build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
+    model, rows = build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
+    check_outputs(rows, int(cfg.dataset.num_classes), cfg.model.name)
+    make_loss(cfg)
+    check_augment(cfg.dataset.augment, tuple(cfg.dataset.input_shape))
+    check_optimization(cfg, model)
+
+
+def check_optimization(cfg: Any, model: Any) -> None:
+    """The optimizer and the schedule, constructed as a run will; torch's refusal becomes a ConfigError."""
+    from cnntrain.training.optim import build_optimizer, build_schedule
+
+    optimizer = _constructed(cfg, "optimizer", lambda: build_optimizer(model.parameters(), cfg.optimizer))
+    # the real number of steps per epoch comes with the data; whether torch accepts the arguments does not
+    _constructed(cfg, "scheduler", lambda: build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, 100))
+
+
+def _constructed(cfg: Any, group: str, build: Any) -> Any:
+    try:
+        return build()
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as err:
+        settings = ", ".join(f"{group}.{key}={value}" for key, value in cfg[group].items() if key != "name")
+        raise ConfigError(f"{group}={cfg[group].name} with {settings}: torch refuses it: {first_line(err)}") from None

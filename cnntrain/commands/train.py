@@ -29,7 +29,7 @@ from cnntrain.config.compose import (
     hydra_session,
 )
 from cnntrain.config.names import CONFIG_GROUPS
-from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
+from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -37,6 +37,15 @@ INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                     "--config-dir", "-cd", "--experimental-rerun"}
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+               "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+               "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
+FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
+         "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+         "--config-dir", "--experimental-rerun", "-i", "--info"}
+FLAG_HELP = ("-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
+             "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
+             "-sc/--shell-completion, --version, -r/--run, --experimental-rerun FILE")
 
 
 def main() -> None:
@@ -47,18 +56,35 @@ def main() -> None:
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
-    """(hydra flags, overrides, multirun?) from the command line."""
+    """(hydra flags, overrides, multirun?) from the command line; an unknown flag or a bad flag value is a
+    ConfigError (Hydra's own parser would print its usage text)."""
     flags: list[str] = []
     overrides: list[str] = []
     args = iter(argv)
     for arg in args:
-        if arg.startswith("-"):
-            flags.append(arg)
-            if arg in FLAGS_WITH_VALUE:
-                flags.append(next(args, ""))
-        else:
+        if not arg.startswith("-") or arg == "-":
             overrides.append(arg)
+            continue
+        flag, has_value, value = arg.partition("=")
+        if flag not in FLAGS:
+            raise ConfigError(f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain takes KEY=VALUE overrides "
+                              f"and the flags {FLAG_HELP}")
+        flags.append(flag)
+        if flag in FLAGS_WITH_VALUE:
+            value = value if has_value else next(args, "")
+            if not value or value.startswith("-"):
+                raise ConfigError(f"{flag} needs a value" + _allowed(flag))
+        elif has_value and flag not in FLAG_VALUES:
+            raise ConfigError(f"{flag} takes no value (got '{arg}')")
+        if has_value or flag in FLAGS_WITH_VALUE:
+            if flag in FLAG_VALUES and value not in FLAG_VALUES[flag]:
+                raise ConfigError(f"{flag} {value}: unknown value" + _allowed(flag))
+            flags.append(value)
     return flags, overrides, "-m" in flags or "--multirun" in flags
+
+
+def _allowed(flag: str) -> str:
+    return f"; expected one of {', '.join(FLAG_VALUES[flag])}" if flag in FLAG_VALUES else ""
 
 
 def resume_target(overrides: list[str], multirun: bool) -> Path | None:
@@ -74,7 +100,21 @@ def resume_target(overrides: list[str], multirun: bool) -> Path | None:
 
     run_dir = Path(values[0].strip("'\"")).resolve()
     load_resume_checkpoint(run_dir)
+    if _finished(run_dir):
+        raise ConfigError(f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
+                          f"again and cnntrain-reproduce runs it again")
     return run_dir
+
+
+def _finished(run_dir: Path) -> bool:
+    import json
+
+    from cnntrain.reporting.run_dir import RunDir
+
+    try:
+        return json.loads(RunDir(run_dir).summary_json.read_text(encoding="utf-8")).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def resume_overrides(run_dir: Path) -> list[str]:
@@ -110,6 +150,9 @@ class JobStopped(BaseException):
 
 def _main(argv: list[str]) -> None:
     flags, overrides, multirun = split_argv(argv)
+    extra_dir = _flag_value(flags, CONFIG_DIR_FLAGS)
+    if extra_dir is not None and not Path(extra_dir).is_dir():
+        raise ConfigError(f"--config-dir {extra_dir}: no such folder (it should hold group folders such as model/)")
     try:
         resume_dir = resume_target(overrides, multirun)
         if flags and set(flags) <= {"--help", "-h"} and resume_dir is None:
@@ -156,23 +199,33 @@ def _single_run(overrides: list[str], extra_dir: str | None, resume_dir: Path | 
 
 def _run_task(cfg: Any, description: Any) -> float:
     """The job of a single run: the preflight's validated config and data description, trained."""
-    from hydra.core.hydra_config import HydraConfig
-
     from cnntrain.training.run import run
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        return run(cfg, run_dir, started=PROCESS_STARTED, description=description)
-    except UserError as err:
-        raise JobStopped(err) from err
+    return _as_job(lambda run_dir: run(cfg, run_dir, started=PROCESS_STARTED, description=description))
 
 
 def _resume_task(run_dir: Path) -> float:
     from cnntrain.training.run import resume_run
 
+    return _as_job(lambda _: resume_run(run_dir))
+
+
+def _as_job(body: Any) -> float:
+    """Run a job's body in Hydra's run directory. A user error found there leaves summary.json saying
+    `status: failed` and why, so the directory never looks like a run to resume or compare; Ctrl-C does
+    not (the run can be resumed)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnntrain.reporting.run_dir import RunDir, write_failure
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    started = time.perf_counter()
     try:
-        return resume_run(run_dir)
+        return body(run_dir)
+    except Interrupted as err:
+        raise JobStopped(err) from err
     except UserError as err:
+        write_failure(RunDir(run_dir).summary_json, str(err), time.perf_counter() - started)
         raise JobStopped(err) from err
 
 

@@ -70,7 +70,7 @@ def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool
     try:
         cfg = hydra.compose_config(config_name=CONFIG_NAME, overrides=list(overrides), run_mode=RunMode.RUN,
                                    from_shell=True, with_log_configuration=log_configuration)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: e.g. ~dataset=0
         raise ConfigError(composition_message(err, overrides, hydra)) from None
     if not hydra_config:
         with open_dict(cfg):
@@ -102,4 +102,4 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
     if exists:
         return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
     first = next((line for line in text.splitlines() if line.strip()), first_line(err))
-    return f"bad override: {first.strip()}"
+    return f"bad override: {first.split(' : Override(')[0].strip()}"

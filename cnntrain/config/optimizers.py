@@ -8,6 +8,7 @@ torch.optim.NAdam is one line here and one YAML file. Nothing here imports torch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class Arg:
 
     def check(self, key: str, value: Any) -> str | None:
         """The one-line complaint about a plain (resolved) `value`, or None when it is allowed."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{key}={value}: must be a finite number"
         return None if self.ok(value) else f"{key}={value}: {self.rule}"
 
 
@@ -50,18 +53,27 @@ def one_of(options: tuple[str, ...], to_torch: bool = True) -> Arg:
 
 @dataclass(frozen=True)
 class Declared:
-    """An optimizer or schedule: the torch class that implements it and the arguments a config sets."""
+    """An optimizer or schedule: the torch class that implements it, the arguments a config sets, and the rules
+    that tie arguments together (each returns a complaint or None)."""
 
     torch_class: str | None
     args: dict[str, Arg] = field(default_factory=dict)
     interval: str = "none"  # schedules: stepped per 'batch', per 'epoch', on a 'metric', or 'none'
+    rules: tuple[Callable[[dict[str, Any]], str | None], ...] = ()
+
+
+def _nesterov(values: dict[str, Any]) -> str | None:
+    if values["nesterov"] and (values["momentum"] <= 0 or values["dampening"] != 0):
+        return (f"optimizer.nesterov=true needs optimizer.momentum > 0 and optimizer.dampening=0 (they are "
+                f"{values['momentum']} and {values['dampening']}); set optimizer.nesterov=false to use them")
+    return None
 
 
 OPTIMIZERS: dict[str, Declared] = {
     "adam": Declared("Adam", dict(lr=POSITIVE, betas=BETAS, eps=POSITIVE, weight_decay=NON_NEGATIVE, amsgrad=FLAG)),
     "adamw": Declared("AdamW", dict(lr=POSITIVE, betas=BETAS, eps=POSITIVE, weight_decay=NON_NEGATIVE, amsgrad=FLAG)),
     "sgd": Declared("SGD", dict(lr=POSITIVE, momentum=NON_NEGATIVE, nesterov=FLAG, dampening=NON_NEGATIVE,
-                                weight_decay=NON_NEGATIVE)),
+                                weight_decay=NON_NEGATIVE), rules=(_nesterov,)),
     "rmsprop": Declared("RMSprop", dict(lr=POSITIVE, alpha=NON_NEGATIVE, eps=POSITIVE, momentum=NON_NEGATIVE,
                                         centered=FLAG, weight_decay=NON_NEGATIVE)),
 }

@@ -8,6 +8,7 @@ before any data is loaded or any output is written. It imports neither torch nor
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -41,7 +42,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         merged = OmegaConf.merge(schema, plain)
         OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
     except ConfigKeyError as err:
-        raise ConfigError(_unknown_key_message(schema, err)) from None
+        raise ConfigError(_unknown_key_message(schema, plain, err)) from None
     except ValidationError as err:
         raise ConfigError(_type_message(err)) from None
     except OmegaConfBaseException as err:
@@ -63,14 +64,21 @@ def _full_key(err: OmegaConfBaseException) -> str:
     return str(getattr(err, "full_key", None) or getattr(err, "key", "") or "?")
 
 
-def _unknown_key_message(schema: DictConfig, err: ConfigKeyError) -> str:
+def _unknown_key_message(schema: DictConfig, plain: DictConfig, err: ConfigKeyError) -> str:
+    """The keys allowed beside the unknown one: the schema's, or (where the schema leaves a group to its YAML
+    files, as for dataset and model) the composed config's."""
     full_key = _full_key(err)
-    parent = full_key.rpartition(".")[0]
-    node = OmegaConf.select(schema, parent) if parent else schema
-    allowed = sorted(node.keys()) if isinstance(node, DictConfig) else []
-    return unknown_key_message(full_key, allowed)
+    parent, _, leaf = full_key.rpartition(".")
+    allowed: set[str] = set()
+    for tree in (schema, plain):
+        node = OmegaConf.select(tree, parent, throw_on_missing=False) if parent else tree
+        if isinstance(node, DictConfig) and not node._is_missing():
+            allowed |= {str(k) for k in node.keys()}
+    return unknown_key_message(full_key, sorted(allowed - {leaf}))
 
 
+_LIST_WORDS = {"model.layers": "a list of layers, e.g. [{conv2d: {out_channels: 8, kernel_size: 3}}, relu, flatten, "
+                               "{linear: 10}]"}
 _TYPE_WORDS = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}
 
 
@@ -80,12 +88,19 @@ def _type_message(err: ValidationError) -> str:
     match = re.search(r"could not be converted to (\w+)", text)
     if match:
         expected = _TYPE_WORDS.get(match.group(1), match.group(1))
+    elif "valid bool" in text:
+        expected = "true or false"
+    elif "is not a ListConfig" in text or "is not Optional" in text:
+        expected = _LIST_WORDS.get(_full_key(err), "a list, e.g. [1, 2]")
+    elif "Incompatible value 'None'" in text:
+        expected = "a value (it cannot be null)"
     else:
-        expected = "true or false" if "valid bool" in text else "a different type"
+        expected = "a different type"
     if value is None:
         found = re.search(r"Value '([^']*)'", text)
         value = found.group(1) if found else "?"
-    return f"{_full_key(err)}={value}: expected {expected}"
+    shown = "null" if "is not Optional" in text or "Incompatible value 'None'" in text else value
+    return f"{_full_key(err)}={shown}: expected {expected}"
 
 
 def _require(ok: bool, message: str) -> None:
@@ -93,13 +108,15 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...], prefix: str = "") -> None:
+    """`prefix` completes the key's name in the message when cfg is a sub-config (the dataset's)."""
     value = OmegaConf.select(cfg, key)
-    _require(value in allowed, f"{key}={value}: expected one of {', '.join(allowed)}")
+    _require(value in allowed, f"{prefix}{key}={value}: expected one of {', '.join(allowed)}")
 
 
 def _positive(cfg: DictConfig, key: str, *, strict: bool = True) -> None:
     value = OmegaConf.select(cfg, key)
+    _require(math.isfinite(value), f"{key}={value}: must be a finite number")
     ok = value > 0 if strict else value >= 0
     _require(ok, f"{key}={value}: must be {'> 0' if strict else '>= 0'}")
 
@@ -120,8 +137,9 @@ def _check_ranges(cfg: DictConfig) -> None:
         _choice(cfg, f"{prefix}.mode", MODES)
     check_device(cfg.device)
     _choice(cfg, "logger", LOGGERS)
-    _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads > 0),
+    _require(cfg.threads is None or (type(cfg.threads) is int and cfg.threads > 0),
              f"threads={cfg.threads}: must be null or a whole number > 0")
+    _require(0 <= cfg.seed < 2**63, f"seed={cfg.seed}: must be a whole number from 0 to 2**63 - 1")
     _check_dataset(cfg.dataset)
     _check_dropout_knob(cfg.model)
 
@@ -147,9 +165,9 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(0.0 < split < 1.0, f"dataset.val_split={split}: a fraction must be in (0, 1)")
     else:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
-    _choice(ds, "val_strategy", VAL_STRATEGIES)
+    _choice(ds, "val_strategy", VAL_STRATEGIES, prefix="dataset.")
     _require(ds.augment.translate >= 0, f"dataset.augment.translate={ds.augment.translate}: must be >= 0 pixels")
-    _choice(ds, "kind", DATASET_KINDS)
+    _choice(ds, "kind", DATASET_KINDS, prefix="dataset.")
     if ds.kind == "torchvision":
         _require(bool(ds.torchvision_class), "dataset.torchvision_class is empty: name a torchvision dataset class")
     _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
@@ -177,8 +195,10 @@ def _check_declared(cfg: DictConfig) -> None:
     for group, declared in GROUPS.items():
         node = cfg[group]
         values = OmegaConf.to_container(node, resolve=True)
-        for key, arg in declared[node.name].args.items():
-            complaint = arg.check(f"{group}.{key}", values[key])
+        chosen = declared[node.name]
+        complaints = [arg.check(f"{group}.{key}", values[key]) for key, arg in chosen.args.items()]
+        complaints += [rule(values) for rule in chosen.rules]
+        for complaint in complaints:
             if complaint is not None:
                 raise ConfigError(complaint)
     if cfg.scheduler.name == "cosine":

@@ -7,6 +7,7 @@ reproducible and resumable without another RNG to checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,16 @@ class Augment:
         if self.hflip:
             images = random_hflip(images, generator)
         return images
+
+
+def check_augment(augment: Any, input_shape: tuple[int, ...]) -> None:
+    """A shift must leave part of the image in view: translate < the image's height and width."""
+    from cnntrain.errors import ConfigError
+
+    height, width = input_shape[1:]
+    if augment.translate >= min(height, width):
+        raise ConfigError(f"dataset.augment.translate={augment.translate}: must be smaller than the images' "
+                          f"{height}x{width} pixels (a shift that large leaves nothing of the image)")
 
 
 def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:

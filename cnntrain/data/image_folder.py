@@ -85,7 +85,7 @@ def _input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
         try:
             with Image.open(first_image) as image:
                 mode, (width, height) = image.mode, image.size
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image {first_image}: {err}") from None
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]

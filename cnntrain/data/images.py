@@ -30,7 +30,7 @@ def decode_image(path: Path, channels: int, height: int, width: int) -> torch.Te
             array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {first_line(err)}") from None
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()

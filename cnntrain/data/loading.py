@@ -141,7 +141,8 @@ def _read_folder(cfg: Any, description: DataDescription) -> tuple[tuple[Any, tor
     train, test = load_folder(scan, bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0))
     if test is None:
         images, labels = train
-        keep, held = split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED)
+        keep, held = split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED,
+                                   key="dataset.test_split")
         train, test = (images[keep], labels[keep]), (images[held], labels[held])
     return train, test
 

@@ -12,6 +12,7 @@ import math
 import shutil
 import socket
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,13 +64,16 @@ def ensure_available(cfg: Any) -> None:
         _ensure_torchvision_files(cfg)
         return
     folder = raw_folder(cfg)
-    _gunzip_missing(folder)
+    broken = _gunzip_missing(folder)
     if not _missing_files(folder):
         return
     if cfg.download:
         _try_download(cfg)
         if not _missing_files(folder):
             return
+    for archive, reason in broken.items():
+        raise DataError(f"{archive} cannot be unpacked ({reason}); replace it with an intact copy, or delete it"
+                        f"{' and set dataset.download=true' if not cfg.download else ' to download it again'}.")
     raise DataError(_not_found_message(cfg, folder, _missing_files(folder)))
 
 
@@ -77,23 +81,31 @@ def _missing_files(folder: Path) -> list[str]:
     return [name for name in IDX_FILES if not (folder / name).is_file()]
 
 
-def _gunzip_missing(folder: Path) -> None:
-    """Accept the .gz files as published: users who fetch them by hand should not have to unpack them."""
+def _gunzip_missing(folder: Path) -> dict[Path, str]:
+    """Accept the .gz files as published: users who fetch them by hand should not have to unpack them.
+    Returns the archives that could not be unpacked, with the reason."""
+    broken = {}
     for name in _missing_files(folder):
         archive = folder / f"{name}.gz"
         if archive.is_file():
-            _gunzip(archive, folder / name)
+            reason = _gunzip(archive, folder / name)
+            if reason is not None:
+                broken[archive] = reason
+    return broken
 
 
-def _gunzip(archive: Path, target: Path) -> None:
-    # Via a .part file, so a broken archive never leaves a half-written IDX file that looks present.
+def _gunzip(archive: Path, target: Path) -> str | None:
+    """Unpack via a .part file, so a broken archive never leaves a half-written IDX file that looks present;
+    returns why it failed, or None."""
     part = target.with_name(target.name + ".part")
     try:
         with gzip.open(archive, "rb") as src, open(part, "wb") as dst:
             shutil.copyfileobj(src, dst)
         part.replace(target)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error) as err:
         part.unlink(missing_ok=True)
+        return first_line(err)
+    return None
 
 
 @contextmanager
@@ -208,6 +220,8 @@ def read_idx(path: Path, dims: int) -> torch.Tensor:
     if len(data) - header != expected:
         raise DataError(_corrupt_message(path, f"it holds {len(data) - header} data bytes, its header announces "
                                                f"{'x'.join(map(str, sizes))} = {expected}"))
+    if expected == 0:  # a valid file of zero items; torch.frombuffer refuses an empty buffer
+        return torch.empty(sizes, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*sizes)
 
 

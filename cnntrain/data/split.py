@@ -12,14 +12,15 @@ from cnntrain.errors import DataError
 
 
 def split_indices(
-    labels: torch.Tensor, val_split: float | int, strategy: str, seed: int
+    labels: torch.Tensor, val_split: float | int, strategy: str, seed: int, key: str = "dataset.val_split"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded (train_idx, val_idx): disjoint, together all of range(N), each sorted ascending."""
+    """Seeded (train_idx, val_idx): disjoint, together all of range(N), each sorted ascending. `key` is the
+    setting that asked for the split (messages name it: the test split of an image folder uses this too)."""
     if strategy not in VAL_STRATEGIES:
         raise DataError(f"dataset.val_strategy '{strategy}' is not allowed; use one of: {', '.join(VAL_STRATEGIES)}.")
     labels = labels.cpu()
     n = int(labels.shape[0])
-    n_val = _val_count(val_split, n)
+    n_val = _val_count(val_split, n, key)
     generator = torch.Generator().manual_seed(int(seed))
     if strategy == "random":
         val_idx = torch.randperm(n, generator=generator)[:n_val]
@@ -30,18 +31,20 @@ def split_indices(
     return in_train.nonzero().squeeze(1), val_idx.sort().values
 
 
-def _val_count(val_split: Any, n: int) -> int:
+def _val_count(val_split: Any, n: int, key: str) -> int:
     """A fraction in (0, 1) or a whole count >= 1; both must leave images on each side."""
-    allowed = f"a fraction in (0, 1) or a whole count from 1 to {n - 1} (train has {n} images)"
+    allowed = f"a fraction in (0, 1) or a whole count from 1 to {n - 1} (the split has {n} images)"
+    if n < 2:
+        raise DataError(f"{key}={val_split} cannot split {n} image(s) in two; the data needs at least 2 images")
     if isinstance(val_split, bool) or not isinstance(val_split, (int, float)):
-        raise DataError(f"dataset.val_split={val_split!r} is not a number; use {allowed}.")
+        raise DataError(f"{key}={val_split!r} is not a number; use {allowed}.")
     if isinstance(val_split, int) and 1 <= val_split < n:
         return val_split
     if isinstance(val_split, int) or not 0.0 < val_split < 1.0:
-        raise DataError(f"dataset.val_split={val_split} is out of range; use {allowed}.")
+        raise DataError(f"{key}={val_split} is out of range; use {allowed}.")
     count = math.floor(val_split * n + 0.5)
     if not 1 <= count < n:
-        raise DataError(f"dataset.val_split={val_split} gives {count} validation images; use {allowed}.")
+        raise DataError(f"{key}={val_split} gives {count} of {n} images to one side; use {allowed}.")
     return count
 
 

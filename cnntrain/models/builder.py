@@ -49,6 +49,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def check_outputs(rows: list[LayerRow], num_classes: int, model_name: str = "model") -> None:
+    """A classifier ends in one score per class: a flat output of num_classes values."""
+    shape = rows[-1].output_shape
+    fix = f"end its layer list with linear: {num_classes} (or linear: ${{dataset.num_classes}})"
+    if len(shape) != 1:
+        raise ModelConfigError(f"model {model_name!r} ends in {fmt_shape(shape)} outputs, not one score per class; "
+                               f"add flatten and {fix.removeprefix('end its layer list with ')} at the end")
+    if shape[0] != num_classes:
+        raise ModelConfigError(f"model {model_name!r} ends in {shape[0]} outputs, the dataset has {num_classes} "
+                               f"classes; {fix}")
+
+
 def ends_with_log_softmax(layers: Sequence[Any]) -> bool:
     """True when the last layer is log_softmax: such models already output log-probabilities (NLLLoss)."""
     try:
@@ -89,11 +101,13 @@ def _build_one(item: Any, index: int, in_shape: Shape, model_name: str) -> tuple
 
 
 def _safe_describe(spec: Any, given: dict[str, Any], kwargs: dict[str, Any]) -> str:
-    """Details text; a describer choking on a bad value must not hide the real error."""
+    """Details text; a describer choking on a bad value must not hide the real error, and a bad value's line
+    break or control character (init: "a\\nb") is escaped, so the error that names it stays one line."""
     try:
-        return describe(spec, given, kwargs)
+        text = describe(spec, given, kwargs)
     except Exception:
         return ""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def to_plain(value: Any) -> Any:
@@ -108,14 +122,17 @@ def _plain_layers(layers: Any, model_name: str) -> list[Any]:
         items = to_plain(layers)
         items = [to_plain(item) for item in items] if isinstance(items, (list, tuple)) else items
     except OmegaConfBaseException as err:
-        raise ModelConfigError(f"model {model_name!r}: cannot resolve its layers: {err}") from err
+        raise ModelConfigError(f"model {model_name!r}: cannot resolve its layers: {first_line(err)}") from err
     if not isinstance(items, (list, tuple)) or not items:
         raise ModelConfigError(f"model {model_name!r}: layers must be a non-empty list, got {items!r}")
     return list(items)
 
 
 def _plain_shape(input_shape: Any, model_name: str) -> Shape:
-    shape = to_plain(input_shape)
+    try:
+        shape = to_plain(input_shape)
+    except OmegaConfBaseException as err:
+        raise ModelConfigError(f"model {model_name!r}: cannot resolve its input_shape: {first_line(err)}") from err
     ok = isinstance(shape, (list, tuple)) and len(shape) > 0
     if not ok or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
         raise ModelConfigError(f"model {model_name!r}: input_shape must be a list of positive sizes, got {shape!r}")

@@ -16,9 +16,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from cnntrain.data.augment import check_augment
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
-from cnntrain.models.builder import LayerRow, build_model, ends_with_log_softmax
+from cnntrain.errors import ConfigError
+from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_with_log_softmax
 from cnntrain.training.accel import Accel, resolve_device
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule
 
@@ -49,6 +51,8 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     data.description.fill(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model, rows = build_model(cfg.model.layers, data.input_shape, model_name=cfg.model.name)
+    check_outputs(rows, data.description.num_classes, cfg.model.name)
+    check_augment(cfg.dataset.augment, data.input_shape)
     if weights is not None:
         model.load_state_dict(weights)
     accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
@@ -88,10 +92,20 @@ def set_deterministic(mode: bool, *, compiled: bool) -> None:
 
 
 def make_loss(cfg: DictConfig) -> nn.Module:
-    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer)."""
-    kind = cfg.trainer.loss
+    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer).
+
+    NLL on logits trains without an error but not as meant, and NLL has no label smoothing: both are refused.
+    """
+    kind, smoothing = cfg.trainer.loss, cfg.trainer.label_smoothing
+    log_probs = ends_with_log_softmax(cfg.model.layers)
     if kind == "auto":
-        kind = "nll" if ends_with_log_softmax(cfg.model.layers) else "cross_entropy"
+        kind = "nll" if log_probs else "cross_entropy"
+    if kind == "nll" and not log_probs:
+        raise ConfigError(f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
+                          f"ends in logits; use trainer.loss=cross_entropy (or auto)")
+    if kind == "nll" and smoothing > 0:
+        raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
+                          f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")
     if kind == "nll":
         return nn.NLLLoss()
-    return nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=smoothing)

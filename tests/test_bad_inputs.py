@@ -1,0 +1,248 @@
+"""Bad inputs to every command, as a table: each ends in exit status 2, exactly one `error:` line naming the bad
+value, no traceback, and nothing left behind that looks like a run.
+
+Every case runs the command's own main in this process (tests/helpers.run_main). `RUN` in an argument is
+replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from cnntrain.commands import evaluate, export, predict, reproduce, train
+
+from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
+
+MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
+         "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main}
+
+CNNTRAIN = [
+    # config groups, keys and types
+    (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?)"),
+    (["dataset=fashon"], "unknown dataset 'fashon' (did you mean 'fashion'?)"),
+    (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?)"),
+    (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+    (["experiment=speedrun"], "unknown experiment 'speedrun'"),
+    (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
+    (["+trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
+    (["+dataset.rooot=1"], "unknown config key 'dataset.rooot' (did you mean 'dataset.root'?); keys of dataset: "),
+    (["+model.layerz=[]"], "unknown config key 'model.layerz' (did you mean 'model.layers'?)"),
+    (["optimizer.lr=fast"], "optimizer.lr=fast: expected a number"),
+    (["trainer.epochs=two"], "trainer.epochs=two: expected a whole number"),
+    (["trainer.progress=maybe"], "trainer.progress=maybe: expected true or false"),
+    (["trainer.epochs=null"], "trainer.epochs=null: expected a value (it cannot be null)"),
+    (["model.layers=conv2d"], "model.layers=conv2d: expected a list of layers"),
+    (["model.layers=null"], "model.layers=null: expected a list of layers"),
+    (["dataset.classes=abc"], "dataset.classes=abc: expected a list"),
+    # ranges and choices
+    (["trainer.epochs=0"], "trainer.epochs=0: must be > 0"),
+    (["trainer.batch_size=-1"], "trainer.batch_size=-1: must be > 0"),
+    (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0: must be > 0"),
+    (["trainer.label_smoothing=1.0"], "trainer.label_smoothing=1.0: must be in [0, 1)"),
+    (["trainer.loss=mse"], "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
+    (["trainer.precision=fp8"], "trainer.precision=fp8: expected one of fp32, bf16, fp16"),
+    (["trainer.tta=vflip"], "trainer.tta=vflip: expected one of none, hflip"),
+    (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
+    (["trainer.early_stopping.mode=up"], "trainer.early_stopping.mode=up: expected one of min, max"),
+    (["trainer.early_stopping.patience=-1"], "trainer.early_stopping.patience=-1: must be >= 0"),
+    (["device=tpu"], "device=tpu: expected one of auto, cpu, cuda, cuda:N, mps"),
+    (["device=cuda:x"], "device=cuda:x: expected one of auto, cpu, cuda, cuda:N, mps"),
+    (["logger=wandb"], "logger=wandb: expected one of csv, tensorboard"),
+    (["threads=0"], "threads=0: must be null or a whole number > 0"),
+    (["threads=true"], "threads=True: must be null or a whole number > 0"),
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999: must be a whole number from 0 to 2**63 - 1"),
+    (["optimizer.lr=inf"], "optimizer.lr=inf: must be a finite number"),
+    (["trainer.early_stopping.min_delta=inf"], "trainer.early_stopping.min_delta=inf: must be a finite number"),
+    (["~dataset=0"], "bad override: Config group override deletion value must be a string"),
+    (["device=a\nb"], "cannot parse override 'device=a\\nb'"),  # a line break typed by the user, shown escaped
+    (["model.dropout=1.5"], "model.dropout=1.5: must be in [0, 1)"),
+    # optimizers and schedules
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be > 0"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1.0: must be >= 0"),
+    (["optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: expected two numbers, each in [0, 1)"),
+    (["optimizer.betas=[0.9,1.0]"], "optimizer.betas=[0.9, 1.0]: expected two numbers, each in [0, 1)"),
+    (["optimizer.eps=0"], "optimizer.eps=0.0: must be > 0"),
+    (["optimizer=sgd", "optimizer.momentum=-0.5"], "optimizer.momentum=-0.5: must be >= 0"),
+    (["optimizer=sgd", "optimizer.dampening=0.5"], "optimizer.nesterov=true needs optimizer.momentum > 0 and "
+                                                     "optimizer.dampening=0"),
+    (["optimizer=sgd", "optimizer.momentum=0"], "optimizer.nesterov=true needs optimizer.momentum > 0"),
+    (["optimizer=rmsprop", "optimizer.alpha=-1"], "optimizer.alpha=-1.0: must be >= 0"),
+    (["scheduler=step", "scheduler.gamma=-0.5"], "scheduler.gamma=-0.5: must be > 0"),
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0: must be > 0"),
+    (["scheduler=cosine", "scheduler.eta_min=-1"], "scheduler.eta_min=-1.0: must be >= 0"),
+    (["trainer.epochs=2", "scheduler=cosine", "scheduler.warmup_epochs=5"],
+     "scheduler.warmup_epochs=5.0: must be in [0, trainer.epochs)"),
+    (["scheduler=plateau", "scheduler.patience=-1"], "scheduler.patience=-1: must be >= 0"),
+    (["scheduler=plateau", "scheduler.factor=1.5"], "scheduler.factor=1.5: must be in (0, 1)"),
+    (["scheduler=plateau", "scheduler.monitor=val/f1"], "scheduler.monitor=val/f1: expected one of train/loss"),
+    (["scheduler=onecycle", "scheduler.div_factor=0"], "scheduler.div_factor=0.0: must be > 0"),
+    (["scheduler=onecycle", "scheduler.final_div_factor=-1"], "scheduler.final_div_factor=-1.0: must be > 0"),
+    (["scheduler=onecycle", "scheduler.pct_start=1.0"], "scheduler.pct_start=1.0: must be in (0, 1)"),
+    (["scheduler=onecycle", "scheduler.anneal_strategy=cubic"], "scheduler.anneal_strategy=cubic: expected one of"),
+    (["scheduler=onecycle", "scheduler.max_lr=-1"], "scheduler.max_lr=-1.0: must be null (use optimizer.lr)"),
+    # data
+    (["dataset.val_split=1.5"], "dataset.val_split=1.5: a fraction must be in (0, 1)"),
+    (["dataset.val_split=0"], "dataset.val_split=0: a count must be >= 1"),
+    (["dataset.val_strategy=kfold"], "dataset.val_strategy=kfold: expected one of random, stratified"),
+    (["dataset.mean=[0.5,0.5]", "dataset.std=[0.2,0.2]"], "dataset.mean=[0.5, 0.5]: expected 1 value(s)"),
+    (["dataset.std=[0]"], "dataset.std=[0.0]: every value must be > 0"),
+    (["dataset.augment.translate=-1"], "dataset.augment.translate=-1: must be >= 0 pixels"),
+    (["dataset.augment.translate=28"], "dataset.augment.translate=28: must be smaller than the images' 28x28"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.num_workers=-1"], "dataset.num_workers=-1: must be >= 0"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.channels=2"], "dataset.channels=2: expected 1, 3 or null"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.test_split=1"],
+     "dataset.test_split=1.0: must be in (0, 1)"),
+    (["dataset=imagefolder", "dataset.root=EMPTY"], "/empty/train not found; expected"),
+    (["dataset.torchvision_class=Places365"], "dataset.torchvision_class 'Places365' is not supported"),
+    (["dataset=emnist", "dataset.split=null"], "dataset.split=None: EMNIST needs one of byclass"),
+    (["dataset=emnist", "dataset.split=digitz"], "dataset.split=digitz: EMNIST needs one of byclass"),
+    (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder/train not found"),
+    (["dataset.download=false", "data_root=EMPTY"], "MNIST not found under"),
+    # models and losses
+    (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
+    (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"], "input is 1x28x28, smaller than the kernel"),
+    (["model.layers=[{conv2d: {out_channels: 4, kernal_size: 3}}]"], "unknown argument 'kernal_size'"),
+    (["model.layers=[flatten,{linear: 5}]"], "model 'lenet' ends in 5 outputs, the dataset has 10 classes"),
+    (["model.layers=[flatten,{linear: 20}]"], "model 'lenet' ends in 20 outputs, the dataset has 10 classes"),
+    (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 3}}]"], "ends in 4x26x26 outputs, not one score per"),
+    (["model.layers=[flatten,{dropout: 2},{linear: 10}]"], "p must be a number in [0, 1), got 2"),
+    (["model.layers=[{maxpool2d: 0},flatten,{linear: 10}]"], "kernel_size must be an integer >= 1"),
+    (["trainer.loss=nll"], "trainer.loss=nll needs a model that ends in log_softmax, and model 'lenet' ends in"),
+    (["model=leaky-cnn3", "trainer.label_smoothing=0.1"], "trainer.label_smoothing=0.1 works with the cross_entropy"),
+    # the command line itself
+    (["--bogus"], "unknown flag '--bogus'; cnntrain takes KEY=VALUE overrides and the flags"),
+    (["--multirn", "model=lenet"], "unknown flag '--multirn' (did you mean '--multirun'?)"),
+    (["--cfg", "wrong"], "--cfg wrong: unknown value; expected one of job, hydra, all"),
+    (["--cfg=wrong"], "--cfg wrong: unknown value"),
+    (["--help=3"], "--help takes no value"),
+    (["--config-dir", "/no/such/folder", "model=lenet"], "--config-dir /no/such/folder: no such folder"),
+    (["=5"], "override '=5' has no key; write KEY=VALUE"),
+    (["trainer.epochs"], "override 'trainer.epochs' has no value; write trainer.epochs=VALUE"),
+    (["x=["], "cannot parse override 'x=['"),
+    (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
+    # sweeps: every job is checked before the first starts
+    (["-m", "model=lenet,cnn2", "trainer.epochs=1,0"], "trainer.epochs=0: must be > 0"),
+    (["-m", "model=lenet,cnnx"], "unknown model 'cnnx'"),
+    (["-m", "optimizer.lr=0.1,-1"], "optimizer.lr=-1.0: must be > 0"),
+    (["-m", "--bogus", "model=lenet"], "unknown flag '--bogus'"),
+    # resume
+    (["resume=/no/such/run"], "resume=/no/such/run: no such run directory"),
+    (["resume=RUN", "model=cnn2"], "continues one run with its saved config; drop -m and the other overrides"),
+    (["resume=RUN"], "that run finished (its summary.json says done)"),
+]
+
+OTHER_COMMANDS = [
+    ("cnntrain-eval", ["/no/such/run"], "run directory not found: /no/such/run"),
+    ("cnntrain-eval", ["RUN", "--checkpoint", "middle"], "middle"),
+    ("cnntrain-eval", ["RUN", "--batch-size", "0"], "--batch-size"),
+    ("cnntrain-eval", ["RUN", "model.layers=[]"], "only dataset.KEY=VALUE and data_root=VALUE are allowed"),
+    ("cnntrain-eval", ["RUN", "--device", "tpu"], "device=tpu: expected one of auto, cpu"),
+    ("cnntrain-eval", ["RUN", "--bogus"], "cnntrain-eval: unrecognized arguments: --bogus"),
+    ("cnntrain-eval", ["RUN", "dataset.val_split=7.5"], "dataset.val_split=7.5: a fraction must be in (0, 1)"),
+    ("cnntrain-predict", ["RUN"], "cnntrain-predict: the following arguments are required: IMAGE"),
+    ("cnntrain-predict", ["RUN", "/no/such/image.png"], "image not found: /no/such/image.png"),
+    ("cnntrain-predict", ["RUN", "IMAGE", "--top-k", "0"], "--top-k=0: must be >= 1"),
+    ("cnntrain-predict", ["RUN", "IMAGE", "--device", "tpu"], "device=tpu"),
+    ("cnntrain-export", ["RUN", "--format", "tflite"], "invalid choice: 'tflite'"),
+    ("cnntrain-export", ["RUN"], "the following arguments are required: --format"),
+    ("cnntrain-export", ["/no/such/run", "--format", "onnx"], "run directory not found"),
+    ("cnntrain-reproduce", ["/no/such/run"], "is not a cnntrain run directory"),
+    ("cnntrain-reproduce", ["RUN", "--bogus"], "cnntrain-reproduce: unrecognized arguments: --bogus"),
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, synthetic_data_root) -> Path:
+    from cnntrain.training.run import run
+
+    run_dir = tmp_path_factory.mktemp("finished")
+    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
+                       data_root=synthetic_data_root), run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def place(tmp_path, finished_run):
+    """Fill in RUN, IMAGE and EMPTY in a case's arguments."""
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    (tmp_path / "empty").mkdir()
+    places = {"RUN": str(finished_run), "IMAGE": str(image), "EMPTY": str(tmp_path / "empty")}
+
+    def fill(args: list[str]) -> list[str]:
+        for name, value in places.items():
+            args = [arg.replace(name, value) for arg in args]
+        return args
+
+    return fill
+
+
+@pytest.mark.parametrize(("args", "expected"), CNNTRAIN, ids=[" ".join(a) for a, _ in CNNTRAIN])
+def test_cnntrain_mistake(tmp_path, monkeypatch, synthetic_data_root, place, args, expected):
+    result = run_main(train.main, place(args), tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, expected, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), OTHER_COMMANDS,
+                         ids=[f"{c} {' '.join(a)}" for c, a, _ in OTHER_COMMANDS])
+def test_other_command_mistake(tmp_path, monkeypatch, synthetic_data_root, place, finished_run, command, args,
+                               expected):
+    before = sorted(p.name for p in finished_run.rglob("*"))
+    result = run_main(MAINS[command], place(args), tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, expected, cwd=tmp_path)
+    assert sorted(p.name for p in finished_run.rglob("*")) == before, "a rejected command changed the run"
+
+
+def test_the_table_is_large():
+    assert len(CNNTRAIN) + len(OTHER_COMMANDS) >= 80
+
+
+def test_cuda_mistakes_on_a_cpu_machine(tmp_path, monkeypatch, synthetic_data_root):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for args, expected in ((["device=cuda"], "device=cuda: CUDA is not available on this machine"),
+                           (["trainer.precision=fp16"], "trainer.precision=fp16 needs a CUDA device")):
+        result = run_main(train.main, args, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        assert_one_line_error(result, expected, cwd=tmp_path)
+
+
+def test_a_model_file_in_config_dir_that_shadows_a_preset_is_refused(tmp_path, monkeypatch, synthetic_data_root):
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "lenet.yaml").write_text("name: lenet\nlayers: [flatten, {linear: 10}]\n")
+    result = run_main(train.main, ["-cd", str(tmp_path / "mine"), "model=lenet"], tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, "model/lenet.yaml has the name of a built-in model", cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: mine\nlayers:\n  - flatten\n\t- linear: 10\n", "mine.yaml line 4"),
+    ("name: mine\nlayers: [flatten, {linear: 10}\n", "mine.yaml line"),
+    ("- flatten\n- linear: 10\n", "mine.yaml must hold a mapping"),
+    ("just words\n", "mine.yaml must hold a mapping"),
+])
+def test_a_model_file_that_does_not_parse_is_named(tmp_path, monkeypatch, synthetic_data_root, text, expected):
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "mine.yaml").write_text(text)
+    result = run_main(train.main, ["-cd", str(tmp_path / "mine"), "model=mine"], tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, expected, cwd=tmp_path)
+
+
+def test_an_error_found_inside_the_run_leaves_a_failed_summary(tmp_path, monkeypatch, synthetic_data_root):
+    """The synthetic train split has 1,200 images: a 5,000-image validation split is found out only when the
+    data is read, after Hydra made the run directory. That directory must not look like a run to resume."""
+    run_dir = tmp_path / "run"
+    result = run_main(train.main, [*TINY_RUN, "dataset.val_split=5000", f"hydra.run.dir='{run_dir}'"], tmp_path,
+                      monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, "dataset.val_split=5000")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "dataset.val_split=5000" in summary["error"]
+    assert not (run_dir / "checkpoints").exists()
+    shutil.rmtree(run_dir)
