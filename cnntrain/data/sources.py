@@ -71,7 +71,8 @@ def ensure_available(cfg: Any) -> None:
         _try_download(cfg)
         if not _missing_files(folder):
             return
-    for archive, reason in broken.items():
+    if broken:
+        archive, reason = next(iter(broken.items()))
         raise DataError(f"{archive} cannot be unpacked ({reason}); replace it with an intact copy, or delete it"
                         f"{' and set dataset.download=true' if not cfg.download else ' to download it again'}.")
     raise DataError(_not_found_message(cfg, folder, _missing_files(folder)))
