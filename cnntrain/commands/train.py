@@ -87,8 +87,9 @@ def _allowed(flag: str) -> str:
     return f"; expected one of {', '.join(FLAG_VALUES[flag])}" if flag in FLAG_VALUES else ""
 
 
-def resume_target(overrides: list[str], multirun: bool) -> Path | None:
-    """The run directory of `cnntrain resume=RUN_DIR`, checked; None for any other command."""
+def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The run directory of `cnntrain resume=RUN_DIR` and its checked last checkpoint; None for any other
+    command."""
     values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
     if not values or values == ["null"]:
         return None
@@ -99,11 +100,11 @@ def resume_target(overrides: list[str], multirun: bool) -> Path | None:
     from cnntrain.training.run import load_resume_checkpoint
 
     run_dir = Path(values[0].strip("'\"")).resolve()
-    load_resume_checkpoint(run_dir)
+    checkpoint = load_resume_checkpoint(run_dir)
     if _finished(run_dir):
         raise ConfigError(f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
                           f"again and cnntrain-reproduce runs it again")
-    return run_dir
+    return run_dir, checkpoint
 
 
 def _finished(run_dir: Path) -> bool:
@@ -154,11 +155,11 @@ def _main(argv: list[str]) -> None:
     if extra_dir is not None and not Path(extra_dir).is_dir():
         raise ConfigError(f"--config-dir {extra_dir}: no such folder (it should hold group folders such as model/)")
     try:
-        resume_dir = resume_target(overrides, multirun)
-        if flags and set(flags) <= {"--help", "-h"} and resume_dir is None:
+        resume = resume_target(overrides, multirun)
+        if flags and set(flags) <= {"--help", "-h"} and resume is None:
             print_help(overrides)
         elif not set(flags) - set(CONFIG_DIR_FLAGS) - {_flag_value(flags, CONFIG_DIR_FLAGS)}:
-            _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume_dir)
+            _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume)
         else:
             if not INFO_FLAGS.intersection(flags):
                 preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
@@ -171,7 +172,7 @@ def _main(argv: list[str]) -> None:
         raise ConfigError(composition_message(err, overrides)) from None
 
 
-def _single_run(overrides: list[str], extra_dir: str | None, resume_dir: Path | None) -> None:
+def _single_run(overrides: list[str], extra_dir: str | None, resume: tuple[Path, dict[str, Any]] | None) -> None:
     """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files)."""
     in_process_only()
     from hydra._internal.callbacks import Callbacks
@@ -179,10 +180,10 @@ def _single_run(overrides: list[str], extra_dir: str | None, resume_dir: Path | 
     from hydra.types import HydraContext
 
     with hydra_session(extra_dir) as hydra:
-        if resume_dir is not None:
-            composed = compose_train([*resume_overrides(resume_dir), "hydra.mode=RUN"], hydra=hydra,
+        if resume is not None:
+            composed = compose_train([*resume_overrides(resume[0]), "hydra.mode=RUN"], hydra=hydra,
                                      hydra_config=True, log_configuration=True)
-            task = lambda _cfg: _resume_task(resume_dir)
+            task = lambda _cfg: _resume_task(*resume)
         else:
             checked = preflight([*overrides, "hydra.mode=RUN"], multirun=False, hydra=hydra, extra_dir=extra_dir,
                                 keep_hydra=True)
@@ -204,10 +205,10 @@ def _run_task(cfg: Any, description: Any) -> float:
     return _as_job(lambda run_dir: run(cfg, run_dir, started=PROCESS_STARTED, description=description))
 
 
-def _resume_task(run_dir: Path) -> float:
+def _resume_task(run_dir: Path, checkpoint: dict[str, Any]) -> float:
     from cnntrain.training.run import resume_run
 
-    return _as_job(lambda _: resume_run(run_dir))
+    return _as_job(lambda _: resume_run(run_dir, checkpoint))
 
 
 def _as_job(body: Any) -> float:

@@ -63,9 +63,10 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
             logger.close()
 
 
-def resume_run(run_dir: Path) -> float:
-    """Continue an interrupted run in its own directory, with the config saved in its last checkpoint."""
-    checkpoint = load_resume_checkpoint(run_dir)
+def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None) -> float:
+    """Continue an interrupted run in its own directory, with the config saved in its last checkpoint
+    (`checkpoint`: that checkpoint, when the caller has loaded and checked it already)."""
+    checkpoint = checkpoint if checkpoint is not None else load_resume_checkpoint(run_dir)
     for stale in RunDir(run_dir).temp_files():
         stale.unlink()  # a temp file of a write that was killed before its rename
     return run(validate(OmegaConf.create(checkpoint["config"])), run_dir, resume=checkpoint)
