@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
+from cnntrain.config.names import TEST_METRICS
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.metrics import EvalResult, FitResult, per_class_accuracy
 from cnntrain.reporting.provenance import provenance
@@ -47,7 +48,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         return misclassified_figure(data.test.images, data.test.labels, tested.best.preds, data.classes)
 
     for logger in loggers:
-        logger.log_test({"test/acc": tested.best.acc, "test/loss": tested.best.loss}, len(result.history),
+        logger.log_test(dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), len(result.history),
                         misclassified)
     if cfg.report.plots:
         from cnntrain.reporting.plots import write_plots
