@@ -57,6 +57,13 @@ class CheckpointError(UserError):
     """A checkpoint file that is missing, corrupt or not ours."""
 
 
+class RankFailed(UserError):
+    """One rank of a data-parallel run failed with an error of the program or the machine (out of memory, a
+    killed process): the whole run stops, with this one line naming the rank."""
+
+    exit_code = 1
+
+
 class Interrupted(UserError):
     """Ctrl-C or SIGTERM: the run stopped cleanly; the message says how to resume it."""
 

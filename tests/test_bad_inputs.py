@@ -44,6 +44,11 @@ CNNTRAIN = [
     (["trainer.epochs=0"], "trainer.epochs=0: must be > 0"),
     (["trainer.batch_size=-1"], "trainer.batch_size=-1: must be > 0"),
     (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0: must be > 0"),
+    (["trainer.devices=0"], "trainer.devices=0: must be > 0"),
+    (["trainer.devices=4", "trainer.batch_size=2"], "trainer.batch_size=2: must be >= trainer.devices=4 (each device"),
+    (["trainer.devices=2", "trainer.sync_batchnorm=true", "device=cpu"],
+     "trainer.sync_batchnorm=true needs CUDA devices (this run uses cpu)"),
+    (["trainer.devices=two"], "trainer.devices=two: expected a whole number"),
     (["trainer.label_smoothing=1.0"], "trainer.label_smoothing=1.0: must be in [0, 1)"),
     (["trainer.loss=mse"], "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
     (["trainer.precision=fp8"], "trainer.precision=fp8: expected one of fp32, bf16, fp16"),
@@ -135,6 +140,10 @@ CNNTRAIN = [
     (["resume=/no/such/run"], "resume=/no/such/run: no such run directory"),
     (["resume=RUN", "model=cnn2"], "continues one run with its saved config; drop -m and the other overrides"),
     (["resume=RUN"], "that run finished (its summary.json says done)"),
+    (["resume=RUN", "trainer.devices=0"], "trainer.devices=0: expected a whole number >= 1"),
+    (["resume=RUN", "trainer.devices=2", "trainer.devices=3"], "trainer.devices=3: expected a whole number >= 1"),
+    (["resume=RUN", "optimizer.lr=0.1"],
+     "drop -m and the other overrides (optimizer.lr=0.1); only trainer.devices may change"),
 ]
 
 OTHER_COMMANDS = [
@@ -211,6 +220,14 @@ def test_cuda_mistakes_on_a_cpu_machine(tmp_path, monkeypatch, synthetic_data_ro
                            (["trainer.precision=fp16"], "trainer.precision=fp16 needs a CUDA device")):
         result = run_main(train.main, args, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
         assert_one_line_error(result, expected, cwd=tmp_path)
+
+
+def test_a_sweep_under_torchrun_is_refused(tmp_path, monkeypatch, synthetic_data_root):
+    """torchrun's rank 0 (RANK and WORLD_SIZE set) refuses -m before it starts anything the other ranks wait for."""
+    result = run_main(train.main, ["-m", "model=lenet,cnn2"], tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root), RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
+    assert_one_line_error(result, "torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "
+                                  "cnntrain -m trainer.devices=N", cwd=tmp_path)
 
 
 def test_a_model_file_in_config_dir_that_shadows_a_preset_is_refused(tmp_path, monkeypatch, synthetic_data_root):

@@ -146,7 +146,8 @@ def check_environment(checked: Checked) -> None:
         checked.descriptions.append(_known_data[key])
         _known_data[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
         checks = {
-            f"device:{cfg.device}:{cfg.trainer.precision}": lambda c=cfg: check_device(c.device, c.trainer.precision),
+            f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
+                lambda c=cfg: check_device(c.device, c.trainer.precision, c.trainer.devices, c.trainer.sync_batchnorm),
             f"logger:{cfg.logger}": lambda c=cfg: check_logger(c.logger),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
             f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
@@ -157,11 +158,13 @@ def check_environment(checked: Checked) -> None:
                 check()
 
 
-def check_device(device: str, precision: str) -> None:
-    if device not in ("auto", "cpu") or precision != "fp32":
-        from cnntrain.training.accel import Accel, resolve_device
+def check_device(device: str, precision: str, devices: int = 1, sync_batchnorm: bool = False) -> None:
+    if device not in ("auto", "cpu") or precision != "fp32" or devices > 1 or sync_batchnorm:
+        from cnntrain.training.accel import Accel, check_devices, resolve_device
 
-        Accel(resolve_device(device), precision)
+        resolved = resolve_device(device)
+        Accel(resolved, precision)
+        check_devices(resolved, devices, sync_batchnorm)
 
 
 def check_logger(logger: str) -> None:

@@ -87,16 +87,22 @@ def _allowed(flag: str) -> str:
     return f"; expected one of {', '.join(FLAG_VALUES[flag])}" if flag in FLAG_VALUES else ""
 
 
-def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str, Any]] | None:
-    """The run directory of `cnntrain resume=RUN_DIR` and its checked last checkpoint; None for any other
-    command."""
+RESUME_OVERRIDES = ("trainer.devices",)
+"""What a resume may change: the number of processes (checkpoints hold plain weights)."""
+
+
+def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str, Any], int | None] | None:
+    """The run directory of `cnntrain resume=RUN_DIR [trainer.devices=N]`, its checked last checkpoint and N;
+    None for any other command."""
     values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
     if not values or values == ["null"]:
         return None
-    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "resume"]
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("resume", *RESUME_OVERRIDES)]
     if multirun or len(values) > 1 or others:
         raise ConfigError(f"resume={values[0]} continues one run with its saved config; drop -m and the other "
-                          f"overrides ({' '.join(others) or 'a second resume='})")
+                          f"overrides ({' '.join(others) or 'a second resume='}); only "
+                          f"{', '.join(RESUME_OVERRIDES)} may change")
+    devices = _resume_devices(overrides)
     from cnntrain.training.run import load_resume_checkpoint
 
     run_dir = Path(values[0].strip("'\"")).resolve()
@@ -104,7 +110,20 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
     if _finished(run_dir):
         raise ConfigError(f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
                           f"again and cnntrain-reproduce runs it again")
-    return run_dir, checkpoint
+    if devices is not None:
+        from cnntrain.training.run import resume_config
+
+        resume_config(checkpoint, devices)  # the saved config with N processes must still be valid
+    return run_dir, checkpoint, devices
+
+
+def _resume_devices(overrides: list[str]) -> int | None:
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "trainer.devices" and "=" in o]
+    if not values:
+        return None
+    if len(values) > 1 or not values[0].isdigit() or int(values[0]) < 1:
+        raise ConfigError(f"trainer.devices={values[-1]}: expected a whole number >= 1")
+    return int(values[0])
 
 
 def _finished(run_dir: Path) -> bool:
@@ -150,7 +169,12 @@ class JobStopped(BaseException):
 
 
 def _main(argv: list[str]) -> None:
+    if _started_by_torchrun() and _follow_rank_zero():
+        return
     flags, overrides, multirun = split_argv(argv)
+    if multirun and _started_by_torchrun():
+        raise ConfigError("torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "
+                          "cnntrain -m trainer.devices=N ... without torchrun")
     extra_dir = _flag_value(flags, CONFIG_DIR_FLAGS)
     if extra_dir is not None and not Path(extra_dir).is_dir():
         raise ConfigError(f"--config-dir {extra_dir}: no such folder (it should hold group folders such as model/)")
@@ -172,7 +196,19 @@ def _main(argv: list[str]) -> None:
         raise ConfigError(composition_message(err, overrides)) from None
 
 
-def _single_run(overrides: list[str], extra_dir: str | None, resume: tuple[Path, dict[str, Any]] | None) -> None:
+def _started_by_torchrun() -> bool:
+    """Checked without importing torch, so a plain command stays fast."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _follow_rank_zero() -> bool:
+    from cnntrain.training.launch import follow_rank_zero
+
+    return follow_rank_zero()
+
+
+def _single_run(overrides: list[str], extra_dir: str | None,
+                resume: tuple[Path, dict[str, Any], int | None] | None) -> None:
     """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files)."""
     in_process_only()
     from hydra._internal.callbacks import Callbacks
@@ -199,16 +235,19 @@ def _single_run(overrides: list[str], extra_dir: str | None, resume: tuple[Path,
 
 
 def _run_task(cfg: Any, description: Any) -> float:
-    """The job of a single run: the preflight's validated config and data description, trained."""
-    from cnntrain.training.run import run
+    """The job of a single run: the preflight's validated config and data description, trained (on as many
+    processes as trainer.devices asks for, or as torchrun started)."""
+    from cnntrain.training.launch import train_job
 
-    return _as_job(lambda run_dir: run(cfg, run_dir, started=PROCESS_STARTED, description=description))
+    return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=PROCESS_STARTED))
 
 
-def _resume_task(run_dir: Path, checkpoint: dict[str, Any]) -> float:
-    from cnntrain.training.run import resume_run
+def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None) -> float:
+    from cnntrain.training.launch import train_job
+    from cnntrain.training.run import resume_config
 
-    return _as_job(lambda _: resume_run(run_dir, checkpoint))
+    cfg = resume_config(checkpoint, devices)
+    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=PROCESS_STARTED))
 
 
 def _as_job(body: Any) -> float:
@@ -236,7 +275,7 @@ def _sweep_task(cfg: Any) -> float:
     from hydra.types import RunMode
 
     from cnntrain.config.validate import validate
-    from cnntrain.training.run import run
+    from cnntrain.training.launch import train_job
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -244,7 +283,7 @@ def _sweep_task(cfg: Any) -> float:
         cfg = validate(cfg)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             return _sweep_job(cfg, run_dir, hydra_cfg.job.num)
-        return run(cfg, run_dir, started=PROCESS_STARTED, description=known_data(cfg.dataset))
+        return train_job(cfg, run_dir, started=PROCESS_STARTED, description=known_data(cfg.dataset))
     except UserError as err:
         raise JobStopped(err) from err
 
@@ -256,11 +295,11 @@ def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
     stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
     """
     from cnntrain.reporting.run_dir import RunDir, write_failure
-    from cnntrain.training.run import run
+    from cnntrain.training.launch import train_job
 
     started = time.perf_counter()
     try:
-        return run(cfg, run_dir, description=known_data(cfg.dataset))
+        return train_job(cfg, run_dir, description=known_data(cfg.dataset))
     except Interrupted:
         raise
     except Exception as err:

@@ -89,7 +89,9 @@ class CheckpointConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: a data-parallel run shares it among its devices
+    devices: int = 1  # >1: data-parallel on that many processes (GPUs, or CPU processes sharing the cores)
+    sync_batchnorm: bool = False  # data-parallel runs: batch-norm statistics over the global batch
     eval_batch_size: int = 1024
     loss: str = "auto"
     label_smoothing: float = 0.0

@@ -122,8 +122,11 @@ def _positive(cfg: DictConfig, key: str, *, strict: bool = True) -> None:
 
 
 def _check_ranges(cfg: DictConfig) -> None:
-    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size"):
+    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.devices"):
         _positive(cfg, key)
+    _require(cfg.trainer.batch_size >= cfg.trainer.devices,
+             f"trainer.batch_size={cfg.trainer.batch_size}: must be >= trainer.devices={cfg.trainer.devices} "
+             f"(each device takes a share of the global batch)")
     _check_declared(cfg)
     _positive(cfg, "trainer.early_stopping.patience", strict=False)
     _positive(cfg, "trainer.early_stopping.min_delta", strict=False)

@@ -1,7 +1,9 @@
 """Per-batch augmentation on the training device, on uint8 images, vectorised over the batch.
 
 The random draws come from the CPU shuffle generator (a few numbers per batch), so a run stays
-reproducible and resumable without another RNG to checkpoint.
+reproducible and resumable without another RNG to checkpoint. In a data-parallel run each rank draws the
+numbers of the whole global batch and uses those of its share: the ranks' generators stay in step (they
+also draw the next permutation) and each image is augmented as one process would have augmented it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ class Augment:
     def enabled(self) -> bool:
         return self.translate > 0 or self.hflip
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, batch: int | None = None,
+                 first: int = 0) -> torch.Tensor:
+        """Augment `images`, rows first.. of a global batch of `batch` images (default: the images alone)."""
+        rows = slice(first, first + images.shape[0])
+        batch = images.shape[0] if batch is None else batch
         if self.translate > 0:
-            images = random_translate(images, self.translate, generator)
+            images = random_translate(images, self.translate, generator, batch, rows)
         if self.hflip:
-            images = random_hflip(images, generator)
+            images = random_hflip(images, generator, batch, rows)
         return images
 
 
@@ -40,10 +46,13 @@ def check_augment(augment: Any, input_shape: tuple[int, ...]) -> None:
                           f"{height}x{width} pixels (a shift that large leaves nothing of the image)")
 
 
-def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each image by its own random (dy, dx) in [-pixels, pixels]: pad, then crop per sample."""
+def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generator, drawn: int | None = None,
+                     rows: slice = slice(None)) -> torch.Tensor:
+    """Shift each image by its own random (dy, dx) in [-pixels, pixels]: pad, then crop per sample.
+    (`drawn` offsets are drawn and `rows` of them used: see the module's note on data-parallel runs.)"""
     batch, _, height, width = images.shape
-    offsets = torch.randint(0, 2 * pixels + 1, (2, batch), generator=generator).to(images.device, non_blocking=True)
+    offsets = torch.randint(0, 2 * pixels + 1, (2, drawn or batch), generator=generator)[:, rows]
+    offsets = offsets.to(images.device, non_blocking=True)
     padded = F.pad(images, (pixels, pixels, pixels, pixels))
     rows = offsets[0, :, None] + torch.arange(height, device=images.device)
     cols = offsets[1, :, None] + torch.arange(width, device=images.device)
@@ -52,6 +61,7 @@ def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generat
     return crops.permute(0, 3, 1, 2).contiguous()
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device, non_blocking=True)
+def random_hflip(images: torch.Tensor, generator: torch.Generator, drawn: int | None = None,
+                 rows: slice = slice(None)) -> torch.Tensor:
+    flip = (torch.rand(drawn or images.shape[0], generator=generator)[rows] < 0.5).to(images.device, non_blocking=True)
     return torch.where(flip[:, None, None, None], images.flip(3), images)

@@ -1,6 +1,8 @@
 """Batches of a split: index slices of the device tensors, or DataLoader workers for streamed image folders.
 
-The order comes from a CPU generator, so a run is reproducible and resumable on any device.
+The order comes from a CPU generator, so a run is reproducible and resumable on any device. In a
+data-parallel run every rank draws the same permutation and takes its contiguous share of each global
+batch (`rank`, `world`); a last batch too small to give every rank an image is left out of that epoch.
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ def iterate_batches(
     shuffle: bool,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) slices of the device tensors; order drawn from a CPU `generator`."""
+    """Yield (uint8 images, labels) slices of the device tensors; order drawn from a CPU `generator`.
+
+    With world > 1, each batch is this rank's share of the global batch (see batch_share)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
     if isinstance(split.images, LazyImages):
-        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last)
+        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world)
         return
     order = torch.randperm(n, generator=generator).to(split.labels.device) if shuffle else None
-    for b in range(num_batches(n, batch_size, drop_last)):
+    for b in range(num_batches(n, batch_size, drop_last, world)):
         lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+        first, last = batch_share(hi - lo, rank, world)
+        lo, hi = lo + first, lo + last
         if order is None:
             yield split.images[lo:hi], split.labels[lo:hi]
         else:
@@ -37,15 +45,38 @@ def iterate_batches(
             yield split.images[idx], split.labels[idx]
 
 
+def batch_share(size: int, rank: int, world: int) -> tuple[int, int]:
+    """[first, last) of a rank's contiguous share of a global batch of `size` images."""
+    return size * rank // world, size * (rank + 1) // world
+
+
+def global_batch_size(n: int, batch_size: int, step: int) -> int:
+    """Images in the global batch number `step` (from 1) of an epoch over n images."""
+    return min(batch_size, n - (step - 1) * batch_size)
+
+
+def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
+    """A rank's contiguous share of a split, for evaluation: the shares cover the split once, unpadded."""
+    if world == 1:
+        return split
+    lo, hi = batch_share(len(split), rank, world)
+    images = split.images[torch.arange(lo, hi)] if isinstance(split.images, LazyImages) else split.images[lo:hi]
+    return type(split)(images, split.labels[lo:hi])
+
+
 def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None,
-                      drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      drop_last: bool, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The same batches, in the same order, as the in-memory path, but decoded by DataLoader workers."""
     from torch.utils.data import DataLoader
 
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    count = num_batches(n, batch_size, drop_last)
-    batches = [order[b * batch_size:(b + 1) * batch_size].tolist() for b in range(count)]
+    count = num_batches(n, batch_size, drop_last, world)
+    batches = []
+    for b in range(count):
+        chunk = order[b * batch_size:(b + 1) * batch_size]
+        first, last = batch_share(len(chunk), rank, world)
+        batches.append(chunk[first:last].tolist())
     device = split.labels.device
     loader = DataLoader(FileDataset(split.images, split.labels), batch_sampler=batches,
                         num_workers=split.images.num_workers, pin_memory=device.type == "cuda")
@@ -53,6 +84,8 @@ def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, genera
         yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
-    """Batches per epoch, matching iterate_batches."""
-    return n // batch_size if drop_last else -(-n // batch_size)
+def num_batches(n: int, batch_size: int, drop_last: bool, world: int = 1) -> int:
+    """Batches per epoch, matching iterate_batches: a last, partial batch counts unless it is dropped or has
+    fewer images than there are ranks."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest and not drop_last and rest >= world else 0)

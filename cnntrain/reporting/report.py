@@ -36,9 +36,10 @@ class Tested:
 
 def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
            params: int, device: torch.device, result: FitResult, tested: Tested, started: float,
-           timing: dict[str, float]) -> None:
+           timing: dict[str, float], parallel: dict[str, Any]) -> None:
     """Log the test metrics, draw the plots, write summary.json and print the result tables.
 
+    `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch).
     `params` counts every parameter of the model, trainable or not, as its summary table shows."""
     accuracies = per_class_accuracy(tested.matrix)
 
@@ -56,6 +57,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
     summary = build_summary(cfg, data, result, tested, accuracies, params, started, timing)
+    summary["parallel"] = parallel
     summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \

@@ -85,6 +85,10 @@ class RunDir:
         """curves.png, confusion_matrix.png, misclassified.png."""
         return self.root / "curves.png", self.root / "confusion_matrix.png", self.root / "misclassified.png"
 
+    def rank_log(self, rank: int) -> Path:
+        """What rank `rank` (> 0) of a data-parallel run printed: rank 0 writes train.log."""
+        return self.root / f"rank-{rank}.log"
+
     def temp_files(self) -> list[Path]:
         """Temp files of writes that were killed before their rename."""
         return [*self.root.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]

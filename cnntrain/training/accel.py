@@ -62,6 +62,18 @@ class Accel:
         self.scaler.update()
 
 
+def check_devices(device: torch.device, devices: int, sync_batchnorm: bool) -> None:
+    """trainer.devices=N processes need N GPUs on CUDA (one each); on the CPU they share the cores."""
+    if device.type == "cuda" and devices > torch.cuda.device_count():
+        raise DeviceError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          f"use trainer.devices={torch.cuda.device_count()} or device=cpu")
+    if device.type == "mps" and devices > 1:
+        raise DeviceError(f"trainer.devices={devices}: data-parallel training runs on CUDA or the CPU, not mps")
+    if sync_batchnorm and device.type != "cuda":
+        raise DeviceError(f"trainer.sync_batchnorm=true needs CUDA devices (this run uses {device}): torch's "
+                          f"SyncBatchNorm has no CPU kernel; set trainer.sync_batchnorm=false")
+
+
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())

@@ -2,7 +2,9 @@
 
 It works on tensors already on the device (cnntrain.data) and knows nothing about YAML or Hydra:
 cnntrain.training.run hands it plain settings. Per-batch loss and accuracy stay on the device; they are read
-back once per epoch (and a few times a second for the live display).
+back once per epoch (and a few times a second for the live display). In a data-parallel run (`Ranks`) each
+rank trains on its share of every global batch and evaluates its share of each split; loss and hit counts
+are summed over the ranks, so every metric is exact, and only rank 0 writes checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from cnntrain.data.augment import Augment
-from cnntrain.data.batches import iterate_batches, num_batches
+from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
@@ -25,6 +27,7 @@ from cnntrain.reporting.console import EpochDisplay
 from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix
 from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import save_checkpoint
+from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.optim import LRSchedule
 
 if TYPE_CHECKING:
@@ -97,9 +100,13 @@ def forward(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: 
 
 def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
              *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate",
-             accel: Accel | None = None, tta: str = "none") -> EvalResult:
-    """Mean loss and accuracy over a split, without gradients; optionally every prediction."""
+             accel: Accel | None = None, tta: str = "none", ranks: Ranks = SINGLE) -> EvalResult:
+    """Mean loss and accuracy over a split, without gradients; optionally every prediction.
+
+    Each rank evaluates its contiguous share of the split; the sums are all-reduced and the predictions
+    gathered in order, so the result is the one process's result for the same weights."""
     accel = accel or default_accel(split)
+    whole, split = split, shard(split, ranks.rank, ranks.world)
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
@@ -116,15 +123,21 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
                 preds.append(batch_preds)
             if display is not None:
                 display.advance(step)
-    n = max(1, len(split))
-    return EvalResult(loss=total.item() / n, acc=hits.item() / n, preds=torch.cat(preds) if keep_preds else None)
+    total_sum, hit_sum = ranks.sum([total, hits], total.device)
+    n = max(1, len(whole))
+    mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
+    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=ranks.gather(mine, len(whole)) if keep_preds else None)
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None,
-                augment: Augment = Augment()) -> tuple[float, float]:
+                augment: Augment = Augment(), ranks: Ranks = SINGLE) -> tuple[float, float]:
     """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy).
+
+    `model` is the module that trains (DistributedDataParallel in a data-parallel run). A rank whose share of
+    a global batch is not 1/world of it scales its loss so that the averaged gradient is the global batch's
+    mean, as one process would compute it.
 
     Raises TrainingDiverged naming the first batch whose loss was not finite. Each batch's loss is kept
     on the device; the running total is checked every batch on the CPU (free) and every
@@ -136,17 +149,20 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     device = split.labels.device
     total = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.int64, device=device)
-    batches = num_batches(len(split), batch_size, False)
+    batches = num_batches(len(split), batch_size, False, ranks.world)
     losses = torch.zeros(batches, dtype=torch.float64, device=device)
     check_every = divergence_check_every(device)
     seen = 0
     display.start_phase(f"epoch {epoch}", batches)
-    for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=True, generator=generator), 1):
+    shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world)
+    for step, (images, labels) in enumerate(shares, 1):
+        size = global_batch_size(len(split), batch_size, step)
         if augment.enabled:
-            images = augment(images, generator)
+            images = augment(images, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
         loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
         optimizer.zero_grad(set_to_none=True)
-        accel.backward_and_step(loss, optimizer)
+        scale = labels.numel() * ranks.world / size
+        accel.backward_and_step(loss if scale == 1 else loss * scale, optimizer)
         schedule.after_batch()
         losses[step - 1] = loss.detach()
         total += losses[step - 1] * labels.numel()
@@ -156,7 +172,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             _check_finite(total, losses[:step], epoch, batches, optimizer)
         # the display calls this at once (a few times a second), so it reads this batch's running totals
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")  # noqa: B023
-    return total.item() / max(1, seen), hits.item() / max(1, seen)
+    total_sum, hit_sum, seen_sum = ranks.sum([total, hits, seen], device)
+    return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum)
 
 
 def divergence_check_every(device: torch.device) -> int:
@@ -175,7 +192,9 @@ def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module itself, under a torch.compile wrapper if there is one (checkpoints hold its plain keys)."""
+    """The module itself, under DistributedDataParallel and torch.compile wrappers if there are any
+    (checkpoints hold its plain keys, so they load into any number of ranks)."""
+    model = getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
     return getattr(model, "_orig_mod", model)
 
 
@@ -204,6 +223,7 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     """
     model, bundle, optimizer, schedule, loss_fn, accel = (run.model, run.data, run.optimizer, run.schedule,
                                                           run.loss_fn, run.accel)
+    ranks = run.ranks
     generator = torch.Generator().manual_seed(settings.seed)
     best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
     early = MetricWatch(settings.early_monitor, settings.early_mode, settings.min_delta)
@@ -216,18 +236,19 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         best, early = MetricWatch(**resume["best"]), MetricWatch(**resume["early_stopping"])
         result.history = [dict(row) for row in resume["history"]]
         result.train_seconds = sum(row["seconds"] for row in result.history)
-        restore_rng_state(resume["rng"], generator)
+        restore_rng_state(_own_rng(resume, ranks), generator)
         first_epoch = resume["epoch"] + 1
         result.stopped_early = _should_stop(settings, early)
     last_epoch = first_epoch - 1 if result.stopped_early else settings.epochs
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(model, bundle, optimizer, schedule, loss_fn, settings.batch_size,
-                                            generator, epoch, display, accel=accel, augment=settings.augment)
+        train_loss, train_acc = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
+                                            settings.batch_size, generator, epoch, display, accel=accel,
+                                            augment=settings.augment, ranks=ranks)
         trained = time.perf_counter()
         val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
-                       tta=settings.tta)
+                       tta=settings.tta, ranks=ranks)
         result.train_seconds += trained - started
         result.eval_seconds += time.perf_counter() - trained
         row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
@@ -242,9 +263,12 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
             "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
         }
-        if improved:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with epoch N
+        if ranks.enabled:
+            state["rng_per_rank"] = ranks.gather_objects(state["rng"])
+        if improved and ranks.main:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with N
             save_checkpoint(paths.best, state)
-        save_checkpoint(paths.last, state)
+        if ranks.main:
+            save_checkpoint(paths.last, state)
         display.end_epoch(row, best=improved)
         on_epoch(row)
         if _should_stop(settings, early):
@@ -254,15 +278,24 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     return result
 
 
+def _own_rng(checkpoint: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
+    """This rank's saved random states when the checkpoint was written by as many ranks; otherwise rank 0's
+    (the shuffle is the same on every rank; only dropout masks start from rank 0's state)."""
+    per_rank = checkpoint.get("rng_per_rank")
+    if isinstance(per_rank, list) and len(per_rank) == ranks.world:
+        return per_rank[ranks.rank]
+    return checkpoint["rng"]
+
+
 def _should_stop(settings: FitSettings, early: MetricWatch) -> bool:
     return settings.early_stopping and early.bad_epochs >= settings.patience
 
 
 def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
          display: EpochDisplay | None = None, accel: Accel | None = None,
-         tta: str = "none") -> tuple[EvalResult, torch.Tensor]:
+         tta: str = "none", ranks: Ranks = SINGLE) -> tuple[EvalResult, torch.Tensor]:
     """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
     result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
-                      accel=accel, tta=tta)
+                      accel=accel, tta=tta, ranks=ranks)
     matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
     return result, matrix

@@ -25,6 +25,7 @@ from cnntrain.reporting.report import Tested, report
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import summary_table
 from cnntrain.training.checkpoints import load_checkpoint
+from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.loop import FitSettings, fit, test, unwrap
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
@@ -37,8 +38,12 @@ RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
 
 
 def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
-        resume: dict[str, Any] | None = None, description: DataDescription | None = None) -> float:
+        resume: dict[str, Any] | None = None, description: DataDescription | None = None,
+        ranks: Ranks = SINGLE) -> float:
     """Train, validate and test one config; write everything into run_dir; return the monitored metric.
+
+    In a data-parallel run every rank calls this with the same arguments (`ranks` says which it is); rank 0
+    alone writes files and draws progress, the others print to their own log (see cnntrain.training.launch).
 
     `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
     so summary.json can tell start-up apart from training and evaluation. `resume` is the run's
@@ -50,12 +55,12 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     paths = RunDir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     own_reporter = reporter is None
-    reporter = reporter or Reporter(paths.train_log)
+    reporter = reporter or Reporter(paths.train_log if ranks.main else None)
     loggers: list[Logger] = []
     try:
-        return _run(cfg, paths, reporter, loggers, started, resume, description)
+        return _run(cfg, paths, reporter, loggers, started, resume, description, ranks)
     except KeyboardInterrupt as err:
-        raise Interrupted(_interrupted_message(paths), exit_code=143 if str(err) == "SIGTERM" else 130) from None
+        raise Interrupted(interrupted_message(run_dir), exit_code=143 if str(err) == "SIGTERM" else 130) from None
     finally:
         if own_reporter:
             reporter.close()
@@ -63,13 +68,24 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
             logger.close()
 
 
-def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None) -> float:
+def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: Ranks = SINGLE,
+               devices: int | None = None) -> float:
     """Continue an interrupted run in its own directory, with the config saved in its last checkpoint
-    (`checkpoint`: that checkpoint, when the caller has loaded and checked it already)."""
+    (`checkpoint`: that checkpoint, when the caller has loaded and checked it already), on `devices` ranks
+    when given (the weights are plain, so any number of ranks can continue a run)."""
     checkpoint = checkpoint if checkpoint is not None else load_resume_checkpoint(run_dir)
-    for stale in RunDir(run_dir).temp_files():
-        stale.unlink()  # a temp file of a write that was killed before its rename
-    return run(validate(OmegaConf.create(checkpoint["config"])), run_dir, resume=checkpoint)
+    if ranks.main:
+        for stale in RunDir(run_dir).temp_files():
+            stale.unlink()  # a temp file of a write that was killed before its rename
+    return run(resume_config(checkpoint, devices), run_dir, resume=checkpoint, ranks=ranks)
+
+
+def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> DictConfig:
+    """The validated config a resume continues with: the saved one, on `devices` ranks when given."""
+    cfg = OmegaConf.create(checkpoint["config"])
+    if devices is not None:
+        cfg.trainer.devices = devices
+    return validate(cfg)
 
 
 def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -98,19 +114,24 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
     )
 
 
-def _interrupted_message(paths: RunDir) -> str:
+def interrupted_message(run_dir: Path) -> str:
+    """What to do after Ctrl-C or SIGTERM: resume from last.pt, when an epoch finished."""
+    paths = RunDir(run_dir)
     if not paths.last.is_file():
         return f"interrupted before the first epoch finished; nothing to resume in {paths.root}"
     return f"interrupted; {paths.last} keeps the last finished epoch; continue with: cnntrain resume={paths.root}"
 
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
-         resume: dict[str, Any] | None, description: DataDescription | None) -> float:
-    run = setup(cfg, description)
-    loggers.extend(open_loggers(cfg.logger, paths, resume["history"] if resume else []))
+         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks) -> float:
+    run = setup(cfg, description, ranks=ranks)
+    ranks = run.ranks
+    if ranks.main:
+        loggers.extend(open_loggers(cfg.logger, paths, resume["history"] if resume else []))
     data = run.data
+    where = f"rank {ranks.rank} of {ranks.world} ({ranks.backend}), " if ranks.enabled else ""
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(data.train)} train / "
-                   f"{len(data.val)} val / {len(data.test)} test images, device {run.device}, "
+                   f"{len(data.val)} val / {len(data.test)} test images, {where}device {run.device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
@@ -121,7 +142,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     settings = fit_settings(cfg)
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "data": data.description.as_dict()}
     train_started = time.perf_counter()
-    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress, title="epochs") as display:
+    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs") as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
                      checkpoint_extra=extra, resume=resume)
         test_started = time.perf_counter()
@@ -132,17 +153,33 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
     params = sum(row.params for row in run.rows)
-    report(cfg, paths, reporter, loggers, data, params, run.device, result, tested, started, timing)
+    if ranks.main:
+        report(cfg, paths, reporter, loggers, data, params, run.device, result, tested, started, timing,
+               parallel_summary(cfg.trainer.batch_size, ranks))
     return float(result.best_value) if result.best_value is not None else float("nan")
+
+
+def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
+    """How the run was spread, for summary.json: trainer.batch_size is the global batch, shared by the ranks
+    (per rank: one number, or the smallest and largest share when it does not divide evenly)."""
+    share, rest = divmod(batch_size, ranks.world)
+    return {"world_size": ranks.world, "backend": ranks.backend, "batch_size": batch_size,
+            "batch_size_per_rank": share if rest == 0 else [share, share + 1]}
 
 
 def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, settings: FitSettings,
                         display: Any) -> Tested:
     """The test split with the last epoch's weights, then with the best checkpoint's (left in the model).
-    When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer."""
-    last, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+    When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer.
+    Rank 0 reads best.pt and hands its weights to the other ranks (which may not see its disk)."""
+    ranks = run.ranks
+    last, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
+                        ranks)
     if result.history and result.best_epoch == result.history[-1]["epoch"]:
         return Tested(best=last, last=last, matrix=matrix)
-    unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
-    best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta)
+    if ranks.main:
+        unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
+    ranks.broadcast_weights(unwrap(run.model))
+    best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
+                        ranks)
     return Tested(best=best, last=last, matrix=matrix)

@@ -2,7 +2,8 @@
 
 Training, `cnntrain-eval` and the throughput benchmark all start from `setup`, so they see the same data,
 normalisation, model, precision, loss, optimizer and schedule. The order below is part of the result:
-the seed is set again just before the model is built, so its initial weights do not depend on the data.
+the seed is set again just before the model is built, so its initial weights do not depend on the data
+(nor on the rank, in a data-parallel run: every rank builds the same weights, and DDP checks they agree).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnntrain.data.augment import check_augment
+from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
 from cnntrain.errors import ConfigError
 from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_with_log_softmax
+from cnntrain.training import distributed
 from cnntrain.training.accel import Accel, resolve_device
+from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule
 
 
@@ -37,16 +41,24 @@ class RunSetup:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
+    ranks: Ranks = SINGLE
+    train_model: nn.Module | None = None  # the module that trains: DDP over `model` in a data-parallel run
+
+    def __post_init__(self) -> None:
+        if self.train_model is None:
+            self.train_model = self.model
 
 
 def setup(cfg: DictConfig, description: DataDescription | None = None,
-          weights: dict[str, Any] | None = None) -> RunSetup:
+          weights: dict[str, Any] | None = None, ranks: Ranks = SINGLE) -> RunSetup:
     """Seed and configure torch, load the data onto the device, build the model (with `weights`, a state dict,
     when given), and the loss, optimizer and schedule. `description` is what the preflight learned about the
     data (so the files are checked and a folder scanned once); the data's facts are written into cfg.dataset.
+    One rank of several joins its process group here, on the GPU of its local rank where there are GPUs.
     """
-    configure_torch(cfg)
-    device = resolve_device(cfg.device)
+    configure_torch(cfg, ranks)
+    device = distributed.rank_device(resolve_device(cfg.device), ranks)
+    ranks = distributed.start(ranks, device)
     data = load_data(cfg.dataset, seed=cfg.seed, device=device, description=description)
     data.description.fill(cfg.dataset)
     torch.manual_seed(cfg.seed)
@@ -57,20 +69,23 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
         model.load_state_dict(weights)
     accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
     model = accel.prepare_model(model)
+    train_model = distributed.wrap(model, ranks, device, sync_batchnorm=cfg.trainer.sync_batchnorm)
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    steps = -(-len(data.train) // cfg.trainer.batch_size)
+    steps = num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world)
     schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
-    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule)
+    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule, ranks, train_model)
 
 
-def configure_torch(cfg: DictConfig) -> None:
+def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
     """Threads, seeds and determinism, before any tensor is made.
 
-    Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones) warns
-    instead of stopping a run; summary.json records the flags in force.
+    Ranks on one machine share its cores: each takes cores / ranks-per-machine threads unless `threads`
+    says otherwise. Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones)
+    warns instead of stopping a run; summary.json records the flags in force.
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if cfg.threads is not None else distributed.threads_per_rank(ranks)
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
