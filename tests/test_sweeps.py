@@ -68,13 +68,21 @@ def test_optuna_preset_runs_four_trials(run_cli, tmp_path):
 
 @pytest.mark.slow
 @needs("hydra_joblib_launcher")
-def test_joblib_launcher_runs_two_jobs(run_cli, tmp_path):
-    result = run_cli("-m", "hydra/launcher=local_parallel", *TINY_JOB, "optimizer.lr=1e-3,3e-4",
-                     "hydra.sweep.dir=parallel")
+def test_joblib_launcher_runs_two_jobs_each_on_its_share_of_the_cores(run_cli, tmp_path):
+    """Without threads=N, each of the 2 parallel jobs runs on half the cores (its affinity mask), so the jobs
+    do not fight over them."""
+    import os
+
+    job = [arg for arg in TINY_JOB if not arg.startswith("threads=")]
+    result = run_cli("-m", "hydra/launcher=local_parallel", *job, "optimizer.lr=1e-3,3e-4", "hydra.sweep.dir=parallel")
     assert result.returncode == 0, result.stderr
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     rows = read_sweep_summary(tmp_path / "parallel")
     assert sorted(row["job"] for row in rows) == ["0", "1"] and {row["status"] for row in rows} == {"done"}
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    for num in ("0", "1"):
+        assert f", {threads} CPU threads," in (tmp_path / "parallel" / num / "train.log").read_text()
+    assert sorted(p.name for p in (tmp_path / "parallel" / ".slots").iterdir()) == ["0.lock", "1.lock"]
 
 
 @pytest.mark.slow

@@ -294,12 +294,17 @@ def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
     Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
     stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
     """
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnntrain.commands.placement import needs_fresh_process, placed
     from cnntrain.reporting.run_dir import RunDir, write_failure
     from cnntrain.training.launch import train_job
 
     started = time.perf_counter()
     try:
-        return train_job(cfg, run_dir, description=known_data(cfg.dataset))
+        with placed(cfg, HydraConfig.get()) as placement:
+            return train_job(cfg, run_dir, description=known_data(cfg.dataset),
+                             fresh_process=needs_fresh_process(placement))
     except Interrupted:
         raise
     except Exception as err:

@@ -105,6 +105,11 @@ class TrainerConfig:
 
 
 @dataclass
+class SweepConfig:
+    jobs_per_gpu: int = 1  # jobs of a parallel sweep (hydra/launcher=local_parallel) that share one GPU
+
+
+@dataclass
 class ReportConfig:
     plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
 
@@ -123,5 +128,6 @@ class TrainConfig:
     resume: Any = None  # a run directory to continue (the CLI turns it into that run's own config)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
 

@@ -122,7 +122,8 @@ def _positive(cfg: DictConfig, key: str, *, strict: bool = True) -> None:
 
 
 def _check_ranges(cfg: DictConfig) -> None:
-    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.devices"):
+    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.devices",
+                "sweep.jobs_per_gpu"):
         _positive(cfg, key)
     _require(cfg.trainer.batch_size >= cfg.trainer.devices,
              f"trainer.batch_size={cfg.trainer.batch_size}: must be >= trainer.devices={cfg.trainer.devices} "

@@ -88,9 +88,11 @@ def ranks_from_env() -> Ranks | None:
 
 
 def threads_per_rank(ranks: Ranks) -> int | None:
-    """CPU threads for one rank: the cores this process may use, shared by the ranks on its machine."""
+    """CPU threads for one rank: the cores this process may use, shared by the ranks on its machine (None:
+    torch's default, for a lone process that may use every core)."""
     if not ranks.enabled:
-        return None
+        cores = available_cores()
+        return cores if cores < (os.cpu_count() or cores) else None
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world))
     return max(1, available_cores() // local_world)
 

@@ -31,16 +31,18 @@ MONITOR_SECONDS = 0.5  # how often the elastic agent looks at its workers: a dea
 
 
 def train_job(cfg: Any, run_dir: Path, *, description: Any = None, checkpoint: dict[str, Any] | None = None,
-              started: float | None = None) -> float:
+              started: float | None = None, fresh_process: bool = False) -> float:
     """Train one job (`checkpoint`: a last.pt to resume from) on the processes its config and environment ask
-    for; returns the monitored metric."""
+    for; returns the monitored metric. `fresh_process`: even one device trains in a new process (one that
+    reads the job's CUDA_VISIBLE_DEVICES, see cnntrain.commands.placement)."""
     job = {"config": _plain(cfg), "run_dir": str(run_dir), "resume": checkpoint is not None,
            "description": description.as_dict() if description is not None else None,
-           "wall_started": time.time() - (time.perf_counter() - started) if started is not None else time.time()}
+           "wall_started": time.time() - (time.perf_counter() - started) if started is not None else time.time(),
+           "alone": cfg.trainer.devices == 1}
     ranks = launched_ranks()
     if ranks is not None:
         return _join(ranks, job)
-    if cfg.trainer.devices > 1:
+    if cfg.trainer.devices > 1 or fresh_process:
         return launch(cfg.trainer.devices, job)
     from cnntrain.training.run import resume_run, run
 
@@ -113,7 +115,11 @@ def free_port() -> int:
 
 
 def _rank_main(job: dict[str, Any]) -> float:
-    """Each worker the elastic launcher starts runs this."""
+    """Each worker the elastic launcher starts runs this (a job of one device alone, without a process group)."""
+    if job["alone"]:
+        from cnntrain.training.distributed import SINGLE
+
+        return _train_rank(SINGLE, job)
     return _join(launched_ranks(), job)
 
 
