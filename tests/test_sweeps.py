@@ -108,3 +108,39 @@ def test_slurm_launcher_config_composes(run_cli):
     assert result.returncode == 0, result.stderr
     assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in result.stdout
     assert "partition: gpu" in result.stdout and "gpus_per_node: 1" in result.stdout
+
+
+@pytest.mark.slow
+def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_the_rest(run_cli, tmp_path):
+    """The same command and sweep directory continue an interrupted sweep: job 0 finished (kept untouched),
+    job 1 stopped after its first epoch (resumed from last.pt), job 2 never started (run)."""
+    import shutil
+
+    import torch
+
+    sweep = ("-m", *TINY_JOB, "trainer.epochs=2", "optimizer.lr=1e-3,3e-4,1e-4", "hydra.sweep.dir=sweep")
+    assert run_cli(*sweep).returncode == 0
+    jobs = tmp_path / "sweep"
+    kept = (jobs / "0" / "summary.json").read_bytes()
+    last = jobs / "1" / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["epoch"], checkpoint["history"] = 1, checkpoint["history"][:1]
+    torch.save(checkpoint, last)
+    (jobs / "1" / "summary.json").unlink()
+    shutil.rmtree(jobs / "2")
+    (jobs / "sweep_summary.csv").unlink()
+
+    result = run_cli(*sweep)
+    assert result.returncode == 0, result.stderr
+    assert f"job 0: done in an earlier run of this sweep, kept ({jobs / '0'})" in result.stdout
+    assert f"job 1: resuming after epoch 1 ({jobs / '1'})" in result.stdout
+    assert (jobs / "0" / "summary.json").read_bytes() == kept
+    rows = read_sweep_summary(jobs)
+    assert sorted(row["job"] for row in rows) == ["0", "1", "2"] and {row["status"] for row in rows} == {"done"}
+    assert len((jobs / "1" / "metrics.csv").read_text().splitlines()) == 1 + 2
+
+    other = run_cli("-m", *TINY_JOB, "trainer.epochs=2", "optimizer.lr=5e-3", "hydra.sweep.dir=sweep")
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={jobs} holds job 0 of another sweep (its config differs in optimizer.lr); give "
+        "this sweep a new hydra.sweep.dir"]

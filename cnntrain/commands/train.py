@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnntrain.commands.entry import debugging, in_process_only, report, run_command
+from cnntrain.commands.entry import debugging, in_process_only, run_command
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -29,7 +29,7 @@ from cnntrain.config.compose import (
     hydra_session,
 )
 from cnntrain.config.names import CONFIG_GROUPS
-from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
+from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -274,6 +274,7 @@ def _sweep_task(cfg: Any) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from cnntrain.commands.sweep_job import sweep_job
     from cnntrain.config.validate import validate
     from cnntrain.training.launch import train_job
 
@@ -282,38 +283,10 @@ def _sweep_task(cfg: Any) -> float:
     try:
         cfg = validate(cfg)
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            return _sweep_job(cfg, run_dir, hydra_cfg.job.num)
+            return sweep_job(cfg, run_dir, hydra_cfg.job.num)
         return train_job(cfg, run_dir, started=PROCESS_STARTED, description=known_data(cfg.dataset))
     except UserError as err:
         raise JobStopped(err) from err
-
-
-def _sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
-    """One job of a sweep: a failure is recorded in its summary.json and the sweep goes on (returns NaN).
-
-    Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
-    stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
-    """
-    from hydra.core.hydra_config import HydraConfig
-
-    from cnntrain.commands.placement import needs_fresh_process, placed
-    from cnntrain.reporting.run_dir import RunDir, write_failure
-    from cnntrain.training.launch import train_job
-
-    started = time.perf_counter()
-    try:
-        with placed(cfg, HydraConfig.get()) as placement:
-            return train_job(cfg, run_dir, description=known_data(cfg.dataset),
-                             fresh_process=needs_fresh_process(placement))
-    except Interrupted:
-        raise
-    except Exception as err:
-        if debugging():
-            raise
-        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {first_line(err)}"
-        write_failure(RunDir(run_dir).summary_json, message, time.perf_counter() - started)
-        report(f"job {job_num} failed: {message}")
-        return float("nan")
 
 
 def _hydra_main(argv: list[str]) -> None:

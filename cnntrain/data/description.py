@@ -53,6 +53,9 @@ class DataDescription:
         return cls(tuple(int(d) for d in data["input_shape"]), [str(c) for c in data["classes"]],  # type: ignore
                    _floats(data.get("mean")), _floats(data.get("std")))
 
+    FILLED_KEYS = ("input_shape", "classes", "num_classes", "mean", "std")
+    """The dataset config keys `fill` writes."""
+
     def fill(self, dataset_cfg: Any) -> None:
         """Write into a dataset config what the data decided, so `${dataset.num_classes}` means the data's."""
         dataset_cfg.input_shape = list(self.input_shape)

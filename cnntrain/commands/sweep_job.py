@@ -1,0 +1,117 @@
+"""One job of a sweep (-m): placed on its share of the machine, continued where an earlier run of the same
+sweep left it, and never the end of the sweep when it fails.
+
+Running a sweep again with the same command and the same hydra.sweep.dir continues it: a job whose
+summary.json says done is kept as it is, a job with a checkpoints/last.pt resumes from it, the others start.
+A job directory that holds a run of another config stops the sweep with one line rather than mixing two
+sweeps' results (Hydra has only rewritten that job's .hydra/ by then).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cnntrain.commands.entry import debugging, report
+from cnntrain.commands.preflight import known_data
+from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
+
+IGNORED_KEYS = ("resume", "trainer.progress")
+"""Keys that may differ between the first run of a sweep and its continuation (besides what the data decided)."""
+
+
+def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
+    """Run (or keep, or resume) one job; a failure is recorded in its summary.json and the sweep goes on (NaN).
+
+    Any exception counts (a CUDA out-of-memory from a large batch size is a typical one); Ctrl-C still
+    stops the whole sweep, and CNNTRAIN_DEBUG=1 lets the first failure end it with its traceback.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnntrain.commands.placement import needs_fresh_process, placed
+    from cnntrain.reporting.run_dir import RunDir, write_failure
+    from cnntrain.training.launch import train_job
+
+    started = time.perf_counter()
+    earlier = earlier_run(cfg, run_dir, job_num)
+    if earlier is not None and earlier.get("status") == "done":
+        report_note(f"job {job_num}: done in an earlier run of this sweep, kept ({run_dir})")
+        value = (earlier.get("best") or {}).get("value")
+        return float(value) if isinstance(value, (int, float)) else float("nan")
+    try:
+        with placed(cfg, HydraConfig.get()) as placement:
+            checkpoint = earlier.get("checkpoint") if earlier else None
+            if checkpoint is not None:
+                report_note(f"job {job_num}: resuming after epoch {checkpoint['epoch']} ({run_dir})")
+            return train_job(cfg, run_dir, description=known_data(cfg.dataset), checkpoint=checkpoint,
+                             fresh_process=needs_fresh_process(placement))
+    except Interrupted:
+        raise
+    except Exception as err:
+        if debugging():
+            raise
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {first_line(err)}"
+        if os.environ.get("RANK", "0") == "0":  # the other ranks of a multi-task SLURM job leave it to rank 0
+            write_failure(RunDir(run_dir).summary_json, message, time.perf_counter() - started)
+            report(f"job {job_num} failed: {message}")
+        return float("nan")
+
+
+def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
+    """What an earlier run of this sweep left in the job's directory: its summary when it finished, its
+    last checkpoint when it can be resumed, None when there is nothing to continue (or only a failure)."""
+    from cnntrain.reporting.run_dir import RunDir
+    from cnntrain.training.checkpoints import load_checkpoint
+
+    paths = RunDir(run_dir)
+    if not paths.last.is_file():
+        return None
+    checkpoint = load_checkpoint(paths.last)
+    differs = config_difference(checkpoint.get("config") or {}, _plain(cfg))
+    if differs:
+        raise ConfigError(f"hydra.sweep.dir={run_dir.parent} holds job {job_num} of another sweep (its config "
+                          f"differs in {', '.join(differs[:3])}); give this sweep a new hydra.sweep.dir")
+    summary = _summary(paths.summary_json)
+    if summary.get("status") == "done":
+        return summary
+    return {"checkpoint": checkpoint}
+
+
+def config_difference(saved: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    """Keys (dotted) whose value in the fresh config differs from the saved one. What the run wrote into the
+    dataset config from the data itself (its shape, classes and statistics) does not count."""
+    from cnntrain.data.description import DataDescription
+
+    ignored = {*IGNORED_KEYS, *(f"dataset.{key}" for key in DataDescription.FILLED_KEYS)}
+    saved_flat, fresh_flat = _flatten(saved), _flatten(fresh)
+    return [key for key, value in fresh_flat.items() if key not in ignored and saved_flat.get(key) != value]
+
+
+def report_note(message: str) -> None:
+    print(message, flush=True)
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return {key.rstrip("."): value for key, value in flat.items()}
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
