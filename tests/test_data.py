@@ -137,6 +137,7 @@ def test_image_and_label_counts_must_agree(make_data_root):
         load_data(dataset_cfg(root), seed=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_load_to_cuda_and_batch_with_cpu_generator(synthetic_data_root):
     bundle = load_data(dataset_cfg(synthetic_data_root), seed=0, device="cuda")

@@ -311,3 +311,45 @@ def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path, synthe
     job = tmp_path / "sweep" / "0"
     assert summary(job)["parallel"]["world_size"] == 2
     assert (job / "rank-1.log").is_file()
+
+
+@pytest.mark.slow
+def test_data_parallel_jobs_of_a_parallel_sweep_each_get_their_own_ranks(tmp_path, synthetic_data_root):
+    """Two 2-rank jobs at once (joblib): each starts its own process group on its own port, on its share of
+    the cores, and writes its own run directory."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    result = cnntrain(tmp_path, synthetic_data_root, "-m", "hydra/launcher=local_parallel", *RUN, "trainer.epochs=1",
+                      "trainer.devices=2", "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr
+    for job in ("0", "1"):
+        found = summary(tmp_path / "sweep" / job)
+        assert found["status"] == "done" and found["parallel"]["world_size"] == 2
+        assert (tmp_path / "sweep" / job / "rank-1.log").is_file()
+
+
+@pytest.mark.slow
+def test_ranks_do_not_outlive_a_killed_cnntrain(tmp_path, synthetic_data_root):
+    """SIGKILL leaves the launching process no time to stop its ranks: the system ends them with it."""
+    run_dir = tmp_path / "run"
+    process = _start_long_run(tmp_path, synthetic_data_root, run_dir)
+    try:
+        _wait_for(run_dir / "checkpoints" / "last.pt", process)
+        workers = _children(process.pid)
+        assert len(workers) >= 2
+        process.kill()
+        process.wait(30)
+        assert not _alive(workers), "a rank outlived its killed launcher"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_mistake_found_on_a_rank_is_one_line_with_its_exit_status(tmp_path, synthetic_data_root):
+    result = cnntrain(tmp_path, synthetic_data_root, *RUN, "trainer.devices=2", "optimizer=sgd", "optimizer.lr=1e12",
+                      "hydra.run.dir=run")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: ") and "training loss became nan in epoch 1" in lines[0]
+    assert summary(tmp_path / "run")["status"] == "failed"

@@ -179,6 +179,27 @@ def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
             assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
 
 
+def test_streamed_folder_shards_like_in_memory_tensors(tmp_path):
+    """A rank of a data-parallel run gets the same share of each batch from a streamed folder as from tensors,
+    and its evaluation shard decodes the same images."""
+    from cnntrain.data.batches import iterate_batches, shard
+
+    root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
+    memory = load_data(folder_cfg(root), seed=0)
+    streamed = load_data(folder_cfg(root, in_memory=False), seed=0)
+    for rank in (0, 1):
+        a = list(iterate_batches(memory.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
+                                 world=2))
+        b = list(iterate_batches(streamed.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3),
+                                 rank=rank, world=2))
+        assert len(a) == len(b) > 0
+        for (images_a, labels_a), (images_b, labels_b) in zip(a, b):
+            assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
+        part = shard(streamed.test, rank, 2)
+        expected = shard(memory.test, rank, 2)
+        assert torch.equal(part.images[0:len(part)], expected.images) and torch.equal(part.labels, expected.labels)
+
+
 def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
     from helpers import compose_config
 

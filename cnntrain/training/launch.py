@@ -16,12 +16,14 @@ A rank that fails ends the whole run (the launcher stops the others) with one li
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,8 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn")
     try:
-        results = elastic_launch(config, _rank_main)(job)
+        with _standard_start_method():
+            results = elastic_launch(config, _rank_main)(job)
     except ChildFailedError as err:
         raise _failure(err, Path(job["run_dir"])) from None
     except SignalException as err:
@@ -106,6 +109,23 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
 
         raise Interrupted(interrupted_message(Path(job["run_dir"])), 128 + int(err.sigval)) from None
     return float(results[0])
+
+
+@contextlib.contextmanager
+def _standard_start_method() -> Iterator[None]:
+    """Spawned workers take their parent's multiprocessing start method; a job running in a joblib worker has
+    loky's, which a fresh interpreter does not know. Use spawn's while the workers start."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method in (None, "spawn", "fork", "forkserver"):
+        yield
+        return
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
 
 def free_port() -> int:
@@ -116,11 +136,22 @@ def free_port() -> int:
 
 def _rank_main(job: dict[str, Any]) -> float:
     """Each worker the elastic launcher starts runs this (a job of one device alone, without a process group)."""
+    _die_with_parent()
     if job["alone"]:
         from cnntrain.training.distributed import SINGLE
 
         return _train_rank(SINGLE, job)
     return _join(launched_ranks(), job)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker if the cnntrain process that launched it dies (even by SIGKILL, which
+    leaves it no time to stop its workers), so no rank outlives its run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def _join(ranks: Any, job: dict[str, Any] | None) -> float:
@@ -192,6 +223,9 @@ def _signal_text(failure: Any) -> str:
 
 
 def _user_error_class(name: str) -> type[UserError] | None:
+    """The UserError subclass of that name (the modules that define them are imported by the run module)."""
+    import cnntrain.training.run  # noqa: F401
+
     pending = [UserError]
     while pending:
         cls = pending.pop()
