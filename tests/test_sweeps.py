@@ -99,7 +99,7 @@ def test_unknown_launcher_names_the_extras(run_cli, tmp_path):
     result = run_cli("-m", "hydra/launcher=nope", "trainer.epochs=1")
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown hydra/launcher 'nope'; available: basic")
-    assert "pip install 'cnntrain[optuna,joblib,slurm]'" in result.stderr
+    assert "pip install 'cnntrain[optuna,joblib,slurm,ray]'" in result.stderr
 
 
 @needs("hydra_submitit_launcher")

@@ -1,6 +1,10 @@
 """One job of a sweep (-m): placed on its share of the machine, continued where an earlier run of the same
 sweep left it, and never the end of the sweep when it fails.
 
+A launcher may run the jobs in another folder and environment (a Ray worker runs where `ray start` ran), so
+the sweep directory and the data root are pinned, as absolute paths, in the process that starts the sweep
+(`pin_paths`).
+
 Running a sweep again with the same command and the same hydra.sweep.dir continues it: a job whose
 summary.json says done is kept as it is, a job with a checkpoints/last.pt resumes from it, the others start.
 A job directory that holds a run of another config stops the sweep with one line rather than mixing two
@@ -19,8 +23,39 @@ from cnntrain.commands.entry import debugging, report
 from cnntrain.commands.preflight import known_data
 from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
 
+QUOTES = "'\""
 IGNORED_KEYS = ("resume", "trainer.progress")
 """Keys that may differ between the first run of a sweep and its continuation (besides what the data decided)."""
+
+
+def pin_paths(argv: list[str], overrides: list[str]) -> list[str]:
+    """argv with hydra.sweep.dir and data_root made absolute here: the sweep directory as this process resolves
+    it (its time stamp included), a relative data_root= against this folder, and the data root that
+    CNNTRAIN_DATA_ROOT gives set in every job's environment (Hydra's hydra.job.env_set)."""
+    from cnntrain.commands.preflight import expand_jobs, parse_overrides
+    from cnntrain.config.compose import compose_train
+
+    hydra_overrides = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    jobs = expand_jobs(parse_overrides(overrides))
+    composed = compose_train([*(jobs[0] if jobs else []), *hydra_overrides], hydra_config=True)
+    sweep_dir = Path(str(composed.hydra.sweep.dir)).resolve()
+    pinned = [arg for arg in argv if arg.split("=", 1)[0].lstrip("+") not in ("hydra.sweep.dir", "data_root")]
+    pinned.append(f"hydra.sweep.dir={_quoted(sweep_dir)}")
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "data_root":
+            plain = "," not in value and "${" not in value  # a sweep over roots, or an interpolation: as given
+            pinned.append(f"{key}={_quoted(Path(value.strip(QUOTES)).resolve())}" if plain else arg)
+    root = os.environ.get("CNNTRAIN_DATA_ROOT")
+    if root:
+        pinned.append(f"+hydra.job.env_set.CNNTRAIN_DATA_ROOT={_quoted(Path(root).resolve())}")
+    return pinned
+
+
+def _quoted(path: Path) -> str:
+    """A path as one quoted Hydra override value (Hydra's parser reads backslash escapes inside quotes)."""
+    text = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:

@@ -29,7 +29,7 @@ from cnntrain.config.compose import (
     hydra_session,
 )
 from cnntrain.config.names import CONFIG_GROUPS
-from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean
+from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
@@ -187,6 +187,10 @@ def _main(argv: list[str]) -> None:
         else:
             if not INFO_FLAGS.intersection(flags):
                 preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
+                if multirun:
+                    from cnntrain.commands.sweep_job import pin_paths
+
+                    argv = pin_paths(argv, overrides)
             _hydra_main(argv)
     except JobStopped as stopped:
         raise stopped.error from None
@@ -294,7 +298,14 @@ def _hydra_main(argv: list[str]) -> None:
 
     sys.argv = [sys.argv[0], *argv]
     entry = hydra.main(config_path=str(config_dir()), config_name=CONFIG_NAME, version_base=VERSION_BASE)(_sweep_task)
-    entry()
+    try:
+        entry()
+    except ConnectionError as err:  # the launcher's cluster (Ray's) is not there
+        if debugging():
+            raise
+        raise ConfigError(f"the sweep's launcher cannot reach its cluster: {first_line(err)}; for "
+                          f"hydra/launcher=ray_cluster start one with `ray start --head` (or set RAY_ADDRESS or "
+                          f"hydra.launcher.ray.init.address=HOST:PORT)") from None
 
 
 def _flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:

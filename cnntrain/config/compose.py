@@ -97,7 +97,8 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
         kind, name = plugin.groups()
         available = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
         return (f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
-                f"and the joblib and submitit launchers come with pip install 'cnntrain[optuna,joblib,slurm]')")
+                f"and the joblib, submitit and Ray launchers come with pip install "
+                f"'cnntrain[optuna,joblib,slurm,ray]')")
     exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
     if exists:
         return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"
