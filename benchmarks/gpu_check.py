@@ -4,7 +4,9 @@
 2. the epoch-throughput benchmark for the speedrun net (compute bound vs the cnntrain epoch, b/a);
 3. `cnntrain experiment=mnist-speedrun device=cuda` with 5 seeds (test accuracy, training seconds);
 4. the same run as a 1-GPU DDP run started by torchrun (nccl);
-5. the start-up-to-finish wall time of one speedrun command.
+5. the start-up-to-finish wall time of one speedrun command;
+6. a parallel sweep of 4 speedrun jobs, 2 at a time sharing the GPU (sweep.jobs_per_gpu=2), with the joblib
+   extra: later jobs land in reused workers and run in fresh processes.
 
     python benchmarks/gpu_check.py --data-root ../shared/data
     python benchmarks/gpu_check.py --data-root DATA --seeds 5 --skip-tests
@@ -62,11 +64,30 @@ def main() -> None:
         rows.append(("torchrun --nproc_per_node=1 mnist-speedrun (DDP)",
                      f"backend {ddp['backend']}, world {ddp['world']}, test acc {100 * ddp['acc']:.2f}%, "
                      f"train {ddp['train']:.2f} s"))
+        rows.append(("parallel sweep: 4 speedrun jobs, 2 at once on one GPU", _parallel(env, Path(scratch) / "sweep")))
     print(f"\nGPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}; "
           f"{time.strftime('%Y-%m-%d')}\n")
     print("| check | result |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")
+
+
+def _parallel(env: dict[str, str], sweep_dir: Path) -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        return "skipped: pip install 'cnntrain[joblib]'"
+    command = [sys.executable, "-m", "cnntrain", "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
+               "sweep.jobs_per_gpu=2", *SPEEDRUN, "seed=0,1,2,3", f"hydra.sweep.dir={sweep_dir}"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
+    done = [s for s in summaries if s.get("status") == "done"]
+    accs = ", ".join(f"{100 * s['test']['acc']:.2f}" for s in done)
+    return (f"exit {result.returncode}, {len(done)} of 4 done, devices "
+            f"{sorted({s.get('device', '?') for s in done})}, test acc {accs}%, sweep wall {wall:.1f} s")
 
 
 def _tests(env: dict[str, str]) -> str:
