@@ -263,3 +263,23 @@ def test_an_error_found_inside_the_run_leaves_a_failed_summary(tmp_path, monkeyp
     assert summary["status"] == "failed" and "dataset.val_split=5000" in summary["error"]
     assert not (run_dir / "checkpoints").exists()
     shutil.rmtree(run_dir)
+
+
+def test_gpu_settings_for_cluster_nodes_are_not_checked_against_this_machine(monkeypatch, synthetic_data_root):
+    """device=cuda on a login node without GPUs is fine when SLURM or Ray runs the jobs elsewhere; the same
+    command for this machine is refused."""
+    from cnntrain.commands.preflight import parse_overrides, preflight, runs_elsewhere
+    from cnntrain.errors import DeviceError
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    monkeypatch.setenv("CNNTRAIN_DATA_ROOT", str(synthetic_data_root))
+    if not torch.cuda.is_available():
+        job = ["device=cuda", "trainer.devices=4", "model=lenet,cnn2"]
+        assert len(preflight(["hydra/launcher=slurm", *job], multirun=True).configs) == 2
+        with pytest.raises(DeviceError, match="CUDA is not available on this machine"):
+            preflight(job, multirun=True)
+
+    assert runs_elsewhere(parse_overrides(["hydra/launcher=slurm", "device=cuda"]))
+    assert runs_elsewhere(parse_overrides(["hydra/launcher=ray_cluster"]))
+    assert not runs_elsewhere(parse_overrides(["hydra/launcher=local_parallel", "device=cuda"]))
+    assert not runs_elsewhere(parse_overrides(["device=cuda"]))

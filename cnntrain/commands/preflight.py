@@ -58,8 +58,17 @@ def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_
     else:
         checked.composed = [compose_train(job, hydra=hydra) for job in expand_jobs(parsed)]
     checked.configs = [validate(composed) for composed in checked.composed]
-    check_environment(checked)
+    check_environment(checked, devices_here=not runs_elsewhere(parsed))
     return checked
+
+
+REMOTE_LAUNCHERS = ("slurm", "ray_cluster", "submitit_slurm", "ray")
+"""Launchers whose jobs run on other machines: this machine's GPUs say nothing about theirs."""
+
+
+def runs_elsewhere(parsed: list[Any]) -> bool:
+    """Whether the sweep's jobs run on other machines (a SLURM or Ray launcher chosen on the command line)."""
+    return any(o.key_or_group == "hydra/launcher" and str(o.value()) in REMOTE_LAUNCHERS for o in parsed)
 
 
 def parse_overrides(overrides: list[str]) -> list[Any]:
@@ -132,8 +141,9 @@ def expand_jobs(parsed: list[Any]) -> list[list[str]]:
     return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
 
 
-def check_environment(checked: Checked) -> None:
-    """Device, logger, data files and model shapes: the checks that need torch, done once per distinct value."""
+def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
+    """Device, logger, data files and model shapes: the checks that need torch, done once per distinct value.
+    `devices_here`: the jobs run on this machine, so its devices are theirs (not so on a SLURM login node)."""
     from omegaconf import OmegaConf
 
     from cnntrain.data.loading import describe_data
@@ -152,6 +162,8 @@ def check_environment(checked: Checked) -> None:
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
             f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
         }
+        if not devices_here:
+            checks = {name: check for name, check in checks.items() if not name.startswith("device:")}
         for name, check in checks.items():
             if name not in seen:
                 seen.add(name)
