@@ -25,7 +25,7 @@ CASES = [
     (["dataset.val_split=0.0"], "dataset.val_split=0.0: a fraction must be in (0, 1)"),
     (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
     (["device=tpu"], "device=tpu: expected one of auto, cpu, cuda, cuda:N, mps"),
-    (["logger=wandb"], "logger=wandb: expected one of csv, tensorboard"),
+    (["logger=wandbb"], "logger=wandbb: unknown logger 'wandbb' (did you mean 'wandb'?)"),
     (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder/train not found"),
     (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
     (["x=["], "cannot parse override 'x=['"),

@@ -50,12 +50,12 @@ def test_every_file_of_a_run_is_where_run_dir_says(tmp_path, train_cli):
     train_cli(tmp_path / "run", "trainer.epochs=1")
     paths = RunDir(tmp_path / "run")
     for path in (paths.config_yaml, paths.overrides_yaml, paths.hydra_yaml, paths.train_log, paths.metrics_csv,
-                 paths.summary_json, paths.best, paths.last, *paths.plots):
+                 paths.steps_csv, paths.summary_json, paths.best, paths.last, *paths.plots):
         assert path.is_file(), path
     written = {p.relative_to(paths.root).as_posix() for p in paths.root.rglob("*") if p.is_file()}
     named = {p.relative_to(paths.root).as_posix() for p in (paths.config_yaml, paths.overrides_yaml,
-             paths.hydra_yaml, paths.train_log, paths.metrics_csv, paths.summary_json, paths.best, paths.last,
-             *paths.plots)}
+             paths.hydra_yaml, paths.train_log, paths.metrics_csv, paths.steps_csv, paths.summary_json, paths.best,
+             paths.last, *paths.plots)}
     assert written == named, "a file of the run that RunDir does not name"
 
 

@@ -172,6 +172,12 @@ def test_two_ranks_follow_one_process_with_the_same_global_batch(two_and_one):
         for key in ("train/acc", "val/acc"):
             assert two[epoch][key] == pytest.approx(one[epoch][key], abs=0.01)
     assert two["test"]["acc"] == pytest.approx(one["test"]["acc"], abs=0.01)
+    from cnntrain.reporting.run_dir import read_steps
+
+    steps_two, steps_one = (read_steps(d / "steps.csv") for d in two_and_one)
+    assert len(steps_two) == len(steps_one) > 0
+    assert steps_two[0]["train/loss_step"] == pytest.approx(steps_one[0]["train/loss_step"], rel=1e-6)
+    assert [s["lr"] for s in steps_two] == [s["lr"] for s in steps_one]
 
 
 def _children(pid: int) -> list[int]:

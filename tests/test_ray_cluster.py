@@ -137,3 +137,15 @@ def test_no_ray_cluster_is_one_line(tmp_path, synthetic_data_root):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: the sweep's launcher cannot reach its cluster: ")
     assert "ray start --head" in lines[-1] and "Traceback" not in result.stderr
+
+
+def test_a_new_ray_init_key_is_one_line_that_names_the_plus(tmp_path, synthetic_data_root, monkeypatch):
+    from cnntrain.commands import train
+
+    from helpers import assert_one_line_error, run_main
+
+    result = run_main(train.main, ["-m", "hydra/launcher=ray_cluster", "hydra.launcher.ray.init.log_to_driver=false",
+                                   "model=lenet"], tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, "unknown config key 'hydra.launcher.ray.init.log_to_driver'; keys of "
+                                  "hydra.launcher.ray.init: address, object_store_memory",
+                          "+hydra.launcher.ray.init.log_to_driver=VALUE", cwd=tmp_path)

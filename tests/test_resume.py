@@ -46,6 +46,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(start_cli, run_cli, tmp
 
     assert [row["epoch"] for row in read_rows(tmp_path / "killed")] == ["1", "2", "3"]
     assert without_seconds(tmp_path / "killed") == without_seconds(tmp_path / "reference")
+    steps = (tmp_path / "killed" / "steps.csv").read_text()
+    assert steps == (tmp_path / "reference" / "steps.csv").read_text(), "the per-step series continues exactly"
+    assert steps.splitlines()[-1].split(",")[1] == "3.0"
     for key in ("test", "test_last", "best", "epochs_run"):
         assert read_summary(tmp_path / "killed")[key] == read_summary(tmp_path / "reference")[key], key
     assert not list((tmp_path / "killed").rglob("*.tmp"))

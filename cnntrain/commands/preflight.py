@@ -158,7 +158,7 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
         checks = {
             f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
                 lambda c=cfg: check_device(c.device, c.trainer.precision, c.trainer.devices, c.trainer.sync_batchnorm),
-            f"logger:{cfg.logger}": lambda c=cfg: check_logger(c.logger),
+            f"logger:{list(cfg.logger)}:{cfg.mlflow.tracking_uri}": lambda c=cfg: check_logger(c),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
             f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
         }
@@ -179,11 +179,22 @@ def check_device(device: str, precision: str, devices: int = 1, sync_batchnorm: 
         check_devices(resolved, devices, sync_batchnorm)
 
 
-def check_logger(logger: str) -> None:
-    if logger == "tensorboard":
-        from cnntrain.reporting.tensorboard import check_available
+def check_logger(cfg: Any) -> None:
+    """Each chosen logger's package, and the form of MLflow's tracking URI: a run never starts with a tracker
+    that cannot work (one that fails later costs only itself, see cnntrain.reporting.trackers)."""
+    if "tensorboard" in cfg.logger:
+        from cnntrain.reporting import tensorboard
 
-        check_available()
+        tensorboard.check_available()
+    if "mlflow" in cfg.logger:
+        from cnntrain.reporting import mlflow_logger
+
+        mlflow_logger.check_tracking_uri(cfg.mlflow.tracking_uri)
+        mlflow_logger.check_available()
+    if "wandb" in cfg.logger:
+        from cnntrain.reporting import wandb_logger
+
+        wandb_logger.check_available()
 
 
 def check_model(cfg: Any) -> None:

@@ -43,6 +43,9 @@ FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
 FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
          "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
          "--config-dir", "--experimental-rerun", "-i", "--info"}
+MODE_FLAGS = {"--run": ("-r", "--run"), "--multirun": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"),
+              "--info": ("-i", "--info"), "--shell-completion": ("-sc", "--shell-completion")}
+"""Hydra's modes: one per command."""
 FLAG_HELP = ("-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
              "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
              "-sc/--shell-completion, --version, -r/--run, --experimental-rerun FILE")
@@ -80,6 +83,9 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
             if flag in FLAG_VALUES and value not in FLAG_VALUES[flag]:
                 raise ConfigError(f"{flag} {value}: unknown value" + _allowed(flag))
             flags.append(value)
+    modes = [name for name in MODE_FLAGS if set(MODE_FLAGS[name]) & set(flags)]
+    if len(modes) > 1:
+        raise ConfigError(f"{' and '.join(modes)} cannot be combined; give one of {', '.join(MODE_FLAGS)}")
     return flags, overrides, "-m" in flags or "--multirun" in flags
 
 

@@ -88,10 +88,13 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
         key = bad.group(1)
         parent = key.rpartition(".")[0]
         rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") == key]
-        node = compose_train(rest, hydra=hydra)
+        node = compose_train(rest, hydra=hydra, hydra_config=key.startswith("hydra."))
         target = OmegaConf.select(node, parent) if parent else node
         allowed = sorted(target.keys()) if isinstance(target, DictConfig) else []
-        return unknown_key_message(key, allowed)
+        message = unknown_key_message(key, allowed)
+        if key.startswith("hydra.") and "did you mean" not in message:
+            message += f" (a key Hydra's config does not have yet is added with a '+': +{key}=VALUE)"
+        return message
     plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
     if plugin:
         kind, name = plugin.groups()

@@ -115,6 +115,21 @@ class ReportConfig:
 
 
 @dataclass
+class MLflowConfig:
+    tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<outputs root>/mlflow.db
+    experiment: str | None = None  # null: "cnntrain" for single runs, the sweep's own experiment for a sweep's jobs
+    log_checkpoint: bool = False  # also store checkpoints/best.pt as an artifact
+
+
+@dataclass
+class WandbConfig:
+    mode: str | None = None  # offline | online; null: $WANDB_MODE, else offline (`wandb sync` uploads later)
+    project: str | None = None  # null: $WANDB_PROJECT, else cnntrain
+    entity: str | None = None  # null: W&B's default (your user)
+    log_checkpoint: bool = False  # also save checkpoints/best.pt with the run's files
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig
     model: ModelConfig
@@ -129,5 +144,9 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    logger: str = "csv"  # csv (metrics.csv) | tensorboard (metrics.csv plus event files in RUN_DIR/tensorboard)
+    # one name or a list of csv, tensorboard, mlflow, wandb; validation makes it a list that starts with csv
+    # (metrics.csv is always written). A saved run's `logger: csv` reads the same as [csv].
+    logger: Any = "csv"
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from cnntrain.config.names import (
@@ -25,6 +25,7 @@ from cnntrain.config.names import (
     PRECISIONS,
     TTA_MODES,
     VAL_STRATEGIES,
+    WANDB_MODES,
 )
 from cnntrain.config.optimizers import GROUPS
 from cnntrain.config.schema import TrainConfig, variant_schema
@@ -140,12 +141,31 @@ def _check_ranges(cfg: DictConfig) -> None:
         _choice(cfg, f"{prefix}.monitor", EPOCH_METRICS)
         _choice(cfg, f"{prefix}.mode", MODES)
     check_device(cfg.device)
-    _choice(cfg, "logger", LOGGERS)
+    cfg.logger = chosen_loggers(cfg.logger)
+    _require(cfg.wandb.mode in (None, *WANDB_MODES),
+             f"wandb.mode={cfg.wandb.mode}: expected one of {', '.join(WANDB_MODES)}, or null ($WANDB_MODE, "
+             f"else offline)")
     _require(cfg.threads is None or (type(cfg.threads) is int and cfg.threads > 0),
              f"threads={cfg.threads}: must be null or a whole number > 0")
     _require(0 <= cfg.seed < 2**63, f"seed={cfg.seed}: must be a whole number from 0 to 2**63 - 1")
     _check_dataset(cfg.dataset)
     _check_dropout_knob(cfg.model)
+
+
+def chosen_loggers(value: Any) -> list[str]:
+    """`logger` as a list of unique names that starts with csv: one name or a list, as typed or as a saved run
+    (before loggers could be listed) holds it. metrics.csv is what resume, reproduce and the sweep summary read,
+    so csv is written whether or not it is listed."""
+    listed = isinstance(value, (list, tuple, ListConfig))
+    items = list(value) if listed else [value]
+    shown = f"[{', '.join(str(item) for item in items)}]" if listed else "null" if value is None else value
+    allowed = f"expected one of {', '.join(LOGGERS)}, or a list of them"
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"logger={shown}: {allowed}")
+        if item not in LOGGERS:
+            raise ConfigError(f"logger={shown}: unknown logger '{item}'{did_you_mean(item, LOGGERS)}; {allowed}")
+    return list(dict.fromkeys(["csv", *items]))
 
 
 def _check_dropout_knob(model: DictConfig) -> None:

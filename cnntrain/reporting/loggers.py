@@ -1,14 +1,17 @@
-"""The loggers a run writes to, chosen by `logger`: csv (metrics.csv, always) and optionally tensorboard.
+"""The loggers a run writes to, chosen by `logger`: csv (metrics.csv and steps.csv, always) and optionally
+tensorboard.
 
-A logger gets the model summary once, a row of metrics per epoch, and the test metrics at the end;
-the training loop and the report call every open logger the same way.
+A logger gets the model summary once, a row of metrics per epoch and that epoch's optimizer steps (loss and
+learning rate per step, read back from the device once per epoch), and the test metrics at the end; the
+training loop and the report call every open logger the same way.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from cnntrain.reporting.run_dir import MetricsCSV, RunDir
+from cnntrain.config.names import STEP_COLUMNS
+from cnntrain.reporting.run_dir import MetricsCSV, RunDir, read_steps
 
 
 class Logger(Protocol):
@@ -16,22 +19,30 @@ class Logger(Protocol):
 
     def log_epoch(self, row: dict[str, Any]) -> None: ...
 
+    def log_steps(self, rows: list[dict[str, float]]) -> None:
+        """One epoch's optimizer steps, each a row of STEP_COLUMNS (global step, fractional epoch, loss, lr)."""
+
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None: ...
 
     def close(self) -> None: ...
 
 
 class CSVLogger:
-    """metrics.csv, which every run writes: reproduce, resume and the sweep summary read it."""
+    """metrics.csv, which every run writes (reproduce, resume and the sweep summary read it), and steps.csv."""
 
     def __init__(self, paths: RunDir, history: list[dict[str, Any]]) -> None:
         self.csv = MetricsCSV(paths.metrics_csv, rows=history)
+        resumed_at = history[-1]["epoch"] if history else 0
+        self.steps = MetricsCSV(paths.steps_csv, rows=read_steps(paths.steps_csv, resumed_at), columns=STEP_COLUMNS)
 
     def log_model(self, table: Any) -> None:
         pass
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.csv.append(row)
+
+    def log_steps(self, rows: list[dict[str, float]]) -> None:
+        self.steps.append(*rows)
 
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None:
         pass
@@ -40,11 +51,39 @@ class CSVLogger:
         pass
 
 
-def open_loggers(name: str, paths: RunDir, history: list[dict[str, Any]]) -> list[Logger]:
-    """csv, plus tensorboard event files under RUN_DIR/tensorboard when `logger=tensorboard`."""
-    loggers: list[Logger] = [CSVLogger(paths, history)]
-    if name == "tensorboard":
+def open_loggers(chosen: Any, paths: RunDir, history: list[dict[str, Any]]) -> list[Logger]:
+    """csv (always), then each other logger `logger` names: tensorboard (event files under RUN_DIR/tensorboard),
+    mlflow, wandb. Each of those is guarded: a failure, opening it included, is one warning and costs only that
+    logger (cnntrain.reporting.trackers.Guarded).
+
+    `chosen` is the run's config, or its `logger` node (one name or a list): the trackers read their settings,
+    parameters and tags from the config that node belongs to."""
+    from omegaconf import DictConfig, ListConfig
+
+    from cnntrain.config.validate import chosen_loggers
+    from cnntrain.reporting.trackers import Guarded
+
+    cfg = chosen if isinstance(chosen, DictConfig) else chosen._get_root() if isinstance(chosen, ListConfig) else None
+    names = chosen_loggers(cfg.logger if cfg is not None else chosen)
+    if cfg is None and {"mlflow", "wandb"} & set(names):
+        raise TypeError("open_loggers: mlflow and wandb need the run's config (pass cfg or cfg.logger)")
+
+    def tensorboard() -> Logger:
         from cnntrain.reporting.tensorboard import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(paths.tensorboard))
+        return TensorBoardLogger(paths.tensorboard)
+
+    def mlflow() -> Logger:
+        from cnntrain.reporting.mlflow_logger import MLflowLogger
+
+        return MLflowLogger(cfg, paths)
+
+    def wandb() -> Logger:
+        from cnntrain.reporting.wandb_logger import WandbLogger
+
+        return WandbLogger(cfg, paths)
+
+    openers = {"tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
+    loggers: list[Logger] = [CSVLogger(paths, history)]
+    loggers.extend(Guarded(name, openers[name]) for name in names if name in openers)
     return loggers

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.names import STEP_LOSS
 from cnntrain.files import atomic_write
-from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.run_dir import RunDir, read_steps
 
 MAX_MISCLASSIFIED = 100
 
@@ -34,27 +35,57 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss, accuracy and learning rate per epoch, one panel each, train and val together."""
+def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str, float]] | None = None) -> None:
+    """Loss, accuracy and learning rate, one panel each, on an axis of (fractional) epochs.
+
+    With the run's optimizer steps (steps.csv), the training loss is drawn per step, faint, with a smoothed
+    line over it, and the learning rate per step: a one-epoch OneCycle run shows its whole schedule. The
+    epoch means (train) and the validation points sit at the end of each epoch."""
     epochs = [row["epoch"] for row in history]
     fig = _figure(figsize=(15, 4))
     # fixed margins: the panels hold numbers only, and a layout engine would double the drawing time
     fig.subplots_adjust(left=0.05, right=0.985, bottom=0.13, top=0.91, wspace=0.22)
     axes = fig.subplots(1, 3)
+    if steps:
+        at = [row["epoch"] for row in steps]
+        loss = [row[STEP_LOSS] for row in steps]
+        axes[0].plot(at, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="train, per step")
+        axes[0].plot(at, smoothed(loss), color="tab:blue", linewidth=1.6, label="train, smoothed")
+        axes[2].plot(at, [row["lr"] for row in steps], color="tab:green", linewidth=1.4)
+    else:
+        axes[2].plot(epochs, [row["lr"] for row in history], marker="o", color="tab:green")
     for ax, metric, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy (%)")):
-        for split in ("train", "val"):
+        for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+            if split == "train" and metric == "loss" and steps:
+                continue  # the per-step curve says it, and its mean would sit off the smoothed line
             values = [row[f"{split}/{metric}"] * (100 if metric == "acc" else 1) for row in history]
-            ax.plot(epochs, values, marker="o", label=split)
+            ax.plot(epochs, values, marker="o", color=color, label=f"{split}, per epoch")
         ax.set_title(title)
         ax.legend()
-    axes[2].plot(epochs, [row["lr"] for row in history], marker="o", color="tab:green")
-    axes[2].set_title("learning rate")
+    axes[2].set_title("learning rate" + (" (per step)" if steps else ""))
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if epochs:  # from 0 when steps start there; a little room on the right for the last epoch's markers
+            ax.set_xlim(0 if steps else None, max(epochs) + 0.02 * max(epochs))
     _save(fig, path)
+
+
+def smoothed(values: list[float], span: int | None = None) -> list[float]:
+    """An exponential moving average with its start-up bias removed (as TensorBoard's smoothing); the span
+    defaults to a fiftieth of the series, so a curve of any length keeps its shape."""
+    span = span or max(1, len(values) // 50)
+    decay = 1 - 2 / (span + 1)
+    out, average, weight = [], 0.0, 0.0
+    for value in values:
+        if not math.isfinite(value):
+            out.append(value)
+            continue
+        average = decay * average + (1 - decay) * value
+        weight = decay * weight + (1 - decay)
+        out.append(average / weight)
+    return out
 
 
 def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) -> None:
@@ -173,7 +204,7 @@ def write_plots(paths: RunDir, history: list[dict[str, Any]], matrix: torch.Tens
                 labels: torch.Tensor, preds: torch.Tensor, classes: list[str]) -> tuple[Path, ...]:
     """All three pictures of a finished run; returns their paths."""
     curves, confusion, misclassified = paths.plots
-    plot_curves(history, curves)
+    plot_curves(history, curves, read_steps(paths.steps_csv))
     plot_confusion_matrix(matrix, classes, confusion)
     plot_misclassified(images, labels, preds, classes, misclassified)
     return paths.plots

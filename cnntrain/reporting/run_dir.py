@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS
+from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import write_text
 
@@ -49,6 +49,10 @@ class RunDir:
         return self.root / "metrics.csv"
 
     @property
+    def steps_csv(self) -> Path:
+        return self.root / "steps.csv"
+
+    @property
     def summary_json(self) -> Path:
         return self.root / "summary.json"
 
@@ -77,6 +81,11 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
+    @property
+    def tracker_ids(self) -> Path:
+        """The MLflow and W&B run ids of this run, so a resume continues the same tracked runs."""
+        return self.root / "trackers.json"
+
     def export(self, suffix: str) -> Path:
         return self.root / "export" / f"model{suffix}"
 
@@ -95,30 +104,47 @@ class RunDir:
 
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
+SWEEP_SUMMARY_PNG = "sweep_summary.png"  # its picture: the monitored metric against each swept key
 
 
 class MetricsCSV:
-    """metrics.csv: one row per epoch, flushed as it is written so a crash keeps finished epochs.
+    """metrics.csv (one row per epoch) or steps.csv (one row per optimizer step, written once per epoch),
+    flushed as it is written so a crash keeps finished epochs.
 
-    It starts as the header plus `rows` (a resumed run's history from its checkpoint), written
-    atomically: rows from epochs after the checkpoint are dropped, never duplicated.
+    It starts as the header plus `rows` (a resumed run's rows up to its checkpoint), written atomically:
+    rows from epochs after the checkpoint are dropped, never duplicated.
     """
 
-    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None,
+                 columns: tuple[str, ...] = EPOCH_COLUMNS) -> None:
         self.path = path
+        self.columns = columns
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
-        writer.writerow(EPOCH_COLUMNS)
-        writer.writerows(_cells(row) for row in rows or [])
+        writer.writerow(columns)
+        writer.writerows(self._cells(row) for row in rows or [])
         write_text(path, buffer.getvalue())
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, *rows: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow(_cells(row))
+            csv.writer(f).writerows(self._cells(row) for row in rows)
+
+    def _cells(self, row: dict[str, Any]) -> list[Any]:
+        return [row.get(name, "") for name in self.columns]
 
 
-def _cells(row: dict[str, Any]) -> list[Any]:
-    return [row.get(name, "") for name in EPOCH_COLUMNS]
+def read_steps(path: Path, through_epoch: float | None = None) -> list[dict[str, float]]:
+    """steps.csv's rows as numbers (through a resumed checkpoint's epoch, when given); none when the file is
+    missing (runs from before steps were recorded) or unreadable, since the curves can do without them."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [{key: int(value) if key == "step" else float(value) for key, value in row.items()}
+                    for row in csv.DictReader(f)]
+    except (OSError, ValueError, TypeError, csv.Error):
+        return []
+    if rows and set(STEP_COLUMNS) - set(rows[0]):
+        return []
+    return [row for row in rows if through_epoch is None or row["epoch"] <= through_epoch + 1e-9]
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:

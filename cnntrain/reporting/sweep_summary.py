@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.console import format_metric
-from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir
+from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir
 
 CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
               "test/acc", "elapsed_seconds", "error")
@@ -115,7 +115,7 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, print the summary table and write sweep_summary.csv."""
+    """Hydra callback: after a multirun, print the summary table, write sweep_summary.csv and its picture."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -132,3 +132,7 @@ class SweepSummary(Callback):
         for row in rows:
             if row.status != "done":
                 console.print(f"job {row.job} failed: {row.values.get('error')}", style="red", soft_wrap=True)
+        if OmegaConf.select(config, "report.plots", default=True):  # report.plots=false: no PNG, no matplotlib
+            from cnntrain.reporting.sweep_plot import write_sweep_plot
+
+            console.print(write_sweep_plot(rows, sweep_dir / SWEEP_SUMMARY_PNG, sweep_dir.name), soft_wrap=True)

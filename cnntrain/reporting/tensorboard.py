@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cnntrain.config.names import SCALARS
+from cnntrain.config.names import SCALARS, STEP_LOSS
 from cnntrain.errors import ConfigError
 
 
@@ -35,8 +35,14 @@ class TensorBoardLogger:
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         for key in SCALARS:
-            self.writer.add_scalar(key, row[key], row["epoch"])
+            if key != "lr":  # the learning rate goes per step (log_steps), on the step axis
+                self.writer.add_scalar(key, row[key], row["epoch"])
         self.writer.flush()
+
+    def log_steps(self, rows: list[dict[str, float]]) -> None:
+        for row in rows:
+            self.writer.add_scalar(STEP_LOSS, row[STEP_LOSS], int(row["step"]))
+            self.writer.add_scalar("lr", row["lr"], int(row["step"]))
 
     def log_model(self, table: Any) -> None:
         """The model summary table as monospaced text (TensorBoard renders markdown)."""

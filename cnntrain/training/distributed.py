@@ -48,6 +48,12 @@ class Ranks:
             torch.distributed.all_reduce(stacked)
         return stacked.tolist()
 
+    def sum_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum over ranks (in place)."""
+        if self.enabled:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
     def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
         """The ranks' shares of n values, concatenated in rank order: every rank gets the whole, unpadded."""
         if not self.enabled:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from cnntrain.config.names import STEP_LOSS
 from cnntrain.data.augment import Augment
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
@@ -132,8 +133,10 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None,
-                augment: Augment = Augment(), ranks: Ranks = SINGLE) -> tuple[float, float]:
-    """One pass over the shuffled (and optionally augmented) training split; returns (mean loss, accuracy).
+                augment: Augment = Augment(), ranks: Ranks = SINGLE) -> tuple[float, float, list[tuple[float, float]]]:
+    """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
+    accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
+    on the device until the epoch ends: recording them adds no sync to the loop.
 
     `model` is the module that trains (DistributedDataParallel in a data-parallel run). A rank whose share of
     a global batch is not 1/world of it scales its loss so that the averaged gradient is the global batch's
@@ -151,6 +154,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     hits = torch.zeros((), dtype=torch.int64, device=device)
     batches = num_batches(len(split), batch_size, False, ranks.world)
     losses = torch.zeros(batches, dtype=torch.float64, device=device)
+    sizes = torch.zeros(batches, dtype=torch.float64)
+    lrs: list[float] = []
     check_every = divergence_check_every(device)
     seen = 0
     display.start_phase(f"epoch {epoch}", batches)
@@ -162,6 +167,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
         optimizer.zero_grad(set_to_none=True)
         scale = labels.numel() * ranks.world / size
+        lrs.append(optimizer.param_groups[0]["lr"])
+        sizes[step - 1] = size
         accel.backward_and_step(loss if scale == 1 else loss * scale, optimizer)
         schedule.after_batch()
         losses[step - 1] = loss.detach()
@@ -173,7 +180,10 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         # the display calls this at once (a few times a second), so it reads this batch's running totals
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")  # noqa: B023
     total_sum, hit_sum, seen_sum = ranks.sum([total, hits, seen], device)
-    return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum)
+    own = torch.tensor([batch_share(int(n), ranks.rank, ranks.world) for n in sizes.tolist()], dtype=torch.float64)
+    weighted = ranks.sum_tensor(losses * (own[:, 1] - own[:, 0]).to(device))  # each rank's share of each batch
+    step_losses = (weighted.cpu() / sizes.clamp(min=1)).tolist()
+    return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
 
 
 def divergence_check_every(device: torch.device) -> int:
@@ -216,10 +226,12 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
 
 def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
         on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
-        checkpoint_extra: dict[str, Any] | None = None, resume: dict[str, Any] | None = None) -> FitResult:
+        checkpoint_extra: dict[str, Any] | None = None, resume: dict[str, Any] | None = None,
+        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None) -> FitResult:
     """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement.
 
-    `resume` is a last.pt payload: training continues after its epoch with every state it saved.
+    `resume` is a last.pt payload: training continues after its epoch with every state it saved. `on_epoch`
+    gets each epoch's row, `on_steps` its optimizer steps (rows of STEP_COLUMNS).
     """
     model, bundle, optimizer, schedule, loss_fn, accel = (run.model, run.data, run.optimizer, run.schedule,
                                                           run.loss_fn, run.accel)
@@ -243,9 +255,9 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
-                                            settings.batch_size, generator, epoch, display, accel=accel,
-                                            augment=settings.augment, ranks=ranks)
+        train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
+                                                   settings.batch_size, generator, epoch, display, accel=accel,
+                                                   augment=settings.augment, ranks=ranks)
         trained = time.perf_counter()
         val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
                        tta=settings.tta, ranks=ranks)
@@ -265,6 +277,7 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         }
         if ranks.enabled:
             state["rng_per_rank"] = ranks.gather_objects(state["rng"])
+        on_steps(step_rows(steps, epoch))  # before last.pt: a resume drops steps past it, and never lacks any
         if improved and ranks.main:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with N
             save_checkpoint(paths.best, state)
         if ranks.main:
@@ -276,6 +289,14 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
             break
     result.best_epoch, result.best_value = best.best_epoch, best.best
     return result
+
+
+def step_rows(steps: list[tuple[float, float]], epoch: int) -> list[dict[str, float]]:
+    """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
+    (as many per epoch as this one's), the fractional epoch is where the step ends."""
+    count = len(steps)
+    return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
+            for i, (loss, lr) in enumerate(steps, 1)]
 
 
 def _own_rng(checkpoint: dict[str, Any], ranks: Ranks) -> dict[str, Any]:

@@ -144,7 +144,8 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     train_started = time.perf_counter()
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs") as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
-                     checkpoint_extra=extra, resume=resume)
+                     checkpoint_extra=extra, resume=resume,
+                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers])
         test_started = time.perf_counter()
         tested = _test_last_and_best(run, paths, result, settings, display)
     timing = {
