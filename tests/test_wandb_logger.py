@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,17 @@ def read_records(path: Path) -> list:
     return records
 
 
+def finished_records(path: Path, timeout: float = 60) -> list:
+    """The records of a finished run: W&B's service process may still be writing the file when finish()
+    returns, so wait for the exit record, which comes last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_records(path) if path.is_file() else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def offline_runs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
@@ -83,7 +95,7 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
     (offline,) = offline_runs(run_dir)
     assert f"upload it with: wandb sync {offline}" in result.stdout
     run_id = json.loads((run_dir / "trackers.json").read_text())["wandb"]["run_id"]
-    records = read_records(offline / f"run-{run_id}.wandb")
+    records = finished_records(offline / f"run-{run_id}.wandb")
 
     run = the_run(records)
     assert (run.run_id, run.project, run.display_name, run.run_group) == (run_id, "cnntrain", "run", "")
@@ -123,7 +135,7 @@ def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, syntheti
     ids = set()
     for job in ("0", "1"):
         (offline,) = offline_runs(tmp_path / "outputs" / "multirun" / "seeds" / job)
-        records = read_records(next(offline.glob("run-*.wandb")))
+        records = finished_records(next(offline.glob("run-*.wandb")))
         run = the_run(records)
         assert (run.run_group, run.display_name, run.job_type) == ("multirun/seeds", f"multirun/seeds/{job}",
                                                                     "sweep-job")
@@ -157,7 +169,7 @@ def test_a_resumed_run_keeps_its_wandb_id(tmp_path, tiny_config, monkeypatch, ca
     assert json.loads((run_dir / "trackers.json").read_text())["wandb"]["run_id"] == first_id
     first, second = offline_runs(run_dir)
     assert first.name.endswith(first_id) and second.name.endswith(first_id), "one W&B run, written twice"
-    before, after = (read_records(path / f"run-{first_id}.wandb") for path in (first, second))
+    before, after = (finished_records(path / f"run-{first_id}.wandb") for path in (first, second))
     assert [r.exit.exit_code for r in before if r.WhichOneof("record_type") == "exit"] == [130]
     assert [row["epoch"] for row in history(before) if "val/acc" in row] == [1]
     assert [row["epoch"] for row in history(after) if "val/acc" in row] == [2, 3]
