@@ -11,7 +11,8 @@ from PIL import Image
 from test_sweep_plot import four_job_sweep
 
 from cnntrain.commands import compare
-from cnntrain.commands.compare import differing_keys, flatten, short_names
+from cnntrain.commands.compare import differing_keys, short_names
+from cnntrain.config.flat import flatten
 from cnntrain.reporting.compare_plot import GAP_W, LEFT, PANEL_W, PANELS, RIGHT, legend_columns
 
 from helpers import assert_one_line_error, run_main

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
+from cnntrain.config.flat import flatten
 from cnntrain.config.names import EPOCH_METRICS
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of, read_yaml
@@ -105,17 +106,6 @@ def read_run(path: Path, name: str) -> Run:
     summary = _read_summary(paths.summary_json)
     status = str(summary.get("status", "?")) if paths.summary_json.is_file() else "unfinished"
     return Run(path, name, status, _epochs(paths.metrics_csv), summary, flatten(config))
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys; lists (a model's layers) stay one value."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def differing_keys(configs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

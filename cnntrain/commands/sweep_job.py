@@ -21,6 +21,7 @@ from typing import Any
 
 from cnntrain.commands.entry import debugging, report
 from cnntrain.commands.preflight import known_data
+from cnntrain.config.flat import flatten
 from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
 
 QUOTES = "'\""
@@ -121,7 +122,7 @@ def config_difference(saved: dict[str, Any], fresh: dict[str, Any]) -> list[str]
     from cnntrain.data.description import DataDescription
 
     ignored = {*IGNORED_KEYS, *(f"dataset.{key}" for key in DataDescription.FILLED_KEYS)}
-    saved_flat, fresh_flat = _flatten(saved), _flatten(fresh)
+    saved_flat, fresh_flat = flatten(saved), flatten(fresh)
     return [key for key, value in fresh_flat.items() if key not in ignored and saved_flat.get(key) != value]
 
 
@@ -135,15 +136,6 @@ def _summary(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}."))
-    return {key.rstrip("."): value for key, value in flat.items()}
 
 
 def _plain(cfg: Any) -> dict[str, Any]:

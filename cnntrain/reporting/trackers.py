@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain import __version__
+from cnntrain.config.flat import flatten
 from cnntrain.errors import Interrupted, UserError, first_line
 from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.run_dir import RunDir
@@ -65,7 +66,7 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     whole (`dataset.input_shape: [1, 28, 28]`)."""
     from omegaconf import OmegaConf
 
-    return _flatten(OmegaConf.to_container(cfg, resolve=True))
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
 def run_tags(cfg: Any, place: Place) -> dict[str, str]:
@@ -187,10 +188,3 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}."))
-    return {key.rstrip("."): value for key, value in flat.items()}

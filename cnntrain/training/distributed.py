@@ -37,10 +37,6 @@ class Ranks:
         """Rank 0 writes the run directory's files and draws the progress."""
         return self.rank == 0
 
-    def share(self, n: int) -> tuple[int, int]:
-        """[lo, hi) of this rank's contiguous share of n items (shares differ in size by one at most)."""
-        return batch_share(n, self.rank, self.world)
-
     def sum(self, values: list[float | torch.Tensor], device: torch.device) -> list[float]:
         """The sum over ranks of each value (one all-reduce in float64), read back once."""
         stacked = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])

@@ -154,7 +154,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     hits = torch.zeros((), dtype=torch.int64, device=device)
     batches = num_batches(len(split), batch_size, False, ranks.world)
     losses = torch.zeros(batches, dtype=torch.float64, device=device)
-    sizes = torch.zeros(batches, dtype=torch.float64)
+    sizes = torch.zeros(batches, dtype=torch.float64)  # each global batch's images
+    counts = torch.zeros(batches, dtype=torch.float64)  # this rank's share of them
     lrs: list[float] = []
     check_every = divergence_check_every(device)
     seen = 0
@@ -168,7 +169,7 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         optimizer.zero_grad(set_to_none=True)
         scale = labels.numel() * ranks.world / size
         lrs.append(optimizer.param_groups[0]["lr"])
-        sizes[step - 1] = size
+        sizes[step - 1], counts[step - 1] = size, labels.numel()
         accel.backward_and_step(loss if scale == 1 else loss * scale, optimizer)
         schedule.after_batch()
         losses[step - 1] = loss.detach()
@@ -180,8 +181,7 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         # the display calls this at once (a few times a second), so it reads this batch's running totals
         display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")  # noqa: B023
     total_sum, hit_sum, seen_sum = ranks.sum([total, hits, seen], device)
-    own = torch.tensor([batch_share(int(n), ranks.rank, ranks.world) for n in sizes.tolist()], dtype=torch.float64)
-    weighted = ranks.sum_tensor(losses * (own[:, 1] - own[:, 0]).to(device))  # each rank's share of each batch
+    weighted = ranks.sum_tensor(losses * counts.to(device))
     step_losses = (weighted.cpu() / sizes.clamp(min=1)).tolist()
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
 
