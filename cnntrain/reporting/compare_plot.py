@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnntrain.reporting.sweep_plot import new_figure, save_png
+from cnntrain.reporting.figures import new_figure, save_png
 
 PANELS = (("train/loss", "train loss", 1.0), ("val/loss", "val loss", 1.0), ("val/acc", "val accuracy (%)", 100.0))
 PANEL_W, PANEL_H = 4.6, 3.4                     # inches

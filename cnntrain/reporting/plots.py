@@ -16,23 +16,11 @@ import torch
 
 from cnntrain.config.names import STEP_LOSS
 from cnntrain.files import atomic_write
+from cnntrain.reporting.figures import new_figure, save_png
 from cnntrain.reporting.run_dir import RunDir, read_steps
 
 MAX_MISCLASSIFIED = 100
 
-
-def _figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure on an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(**kwargs)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str, float]] | None = None) -> None:
@@ -42,7 +30,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str,
     line over it, and the learning rate per step: a one-epoch OneCycle run shows its whole schedule. The
     epoch means (train) and the validation points sit at the end of each epoch."""
     epochs = [row["epoch"] for row in history]
-    fig = _figure(figsize=(15, 4))
+    fig = new_figure(figsize=(15, 4))
     # fixed margins: the panels hold numbers only, and a layout engine would double the drawing time
     fig.subplots_adjust(left=0.05, right=0.985, bottom=0.13, top=0.91, wspace=0.22)
     axes = fig.subplots(1, 3)
@@ -69,7 +57,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str,
         ax.grid(alpha=0.3)
         if epochs:  # from 0 when steps start there; a little room on the right for the last epoch's markers
             ax.set_xlim(0 if steps else None, max(epochs) + 0.02 * max(epochs))
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def smoothed(values: list[float], span: int | None = None) -> list[float]:
@@ -94,7 +82,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) 
     normalised = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(classes)
     side = max(6.0, 0.6 * n + 2)
-    fig = _figure(figsize=(side, side), layout="constrained")
+    fig = new_figure(figsize=(side, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(normalised.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -109,7 +97,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) 
                 value = float(normalised[i, j])
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if value > 0.5 else "black")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 TILE_INCHES = 1.9     # width of one grid cell in the misclassified figure
@@ -146,7 +134,7 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torc
     height, width = images.shape[2:]
     fig_w = cols * TILE_INCHES
     fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.5
-    fig = _figure(figsize=(fig_w, fig_h))
+    fig = new_figure(figsize=(fig_w, fig_h))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig_h))
     ax.imshow(canvas.numpy(), interpolation="nearest")
     ax.axis("off")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntrain.files import atomic_write
+from cnntrain.reporting.figures import new_figure, save_png
 
 if TYPE_CHECKING:
     from cnntrain.reporting.sweep_summary import JobRow
@@ -157,21 +157,6 @@ def sweep_figure(panels: Sequence[Panel], rows: Sequence[JobRow], best: JobRow, 
     figure.suptitle(title, x=TITLE_X / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=11.5,
                     linespacing=1.5)
     return figure
-
-
-def new_figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure on an Agg canvas (object API: no pyplot state, no GUI backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(**kwargs)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_png(figure: Any, path: Path) -> None:
-    """Write the figure as a PNG atomically (a reader never sees half a file)."""
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
 
 
 def _panel(key: str, values: list[tuple[JobRow, str]]) -> Panel:
