@@ -148,3 +148,23 @@ def test_legend_columns_fit_the_labels():
     assert legend_columns(["0: lr=0.001"] * 6, 15.0) == 3, "two even rows"
     assert legend_columns(["0: " + "x" * 150], 15.0) == 1
     assert legend_columns(["a", "b"], 15.0) == 2
+
+
+def test_runs_with_steps_draw_their_per_step_loss(tmp_path, monkeypatch):
+    """The train-loss panel draws each run's steps (smoothed) through its epoch markers and starts at the first
+    step; a run without steps.csv keeps its line between epochs."""
+    from cnntrain.reporting import compare_plot
+
+    drawn = {}
+    monkeypatch.setattr(compare_plot, "save_png", lambda figure, path: drawn.setdefault("figure", figure))
+    values = {metric: (1.0, 0.5) for metric, _, _ in PANELS}
+    steps = tuple((0.1 * i, 2.0 - 0.05 * i) for i in range(1, 21))
+    compare_plot.plot_compare([compare_plot.Curves("a", (1, 2), values, steps),
+                               compare_plot.Curves("b", (1, 2), values)], tmp_path / "c.png", "t")
+    train_loss = drawn["figure"].axes[0]
+    lines = train_loss.get_lines()
+    assert [len(line.get_xdata()) for line in lines] == [20, 2, 2]
+    assert lines[1].get_linewidth() == 0 and lines[2].get_linewidth() > 0
+    assert list(lines[1].get_ydata()) == [lines[0].get_ydata()[9], lines[0].get_ydata()[19]], "markers on the line"
+    assert train_loss.get_xlim()[0] == 0, "the steps start the axis at epoch 0"
+    assert "per step" in train_loss.get_title()

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from cnntrain.config.names import STEP_COLUMNS, STEP_LOSS
-from cnntrain.reporting.plots import plot_curves, smoothed
+from cnntrain.reporting.figures import smoothed
+from cnntrain.reporting.plots import plot_curves
 from cnntrain.reporting.run_dir import read_steps
 from cnntrain.training.run import run
 

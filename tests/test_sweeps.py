@@ -144,3 +144,16 @@ def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_th
     assert other.stderr.strip().splitlines() == [
         f"error: hydra.sweep.dir={jobs} holds job 0 of another sweep (its config differs in optimizer.lr); give "
         "this sweep a new hydra.sweep.dir"]
+
+
+def test_a_sweep_saved_by_an_older_cnntrain_can_be_continued():
+    """Keys the saved run did not have, and `logger: csv` against `logger: [csv]`, are not differences; a
+    changed value, or another set of loggers, is."""
+    from cnntrain.commands.sweep_job import config_difference
+
+    saved = {"logger": "csv", "optimizer": {"lr": 1e-3}, "trainer": {"epochs": 2}}
+    fresh = {"logger": ["csv"], "optimizer": {"lr": 1e-3}, "trainer": {"epochs": 2, "devices": 1},
+             "mlflow": {"tracking_uri": None}}
+    assert config_difference(saved, fresh) == []
+    assert config_difference(saved, {**fresh, "logger": ["csv", "mlflow"]}) == ["logger"]
+    assert config_difference(saved, {**fresh, "optimizer": {"lr": 3e-4}}) == ["optimizer.lr"]

@@ -1,15 +1,15 @@
 """`cnntrain-compare RUN_DIR...`: several runs side by side, to see which setting did better and how.
 
 Each argument is a run directory or a sweep directory (standing for its jobs, in job order). The learning
-curves from every run's metrics.csv are overlaid in one PNG (compare.png here by default), and a table gives
-their final metrics from summary.json with the config keys that differ between them (from .hydra/config.yaml;
-keys that only follow a differing group choice, such as model.layers when model.name differs, are named under
-the table rather than given a column). Nothing is trained and torch is not imported: it reads files only.
+curves from every run's metrics.csv, with its per-step training loss from steps.csv, are overlaid in one PNG
+(compare.png here by default), and a table gives their final metrics from summary.json with the config keys
+that differ between them (from .hydra/config.yaml; keys that only follow a differing group choice, such as
+model.layers when model.name differs, are named under the table rather than given a column).
+Nothing is trained and torch is not imported: it reads files only.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -21,11 +21,11 @@ from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.flat import flatten
-from cnntrain.config.names import EPOCH_METRICS
+from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of, read_yaml
 from cnntrain.reporting.console import format_metric
-from cnntrain.reporting.run_dir import RunDir, read_metrics
+from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
 
 DEFAULT_OUT = Path("compare.png")
 MAX_KEY_COLUMNS = 4   # more differing keys than this share one "differs" column
@@ -103,7 +103,7 @@ def read_run(path: Path, name: str) -> Run:
     if not isinstance(config, dict):
         raise UserError(f"{paths.config_yaml} holds {kind_of(config)}, not the mapping of the run's config; restore "
                         f"it from a copy of the run")
-    summary = _read_summary(paths.summary_json)
+    summary = read_summary(paths.summary_json)
     status = str(summary.get("status", "?")) if paths.summary_json.is_file() else "unfinished"
     return Run(path, name, status, _epochs(paths.metrics_csv), summary, flatten(config))
 
@@ -225,7 +225,8 @@ def _main(argv: list[str]) -> None:
     from cnntrain.reporting.compare_plot import Curves, plot_compare
 
     curves = [Curves(label, tuple(row["epoch"] for row in run.epochs),
-                     {metric: tuple(row[metric] for row in run.epochs) for metric in EPOCH_METRICS})
+                     {metric: tuple(row[metric] for row in run.epochs) for metric in EPOCH_METRICS},
+                     tuple((row["epoch"], row[STEP_LOSS]) for row in read_steps(RunDir(run.path).steps_csv)))
               for run, label in zip(runs, labels(runs, shown))]
     common = os.path.commonpath([p.resolve() for p in paths]) if len(paths) > 1 else str(paths[0].resolve())
     try:
@@ -233,22 +234,6 @@ def _main(argv: list[str]) -> None:
     except OSError as err:
         raise UserError(f"cannot write {out}: {first_line(err)}") from None
     console.print(f"wrote {out.resolve()}", soft_wrap=True)
-
-
-def _read_summary(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); restore it from a copy of the "
-                        f"run") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {first_line(err)}; restore it from a copy of the run") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path} holds {kind_of(summary)}, not the JSON object a run writes; restore it from a "
-                        f"copy of the run")
-    return summary
 
 
 def _epochs(path: Path) -> list[dict[str, Any]]:

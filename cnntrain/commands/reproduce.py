@@ -8,7 +8,6 @@ Exit status: 0 equal (or --no-compare), 1 some metric differs, 2 a user mistake,
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
 from cnntrain.config.names import EPOCH_COLUMNS
-from cnntrain.errors import ConfigError, UserError, first_line
+from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of, read_yaml
-from cnntrain.reporting.run_dir import RunDir, read_metrics
+from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
 
 # Hydra settings that belong to the original launch, not to what the run computes.
 LAUNCH_ONLY = ("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra.job.num", "hydra.job.id", "hydra.output_subdir",
@@ -128,16 +127,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     path = RunDir(run_dir).summary_json
     if not path.is_file():
         raise UserError(f"{path} not found: the run did not finish (continue it with: cnntrain resume={run_dir})")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); restore it from a copy of the run "
-                        f"or re-run with --no-compare") from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: {first_line(err)}; restore it from a copy of the run") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path} holds {kind_of(summary)}, not the JSON object a run writes; restore it from a copy "
-                        f"of the run or re-run with --no-compare")
+    summary = read_summary(path, "restore it from a copy of the run or re-run with --no-compare")
     for key, allowed in (("versions", (dict,)), ("git", (dict, type(None)))):
         if key in summary and not isinstance(summary[key], allowed):
             raise UserError(f"{path}: '{key}' is {kind_of(summary[key])}, not a JSON object; restore the file from "

@@ -13,7 +13,6 @@ sweeps' results (Hydra has only rewritten that job's .hydra/ by then).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -99,7 +98,7 @@ def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
 def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
     """What an earlier run of this sweep left in the job's directory: its summary when it finished, its
     last checkpoint when it can be resumed, None when there is nothing to continue (or only a failure)."""
-    from cnntrain.reporting.run_dir import RunDir
+    from cnntrain.reporting.run_dir import RunDir, read_summary
     from cnntrain.training.checkpoints import load_checkpoint
 
     paths = RunDir(run_dir)
@@ -110,7 +109,10 @@ def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
     if differs:
         raise ConfigError(f"hydra.sweep.dir={run_dir.parent} holds job {job_num} of another sweep (its config "
                           f"differs in {', '.join(differs[:3])}); give this sweep a new hydra.sweep.dir")
-    summary = _summary(paths.summary_json)
+    try:
+        summary = read_summary(paths.summary_json)
+    except UserError:
+        summary = {}  # a torn summary: the job runs again from its last checkpoint
     if summary.get("status") == "done":
         return summary
     return {"checkpoint": checkpoint}
@@ -118,24 +120,23 @@ def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
 
 def config_difference(saved: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     """Keys (dotted) whose value in the fresh config differs from the saved one. What the run wrote into the
-    dataset config from the data itself (its shape, classes and statistics) does not count."""
+    dataset config from the data itself (its shape, classes and statistics) does not count, nor do keys the
+    saved run did not have (a cnntrain version that added them still runs it as it ran), nor the spelling of
+    `logger` (`csv` and `[csv]` are the same choice)."""
+    from cnntrain.config.validate import chosen_loggers
     from cnntrain.data.description import DataDescription
 
-    ignored = {*IGNORED_KEYS, *(f"dataset.{key}" for key in DataDescription.FILLED_KEYS)}
+    ignored = {*IGNORED_KEYS, *(f"dataset.{key}" for key in DataDescription.FILLED_KEYS), "logger"}
     saved_flat, fresh_flat = flatten(saved), flatten(fresh)
-    return [key for key, value in fresh_flat.items() if key not in ignored and saved_flat.get(key) != value]
+    differs = [key for key, value in fresh_flat.items()
+               if key not in ignored and key in saved_flat and saved_flat[key] != value]
+    if chosen_loggers(saved.get("logger", "csv")) != chosen_loggers(fresh.get("logger", "csv")):
+        differs.insert(0, "logger")
+    return differs
 
 
 def report_note(message: str) -> None:
     print(message, flush=True)
-
-
-def _summary(path: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _plain(cfg: Any) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 Three panels side by side (train loss, val loss, val accuracy per epoch) share the runs' colours; the legend
 sits in its own band under them, sized to the number of runs, so it never covers a curve. Every epoch is a
 hollow marker too, of a shape per run, so a one-epoch run still shows and runs on the same point all show.
+A run that recorded its optimizer steps (steps.csv) draws its training loss per step, smoothed, through its
+epoch markers, so the shape inside an epoch (a one-epoch speedrun's whole descent) is there to compare.
 Object API on the Agg canvas, fixed margins in inches, matplotlib imported only when drawing, as in plots.py.
 """
 
@@ -13,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnntrain.reporting.figures import new_figure, save_png
+from cnntrain.reporting.figures import new_figure, save_png, smoothed
 
+STEP_PANEL = "train/loss"                        # the panel that shows per-step loss when runs have it
 PANELS = (("train/loss", "train loss", 1.0), ("val/loss", "val loss", 1.0), ("val/acc", "val accuracy (%)", 100.0))
 PANEL_W, PANEL_H = 4.6, 3.4                     # inches
 LEFT, RIGHT, TOP, GAP_W = 0.8, 0.25, 0.75, 0.7   # inches
@@ -27,11 +30,13 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")  # hollow, so runs 
 
 @dataclass(frozen=True)
 class Curves:
-    """One run's per-epoch values (None where metrics.csv has no value) and its legend label."""
+    """One run's per-epoch values (None where metrics.csv has no value), its legend label, and its training loss
+    per optimizer step as (fractional epoch, loss) pairs, empty when the run has no steps.csv."""
 
     label: str
     epochs: tuple[int, ...]
     values: dict[str, tuple[float | None, ...]]
+    steps: tuple[tuple[float, float], ...] = ()
 
 
 def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
@@ -48,19 +53,26 @@ def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
     colours = run_colours(len(runs))
     epochs = [e for run in runs for e in run.epochs] or [1]
     pad = max(0.5, 0.03 * (max(epochs) - min(epochs)))
+    steps_from = min((at for run in runs for at, _ in run.steps[:1]), default=None)
     for ax, (metric, name, scale) in zip(axes, PANELS):
+        per_step = metric == STEP_PANEL and steps_from is not None
         for index, (run, colour) in enumerate(zip(runs, colours)):
             points = [(e, v * scale) for e, v in zip(run.epochs, run.values[metric]) if v is not None]
+            if per_step and run.steps:
+                line = smoothed([loss for _, loss in run.steps])
+                ax.plot([at for at, _ in run.steps], line, linewidth=1.3, color=colour, alpha=0.9)
+                points = epoch_ends(run.steps, line, run.epochs)  # the markers sit on the line, not at the mean
             ax.plot([e for e, _ in points], [v for _, v in points], marker=MARKERS[index % len(MARKERS)],
-                    markersize=6, markerfacecolor="none", markeredgewidth=1.4, linewidth=1.5, color=colour,
-                    label=run.label, alpha=0.9)
-        ax.set_title(name, fontsize=11)
+                    markersize=6, markerfacecolor="none", markeredgewidth=1.4,
+                    linewidth=0 if per_step and run.steps else 1.5, color=colour, label=run.label, alpha=0.9)
+        ax.set_title(name + (" (per step, smoothed)" if per_step else ""), fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=9)
-        ax.set_xlim(min(epochs) - pad, max(epochs) + pad)  # one epoch: an axis around it, not 0.96..1.04
+        low = min(min(epochs) - pad, math.floor(steps_from)) if per_step else min(epochs) - pad
+        ax.set_xlim(low, max(epochs) + pad)  # one epoch: an axis around it, not 0.96..1.04
         if max(epochs) - min(epochs) < 10:
-            ax.set_xticks(range(min(epochs), max(epochs) + 1))  # a tick per epoch, none between
+            ax.set_xticks(range(max(0, math.ceil(low - 0.05)), max(epochs) + 1))  # a tick per epoch, none between
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -68,6 +80,18 @@ def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
                   ncol=columns, fontsize=9, frameon=False, borderaxespad=0.0, handlelength=1.6, columnspacing=1.2)
     figure.suptitle(title, x=0.2 / width, y=1 - 0.15 / height, ha="left", va="top", fontsize=12)
     save_png(figure, path)
+
+
+def epoch_ends(steps: Sequence[tuple[float, float]], line: Sequence[float], epochs: Sequence[int]
+               ) -> list[tuple[int, float]]:
+    """Where the smoothed per-step line stands at the end of each epoch (its last step at or before it)."""
+    ends, index = [], 0
+    for epoch in epochs:
+        while index + 1 < len(steps) and steps[index + 1][0] <= epoch + 1e-9:
+            index += 1
+        if steps[index][0] <= epoch + 1e-9:
+            ends.append((epoch, line[index]))
+    return ends
 
 
 def legend_columns(labels: Sequence[str], width: float) -> int:

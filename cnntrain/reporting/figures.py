@@ -1,4 +1,5 @@
-"""The two matplotlib calls every picture shares: a Figure on an Agg canvas, and its atomic PNG write.
+"""What every picture shares: a Figure on an Agg canvas, its atomic PNG write, and the smoothing of noisy
+per-step curves.
 
 Object API only (no pyplot: no GUI backend, no global figure list); importing this module loads neither
 matplotlib nor torch, so commands that draw nothing stay fast.
@@ -6,6 +7,7 @@ matplotlib nor torch, so commands that draw nothing stay fast.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +27,19 @@ def new_figure(**kwargs: Any) -> Any:
 def save_png(figure: Any, path: Path) -> None:
     """Write the figure as a PNG atomically (a reader never sees half a file)."""
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+
+
+def smoothed(values: list[float], span: int | None = None) -> list[float]:
+    """An exponential moving average with its start-up bias removed (as TensorBoard's smoothing); the span
+    defaults to a fiftieth of the series, so a curve of any length keeps its shape."""
+    span = span or max(1, len(values) // 50)
+    decay = 1 - 2 / (span + 1)
+    out, average, weight = [], 0.0, 0.0
+    for value in values:
+        if not math.isfinite(value):
+            out.append(value)
+            continue
+        average = decay * average + (1 - decay) * value
+        weight = decay * weight + (1 - decay)
+        out.append(average / weight)
+    return out

@@ -1,5 +1,5 @@
-"""The loggers a run writes to, chosen by `logger`: csv (metrics.csv and steps.csv, always) and optionally
-tensorboard.
+"""The loggers a run writes to, chosen by `logger` (one name or a list): csv (metrics.csv and steps.csv,
+always), tensorboard, mlflow and wandb.
 
 A logger gets the model summary once, a row of metrics per epoch and that epoch's optimizer steps (loss and
 learning rate per step, read back from the device once per epoch), and the test metrics at the end; the
@@ -8,10 +8,13 @@ training loop and the report call every open logger the same way.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cnntrain.config.names import STEP_COLUMNS
 from cnntrain.reporting.run_dir import MetricsCSV, RunDir, read_steps
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 class Logger(Protocol):
@@ -51,22 +54,14 @@ class CSVLogger:
         pass
 
 
-def open_loggers(chosen: Any, paths: RunDir, history: list[dict[str, Any]]) -> list[Logger]:
-    """csv (always), then each other logger `logger` names: tensorboard (event files under RUN_DIR/tensorboard),
+def open_loggers(cfg: DictConfig, paths: RunDir, history: list[dict[str, Any]]) -> list[Logger]:
+    """csv (always), then each other logger `cfg.logger` names: tensorboard (event files under RUN_DIR/tensorboard),
     mlflow, wandb. Each of those is guarded: a failure, opening it included, is one warning and costs only that
-    logger (cnntrain.reporting.trackers.Guarded).
-
-    `chosen` is the run's config, or its `logger` node (one name or a list): the trackers read their settings,
-    parameters and tags from the config that node belongs to."""
-    from omegaconf import DictConfig, ListConfig
-
+    logger (cnntrain.reporting.trackers.Guarded). The trackers read their settings, parameters and tags from cfg."""
     from cnntrain.config.validate import chosen_loggers
     from cnntrain.reporting.trackers import Guarded
 
-    cfg = chosen if isinstance(chosen, DictConfig) else chosen._get_root() if isinstance(chosen, ListConfig) else None
-    names = chosen_loggers(cfg.logger if cfg is not None else chosen)
-    if cfg is None and {"mlflow", "wandb"} & set(names):
-        raise TypeError("open_loggers: mlflow and wandb need the run's config (pass cfg or cfg.logger)")
+    names = chosen_loggers(cfg.logger)
 
     def tensorboard() -> Logger:
         from cnntrain.reporting.tensorboard import TensorBoardLogger

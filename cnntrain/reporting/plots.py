@@ -16,7 +16,7 @@ import torch
 
 from cnntrain.config.names import STEP_LOSS
 from cnntrain.files import atomic_write
-from cnntrain.reporting.figures import new_figure, save_png
+from cnntrain.reporting.figures import new_figure, save_png, smoothed
 from cnntrain.reporting.run_dir import RunDir, read_steps
 
 MAX_MISCLASSIFIED = 100
@@ -58,22 +58,6 @@ def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str,
         if epochs:  # from 0 when steps start there; a little room on the right for the last epoch's markers
             ax.set_xlim(0 if steps else None, max(epochs) + 0.02 * max(epochs))
     save_png(fig, path)
-
-
-def smoothed(values: list[float], span: int | None = None) -> list[float]:
-    """An exponential moving average with its start-up bias removed (as TensorBoard's smoothing); the span
-    defaults to a fiftieth of the series, so a curve of any length keeps its shape."""
-    span = span or max(1, len(values) // 50)
-    decay = 1 - 2 / (span + 1)
-    out, average, weight = [], 0.0, 0.0
-    for value in values:
-        if not math.isfinite(value):
-            out.append(value)
-            continue
-        average = decay * average + (1 - decay) * value
-        weight = decay * weight + (1 - decay)
-        out.append(average / weight)
-    return out
 
 
 def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.errors import UserError, first_line
-from cnntrain.files import write_text
+from cnntrain.files import kind_of, write_text
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,22 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+
+def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> dict[str, Any]:
+    """summary.json as a dict, {} when the run has not written one yet; a torn or hand-broken file is one
+    UserError naming it and ending with `fix`."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); {fix}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path}: {first_line(err)}; {fix}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path} holds {kind_of(summary)}, not the JSON object a run writes; {fix}")
+    return summary
 
 
 def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:

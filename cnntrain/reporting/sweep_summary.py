@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cnntrain.errors import UserError, first_line
+from cnntrain.errors import UserError
 from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.console import format_metric
-from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir
+from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir, read_summary
 
 CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
               "test/acc", "elapsed_seconds", "error")
@@ -60,9 +59,9 @@ def read_job(job_dir: Path) -> JobRow:
     if not path.is_file():
         return JobRow(job_dir.name, "failed", overrides, {"error": "no summary.json: the job was killed or crashed"})
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return JobRow(job_dir.name, "failed", overrides, {"error": f"{path} cannot be read: {first_line(err)}"})
+        summary = read_summary(path)
+    except UserError as err:
+        return JobRow(job_dir.name, "failed", overrides, {"error": str(err)})
     if summary.get("status") != "done":
         return JobRow(job_dir.name, "failed", overrides,
                       {"error": summary.get("error", "?"), "elapsed_seconds": summary.get("elapsed_seconds")})

@@ -27,7 +27,7 @@ from cnntrain import __version__
 from cnntrain.config.flat import flatten
 from cnntrain.errors import Interrupted, UserError, first_line
 from cnntrain.files import read_yaml, write_text
-from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.run_dir import RunDir, read_summary
 
 OUTPUTS = "outputs"
 """The name of the folder whose runs share one MLflow store (Hydra's default output folder)."""
@@ -111,10 +111,9 @@ def artifact_files(paths: RunDir, with_checkpoint: bool) -> list[tuple[Path, str
 def run_outcome(paths: RunDir) -> str:
     """How the run that closes its loggers ended: done (summary.json says so), stopped (Ctrl-C, SIGTERM, or
     no error on the way out: it can be resumed) or failed. Called while the run's error, if any, is in flight."""
-    summary = paths.summary_json
     try:
-        done = json.loads(summary.read_text(encoding="utf-8")).get("status") == "done" if summary.is_file() else False
-    except (OSError, ValueError, AttributeError):
+        done = read_summary(paths.summary_json).get("status") == "done"
+    except UserError:
         done = False
     error = sys.exc_info()[1]
     if done and error is None:

@@ -127,7 +127,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     run = setup(cfg, description, ranks=ranks)
     ranks = run.ranks
     if ranks.main:
-        loggers.extend(open_loggers(cfg.logger, paths, resume["history"] if resume else []))
+        loggers.extend(open_loggers(cfg, paths, resume["history"] if resume else []))
     data = run.data
     where = f"rank {ranks.rank} of {ranks.world} ({ranks.backend}), " if ranks.enabled else ""
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(data.train)} train / "
