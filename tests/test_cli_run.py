@@ -36,4 +36,5 @@ def test_multirun_runs_each_job_in_its_own_directory(run_cli, tmp_path):
         assert (sweep_dir / job / "checkpoints" / "best.pt").is_file()
     assert set(summaries) == {"lenet", "cnn2"}
     assert summaries["lenet"]["params"] == 431_080 and summaries["cnn2"]["params"] == 50_186
+    assert summaries["lenet"]["macs_per_image"] == 2_293_000
     assert (sweep_dir / "multirun.yaml").is_file()

@@ -266,3 +266,71 @@ def test_bad_list_and_input_shape():
     assert "input_shape must be a list of positive sizes" in error(["relu"], (1, 0, 28))
     cfg = OmegaConf.create({"layers": [{"linear": "${dataset.num_classes}"}]})
     assert "cannot resolve its layers" in error(cfg.layers, (4,))
+
+
+# ---------------------------------------------------------------------------------------------- MACs and blocks
+
+
+def test_macs_counted_per_layer_in_the_dry_run():
+    _, rows = build_model([{"conv2d": {"out_channels": 4, "kernel_size": 3}}, "relu", "flatten",
+                           {"linear": {"out_features": 3, "bias": False}}], (2, 5, 5))
+    assert [r.macs for r in rows] == [4 * 2 * 9 * 3 * 3, 0, 0, 36 * 3]
+    assert all(r.blocks == () for r in rows)
+
+
+class _Pair(nn.Module):
+    """A block whose output is not a tensor."""
+
+    def forward(self, x):
+        return x, x.sum()
+
+
+class _Net(nn.Module):
+    """A whole network in one layer, as a wrapped torchvision/timm model is: stem, a skipped block, head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, bias=False)
+        self.act = nn.ReLU()
+        self.pair = _Pair()
+        self.unused = nn.Linear(2, 2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+    def forward(self, x):
+        x, _ = self.pair(self.act(self.stem(x)))
+        return self.head(x)
+
+    def summary_blocks(self):
+        return [("stem", self.stem), ("act", self.act), ("pair", self.pair), ("unused", self.unused),
+                ("head", self.head)]
+
+
+def test_summary_blocks_become_sub_rows():
+    register("test_net")(lambda in_shape: _Net())
+    try:
+        model, rows = build_model(["test_net"], (1, 8, 8))
+    finally:
+        unregister("test_net")
+    [row] = rows
+    assert row.output_shape == (3,) and row.params == 36 + 6 + 435 and row.macs == 4 * 9 * 36 + 144 * 3
+    assert [(b.index, b.name, b.detail) for b in row.blocks] == [
+        (1, "stem", "Conv2d"), (2, "act", "ReLU"), (3, "pair", "_Pair"), (4, "unused", "Linear"),
+        (5, "head", "Sequential")]
+    assert [b.output_shape for b in row.blocks] == [(4, 6, 6), (4, 6, 6), (), (), (3,)]
+    assert [b.params for b in row.blocks] == [36, 0, 0, 6, 435]
+    assert [b.macs for b in row.blocks] == [4 * 9 * 36, 0, 0, 0, 144 * 3]
+    assert all(b.blocks == () for b in row.blocks)
+    assert not model[0].stem._forward_hooks and not model[0].stem._forward_pre_hooks, "the dry run's hooks are gone"
+
+
+def test_summary_blocks_must_be_name_module_pairs():
+    class Bad(nn.Identity):
+        def summary_blocks(self):
+            return [nn.ReLU()]
+
+    register("test_bad_blocks")(lambda in_shape: Bad())
+    try:
+        msg = error(["test_bad_blocks"])
+    finally:
+        unregister("test_bad_blocks")
+    assert "layer 1 (test_bad_blocks)" in msg and "summary_blocks() must return (name, module) pairs" in msg

@@ -1,4 +1,4 @@
-"""Every preset in configs/model builds the reference network: exact parameter count, forward, summary."""
+"""Every preset in configs/model builds the reference network: exact parameter count, MACs, forward, summary."""
 
 from pathlib import Path
 
@@ -6,8 +6,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from rich.console import Console
+from torch import nn
 
 from cnntrain.models.builder import build_model, count_parameters, ends_with_log_softmax
+from cnntrain.models.registry import register, unregister
+from cnntrain.reporting.console import format_macs
 from cnntrain.reporting.tables import summary_table
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
@@ -73,8 +76,49 @@ def test_summary_table_renders(name):
     console.print(summary_table(rows, cfg.name, (1, 28, 28)))
     text = console.export_text()
     assert f"{EXPECTED_PARAMS[name]:,}" in text and "total" in text
-    assert "output shape" in text and "1x28x28" in text
+    assert "output shape" in text and "1x28x28" in text and "MACs" in text
+    assert format_macs(sum(r.macs for r in rows)) in text
     for row in rows:
         assert row.name in text
     if name == "cnn3":
         assert "Conv(32,k3,p1) BN ReLU Drop2d(0.3) MaxPool(2)" in text
+
+
+def test_lenet_macs_by_hand():
+    _, rows = build_model(load("lenet").layers, (1, 28, 28), "lenet")
+    convs = 20 * 1 * 25 * 24 * 24 + 50 * 20 * 25 * 8 * 8
+    assert sum(r.macs for r in rows) == convs + 800 * 500 + 500 * 10 == 2_293_000
+
+
+def test_speedrun_cnn_macs_match_its_comment():
+    _, rows = build_model(load("speedrun-cnn").layers, (1, 28, 28), "speedrun-cnn")
+    by_hand = 8 * 1 * 25 * 24 * 24 + 24 * 8 * 25 * 8 * 8 + 384 * 256 + 256 * 10
+    assert sum(r.macs for r in rows) == by_hand == 523_264
+    assert "about 0.52M multiply-adds per image" in MODEL_DIR.joinpath("speedrun-cnn.yaml").read_text()
+
+
+def test_format_macs():
+    assert [format_macs(n) for n in (0, 512, 1000, 5120, 523_264, 999_999, 2_293_000, 1_814_073_344)] == [
+        "0", "512", "1K", "5.12K", "523K", "1M", "2.29M", "1.81G"]
+
+
+def test_summary_table_shows_macs_and_indented_blocks():
+    class Two(nn.Sequential):
+        def summary_blocks(self):
+            return [("features", self[0]), ("classifier", self[1])]
+
+    register("test_two")(lambda in_shape: Two(nn.Flatten(), nn.Linear(784, 10)))
+    try:
+        _, rows = build_model(["test_two"], (1, 28, 28), "two")
+    finally:
+        unregister("test_two")
+    console = Console(record=True, width=120)
+    console.print(summary_table(rows, "two", (1, 28, 28)))
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "params" in line)
+    assert "MACs" in header
+    first = next(i for i, line in enumerate(lines) if "test_two" in line)
+    assert "1.1" in lines[first + 1] and "   features" in lines[first + 1] and "784" in lines[first + 1]
+    assert "1.2" in lines[first + 2] and "   classifier" in lines[first + 2] and "7.84K" in lines[first + 2]
+    total = next(line for line in lines if "total" in line)
+    assert "7,850" in total and "7.84K" in total and "15,700" not in total, "blocks are not counted twice"

@@ -61,6 +61,7 @@ def test_summary_holds_test_metrics_and_provenance(finished_run):
     assert matrix.shape == (10, 10) and int(matrix.sum()) == summary["sizes"]["test"] == 300
     assert int(matrix.diagonal().sum()) == round(summary["test"]["acc"] * 300)
     assert summary["params"] == 50_186
+    assert summary["macs_per_image"] == 32 * 9 * 28 * 28 + 64 * 32 * 9 * 14 * 14 + 3136 * 10  # cnn2 on 1x28x28
     assert summary["device"] == "cpu" and summary["epochs_run"] == 2
     assert set(summary["versions"]) >= {"python", "torch", "torchvision", "cnntrain"}
     assert summary["train_seconds"] > 0 and summary["elapsed_seconds"] >= summary["train_seconds"]

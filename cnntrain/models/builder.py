@@ -1,4 +1,5 @@
-"""Build a model from its layer list, inferring every size from the input shape; count its parameters.
+"""Build a model from its layer list, inferring every size from the input shape; count its parameters and
+multiply-adds per image.
 
 One config item becomes one child of an nn.Sequential, so the summary rows, the config lines and the
 error messages all use the same 1-based index. This module knows nothing about training.
@@ -15,18 +16,35 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from cnntrain.errors import ModelConfigError, first_line
-from cnntrain.models.registry import ArgError, Shape, bind_args, describe, fmt_shape, get_spec, output_shape, parse_item
+from cnntrain.models.registry import (
+    ArgError,
+    DryRun,
+    Shape,
+    bind_args,
+    describe,
+    dry_run,
+    fmt_shape,
+    get_spec,
+    parse_item,
+)
 
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One line of the model summary: a config item and what it became."""
+    """One line of the model summary: a config item and what it became.
+
+    `macs` are the multiply-adds for one image (conv/linear/matmul weight uses, as OpenMMLab's get_flops and
+    timm count them). A layer whose module has summary_blocks() gets one sub-row per block in `blocks`
+    (index: the block's 1-based position); they break the layer down and are not counted again in totals.
+    """
 
     index: int
     name: str
     detail: str
     output_shape: Shape
     params: int
+    macs: int
+    blocks: tuple[LayerRow, ...] = ()
 
 
 def build_model(
@@ -89,15 +107,22 @@ def _build_one(item: Any, index: int, in_shape: Shape, model_name: str) -> tuple
         module = spec.builder(in_shape, **kwargs)
         if not isinstance(module, nn.Module):
             raise TypeError(f"its builder returned {type(module).__name__}, not a torch module")
-        out_shape = output_shape(module, in_shape)
+        run = dry_run(module, in_shape)
     except ArgError as err:
         raise ModelConfigError(f"{where} ({name}): {err}") from err
     except ModelConfigError as err:
         raise ModelConfigError(f"{where} ({label}): {err}") from err
     except Exception as err:
         raise ModelConfigError(f"{where} ({label}): fails on input {fmt_shape(in_shape)}: {first_line(err)}") from err
-    row = LayerRow(index, name, detail, out_shape, count_parameters(module))
-    return module, row
+    return module, LayerRow(index, name, detail, run.output_shape, count_parameters(module), run.macs,
+                            _block_rows(run))
+
+
+def _block_rows(run: DryRun) -> tuple[LayerRow, ...]:
+    """The sub-rows of a composite layer, detailed by the block's class (Sequential, Conv2d, ...)."""
+    return tuple(LayerRow(i, block.name, type(block.module).__name__, block.output_shape,
+                          count_parameters(block.module), block.macs)
+                 for i, block in enumerate(run.blocks, start=1))
 
 
 def _safe_describe(spec: Any, given: dict[str, Any], kwargs: dict[str, Any]) -> str:

@@ -7,6 +7,9 @@ shape first and raise ModelConfigError with a bare message; the builder of a who
 (cnntrain.models.builder) adds the model name and layer index. Argument mistakes raise ArgError, so
 they are labelled with the layer name only. The built-in layers live in cnntrain.models.layers and
 cnntrain.models.blocks; the package registers them when it is first imported.
+
+A layer's module may define `summary_blocks(self) -> list[tuple[str, nn.Module]]`: its top-level blocks in
+forward order (a whole network's stem, stages and head), which the summary then shows under its row.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cnntrain.errors import ModelConfigError, did_you_mean
 
@@ -149,14 +153,78 @@ def build(name: str, raw: Any, in_shape: Shape) -> nn.Module:
 
 def output_shape(module: nn.Module, in_shape: Shape) -> Shape:
     """Run `module` on one zero sample (CPU, eval, no grad) and return the output's sample shape."""
+    return tuple(_forward_one(module, in_shape).shape[1:])
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    """What one of a layer's summary blocks did in the dry run."""
+
+    name: str
+    module: nn.Module
+    output_shape: Shape  # () when the block did not run or its output is not a tensor
+    macs: int
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """One forward pass of a layer on one sample: what the summary shows about it, measured once."""
+
+    output_shape: Shape
+    macs: int  # multiply-adds of conv/linear/matmul: FlopCounterMode's FLOPs / 2
+    blocks: tuple[BlockRun, ...] = ()
+
+
+def dry_run(module: nn.Module, in_shape: Shape) -> DryRun:
+    """Run `module` on one zero sample (CPU, eval, no grad) and measure its output shape and multiply-adds,
+    and those of its summary_blocks(), in that one pass, so building a model runs it only once."""
+    blocks = summary_blocks(module)
+    shapes: dict[int, Shape] = {}
+    flops = [0] * len(blocks)
+    handles = []
+    with FlopCounterMode(display=False) as counter:
+        for i, (_, block) in enumerate(blocks):
+
+            def before(_module: nn.Module, _args: Any, i: int = i) -> None:
+                flops[i] -= counter.get_total_flops()
+
+            def after(_module: nn.Module, _args: Any, out: Any, i: int = i) -> None:
+                flops[i] += counter.get_total_flops()
+                shapes[i] = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+
+            handles += [block.register_forward_pre_hook(before), block.register_forward_hook(after)]
+        try:
+            out = _forward_one(module, in_shape)
+        finally:
+            for handle in handles:
+                handle.remove()
+    runs = tuple(BlockRun(name, block, shapes.get(i, ()), flops[i] // 2) for i, (name, block) in enumerate(blocks))
+    return DryRun(tuple(out.shape[1:]), counter.get_total_flops() // 2, runs)
+
+
+def summary_blocks(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The module's own (name, block) list when it defines summary_blocks(), else none; checked, since a
+    wrong answer would otherwise surface as a puzzling hook error."""
+    method = getattr(module, "summary_blocks", None)
+    if not callable(method):
+        return []
+    blocks = list(method())
+    for entry in blocks:
+        ok = isinstance(entry, tuple) and len(entry) == 2
+        if not ok or not isinstance(entry[0], str) or not isinstance(entry[1], nn.Module):
+            raise TypeError(f"summary_blocks() must return (name, module) pairs, got {entry!r}")
+    return blocks
+
+
+def _forward_one(module: nn.Module, in_shape: Shape) -> torch.Tensor:
+    """The module's output for one zero sample, in eval mode without grad; its train/eval mode restored."""
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, *in_shape))
+            return module(torch.zeros(1, *in_shape))
     finally:
         module.train(was_training)
-    return tuple(out.shape[1:])
 
 
 def fmt_shape(shape: Shape) -> str:

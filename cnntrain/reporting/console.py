@@ -35,6 +35,18 @@ def format_metric(key: str, value: Any) -> str:
     return f"{value:.4f}"
 
 
+
+def format_macs(macs: int) -> str:
+    """Multiply-adds in three significant digits (512, 523K, 2.29M, 1.81G): one spelling wherever they are shown."""
+    if macs < 1000:
+        return str(macs)
+    value, unit = float(macs), ""
+    for next_unit in "KMGTPE":
+        if float(f"{value:.3g}") < 1000:
+            break
+        value, unit = value / 1000, next_unit
+    return f"{value:.3g}{unit}"
+
 class Reporter:
     """Prints to the terminal and mirrors everything, without colour, into a log file."""
 

@@ -8,27 +8,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cnntrain.models.builder import LayerRow, to_plain
 from cnntrain.models.registry import fmt_shape
-from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.console import format_macs, format_metric
 
 
 def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[int]) -> Table:
-    """The torchsummary-style table: one row per config item with its output shape and parameters."""
-    total = sum(r.params for r in rows)
+    """The torchsummary-style table: one row per config item with its output shape, parameters and
+    multiply-adds per image; a composite layer's blocks follow it, indented, so a whole network stays a
+    dozen lines. Totals count the config items only (their blocks are part of them)."""
     table = Table(title=f"model {model_name}", show_footer=True)
     table.add_column("#", justify="right")
     table.add_column("layer", footer="total")
     table.add_column("details")
     table.add_column("output shape", justify="right")
-    table.add_column("params", justify="right", footer=f"{total:,}")
-    table.add_row("", "input", "", fmt_shape(tuple(to_plain(input_shape))), "")
+    table.add_column("params", justify="right", footer=f"{sum(r.params for r in rows):,}")
+    table.add_column("MACs", justify="right", footer=format_macs(sum(r.macs for r in rows)))
+    table.add_row("", "input", "", fmt_shape(tuple(to_plain(input_shape))), "", "")
     for r in rows:
-        table.add_row(str(r.index), r.name, r.detail, fmt_shape(r.output_shape), f"{r.params:,}")
+        table.add_row(str(r.index), escape(r.name), escape(r.detail), fmt_shape(r.output_shape), f"{r.params:,}",
+                      format_macs(r.macs))
+        for b in r.blocks:
+            table.add_row(f"{r.index}.{b.index}", Text(f"  {b.name}"), escape(b.detail), fmt_shape(b.output_shape),
+                          f"{b.params:,}", format_macs(b.macs))
     return table
-
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:

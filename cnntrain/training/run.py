@@ -153,9 +153,9 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
-    params = sum(row.params for row in run.rows)
+    params, macs = sum(row.params for row in run.rows), sum(row.macs for row in run.rows)
     if ranks.main:
-        report(cfg, paths, reporter, loggers, data, params, run.device, result, tested, started, timing,
+        report(cfg, paths, reporter, loggers, data, params, macs, run.device, result, tested, started, timing,
                parallel_summary(cfg.trainer.batch_size, ranks))
     return float(result.best_value) if result.best_value is not None else float("nan")
 
