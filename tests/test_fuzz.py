@@ -112,6 +112,11 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
                             st.fixed_dictionaries({"leaky_relu": st.floats(0, 0.5)})),
     "pool_type": st.sampled_from(["max", "avg"]),
     "order": st.one_of(st.none(), st.permutations(BLOCK_PARTS), st.lists(st.sampled_from(BLOCK_PARTS), max_size=3)),
+    # the named architectures (torchvision, timm): small networks, so a fuzz run stays quick
+    "arch": st.sampled_from(["mobilenet_v3_small", "squeezenet1_1", "resnet18", "nope"]),
+    "classes": st.one_of(st.none(), st.integers(1, 12)), "weights": st.one_of(st.none(), st.just("/no/such.pth")),
+    "small_input": st.sampled_from([True, False, "auto"]), "resize": st.sampled_from(["auto", None, 32, [40, 36]]),
+    "normalize": st.sampled_from(["weights", "data"]),
 }
 """Argument values a user would likely write, so that a layer list often builds and the later layers are reached."""
 

@@ -8,6 +8,7 @@ files (an image folder is scanned here), and the model's shapes. What it learns 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,10 +202,12 @@ def check_model(cfg: Any) -> None:
     """Build the model, check its output against the classes and its loss, then build the optimizer and the
     schedule on it, so that whatever torch refuses is one line naming the config group, before any output."""
     from cnntrain.data.augment import check_augment
+    from cnntrain.models.architectures import saved_weights
     from cnntrain.models.builder import build_model, check_outputs
     from cnntrain.training.setup import make_loss
 
-    model, rows = build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
+    with saved_weights() if cfg.get("resume") else contextlib.nullcontext():  # a resume has its checkpoint
+        model, rows = build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
     check_outputs(rows, int(cfg.dataset.num_classes), cfg.model.name)
     make_loss(cfg)
     check_augment(cfg.dataset.augment, tuple(cfg.dataset.input_shape))
@@ -213,9 +216,11 @@ def check_model(cfg: Any) -> None:
 
 def check_optimization(cfg: Any, model: Any) -> None:
     """The optimizer and the schedule, constructed as a run will; torch's refusal becomes a ConfigError."""
+    from cnntrain.training.finetune import parameter_groups
     from cnntrain.training.optim import build_optimizer, build_schedule
 
-    optimizer = _constructed(cfg, "optimizer", lambda: build_optimizer(model.parameters(), cfg.optimizer))
+    groups = parameter_groups(model, cfg.trainer.finetune, cfg.optimizer.lr)
+    optimizer = _constructed(cfg, "optimizer", lambda: build_optimizer(groups, cfg.optimizer))
     # the real number of steps per epoch comes with the data; whether torch accepts the arguments does not
     _constructed(cfg, "scheduler", lambda: build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, 100))
 

@@ -69,6 +69,12 @@ class ModelConfig:
     layers: list[Any]
     description: str = ""
     dropout: Any = None  # a model's tunable dropout, used by its layers as ${model.dropout} (see lenet)
+    # a named architecture's knobs (configs/model/torchvision.yaml, timm.yaml), used by its layer as ${model.arch}
+    arch: Any = None
+    weights: Any = None  # a torchvision weights name, a timm pretrained tag, or a local weights file
+    small_input: Any = "auto"  # auto: a stem without early downsampling for inputs under 64 pixels
+    resize: Any = "auto"  # auto: the named weights' resolution; null; N; [H, W]
+    normalize: str = "weights"  # weights: normalise with the named weights' mean/std; data: the dataset's
 
 
 @dataclass
@@ -87,6 +93,13 @@ class CheckpointConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    freeze_epochs: int = 0  # train only the head for the first N epochs (backbone frozen, its BatchNorm in eval)
+    backbone_lr: float = 1.0  # the backbone's learning rate is optimizer.lr times this (parameter groups)
+    head_only: bool = False  # never unfreeze the backbone
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 10
     batch_size: int = 128  # the global batch: a data-parallel run shares it among its devices
@@ -102,6 +115,7 @@ class TrainerConfig:
     progress: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 @dataclass

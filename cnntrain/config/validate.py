@@ -132,6 +132,12 @@ def _check_ranges(cfg: DictConfig) -> None:
     _check_declared(cfg)
     _positive(cfg, "trainer.early_stopping.patience", strict=False)
     _positive(cfg, "trainer.early_stopping.min_delta", strict=False)
+    _positive(cfg, "trainer.finetune.freeze_epochs", strict=False)
+    _positive(cfg, "trainer.finetune.backbone_lr", strict=False)
+    _require(cfg.trainer.finetune.freeze_epochs == 0 or cfg.trainer.devices == 1,
+             f"trainer.finetune.freeze_epochs={cfg.trainer.finetune.freeze_epochs}: unfreezing during a data-parallel "
+             f"run (trainer.devices={cfg.trainer.devices}) is not supported; use trainer.finetune.head_only=true or "
+             f"one device")
     _require(0.0 <= cfg.trainer.label_smoothing < 1.0,
              f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
     _choice(cfg, "trainer.loss", LOSSES)

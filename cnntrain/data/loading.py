@@ -59,6 +59,12 @@ class DataBundle:
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8, self.mean, self.std)
 
+    def with_stats(self, mean: list[float], std: list[float]) -> DataBundle:
+        """The same splits normalised with other statistics (those pretrained weights expect)."""
+        description = self.description.with_stats(mean, std)
+        mean_t, std_t = description.stats(self.mean.device)
+        return DataBundle(self.train, self.val, self.test, description, mean_t, std_t)
+
 
 def describe_data(cfg: Any) -> DataDescription:
     """Make sure the files are there (downloading if allowed), then return the input shape and classes

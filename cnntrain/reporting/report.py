@@ -35,12 +35,12 @@ class Tested:
 
 
 def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
-           params: int, macs: int, device: torch.device, result: FitResult, tested: Tested, started: float,
+           size: dict[str, int], device: torch.device, result: FitResult, tested: Tested, started: float,
            timing: dict[str, float], parallel: dict[str, Any]) -> None:
     """Log the test metrics, draw the plots, write summary.json and print the result tables.
 
     `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch).
-    `params` counts every parameter of the model, trainable or not, and `macs` its multiply-adds per image,
+    `size` holds the model's parameters (all, trained by the first epoch, frozen) and multiply-adds per image,
     as its summary table shows."""
     accuracies = per_class_accuracy(tested.matrix)
 
@@ -57,7 +57,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
 
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
-    summary = build_summary(cfg, data, result, tested, accuracies, params, macs, started, timing)
+    summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing)
     summary["parallel"] = parallel
     summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
@@ -77,7 +77,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
 
 
 def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,
-                  accuracies: list[float | None], params: int, macs: int, started: float,
+                  accuracies: list[float | None], size: dict[str, int], started: float,
                   timing: dict[str, float]) -> dict[str, Any]:
     """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON (provenance
     follows it in summary.json)."""
@@ -95,8 +95,7 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
         "per_class_accuracy": dict(zip(data.classes, accuracies)),
         "confusion_matrix": tested.matrix.tolist(),
         "classes": list(data.classes),
-        "params": params,
-        "macs_per_image": macs,
+        **size,
         "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "train_seconds": timing["train_seconds"],
         "timing": {**timing, "elapsed_seconds": time.perf_counter() - started},

@@ -29,6 +29,7 @@ from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix
 from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
+from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class FitSettings:
     min_delta: float = 0.0
     augment: Augment = field(default_factory=Augment)
     tta: str = "none"
+    finetune: Any = None  # trainer.finetune: which epochs train the backbone (None: every epoch)
 
 
 def default_accel(split: TensorSplit) -> Accel:
@@ -254,6 +256,8 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     last_epoch = first_epoch - 1 if result.stopped_early else settings.epochs
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
+        if settings.finetune is not None:
+            freeze_for_epoch(unwrap(model), settings.finetune, epoch)
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
                                                    settings.batch_size, generator, epoch, display, accel=accel,

@@ -38,7 +38,8 @@ def build_schedule(opt: torch.optim.Optimizer, cfg: DictConfig, epochs: int, ste
     else:
         if cfg.name == "onecycle":
             kwargs.update(epochs=epochs, steps_per_epoch=steps_per_epoch)
-            kwargs["max_lr"] = base_lr if kwargs["max_lr"] is None else kwargs["max_lr"]
+            peak = base_lr if kwargs["max_lr"] is None else kwargs["max_lr"]
+            kwargs["max_lr"] = [peak * group["lr"] / base_lr for group in opt.param_groups]  # groups keep their ratio
         scheduler = getattr(torch.optim.lr_scheduler, declared.torch_class)(opt, **kwargs)
     return LRSchedule(scheduler, declared.interval, cfg.get("monitor"))
 

@@ -26,6 +26,7 @@ from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import summary_table
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
+from cnntrain.training.finetune import frozen_note, model_size
 from cnntrain.training.loop import FitSettings, fit, test, unwrap
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
@@ -110,7 +111,7 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
-        tta=t.tta,
+        tta=t.tta, finetune=t.finetune,
     )
 
 
@@ -124,7 +125,7 @@ def interrupted_message(run_dir: Path) -> str:
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
          resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks) -> float:
-    run = setup(cfg, description, ranks=ranks)
+    run = setup(cfg, description, ranks=ranks, weights=resume["model"] if resume else None)
     ranks = run.ranks
     if ranks.main:
         loggers.extend(open_loggers(cfg, paths, resume["history"] if resume else []))
@@ -135,6 +136,9 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
                    f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
+    size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen
+    if size["params_frozen"]:
+        reporter.print(frozen_note(size, cfg.trainer.finetune))
     for logger in loggers:
         logger.log_model(model_table)
     if resume:
@@ -153,9 +157,8 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
-    params, macs = sum(row.params for row in run.rows), sum(row.macs for row in run.rows)
     if ranks.main:
-        report(cfg, paths, reporter, loggers, data, params, macs, run.device, result, tested, started, timing,
+        report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
                parallel_summary(cfg.trainer.batch_size, ranks))
     return float(result.best_value) if result.best_value is not None else float("nan")
 

@@ -22,6 +22,7 @@ from cnntrain.config.validate import validate
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.errors import CheckpointError, ConfigError, ModelConfigError, UserError, first_line
 from cnntrain.files import kind_of
+from cnntrain.models.architectures import saved_weights
 from cnntrain.models.builder import build_model, ends_with_log_softmax
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.training.checkpoints import load_checkpoint, load_weights
@@ -135,7 +136,8 @@ def saved_model(payload: dict[str, Any], config: DictConfig, description: DataDe
         raise CheckpointError(f"{path} lacks 'model', the trained weights; use a checkpoint written by a cnntrain run")
     name = str(OmegaConf.select(config, "model.name", default="model"))
     try:
-        model, _ = build_model(config.model.layers, description.input_shape, model_name=name)
+        with saved_weights():  # the checkpoint holds every tensor: no pretrained file is read
+            model, _ = build_model(config.model.layers, description.input_shape, model_name=name)
     except ModelConfigError as err:
         raise CheckpointError(f"{path}: the model its config describes does not build: {err}") from None
     load_weights(model, payload["model"], path)

@@ -8,6 +8,7 @@ the seed is set again just before the model is built, so its initial weights do 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
 from cnntrain.errors import ConfigError
+from cnntrain.models.architectures import expected_stats, saved_weights
 from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_with_log_softmax
 from cnntrain.training import distributed
 from cnntrain.training.accel import Accel, resolve_device
 from cnntrain.training.distributed import SINGLE, Ranks
+from cnntrain.training.finetune import freeze_for_epoch, parameter_groups
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule
 
 
@@ -52,7 +55,9 @@ class RunSetup:
 def setup(cfg: DictConfig, description: DataDescription | None = None,
           weights: dict[str, Any] | None = None, ranks: Ranks = SINGLE) -> RunSetup:
     """Seed and configure torch, load the data onto the device, build the model (with `weights`, a state dict,
-    when given), and the loss, optimizer and schedule. `description` is what the preflight learned about the
+    when given: then no pretrained weights are read), and the loss, optimizer and schedule. Pretrained weights
+    that bring their mean/std replace the data's statistics, so every later normalisation uses them.
+    `description` is what the preflight learned about the
     data (so the files are checked and a folder scanned once); the data's facts are written into cfg.dataset.
     One rank of several joins its process group here, on the GPU of its local rank where there are GPUs.
     """
@@ -62,15 +67,21 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     data = load_data(cfg.dataset, seed=cfg.seed, device=device, description=description)
     data.description.fill(cfg.dataset)
     torch.manual_seed(cfg.seed)
-    model, rows = build_model(cfg.model.layers, data.input_shape, model_name=cfg.model.name)
+    with saved_weights() if weights is not None else contextlib.nullcontext():
+        model, rows = build_model(cfg.model.layers, data.input_shape, model_name=cfg.model.name)
     check_outputs(rows, data.description.num_classes, cfg.model.name)
     check_augment(cfg.dataset.augment, data.input_shape)
+    stats = expected_stats(model, data.input_shape[0])
+    if stats is not None:
+        data = data.with_stats(*stats)
+        data.description.fill(cfg.dataset)
     if weights is not None:
         model.load_state_dict(weights)
+    freeze_for_epoch(model, cfg.trainer.finetune, 1)
     accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
     model = accel.prepare_model(model)
     train_model = distributed.wrap(model, ranks, device, sync_batchnorm=cfg.trainer.sync_batchnorm)
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    optimizer = build_optimizer(parameter_groups(model, cfg.trainer.finetune, cfg.optimizer.lr), cfg.optimizer)
     steps = num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world)
     schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
     return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule, ranks, train_model)
