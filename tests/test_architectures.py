@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision import models
@@ -14,8 +15,9 @@ from torchvision import models
 from cnntrain.commands import export, train
 from cnntrain.models.architectures import Architecture, architectures, saved_weights
 from cnntrain.models.builder import build_model
+from cnntrain.training.saved_run import load_run
 
-from helpers import assert_one_line_error, run_main
+from helpers import assert_one_line_error, compose_config, run_main
 from synthetic_images import make_folder
 
 FAST = ("trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress=false", "report.plots=false",
@@ -144,9 +146,40 @@ def test_fine_tuning_freezes_then_unfreezes_and_exports(folders, resnet18_file, 
     first = (frozen / "metrics.csv").read_text().splitlines()[1]
     assert (unfrozen / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == first.split(",")[:5]
 
+    import cnntrain.training.loop as engine
+    from cnntrain.errors import Interrupted
+    from cnntrain.training.run import resume_run, run
+
+    real_train_epoch = engine.train_epoch
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        if args[7] == 2:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={folders['gray']}", *FAST, *common, "trainer.epochs=2")
+    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
+    with pytest.raises(Interrupted):
+        run(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    resume_run(tmp_path / "resumed")
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(resumed[key], value) for key, value in weights["model"].items()), \
+        "resumed after the frozen epoch: bit-identical to the uninterrupted run"
+
     for fmt in ("torchscript", "onnx"):
         exported = run_main(export.main, [str(unfrozen), "--format", fmt], tmp_path, monkeypatch)
         assert exported.returncode == 0, exported.stderr
+    ort = pytest.importorskip("onnxruntime")
+    saved_run = load_run(unfrozen)
+    images = torch.rand(5, *saved_run.input_shape)
+    with torch.inference_mode():
+        expected = saved_run.model((images - saved_run.mean) / saved_run.std).numpy()
+        scripted = torch.jit.load(str(unfrozen / "export" / "model.pt"))(images).numpy()
+    session = ort.InferenceSession(str(unfrozen / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    [got] = session.run(None, {"images": images.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scripted, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
