@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain.commands import evaluate, export, predict, reproduce, train
+from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, train
 
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
 
 MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
-         "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main}
+         "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main, "cnntrain-lr-find": lr_find.main}
 
 CNNTRAIN = [
     # config groups, keys and types
@@ -146,6 +146,14 @@ CNNTRAIN = [
     (["model=resnet18", "model.resize=0"], "resize must be auto (the weights' resolution), null, a size or"),
     (["model=resnet18", "model.normalize=imagenet"], "normalize must be weights (their mean/std) or data"),
     (["trainer.finetune.freeze_epochs=1"], "trainer.finetune needs a model with a pretrained backbone"),
+    # optimisation knobs
+    (["trainer.accumulate=0"], "trainer.accumulate=0: must be > 0"),
+    (["trainer.accumulate=-2"], "trainer.accumulate=-2: must be > 0"),
+    (["trainer.ema.decay=1.0"], "trainer.ema.decay=1.0: must be in [0, 1) (0: no weight average; e.g. 0.999)"),
+    (["trainer.ema.every=0"], "trainer.ema.every=0: must be > 0"),
+    (["trainer.grad_clip=0"], "trainer.grad_clip=0: must be null (no clipping) or a number > 0"),
+    (["trainer.grad_clip=-1.5"], "trainer.grad_clip=-1.5: must be null (no clipping) or a number > 0"),
+    (["trainer.decay_norm_and_bias=sometimes"], "trainer.decay_norm_and_bias=sometimes: expected true or false"),
     (["trainer.finetune.freeze_epochs=-1"], "trainer.finetune.freeze_epochs=-1: must be >= 0"),
     (["trainer.finetune.backbone_lr=-1"], "trainer.finetune.backbone_lr=-1.0: must be >= 0"),
     (["model=resnet18", "trainer.devices=2", "trainer.finetune.freeze_epochs=1"],
@@ -194,6 +202,11 @@ OTHER_COMMANDS = [
     ("cnntrain-export", ["/no/such/run", "--format", "onnx"], "run directory not found"),
     ("cnntrain-reproduce", ["/no/such/run"], "is not a cnntrain run directory"),
     ("cnntrain-reproduce", ["RUN", "--bogus"], "cnntrain-reproduce: unrecognized arguments: --bogus"),
+    ("cnntrain-lr-find", ["--steps", "2"], "--steps 2: the range test needs at least 5 steps"),
+    ("cnntrain-lr-find", ["--min-lr", "1", "--max-lr", "0.1"], "--min-lr 1 --max-lr 0.1: need 0 < min-lr < max-lr"),
+    ("cnntrain-lr-find", ["--out", "lr.jpg"], "--out lr.jpg: give a file name ending in .png"),
+    ("cnntrain-lr-find", ["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?)"),
+    ("cnntrain-lr-find", ["optimizer.lr=-1"], "optimizer.lr=-1.0: must be > 0"),
 ]
 
 

@@ -216,10 +216,9 @@ def check_model(cfg: Any) -> None:
 
 def check_optimization(cfg: Any, model: Any) -> None:
     """The optimizer and the schedule, constructed as a run will; torch's refusal becomes a ConfigError."""
-    from cnntrain.training.finetune import parameter_groups
-    from cnntrain.training.optim import build_optimizer, build_schedule
+    from cnntrain.training.optim import build_optimizer, build_schedule, parameter_groups
 
-    groups = parameter_groups(model, cfg.trainer.finetune, cfg.optimizer.lr)
+    groups = parameter_groups(model, cfg.trainer, cfg.optimizer)
     optimizer = _constructed(cfg, "optimizer", lambda: build_optimizer(groups, cfg.optimizer))
     # the real number of steps per epoch comes with the data; whether torch accepts the arguments does not
     _constructed(cfg, "scheduler", lambda: build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, 100))

@@ -100,6 +100,13 @@ class FinetuneConfig:
 
 
 @dataclass
+class EmaConfig:
+    decay: float = 0.0  # 0: off; e.g. 0.999: validation, test, best.pt and exports use the weights' average
+    warmup: bool = True  # decay min(decay, (1 + n) / (10 + n)) after n updates, as timm's ModelEmaV3
+    every: int = 1  # optimizer steps between updates
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 10
     batch_size: int = 128  # the global batch: a data-parallel run shares it among its devices
@@ -116,6 +123,10 @@ class TrainerConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    grad_clip: Any = None  # max global gradient norm; null: no clipping
+    accumulate: int = 1  # batches whose gradients add up before an optimizer step
+    decay_norm_and_bias: bool = True  # false: no weight decay on biases and normalisation weights
 
 
 @dataclass

@@ -132,6 +132,14 @@ def _check_ranges(cfg: DictConfig) -> None:
     _check_declared(cfg)
     _positive(cfg, "trainer.early_stopping.patience", strict=False)
     _positive(cfg, "trainer.early_stopping.min_delta", strict=False)
+    _positive(cfg, "trainer.accumulate")
+    _positive(cfg, "trainer.ema.every")
+    _require(0.0 <= cfg.trainer.ema.decay < 1.0,
+             f"trainer.ema.decay={cfg.trainer.ema.decay}: must be in [0, 1) (0: no weight average; e.g. 0.999)")
+    _require(cfg.trainer.grad_clip is None or (isinstance(cfg.trainer.grad_clip, (int, float))
+                                               and not isinstance(cfg.trainer.grad_clip, bool)
+                                               and math.isfinite(cfg.trainer.grad_clip) and cfg.trainer.grad_clip > 0),
+             f"trainer.grad_clip={cfg.trainer.grad_clip}: must be null (no clipping) or a number > 0")
     _positive(cfg, "trainer.finetune.freeze_epochs", strict=False)
     _positive(cfg, "trainer.finetune.backbone_lr", strict=False)
     _require(cfg.trainer.finetune.freeze_epochs == 0 or cfg.trainer.devices == 1,

@@ -105,4 +105,9 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
         "compile": cfg.trainer.compile,
         "tta": cfg.trainer.tta,
         "seed": cfg.seed,
+        "optimization": {  # how batches became optimizer steps
+            "effective_batch_size": cfg.trainer.batch_size * cfg.trainer.accumulate,
+            "accumulate": cfg.trainer.accumulate, "grad_clip": cfg.trainer.grad_clip,
+            "ema_decay": cfg.trainer.ema.decay or None, "decay_norm_and_bias": cfg.trainer.decay_norm_and_bias,
+        },
     }

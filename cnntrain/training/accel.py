@@ -53,13 +53,29 @@ class Accel:
 
     def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """loss.backward() + optimizer.step(), through the gradient scaler for fp16."""
+        self.backward(loss)
+        self.step(optimizer)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """loss.backward(), scaled for fp16; gradients add up until `step` (gradient accumulation)."""
         if self.scaler is None:
             loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, clip: float | None = None) -> None:
+        """optimizer.step(), after clipping the gradients' global norm to `clip` when given (unscaled first for
+        fp16, so the threshold is in the gradients' own units)."""
+        if clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        if self.scaler is None:
             optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
 
 
 def check_devices(device: torch.device, devices: int, sync_batchnorm: bool) -> None:

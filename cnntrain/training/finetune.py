@@ -14,24 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from cnntrain.errors import ConfigError
 from cnntrain.models.architectures import architectures
-
-
-def parameter_groups(model: nn.Module, finetune: Any, lr: float) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups: the head at optimizer.lr, the backbone at backbone_lr times it (one
-    group when the model has no backbone or the multiplier is 1)."""
-    backbone = backbone_parameters(model)
-    if not backbone:
-        if finetune.freeze_epochs or finetune.head_only or finetune.backbone_lr != 1.0:
-            raise ConfigError("trainer.finetune needs a model with a pretrained backbone (a torchvision or timm "
-                              "layer); this model has none: leave trainer.finetune at its defaults")
-        return [{"params": list(model.parameters())}]
-    if finetune.backbone_lr == 1.0:
-        return [{"params": list(model.parameters())}]
-    ids = {id(p) for p in backbone}
-    head = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": head}, {"params": backbone, "lr": lr * finetune.backbone_lr}]
 
 
 def freeze_for_epoch(model: nn.Module, finetune: Any, epoch: int) -> None:

@@ -9,6 +9,7 @@ are summed over the ranks, so every metric is exact, and only rank 0 writes chec
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule
+from cnntrain.training.stepping import Stepping
 
 if TYPE_CHECKING:
     from cnntrain.reporting.run_dir import RunDir
@@ -134,8 +136,9 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
-                display: EpochDisplay, *, accel: Accel | None = None,
-                augment: Augment = Augment(), ranks: Ranks = SINGLE) -> tuple[float, float, list[tuple[float, float]]]:
+                display: EpochDisplay, *, accel: Accel | None = None, augment: Augment = Augment(),
+                ranks: Ranks = SINGLE, stepping: Stepping = Stepping()
+                ) -> tuple[float, float, list[tuple[float, float]]]:
     """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
     accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
     on the device until the epoch ends: recording them adds no sync to the loop.
@@ -163,17 +166,25 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     seen = 0
     display.start_phase(f"epoch {epoch}", batches)
     shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world)
+    every = stepping.accumulate
     for step, (images, labels) in enumerate(shares, 1):
         size = global_batch_size(len(split), batch_size, step)
         if augment.enabled:
             images = augment(images, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
         loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
-        optimizer.zero_grad(set_to_none=True)
-        scale = labels.numel() * ranks.world / size
+        first, last = (step - 1) % every == 0, step % every == 0 or step == batches
+        if first:
+            optimizer.zero_grad(set_to_none=True)
+        scale = labels.numel() * ranks.world / images_in_step(len(split), batch_size, step, every, batches)
         lrs.append(optimizer.param_groups[0]["lr"])
         sizes[step - 1], counts[step - 1] = size, labels.numel()
-        accel.backward_and_step(loss if scale == 1 else loss * scale, optimizer)
-        schedule.after_batch()
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            accel.backward(loss if scale == 1 else loss * scale)
+        if last:
+            accel.step(optimizer, stepping.clip)
+            schedule.after_batch()
+            if stepping.ema is not None:
+                stepping.ema.after_step(unwrap(model))
         losses[step - 1] = loss.detach()
         total += losses[step - 1] * labels.numel()
         hits += (logits.argmax(dim=1) == labels).sum()
@@ -185,7 +196,18 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     total_sum, hit_sum, seen_sum = ranks.sum([total, hits, seen], device)
     weighted = ranks.sum_tensor(losses * counts.to(device))
     step_losses = (weighted.cpu() / sizes.clamp(min=1)).tolist()
+    if every > 1:  # one row per optimizer step: its batches' loss over all their images, and its rate
+        step_losses = [sum(loss * n for loss, n in zip(step_losses[i:i + every], sizes[i:i + every].tolist()))
+                       / max(1.0, float(sizes[i:i + every].sum())) for i in range(0, batches, every)]
+        lrs = lrs[::every]
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
+
+
+def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int) -> int:
+    """Images in the optimizer step that batch number `step` (from 1) belongs to, `every` batches a step: each
+    batch's mean loss is weighted by its share of them, so the step follows the mean gradient of its images."""
+    first = (step - 1) // every * every + 1
+    return sum(global_batch_size(n, batch_size, s) for s in range(first, min(first + every, batches + 1)))
 
 
 def divergence_check_every(device: torch.device) -> int:
@@ -243,8 +265,12 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     early = MetricWatch(settings.early_monitor, settings.early_mode, settings.min_delta)
     result = FitResult()
     first_epoch = 1
+    ema = run.stepping.ema
+    evaluated = ema.module if ema is not None else model  # validation, best.pt and the test see the average
     if resume is not None:
-        unwrap(model).load_state_dict(resume["model"])
+        unwrap(model).load_state_dict(resume["train_weights"] if ema is not None else resume["model"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"], resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         schedule.load_state_dict(resume["scheduler"])
         best, early = MetricWatch(**resume["best"]), MetricWatch(**resume["early_stopping"])
@@ -261,9 +287,9 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
                                                    settings.batch_size, generator, epoch, display, accel=accel,
-                                                   augment=settings.augment, ranks=ranks)
+                                                   augment=settings.augment, ranks=ranks, stepping=run.stepping)
         trained = time.perf_counter()
-        val = evaluate(model, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
+        val = evaluate(evaluated, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
                        tta=settings.tta, ranks=ranks)
         result.train_seconds += trained - started
         result.eval_seconds += time.perf_counter() - trained
@@ -275,10 +301,12 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         row["seconds"] = time.perf_counter() - started
         result.history.append(row)
         state = {
-            "epoch": epoch, "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch, "model": unwrap(evaluated).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
             "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
         }
+        if ema is not None:  # "model" holds the average (what eval and export read); training goes on from these
+            state["train_weights"], state["ema"] = unwrap(model).state_dict(), ema.state_dict()
         if ranks.enabled:
             state["rng_per_rank"] = ranks.gather_objects(state["rng"])
         on_steps(step_rows(steps, epoch))  # before last.pt: a resume drops steps past it, and never lacks any
@@ -292,6 +320,8 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
             result.stopped_early = True
             break
     result.best_epoch, result.best_value = best.best_epoch, best.best
+    if ema is not None:  # the last weights a run reports, tests and saves are the average
+        unwrap(model).load_state_dict(ema.module.state_dict())
     return result
 
 

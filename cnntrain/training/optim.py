@@ -14,14 +14,43 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from cnntrain.config.optimizers import OPTIMIZERS, SCHEDULERS, Declared
+from cnntrain.errors import ConfigError
+from cnntrain.training.finetune import backbone_parameters
 
 
 def build_optimizer(params: Any, cfg: DictConfig) -> torch.optim.Optimizer:
     """The torch optimizer named by cfg.name, with the config's hyper-parameters."""
     declared = OPTIMIZERS[cfg.name]
     return getattr(torch.optim, str(declared.torch_class))(params, **torch_arguments(declared, cfg))
+
+
+def parameter_groups(model: nn.Module, trainer: Any, optimizer: Any) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups. One group (the model's parameters in order) unless asked otherwise:
+    trainer.finetune.backbone_lr puts a pretrained backbone in its own group at that multiple of the rate, and
+    trainer.decay_norm_and_bias=false puts biases and normalisation weights (every parameter of one dimension,
+    timm's rule) in a group without weight decay. The first group is the head's, decayed: the rate logged."""
+    finetune = trainer.finetune
+    backbone = {id(p) for p in backbone_parameters(model)}
+    if not backbone and (finetune.freeze_epochs or finetune.head_only or finetune.backbone_lr != 1.0):
+        raise ConfigError("trainer.finetune needs a model with a pretrained backbone (a torchvision or timm layer); "
+                          "this model has none: leave trainer.finetune at its defaults")
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for param in model.parameters():
+        slower = id(param) in backbone and finetune.backbone_lr != 1.0
+        undecayed = not trainer.decay_norm_and_bias and param.ndim <= 1
+        groups.setdefault((slower, undecayed), []).append(param)
+    built = []
+    for (slower, undecayed), params in sorted(groups.items(), key=lambda item: item[0]):
+        group: dict[str, Any] = {"params": params}
+        if slower:
+            group["lr"] = optimizer.lr * finetune.backbone_lr
+        if undecayed:
+            group["weight_decay"] = 0.0
+        built.append(group)
+    return built
 
 
 def build_schedule(opt: torch.optim.Optimizer, cfg: DictConfig, epochs: int, steps_per_epoch: int) -> LRSchedule:

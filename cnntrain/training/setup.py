@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,8 +28,9 @@ from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_w
 from cnntrain.training import distributed
 from cnntrain.training.accel import Accel, resolve_device
 from cnntrain.training.distributed import SINGLE, Ranks
-from cnntrain.training.finetune import freeze_for_epoch, parameter_groups
-from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule
+from cnntrain.training.finetune import freeze_for_epoch
+from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule, parameter_groups
+from cnntrain.training.stepping import Stepping, stepping_from
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RunSetup:
     schedule: LRSchedule
     ranks: Ranks = SINGLE
     train_model: nn.Module | None = None  # the module that trains: DDP over `model` in a data-parallel run
+    stepping: Stepping = field(default_factory=Stepping)  # accumulation, clipping, the weight average
 
     def __post_init__(self) -> None:
         if self.train_model is None:
@@ -81,10 +83,12 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
     model = accel.prepare_model(model)
     train_model = distributed.wrap(model, ranks, device, sync_batchnorm=cfg.trainer.sync_batchnorm)
-    optimizer = build_optimizer(parameter_groups(model, cfg.trainer.finetune, cfg.optimizer.lr), cfg.optimizer)
-    steps = num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world)
+    optimizer = build_optimizer(parameter_groups(model, cfg.trainer, cfg.optimizer), cfg.optimizer)
+    stepping = stepping_from(cfg.trainer, model)
+    steps = stepping.steps_per_epoch(num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world))
     schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
-    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule, ranks, train_model)
+    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule, ranks, train_model,
+                    stepping)
 
 
 def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
