@@ -103,6 +103,8 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
                  "test/loss", "time (s)"):
         if name == "overrides":
             table.add_column(name, overflow="fold", min_width=16)
+        elif name in (TEST_BALANCED_ACC, TEST_MACRO_F1):
+            table.add_column(name.replace("/", "/\n", 1), justify="right")  # on two lines: room for the overrides
         else:
             table.add_column(name, justify="left" if name == "status" else "right")
     for row in rows:
