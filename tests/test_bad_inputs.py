@@ -2,7 +2,8 @@
 value, no traceback, and nothing left behind that looks like a run.
 
 Every case runs the command's own main in this process (tests/helpers.run_main). `RUN` in an argument is
-replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder.
+replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder, `SPARSE` by an
+image folder whose class 'square' has one training image (so one of 2 folds leaves it none).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image
 from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, train
 
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
+from synthetic_images import make_folder
 
 MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
          "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main, "cnntrain-lr-find": lr_find.main}
@@ -52,6 +54,14 @@ CNNTRAIN = [
     (["trainer.devices=two"], "trainer.devices=two: expected a whole number"),
     (["trainer.label_smoothing=1.0"], "trainer.label_smoothing=1.0: must be in [0, 1)"),
     (["trainer.loss=mse"], "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
+    (["trainer.class_weights=[1,2]"], "trainer.class_weights=[1, 2]: 2 weight(s), but the dataset has 10 classes"),
+    (["trainer.class_weights=[1,1,1,1,1,1,1,1,1,-0.5]"],
+     "trainer.class_weights=[1, 1, 1, 1, 1, 1, 1, 1, 1, -0.5]: weight -0.5 (class 9) is negative; every weight must"),
+    (["trainer.class_weights=balance"],
+     "trainer.class_weights=balance: unknown setting (did you mean 'balanced'?); expected null, balanced, or a list"),
+    (["trainer.class_weights=[a,b]"], "trainer.class_weights=['a', 'b']: expected null, balanced, or a list of one"),
+    (["trainer.sampler=balance"], "trainer.sampler=balance: unknown sampler 'balance' (did you mean 'balanced'?); "
+                                  "expected one of shuffle, balanced"),
     (["trainer.precision=fp8"], "trainer.precision=fp8: expected one of fp32, bf16, fp16"),
     (["trainer.tta=vflip"], "trainer.tta=vflip: expected one of none, hflip"),
     (["trainer.checkpoint.monitor=val/f1"], "trainer.checkpoint.monitor=val/f1: expected one of train/loss"),
@@ -108,6 +118,18 @@ CNNTRAIN = [
     (["dataset.val_split=1.5"], "dataset.val_split=1.5: a fraction must be in (0, 1)"),
     (["dataset.val_split=0"], "dataset.val_split=0: a count must be >= 1"),
     (["dataset.val_strategy=kfold"], "dataset.val_strategy=kfold: expected one of random, stratified"),
+    (["dataset.folds=5", "dataset.fold=5"], "dataset.fold=5 is out of range for dataset.folds=5: use 0..4"),
+    (["dataset.folds=3", "dataset.fold=-1"], "dataset.fold=-1 is out of range for dataset.folds=3: use 0..2"),
+    (["dataset.folds=1", "dataset.fold=0"], "dataset.folds=1: must be >= 2 (the number of cross-validation folds)"),
+    (["dataset.fold=0"], "dataset.fold=0 needs dataset.folds, the number of folds (>= 2)"),
+    (["dataset.folds=3"], "dataset.folds=3 needs dataset.fold, the fold that validates (0..2)"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.fold=1"], "dataset.fold=1 needs dataset.folds"),
+    (["-m", "dataset.folds=3", "dataset.fold=0,1,3"], "dataset.fold=3 is out of range for dataset.folds=3"),
+    (["dataset=imagefolder", "dataset.root=SPARSE", "dataset.folds=2", "dataset.fold=0",
+      "trainer.class_weights=balanced"],
+     "class 'square' has no images in the training split, and trainer.class_weights=balanced needs every class"),
+    (["dataset=imagefolder", "dataset.root=SPARSE", "dataset.folds=2", "dataset.fold=0", "trainer.sampler=balanced"],
+     "class 'square' has no images in the training split, and trainer.sampler=balanced needs every class"),
     (["dataset.mean=[0.5,0.5]", "dataset.std=[0.2,0.2]"], "dataset.mean=[0.5, 0.5]: expected 1 value(s)"),
     (["dataset.std=[0]"], "dataset.std=[0.0]: every value must be > 0"),
     (["dataset.augment.translate=-1"], "dataset.augment.translate=-1: must be >= 0 pixels"),
@@ -226,9 +248,14 @@ def place(tmp_path, finished_run):
     image = tmp_path / "digit.png"
     Image.new("L", (28, 28)).save(image)
     (tmp_path / "empty").mkdir()
-    places = {"RUN": str(finished_run), "IMAGE": str(image), "EMPTY": str(tmp_path / "empty")}
+    places = {"RUN": str(finished_run), "IMAGE": str(image), "EMPTY": str(tmp_path / "empty"),
+              "SPARSE": str(tmp_path / "sparse")}
 
     def fill(args: list[str]) -> list[str]:
+        if any("SPARSE" in arg for arg in args):
+            make_folder(tmp_path / "sparse", rgb=False, size=16, per_class=4, test_per_class=1)
+            for extra in sorted((tmp_path / "sparse" / "train" / "square").iterdir())[1:]:
+                extra.unlink()
         for name, value in places.items():
             args = [arg.replace(name, value) for arg in args]
         return args

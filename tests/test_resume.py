@@ -68,7 +68,8 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(start_cli, tmp_pa
     assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] >= 1
 
 
-@pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01")])
+@pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01"),
+                                      ("trainer.sampler=balanced", "trainer.class_weights=balanced")])
 def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch, schedule):
     import cnntrain.training.loop as engine
 

@@ -11,6 +11,7 @@ import torch
 
 from cnntrain.data.loading import load_data
 from cnntrain.models.builder import build_model
+from cnntrain.reporting.metrics import balanced_accuracy, macro_f1
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.loop import evaluate
 from cnntrain.training.run import run
@@ -60,6 +61,11 @@ def test_summary_holds_test_metrics_and_provenance(finished_run):
     matrix = torch.tensor(summary["confusion_matrix"])
     assert matrix.shape == (10, 10) and int(matrix.sum()) == summary["sizes"]["test"] == 300
     assert int(matrix.diagonal().sum()) == round(summary["test"]["acc"] * 300)
+    assert summary["test"]["balanced_acc"] == pytest.approx(balanced_accuracy(matrix))
+    assert summary["test"]["macro_f1"] == pytest.approx(macro_f1(matrix))
+    assert "acc5" not in summary["test"], "top-5 accuracy is measured with 20 or more classes"
+    assert summary["class_weights"] is None and summary["sampler"] == "shuffle" and summary["cross_validation"] is None
+    assert sum(summary["train_class_counts"].values()) == summary["sizes"]["train"]
     assert summary["params"] == 50_186
     assert summary["macs_per_image"] == 32 * 9 * 28 * 28 + 64 * 32 * 9 * 14 * 14 + 3136 * 10  # cnn2 on 1x28x28
     assert summary["device"] == "cpu" and summary["epochs_run"] == 2
@@ -72,7 +78,8 @@ def test_summary_holds_test_metrics_and_provenance(finished_run):
 def test_train_log_mirrors_the_console(finished_run):
     _, run_dir, _ = finished_run
     log = (run_dir / "train.log").read_text()
-    for text in ("model cnn2", "50,186", "train/loss", "per-class test accuracy", "test/acc (best checkpoint)"):
+    for text in ("model cnn2", "50,186", "train/loss", "per-class test accuracy", "test/acc (best checkpoint)",
+                 "test/balanced_acc (best checkpoint)", "test/macro_f1 (best checkpoint)"):
         assert text in log
 
 
@@ -201,8 +208,8 @@ def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_c
     real_make_loss = train_module.make_loss
     calls = {"training": 0}
 
-    def nan_at_batch_22(cfg):
-        loss_fn = real_make_loss(cfg)
+    def nan_at_batch_22(cfg, *weights_and_device):
+        loss_fn = real_make_loss(cfg, *weights_and_device)
 
         def loss(logits, labels):
             value = loss_fn(logits, labels)

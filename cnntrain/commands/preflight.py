@@ -16,7 +16,7 @@ from typing import Any
 
 from cnntrain.config.compose import compose_train, config_dir, group_options
 from cnntrain.config.names import CONFIG_GROUPS
-from cnntrain.config.validate import validate
+from cnntrain.config.validate import check_class_weights, validate
 from cnntrain.errors import ConfigError, did_you_mean, first_line
 from cnntrain.files import kind_of, read_yaml
 
@@ -160,6 +160,8 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
             f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
                 lambda c=cfg: check_device(c.device, c.trainer.precision, c.trainer.devices, c.trainer.sync_batchnorm),
             f"logger:{list(cfg.logger)}:{cfg.mlflow.tracking_uri}": lambda c=cfg: check_logger(c),
+            f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}":
+                lambda c=cfg, d=_known_data[key]: check_balance(c, d),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
             f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
         }
@@ -169,6 +171,18 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
             if name not in seen:
                 seen.add(name)
                 check()
+
+
+def check_balance(cfg: Any, description: Any) -> None:
+    """The balanced class weights or sampler need every class in the training split (after the validation
+    split or fold is taken out): the split's labels are read (no images) and the first empty class named."""
+    from cnntrain.data.balance import balanced_settings, check_every_class, class_counts
+    from cnntrain.data.loading import train_labels
+
+    settings = balanced_settings(cfg.trainer)
+    if settings:
+        labels = train_labels(cfg.dataset, cfg.seed, description)
+        check_every_class(class_counts(labels, len(description.classes)), description.classes, settings)
 
 
 def check_device(device: str, precision: str, devices: int = 1, sync_batchnorm: bool = False) -> None:
@@ -209,6 +223,7 @@ def check_model(cfg: Any) -> None:
     with saved_weights() if cfg.get("resume") else contextlib.nullcontext():  # a resume has its checkpoint
         model, rows = build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
     check_outputs(rows, int(cfg.dataset.num_classes), cfg.model.name)
+    check_class_weights(cfg.trainer.class_weights, int(cfg.dataset.num_classes))
     make_loss(cfg)
     check_augment(cfg.dataset.augment, tuple(cfg.dataset.input_shape))
     check_optimization(cfg, model)

@@ -17,6 +17,21 @@ STEP_COLUMNS = ("step", "epoch", STEP_LOSS, "lr")
 """A row of steps.csv: the global optimizer step (from 1), the fractional epoch it ends, its batch's training
 loss and the learning rate it used. Loggers get the same names."""
 TEST_METRICS = ("test/acc", "test/loss")
+TEST_BALANCED_ACC = "test/balanced_acc"
+"""Mean per-class recall over the classes present in the test labels: accuracy that a large class cannot carry."""
+TEST_MACRO_F1 = "test/macro_f1"
+"""Unweighted mean of each class's F1 over the classes in the test labels or the predictions."""
+TEST_ACC5 = "test/acc5"
+"""A hit when the true class is among the five highest scores; measured when there are TOP5_MIN_CLASSES or more."""
+TOP5_MIN_CLASSES = 20
+CLASS_METRICS = (TEST_BALANCED_ACC, TEST_MACRO_F1, TEST_ACC5)
+"""Test metrics beside TEST_METRICS, for the best and the last weights (acc5 only with 20+ classes)."""
+
+
+def summary_key(metric: str) -> str:
+    """A test metric's key inside summary.json's "test" and "test_last" objects: its name after "test/"."""
+    return metric.split("/", 1)[1]
+
 
 MODES = ("min", "max")
 LOSSES = ("auto", "cross_entropy", "nll")
@@ -28,6 +43,10 @@ WANDB_MODES = ("offline", "online")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DATASET_KINDS = ("torchvision", "imagefolder")
 VAL_STRATEGIES = ("random", "stratified")
+SAMPLERS = ("shuffle", "balanced")
+"""trainer.sampler: a seeded permutation per epoch, or len(train) draws with replacement, each class equally likely."""
+BALANCED = "balanced"
+"""trainer.class_weights=balanced: n_train / (classes x the class's training images)."""
 ANNEAL_STRATEGIES = ("cos", "linear")
 CHECKPOINT_NAMES = ("best", "last")
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "scheduler", "experiment", "hparams_search")

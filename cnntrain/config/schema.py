@@ -60,6 +60,8 @@ class DatasetConfig:
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
+    folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used
+    fold: int | None = None  # with folds: the fold (0..K-1) that validates; the other folds train
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -115,6 +117,8 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     loss: str = "auto"
     label_smoothing: float = 0.0
+    class_weights: Any = None  # null | balanced | a list of one non-negative number per class
+    sampler: str = "shuffle"  # shuffle | balanced: draws with replacement, each class equally likely
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False

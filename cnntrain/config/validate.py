@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from cnntrain.config.names import (
+    BALANCED,
     DATASET_KINDS,
     DEVICES,
     EPOCH_METRICS,
@@ -23,6 +24,7 @@ from cnntrain.config.names import (
     LOSSES,
     MODES,
     PRECISIONS,
+    SAMPLERS,
     TTA_MODES,
     VAL_STRATEGIES,
     WANDB_MODES,
@@ -149,6 +151,10 @@ def _check_ranges(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.trainer.label_smoothing < 1.0,
              f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
     _choice(cfg, "trainer.loss", LOSSES)
+    check_class_weights(cfg.trainer.class_weights)
+    _require(cfg.trainer.sampler in SAMPLERS,
+             f"trainer.sampler={cfg.trainer.sampler}: unknown sampler '{cfg.trainer.sampler}'"
+             f"{did_you_mean(str(cfg.trainer.sampler), SAMPLERS)}; expected one of {', '.join(SAMPLERS)}")
     _choice(cfg, "trainer.precision", PRECISIONS)
     _choice(cfg, "trainer.tta", TTA_MODES)
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
@@ -182,6 +188,31 @@ def chosen_loggers(value: Any) -> list[str]:
     return list(dict.fromkeys(["csv", *items]))
 
 
+def check_class_weights(value: Any, num_classes: int | None = None) -> None:
+    """trainer.class_weights: null, balanced, or one finite number >= 0 per class, not all zero. The count is
+    checked when the number of classes is known (the preflight knows it once the data is described)."""
+    if value is None or value == BALANCED:
+        return
+    allowed = f"expected null, {BALANCED}, or a list of one number >= 0 per class"
+    if isinstance(value, str):
+        raise ConfigError(f"trainer.class_weights={value}: unknown setting{did_you_mean(value, (BALANCED,))}; "
+                          f"{allowed}")
+    items = list(value) if isinstance(value, (list, tuple, ListConfig)) else None
+    shown = _listed(items) if items is not None else value
+    if items is None or not items or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in items):
+        raise ConfigError(f"trainer.class_weights={shown}: {allowed}")
+    for index, weight in enumerate(items):
+        _require(math.isfinite(weight), f"trainer.class_weights={shown}: weight {weight} (class {index}) is not "
+                                        f"a finite number")
+        _require(weight >= 0, f"trainer.class_weights={shown}: weight {weight} (class {index}) is negative; "
+                              f"every weight must be >= 0")
+    _require(any(w > 0 for w in items), f"trainer.class_weights={shown}: every weight is 0, so nothing would be "
+                                        f"learned; give at least one class a weight > 0")
+    _require(num_classes is None or len(items) == num_classes,
+             f"trainer.class_weights={shown}: {len(items)} weight(s), but the dataset has {num_classes} classes; "
+             f"give one weight per class (or balanced)")
+
+
 def _check_dropout_knob(model: DictConfig) -> None:
     """model.dropout (a preset's tunable dropout, see lenet) is a probability; sweeps sample it."""
     if model.dropout is not None:
@@ -204,6 +235,7 @@ def _check_dataset(ds: DictConfig) -> None:
     else:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", VAL_STRATEGIES, prefix="dataset.")
+    _check_folds(ds.folds, ds.fold)
     _require(ds.augment.translate >= 0, f"dataset.augment.translate={ds.augment.translate}: must be >= 0 pixels")
     _choice(ds, "kind", DATASET_KINDS, prefix="dataset.")
     if ds.kind == "torchvision":
@@ -222,6 +254,20 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(ds[key] is None or channels is None or len(ds[key]) == channels,
                  f"dataset.{key}={_listed(ds[key])}: expected {channels} value(s), one per channel")
     _require(ds.std is None or all(s > 0 for s in ds.std), f"dataset.std={_listed(ds.std)}: every value must be > 0")
+
+
+def _check_folds(folds: int | None, fold: int | None) -> None:
+    """K-fold cross-validation: both keys or neither, K >= 2, fold in 0..K-1."""
+    if folds is None:
+        _require(fold is None, f"dataset.fold={fold} needs dataset.folds, the number of folds (>= 2), "
+                               f"e.g. dataset.folds=5")
+        return
+    _require(folds >= 2, f"dataset.folds={folds}: must be >= 2 (the number of cross-validation folds), or null "
+                         f"to validate on dataset.val_split")
+    _require(fold is not None, f"dataset.folds={folds} needs dataset.fold, the fold that validates (0..{folds - 1}); "
+                               f"run every fold with -m dataset.fold={','.join(map(str, range(folds)))}")
+    _require(0 <= fold < folds, f"dataset.fold={fold} is out of range for dataset.folds={folds}: "
+                                f"use 0..{folds - 1}")
 
 
 def _listed(value: Any) -> Any:

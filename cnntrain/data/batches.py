@@ -1,6 +1,7 @@
 """Batches of a split: index slices of the device tensors, or DataLoader workers for streamed image folders.
 
-The order comes from a CPU generator, so a run is reproducible and resumable on any device. In a
+The order comes from a CPU generator, so a run is reproducible and resumable on any device: a permutation
+per epoch, or with the balanced sampler as many draws with replacement, each class equally likely. In a
 data-parallel run every rank draws the same permutation and takes its contiguous share of each global
 batch (`rank`, `world`); a last batch too small to give every rank an image is left out of that epoch.
 """
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
+from cnntrain.config.names import BALANCED
+from cnntrain.data.balance import balanced_draws
 from cnntrain.data.image_folder import FileDataset, LazyImages
 
 
@@ -23,17 +26,19 @@ def iterate_batches(
     drop_last: bool = False,
     rank: int = 0,
     world: int = 1,
+    sampler: str = "shuffle",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) slices of the device tensors; order drawn from a CPU `generator`.
+    """Yield (uint8 images, labels) slices of the device tensors; order drawn from a CPU `generator`
+    (how, when shuffling: `sampler`, see epoch_order).
 
     With world > 1, each batch is this rank's share of the global batch (see batch_share)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
     if isinstance(split.images, LazyImages):
-        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world)
+        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world, sampler)
         return
-    order = torch.randperm(n, generator=generator).to(split.labels.device) if shuffle else None
+    order = epoch_order(split.labels, sampler, generator).to(split.labels.device) if shuffle else None
     for b in range(num_batches(n, batch_size, drop_last, world)):
         lo, hi = b * batch_size, min((b + 1) * batch_size, n)
         first, last = batch_share(hi - lo, rank, world)
@@ -43,6 +48,14 @@ def iterate_batches(
         else:
             idx = order[lo:hi]
             yield split.images[idx], split.labels[idx]
+
+
+def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator | None) -> torch.Tensor:
+    """An epoch's len(labels) indices, on the CPU: a permutation (shuffle), or draws with replacement that give
+    every class the same chance (balanced). Every rank draws the same from the same generator state."""
+    if sampler == BALANCED:
+        return balanced_draws(labels, generator)
+    return torch.randperm(len(labels), generator=generator)
 
 
 def batch_share(size: int, rank: int, world: int) -> tuple[int, int]:
@@ -65,12 +78,13 @@ def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
 
 
 def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None,
-                      drop_last: bool, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      drop_last: bool, rank: int, world: int,
+                      sampler: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The same batches, in the same order, as the in-memory path, but decoded by DataLoader workers."""
     from torch.utils.data import DataLoader
 
     n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = epoch_order(split.labels, sampler, generator) if shuffle else torch.arange(n)
     count = num_batches(n, batch_size, drop_last, world)
     batches = []
     for b in range(count):

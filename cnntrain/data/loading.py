@@ -19,8 +19,8 @@ import torch
 
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.data.image_folder import load_folder, scan_folder
-from cnntrain.data.sources import data_location, dataset_kind, ensure_available, read_split
-from cnntrain.data.split import split_indices
+from cnntrain.data.sources import data_location, dataset_kind, ensure_available, read_labels, read_split
+from cnntrain.data.split import fold_indices, split_indices
 from cnntrain.errors import DataError
 
 TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `seed` changes
@@ -104,7 +104,7 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
     _check_description(cfg, read)
     for labels in (train_labels, test_labels):
         _check_labels(cfg, labels, len(classes))
-    train_idx, val_idx = split_indices(train_labels, cfg.val_split, str(cfg.val_strategy), seed)
+    train_idx, val_idx = split_train(cfg, train_labels, seed)
 
     device = torch.device(device)
 
@@ -124,6 +124,27 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
         mean=mean,
         std=std,
     )
+
+
+def split_train(cfg: Any, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx) of the training files: fold dataset.fold of dataset.folds when cross-validating,
+    else dataset.val_split (seeded by the run's seed either way)."""
+    if cfg.get("folds") is not None:
+        return fold_indices(labels, int(cfg.folds), int(cfg.fold), seed)
+    return split_indices(labels, cfg.val_split, str(cfg.val_strategy), seed)
+
+
+def train_labels(cfg: Any, seed: int, description: DataDescription | None = None) -> torch.Tensor:
+    """The labels of the split a run trains on, without decoding or keeping any image: what the preflight
+    needs to check class balance before anything is written. Same files, order and splits as load_data."""
+    if dataset_kind(cfg) == "imagefolder":
+        scan = description.scan if description is not None and description.scan is not None else scan_folder(cfg)
+        labels = torch.tensor([label for _, label in scan.train_files], dtype=torch.int64)
+        if scan.test_files is None:
+            labels = labels[_held_out_test(cfg, labels)[0]]
+    else:
+        labels = read_labels(cfg, train=True)
+    return labels[split_train(cfg, labels, seed)[0]]
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -147,10 +168,14 @@ def _read_folder(cfg: Any, description: DataDescription) -> tuple[tuple[Any, tor
     train, test = load_folder(scan, bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0))
     if test is None:
         images, labels = train
-        keep, held = split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED,
-                                   key="dataset.test_split")
+        keep, held = _held_out_test(cfg, labels)
         train, test = (images[keep], labels[keep]), (images[held], labels[held])
     return train, test
+
+
+def _held_out_test(cfg: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image folder without root/test: (kept, held-out test) indices, stratified, fixed whatever the seed."""
+    return split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED, key="dataset.test_split")
 
 
 def _check_description(cfg: Any, facts: DataDescription) -> None:

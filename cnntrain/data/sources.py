@@ -208,6 +208,15 @@ def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[
     return images, labels.long(), [str(c) for c in names]
 
 
+def read_labels(cfg: Any, train: bool) -> torch.Tensor:
+    """One split's int64 labels alone: the IDX label file where there is one (no images are read), else
+    read_split's."""
+    if _class_name(cfg) in IDX_CLASSES:
+        prefix = "train" if train else "t10k"
+        return read_idx(raw_folder(cfg) / f"{prefix}-labels-idx1-ubyte", dims=1).long()
+    return read_split(cfg, train)[1]
+
+
 def read_idx(path: Path, dims: int) -> torch.Tensor:
     """An IDX file of unsigned bytes with `dims` dimensions (0x00 0x00 0x08 <dims>, then big-endian uint32
     sizes, then the data) as a uint8 tensor; a DataError naming the file when it is anything else."""

@@ -1,4 +1,5 @@
-"""The seeded train/validation split (random or stratified), also used to hold out an image folder's test set."""
+"""The seeded train/validation split (random or stratified, or one fold of K), also used to hold out an image
+folder's test set."""
 
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ def split_indices(
     in_train = torch.ones(n, dtype=torch.bool)
     in_train[val_idx] = False
     return in_train.nonzero().squeeze(1), val_idx.sort().values
+
+
+def fold_indices(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train_idx, val_idx) of K-fold cross-validation: fold `fold` validates, the other folds train.
+
+    Each class's images are shuffled (seeded) and the classes, one after the other, are dealt round-robin to the
+    folds, so the K folds are disjoint, cover range(N), differ in size by at most one image, and each holds its
+    share of every class to within one image. The same seed gives the same folds to every fold's run."""
+    labels = labels.cpu()
+    n = int(labels.shape[0])
+    if folds > n:
+        raise DataError(f"dataset.folds={folds} is more than the {n} training images; use at most {n} folds")
+    generator = torch.Generator().manual_seed(int(seed))
+    shuffled = []
+    for cls in torch.unique(labels).tolist():
+        members = (labels == cls).nonzero().squeeze(1)
+        shuffled.append(members[torch.randperm(len(members), generator=generator)])
+    dealt = torch.cat(shuffled)
+    in_val = torch.zeros(n, dtype=torch.bool)
+    in_val[dealt[fold::folds]] = True
+    return (~in_val).nonzero().squeeze(1), in_val.nonzero().squeeze(1)
 
 
 def _val_count(val_split: Any, n: int, key: str) -> int:

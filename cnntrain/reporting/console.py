@@ -24,7 +24,7 @@ def format_metric(key: str, value: Any) -> str:
     """One spelling of each metric for the table, the log and the summary printout."""
     if value is None:
         return "-"
-    if key.endswith("acc"):
+    if key.endswith(("acc", "acc5")):
         return f"{100 * value:.2f}%"
     if key == "lr":
         return f"{value:.2e}"

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.names import TEST_ACC5, TEST_BALANCED_ACC, TEST_MACRO_F1
+
 
 @dataclass
 class FitResult:
@@ -24,6 +26,7 @@ class EvalResult:
     loss: float
     acc: float
     preds: torch.Tensor | None = None
+    acc5: float | None = None  # top-5 accuracy, measured on the test split of data with TOP5_MIN_CLASSES+ classes
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -37,3 +40,34 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
     totals = matrix.sum(dim=1).tolist()
     hits = matrix.diagonal().tolist()
     return [h / t if t else None for h, t in zip(hits, totals)]
+
+
+def balanced_accuracy(matrix: torch.Tensor) -> float | None:
+    """Mean recall over the classes present in the labels (as sklearn's balanced_accuracy_score): a model that
+    always answers the largest class scores 1 / classes, not that class's share."""
+    recalls = [r for r in per_class_accuracy(matrix) if r is not None]
+    return sum(recalls) / len(recalls) if recalls else None
+
+
+def macro_f1(matrix: torch.Tensor) -> float | None:
+    """Unweighted mean F1 = 2TP / (2TP + FP + FN) over the classes that occur in the labels or the predictions
+    (as sklearn's f1_score(average="macro"); a class never predicted counts 0)."""
+    m = matrix.double().cpu()
+    tp = m.diagonal()
+    denominators = m.sum(dim=0) + m.sum(dim=1)  # (TP + FP) + (TP + FN)
+    seen = denominators > 0
+    return float((2 * tp[seen] / denominators[seen]).mean()) if bool(seen.any()) else None
+
+
+def top_k_hits(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """How many of the batch's labels are among their row's k highest scores (on the device)."""
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return (top == labels.unsqueeze(1)).any(dim=1).sum()
+
+
+def class_metrics(matrix: torch.Tensor, acc5: float | None) -> dict[str, float | None]:
+    """The test metrics beside accuracy and loss, by their names (CLASS_METRICS); acc5 only where measured."""
+    values = {TEST_BALANCED_ACC: balanced_accuracy(matrix), TEST_MACRO_F1: macro_f1(matrix)}
+    if acc5 is not None:
+        values[TEST_ACC5] = acc5
+    return values

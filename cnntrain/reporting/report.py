@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from cnntrain.config.names import TEST_METRICS
+from cnntrain.config.names import TEST_METRICS, summary_key
 from cnntrain.reporting.console import Reporter, format_metric
-from cnntrain.reporting.metrics import EvalResult, FitResult, per_class_accuracy
+from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, confusion_matrix, per_class_accuracy
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
@@ -33,16 +33,23 @@ class Tested:
     last: EvalResult
     matrix: torch.Tensor  # confusion matrix of the best weights, [true, predicted]
 
+    def class_metrics(self, labels: torch.Tensor, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Balanced accuracy, macro-F1 (and top-5 accuracy with 20+ classes) of the best and the last weights."""
+        last = self.matrix if self.last is self.best else confusion_matrix(self.last.preds, labels, num_classes)
+        return class_metrics(self.matrix, self.best.acc5), class_metrics(last, self.last.acc5)
+
 
 def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
            size: dict[str, int], device: torch.device, result: FitResult, tested: Tested, started: float,
-           timing: dict[str, float], parallel: dict[str, Any]) -> None:
+           timing: dict[str, float], parallel: dict[str, Any], imbalance: dict[str, Any] | None = None) -> None:
     """Log the test metrics, draw the plots, write summary.json and print the result tables.
 
-    `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch).
+    `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch);
+    `imbalance` how it met class imbalance (class counts, class weights, sampler, fold), as its own keys.
     `size` holds the model's parameters (all, trained by the first epoch, frozen) and multiply-adds per image,
     as its summary table shows."""
     accuracies = per_class_accuracy(tested.matrix)
+    best_metrics, last_metrics = tested.class_metrics(data.test.labels, len(data.classes))
 
     def misclassified() -> Any:
         from cnntrain.reporting.plots import misclassified_figure
@@ -50,15 +57,17 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         return misclassified_figure(data.test.images, data.test.labels, tested.best.preds, data.classes)
 
     for logger in loggers:
-        logger.log_test(dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), len(result.history),
-                        misclassified)
+        logger.log_test({**dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), **best_metrics},
+                        len(result.history), misclassified)
     if cfg.report.plots:
         from cnntrain.reporting.plots import write_plots
 
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
-    summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing)
+    summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing,
+                            (best_metrics, last_metrics))
     summary["parallel"] = parallel
+    summary.update(imbalance or {})
     summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
@@ -68,6 +77,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     reporter.print(key_value_table("result", [
         ("test/acc (best checkpoint)", format_metric("acc", tested.best.acc)),
         ("test/loss (best checkpoint)", format_metric("loss", tested.best.loss)),
+        *((f"{name} (best checkpoint)", format_metric(name, value)) for name, value in best_metrics.items()),
         ("test/acc (last epoch)", format_metric("acc", tested.last.acc)),
         (f"best {monitor}", f"{format_metric(monitor, result.best_value)} at epoch {result.best_epoch}"),
         ("epochs", stop_note),
@@ -78,14 +88,16 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
 
 def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,
                   accuracies: list[float | None], size: dict[str, int], started: float,
-                  timing: dict[str, float]) -> dict[str, Any]:
+                  timing: dict[str, float], metrics: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON (provenance
-    follows it in summary.json)."""
+    follows it in summary.json). `metrics` are the best and the last weights' class metrics (Tested.class_metrics).
+    """
+    best, last = ({summary_key(name): value for name, value in values.items()} for values in metrics)
     return {
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
-        "test": {"loss": tested.best.loss, "acc": tested.best.acc, "weights": "best"},
-        "test_last": {"loss": tested.last.loss, "acc": tested.last.acc, "weights": "last"},
+        "test": {"loss": tested.best.loss, "acc": tested.best.acc, **best, "weights": "best"},
+        "test_last": {"loss": tested.last.loss, "acc": tested.last.acc, **last, "weights": "last"},
         "status": "done",
         "best": {"monitor": cfg.trainer.checkpoint.monitor, "mode": cfg.trainer.checkpoint.mode,
                  "value": result.best_value, "epoch": result.best_epoch},

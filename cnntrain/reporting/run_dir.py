@@ -105,6 +105,7 @@ class RunDir:
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
 SWEEP_SUMMARY_PNG = "sweep_summary.png"  # its picture: the monitored metric against each swept key
+SWEEP_FOLDS_CSV = "sweep_folds.csv"  # cross-validation sweeps: mean and std over each configuration's folds
 
 
 class MetricsCSV:

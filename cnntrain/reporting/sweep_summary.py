@@ -3,7 +3,8 @@
 Hydra calls SweepSummary.on_multirun_end (registered under hydra.callbacks in train.yaml) once
 all jobs are done, whatever the sweeper or launcher. It reads only the files each job left in its
 directory (.hydra/overrides.yaml and summary.json), so jobs run elsewhere (joblib, SLURM) count too,
-and a job that left no summary.json (killed) is listed as failed.
+and a job that left no summary.json (killed) is listed as failed. Jobs that differ only in dataset.fold
+are also summarised per configuration over their folds (cnntrain.reporting.sweep_folds).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.errors import UserError
 from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.console import format_metric
-from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir, read_summary
+from cnntrain.reporting.run_dir import SWEEP_FOLDS_CSV, SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir, read_summary
+from cnntrain.reporting.sweep_folds import folds_table, group_folds, write_folds_csv
 
 CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
-              "test/acc", "elapsed_seconds", "error")
+              "test/acc", *CLASS_METRICS, "elapsed_seconds", "error")
 
 
 @dataclass
@@ -70,6 +73,7 @@ def read_job(job_dir: Path) -> JobRow:
     values = {"monitor": best["monitor"], "best": best["value"], "best_epoch": best["epoch"],
               "val/loss": final.get("val/loss"), "val/acc": final.get("val/acc"),
               "test/loss": summary["test"]["loss"], "test/acc": summary["test"]["acc"],
+              **{name: summary["test"].get(summary_key(name)) for name in CLASS_METRICS},
               "elapsed_seconds": summary.get("elapsed_seconds"), "error": ""}
     return JobRow(job_dir.name, "done", overrides, values, best.get("mode", "max"))
 
@@ -95,9 +99,12 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
     shared = set.intersection(*(set(row.overrides) for row in rows)) if len(rows) > 1 else set()
     monitor = next((row.values["monitor"] for row in rows if row.status == "done"), "best")
     table = Table(title=title, title_justify="left")
-    for name in ("job", "status", "overrides", f"best {monitor}", "test/acc", "test/loss", "time (s)"):
+    for name in ("job", "status", "overrides", f"best {monitor}", "test/acc", TEST_BALANCED_ACC, TEST_MACRO_F1,
+                 "test/loss", "time (s)"):
         if name == "overrides":
             table.add_column(name, overflow="fold", min_width=16)
+        elif name in (TEST_BALANCED_ACC, TEST_MACRO_F1):
+            table.add_column(name.replace("/", "/\n", 1), justify="right")  # on two lines: room for the overrides
         else:
             table.add_column(name, justify="left" if name == "status" else "right")
     for row in rows:
@@ -105,9 +112,10 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
         varying = " ".join(o for o in row.overrides if o not in shared)
         if row.status == "done":
             cells = [format_metric(monitor, v["best"]), format_metric("test/acc", v["test/acc"]),
+                     *(format_metric(name, v.get(name)) for name in (TEST_BALANCED_ACC, TEST_MACRO_F1)),
                      format_metric("test/loss", v["test/loss"])]
         else:
-            cells = ["-", "-", "-"]
+            cells = ["-"] * 5
         seconds = v.get("elapsed_seconds")
         table.add_row(row.job, row.status, varying, *cells, "-" if seconds is None else f"{seconds:.1f}")
     return table
@@ -131,6 +139,11 @@ class SweepSummary(Callback):
         for row in rows:
             if row.status != "done":
                 console.print(f"job {row.job} failed: {row.values.get('error')}", style="red", soft_wrap=True)
+        groups = group_folds(rows)
+        if groups:
+            write_folds_csv(sweep_dir / SWEEP_FOLDS_CSV, groups)
+            title = f"cross-validation: mean ± std over folds ({sweep_dir / SWEEP_FOLDS_CSV})"
+            console.print(folds_table(groups, title))
         if OmegaConf.select(config, "report.plots", default=True):  # report.plots=false: no PNG, no matplotlib
             from cnntrain.reporting.sweep_plot import write_sweep_plot
 

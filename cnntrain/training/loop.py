@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from cnntrain.config.names import STEP_LOSS
+from cnntrain.config.names import STEP_LOSS, TOP5_MIN_CLASSES
 from cnntrain.data.augment import Augment
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.console import EpochDisplay
-from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix
+from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix, top_k_hits
 from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
@@ -89,6 +89,7 @@ class FitSettings:
     augment: Augment = field(default_factory=Augment)
     tta: str = "none"
     finetune: Any = None  # trainer.finetune: which epochs train the backbone (None: every epoch)
+    sampler: str = "shuffle"  # trainer.sampler: how each epoch's order is drawn (see batches.epoch_order)
 
 
 def default_accel(split: TensorSplit) -> Accel:
@@ -115,6 +116,8 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
+    hits5 = torch.zeros((), dtype=torch.int64, device=split.labels.device)
+    top5 = keep_preds and len(bundle.classes) >= TOP5_MIN_CLASSES  # top-5 accuracy: test passes, 20+ classes
     preds = []
     if display is not None:
         display.start_phase(label, num_batches(len(split), batch_size, False))
@@ -126,18 +129,21 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
             hits += (batch_preds == labels).sum()
             if keep_preds:
                 preds.append(batch_preds)
+            if top5:
+                hits5 += top_k_hits(logits, labels, 5)
             if display is not None:
                 display.advance(step)
-    total_sum, hit_sum = ranks.sum([total, hits], total.device)
+    total_sum, hit_sum, hit5_sum = ranks.sum([total, hits, hits5], total.device)
     n = max(1, len(whole))
     mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
-    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=ranks.gather(mine, len(whole)) if keep_preds else None)
+    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=ranks.gather(mine, len(whole)) if keep_preds else None,
+                      acc5=hit5_sum / n if top5 else None)
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None, augment: Augment = Augment(),
-                ranks: Ranks = SINGLE, stepping: Stepping = Stepping()
+                ranks: Ranks = SINGLE, stepping: Stepping = Stepping(), sampler: str = "shuffle"
                 ) -> tuple[float, float, list[tuple[float, float]]]:
     """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
     accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
@@ -165,7 +171,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     check_every = divergence_check_every(device)
     seen = 0
     display.start_phase(f"epoch {epoch}", batches)
-    shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world)
+    shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world,
+                             sampler=sampler)
     every = stepping.accumulate
     for step, (images, labels) in enumerate(shares, 1):
         size = global_batch_size(len(split), batch_size, step)
@@ -287,7 +294,8 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
                                                    settings.batch_size, generator, epoch, display, accel=accel,
-                                                   augment=settings.augment, ranks=ranks, stepping=run.stepping)
+                                                   augment=settings.augment, ranks=ranks, stepping=run.stepping,
+                                                   sampler=settings.sampler)
         trained = time.perf_counter()
         val = evaluate(evaluated, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
                        tta=settings.tta, ranks=ranks)

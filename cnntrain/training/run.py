@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import Augment
+from cnntrain.data.balance import class_counts
 from cnntrain.data.description import DataDescription
 from cnntrain.errors import CheckpointError, Interrupted
 from cnntrain.reporting.console import Reporter
@@ -111,7 +112,7 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
-        tta=t.tta, finetune=t.finetune,
+        tta=t.tta, finetune=t.finetune, sampler=t.sampler,
     )
 
 
@@ -159,7 +160,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     }
     if ranks.main:
         report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-               parallel_summary(cfg.trainer.batch_size, ranks))
+               parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run))
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
@@ -169,6 +170,17 @@ def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
     share, rest = divmod(batch_size, ranks.world)
     return {"world_size": ranks.world, "backend": ranks.backend, "batch_size": batch_size,
             "batch_size_per_rank": share if rest == 0 else [share, share + 1]}
+
+
+def imbalance_summary(cfg: DictConfig, run: RunSetup) -> dict[str, Any]:
+    """How the run met class imbalance, for summary.json: the training split's images per class, the class
+    weights its loss was built with (null: unweighted), the sampler, and the cross-validation fold, if any."""
+    weight = getattr(run.loss_fn, "weight", None)
+    counts = class_counts(run.data.train.labels, len(run.data.classes))
+    folds = cfg.dataset.get("folds")
+    return {"train_class_counts": dict(zip(run.data.classes, counts.tolist())),
+            "class_weights": weight.tolist() if weight is not None else None, "sampler": cfg.trainer.sampler,
+            "cross_validation": None if folds is None else {"folds": folds, "fold": cfg.dataset.fold}}
 
 
 def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, settings: FitSettings,

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnntrain.data.augment import check_augment
+from cnntrain.data.balance import train_class_weights
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
@@ -31,6 +32,7 @@ from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule, parameter_groups
 from cnntrain.training.stepping import Stepping, stepping_from
+from cnntrain.training.weighted_loss import ClassWeightedLoss
 
 
 @dataclass
@@ -87,8 +89,8 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     stepping = stepping_from(cfg.trainer, model)
     steps = stepping.steps_per_epoch(num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world))
     schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
-    return RunSetup(device, data, model, rows, accel, make_loss(cfg), optimizer, schedule, ranks, train_model,
-                    stepping)
+    loss_fn = make_loss(cfg, train_class_weights(cfg.trainer, data.train.labels, data.classes), device)
+    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, ranks, train_model, stepping)
 
 
 def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
@@ -121,8 +123,9 @@ def set_deterministic(mode: bool, *, compiled: bool) -> None:
         torch._C._set_deterministic_algorithms(mode, warn_only=True)
 
 
-def make_loss(cfg: DictConfig) -> nn.Module:
-    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer).
+def make_loss(cfg: DictConfig, weights: list[float] | None = None, device: torch.device | None = None) -> nn.Module:
+    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer),
+    weighted by class when `weights` are given (see cnntrain.training.weighted_loss).
 
     NLL on logits trains without an error but not as meant, and NLL has no label smoothing: both are refused.
     """
@@ -136,6 +139,8 @@ def make_loss(cfg: DictConfig) -> nn.Module:
     if kind == "nll" and smoothing > 0:
         raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
                           f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")
+    if weights is not None:
+        return ClassWeightedLoss(kind, torch.tensor(weights, dtype=torch.float32, device=device), smoothing)
     if kind == "nll":
         return nn.NLLLoss()
     return nn.CrossEntropyLoss(label_smoothing=smoothing)
