@@ -94,6 +94,9 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
         message = unknown_key_message(key, allowed)
         if key.startswith("hydra.") and "did you mean" not in message:
             message += f" (a key Hydra's config does not have yet is added with a '+': +{key}=VALUE)"
+        if key.startswith("dataset.augment."):
+            message = (f"{key}: dataset.augment is a list of augmentations (null when off): set it whole, e.g. "
+                       f"dataset.augment=[{{translate: 2}},hflip] or dataset.augment={{translate: 2, hflip: true}}")
         return message
     plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
     if plugin:

@@ -34,12 +34,6 @@ def variant_schema(group: str, name: str) -> type:
 
 
 @dataclass
-class AugmentConfig:
-    translate: int = 0
-    hflip: bool = False
-
-
-@dataclass
 class DatasetConfig:
     name: str
     root: str
@@ -60,7 +54,8 @@ class DatasetConfig:
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # an ordered list of augmentations (cnntrain.data.augment), the old mapping {translate: N, hflip: bool}, or null
+    augment: Any = None
 
 
 @dataclass

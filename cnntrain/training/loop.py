@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cnntrain.config.names import STEP_LOSS
-from cnntrain.data.augment import Augment
+from cnntrain.data.augment import Augment, dominant_class
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
@@ -165,9 +165,10 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world)
     for step, (images, labels) in enumerate(shares, 1):
         size = global_batch_size(len(split), batch_size, step)
+        targets = labels  # class indices, or class probabilities when the augmentation mixes images
         if augment.enabled:
-            images = augment(images, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
-        loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
+            images, targets = augment(images, labels, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
+        loss, logits = forward(model, loss_fn, images, targets, bundle, accel)
         optimizer.zero_grad(set_to_none=True)
         scale = labels.numel() * ranks.world / size
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -176,7 +177,7 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         schedule.after_batch()
         losses[step - 1] = loss.detach()
         total += losses[step - 1] * labels.numel()
-        hits += (logits.argmax(dim=1) == labels).sum()
+        hits += (logits.argmax(dim=1) == dominant_class(targets)).sum()
         seen += labels.numel()
         if step % check_every == 0 or step == batches:
             _check_finite(total, losses[:step], epoch, batches, optimizer)

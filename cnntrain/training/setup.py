@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from cnntrain.data.augment import check_augment
+from cnntrain.data.augment import check_augment, mixes
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
@@ -129,6 +129,10 @@ def make_loss(cfg: DictConfig) -> nn.Module:
     if kind == "nll" and not log_probs:
         raise ConfigError(f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
                           f"ends in logits; use trainer.loss=cross_entropy (or auto)")
+    if kind == "nll" and mixes(cfg.dataset.augment):
+        raise ConfigError(f"dataset.augment has mixup/cutmix and model '{cfg.model.name}' ends in log_softmax, so "
+                          f"its loss is nll: NLLLoss takes class indices, not mixed targets; use "
+                          f"trainer.loss=cross_entropy and a model that ends in logits")
     if kind == "nll" and smoothing > 0:
         raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
                           f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")
