@@ -85,6 +85,16 @@ def available_augmentations() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get_spec(name: str) -> AugmentSpec:
+    """The registered augmentation called `name`, or a ConfigError that suggests the closest name."""
+    if name not in _REGISTRY:
+        _load_policies()
+    if name not in _REGISTRY:
+        raise ConfigError(f"{KEY}: unknown augmentation '{name}'{did_you_mean(name, _REGISTRY)}; "
+                          f"available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
 @dataclass(frozen=True)
 class Augment:
     """A run's augmentation: image ops in config order, then mixup/cutmix (one of them per batch)."""
@@ -123,7 +133,7 @@ def build_augment(value: Any, num_classes: int = 0, input_shape: Sequence[int] |
     and against the images' [channels, height, width] when given."""
     ops, mixing, names = [], [], []
     for name, kwargs in augment_items(value):
-        op = _spec(name).builder(**kwargs)
+        op = get_spec(name).builder(**kwargs)
         if input_shape is not None and hasattr(op, "check_shape"):
             op.check_shape(tuple(input_shape))
         (mixing if name in MIXING else ops).append(op)
@@ -182,7 +192,7 @@ def _item(raw: Any) -> tuple[str, dict[str, Any]]:
         name, given = next(iter(raw.items()))
     else:
         raise ConfigError(f"{KEY}: each item is a name or {{name: arguments}}, got {raw}")
-    spec = _spec(str(name))
+    spec = get_spec(str(name))
     if given is None:
         return spec.name, {}
     if not isinstance(given, Mapping):
@@ -195,15 +205,6 @@ def _item(raw: Any) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"{KEY}.{name}: unknown argument '{key}'{did_you_mean(str(key), allowed)}; "
                               f"arguments: {', '.join(allowed)}")
     return spec.name, dict(given)
-
-
-def _spec(name: str) -> AugmentSpec:
-    if name not in _REGISTRY:
-        _load_policies()
-    if name not in _REGISTRY:
-        raise ConfigError(f"{KEY}: unknown augmentation '{name}'{did_you_mean(name, _REGISTRY)}; "
-                          f"available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
 
 
 def _load_policies() -> None:
