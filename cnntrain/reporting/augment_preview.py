@@ -58,6 +58,6 @@ def label_text(target: torch.Tensor, classes: list[str]) -> str:
     if target.ndim == 0:
         return classes[int(target)]
     shares, which = target.float().topk(min(2, len(target)))
-    if shares[-1] <= 1e-6:
+    if shares[-1] < 0.005:  # what would print as "1.00 x + 0.00 y"
         return classes[int(which[0])]
     return " + ".join(f"{float(s):.2f} {classes[int(c)]}" for s, c in zip(shares, which))
