@@ -83,8 +83,8 @@ def test_grad_scaler_path_steps_the_optimizer():
 
 
 def test_run_with_channels_last_and_augmentation(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=1", "trainer.channels_last=true", "dataset.augment={translate: 2, hflip: true}"),
-        tmp_path)
+    run(tiny_config("trainer.epochs=1", "trainer.channels_last=true", "dataset.augment.translate=2",
+                    "dataset.augment.hflip=true"), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["channels_last"] is True and summary["test"]["acc"] > 0.3
     assert set(summary["timing"]) == {"startup_seconds", "train_seconds", "eval_seconds", "elapsed_seconds"}

@@ -59,6 +59,17 @@ def test_the_old_mapping_form_draws_exactly_todays_numbers():
     assert torch.equal(generator.get_state(), _state_after({"translate": 2, "hflip": True}, images, labels))
 
 
+def test_old_dotted_overrides_mean_the_old_mapping():
+    from cnntrain.config.compose import legacy_augment_overrides
+
+    from helpers import compose_config
+
+    assert legacy_augment_overrides(["seed=1", "dataset.augment.translate=2", "dataset.augment.hflip=true"]) == [
+        "seed=1", "dataset.augment={translate: 2, hflip: true}"]
+    cfg = compose_config("dataset.augment.translate=2", "dataset.augment.hflip=true")
+    assert augment_items(cfg.dataset.augment) == [("translate", {"pixels": 2}), ("hflip", {})]
+
+
 def _state_after(value, images, labels) -> torch.Tensor:
     generator = torch.Generator().manual_seed(9)
     build_augment(value)(images, labels, generator, 40, 10)
