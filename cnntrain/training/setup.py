@@ -120,7 +120,8 @@ def set_deterministic(mode: bool, *, compiled: bool) -> None:
 def make_loss(cfg: DictConfig) -> nn.Module:
     """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer).
 
-    NLL on logits trains without an error but not as meant, and NLL has no label smoothing: both are refused.
+    NLL on logits trains without an error but not as meant, NLL has no label smoothing and takes no mixed
+    (mixup/cutmix) targets: all three are refused.
     """
     kind, smoothing = cfg.trainer.loss, cfg.trainer.label_smoothing
     log_probs = ends_with_log_softmax(cfg.model.layers)
