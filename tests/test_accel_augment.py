@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from cnntrain.data.augment import Augment, random_hflip, random_translate
+from cnntrain.data.augment import Augment, build_augment, random_hflip, random_translate
 from cnntrain.errors import DeviceError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.training.accel import Accel
@@ -48,9 +48,10 @@ def test_hflip_mirrors_about_half():
 
 def test_augment_is_reproducible_and_off_by_default():
     images = torch.randint(0, 255, (16, 1, 28, 28), dtype=torch.uint8)
-    augment = Augment(translate=3, hflip=True)
-    a = augment(images, torch.Generator().manual_seed(5))
-    b = augment(images, torch.Generator().manual_seed(5))
+    labels = torch.zeros(16, dtype=torch.int64)
+    augment = build_augment({"translate": 3, "hflip": True})
+    a, _ = augment(images, labels, torch.Generator().manual_seed(5))
+    b, _ = augment(images, labels, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and not torch.equal(a, images)
     assert not Augment().enabled
 

@@ -25,3 +25,16 @@ def test_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_pa
     assert [name for name, _ in rates] == ["a", "b", "c"] and all(int(r) > 0 for _, r in rates)
     assert re.search(r"ratio b/a .* = \d+\.\d{3}", out.stdout)
     assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)
+
+
+def test_augment_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_path):
+    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "augment_throughput.py"), "model=cnn2",
+                          "trainer.batch_size=64", "--images", "256", "--rounds", "1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "augment: random_crop, hflip, randaugment, random_erasing, mixup" in out.stdout
+    rates = re.findall(r"^\s+\((a|b|c)\) .*?(\d+) images/s", out.stdout, flags=re.M)
+    assert [name for name, _ in rates] == ["a", "b", "c"] and all(int(r) > 0 for _, r in rates)
+    assert re.search(r"ratio b/a .* = \d+\.\d{3}", out.stdout)
+    assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)

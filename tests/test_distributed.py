@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnntrain.data.augment import Augment
+from cnntrain.data.augment import build_augment
 from cnntrain.data.batches import batch_share, iterate_batches, num_batches, shard
 from cnntrain.data.loading import TensorSplit
 from cnntrain.training.distributed import Ranks, ranks_from_env, threads_per_rank
@@ -63,13 +63,14 @@ def test_each_rank_augments_its_share_as_one_process_would():
     """The ranks draw the whole global batch's random numbers, so the shares put together are the one-process
     augmentation of the batch, and every rank's generator ends in the same state."""
     images = torch.randint(0, 255, (10, 1, 8, 8), dtype=torch.uint8)
-    augment = Augment(translate=2, hflip=True)
-    alone = augment(images, torch.Generator().manual_seed(1))
+    labels = torch.arange(10)
+    augment = build_augment([{"translate": 2}, "hflip", {"random_erasing": 0.5}, "randaugment"])
+    alone, _ = augment(images, labels, torch.Generator().manual_seed(1))
     generators = [torch.Generator().manual_seed(1) for _ in range(3)]
     pieces = []
     for rank, gen in enumerate(generators):
         lo, hi = batch_share(10, rank, 3)
-        pieces.append(augment(images[lo:hi], gen, 10, lo))
+        pieces.append(augment(images[lo:hi], labels[lo:hi], gen, 10, lo)[0])
     assert torch.equal(torch.cat(pieces), alone)
     states = [g.get_state() for g in generators]
     assert all(torch.equal(s, states[0]) for s in states)

@@ -307,3 +307,15 @@ def test_the_test_pass_measures_top5_with_twenty_or_more_classes():
             assert result.acc5 == pytest.approx(expected)
         else:
             assert result.acc5 is None
+
+
+def test_class_weights_mix_with_soft_targets():
+    """MixUp/CutMix targets: an image's weight is its two classes' weights in the mixed proportions."""
+    weight = torch.tensor([1.0, 3.0])
+    loss = ClassWeightedLoss("cross_entropy", weight)
+    scores = torch.tensor([[2.0, 0.5]])
+    soft = torch.tensor([[0.25, 0.75]])
+    expected = torch.nn.functional.cross_entropy(scores, soft) * (0.25 * 1.0 + 0.75 * 3.0)
+    assert torch.allclose(loss(scores, soft), expected)
+    hard = loss(scores, torch.tensor([1]))
+    assert torch.allclose(hard, torch.nn.functional.cross_entropy(scores, torch.tensor([1])) * 3.0)

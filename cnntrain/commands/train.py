@@ -27,6 +27,7 @@ from cnntrain.config.compose import (
     config_dir,
     group_options,
     hydra_session,
+    legacy_augment_overrides,
 )
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
@@ -177,6 +178,7 @@ class JobStopped(BaseException):
 def _main(argv: list[str]) -> None:
     if _started_by_torchrun() and _follow_rank_zero():
         return
+    argv = legacy_augment_overrides(argv)
     flags, overrides, multirun = split_argv(argv)
     if multirun and _started_by_torchrun():
         raise ConfigError("torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "

@@ -17,6 +17,7 @@ from typing import Any
 from cnntrain.errors import ConfigError, first_line, unknown_key_message
 
 CONFIG_NAME = "train"  # configs/train.yaml: the root config
+LEGACY_AUGMENT = ("dataset.augment.translate", "dataset.augment.hflip")  # keys of the old augment mapping
 VERSION_BASE = "1.3"  # Hydra's defaults of that release (no chdir into the run directory, ...)
 
 
@@ -58,6 +59,7 @@ def hydra_session(extra_dir: str | None = None) -> Iterator[Any]:
 def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool = False,
                   log_configuration: bool = False) -> Any:
     """The config `cnntrain OVERRIDES` runs (with its `hydra` node when hydra_config), or a ConfigError."""
+    overrides = legacy_augment_overrides(overrides)
     if hydra is None:
         with hydra_session() as session:
             return compose_train(overrides, hydra=session, hydra_config=hydra_config,
@@ -78,6 +80,26 @@ def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool
     return cfg
 
 
+def legacy_augment_overrides(overrides: list[str]) -> list[str]:
+    """The old dotted overrides dataset.augment.translate=N and .hflip=B (typed, or replayed from a saved run's
+    overrides.yaml) as the one override they mean, dataset.augment={translate: N, hflip: B}: dataset.augment is a
+    list or null now, and Hydra cannot set a key inside either. Sweeps (a,b) are left to Hydra."""
+    found: dict[str, str] = {}
+    out: list[str | None] = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key in LEGACY_AUGMENT and "," not in value:
+            if not found:
+                out.append(None)  # where the mapping goes
+            found[key.rpartition(".")[2]] = value
+        else:
+            out.append(item)
+    if not found:
+        return overrides
+    mapping = "dataset.augment={" + ", ".join(f"{key}: {value}" for key, value in found.items()) + "}"
+    return [mapping if item is None else item for item in out]
+
+
 def composition_message(err: Exception, overrides: list[str], hydra: Any = None) -> str:
     """One sentence for what Hydra refused: an unknown key (with the keys allowed there), a missing plugin, ..."""
     text = f"{err}\n{err.__cause__ or ''}"
@@ -94,6 +116,9 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
         message = unknown_key_message(key, allowed)
         if key.startswith("hydra.") and "did you mean" not in message:
             message += f" (a key Hydra's config does not have yet is added with a '+': +{key}=VALUE)"
+        if key.startswith("dataset.augment."):
+            message = (f"{key}: dataset.augment is a list of augmentations (null when off): set it whole, e.g. "
+                       f"dataset.augment=[{{translate: 2}},hflip] or dataset.augment={{translate: 2, hflip: true}}")
         return message
     plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
     if plugin:

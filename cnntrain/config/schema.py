@@ -34,12 +34,6 @@ def variant_schema(group: str, name: str) -> type:
 
 
 @dataclass
-class AugmentConfig:
-    translate: int = 0
-    hflip: bool = False
-
-
-@dataclass
 class DatasetConfig:
     name: str
     root: str
@@ -62,7 +56,8 @@ class DatasetConfig:
     val_strategy: str = "random"
     folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used
     fold: int | None = None  # with folds: the fold (0..K-1) that validates; the other folds train
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # an ordered list of augmentations (cnntrain.data.augment), the old mapping {translate: N, hflip: bool}, or null
+    augment: Any = None
 
 
 @dataclass

@@ -94,6 +94,11 @@ class RunDir:
         """curves.png, confusion_matrix.png, misclassified.png."""
         return self.root / "curves.png", self.root / "confusion_matrix.png", self.root / "misclassified.png"
 
+    @property
+    def augment_preview(self) -> Path:
+        """The first training images as the model sees them after dataset.augment, drawn as training starts."""
+        return self.root / "augment_preview.png"
+
     def rank_log(self, rank: int) -> Path:
         """What rank `rank` (> 0) of a data-parallel run printed: rank 0 writes train.log."""
         return self.root / f"rank-{rank}.log"

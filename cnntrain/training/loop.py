@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnntrain.config.names import STEP_LOSS, TOP5_MIN_CLASSES
-from cnntrain.data.augment import Augment
+from cnntrain.data.augment import Augment, dominant_class
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
@@ -176,9 +176,10 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     every = stepping.accumulate
     for step, (images, labels) in enumerate(shares, 1):
         size = global_batch_size(len(split), batch_size, step)
+        targets = labels  # class indices, or class probabilities when the augmentation mixes images
         if augment.enabled:
-            images = augment(images, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
-        loss, logits = forward(model, loss_fn, images, labels, bundle, accel)
+            images, targets = augment(images, labels, generator, size, batch_share(size, ranks.rank, ranks.world)[0])
+        loss, logits = forward(model, loss_fn, images, targets, bundle, accel)
         first, last = (step - 1) % every == 0, step % every == 0 or step == batches
         if first:
             optimizer.zero_grad(set_to_none=True)
@@ -194,7 +195,7 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
                 stepping.ema.after_step(unwrap(model))
         losses[step - 1] = loss.detach()
         total += losses[step - 1] * labels.numel()
-        hits += (logits.argmax(dim=1) == labels).sum()
+        hits += (logits.argmax(dim=1) == dominant_class(targets)).sum()
         seen += labels.numel()
         if step % check_every == 0 or step == batches:
             _check_finite(total, losses[:step], epoch, batches, optimizer)

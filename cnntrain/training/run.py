@@ -15,10 +15,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnntrain.config.validate import validate
-from cnntrain.data.augment import Augment
+from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
 from cnntrain.data.description import DataDescription
 from cnntrain.errors import CheckpointError, Interrupted
+from cnntrain.reporting.augment_preview import write_augment_preview
 from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.loggers import Logger, open_loggers
 from cnntrain.reporting.metrics import FitResult
@@ -111,7 +112,7 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         checkpoint_monitor=t.checkpoint.monitor, checkpoint_mode=t.checkpoint.mode,
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
-        augment=Augment(translate=cfg.dataset.augment.translate, hflip=cfg.dataset.augment.hflip),
+        augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0),
         tta=t.tta, finetune=t.finetune, sampler=t.sampler,
     )
 
@@ -145,6 +146,8 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     if resume:
         reporter.print(f"resuming after epoch {resume['epoch']} from {paths.last}")
     settings = fit_settings(cfg)
+    if ranks.main and cfg.report.plots and settings.augment.enabled:
+        write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "data": data.description.as_dict()}
     train_started = time.perf_counter()
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs") as display:

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from cnntrain.data.augment import check_augment
+from cnntrain.data.augment import check_augment, mixes
 from cnntrain.data.balance import train_class_weights
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
@@ -127,7 +127,8 @@ def make_loss(cfg: DictConfig, weights: list[float] | None = None, device: torch
     """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer),
     weighted by class when `weights` are given (see cnntrain.training.weighted_loss).
 
-    NLL on logits trains without an error but not as meant, and NLL has no label smoothing: both are refused.
+    NLL on logits trains without an error but not as meant, NLL has no label smoothing and takes no mixed
+    (mixup/cutmix) targets: all three are refused.
     """
     kind, smoothing = cfg.trainer.loss, cfg.trainer.label_smoothing
     log_probs = ends_with_log_softmax(cfg.model.layers)
@@ -136,6 +137,10 @@ def make_loss(cfg: DictConfig, weights: list[float] | None = None, device: torch
     if kind == "nll" and not log_probs:
         raise ConfigError(f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
                           f"ends in logits; use trainer.loss=cross_entropy (or auto)")
+    if kind == "nll" and mixes(cfg.dataset.augment):
+        raise ConfigError(f"dataset.augment has mixup/cutmix and model '{cfg.model.name}' ends in log_softmax, so "
+                          f"its loss is nll: NLLLoss takes class indices, not mixed targets; use "
+                          f"trainer.loss=cross_entropy and a model that ends in logits")
     if kind == "nll" and smoothing > 0:
         raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
                           f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")

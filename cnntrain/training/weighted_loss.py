@@ -25,8 +25,11 @@ class ClassWeightedLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`labels` are class indices, or (MixUp/CutMix) a probability per class: then an image's weight is its
+        classes' weights mixed in the same proportions."""
         if self.kind == "nll":
             losses = F.nll_loss(scores, labels, reduction="none")
         else:
             losses = F.cross_entropy(scores, labels, label_smoothing=self.label_smoothing, reduction="none")
-        return (losses * self.weight[labels]).mean()
+        weights = labels.to(self.weight.dtype) @ self.weight if labels.is_floating_point() else self.weight[labels]
+        return (losses * weights).mean()
