@@ -58,7 +58,7 @@ def lr_range_test(cfg: Any, steps: int, min_lr: float, max_lr: float) -> list[tu
             loss, _ = forward(model, run.loss_fn, images, labels, data, accel)
             optimizer.zero_grad(set_to_none=True)
             accel.backward_and_step(loss, optimizer)
-            value = float(loss)
+            value = float(loss.detach())
             smooth = value if not rows else (1 - SMOOTHING) * smooth + SMOOTHING * value
             rows.append((lr, value, smooth))
             lowest = min(lowest, smooth)

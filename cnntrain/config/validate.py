@@ -236,9 +236,8 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", VAL_STRATEGIES, prefix="dataset.")
     _check_folds(ds.folds, ds.fold)
-    from cnntrain.data.augment import build_augment  # loads torch: only once a config is checked
-
-    build_augment(ds.augment)  # names, arguments and ranges; sizes against the images come with the data
+    # dataset.augment (names, arguments, ranges, sizes against the images) is checked by the preflight's
+    # check_model with the data's shape: its registry needs torch, which this package never imports
     _choice(ds, "kind", DATASET_KINDS, prefix="dataset.")
     if ds.kind == "torchvision":
         _require(bool(ds.torchvision_class), "dataset.torchvision_class is empty: name a torchvision dataset class")
