@@ -12,8 +12,9 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
-# Small enough to finish in seconds on two CPU cores, big enough to learn the synthetic classes.
-TINY_RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64")
+# Small enough to finish in seconds on two CPU cores, big enough to learn the synthetic classes. No pictures:
+# drawing them costs about a second a run; the tests of the pictures ask for them (report.plots=true).
+TINY_RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "report.plots=false")
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -128,7 +128,7 @@ def test_a_run_with_mixup_writes_the_preview_and_resumes_bit_identically(tmp_pat
     from cnntrain.errors import Interrupted
 
     policy = "dataset.augment=[{random_crop: 2},hflip,{random_erasing: 0.25},{mixup: 0.2},cutmix]"
-    cfg = tiny_config("trainer.epochs=2", policy)
+    cfg = tiny_config("trainer.epochs=2", policy, "report.plots=true")
     run(cfg, tmp_path / "reference")
     assert (tmp_path / "reference" / "augment_preview.png").stat().st_size > 1000
     real_train_epoch = engine.train_epoch

@@ -47,7 +47,7 @@ def test_an_image_folder_is_scanned_once_per_run(tmp_path, synthetic_data_root, 
 
 
 def test_every_file_of_a_run_is_where_run_dir_says(tmp_path, train_cli):
-    train_cli(tmp_path / "run", "trainer.epochs=1")
+    train_cli(tmp_path / "run", "trainer.epochs=1", "report.plots=true")
     paths = RunDir(tmp_path / "run")
     for path in (paths.config_yaml, paths.overrides_yaml, paths.hydra_yaml, paths.train_log, paths.metrics_csv,
                  paths.steps_csv, paths.summary_json, paths.best, paths.last, *paths.plots):

@@ -80,7 +80,7 @@ def importlib_missing(module: str) -> bool:
 def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_cli):
     run_dir = outputs / "2026-11-23" / "10-00-00"
     run_dir.parent.mkdir()
-    result = train_cli(run_dir, "logger=[csv,mlflow]", "mlflow.log_checkpoint=true")
+    result = train_cli(run_dir, "logger=[csv,mlflow]", "mlflow.log_checkpoint=true", "report.plots=true")
     assert "warning" not in result.stderr, result.stderr
 
     client = client_of(outputs)

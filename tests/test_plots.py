@@ -12,7 +12,7 @@ PLOTS = ("curves.png", "confusion_matrix.png", "misclassified.png")
 
 
 def test_run_writes_three_readable_pngs(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=1"), tmp_path)
+    run(tiny_config("trainer.epochs=1", "report.plots=true"), tmp_path)
     for name in PLOTS:
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 100, name

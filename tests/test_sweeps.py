@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-TINY_JOB = ("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
+TINY_JOB = ("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "threads=1",
+            "report.plots=false")
 
 
 def read_sweep_summary(sweep_dir: Path) -> list[dict[str, str]]:

@@ -90,7 +90,7 @@ def offline_by_default(monkeypatch):
 @pytest.mark.slow
 def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
     run_dir = tmp_path / "run"
-    result = train_cli(run_dir, "logger=[csv,wandb]")
+    result = train_cli(run_dir, "logger=[csv,wandb]", "report.plots=true")
     assert "warning" not in result.stderr, result.stderr
     (offline,) = offline_runs(run_dir)
     assert f"upload it with: wandb sync {offline}" in result.stdout

@@ -48,14 +48,17 @@ class LayerRow:
 
 
 def build_model(
-    layers: Sequence[Any], input_shape: Sequence[int], model_name: str = "model"
+    layers: Sequence[Any], input_shape: Sequence[int], model_name: str = "model", *, count_macs: bool = True
 ) -> tuple[nn.Sequential, list[LayerRow]]:
-    """Build the layers in order, each sized from the previous output; raise ModelConfigError on any mistake."""
+    """Build the layers in order, each sized from the previous output; raise ModelConfigError on any mistake.
+
+    count_macs=False leaves the rows' MACs at 0: rebuilding a saved model (eval, predict, export) then does not
+    load torch's FLOP counter, whose first use imports about a second of modules a training run needs anyway."""
     items = _plain_layers(layers, model_name)
     shape = _plain_shape(input_shape, model_name)
     model, rows = nn.Sequential(), []
     for index, item in enumerate(items, start=1):
-        module, row = _build_one(item, index, shape, model_name)
+        module, row = _build_one(item, index, shape, model_name, count_macs)
         model.append(module)
         rows.append(row)
         shape = row.output_shape
@@ -89,7 +92,8 @@ def ends_with_log_softmax(layers: Sequence[Any]) -> bool:
     return name == "log_softmax"
 
 
-def _build_one(item: Any, index: int, in_shape: Shape, model_name: str) -> tuple[nn.Module, LayerRow]:
+def _build_one(item: Any, index: int, in_shape: Shape, model_name: str, count_macs: bool = True
+               ) -> tuple[nn.Module, LayerRow]:
     """Parse, check, build and dry-run one config item, turning every failure into one sentence."""
     where = f"model {model_name!r}, layer {index}"
     try:
@@ -107,7 +111,7 @@ def _build_one(item: Any, index: int, in_shape: Shape, model_name: str) -> tuple
         module = spec.builder(in_shape, **kwargs)
         if not isinstance(module, nn.Module):
             raise TypeError(f"its builder returned {type(module).__name__}, not a torch module")
-        run = dry_run(module, in_shape)
+        run = dry_run(module, in_shape, count_macs)
     except ArgError as err:
         raise ModelConfigError(f"{where} ({name}): {err}") from err
     except ModelConfigError as err:

@@ -175,14 +175,14 @@ class DryRun:
     blocks: tuple[BlockRun, ...] = ()
 
 
-def dry_run(module: nn.Module, in_shape: Shape) -> DryRun:
-    """Run `module` on one zero sample (CPU, eval, no grad) and measure its output shape and multiply-adds,
-    and those of its summary_blocks(), in that one pass, so building a model runs it only once."""
+def dry_run(module: nn.Module, in_shape: Shape, count_macs: bool = True) -> DryRun:
+    """Run `module` on one zero sample (CPU, eval, no grad) and measure its output shape and multiply-adds
+    (0 unless count_macs), and those of its summary_blocks(), in that one pass, so building a model runs it once."""
     blocks = summary_blocks(module)
     shapes: dict[int, Shape] = {}
     flops = [0] * len(blocks)
     handles = []
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) if count_macs else _NoCounter() as counter:
         for i, (_, block) in enumerate(blocks):
 
             def before(_module: nn.Module, _args: Any, i: int = i) -> None:
@@ -200,6 +200,19 @@ def dry_run(module: nn.Module, in_shape: Shape) -> DryRun:
                 handle.remove()
     runs = tuple(BlockRun(name, block, shapes.get(i, ()), flops[i] // 2) for i, (name, block) in enumerate(blocks))
     return DryRun(tuple(out.shape[1:]), counter.get_total_flops() // 2, runs)
+
+
+class _NoCounter:
+    """FlopCounterMode's place when MACs are not wanted: counts nothing."""
+
+    def __enter__(self) -> _NoCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def get_total_flops(self) -> int:
+        return 0
 
 
 def summary_blocks(module: nn.Module) -> list[tuple[str, nn.Module]]:

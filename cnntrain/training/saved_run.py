@@ -137,7 +137,7 @@ def saved_model(payload: dict[str, Any], config: DictConfig, description: DataDe
     name = str(OmegaConf.select(config, "model.name", default="model"))
     try:
         with saved_weights():  # the checkpoint holds every tensor: no pretrained file is read
-            model, _ = build_model(config.model.layers, description.input_shape, model_name=name)
+            model, _ = build_model(config.model.layers, description.input_shape, model_name=name, count_macs=False)
     except ModelConfigError as err:
         raise CheckpointError(f"{path}: the model its config describes does not build: {err}") from None
     load_weights(model, payload["model"], path)
