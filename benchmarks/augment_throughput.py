@@ -83,9 +83,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the per-image pipeline")
     args = parser.parse_args()
 
-    overrides = args.overrides if any(o.startswith("dataset.augment") for o in args.overrides) else \
-        [*args.overrides, POLICY]
-    cfg = validate(compose_train(overrides))
+    cfg = validate(compose_train(args.overrides))
+    if cfg.dataset.augment is None:  # neither the overrides nor the config (an experiment) name a policy
+        cfg = validate(compose_train([*args.overrides, POLICY]))
     run = setup(cfg)  # the data, model, precision and loss a cnntrain run of this config would use
     device, bundle, accel, loss_fn = run.device, run.data, run.accel, run.loss_fn
     n_images = min(args.images or len(bundle.train), len(bundle.train))

@@ -103,8 +103,9 @@ def write_results(rows: list[tuple[float, float, float]], suggested: float | Non
     ax.plot(lrs, [row[1] for row in rows], color="tab:blue", alpha=0.25, linewidth=1, label="batch loss")
     ax.plot(lrs, [row[2] for row in rows], color="tab:blue", linewidth=1.8, label="smoothed")
     finite = [row[2] for row in rows if math.isfinite(row[2])]
-    if finite:
-        ax.set_ylim(min(finite) - 0.05 * abs(min(finite)), min(max(finite), DIVERGED * min(finite)) * 1.05)
+    lowest = min((value for row in rows for value in row[1:] if math.isfinite(value)), default=None)
+    if finite and lowest is not None:  # from the lowest batch loss up to where the test calls it diverged
+        ax.set_ylim(lowest - 0.05 * abs(lowest), min(max(finite), DIVERGED * min(finite)) * 1.05)
     if suggested is not None:
         ax.axvline(suggested, color="tab:red", linestyle="--", linewidth=1.2, label=f"suggested lr {suggested:.2g}")
     ax.set_xscale("log")
