@@ -26,7 +26,7 @@ def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path):
 
 
 def test_multirun_runs_each_job_in_its_own_directory(run_cli, tmp_path):
-    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=128")
+    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false")
     assert result.returncode == 0, result.stderr
     [sweep_dir] = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     summaries = {}

@@ -197,7 +197,8 @@ def test_an_unreachable_server_costs_one_warning(tmp_path, train_cli, monkeypatc
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     run_dir = tmp_path / "run"
-    result = train_cli(run_dir, "logger=[csv,mlflow]", f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}")
+    result = train_cli(run_dir, "logger=[csv,mlflow]", f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}",
+                       "report.plots=true")
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: mlflow logger stopped: ") and \
         lines[0].endswith("; the run goes on"), result.stderr
@@ -219,7 +220,7 @@ def test_a_store_that_breaks_mid_run_costs_one_warning(outputs, train_cli, monke
 
     monkeypatch.setattr(MLflowLogger, "log_steps", breaking_log_steps)
     run_dir = outputs / "run"
-    result = train_cli(run_dir, "logger=[csv,mlflow]")
+    result = train_cli(run_dir, "logger=[csv,mlflow]", "report.plots=true")
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: mlflow logger stopped: "), result.stderr
     assert_complete(run_dir, 2)

@@ -53,7 +53,7 @@ def test_summary_lists_a_killed_job_as_failed(tmp_path):
 @needs("hydra_optuna_sweeper")
 def test_optuna_preset_runs_four_trials(run_cli, tmp_path):
     result = run_cli("-m", "hparams_search=mnist_optuna", "hydra.sweeper.n_trials=4", "trainer.epochs=1",
-                     "trainer.progress=false", "threads=1", "hydra.sweep.dir=search")
+                     "trainer.progress=false", "threads=1", "report.plots=false", "hydra.sweep.dir=search")
     assert result.returncode == 0, result.stderr
     rows = read_sweep_summary(tmp_path / "search")
     assert len(rows) == 4 and {row["status"] for row in rows} == {"done"}
