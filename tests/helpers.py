@@ -98,3 +98,28 @@ def repo_group_line(group: str) -> str:
     """How --help should list a config group: every YAML file in the repository's configs/GROUP, sorted."""
     folder = REPO / "configs" / group
     return f"{group}: " + ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+
+def run_stopped_in_epoch(cfg, run_dir: Path, epoch: int, monkeypatch):
+    """Run `cfg` into run_dir as Ctrl-C during training epoch `epoch` leaves it (the earlier epochs saved, the
+    resume line raised); returns the Interrupted error the run ended with."""
+    import pytest
+
+    import cnntrain.training.loop as engine
+    from cnntrain.errors import Interrupted
+    from cnntrain.training.run import run
+
+    real_train_epoch = engine.train_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[7] == epoch:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_epoch", interrupted)
+    try:
+        with pytest.raises(Interrupted) as caught:
+            run(cfg, run_dir)
+    finally:
+        monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    return caught.value

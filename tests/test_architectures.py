@@ -17,7 +17,7 @@ from cnntrain.models.architectures import Architecture, architectures, saved_wei
 from cnntrain.models.builder import build_model
 from cnntrain.training.saved_run import load_run
 
-from helpers import assert_one_line_error, compose_config, run_main
+from helpers import assert_one_line_error, compose_config, run_main, run_stopped_in_epoch
 from synthetic_images import make_folder
 
 FAST = ("trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress=false", "report.plots=false",
@@ -146,22 +146,10 @@ def test_fine_tuning_freezes_then_unfreezes_and_exports(folders, resnet18_file, 
     first = (frozen / "metrics.csv").read_text().splitlines()[1]
     assert (unfrozen / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == first.split(",")[:5]
 
-    import cnntrain.training.loop as engine
-    from cnntrain.errors import Interrupted
-    from cnntrain.training.run import resume_run, run
-
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
+    from cnntrain.training.run import resume_run
 
     cfg = compose_config("dataset=imagefolder", f"dataset.root={folders['gray']}", *FAST, *common, "trainer.epochs=2")
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted):
-        run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    run_stopped_in_epoch(cfg, tmp_path / "resumed", 2, monkeypatch)
     resume_run(tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(resumed[key], value) for key, value in weights["model"].items()), \

@@ -9,6 +9,8 @@ import torch
 from cnntrain.data.augment import augment_items, build_augment, cutmix, mixup, random_hflip, random_translate
 from cnntrain.training.run import resume_run, run
 
+from helpers import run_stopped_in_epoch
+
 IMAGE_OPS = ["translate", {"random_crop": 4}, "hflip", "random_resized_crop", "randaugment", "trivialaugment",
              "autoaugment", {"random_erasing": 1.0}]
 
@@ -124,24 +126,12 @@ def test_a_run_with_mixup_writes_the_preview_and_resumes_bit_identically(tmp_pat
     from test_resume import without_seconds
     from test_run import read_summary
 
-    import cnntrain.training.loop as engine
-    from cnntrain.errors import Interrupted
 
     policy = "dataset.augment=[{random_crop: 2},hflip,{random_erasing: 0.25},{mixup: 0.2},cutmix]"
     cfg = tiny_config("trainer.epochs=2", policy, "report.plots=true")
     run(cfg, tmp_path / "reference")
     assert (tmp_path / "reference" / "augment_preview.png").stat().st_size > 1000
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted):
-        run(cfg, tmp_path / "stopped")
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    run_stopped_in_epoch(cfg, tmp_path / "stopped", 2, monkeypatch)
     resume_run(tmp_path / "stopped")
     rows = without_seconds(tmp_path / "stopped")
     assert rows == without_seconds(tmp_path / "reference") and 0 < float(rows[-1]["train/acc"]) <= 1

@@ -141,7 +141,9 @@ def two_and_one(tmp_path_factory, synthetic_data_root) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_two_rank_run_writes_one_run_directory_with_exact_test_metrics(two_and_one, synthetic_data_root):
     """summary.json of the 2-rank run says how it ran; its test accuracy and confusion matrix are those of
-    evaluating the same weights in one process (cnntrain-eval), to the image."""
+    evaluating the same weights in one process (cnntrain-eval), to the image. The test loss is a sum of
+    float32 per-batch means whose batches split differently on 2 ranks (oneDNN picks kernels by batch size and
+    CPU kind), so it agrees to float32's rounding, not bit for bit: about 2e-7 relative on AVX-512 CPUs."""
     run_dir, _ = two_and_one
     found = summary(run_dir)
     assert found["parallel"] == {"world_size": 2, "backend": "gloo", "batch_size": 64, "batch_size_per_rank": 32}
@@ -154,7 +156,7 @@ def test_two_rank_run_writes_one_run_directory_with_exact_test_metrics(two_and_o
     alone = json.loads((run_dir / "eval_summary.json").read_text())
     assert alone["test"]["acc"] == found["test"]["acc"]
     assert alone["confusion_matrix"] == found["confusion_matrix"]
-    assert alone["test"]["loss"] == pytest.approx(found["test"]["loss"], rel=1e-9)  # two partial sums, added
+    assert alone["test"]["loss"] == pytest.approx(found["test"]["loss"], rel=1e-6)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from cnntrain.commands import train
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 
-from helpers import TINY_RUN, run_main
+from helpers import TINY_RUN, run_main, run_stopped_in_epoch
 
 pytest.importorskip("mlflow")
 
@@ -157,23 +157,11 @@ def test_parallel_jobs_share_a_new_store(run_cli, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_resumed_run_continues_its_mlflow_run(outputs, tiny_config, monkeypatch):
-    import cnntrain.training.loop as engine
-    from cnntrain.errors import Interrupted
-    from cnntrain.training.run import resume_run, run
+    from cnntrain.training.run import resume_run
 
     cfg = tiny_config("trainer.epochs=3", "report.plots=false", "logger=[csv,mlflow]")
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
-
     run_dir = outputs / "stopped"
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted):
-        run(cfg, run_dir)
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    run_stopped_in_epoch(cfg, run_dir, 2, monkeypatch)
     client = client_of(outputs)
     (first,) = runs_in(client, "cnntrain")
     assert first.info.status == "KILLED"

@@ -15,7 +15,7 @@ from cnntrain.training.accel import Accel
 from cnntrain.training.ema import Ema
 from cnntrain.training.optim import parameter_groups
 
-from helpers import TINY_RUN, compose_config, run_main
+from helpers import TINY_RUN, compose_config, run_main, run_stopped_in_epoch
 
 
 def test_the_average_moves_by_the_expected_update():
@@ -97,8 +97,6 @@ def test_accumulating_two_half_batches_matches_one_full_batch(tmp_path, syntheti
 
 @pytest.mark.slow
 def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, synthetic_data_root, monkeypatch):
-    import cnntrain.training.loop as engine
-    from cnntrain.errors import Interrupted
     from cnntrain.training.run import resume_run, run
 
     overrides = (*TINY_RUN, "model=fast-cnn3", "trainer.epochs=2", "trainer.progress=false", "report.plots=false",
@@ -109,17 +107,8 @@ def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, synt
         "best.pt and last.pt hold the average under 'model', the raw weights under 'train_weights'"
     assert last["ema"]["steps"] > last["ema"]["updates"] - 1 > 0
 
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted):
-        run(compose_config(*overrides, data_root=synthetic_data_root), tmp_path / "resumed")
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    run_stopped_in_epoch(compose_config(*overrides, data_root=synthetic_data_root), tmp_path / "resumed", 2,
+                         monkeypatch)
     resume_run(tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
     for key in ("model", "train_weights"):

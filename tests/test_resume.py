@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from test_run import read_rows, read_summary
 
-from cnntrain.errors import Interrupted
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.run import resume_run, run
+
+from helpers import run_stopped_in_epoch
 
 THREE_EPOCHS = ("model=cnn2", "trainer.epochs=3", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 
@@ -71,23 +72,12 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(start_cli, tmp_pa
 @pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01"),
                                       ("trainer.sampler=balanced", "trainer.class_weights=balanced")])
 def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch, schedule):
-    import cnntrain.training.loop as engine
 
     cfg = tiny_config("trainer.epochs=3", *schedule)
     run(cfg, tmp_path / "reference")
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted, match="continue with: cnntrain resume=") as caught:
-        run(cfg, tmp_path / "stopped")
-    assert caught.value.exit_code == 130
+    stopped = run_stopped_in_epoch(cfg, tmp_path / "stopped", 2, monkeypatch)
+    assert "continue with: cnntrain resume=" in str(stopped) and stopped.exit_code == 130
     assert len(read_rows(tmp_path / "stopped")) == 1
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
 
     resume_run(tmp_path / "stopped")
     assert without_seconds(tmp_path / "stopped") == without_seconds(tmp_path / "reference")

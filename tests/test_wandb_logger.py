@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import struct
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from cnntrain.commands import train
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 
-from helpers import TINY_RUN, run_main
+from helpers import TINY_RUN, run_main, run_stopped_in_epoch
 
 pytest.importorskip("wandb")
 
@@ -59,7 +60,16 @@ def finished_records(path: Path, timeout: float = 60) -> list:
 
 
 def offline_runs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "wandb").glob("offline-run-*"))
+    """W&B's offline folders, oldest first: offline-run-<date>_<time>-<id>, and a '-N' suffix when a resume
+    starts within the same second as the earlier start."""
+    return sorted((run_dir / "wandb").glob("offline-run-*"), key=lambda p: (p.name.split("-")[2], p.name))
+
+
+def run_id_of(folder: Path) -> str:
+    """The W&B run id in an offline folder's name (its '-N' same-second suffix dropped)."""
+    match = re.fullmatch(r"offline-run-\d{8}_\d{6}-(.+?)(-\d+)?", folder.name)
+    assert match, folder.name
+    return match.group(1)
 
 
 def history(records: list) -> list[dict[str, float]]:
@@ -147,28 +157,16 @@ def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, syntheti
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_wandb_id(tmp_path, tiny_config, monkeypatch, capsys):
-    import cnntrain.training.loop as engine
-    from cnntrain.errors import Interrupted
-    from cnntrain.training.run import resume_run, run
+    from cnntrain.training.run import resume_run
 
     cfg = tiny_config("trainer.epochs=3", "report.plots=false", "logger=[csv,wandb]")
-    real_train_epoch = engine.train_epoch
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        if args[7] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_train_epoch(*args, **kwargs)
-
     run_dir = tmp_path / "stopped"
-    monkeypatch.setattr(engine, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(Interrupted):
-        run(cfg, run_dir)
-    monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
+    run_stopped_in_epoch(cfg, run_dir, 2, monkeypatch)
     first_id = json.loads((run_dir / "trackers.json").read_text())["wandb"]["run_id"]
     resume_run(run_dir)
     assert json.loads((run_dir / "trackers.json").read_text())["wandb"]["run_id"] == first_id
     first, second = offline_runs(run_dir)
-    assert first.name.endswith(first_id) and second.name.endswith(first_id), "one W&B run, written twice"
+    assert run_id_of(first) == run_id_of(second) == first_id, "one W&B run, written twice"
     before, after = (finished_records(path / f"run-{first_id}.wandb") for path in (first, second))
     assert [r.exit.exit_code for r in before if r.WhichOneof("record_type") == "exit"] == [130]
     assert [row["epoch"] for row in history(before) if "val/acc" in row] == [1]
