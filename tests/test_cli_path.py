@@ -25,20 +25,19 @@ def test_a_single_run_is_composed_once(tmp_path, train_cli, monkeypatch):
 
 
 def test_an_image_folder_is_scanned_once_per_run(tmp_path, synthetic_data_root, monkeypatch):
-    from cnntrain.data import image_folder, loading
+    from cnntrain.data.sources import class_folders
 
     from synthetic_images import make_folder
 
     root = make_folder(tmp_path / "images", rgb=False, size=12, per_class=6)
     scans = []
-    real = image_folder.scan_folder
+    real = class_folders.scan_folder
 
     def counted(cfg):
         scans.append(1)
         return real(cfg)
 
-    monkeypatch.setattr(image_folder, "scan_folder", counted)
-    monkeypatch.setattr(loading, "scan_folder", counted)
+    monkeypatch.setattr(class_folders, "scan_folder", counted)
     result = run_main(main, ["dataset=imagefolder", f"dataset.root={root}", "model=cnn2", "trainer.epochs=1",
                              "trainer.batch_size=8", "trainer.progress=false", "report.plots=false",
                              f"hydra.run.dir='{tmp_path / 'run'}'"], tmp_path, monkeypatch)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cnntrain.data import sources as data
 from cnntrain.data.batches import iterate_batches, num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, TensorSplit, load_data
+from cnntrain.data.sources import torchvision_datasets as data
 from cnntrain.data.split import split_indices
 from cnntrain.errors import ConfigError, DataError
 

@@ -47,7 +47,7 @@ from cnntrain.config.names import (
 from cnntrain.config.optimizers import GROUPS
 from cnntrain.config.validate import validate
 from cnntrain.data.images import decode_image
-from cnntrain.data.sources import read_idx
+from cnntrain.data.sources.torchvision_datasets import read_idx
 from cnntrain.errors import CheckpointError, DataError, ModelConfigError, UserError
 from cnntrain.models.blocks import BLOCK_PARTS
 from cnntrain.models.builder import build_model

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnntrain.data import image_folder
+from cnntrain.data import image_files
 from cnntrain.data.loading import describe_data, load_data
-from cnntrain.data.sources import as_nchw
+from cnntrain.data.sources.torchvision_datasets import as_nchw
 from cnntrain.errors import DataError
 from cnntrain.training.run import run
 
@@ -50,12 +50,12 @@ def test_rgb_folder_with_test_dir_resized(tmp_path):
 def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "cached", rgb=False, size=16, per_class=8)
     first = load_data(folder_cfg(root), seed=0)
-    assert list((root / image_folder.CACHE_DIR).glob("train-*.pt"))
+    assert list((root / image_files.CACHE_DIR).glob("train-*.pt"))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(image_folder, "decode_image", no_decoding)
+    monkeypatch.setattr(image_files, "decode_image", no_decoding)
     second = load_data(folder_cfg(root), seed=0)
     assert torch.equal(first.train.images, second.train.images)
     assert torch.equal(first.test.labels, second.test.labels)
@@ -65,7 +65,7 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("layout, message", [
-    ("nothing", "image folder .*train not found"),
+    ("nothing", "image folder .*nothing not found; expected .*<class>/<images>"),
     ("one-class", "1 class folder"),
     ("empty-class", "empty_class .*hold no"),
     ("bad-image", "cannot read image"),
@@ -152,7 +152,7 @@ def test_emnist_by_name_with_split_takes_classes_from_torchvision(tmp_path):
 
 
 def test_torchvision_dataset_mistakes(tmp_path):
-    from cnntrain.data.sources import ensure_available
+    from cnntrain.data.sources.torchvision_datasets import ensure_available
     from cnntrain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="dataset.split=None: EMNIST needs one of byclass"):
@@ -164,7 +164,7 @@ def test_torchvision_dataset_mistakes(tmp_path):
 @pytest.mark.parametrize("workers", [0, 1])
 def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
     from cnntrain.data.batches import iterate_batches
-    from cnntrain.data.image_folder import LazyImages
+    from cnntrain.data.image_files import LazyImages
 
     root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
     memory = load_data(folder_cfg(root), seed=0)
@@ -210,4 +210,4 @@ def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sizes"]["test"] == 7 and (tmp_path / "run" / "misclassified.png").is_file()
-    assert not (root / image_folder.CACHE_DIR).exists(), "the streamed path keeps no decoded copy"
+    assert not (root / image_files.CACHE_DIR).exists(), "the streamed path keeps no decoded copy"

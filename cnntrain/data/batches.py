@@ -14,7 +14,7 @@ import torch
 
 from cnntrain.config.names import BALANCED
 from cnntrain.data.balance import balanced_draws
-from cnntrain.data.image_folder import FileDataset, LazyImages
+from cnntrain.data.image_files import FileDataset, LazyImages
 
 
 def iterate_batches(

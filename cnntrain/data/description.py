@@ -27,7 +27,8 @@ class DataDescription:
     classes: list[str]
     mean: list[float] | None = None
     std: list[float] | None = None
-    scan: Any = field(default=None, repr=False, compare=False)  # an image folder's file list, so a run scans once
+    # what the source found while describing (an image folder's file lists...), so a run looks at its files once
+    found: Any = field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:

@@ -7,6 +7,7 @@ user predicts on goes through exactly the conversion the training images went th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +15,23 @@ import torch
 from cnntrain.errors import DataError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
+    """dataset.channels / dataset.image_size when set, else the first image's colour and size."""
+    channels, size = cfg.get("channels"), cfg.get("image_size")
+    if channels is None or size is None:
+        from PIL import Image
+
+        try:
+            with Image.open(first_image) as image:
+                mode, (width, height) = image.mode, image.size
+        except (OSError, Image.DecompressionBombError) as err:
+            raise DataError(f"cannot read image {first_image}: {err}") from None
+        channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
+        size = size if size is not None else [height, width]
+    return int(channels), int(size[0]), int(size[1])
 
 
 def decode_image(path: Path, channels: int, height: int, width: int) -> torch.Tensor:

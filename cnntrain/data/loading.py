@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from cnntrain.data.description import DataDescription, normalize
-from cnntrain.data.image_folder import load_folder, scan_folder
-from cnntrain.data.sources import data_location, dataset_kind, ensure_available, read_labels, read_split
+from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
 from cnntrain.data.split import fold_indices, split_indices
 from cnntrain.errors import DataError
 
@@ -47,6 +46,7 @@ class DataBundle:
     description: DataDescription
     mean: torch.Tensor  # float32 [1, C, 1, 1] on the data's device
     std: torch.Tensor
+    layout: str = ""  # one line from the source: what it found and where each split came from
 
     @property
     def classes(self) -> list[str]:
@@ -63,24 +63,15 @@ class DataBundle:
         """The same splits normalised with other statistics (those pretrained weights expect)."""
         description = self.description.with_stats(mean, std)
         mean_t, std_t = description.stats(self.mean.device)
-        return DataBundle(self.train, self.val, self.test, description, mean_t, std_t)
+        return DataBundle(self.train, self.val, self.test, description, mean_t, std_t, self.layout)
 
 
 def describe_data(cfg: Any) -> DataDescription:
     """Make sure the files are there (downloading if allowed), then return the input shape and classes
-    as cheaply as the dataset allows: from the config when it states them (checked when the data is read),
-    from the folder names and first image of an image folder (scanned once, kept for loading)."""
-    if dataset_kind(cfg) == "imagefolder":
-        scan = scan_folder(cfg)  # the one scan of the run: it also checks the folder's layout
-        found = DataDescription(scan.input_shape, scan.classes, scan=scan)
-    else:
-        ensure_available(cfg)
-        if cfg.get("input_shape") is not None and cfg.get("classes") is not None:
-            found = DataDescription(tuple(int(d) for d in cfg.input_shape), [str(c) for c in cfg.classes])
-        else:
-            images, _, classes = read_split(cfg, train=False)
-            found = DataDescription(tuple(int(d) for d in images.shape[1:]), classes)
-    _check_description(cfg, found)
+    as cheaply as the source allows (see cnntrain.data.sources.base.Source.describe)."""
+    source = source_for(cfg)
+    found = source.describe()
+    _check_description(cfg, found, source)
     if cfg.get("mean") is not None and cfg.get("std") is not None:
         found = found.with_stats(list(cfg.mean), list(cfg.std))  # checked against the images when they are read
     return found
@@ -88,42 +79,49 @@ def describe_data(cfg: Any) -> DataDescription:
 
 def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
               description: DataDescription | None = None) -> DataBundle:
-    """Read train and test once, split val off train (seeded) and put every tensor on `device`.
+    """Read the source's splits once, take what it lacks from train (seeded) and put every tensor on `device`.
 
     `description` is what describe_data returned (the preflight passes it on, so the files are checked
-    and an image folder is scanned once per run); its statistics, when it has them, are used as they are.
+    and a folder is scanned once per run); its statistics, when it has them, are used as they are.
     """
+    source = source_for(cfg)
     description = description or describe_data(cfg)
-    if dataset_kind(cfg) == "imagefolder":
-        (train_images, train_labels), (test_images, test_labels) = _read_folder(cfg, description)
-        classes = description.classes
-    else:
-        train_images, train_labels, classes = read_split(cfg, train=True)
-        test_images, test_labels, _ = read_split(cfg, train=False)
-    read = DataDescription(tuple(int(d) for d in train_images.shape[1:]), classes)
-    _check_description(cfg, read)
-    for labels in (train_labels, test_labels):
-        _check_labels(cfg, labels, len(classes))
-    train_idx, val_idx = split_train(cfg, train_labels, seed)
-
+    splits = source.read(description)
+    read = DataDescription(tuple(int(d) for d in splits.train.images.shape[1:]), description.classes)
+    _check_description(cfg, read, source)
+    for split in (splits.train, splits.val, splits.test):
+        if split is not None:
+            _check_labels(cfg, split.labels, len(description.classes), source)
+    train, val, test = assemble(cfg, splits, seed)
     device = torch.device(device)
 
-    def on_device(images: torch.Tensor, labels: torch.Tensor) -> TensorSplit:
-        return TensorSplit(images.to(device), labels.to(device))
+    def on_device(split: SourceSplit) -> TensorSplit:
+        return TensorSplit(split.images.to(device), split.labels.to(device))
 
-    train = on_device(train_images[train_idx], train_labels[train_idx])
+    train_split = on_device(train)
     if description.mean is None or description.std is None:
-        description = description.with_stats(*channel_stats(train.images))
+        description = description.with_stats(*channel_stats(train_split.images))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
-    return DataBundle(
-        train=train,
-        val=on_device(train_images[val_idx], train_labels[val_idx]),
-        test=on_device(test_images, test_labels),
-        description=description,
-        mean=mean,
-        std=std,
-    )
+    return DataBundle(train=train_split, val=on_device(val), test=on_device(test), description=description,
+                      mean=mean, std=std, layout=source.layout(description))
+
+
+def assemble(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
+    """(train, val, test) from what the source gives: a test split it lacks is held out of train (stratified,
+    fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
+    one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
+    Works on labels alone (images None) too, which is how the preflight sees the training split."""
+    train, val, test = splits.train, splits.val, splits.test
+    if test is None:
+        keep, held = _held_out_test(cfg, train.labels)
+        train, test = _take(train, keep), _take(train, held)
+    if val is not None and cfg.get("folds") is not None:
+        train, val = _concat(train, val), None
+    if val is None:
+        train_idx, val_idx = split_train(cfg, train.labels, seed)
+        train, val = _take(train, train_idx), _take(train, val_idx)
+    return train, val, test
 
 
 def split_train(cfg: Any, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,14 +135,8 @@ def split_train(cfg: Any, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor
 def train_labels(cfg: Any, seed: int, description: DataDescription | None = None) -> torch.Tensor:
     """The labels of the split a run trains on, without decoding or keeping any image: what the preflight
     needs to check class balance before anything is written. Same files, order and splits as load_data."""
-    if dataset_kind(cfg) == "imagefolder":
-        scan = description.scan if description is not None and description.scan is not None else scan_folder(cfg)
-        labels = torch.tensor([label for _, label in scan.train_files], dtype=torch.int64)
-        if scan.test_files is None:
-            labels = labels[_held_out_test(cfg, labels)[0]]
-    else:
-        labels = read_labels(cfg, train=True)
-    return labels[split_train(cfg, labels, seed)[0]]
+    description = description or describe_data(cfg)
+    return assemble(cfg, source_for(cfg).labels(description), seed)[0].labels
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -162,25 +154,27 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     return mean.tolist(), [max(s, 1e-3) for s in std.tolist()]
 
 
-def _read_folder(cfg: Any, description: DataDescription) -> tuple[tuple[Any, torch.Tensor], tuple[Any, torch.Tensor]]:
-    """An image folder's train and test tensors; without root/test, a stratified test_split of train."""
-    scan = description.scan if description.scan is not None else scan_folder(cfg)
-    train, test = load_folder(scan, bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0))
-    if test is None:
-        images, labels = train
-        keep, held = _held_out_test(cfg, labels)
-        train, test = (images[keep], labels[keep]), (images[held], labels[held])
-    return train, test
-
-
 def _held_out_test(cfg: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """An image folder without root/test: (kept, held-out test) indices, stratified, fixed whatever the seed."""
+    """A source without a test split: (kept, held-out test) indices, stratified, fixed whatever the seed."""
     return split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED, key="dataset.test_split")
 
 
-def _check_description(cfg: Any, facts: DataDescription) -> None:
+def _take(split: SourceSplit, idx: torch.Tensor) -> SourceSplit:
+    return SourceSplit(None if split.images is None else split.images[idx], split.labels[idx])
+
+
+def _concat(first: SourceSplit, second: SourceSplit) -> SourceSplit:
+    labels = torch.cat([first.labels, second.labels])
+    if first.images is None:
+        return SourceSplit(None, labels)
+    if isinstance(first.images, torch.Tensor):
+        return SourceSplit(torch.cat([first.images, second.images]), labels)
+    return SourceSplit(first.images.cat(second.images), labels)
+
+
+def _check_description(cfg: Any, facts: DataDescription, source: Source) -> None:
     """A config that states the shape or the classes must agree with the data (the model is built from them)."""
-    where = data_location(cfg)
+    where = source.location()
     if cfg.get("input_shape") is not None:
         expected = tuple(int(d) for d in cfg.input_shape)
         if facts.input_shape != expected:
@@ -192,16 +186,16 @@ def _check_description(cfg: Any, facts: DataDescription) -> None:
     num_classes = cfg.get("num_classes")
     if num_classes is not None and cfg.get("classes") is not None and len(cfg.classes) != int(num_classes):
         raise DataError(f"dataset.classes has {len(cfg.classes)} names but dataset.num_classes is {num_classes}.")
-    if num_classes is not None and dataset_kind(cfg) == "imagefolder" and int(num_classes) != len(facts.classes):
-        raise DataError(f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} class folders; "
+    if num_classes is not None and cfg.get("classes") is None and int(num_classes) != len(facts.classes):
+        raise DataError(f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} classes; "
                         f"set dataset.num_classes=null to take it from the data.")
 
 
-def _check_labels(cfg: Any, labels: torch.Tensor, found_classes: int) -> None:
+def _check_labels(cfg: Any, labels: torch.Tensor, found_classes: int, source: Source) -> None:
     num_classes = int(cfg.get("num_classes") or found_classes)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(
-            f"labels under {data_location(cfg)} range {int(labels.min())}..{int(labels.max())}, "
+            f"labels under {source.location()} range {int(labels.min())}..{int(labels.max())}, "
             f"outside 0..{num_classes - 1} allowed by dataset.num_classes={num_classes}."
         )
 

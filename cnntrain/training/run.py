@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
@@ -136,6 +137,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(data.train)} train / "
                    f"{len(data.val)} val / {len(data.test)} test images, {where}device {run.device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
+    reporter.print(f"data: {escape(data.layout)}")
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
     size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen

@@ -1,4 +1,4 @@
-"""Where a dataset's files come from: torchvision dataset classes by name, their files on disk and downloads.
+"""The torchvision source: dataset classes by name, their files on disk and downloads.
 
 The MNIST family is read from the four IDX files under <root>/<Class>/raw (the published .gz files are
 unpacked in place); other torchvision classes check their own files. A download is one attempt with a
@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from cnntrain.config.names import DATASET_KINDS
+from cnntrain.data.description import DataDescription
+from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.errors import ConfigError, DataError, first_line
 
 # The four files torchvision's MNIST-style datasets read from <root>/<class>/raw.
@@ -45,21 +46,40 @@ def raw_folder(cfg: Any) -> Path:
     return Path(str(cfg.root)) / str(cfg.torchvision_class) / "raw"
 
 
-def dataset_kind(cfg: Any) -> str:
-    kind = str(cfg.get("kind") or "torchvision")
-    if kind not in DATASET_KINDS:
-        raise ConfigError(f"dataset.kind={kind}: expected one of {', '.join(DATASET_KINDS)}")
-    return kind
+class TorchvisionSource(Source):
+    """A torchvision dataset class with its own train and test files; validation is split off train."""
+
+    kind = "torchvision"
+
+    def describe(self) -> DataDescription:
+        """From the config when it states shape and classes (checked when the data is read), else from the
+        test split's images."""
+        cfg = self.cfg
+        ensure_available(cfg)
+        if cfg.get("input_shape") is not None and cfg.get("classes") is not None:
+            return DataDescription(tuple(int(d) for d in cfg.input_shape), [str(c) for c in cfg.classes])
+        images, _, classes = read_split(cfg, train=False)
+        return DataDescription(tuple(int(d) for d in images.shape[1:]), classes)
+
+    def labels(self, description: DataDescription) -> SourceSplits:
+        return SourceSplits(train=SourceSplit(None, read_labels(self.cfg, train=True)),
+                            test=SourceSplit(None, read_labels(self.cfg, train=False)))
+
+    def read(self, description: DataDescription) -> SourceSplits:
+        train_images, train_labels, _ = read_split(self.cfg, train=True)
+        test_images, test_labels, _ = read_split(self.cfg, train=False)
+        return SourceSplits(train=SourceSplit(train_images, train_labels), test=SourceSplit(test_images, test_labels))
+
+    def location(self) -> str:
+        return str(raw_folder(self.cfg) if str(self.cfg.torchvision_class) in IDX_CLASSES else Path(str(self.cfg.root)))
+
+    def layout(self, description: DataDescription) -> str:
+        return (f"torchvision {self.cfg.torchvision_class} under {self.location()}: its train and test files; "
+                f"validation taken from train")
 
 
 def ensure_available(cfg: Any) -> None:
-    """Make sure the dataset's files exist, downloading if allowed; else raise one readable DataError.
-    (An image folder is checked by scanning it: cnntrain.data.image_folder.)"""
-    if dataset_kind(cfg) == "imagefolder":
-        from cnntrain.data.image_folder import scan_folder
-
-        scan_folder(cfg)
-        return
+    """Make sure the dataset's files exist, downloading if allowed; else raise one readable DataError."""
     if _class_name(cfg) not in IDX_CLASSES:
         _ensure_torchvision_files(cfg)
         return
@@ -261,12 +281,4 @@ def as_nchw(data: Any) -> torch.Tensor:
     if images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         return images.permute(0, 3, 1, 2).contiguous()
     return images
-
-
-def data_location(cfg: Any) -> Path:
-    """Where the files are, for messages."""
-    if dataset_kind(cfg) == "imagefolder" or str(cfg.torchvision_class) not in IDX_CLASSES:
-        return Path(str(cfg.root))
-    return raw_folder(cfg)
-
 

@@ -1,0 +1,66 @@
+"""What every data source answers, so nothing after it asks which kind of dataset it has.
+
+A source is chosen once from `dataset.kind` (cnntrain.data.sources.source_for). It answers three questions:
+`describe` (are the files there; input shape and classes, as cheaply as the data allows), `labels` (each
+split's labels without decoding an image: what the preflight checks balance with) and `read` (each split's
+images and labels). A split a dataset does not ship is None: cnntrain.data.loading then takes it from the
+training split, seeded and stratified, the same way for every source.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cnntrain.data.description import DataDescription
+
+
+@dataclass
+class SourceSplit:
+    """One split as a source gives it: images (a uint8 [N, C, H, W] tensor, or an object that stands in for
+    one, such as LazyImages; None when only labels were asked for) and int64 labels [N]."""
+
+    images: Any
+    labels: torch.Tensor
+
+
+@dataclass
+class SourceSplits:
+    """train, and val/test when the dataset ships them (None: split off train by cnntrain.data.loading)."""
+
+    train: SourceSplit
+    val: SourceSplit | None = None
+    test: SourceSplit | None = None
+
+
+class Source(ABC):
+    """One dataset's files behind the three questions the data path asks; `cfg` is the dataset config."""
+
+    kind: str = ""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def describe(self) -> DataDescription:
+        """Check the files are there (downloading if allowed) and return the input shape and the classes;
+        a source may keep what it found in DataDescription.found, so a run looks at its files once."""
+
+    @abstractmethod
+    def labels(self, description: DataDescription) -> SourceSplits:
+        """Each split's labels (images None), in the order `read` gives them."""
+
+    @abstractmethod
+    def read(self, description: DataDescription) -> SourceSplits:
+        """Each split's images and labels."""
+
+    def location(self) -> str:
+        """Where the data is, for messages."""
+        return str(self.cfg.root)
+
+    def layout(self, description: DataDescription) -> str:
+        """One line saying what was found and which splits it gives, for the start of a run and summary.json."""
+        return f"{self.kind} data under {self.location()}"

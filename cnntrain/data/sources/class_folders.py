@@ -1,0 +1,151 @@
+"""Class folders: images sorted into one sub-folder per class, in the layouts datasets ship in.
+
+    <root>/<class>/...                               no split folders: val and test are split off (seeded)
+    <root>/train/<class>/...                         plus, when present, <root>/val|valid|validation/<class>/...
+                                                     and <root>/test/<class>/...
+
+Class names are the sub-folder names (sorted); images may sit in nested folders below a class folder
+(as torchvision's ImageFolder reads them). Hidden files and folders (".DS_Store", "._x.jpg", the cache) are
+skipped. The input shape is the configured (or first image's) size and colour.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnntrain.data.description import DataDescription
+from cnntrain.data.image_files import ImageFiles, load_files
+from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
+from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.errors import DataError
+
+TRAIN_DIRS = ("train", "training")
+VAL_DIRS = ("val", "valid", "validation")
+TEST_DIRS = ("test", "testing")
+
+
+@dataclass
+class FolderScan:
+    """What the folder names and the first image tell without decoding everything."""
+
+    root: Path
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    train_files: ImageFiles
+    val_files: ImageFiles | None  # None: split val off train
+    test_files: ImageFiles | None  # None: split test off train
+    layout: str  # one line: what was found
+
+
+class ClassFolderSource(Source):
+    kind = "imagefolder"
+
+    def describe(self) -> DataDescription:
+        scan = scan_folder(self.cfg)  # the one scan of the run: it also checks the folder's layout
+        return DataDescription(scan.input_shape, scan.classes, found=scan)
+
+    def labels(self, description: DataDescription) -> SourceSplits:
+        return _splits(self._scan(description), lambda files, split: (None, _labels(files)))
+
+    def read(self, description: DataDescription) -> SourceSplits:
+        scan, cfg = self._scan(description), self.cfg
+        in_memory, workers = bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0)
+        return _splits(scan, lambda files, split: load_files(files, description.input_shape, scan.root, split,
+                                                              in_memory, workers))
+
+    def layout(self, description: DataDescription) -> str:
+        return self._scan(description).layout
+
+    def _scan(self, description: DataDescription) -> FolderScan:
+        found = description.found
+        return found if isinstance(found, FolderScan) else scan_folder(self.cfg)
+
+
+def scan_folder(cfg: Any) -> FolderScan:
+    """Find the layout, classes and files under dataset.root; raise DataError saying what the layouts are."""
+    root = Path(str(cfg.root))
+    layouts = (f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "
+               f"val/ (valid/, validation/) and test/ folders of the same classes")
+    if not root.is_dir():
+        raise DataError(f"image folder {root} not found; {layouts}; set dataset.root to such a folder")
+    train_dir = _first_dir(root, TRAIN_DIRS)
+    val_dir, test_dir = _first_dir(root, VAL_DIRS), _first_dir(root, TEST_DIRS)
+    if train_dir is None and (val_dir or test_dir):
+        raise DataError(f"{root} has {(val_dir or test_dir).name}/ but no train/ folder; {layouts}")
+    class_root = train_dir or root
+    classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{class_root} has {len(classes)} class folder(s); an image folder needs at least 2 "
+                        f"({layouts})")
+    train_files = _files(class_root, classes)
+    empty = [name for i, name in enumerate(classes) if not any(label == i for _, label in train_files)]
+    if empty:
+        raise DataError(f"class folder(s) {', '.join(empty)} under {class_root} hold no images "
+                        f"({', '.join(IMAGE_SUFFIXES)})")
+    val_files = _split_files(val_dir, classes, class_root) if val_dir else None
+    test_files = _split_files(test_dir, classes, class_root) if test_dir else None
+    layout = _describe_layout(root, class_root, val_dir, test_dir)
+    return FolderScan(root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files,
+                      layout)
+
+
+def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+    """The split folder among its usual spellings (any case), or None."""
+    by_name = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
+    return next((by_name[name] for name in names if name in by_name), None)
+
+
+def _split_files(folder: Path, classes: list[str], train_dir: Path) -> ImageFiles:
+    unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in classes
+                     and not d.name.startswith("."))
+    if unknown:
+        raise DataError(f"{folder} has class folder(s) {', '.join(unknown)} that {train_dir} lacks; "
+                        f"train classes: {', '.join(classes)}")
+    files = _files(folder, classes)
+    if not files:
+        raise DataError(f"{folder} holds no images; fill it or remove it to split this set off train")
+    return files
+
+
+def _files(folder: Path, classes: list[str]) -> ImageFiles:
+    """Every image below each class folder (nested folders too, symbolic links to folders not followed),
+    sorted by path, with the class's index."""
+    found: ImageFiles = []
+    for label, name in enumerate(classes):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            continue
+        paths = []
+        for parent, dirs, names in os.walk(class_dir):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            paths.extend(Path(parent) / n for n in names
+                         if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+        found.extend((p, label) for p in sorted(paths) if p.is_file())
+    return found
+
+
+def _describe_layout(root: Path, class_root: Path, val_dir: Path | None, test_dir: Path | None) -> str:
+    if class_root == root:
+        return f"class folders {root}/<class>/; validation and test split off (stratified)"
+    taken = [f"{d.name}/" for d in (class_root, val_dir, test_dir) if d is not None]
+    missing = [name for name, d in (("validation", val_dir), ("test", test_dir)) if d is None]
+    rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
+    return f"class folders in {root}: {', '.join(taken)}{rest}"
+
+
+def _labels(files: ImageFiles) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _splits(scan: FolderScan, load: Any) -> SourceSplits:
+    """Apply load(files, split_name) -> (images, labels) to each split the folder has."""
+    def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
+        return None if files is None else SourceSplit(*load(files, name))
+
+    return SourceSplits(train=split(scan.train_files, "train"), val=split(scan.val_files, "val"),
+                        test=split(scan.test_files, "test"))
