@@ -155,11 +155,11 @@ CNNTRAIN = [
     (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.channels=2"], "dataset.channels=2: expected 1, 3 or null"),
     (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.test_split=1"],
      "dataset.test_split=1.0: must be in (0, 1)"),
-    (["dataset=imagefolder", "dataset.root=EMPTY"], "/empty/train not found; expected"),
+    (["dataset=imagefolder", "dataset.root=EMPTY"], "/empty has 0 class folder(s); an image folder needs at least 2"),
     (["dataset.torchvision_class=Places365"], "dataset.torchvision_class 'Places365' is not supported"),
     (["dataset=emnist", "dataset.split=null"], "dataset.split=None: EMNIST needs one of byclass"),
     (["dataset=emnist", "dataset.split=digitz"], "dataset.split=digitz: EMNIST needs one of byclass"),
-    (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder/train not found"),
+    (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder not found; expected"),
     (["dataset.download=false", "data_root=EMPTY"], "MNIST not found under"),
     # models and losses
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
