@@ -260,3 +260,25 @@ def test_a_two_rank_run_on_a_label_file(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["parallel"]["world_size"] == 2 and summary["classes"] == list(CLASSES)
     assert summary["sizes"] == {"train": 43, "val": 5, "test": 12}
+
+
+def test_in_memory_false_streams_the_same_images(tmp_path, drawn):
+    file = write_label_file(tmp_path / "data" / "labels.csv", rows(drawn))
+    held = load_data(label_cfg(file), seed=0)
+    lazy = load_data(label_cfg(file, in_memory=False, mean=held.description.mean, std=held.description.std), seed=0)
+    assert isinstance(lazy.val.images, image_files.LazyImages)
+    assert torch.equal(lazy.val.images[0:3], held.val.images) and torch.equal(lazy.train.labels, held.train.labels)
+
+
+def test_the_label_file_is_read_once_per_run(tmp_path, monkeypatch):
+    from cnntrain.data.sources import label_files
+
+    drawn = make_labelled_images(tmp_path / "data", per_class=6)
+    file = write_label_file(tmp_path / "data" / "labels.csv", rows(drawn, split=False))
+    scans = []
+    real = label_files.scan_label_file
+    monkeypatch.setattr(label_files, "scan_label_file", lambda cfg: scans.append(1) or real(cfg))
+    result = run_main(train.main, [*RUN, f"dataset.file={file}", "trainer.epochs=1", "trainer.sampler=balanced",
+                                   f"hydra.run.dir='{tmp_path / 'run'}'"], tmp_path, monkeypatch)
+    assert result.returncode == 0, result.stderr
+    assert len(scans) == 1
