@@ -43,3 +43,34 @@ def make_folder(root: Path, *, rgb: bool, size: int, per_class: int = 30, test_p
             for i in range(count):
                 draw(label, size, rng, rgb).save(folder / f"{i}.{'png' if i % 3 else 'jpg'}")
     return root
+
+
+def make_labelled_images(root: Path, *, per_class: int = 10, size: int = 16, rgb: bool = False,
+                         seed: int = 0) -> list[tuple[str, int]]:
+    """Images under root/part0/ and root/part1/ (so the folders say nothing about the class), as
+    (path relative to root, class index) in a fixed, class-interleaved order."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for i in range(per_class):
+        for label, name in enumerate(CLASSES):
+            relative = f"part{i % 2}/{name}-{i}.png"
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            draw(label, size, rng, rgb).save(root / relative)
+            drawn.append((relative, label))
+    return drawn
+
+
+def write_label_file(path: Path, rows: list[dict]) -> Path:
+    """rows as the label file its suffix names: CSV, TSV (a header of the first row's keys) or JSON Lines."""
+    import csv
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".jsonl", ".ndjson"):
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

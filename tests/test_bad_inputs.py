@@ -3,7 +3,8 @@ value, no traceback, and nothing left behind that looks like a run.
 
 Every case runs the command's own main in this process (tests/helpers.run_main). `RUN` in an argument is
 replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder, `SPARSE` by an
-image folder whose class 'square' has one training image (so one of 2 folds leaves it none).
+image folder whose class 'square' has one training image (so one of 2 folds leaves it none), `LABELS` by a folder
+of images with label files: good.csv, split.csv (line 3 says 'training'), ghost.csv (names a missing image).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, train
 
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
-from synthetic_images import make_folder
+from synthetic_images import make_folder, make_labelled_images, write_label_file
 
 MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
          "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main, "cnntrain-lr-find": lr_find.main}
@@ -161,6 +162,20 @@ CNNTRAIN = [
     (["dataset=emnist", "dataset.split=digitz"], "dataset.split=digitz: EMNIST needs one of byclass"),
     (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder not found; expected"),
     (["dataset.download=false", "data_root=EMPTY"], "MNIST not found under"),
+    (["dataset=labels", "dataset.file=null"], "dataset.file is not set: name a label file (.csv, .tsv, .jsonl or"),
+    (["dataset=labels", "dataset.file=LABELS/good.csv", "dataset.path_column=''"],
+     "dataset.path_column is empty: name a column of the label file, or null"),
+    (["dataset=labels", "dataset.file=LABELS/nope.csv"],
+     "/nope.csv not found; set dataset.file to a .csv, .tsv, .jsonl, .ndjson file"),
+    (["dataset=labels", "dataset.file=LABELS/labels.txt"],
+     "/labels.txt: unknown format '.txt'; expected .csv, .tsv, .jsonl, .ndjson"),
+    (["dataset=labels", "dataset.file=LABELS/good.csv", "dataset.label_column=klass"],
+     "/good.csv: dataset.label_column=klass is not one of its columns (path, label, split)"),
+    (["dataset=labels", "dataset.file=LABELS/split.csv"],
+     "/split.csv, line 3: split is 'training'; expected one of train, val, valid, validation, test on every row"),
+    (["dataset=labels", "dataset.file=LABELS/ghost.csv"], "/ghost.png not found; relative paths are read from"),
+    (["dataset=labels", "dataset.file=LABELS/good.csv", "dataset.classes=[circle,cross]"],
+     "label 'square' is not in dataset.classes (circle, cross) nor an index 0..1"),
     # models and losses
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
     (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"], "input is 1x28x28, smaller than the kernel"),
@@ -266,13 +281,21 @@ def place(tmp_path, finished_run):
     Image.new("L", (28, 28)).save(image)
     (tmp_path / "empty").mkdir()
     places = {"RUN": str(finished_run), "IMAGE": str(image), "EMPTY": str(tmp_path / "empty"),
-              "SPARSE": str(tmp_path / "sparse")}
+              "SPARSE": str(tmp_path / "sparse"), "LABELS": str(tmp_path / "labels")}
 
     def fill(args: list[str]) -> list[str]:
         if any("SPARSE" in arg for arg in args):
             make_folder(tmp_path / "sparse", rgb=False, size=16, per_class=4, test_per_class=1)
             for extra in sorted((tmp_path / "sparse" / "train" / "square").iterdir())[1:]:
                 extra.unlink()
+        if any("LABELS" in arg for arg in args):
+            labels = tmp_path / "labels"
+            rows = [{"path": path, "label": ("circle", "cross", "square")[index], "split": "train"}
+                    for path, index in make_labelled_images(labels, per_class=4, size=12)]
+            write_label_file(labels / "good.csv", rows)
+            write_label_file(labels / "split.csv", [rows[0], {**rows[1], "split": "training"}, *rows[2:]])
+            write_label_file(labels / "ghost.csv", [*rows, {**rows[0], "path": "ghost.png"}])
+            (labels / "labels.txt").write_text("path\tlabel\n")
         for name, value in places.items():
             args = [arg.replace(name, value) for arg in args]
         return args

@@ -38,6 +38,7 @@ class DatasetConfig:
     name: str
     root: str
     kind: str = "torchvision"  # torchvision (a dataset class by name) | imagefolder (root/train/<class>/...)
+    # | labels (a CSV/TSV/JSON Lines file of image paths and labels)
     torchvision_class: str = ""
     split: str | None = None  # EMNIST's split argument
     # null: taken from the data (always the case for an image folder); stated: checked against the data
@@ -46,12 +47,17 @@ class DatasetConfig:
     classes: list[str] | None = None
     mean: list[float] | None = None  # null: computed from the training split
     std: list[float] | None = None
-    image_size: list[int] | None = None  # imagefolder: [height, width] to resize to (null: the first image's)
-    channels: int | None = None  # imagefolder: 1 (grayscale) or 3 (RGB); null: the first image's
-    test_split: float = 0.2  # imagefolder without root/test: the fraction of train held out as test
-    in_memory: bool = True  # imagefolder: decode once into tensors (cached); false: DataLoader workers per batch
-    num_workers: int = 2  # imagefolder with in_memory=false: decoding processes
+    image_size: list[int] | None = None  # imagefolder, labels: [height, width] to resize to (null: the first image's)
+    channels: int | None = None  # imagefolder, labels: 1 (grayscale) or 3 (RGB); null: the first image's
+    test_split: float = 0.2  # imagefolder without root/test, labels without test rows: the share of train held out
+    in_memory: bool = True  # imagefolder, labels: decode once into tensors (cached); false: workers decode per batch
+    num_workers: int = 2  # imagefolder, labels with in_memory=false: decoding processes
     download: bool = True
+    # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
+    file: str | None = None
+    path_column: str | None = None  # labels: null: the first of path, image, file, filename, filepath, image_path
+    label_column: str | None = None  # labels: null: the first of label, class, target, category, labels
+    split_column: str | None = None  # labels: null: `split` when the file has it (train, val, test on every row)
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
     folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used

@@ -241,6 +241,12 @@ def _check_dataset(ds: DictConfig) -> None:
     _choice(ds, "kind", DATASET_KINDS, prefix="dataset.")
     if ds.kind == "torchvision":
         _require(bool(ds.torchvision_class), "dataset.torchvision_class is empty: name a torchvision dataset class")
+    if ds.kind == "labels":
+        _require(bool(ds.file), "dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image "
+                                "paths and labels, e.g. dataset.file=data/labels.csv")
+        for key in ("path_column", "label_column", "split_column"):
+            _require(ds[key] is None or bool(str(ds[key]).strip()),
+                     f"dataset.{key} is empty: name a column of the label file, or null to find it by its usual names")
     _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
     _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
              f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")

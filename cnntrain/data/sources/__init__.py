@@ -17,6 +17,7 @@ from cnntrain.errors import ConfigError
 SOURCES = {
     "torchvision": "torchvision_datasets:TorchvisionSource",
     "imagefolder": "class_folders:ClassFolderSource",
+    "labels": "label_files:LabelFileSource",
 }
 
 __all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]

@@ -1,0 +1,287 @@
+"""Label files: a CSV, TSV or JSON Lines file that names each image and its class (and optionally its split).
+
+    path,label,split                     .csv (comma), .tsv (tab), .jsonl/.ndjson (one JSON object a line)
+    cats/1.png,cat,train                 the first line of a CSV/TSV is the header; JSON Lines take the first
+    dogs/7.jpg,dog,test                  object's keys as the columns
+
+Columns are named by dataset.path_column / label_column / split_column, or found in the header under their usual
+names (PATH_NAMES, LABEL_NAMES, SPLIT_NAMES). Image paths are relative to the label file's folder (absolute paths
+are used as they are). Labels are class names or whole numbers: with dataset.classes set, a label that is one of
+its names is that class and a whole number indexes into it; without it, the classes are the labels found, sorted
+(numerically when every label is a whole number). With a split column every row must name train, val (valid,
+validation) or test; a split no row names is taken from train by cnntrain.data.loading.
+
+Every message names the file and the line (1-based line of the file, the header being line 1), so a user can
+open the file at the mistake. The file is read once per run (describe), without decoding an image.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnntrain.data.description import DataDescription
+from cnntrain.data.image_files import ImageFiles, load_files
+from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
+from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.errors import DataError, first_line
+
+FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
+PATH_NAMES = ("path", "image", "file", "filename", "filepath", "image_path")
+LABEL_NAMES = ("label", "class", "target", "category", "labels")
+SPLIT_NAMES = ("split",)
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLITS = ("train", "val", "test")
+WHOLE_NUMBER = re.compile(r"[+-]?\d+")
+
+Row = tuple[int, dict[str, Any]]
+"""(line number in the file, the row's values by column)."""
+
+
+@dataclass
+class LabelScan:
+    """What the label file says, checked: the classes, the input shape and each split's (file, label) list."""
+
+    file: Path
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    train_files: ImageFiles
+    val_files: ImageFiles | None  # None: no row names this split; split off train
+    test_files: ImageFiles | None
+    layout: str
+
+
+class LabelFileSource(Source):
+    kind = "labels"
+
+    def describe(self) -> DataDescription:
+        scan = scan_label_file(self.cfg)  # the one read of the file per run; it checks every row and image path
+        return DataDescription(scan.input_shape, scan.classes, found=scan)
+
+    def labels(self, description: DataDescription) -> SourceSplits:
+        return _splits(self._scan(description), lambda files, split: (None, _labels(files)))
+
+    def read(self, description: DataDescription) -> SourceSplits:
+        scan, cfg = self._scan(description), self.cfg
+        in_memory, workers = bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0)
+        return _splits(scan, lambda files, split: load_files(files, description.input_shape, scan.file.parent, split,
+                                                              in_memory, workers))
+
+    def location(self) -> str:
+        return str(self.cfg.get("file"))
+
+    def layout(self, description: DataDescription) -> str:
+        return self._scan(description).layout
+
+    def _scan(self, description: DataDescription) -> LabelScan:
+        found = description.found
+        return found if isinstance(found, LabelScan) else scan_label_file(self.cfg)
+
+
+def scan_label_file(cfg: Any) -> LabelScan:
+    """Read and check dataset.file; raise DataError naming the file, the line and what is allowed."""
+    if not cfg.get("file"):
+        raise DataError("dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image "
+                        "paths and labels")
+    file = Path(str(cfg.file))
+    suffix = file.suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"label file {file}: unknown format '{file.suffix or '(no suffix)'}'; expected "
+                        f"{', '.join(FORMATS)} (comma-separated, tab-separated, JSON Lines)")
+    if not file.is_file():
+        raise DataError(f"label file {file} not found; set dataset.file to a {', '.join(FORMATS)} file")
+    try:
+        columns, rows = _read_jsonl(file) if FORMATS[suffix] == "JSON Lines" else _read_table(file, suffix)
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read label file {file}: {first_line(err)}") from None
+    path_col = _column(cfg, "path_column", PATH_NAMES, columns, file, required=True)
+    label_col = _column(cfg, "label_column", LABEL_NAMES, columns, file, required=True)
+    split_col = _column(cfg, "split_column", SPLIT_NAMES, columns, file, required=False)
+    if not rows:
+        raise DataError(f"label file {file} has a header but no rows")
+    texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
+    classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
+    paths = _image_paths(file, rows, path_col)
+    split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
+    by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
+    for path, index, split in zip(paths, indices, split_of):
+        by_split[split].append((path, index))
+    if not by_split["train"]:
+        raise DataError(f"label file {file}: no row has {split_col}=train; the training split needs rows")
+    used = sorted(set(indices))
+    if len(used) < 2:
+        raise DataError(f"label file {file}: column '{label_col}' holds one class ({classes[used[0]]}); "
+                        f"a classifier needs at least 2")
+    format_name = FORMATS[suffix]
+    shape = image_input_shape(cfg, by_split["train"][0][0])
+    named = "/".join(c for c in (path_col, label_col, split_col) if c)
+    counts = ", ".join(f"{name} {len(by_split[name])}" for name in SPLITS if by_split[name])
+    missing = [word for name, word in (("val", "validation"), ("test", "test")) if not by_split[name]]
+    rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
+    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}"
+    return LabelScan(file, classes, shape, by_split["train"], by_split["val"] or None, by_split["test"] or None,
+                     layout)
+
+
+# -- reading the file -------------------------------------------------------------------------------------------
+
+def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
+    """A CSV/TSV file's header and its non-blank rows, each with the file line it starts on."""
+    with open(file, newline="", encoding="utf-8-sig") as handle:  # -sig: the BOM spreadsheets write
+        reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+        try:
+            header = next(reader, None)
+            if header is None or not any(cell.strip() for cell in header):
+                raise DataError(f"label file {file} is empty; its first line must be a header naming the columns "
+                                f"(e.g. path,label,split)")
+            header = [cell.strip() for cell in header]
+            rows: list[Row] = []
+            line = reader.line_num + 1
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    if len(cells) > len(header):
+                        raise DataError(f"label file {file}, line {line}: {len(cells)} fields but the header names "
+                                        f"{len(header)} ({', '.join(header)})")
+                    rows.append((line, dict(zip(header, cells))))
+                line = reader.line_num + 1
+        except csv.Error as err:
+            raise DataError(f"label file {file}, line {reader.line_num}: not valid {FORMATS[suffix]} "
+                            f"({first_line(err)})") from None
+    return header, rows
+
+
+def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
+    """A JSON Lines file's objects (blank lines skipped); the columns are the first object's keys."""
+    rows: list[Row] = []
+    with open(file, encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except ValueError as err:
+                raise DataError(f"label file {file}, line {line}: not valid JSON ({first_line(err)}); JSON Lines "
+                                f"hold one object per line, e.g. {{\"path\": \"a.png\", \"label\": \"cat\"}}") from None
+            if not isinstance(value, dict):
+                raise DataError(f"label file {file}, line {line}: a JSON {type(value).__name__}, not an object; "
+                                f"JSON Lines hold one object per line, e.g. {{\"path\": \"a.png\", \"label\": \"cat\"}}")
+            rows.append((line, value))
+    if not rows:
+        raise DataError(f"label file {file} is empty; expected one JSON object per line, e.g. "
+                        f"{{\"path\": \"a.png\", \"label\": \"cat\"}}")
+    return list(rows[0][1]), rows
+
+
+def _column(cfg: Any, key: str, usual: tuple[str, ...], columns: list[str], file: Path, required: bool) -> str | None:
+    """The configured column (it must exist), else the first usual name the header has."""
+    has = ", ".join(columns) or "none"
+    chosen = cfg.get(key)
+    if chosen is not None:
+        if str(chosen) not in columns:
+            raise DataError(f"label file {file}: dataset.{key}={chosen} is not one of its columns ({has})")
+        return str(chosen)
+    found = next((name for name in usual if name in columns), None)
+    if found is None and required:
+        raise DataError(f"label file {file}: no {key.split('_')[0]} column (looked for {', '.join(usual)}); its "
+                        f"columns: {has}; name it with dataset.{key}")
+    return found
+
+
+# -- checking the rows ------------------------------------------------------------------------------------------
+
+def _label_text(file: Path, line: int, value: Any, column: str) -> str:
+    """A label as text: a name, or a whole number written in its plain form."""
+    if value is None:
+        value = ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"label file {file}, line {line}: {column} is {json.dumps(value)}; expected a class name "
+                        f"or a whole number")
+    text = str(value).strip()
+    if not text:
+        raise DataError(f"label file {file}, line {line}: {column} is empty; every row needs a class name or a "
+                        f"whole number")
+    return str(int(text)) if WHOLE_NUMBER.fullmatch(text) else text
+
+
+def _classes(cfg: Any, file: Path, lines: list[int], texts: list[str]) -> tuple[list[str], list[int]]:
+    """(class names, each row's class index): dataset.classes when set (names or indices into it), else the
+    labels found, sorted (as numbers when all are whole numbers)."""
+    configured = cfg.get("classes")
+    if configured is None:
+        numbers = all(WHOLE_NUMBER.fullmatch(t) for t in texts)
+        classes = sorted(set(texts), key=int if numbers else None)
+        index = {name: i for i, name in enumerate(classes)}
+        return classes, [index[t] for t in texts]
+    classes = [str(c) for c in configured]
+    index = {name: i for i, name in enumerate(classes)}
+    indices = []
+    for line, text in zip(lines, texts):
+        if text in index:
+            indices.append(index[text])
+        elif WHOLE_NUMBER.fullmatch(text) and 0 <= int(text) < len(classes):
+            indices.append(int(text))
+        else:
+            raise DataError(f"label file {file}, line {line}: label '{text}' is not in dataset.classes "
+                            f"({', '.join(classes)}) nor an index 0..{len(classes) - 1} into it")
+    return classes, indices
+
+
+def _image_paths(file: Path, rows: list[Row], column: str) -> list[Path]:
+    """Each row's image, relative to the label file's folder; every one a .png/.jpg/.jpeg that exists, none twice."""
+    folder = file.parent
+    paths: list[Path] = []
+    first_line_of: dict[str, int] = {}
+    missing: list[tuple[int, Path]] = []
+    for line, row in rows:
+        value = row.get(column)
+        text = value.strip() if isinstance(value, str) else ""
+        if not text:
+            raise DataError(f"label file {file}, line {line}: {column} is "
+                            f"{'empty' if value is None or isinstance(value, str) else json.dumps(value)}; expected an image path")
+        path = folder / text  # an absolute path stays as it is
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"label file {file}, line {line}: {text} is not an image file; expected "
+                            f"{', '.join(IMAGE_SUFFIXES)}")
+        key = os.path.normcase(os.path.normpath(os.path.abspath(path)))
+        if key in first_line_of:
+            raise DataError(f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image "
+                            f"may appear once")
+        first_line_of[key] = line
+        if not path.is_file():
+            missing.append((line, path))
+        paths.append(path)
+    if missing:
+        (line, path), more = missing[0], len(missing) - 1
+        also = f", and {more} more image(s) are missing" if more else ""
+        raise DataError(f"label file {file}, line {line}: image {path} not found{also}; relative paths are read "
+                        f"from {folder}")
+    return paths
+
+
+def _split(file: Path, line: int, value: Any, column: str) -> str:
+    text = str(value).strip().lower() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if text not in SPLIT_VALUES:
+        shown = "empty" if value is None or not str(value).strip() else f"'{value}'"
+        raise DataError(f"label file {file}, line {line}: {column} is {shown}; expected one of "
+                        f"{', '.join(SPLIT_VALUES)} on every row (drop the column to split everything off train)")
+    return SPLIT_VALUES[text]
+
+
+def _labels(files: ImageFiles) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _splits(scan: LabelScan, load: Any) -> SourceSplits:
+    """Apply load(files, split_name) -> (images, labels) to each split the file has."""
+    def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
+        return None if files is None else SourceSplit(*load(files, name))
+
+    return SourceSplits(train=split(scan.train_files, "train"), val=split(scan.val_files, "val"),
+                        test=split(scan.test_files, "test"))
