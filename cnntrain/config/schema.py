@@ -50,7 +50,10 @@ class DatasetConfig:
     channels: int | None = None  # imagefolder: 1 (grayscale) or 3 (RGB); null: the first image's
     test_split: float = 0.2  # imagefolder without root/test: the fraction of train held out as test
     in_memory: bool = True  # imagefolder: decode once into tensors (cached); false: DataLoader workers per batch
-    num_workers: int = 2  # imagefolder with in_memory=false: decoding processes
+    num_workers: int = 2  # imagefolder: decoding processes (the cache build, or the streamed batches); 0: in-process
+    resize: str = "stretch"  # image files: stretch (ignore the aspect ratio) | crop (cover, centre crop) | pad (fit)
+    skip_bad_images: bool = False  # image files: leave undecodable files out (listed in bad_images.txt), not stop
+    cache_dir: str | None = None  # where a read-only data folder's decoded cache goes; null: ~/.cache/cnntrain
     download: bool = True
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
