@@ -186,7 +186,8 @@ def test_the_cache_is_keyed_by_the_resize_mode(tmp_path):
     files = [(root / "a.png", 0)]
     root.mkdir()
     ramp(30, 10, "x").save(files[0][0])
-    stretch, crop = (ImageReader(resize=mode).load(files, (1, 10, 10), root, "train")[0] for mode in ("stretch", "crop"))
+    stretch, crop = (ImageReader(resize=mode).load(files, (1, 10, 10), root, "train")[0]
+                     for mode in ("stretch", "crop"))
     assert not torch.equal(stretch, crop) and len(list((root / image_files.CACHE_DIR).iterdir())) == 2
 
 
