@@ -162,12 +162,13 @@ def _read_cache(path: Path, count: int, input_shape: tuple[int, int, int]
 def decode_files(paths: list[Path], input_shape: tuple[int, int, int], *, resize: str = "stretch",
                  num_workers: int = 0) -> tuple[torch.Tensor, list[tuple[int, str]]]:
     """The images that decode, as uint8 [N - bad, C, H, W] in the files' order, and the (index, reason) of each
-    that does not. num_workers > 0 decodes in that many processes, CHUNK files per task (a bar on a terminal
-    when there are many); the result is identical to num_workers=0."""
+    that does not. num_workers > 0 decodes in that many processes, CHUNK files per task, when there is more than
+    one chunk (a bar on a terminal when there are many); the result is identical to num_workers=0."""
     n = len(paths)
     out = np.empty((n, *input_shape), dtype=np.uint8)
     bad: list[tuple[int, str]] = []
-    workers = 0 if multiprocessing.current_process().daemon else min(num_workers, -(-n // CHUNK))
+    chunks = -(-n // CHUNK)  # one chunk decodes in this process: a pool would only add its start-up
+    workers = 0 if chunks < 2 or multiprocessing.current_process().daemon else min(num_workers, chunks)
     with _progress(n) as advance:
         if workers <= 0:
             for i, path in enumerate(paths):
