@@ -273,8 +273,13 @@ def test_parallel_decoding_is_bit_identical_to_serial(tmp_path, monkeypatch):
     paths = sorted(root.rglob("*.*"))
     paths.insert(5, spoil(root)[0])
     monkeypatch.setattr(image_files, "CHUNK", 4)  # 28 files: 7 tasks over 2 processes
+    pools = []
+    real_pool = image_files.ProcessPoolExecutor
+    monkeypatch.setattr(image_files, "ProcessPoolExecutor", lambda n: pools.append(n) or real_pool(n))
     serial = decode_files(paths, (3, 16, 16), resize="pad", num_workers=0)
+    assert pools == []
     parallel = decode_files(paths, (3, 16, 16), resize="pad", num_workers=2)
+    assert pools == [2], "the parallel decode ran in a pool of 2 processes"
     assert serial[0].shape == (27, 3, 16, 16) and serial[0].float().std() > 0
     assert torch.equal(serial[0], parallel[0]) and serial[1] == parallel[1] and [i for i, _ in serial[1]] == [5]
 
