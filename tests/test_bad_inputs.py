@@ -157,6 +157,9 @@ CNNTRAIN = [
     (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.test_split=1"],
      "dataset.test_split=1.0: must be in (0, 1)"),
     (["dataset=imagefolder", "dataset.root=EMPTY"], "/empty has 0 class folder(s); an image folder needs at least 2"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.resize=squash"],
+     "dataset.resize=squash: expected one of stretch, crop, pad"),
+    (["dataset=imagefolder", "dataset.root=EMPTY", "dataset.cache_dir=IMAGE"], "digit.png: is a file, not a folder"),
     (["dataset.torchvision_class=Places365"], "dataset.torchvision_class 'Places365' is not supported"),
     (["dataset=emnist", "dataset.split=null"], "dataset.split=None: EMNIST needs one of byclass"),
     (["dataset=emnist", "dataset.split=digitz"], "dataset.split=digitz: EMNIST needs one of byclass"),
@@ -374,6 +377,21 @@ def test_an_error_found_inside_the_run_leaves_a_failed_summary(tmp_path, monkeyp
     assert summary["status"] == "failed" and "dataset.val_split=5000" in summary["error"]
     assert not (run_dir / "checkpoints").exists()
     shutil.rmtree(run_dir)
+
+
+def test_undecodable_images_are_one_line_naming_the_first_and_counting_the_rest(tmp_path, monkeypatch):
+    """Found when the images are decoded, inside the run (the preflight reads one image): a failed summary, as
+    above, and one line naming the first bad file, "and N more", and the flag that skips them."""
+    root = make_folder(tmp_path / "broken", rgb=False, size=16, per_class=4)
+    for name in ("circle", "cross", "square"):
+        (root / "train" / name / "bad.png").write_bytes(b"not a png")
+    run_dir = tmp_path / "run"
+    result = run_main(train.main, [*TINY_RUN, "dataset=imagefolder", f"dataset.root={root}",
+                                   f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch)
+    assert_one_line_error(result, f"cannot read image {root / 'train' / 'circle' / 'bad.png'}", "and 2 more",
+                          "dataset.skip_bad_images=true")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_gpu_settings_for_cluster_nodes_are_not_checked_against_this_machine(monkeypatch, synthetic_data_root):

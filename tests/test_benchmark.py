@@ -38,3 +38,16 @@ def test_augment_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root
     assert [name for name, _ in rates] == ["a", "b", "c"] and all(int(r) > 0 for _, r in rates)
     assert re.search(r"ratio b/a .* = \d+\.\d{3}", out.stdout)
     assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)
+
+
+def test_decode_benchmark_prints_three_rates_and_two_ratios(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "decode_throughput.py"), "--images", "40",
+                          "--size", "16", "--workers", "1", "--batch-size", "8"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("40 images 3x16x16 under ")
+    rates = re.findall(r"^\s+\((a|b|c)\) .*?(\d+) images/s", out.stdout, flags=re.M)
+    assert [name for name, _ in rates] == ["a", "b", "c"] and all(int(r) > 0 for _, r in rates)
+    assert re.search(r"ratio b/c .* = \d+\.\d{3}", out.stdout)
+    assert re.search(r"ratio a/c .* = \d+\.\d{3}", out.stdout)

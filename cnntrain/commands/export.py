@@ -81,7 +81,8 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
         "input": {"name": "images", "layout": "NCHW", "shape": ["batch", channels, height, width],
                   "dtype": "float32" if fmt == "onnx" else "float32 or uint8",
                   "range": "[0, 1] (uint8 0..255 is divided by 255)" if fmt == "torchscript" else "[0, 1]",
-                  "color": "grayscale" if channels == 1 else "RGB"},
+                  "color": "grayscale" if channels == 1 else "RGB",
+                  "resize": {"mode": saved.resize, "how": RESIZE_HOW.get(saved.resize, "unknown")}},
         "normalization": {"baked_in": True, "mean": saved.description.mean,
                           "std": saved.description.std, "formula": "(x - mean) / std per channel"},
         "output": {"name": "outputs", "kind": "log_probabilities" if saved.outputs_log_probs else "logits",
@@ -91,6 +92,13 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
                    "model": str(saved.config.model.name)},
         "versions": versions(),
     }
+
+
+RESIZE_HOW = {  # how training fitted an image file to height x width (cnntrain.data.images), for callers to match
+    "stretch": "bilinear resize to height x width, aspect ratio ignored",
+    "crop": "bilinear resize so the image covers height x width (its shorter side fits), then the centre crop",
+    "pad": "bilinear resize so the image fits inside height x width, centred on zeros (black)",
+}
 
 
 def _tta_note(tta: str) -> str:

@@ -1,7 +1,8 @@
 """`cnntrain-predict RUN_DIR IMAGE...`: classify image files with a finished run's model.
 
-Each PNG/JPEG is converted the way the training images were (grayscale or RGB, resized to the model's
-input size, the run's normalisation), then the top-k classes are shown per image, or printed as JSON.
+Each image file is converted the way the training images were (grayscale or RGB, resized to the model's
+input size with the run's dataset.resize, the run's normalisation), then the top-k classes are shown per
+image, or printed as JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from cnntrain.training.saved_run import SavedRun, load_run
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="cnntrain-predict", description="Classify image files with a trained run.")
     p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG or JPEG files, any size or colour")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour")
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -35,10 +37,11 @@ def parser() -> ArgumentParser:
     return p
 
 
-def load_images(paths: list[Path], input_shape: tuple[int, int, int]) -> torch.Tensor:
-    """uint8 [N, C, H, W]: every file decoded before anything is predicted, so a bad one fails first."""
+def load_images(paths: list[Path], input_shape: tuple[int, int, int], resize: str = "stretch") -> torch.Tensor:
+    """uint8 [N, C, H, W]: every file decoded (resized as the run's dataset.resize says) before anything is
+    predicted, so a bad one fails first."""
     channels, height, width = input_shape
-    return torch.stack([decode_image(path, channels, height, width) for path in paths])
+    return torch.stack([decode_image(path, channels, height, width, resize=resize) for path in paths])
 
 
 def predict(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[list[tuple[str, float]]]:
@@ -77,7 +80,7 @@ def _main(argv: list[str]) -> None:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")
     check_device(args.device)
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
-    results = predict(saved, load_images(args.images, saved.input_shape), args.top_k)
+    results = predict(saved, load_images(args.images, saved.input_shape, saved.resize), args.top_k)
     if args.json:
         sys.stdout.write(as_json(args.images, results) + "\n")
         return

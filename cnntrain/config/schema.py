@@ -47,11 +47,15 @@ class DatasetConfig:
     classes: list[str] | None = None
     mean: list[float] | None = None  # null: computed from the training split
     std: list[float] | None = None
-    image_size: list[int] | None = None  # imagefolder, labels: [height, width] to resize to (null: the first image's)
-    channels: int | None = None  # imagefolder, labels: 1 (grayscale) or 3 (RGB); null: the first image's
-    test_split: float = 0.2  # imagefolder without root/test, labels without test rows: the share of train held out
-    in_memory: bool = True  # imagefolder, labels: decode once into tensors (cached); false: workers decode per batch
-    num_workers: int = 2  # imagefolder, labels with in_memory=false: decoding processes
+    # image files (imagefolder, labels, huggingface, webdataset)
+    image_size: list[int] | None = None  # [height, width] to resize to (null: the first image's)
+    channels: int | None = None  # 1 (grayscale) or 3 (RGB); null: the first image's
+    test_split: float = 0.2  # a source without a test split: the share of train held out (stratified)
+    in_memory: bool = True  # decode once into tensors (cached); false: DataLoader workers decode per batch
+    num_workers: int = 2  # decoding processes (the cache build, or the streamed batches); 0: in-process
+    resize: str = "stretch"  # image files: stretch (ignore the aspect ratio) | crop (cover, centre crop) | pad (fit)
+    skip_bad_images: bool = False  # image files: leave undecodable files out (listed in bad_images.txt), not stop
+    cache_dir: str | None = None  # where a read-only data folder's decoded cache goes; null: ~/.cache/cnntrain
     download: bool = True
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None

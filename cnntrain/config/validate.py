@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -24,6 +25,7 @@ from cnntrain.config.names import (
     LOSSES,
     MODES,
     PRECISIONS,
+    RESIZE_MODES,
     SAMPLERS,
     TTA_MODES,
     VAL_STRATEGIES,
@@ -255,6 +257,11 @@ def _check_dataset(ds: DictConfig) -> None:
     _require(ds.channels in (None, 1, 3), f"dataset.channels={ds.channels}: expected 1, 3 or null")
     _require(0.0 < ds.test_split < 1.0, f"dataset.test_split={ds.test_split}: must be in (0, 1)")
     _require(ds.num_workers >= 0, f"dataset.num_workers={ds.num_workers}: must be >= 0")
+    _choice(ds, "resize", RESIZE_MODES, prefix="dataset.")
+    _require(ds.cache_dir is None or not Path(ds.cache_dir).expanduser().exists()
+             or Path(ds.cache_dir).expanduser().is_dir(),
+             f"dataset.cache_dir={ds.cache_dir}: is a file, not a folder; name a folder (it is made if missing) or "
+             f"null for ~/.cache/cnntrain")
     _require((ds.mean is None) == (ds.std is None), "dataset.mean and dataset.std: give both, or neither (null)")
     channels = ds.input_shape[0] if ds.input_shape is not None else ds.channels
     for key in ("mean", "std"):

@@ -1,47 +1,140 @@
 """Lists of image files as uint8 tensors: decoded once and cached, or decoded per batch by DataLoader workers.
 
 Every source whose samples are image files (class folders, label files) turns its file lists into tensors
-here. In memory, the files are decoded once and cached in a `.cnntrain-cache` folder next to the data, keyed
-by every file's name, size and mtime and by the target shape, so a second run loads one file instead of
-decoding again, and any change to the files decodes afresh. With dataset.in_memory=false nothing is decoded up
-front: LazyImages stands in for the image tensor and batches are decoded by DataLoader workers (for data too
-large for memory).
+here, through an ImageReader made from the dataset config.
+
+In memory (dataset.in_memory=true), the files are decoded once, by dataset.num_workers processes in chunks (0:
+in this process; the result is the same to the bit), and cached in a `.cnntrain-cache` folder next to the data,
+keyed by every file's name, size and mtime, the target shape and dataset.resize, so a second run loads one file
+instead of decoding again and any change to the files decodes afresh. A data folder that cannot be written
+(read-only, someone else's) caches in dataset.cache_dir instead (null: $XDG_CACHE_HOME/cnntrain or
+~/.cache/cnntrain), in a sub-folder named by the data folder's absolute path, so two datasets never collide.
+
+Files that do not decode are all collected, not just the first: by default that is one DataError naming the
+first and counting the rest; with dataset.skip_bad_images=true they are left out (their labels with them) and
+listed in ImageReader.skipped, which the run writes to bad_images.txt.
+
+Streamed (dataset.in_memory=false) nothing is decoded up front: LazyImages stands in for the image tensor and
+batches are decoded by DataLoader workers (for data too large for memory). Decoding every file first would
+cost the pass streaming avoids, so the files are only opened (Pillow reads the header: the format, the size):
+files that are not images, empty or cut off before the header fail there, under the same policy. A file whose
+header reads but whose pixels do not (cut off mid-data) still stops the run when a batch reaches it, naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from cnntrain.data.images import decode_image
+from cnntrain.data.images import decode_array, decode_image
+from cnntrain.errors import DataError, first_line
 from cnntrain.files import atomic_write
 
 CACHE_DIR = ".cnntrain-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed by dataset.resize; holds the undecodable files
+CHUNK = 256  # files per task of the decoding processes
+PROGRESS_FROM = 1000  # images: fewer decode in a moment, with no bar
 
 ImageFiles = list[tuple[Path, int]]
 """(file, label) pairs of one split, in the split's order."""
 
 
+@dataclass
+class ImageReader:
+    """How a dataset's image files become tensors (dataset.in_memory, num_workers, resize, skip_bad_images,
+    cache_dir), and the files it had to skip so far, as (file, reason)."""
+
+    in_memory: bool = True
+    num_workers: int = 0
+    resize: str = "stretch"
+    skip_bad: bool = False
+    cache_dir: str | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ImageReader:
+        return cls(in_memory=bool(cfg.get("in_memory", True)), num_workers=int(cfg.get("num_workers") or 0),
+                   resize=str(cfg.get("resize") or "stretch"), skip_bad=bool(cfg.get("skip_bad_images", False)),
+                   cache_dir=cfg.get("cache_dir"))
+
+    def load(self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path,
+             split: str) -> tuple[Any, torch.Tensor]:
+        """(images, labels) of one split, without the files that do not decode when skip_bad."""
+        if self.in_memory:
+            images, bad = self._cached_decode(files, input_shape, cache_root, split)
+        else:
+            images, bad = None, _unreadable_headers([path for path, _ in files])
+        good = self._apply_policy(files, bad, cache_root)
+        labels = torch.tensor([label for _, label in good], dtype=torch.int64)
+        if images is None:
+            return LazyImages([path for path, _ in good], input_shape, self.num_workers, resize=self.resize), labels
+        return images, labels
+
+    def _apply_policy(self, files: ImageFiles, bad: list[tuple[int, str]], root: Path) -> ImageFiles:
+        if not bad:
+            return files
+        if not self.skip_bad:
+            more = f", and {len(bad) - 1} more file(s) under {root} do not decode either" if len(bad) > 1 else ""
+            raise DataError(f"{bad[0][1]}{more}; set dataset.skip_bad_images=true to train without them "
+                            f"(the run lists them in bad_images.txt)")
+        self.skipped.extend((files[i][0], reason) for i, reason in bad)
+        dropped = {i for i, _ in bad}
+        return [pair for i, pair in enumerate(files) if i not in dropped]
+
+    def _cached_decode(self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path,
+                       split: str) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+        primary = cache_path(files, input_shape, cache_root, split, resize=self.resize)
+        fallback = fallback_cache_dir(cache_root, self.cache_dir) / primary.name
+        for path in (primary, fallback):
+            cached = _read_cache(path, len(files), input_shape)
+            if cached is not None:
+                return cached
+        images, bad = decode_files([path for path, _ in files], input_shape, resize=self.resize,
+                                   num_workers=self.num_workers)
+        payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad]}
+        for path in (primary, fallback):
+            try:
+                atomic_write(path, lambda tmp: torch.save(payload, tmp))
+                break
+            except OSError:
+                continue  # a read-only data folder caches in cache_dir; if that fails too, it decodes every time
+        return images, bad
+
+
 def load_files(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str,
-               in_memory: bool = True, num_workers: int = 0) -> tuple[Any, torch.Tensor]:
-    """(images, labels) of one split: decoded (or read from the cache under cache_root) when in_memory, else
-    LazyImages that decode per batch."""
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    if not in_memory:
-        return LazyImages([path for path, _ in files], input_shape, num_workers), labels
-    return _cached_decode(files, input_shape, cache_root, split), labels
+               in_memory: bool = True, num_workers: int = 0, *, resize: str = "stretch") -> tuple[Any, torch.Tensor]:
+    """(images, labels) of one split: decoded (or read from the cache) when in_memory, else LazyImages that decode
+    per batch. The first undecodable file stops it (ImageReader can skip them instead)."""
+    return ImageReader(in_memory, num_workers, resize).load(files, input_shape, cache_root, split)
 
 
-def cache_path(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str) -> Path:
-    """The cache file for these exact files and this target shape."""
+def cache_path(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str, *,
+               resize: str = "stretch") -> Path:
+    """The cache file next to the data for these exact files, this target shape and this resize mode."""
     listing = [[_relative(p, cache_root), p.stat().st_size, p.stat().st_mtime_ns, label] for p, label in files]
-    text = json.dumps({"version": CACHE_VERSION, "shape": list(input_shape), "files": listing})
+    text = json.dumps({"version": CACHE_VERSION, "shape": list(input_shape), "resize": resize, "files": listing})
     return cache_root / CACHE_DIR / f"{split}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
+
+
+def fallback_cache_dir(cache_root: Path, cache_dir: str | None = None) -> Path:
+    """Where the cache of a data folder that cannot be written goes: a folder per data folder (by its absolute
+    path) under dataset.cache_dir, or the per-user cache folder."""
+    base = Path(cache_dir).expanduser() if cache_dir else _user_cache()
+    return base / hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:16]
+
+
+def _user_cache() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "cnntrain"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -51,26 +144,110 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def _cached_decode(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str) -> torch.Tensor:
-    path = cache_path(files, input_shape, cache_root, split)
-    if path.is_file():
-        try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-            images = cached["images"]
-            if tuple(images.shape) == (len(files), *input_shape) and images.dtype == torch.uint8:
-                return images
-        except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
-            pass
-    channels, height, width = input_shape
-    images = torch.empty((len(files), channels, height, width), dtype=torch.uint8)
-    for i, (file, _) in enumerate(files):
-        images[i] = decode_image(file, channels, height, width)
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+def _read_cache(path: Path, count: int, input_shape: tuple[int, int, int]
+                ) -> tuple[torch.Tensor, list[tuple[int, str]]] | None:
+    if not path.is_file():
+        return None
     try:
-        atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
-    except OSError:
-        pass  # a read-only data folder still trains; it just decodes every time
-    return images
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        images, bad = cached["images"], list(zip(cached["bad"], cached["errors"]))
+        if (tuple(images.shape) == (count - len(bad), *input_shape) and images.dtype == torch.uint8
+                and all(isinstance(i, int) and 0 <= i < count and isinstance(r, str) for i, r in bad)):
+            return images, bad
+    except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
+        pass
+    return None
+
+
+def decode_files(paths: list[Path], input_shape: tuple[int, int, int], *, resize: str = "stretch",
+                 num_workers: int = 0) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """The images that decode, as uint8 [N - bad, C, H, W] in the files' order, and the (index, reason) of each
+    that does not. num_workers > 0 decodes in that many processes, CHUNK files per task, when there is more than
+    one chunk (a bar on a terminal when there are many); the result is identical to num_workers=0."""
+    n = len(paths)
+    out = np.empty((n, *input_shape), dtype=np.uint8)
+    bad: list[tuple[int, str]] = []
+    chunks = -(-n // CHUNK)  # one chunk decodes in this process: a pool would only add its start-up
+    workers = 0 if chunks < 2 or multiprocessing.current_process().daemon else min(num_workers, chunks)
+    with _progress(n) as advance:
+        if workers <= 0:
+            for i, path in enumerate(paths):
+                bad.extend((i, r) for _, r in _decode_into(out[i:i + 1], [path], input_shape, resize))
+                advance(1)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                tasks = {pool.submit(_decode_chunk, paths[lo:lo + CHUNK], input_shape, resize): lo
+                         for lo in range(0, n, CHUNK)}
+                for task in as_completed(tasks):
+                    lo = tasks[task]
+                    array, failed = task.result()
+                    out[lo:lo + len(array)] = array
+                    bad.extend((lo + i, reason) for i, reason in failed)
+                    advance(len(array))
+    bad.sort()
+    images = torch.from_numpy(out)
+    if bad:
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[[i for i, _ in bad]] = False
+        images = images[keep]
+    return images, bad
+
+
+def _decode_chunk(paths: list[Path], input_shape: tuple[int, int, int],
+                  resize: str) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """One task of a decoding process: numpy in, numpy out (cheap to send back)."""
+    array = np.zeros((len(paths), *input_shape), dtype=np.uint8)
+    return array, _decode_into(array, paths, input_shape, resize)
+
+
+def _decode_into(out: np.ndarray, paths: list[Path], input_shape: tuple[int, int, int],
+                 resize: str) -> list[tuple[int, str]]:
+    failed = []
+    for i, path in enumerate(paths):
+        try:
+            out[i] = decode_array(path, *input_shape, resize=resize)
+        except DataError as err:
+            out[i] = 0
+            failed.append((i, str(err)))
+    return failed
+
+
+class _progress:
+    """advance(k) on a transient rich bar on stderr when it is a terminal and there are many images, else nothing."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.bar, self.task = total, None, None
+
+    def __enter__(self) -> Any:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if self.total >= PROGRESS_FROM and console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("decoding images"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("decode", total=self.total)
+        return lambda k: self.bar.advance(self.task, k) if self.bar is not None else None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
+    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
+    from PIL import Image
+
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path):
+                pass
+        except Exception as err:  # noqa: BLE001 - whatever Pillow raises, the file is named with the reason
+            bad.append((i, f"cannot read image {path}: {first_line(err)}"))
+    return bad
 
 
 class LazyImages:
@@ -80,10 +257,12 @@ class LazyImages:
     an int or a slice decodes those images. `to(device)` is a no-op: batches move when they are read.
     """
 
-    def __init__(self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0) -> None:
+    def __init__(self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0, *,
+                 resize: str = "stretch") -> None:
         self.files = files
         self.input_shape = input_shape
         self.num_workers = num_workers
+        self.resize = resize
 
     @property
     def shape(self) -> torch.Size:
@@ -97,16 +276,19 @@ class LazyImages:
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, torch.Tensor):
-            return LazyImages([self.files[i] for i in key.tolist()], self.input_shape, self.num_workers)
+            return self._with([self.files[i] for i in key.tolist()])
         if isinstance(key, slice):
             return torch.stack([self.decode(i) for i in range(*key.indices(len(self)))])
         return self.decode(int(key))
 
     def decode(self, index: int) -> torch.Tensor:
-        return decode_image(self.files[index], *self.input_shape)
+        return decode_image(self.files[index], *self.input_shape, resize=self.resize)
 
     def cat(self, other: LazyImages) -> LazyImages:
-        return LazyImages(self.files + other.files, self.input_shape, self.num_workers)
+        return self._with(self.files + other.files)
+
+    def _with(self, files: list[Path]) -> LazyImages:
+        return LazyImages(files, self.input_shape, self.num_workers, resize=self.resize)
 
 
 class FileDataset(torch.utils.data.Dataset):

@@ -1,25 +1,42 @@
 """Image files -> uint8 tensors shaped like the training data.
 
-The image-folder dataset and `cnntrain-predict` both decode through `decode_image`, so a picture a
-user predicts on goes through exactly the conversion the training images went through.
+Every source of image files and `cnntrain-predict` decode through `decode_image`, so a picture a user predicts
+on goes through exactly the conversion the training images went through. In order:
+
+  1. the EXIF orientation is applied (a phone photo taken upright is upright);
+  2. the colour becomes L or RGB: 16-bit grayscale is scaled to 8 bits (v * 255 / 65535, rounded), CMYK is
+     converted, and transparency (RGBA, LA, palettes with a transparent colour) is composited on black, the
+     same black that `pad` fills with: a transparent pixel carries no signal;
+  3. the size becomes the input size, as dataset.resize says:
+       stretch  resize to height x width, ignoring the aspect ratio (bilinear; the default)
+       crop     resize so the image covers the target (its shorter side fits), then cut the centre out
+       pad      resize so the image fits inside the target, then centre it on black (letterbox)
+
+GIFs give their first frame. Pillow's pixel limit stays on: a decompression bomb is refused with one line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
+from cnntrain.config.names import RESIZE_MODES
 from cnntrain.errors import DataError, first_line
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # compared lower-cased
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+EXIF_ORIENTATION = 0x0112
+
+ImageSource = Path | IO[bytes]  # a file, or a binary file object (io.BytesIO from an archive or a parquet row)
 
 
 def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
-    """dataset.channels / dataset.image_size when set, else the first image's colour and size."""
+    """dataset.channels / dataset.image_size when set, else the first image's colour and (upright) size."""
     channels, size = cfg.get("channels"), cfg.get("image_size")
     if channels is None or size is None:
         from PIL import Image
@@ -27,28 +44,90 @@ def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
         try:
             with Image.open(first_image) as image:
                 mode, (width, height) = image.mode, image.size
-        except (OSError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {first_image}: {err}") from None
+                if image.getexif().get(EXIF_ORIENTATION) in TRANSPOSED_ORIENTATIONS:
+                    width, height = height, width
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise DataError(f"cannot read image {first_image}: {first_line(err)}") from None
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]
     return int(channels), int(size[0]), int(size[1])
 
 
-def decode_image(path: Path, channels: int, height: int, width: int) -> torch.Tensor:
-    """Read a PNG/JPEG of any size or colour mode as uint8 [channels, height, width] (L or RGB, bilinear resize)."""
+def decode_image(source: ImageSource, channels: int, height: int, width: int, *,
+                 resize: str = "stretch") -> torch.Tensor:
+    """Read an image file (or binary file object) of any size or colour mode as uint8 [channels, height, width]."""
+    return torch.from_numpy(decode_array(source, channels, height, width, resize=resize))
+
+
+def decode_array(source: ImageSource, channels: int, height: int, width: int, *,
+                 resize: str = "stretch") -> np.ndarray:
+    """decode_image as a numpy array (what decoding processes send back: no torch needed to pickle it)."""
     from PIL import Image, UnidentifiedImageError
 
     if channels not in (1, 3):
         raise DataError(f"cannot convert images to {channels} channels; image inputs have 1 (grayscale) or 3 (RGB)")
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize={resize!r}: expected one of {', '.join(RESIZE_MODES)}")
+    name = source if isinstance(source, Path) else (getattr(source, "name", None) or "image")
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
+        with Image.open(source) as image:
+            image = _upright(image)
+            image = _to_mode(image, "L" if channels == 1 else "RGB")
+            image = _to_size(image, width, height, resize)
             array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {first_line(err)}") from None
-    tensor = torch.from_numpy(array.copy())
-    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+        raise DataError(f"image not found: {name}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image {name}: {first_line(err)}") from None
+    array = np.ascontiguousarray(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    return array if array.flags.writeable else array.copy()  # Pillow's buffer is read-only
+
+
+def _upright(image: Any) -> Any:
+    """The image turned as its EXIF orientation says (before anything else looks at its size)."""
+    from PIL import ImageOps
+
+    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def _to_mode(image: Any, mode: str) -> Any:
+    """L or RGB: 16-bit scaled (not clipped) to 8 bits, alpha composited on black, palettes and CMYK converted."""
+    from PIL import Image
+
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.int64).clip(0, 65535)
+        image = Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+    elif image.mode == "P" and "transparency" in image.info or image.mode in ("PA", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa"):
+        image = image.convert("RGBA")
+        black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, image).convert("RGB")
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _to_size(image: Any, width: int, height: int, resize: str) -> Any:
+    from PIL import Image
+
+    w, h = image.size
+    if (w, h) == (width, height):
+        return image
+    bilinear = Image.Resampling.BILINEAR
+    if resize == "stretch":
+        return image.resize((width, height), bilinear)
+    if resize == "crop":  # cover the target, then cut its centre out
+        scale = max(width / w, height / h)
+        size = (max(width, round(w * scale)), max(height, round(h * scale)))
+        if size != (w, h):
+            image = image.resize(size, bilinear)
+        left, top = (size[0] - width) // 2, (size[1] - height) // 2
+        return image.crop((left, top, left + width, top + height))
+    scale = min(width / w, height / h)  # pad: fit inside the target, centred on black
+    size = (min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale))))
+    if size != (w, h):
+        image = image.resize(size, bilinear)
+    canvas = Image.new(image.mode, (width, height), 0)
+    canvas.paste(image, ((width - size[0]) // 2, (height - size[1]) // 2))
+    return canvas

@@ -12,7 +12,8 @@ classes; a config that states them is checked against the data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ class DataBundle:
     mean: torch.Tensor  # float32 [1, C, 1, 1] on the data's device
     std: torch.Tensor
     layout: str = ""  # one line from the source: what it found and where each split came from
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) left out: skip_bad_images
 
     @property
     def classes(self) -> list[str]:
@@ -63,7 +65,7 @@ class DataBundle:
         """The same splits normalised with other statistics (those pretrained weights expect)."""
         description = self.description.with_stats(mean, std)
         mean_t, std_t = description.stats(self.mean.device)
-        return DataBundle(self.train, self.val, self.test, description, mean_t, std_t, self.layout)
+        return DataBundle(self.train, self.val, self.test, description, mean_t, std_t, self.layout, self.skipped)
 
 
 def describe_data(cfg: Any) -> DataDescription:
@@ -104,7 +106,7 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
     return DataBundle(train=train_split, val=on_device(val), test=on_device(test), description=description,
-                      mean=mean, std=std, layout=source.layout(description))
+                      mean=mean, std=std, layout=source.layout(description), skipped=splits.skipped)
 
 
 def assemble(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:

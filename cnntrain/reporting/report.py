@@ -96,7 +96,8 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
     return {
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
-        "data": {"kind": cfg.dataset.get("kind") or "torchvision", "layout": data.layout},
+        "data": {"kind": cfg.dataset.get("kind") or "torchvision", "layout": data.layout,
+                 "skipped_images": len(data.skipped)},
         "test": {"loss": tested.best.loss, "acc": tested.best.acc, **best, "weights": "best"},
         "test_last": {"loss": tested.last.loss, "acc": tested.last.acc, **last, "weights": "last"},
         "status": "done",

@@ -61,6 +61,11 @@ class RunDir:
         return self.root / "eval_summary.json"
 
     @property
+    def bad_images(self) -> Path:
+        """The image files a run left out because they do not decode (dataset.skip_bad_images): file<TAB>reason."""
+        return self.root / "bad_images.txt"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -173,6 +178,11 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
             raise UserError(f"{path} line {number} has {len(cells)} cells, not the header's {len(header)}; restore "
                             f"the file from a copy of the run")
     return [dict(zip(header, cells)) for _, cells in rows]
+
+
+def write_bad_images(path: Path, skipped: list[tuple[Path, str]]) -> None:
+    """bad_images.txt: one `file<TAB>reason` line per image left out."""
+    write_text(path, "".join(f"{file}\t{reason}\n" for file, reason in skipped))
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

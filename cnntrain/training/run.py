@@ -25,7 +25,7 @@ from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.loggers import Logger, open_loggers
 from cnntrain.reporting.metrics import FitResult
 from cnntrain.reporting.report import Tested, report
-from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
@@ -138,6 +138,11 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
                    f"{len(data.val)} val / {len(data.test)} test images, {where}device {run.device}, "
                    f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
     reporter.print(f"data: {escape(data.layout)}")
+    if data.skipped:
+        if ranks.main:
+            write_bad_images(paths.bad_images, data.skipped)
+        reporter.print(f"[yellow]warning:[/] {len(data.skipped)} image file(s) do not decode and are left out "
+                       f"(dataset.skip_bad_images=true); the list: {escape(str(paths.bad_images))}")
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
     size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen

@@ -60,6 +60,11 @@ class SavedRun:
         return ends_with_log_softmax(self.config.model.layers)
 
     @property
+    def resize(self) -> str:
+        """How the run fitted image files to its input size (runs saved before dataset.resize existed stretched)."""
+        return str(OmegaConf.select(self.config, "dataset.resize", default="stretch") or "stretch")
+
+    @property
     def tta(self) -> str:
         """The run's test-time augmentation (runs saved before trainer.tta existed used none)."""
         return str(OmegaConf.select(self.config, "trainer.tta", default="none"))

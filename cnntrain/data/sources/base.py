@@ -10,7 +10,8 @@ training split, seeded and stratified, the same way for every source.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ class SourceSplits:
     train: SourceSplit
     val: SourceSplit | None = None
     test: SourceSplit | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason): left out (skip_bad_images)
 
 
 class Source(ABC):

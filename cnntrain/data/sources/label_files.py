@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from cnntrain.data.description import DataDescription
-from cnntrain.data.image_files import ImageFiles, load_files
+from cnntrain.data.image_files import ImageFiles, ImageReader
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.errors import DataError, first_line
@@ -69,10 +69,11 @@ class LabelFileSource(Source):
         return _splits(self._scan(description), lambda files, split: (None, _labels(files)))
 
     def read(self, description: DataDescription) -> SourceSplits:
-        scan, cfg = self._scan(description), self.cfg
-        in_memory, workers = bool(cfg.get("in_memory", True)), int(cfg.get("num_workers") or 0)
-        return _splits(scan, lambda files, split: load_files(files, description.input_shape, scan.file.parent, split,
-                                                              in_memory, workers))
+        scan, reader = self._scan(description), ImageReader.from_config(self.cfg)
+        splits = _splits(scan, lambda files, split: reader.load(files, description.input_shape, scan.file.parent,
+                                                                 split))
+        splits.skipped = reader.skipped
+        return splits
 
     def location(self) -> str:
         return str(self.cfg.get("file"))

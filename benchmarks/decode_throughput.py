@@ -1,0 +1,147 @@
+"""Decode throughput: how fast image files become training tensors, against the usual torchvision pipeline.
+
+In one process, on one JPEG folder (<folder>/train/<class>/*.jpg; generated in a temp dir unless --folder is
+given), with the same number of worker processes each way, it times:
+
+  (a) cnntrain cache build  ImageReader.load with dataset.in_memory=true: the process pool decodes every file
+                            into one uint8 tensor and writes the cache (the cache is removed before each round)
+  (b) cnntrain streamed     dataset.in_memory=false: LazyImages batches decoded by DataLoader workers, one epoch
+  (c) torchvision           ImageFolder + ToTensor through a DataLoader, one epoch (the tutorial pipeline)
+
+and prints images/s and the ratios b/c and a/c (above 1: cnntrain is faster). Every image is decoded once per
+timing; (c) gives float tensors and (a), (b) uint8, as each trains. Machines here are noisy, so the methods run
+--rounds times, interleaved, and the best round counts. Usage:
+
+    python benchmarks/decode_throughput.py                                 2,000 96x96 JPEGs, 2 workers
+    python benchmarks/decode_throughput.py --images 20000 --workers 8 --rounds 3
+    python benchmarks/decode_throughput.py --folder /data/my-images --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnntrain.data.batches import iterate_batches
+from cnntrain.data.image_files import CACHE_DIR, ImageReader, fallback_cache_dir
+from cnntrain.data.images import image_input_shape
+from cnntrain.data.loading import TensorSplit
+from cnntrain.data.sources.class_folders import scan_folder
+
+CLASSES = 10
+
+
+def make_jpegs(root: Path, count: int, size: int, seed: int = 0) -> None:
+    """count RGB JPEGs of size x size in CLASSES class folders: smooth colour plus noise, like photos compress."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] / size
+    for i in range(count):
+        folder = root / "train" / f"class{i % CLASSES}"
+        folder.mkdir(parents=True, exist_ok=True)
+        a, b, c = rng.uniform(0, 255, 3)
+        base = np.stack([a * x, b * y, c * (1 - x) * y], axis=-1)
+        pixels = (base + rng.normal(0, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / f"{i}.jpg", quality=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", type=Path, default=None, help="an image folder (default: generate JPEGs)")
+    parser.add_argument("--images", type=int, default=2000, help="JPEGs to generate (default 2000)")
+    parser.add_argument("--size", type=int, default=96, help="their side in pixels (default 96)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes, each way (default 2)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size of (b) and (c) (default 128)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best of each counts")
+    args = parser.parse_args()
+
+    temp = None if args.folder else Path(tempfile.mkdtemp(prefix="cnntrain-decode-"))
+    try:
+        root = args.folder or temp
+        if temp is not None:
+            make_jpegs(temp, args.images, args.size)
+        run(root, args.workers, args.batch_size, args.rounds)
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    cfg = {"root": str(root), "channels": None, "image_size": None}
+    scan = scan_folder(_Cfg(cfg))
+    files = scan.train_files
+    shape = image_input_shape(_Cfg(cfg), files[0][0])
+    n = len(files)
+    cache = Path(tempfile.mkdtemp(prefix="cnntrain-decode-cache-"))  # where a read-only folder would cache
+
+    def cache_build() -> float:
+        remove_bench_cache(root, cache)
+        start = time.perf_counter()
+        images, _ = ImageReader(num_workers=workers, cache_dir=str(cache)).load(files, shape, root, "bench")
+        assert images.shape[0] == n
+        return time.perf_counter() - start
+
+    def streamed() -> float:
+        start = time.perf_counter()
+        lazy, labels = ImageReader(in_memory=False, num_workers=workers).load(files, shape, root, "bench")
+        seen = sum(len(y) for _, y in iterate_batches(TensorSplit(lazy, labels), batch_size, shuffle=True,
+                                                          generator=torch.Generator().manual_seed(0)))
+        assert seen == n
+        return time.perf_counter() - start
+
+    def torchvision_loader() -> float:
+        start = time.perf_counter()
+        data = datasets.ImageFolder(str(scan.root / "train") if (scan.root / "train").is_dir() else str(scan.root),
+                                    transform=transforms.ToTensor())
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers)
+        seen = sum(len(y) for _, y in loader)
+        assert seen == len(data)
+        return time.perf_counter() - start
+
+    methods = {"(a) cnntrain cache build": cache_build, "(b) cnntrain streamed": streamed,
+               "(c) torchvision ImageFolder": torchvision_loader}
+    best: dict[str, float] = {}
+    try:
+        for _ in range(rounds):
+            for name, method in methods.items():
+                best[name] = max(best.get(name, 0.0), n / method())
+    finally:
+        remove_bench_cache(root, cache)
+        shutil.rmtree(cache, ignore_errors=True)
+
+    print(f"{n} images {'x'.join(map(str, shape))} under {root}, {workers} worker process(es), batch {batch_size}, "
+          f"best of {rounds} round(s)")
+    for name, rate in best.items():
+        print(f"  {name:<30} {rate:>9.0f} images/s   {n / rate:>7.2f} s per {n} images")
+    a, b, c = best.values()
+    print(f"  ratio b/c (cnntrain streamed / torchvision, images/s) = {b / c:.3f}")
+    print(f"  ratio a/c (cnntrain cache build / torchvision, images/s) = {a / c:.3f}")
+
+
+def remove_bench_cache(root: Path, cache: Path) -> None:
+    """The cache files this benchmark wrote (split 'bench'), never a real run's."""
+    for folder in (root / CACHE_DIR, fallback_cache_dir(root, str(cache))):
+        for path in folder.glob("bench-*.pt"):
+            path.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+class _Cfg(dict):
+    """A dict with the attribute access scan_folder uses on a dataset config."""
+
+    def __getattr__(self, key: str) -> object:
+        return self[key]
+
+
+if __name__ == "__main__":
+    main()
