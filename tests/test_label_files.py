@@ -131,7 +131,7 @@ def test_the_labels_are_read_without_decoding_an_image(tmp_path, drawn, monkeypa
         raise AssertionError("decoded an image to read labels")
 
     monkeypatch.setattr(image_files, "decode_image", no_decoding)
-    monkeypatch.setattr(image_files, "_cached_decode", no_decoding)
+    monkeypatch.setattr(image_files, "decode_files", no_decoding)
     found = train_labels(cfg, seed=4)
     assert torch.equal(found, expected) and len(found) == 18  # 27 train+val rows, one fold of 3 validates
 
@@ -175,8 +175,8 @@ GOOD = [{"path": f"part{k % 2}/{name}-{k}.png", "label": name} for k in range(2)
     ("short.csv", "path,label\npart0/circle-0.png\n", {}, r"short\.csv, line 2: label is empty"),
     ("long.csv", "path,label\npart0/circle-0.png,circle,extra\n", {},
      r"long\.csv, line 2: 3 fields but the header names 2 \(path, label\)"),
-    ("gif.csv", GOOD + [{"path": "notes.gif", "label": "cross"}], {},
-     r"gif\.csv, line 8: notes\.gif is not an image file; expected \.png, \.jpg, \.jpeg"),
+    ("pdf.csv", GOOD + [{"path": "notes.pdf", "label": "cross"}], {},
+     r"pdf\.csv, line 8: notes\.pdf is not an image file; expected \.png, \.jpg, \.jpeg, \.webp"),
     ("bad.jsonl", json.dumps(GOOD[0]) + "\n{\"path\": \"x.png\", \n", {},
      r"bad\.jsonl, line 2: not valid JSON \(.*\); JSON Lines hold one object per line"),
     ("list.jsonl", json.dumps(GOOD[0]) + "\n\n[1, 2]\n", {}, r"list\.jsonl, line 3: a JSON list, not an object"),
@@ -219,7 +219,7 @@ def test_a_run_then_eval_and_predict_on_it(tmp_path, monkeypatch):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["classes"] == list(CLASSES) and summary["sizes"] == {"train": 72, "val": 9, "test": 9}
     assert summary["data"] == {"kind": "labels", "layout": f"label file {file} (CSV, columns path/label/split): "
-                                                           f"train 72, val 9, test 9 rows"}
+                                                           f"train 72, val 9, test 9 rows", "skipped_images": 0}
     assert sum(map(sum, summary["confusion_matrix"])) == 9
 
     result = run_main(evaluate.main, [str(run_dir), "--device", "cpu"], tmp_path, monkeypatch)

@@ -367,7 +367,8 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator, drawn: int | 
 
 
 def random_resized_crop(images: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
-                        generator: torch.Generator, drawn: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
+                        generator: torch.Generator, drawn: int | None = None,
+                        rows: slice = slice(None)) -> torch.Tensor:
     """Each image its own box (area fraction in `scale`, log-uniform aspect in `ratio`, clamped to the image
     where torchvision would retry), resized back to the image's size by one batched bilinear grid_sample."""
     batch, _, height, width = images.shape

@@ -9,12 +9,16 @@ batch (`rank`, `world`); a last batch too small to give every rank an image is l
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from cnntrain.config.names import BALANCED
 from cnntrain.data.balance import balanced_draws
 from cnntrain.data.image_files import FileDataset, LazyImages
+
+if TYPE_CHECKING:
+    from cnntrain.data.loading import TensorSplit
 
 
 def iterate_batches(

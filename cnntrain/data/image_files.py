@@ -154,7 +154,7 @@ def _read_cache(path: Path, count: int, input_shape: tuple[int, int, int]
         if (tuple(images.shape) == (count - len(bad), *input_shape) and images.dtype == torch.uint8
                 and all(isinstance(i, int) and 0 <= i < count and isinstance(r, str) for i, r in bad)):
             return images, bad
-    except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
+    except Exception:
         pass
     return None
 
@@ -245,7 +245,7 @@ def _unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
         try:
             with Image.open(path):
                 pass
-        except Exception as err:  # noqa: BLE001 - whatever Pillow raises, the file is named with the reason
+        except Exception as err:
             bad.append((i, f"cannot read image {path}: {first_line(err)}"))
     return bad
 

@@ -12,16 +12,12 @@ skipped. The input shape is the configured (or first image's) size and colour.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from cnntrain.data.description import DataDescription
-from cnntrain.data.image_files import ImageFiles, ImageReader
+from cnntrain.data.image_files import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.errors import DataError
 
 TRAIN_DIRS = ("train", "training")
@@ -29,44 +25,14 @@ VAL_DIRS = ("val", "valid", "validation")
 TEST_DIRS = ("test", "testing")
 
 
-@dataclass
-class FolderScan:
-    """What the folder names and the first image tell without decoding everything."""
-
-    root: Path
-    classes: list[str]
-    input_shape: tuple[int, int, int]
-    train_files: ImageFiles
-    val_files: ImageFiles | None  # None: split val off train
-    test_files: ImageFiles | None  # None: split test off train
-    layout: str  # one line: what was found
-
-
-class ClassFolderSource(Source):
+class ClassFolderSource(FileListSource):
     kind = "imagefolder"
 
-    def describe(self) -> DataDescription:
-        scan = scan_folder(self.cfg)  # the one scan of the run: it also checks the folder's layout
-        return DataDescription(scan.input_shape, scan.classes, found=scan)
-
-    def labels(self, description: DataDescription) -> SourceSplits:
-        return _splits(self._scan(description), lambda files, split: (None, _labels(files)))
-
-    def read(self, description: DataDescription) -> SourceSplits:
-        scan, reader = self._scan(description), ImageReader.from_config(self.cfg)
-        splits = _splits(scan, lambda files, split: reader.load(files, description.input_shape, scan.root, split))
-        splits.skipped = reader.skipped
-        return splits
-
-    def layout(self, description: DataDescription) -> str:
-        return self._scan(description).layout
-
-    def _scan(self, description: DataDescription) -> FolderScan:
-        found = description.found
-        return found if isinstance(found, FolderScan) else scan_folder(self.cfg)
+    def listing(self) -> FileListing:
+        return scan_folder(self.cfg)
 
 
-def scan_folder(cfg: Any) -> FolderScan:
+def scan_folder(cfg: Any) -> FileListing:
     """Find the layout, classes and files under dataset.root; raise DataError saying what the layouts are."""
     root = Path(str(cfg.root))
     layouts = (f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "
@@ -90,7 +56,7 @@ def scan_folder(cfg: Any) -> FolderScan:
     val_files = _split_files(val_dir, classes, class_root) if val_dir else None
     test_files = _split_files(test_dir, classes, class_root) if test_dir else None
     layout = _describe_layout(root, class_root, val_dir, test_dir)
-    return FolderScan(root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files,
+    return FileListing(root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files,
                       layout)
 
 
@@ -136,16 +102,3 @@ def _describe_layout(root: Path, class_root: Path, val_dir: Path | None, test_di
     missing = [name for name, d in (("validation", val_dir), ("test", test_dir)) if d is None]
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
     return f"class folders in {root}: {', '.join(taken)}{rest}"
-
-
-def _labels(files: ImageFiles) -> torch.Tensor:
-    return torch.tensor([label for _, label in files], dtype=torch.int64)
-
-
-def _splits(scan: FolderScan, load: Any) -> SourceSplits:
-    """Apply load(files, split_name) -> (images, labels) to each split the folder has."""
-    def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
-        return None if files is None else SourceSplit(*load(files, name))
-
-    return SourceSplits(train=split(scan.train_files, "train"), val=split(scan.val_files, "val"),
-                        test=split(scan.test_files, "test"))

@@ -21,16 +21,12 @@ import csv
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from cnntrain.data.description import DataDescription
-from cnntrain.data.image_files import ImageFiles, ImageReader
+from cnntrain.data.image_files import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.errors import DataError, first_line
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
@@ -39,54 +35,24 @@ LABEL_NAMES = ("label", "class", "target", "category", "labels")
 SPLIT_NAMES = ("split",)
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 SPLITS = ("train", "val", "test")
+EXAMPLE_JSON = '{"path": "a.png", "label": "cat"}'
 WHOLE_NUMBER = re.compile(r"[+-]?\d+")
 
 Row = tuple[int, dict[str, Any]]
 """(line number in the file, the row's values by column)."""
 
 
-@dataclass
-class LabelScan:
-    """What the label file says, checked: the classes, the input shape and each split's (file, label) list."""
-
-    file: Path
-    classes: list[str]
-    input_shape: tuple[int, int, int]
-    train_files: ImageFiles
-    val_files: ImageFiles | None  # None: no row names this split; split off train
-    test_files: ImageFiles | None
-    layout: str
-
-
-class LabelFileSource(Source):
+class LabelFileSource(FileListSource):
     kind = "labels"
 
-    def describe(self) -> DataDescription:
-        scan = scan_label_file(self.cfg)  # the one read of the file per run; it checks every row and image path
-        return DataDescription(scan.input_shape, scan.classes, found=scan)
-
-    def labels(self, description: DataDescription) -> SourceSplits:
-        return _splits(self._scan(description), lambda files, split: (None, _labels(files)))
-
-    def read(self, description: DataDescription) -> SourceSplits:
-        scan, reader = self._scan(description), ImageReader.from_config(self.cfg)
-        splits = _splits(scan, lambda files, split: reader.load(files, description.input_shape, scan.file.parent,
-                                                                 split))
-        splits.skipped = reader.skipped
-        return splits
+    def listing(self) -> FileListing:
+        return scan_label_file(self.cfg)  # the one read of the file per run; it checks every row and image path
 
     def location(self) -> str:
         return str(self.cfg.get("file"))
 
-    def layout(self, description: DataDescription) -> str:
-        return self._scan(description).layout
 
-    def _scan(self, description: DataDescription) -> LabelScan:
-        found = description.found
-        return found if isinstance(found, LabelScan) else scan_label_file(self.cfg)
-
-
-def scan_label_file(cfg: Any) -> LabelScan:
+def scan_label_file(cfg: Any) -> FileListing:
     """Read and check dataset.file; raise DataError naming the file, the line and what is allowed."""
     if not cfg.get("file"):
         raise DataError("dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image "
@@ -127,8 +93,8 @@ def scan_label_file(cfg: Any) -> LabelScan:
     missing = [word for name, word in (("val", "validation"), ("test", "test")) if not by_split[name]]
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
     layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}"
-    return LabelScan(file, classes, shape, by_split["train"], by_split["val"] or None, by_split["test"] or None,
-                     layout)
+    return FileListing(file.parent, classes, shape, by_split["train"], by_split["val"] or None,
+                       by_split["test"] or None, layout)
 
 
 # -- reading the file -------------------------------------------------------------------------------------------
@@ -169,14 +135,14 @@ def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
                 value = json.loads(text)
             except ValueError as err:
                 raise DataError(f"label file {file}, line {line}: not valid JSON ({first_line(err)}); JSON Lines "
-                                f"hold one object per line, e.g. {{\"path\": \"a.png\", \"label\": \"cat\"}}") from None
+                                f"hold one object per line, e.g. {EXAMPLE_JSON}") from None
             if not isinstance(value, dict):
                 raise DataError(f"label file {file}, line {line}: a JSON {type(value).__name__}, not an object; "
-                                f"JSON Lines hold one object per line, e.g. {{\"path\": \"a.png\", \"label\": \"cat\"}}")
+                                f"JSON Lines hold one object per line, e.g. {EXAMPLE_JSON}")
             rows.append((line, value))
     if not rows:
         raise DataError(f"label file {file} is empty; expected one JSON object per line, e.g. "
-                        f"{{\"path\": \"a.png\", \"label\": \"cat\"}}")
+                        f"{EXAMPLE_JSON}")
     return list(rows[0][1]), rows
 
 
@@ -244,8 +210,8 @@ def _image_paths(file: Path, rows: list[Row], column: str) -> list[Path]:
         value = row.get(column)
         text = value.strip() if isinstance(value, str) else ""
         if not text:
-            raise DataError(f"label file {file}, line {line}: {column} is "
-                            f"{'empty' if value is None or isinstance(value, str) else json.dumps(value)}; expected an image path")
+            shown = "empty" if value is None or isinstance(value, str) else json.dumps(value)
+            raise DataError(f"label file {file}, line {line}: {column} is {shown}; expected an image path")
         path = folder / text  # an absolute path stays as it is
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(f"label file {file}, line {line}: {text} is not an image file; expected "
@@ -273,16 +239,3 @@ def _split(file: Path, line: int, value: Any, column: str) -> str:
         raise DataError(f"label file {file}, line {line}: {column} is {shown}; expected one of "
                         f"{', '.join(SPLIT_VALUES)} on every row (drop the column to split everything off train)")
     return SPLIT_VALUES[text]
-
-
-def _labels(files: ImageFiles) -> torch.Tensor:
-    return torch.tensor([label for _, label in files], dtype=torch.int64)
-
-
-def _splits(scan: LabelScan, load: Any) -> SourceSplits:
-    """Apply load(files, split_name) -> (images, labels) to each split the file has."""
-    def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
-        return None if files is None else SourceSplit(*load(files, name))
-
-    return SourceSplits(train=split(scan.train_files, "train"), val=split(scan.val_files, "val"),
-                        test=split(scan.test_files, "test"))

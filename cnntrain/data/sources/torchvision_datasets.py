@@ -145,7 +145,7 @@ def _try_download(cfg: Any) -> None:
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             dataset_class(str(cfg.root), train=True, download=True, **_extra_args(cfg))
-    except Exception:  # noqa: BLE001 - DNS, timeouts, HTTP errors, bad checksums: all mean "not downloaded"
+    except Exception:
         pass
 
 
@@ -166,7 +166,7 @@ def _ensure_torchvision_files(cfg: Any) -> None:
 def _opens(cfg: Any) -> bool:
     try:
         _dataset_class(cfg)(str(cfg.root), train=False, download=False, **_extra_args(cfg))
-    except Exception:  # noqa: BLE001 - torchvision raises RuntimeError for missing or damaged files
+    except Exception:
         return False
     return True
 
@@ -267,7 +267,7 @@ def _read_torchvision(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor
         images, labels = as_nchw(dataset.data), torch.as_tensor(dataset.targets)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torchvision reports bad files with asserts, view errors, ...
+    except Exception as exc:
         raise DataError(f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({first_line(exc)}); "
                         f"replace them with intact copies, or delete them and set dataset.download=true.") from exc
     return images, labels, cfg.get("classes") or getattr(dataset, "classes", None)

@@ -1,0 +1,70 @@
+"""What the sources whose samples are image files share (class folders, label files): each split is a list of
+(file, label) pairs found while describing, turned into tensors by one ImageReader (cnntrain.data.image_files)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnntrain.data.description import DataDescription
+from cnntrain.data.image_files import ImageFiles, ImageReader
+from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+
+
+@dataclass
+class FileListing:
+    """A dataset's image files per split, found without decoding them."""
+
+    cache_root: Path  # the folder whose .cnntrain-cache holds the decoded images
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    train_files: ImageFiles
+    val_files: ImageFiles | None  # None: split val off train
+    test_files: ImageFiles | None  # None: split test off train
+    layout: str  # one line: what was found
+
+
+class FileListSource(Source):
+    """A source that lists image files (`listing`); labels and images follow from the listing."""
+
+    @abstractmethod
+    def listing(self) -> FileListing:
+        """Find and check the files (the one look at them per run: describe keeps it)."""
+
+    def describe(self) -> DataDescription:
+        found = self.listing()
+        return DataDescription(found.input_shape, found.classes, found=found)
+
+    def labels(self, description: DataDescription) -> SourceSplits:
+        return _splits(self._listing(description), lambda files, split: (None, _labels(files)))
+
+    def read(self, description: DataDescription) -> SourceSplits:
+        found, reader = self._listing(description), ImageReader.from_config(self.cfg)
+        splits = _splits(found, lambda files, split: reader.load(files, description.input_shape, found.cache_root,
+                                                                  split))
+        splits.skipped = reader.skipped
+        return splits
+
+    def layout(self, description: DataDescription) -> str:
+        return self._listing(description).layout
+
+    def _listing(self, description: DataDescription) -> FileListing:
+        found = description.found
+        return found if isinstance(found, FileListing) else self.listing()
+
+
+def _labels(files: ImageFiles) -> torch.Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _splits(found: FileListing, load: Any) -> SourceSplits:
+    """Apply load(files, split_name) -> (images, labels) to each split the listing has."""
+    def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
+        return None if files is None else SourceSplit(*load(files, name))
+
+    return SourceSplits(train=split(found.train_files, "train"), val=split(found.val_files, "val"),
+                        test=split(found.test_files, "test"))
