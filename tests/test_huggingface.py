@@ -22,6 +22,7 @@ from cnntrain.data.sources import huggingface  # noqa: E402
 from cnntrain.errors import DataError  # noqa: E402
 
 from helpers import assert_one_line_error, compose_config, run_main  # noqa: E402
+from synthetic_hf import shapes, split_of, with_rows  # noqa: E402
 from synthetic_images import CLASSES, draw  # noqa: E402
 
 RUN = ("dataset=huggingface", "model=cnn2", "trainer.epochs=1", "trainer.batch_size=16", "report.plots=false",
@@ -33,24 +34,6 @@ def private_caches(tmp_path, monkeypatch):
     """`datasets`' own cache (Parquet folders are converted into it) and cnntrain's per-user cache in tmp_path."""
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
-
-
-def split_of(n: int, seed: int, *, size: int = 16, rgb: bool = False, strings: bool = False,
-             columns: tuple[str, str] = ("image", "label")):
-    """n drawn images, classes in turn; labels as a ClassLabel, or as the class names (strings: no ClassLabel)."""
-    rng = np.random.default_rng(seed)
-    image, label = columns
-    features = datasets.Features({image: datasets.Image(),
-                                  label: datasets.Value("string") if strings else datasets.ClassLabel(names=CLASSES)})
-    labels = [CLASSES[i % 3] if strings else i % 3 for i in range(n)]
-    return datasets.Dataset.from_dict({image: [draw(i % 3, size, rng, rgb) for i in range(n)], label: labels},
-                                      features=features)
-
-
-def shapes(train: int = 36, validation: int = 9, test: int = 9, **kwargs):
-    parts = {"train": train, "validation": validation, "test": test}
-    return datasets.DatasetDict({name: split_of(n, seed, **kwargs) for seed, (name, n) in enumerate(parts.items())
-                                 if n})
 
 
 @pytest.fixture
@@ -240,9 +223,7 @@ def test_without_the_datasets_package_one_line_says_what_to_install(tmp_path, mo
 
 
 def test_an_undecodable_image_names_its_split_and_row(tmp_path):
-    rows = split_of(12, 0).cast_column("image", datasets.Image(decode=False)).to_list()
-    rows[7]["image"] = {"bytes": b"not a picture", "path": None}
-    broken = datasets.Dataset.from_list(rows, features=split_of(1, 0).features)
+    broken = with_rows(split_of(12, 0), lambda rows: rows[7].update(image={"bytes": b"not a picture", "path": None}))
     datasets.DatasetDict(train=broken).save_to_disk(str(tmp_path / "broken"))
     with pytest.raises(DataError, match=r"cannot read image in split 'train' of .*broken, row 7"):
         load_data(hf_cfg(tmp_path / "broken"), seed=0)
