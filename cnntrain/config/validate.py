@@ -249,9 +249,7 @@ def _check_dataset(ds: DictConfig) -> None:
         for key in ("path_column", "label_column", "split_column"):
             _require(ds[key] is None or bool(str(ds[key]).strip()),
                      f"dataset.{key} is empty: name a column of the label file, or null to find it by its usual names")
-    if ds.kind == "huggingface":
-        _require(bool(ds.path), "dataset.path is empty: give a folder written by save_to_disk, a folder of "
-                                "Parquet/Arrow files, or a Hub name (user/name) in the local Hugging Face cache")
+    if ds.kind == "huggingface":  # dataset.path is checked by its source: every shipped config validates alone
         for key in ("image_column", "label_column"):
             _require(ds[key] is None or bool(str(ds[key]).strip()), f"dataset.{key} is empty: name a column, or "
                                                                       f"null to find it from the features")

@@ -198,8 +198,8 @@ def scan_dataset(cfg: Any) -> HFScan:
     datasets = _datasets()
     name = str(cfg.get("path") or "")
     if not name:
-        raise DataError("dataset.path is empty: give a save_to_disk folder, a folder of Parquet/Arrow files, or a Hub "
-                        "name (user/name)")
+        raise DataError("dataset.path is empty: give a folder written by save_to_disk, a folder of Parquet/Arrow "
+                        "files, or a Hub name (user/name) in the local Hugging Face cache")
     opened, form, folder = open_dataset(name)
     roles = _roles(name, opened)
     train = opened[roles["train"]]
