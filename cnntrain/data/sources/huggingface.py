@@ -63,6 +63,7 @@ class HFScan:
     cache_root: Path
     fingerprints: dict[str, str] = field(default_factory=dict)  # role -> the split's datasets fingerprint
     values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
+    resize: str = "stretch"  # dataset.resize, as decode_image takes it
 
 
 class HuggingFaceSource(Source):
@@ -219,7 +220,7 @@ def scan_dataset(cfg: Any) -> HFScan:
     label = train.features[label_column]
     scan = HFScan(name, form, tables, roles, unused, image_column, label_column,
                   "ClassLabel" if isinstance(label, datasets.ClassLabel) else "values", [], (0, 0, 0),
-                  _cache_root(folder), fingerprints)
+                  _cache_root(folder), fingerprints, resize=str(cfg.get("resize") or "stretch"))
     _find_classes(scan, label, datasets)
     for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None]:
         if _raw_labels(scan, role) is None:  # a split shipped without labels (all -1, as some Hub test splits): split test off train
@@ -362,7 +363,7 @@ class _Blob(io.BytesIO):
 
     def __init__(self, data: bytes, where: str) -> None:
         super().__init__(data)
-        self.where = where
+        self.where = self.name = where  # decode_image names a file object by its `name`
 
     def __repr__(self) -> str:
         return self.where
@@ -394,7 +395,7 @@ def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: in
     the image column and the shape)."""
     table = scan.tables[role]
     key = json.dumps({"version": CACHE_VERSION, "fingerprint": scan.fingerprints[role], "rows": len(table),
-                      "column": scan.image_column, "shape": list(shape)})
+                      "column": scan.image_column, "shape": list(shape), "resize": scan.resize})
     path = scan.cache_root / f"hf-{role}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
     if path.is_file():
         try:
@@ -408,7 +409,7 @@ def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: in
     row = 0
     for batch in table.select_columns([scan.image_column]).iter(batch_size=chunk):
         for value in batch[scan.image_column]:
-            images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape)
+            images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
             row += 1
     try:
         atomic_write(path, lambda tmp: torch.save({"images": images}, tmp))
@@ -430,20 +431,21 @@ class ArrowImages(LazyImages):
     `files` holds (role, row) pairs into `tables`, each decoded when read (by DataLoader workers when streamed)."""
 
     def __init__(self, scan_name: str, tables: dict[str, Any], split_names: dict[str, str], column: str,
-                 rows: list[tuple[str, int]], input_shape: tuple[int, int, int], num_workers: int = 0) -> None:
-        super().__init__(rows, input_shape, num_workers)  # type: ignore[arg-type]
+                 rows: list[tuple[str, int]], input_shape: tuple[int, int, int], num_workers: int = 0,
+                 resize: str = "stretch") -> None:
+        super().__init__(rows, input_shape, num_workers, resize=resize)  # type: ignore[arg-type]
         self.scan_name, self.tables, self.split_names, self.column = scan_name, tables, split_names, column
 
     @classmethod
     def of(cls, scan: HFScan, role: str, shape: tuple[int, int, int], workers: int) -> ArrowImages:
         tables = {role: scan.tables[role].select_columns([scan.image_column])}
         return cls(scan.name, tables, {role: scan.split_names[role]}, scan.image_column,
-                   [(role, row) for row in range(len(scan.tables[role]))], shape, workers)
+                   [(role, row) for row in range(len(scan.tables[role]))], shape, workers, scan.resize)
 
     def _with(self, rows: list[tuple[str, int]], tables: dict[str, Any] | None = None,
               names: dict[str, str] | None = None) -> ArrowImages:
         return ArrowImages(self.scan_name, tables or self.tables, names or self.split_names, self.column, rows,
-                           self.input_shape, self.num_workers)
+                           self.input_shape, self.num_workers, self.resize)
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, torch.Tensor):
@@ -453,7 +455,8 @@ class ArrowImages(LazyImages):
     def decode(self, index: int) -> torch.Tensor:
         role, row = self.files[index]
         value = self.tables[role][row][self.column]
-        return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape)
+        return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape,
+                            resize=self.resize)
 
     def cat(self, other: LazyImages) -> ArrowImages:
         assert isinstance(other, ArrowImages)
