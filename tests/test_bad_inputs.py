@@ -4,7 +4,8 @@ value, no traceback, and nothing left behind that looks like a run.
 Every case runs the command's own main in this process (tests/helpers.run_main). `RUN` in an argument is
 replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder, `SPARSE` by an
 image folder whose class 'square' has one training image (so one of 2 folds leaves it none), `LABELS` by a folder
-of images with label files: good.csv, split.csv (line 3 says 'training'), ghost.csv (names a missing image).
+of images with label files: good.csv, split.csv (line 3 says 'training'), ghost.csv (names a missing image),
+`HF:KIND` by a Hugging Face save_to_disk folder with that mistake (tests/synthetic_hf.write_bad).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, train
 
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
+from synthetic_hf import write_bad
 from synthetic_images import make_folder, make_labelled_images, write_label_file
 
 MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
@@ -179,6 +181,30 @@ CNNTRAIN = [
     (["dataset=labels", "dataset.file=LABELS/ghost.csv"], "/ghost.png not found; relative paths are read from"),
     (["dataset=labels", "dataset.file=LABELS/good.csv", "dataset.classes=[circle,cross]"],
      "label 'square' is not in dataset.classes (circle, cross) nor an index 0..1"),
+    (["dataset=huggingface"], "dataset.path is empty: give a folder written by save_to_disk"),
+    (["dataset=huggingface", "dataset.path=/no/such/folder"], "dataset.path=/no/such/folder: no such folder; give"),
+    (["dataset=huggingface", "dataset.path=EMPTY"], "/empty is not a Hugging Face dataset: no dataset_dict.json"),
+    (["dataset=huggingface", "dataset.path=HF:dict", "dataset.image_column=picture"],
+     ("dataset.image_column=picture: /", "HF:dict has no such column; its columns: image (Image), label (ClassLabel)")),
+    (["dataset=huggingface", "dataset.path=HF:dict", "dataset.label_column=image"],
+     ("dataset.label_column=image: column 'image' of /", "HF:dict is Image; a label column holds a ClassLabel")),
+    (["dataset=huggingface", "dataset.path=HF:dict", "dataset.label_column=lbl"],
+     ("dataset.label_column=lbl: /", "HF:dict has no such column; its columns: image (Image), label (ClassLabel)")),
+    (["dataset=huggingface", "dataset.path=HF:dict", "dataset.label_column=''"],
+     "dataset.label_column is empty: name a column, or null"),
+    (["dataset=huggingface", "dataset.path=HF:nopics"],
+     "HF:nopics has no image column (no Image feature); its columns: label (ClassLabel), file (Value string); set "
+     "dataset.image_column"),
+    (["dataset=huggingface", "dataset.path=HF:nolabels"],
+     "HF:nolabels has no label column (no ClassLabel feature, none named label/labels/target); its columns: image "
+     "(Image), score (Value float64)"),
+    (["dataset=huggingface", "dataset.path=HF:oneclass"],
+     ("label column 'label' of /", "HF:oneclass has 1 class(es) in split 'train' (circle); a classifier needs at "
+                                   "least 2")),
+    (["dataset=huggingface", "dataset.path=HF:broken"],
+     ("cannot read image in split 'train' of /", "HF:broken, row 0: cannot identify image file")),
+    (["dataset=huggingface", "dataset.path=HF:notrain"],
+     "HF:notrain has split(s) validation, test but no train split (train, training)"),
     # models and losses
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
     (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"], "input is 1x28x28, smaller than the kernel"),
@@ -301,7 +327,9 @@ def place(tmp_path, finished_run):
             (labels / "labels.txt").write_text("path\tlabel\n")
         for name, value in places.items():
             args = [arg.replace(name, value) for arg in args]
-        return args
+        for kind in {arg.split("HF:")[1] for arg in args if "HF:" in arg}:
+            write_bad(kind, tmp_path / f"HF:{kind}")
+        return [arg.replace("HF:", str(tmp_path / "HF:")) for arg in args]
 
     return fill
 
@@ -309,7 +337,8 @@ def place(tmp_path, finished_run):
 @pytest.mark.parametrize(("args", "expected"), CNNTRAIN, ids=[" ".join(a) for a, _ in CNNTRAIN])
 def test_cnntrain_mistake(tmp_path, monkeypatch, synthetic_data_root, place, args, expected):
     result = run_main(train.main, place(args), tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
-    assert_one_line_error(result, expected, cwd=tmp_path)
+    fragments = expected if isinstance(expected, tuple) else (expected,)  # a tuple: parts either side of a tmp path
+    assert_one_line_error(result, *fragments, cwd=tmp_path)
 
 
 @pytest.mark.parametrize(("command", "args", "expected"), OTHER_COMMANDS,

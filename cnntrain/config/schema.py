@@ -39,8 +39,12 @@ class DatasetConfig:
     root: str
     kind: str = "torchvision"  # torchvision (a dataset class by name) | imagefolder (root/train/<class>/...)
     # | labels (a CSV/TSV/JSON Lines file of image paths and labels)
+    # | huggingface (a Hugging Face dataset: dataset.path)
     torchvision_class: str = ""
     split: str | None = None  # EMNIST's split argument
+    # huggingface: a save_to_disk folder, a folder of Parquet/Arrow files, or a Hub name (user/name) in the local cache
+    path: str | None = None
+    image_column: str | None = None  # huggingface: the column of images; null: the Image feature column
     # null: taken from the data (always the case for an image folder); stated: checked against the data
     input_shape: list[int] | None = None
     num_classes: int | None = None
@@ -60,7 +64,9 @@ class DatasetConfig:
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None
     path_column: str | None = None  # labels: null: the first of path, image, file, filename, filepath, image_path
-    label_column: str | None = None  # labels: null: the first of label, class, target, category, labels
+    # labels: null: the first of label, class, target, category, labels; huggingface: null: the ClassLabel column
+    # (else one named label, labels or target)
+    label_column: str | None = None
     split_column: str | None = None  # labels: null: `split` when the file has it (train, val, test on every row)
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"

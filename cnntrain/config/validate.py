@@ -249,6 +249,12 @@ def _check_dataset(ds: DictConfig) -> None:
         for key in ("path_column", "label_column", "split_column"):
             _require(ds[key] is None or bool(str(ds[key]).strip()),
                      f"dataset.{key} is empty: name a column of the label file, or null to find it by its usual names")
+    if ds.kind == "huggingface":  # dataset.path is checked by its source: every shipped config validates alone
+        for key in ("image_column", "label_column"):
+            _require(ds[key] is None or bool(str(ds[key]).strip()), f"dataset.{key} is empty: name a column, or "
+                                                                      f"null to find it from the features")
+        _require(ds.image_column is None or ds.image_column != ds.label_column,
+                 f"dataset.image_column and dataset.label_column are both '{ds.image_column}': name two columns")
     _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
     _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
              f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")

@@ -18,6 +18,7 @@ SOURCES = {
     "torchvision": "torchvision_datasets:TorchvisionSource",
     "imagefolder": "class_folders:ClassFolderSource",
     "labels": "label_files:LabelFileSource",
+    "huggingface": "huggingface:HuggingFaceSource",
 }
 
 __all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]

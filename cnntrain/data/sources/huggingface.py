@@ -1,0 +1,464 @@
+"""Hugging Face datasets: a save_to_disk folder, a folder of Parquet/Arrow files, or a Hub name in the local cache.
+
+    dataset.path=/data/shapes        written by DatasetDict.save_to_disk (or Dataset.save_to_disk: train only)
+    dataset.path=/data/shapes-pq     *.parquet or *.arrow files; split names from the file names as `datasets`
+                                     reads them (train-*.parquet, data/validation-00000-of-00001.parquet, ...)
+    dataset.path=user/name           a Hub dataset already in the local cache, loaded offline (never downloads)
+
+The image column is the Image feature and the label column the ClassLabel feature unless dataset.image_column /
+dataset.label_column name them; class names come from the ClassLabel (a column of plain ints or strings: its
+sorted values). The dataset's train, validation (valid, val, dev) and test splits are used; a missing one is
+split off train by cnntrain.data.loading. Images are read undecoded (Image(decode=False): bytes or a path) and
+decoded by cnntrain.data.images.decode_image, as cnntrain-predict decodes, once into a cache keyed by the split's
+fingerprint and the target shape, or per batch by DataLoader workers (dataset.in_memory=false).
+`datasets` is imported here only: it takes half a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnntrain.data.description import DataDescription
+from cnntrain.data.image_files import CACHE_DIR, LazyImages
+from cnntrain.data.images import decode_image, image_input_shape
+from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.errors import DataError, first_line
+from cnntrain.files import atomic_write
+
+INSTALL = "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'"
+# the dataset's own split names, for cnntrain's three roles (the first found wins)
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("validation", "valid", "val", "dev"),
+               "test": ("test", "testing")}
+LABEL_NAMES = ("label", "labels", "target")  # a label column without a ClassLabel feature, by name
+DATA_SUFFIXES = {"parquet": (".parquet",), "arrow": (".arrow",)}
+CACHE_VERSION = 1
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+@dataclass
+class HFScan:
+    """What opening the dataset and its features tell, before any image is decoded."""
+
+    name: str  # dataset.path as given
+    form: str  # save_to_disk | parquet | arrow | Hub cache
+    tables: dict[str, Any]  # role (train/val/test) -> datasets.Dataset with the image column left undecoded
+    split_names: dict[str, str]  # role -> the dataset's own split name
+    unused: dict[str, int]  # splits cnntrain does not use (or has no labels for) -> rows
+    image_column: str
+    label_column: str
+    label_kind: str  # ClassLabel | values
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    cache_root: Path
+    fingerprints: dict[str, str] = field(default_factory=dict)  # role -> the split's datasets fingerprint
+    values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
+    resize: str = "stretch"  # dataset.resize, as decode_image takes it
+
+
+class HuggingFaceSource(Source):
+    kind = "huggingface"
+
+    def describe(self) -> DataDescription:
+        scan = scan_dataset(self.cfg)
+        return DataDescription(scan.input_shape, scan.classes, found=scan)
+
+    def labels(self, description: DataDescription) -> SourceSplits:
+        scan = self._scan(description)
+        return _splits(scan, lambda role: SourceSplit(None, read_labels(scan, role)))
+
+    def read(self, description: DataDescription) -> SourceSplits:
+        scan, cfg = self._scan(description), self.cfg
+        shape = description.input_shape
+        if bool(cfg.get("in_memory", True)):
+            return _splits(scan, lambda role: SourceSplit(decode_split(scan, role, shape), read_labels(scan, role)))
+        workers = int(cfg.get("num_workers") or 0)
+        return _splits(scan, lambda role: SourceSplit(ArrowImages.of(scan, role, shape, workers),
+                                                      read_labels(scan, role)))
+
+    def location(self) -> str:
+        return str(self.cfg.get("path"))
+
+    def layout(self, description: DataDescription) -> str:
+        scan = self._scan(description)
+        used = ", ".join(f"{scan.split_names[role]} {len(table)}" for role, table in scan.tables.items())
+        unused = f" (not used: {', '.join(f'{k} {v}' for k, v in scan.unused.items())})" if scan.unused else ""
+        missing = [word for role, word in (("val", "validation"), ("test", "test")) if role not in scan.tables]
+        rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
+        return (f"Hugging Face dataset {scan.name} ({scan.form}): splits {used}{unused}; image column "
+                f"'{scan.image_column}', label column '{scan.label_column}' ({scan.label_kind}, "
+                f"{len(scan.classes)} classes){rest}")
+
+    def _scan(self, description: DataDescription) -> HFScan:
+        found = description.found
+        return found if isinstance(found, HFScan) else scan_dataset(self.cfg)
+
+
+# ----------------------------------------------------------------------------------------------------- opening
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(INSTALL) from None
+    datasets.disable_progress_bars()  # cnntrain prints its own progress; bars would break one-line errors
+    datasets.logging.set_verbosity_error()
+    return datasets
+
+
+@contextmanager
+def _offline(datasets: Any) -> Any:
+    """Never reach the network: cnntrain reads local folders and the local cache only (HF_HUB_OFFLINE=1, for
+    this call, also when `datasets` was imported before the variable could be set)."""
+    before = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = before
+
+
+def open_dataset(name: str) -> tuple[dict[str, Any], str, Path | None]:
+    """(split name -> Dataset, form, local folder or None) for dataset.path; DataError when it is none."""
+    datasets = _datasets()
+    path = Path(name).expanduser()
+    if path.exists():
+        folder = path if path.is_dir() else path.parent
+        try:
+            with _offline(datasets):
+                opened = _open_local(datasets, path)
+        except DataError:
+            raise
+        except Exception as err:  # noqa: BLE001 - damaged arrow/parquet/json files raise many kinds of error
+            raise DataError(f"cannot read Hugging Face dataset {path}: {first_line(err)}") from None
+        return opened[0], opened[1], folder
+    if not HUB_NAME.fullmatch(name) or name.startswith(("/", ".", "~")):
+        raise DataError(f"dataset.path={name}: no such folder; give a folder written by save_to_disk, a folder of "
+                        f"Parquet/Arrow files, or a Hub name (user/name) in the local Hugging Face cache")
+    try:
+        with _offline(datasets):
+            loaded = datasets.load_dataset(name)
+    except Exception:  # noqa: BLE001 - offline and not cached: ConnectionError, FileNotFoundError, ...
+        cache = datasets.config.HF_DATASETS_CACHE
+        raise DataError(f"dataset.path={name}: no such folder, and Hugging Face dataset '{name}' is not in the local "
+                        f"cache {cache} (cnntrain never downloads); fill the cache on a machine with internet: "
+                        f"python -c \"import datasets; datasets.load_dataset('{name}')\" (with HF_HOME set to the "
+                        f"same cache), or save_to_disk it and set dataset.path to that folder") from None
+    return dict(loaded), "Hub cache", None
+
+
+def _open_local(datasets: Any, path: Path) -> tuple[dict[str, Any], str]:
+    if path.is_dir() and ((path / "dataset_dict.json").is_file()
+                          or ((path / "state.json").is_file() and (path / "dataset_info.json").is_file())):
+        loaded = datasets.load_from_disk(str(path))
+        return (dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}), "save_to_disk"
+    if path.is_file():
+        builder = next((b for b, suffixes in DATA_SUFFIXES.items() if path.suffix.lower() in suffixes), None)
+        if builder is None:
+            raise DataError(f"{path} is not a Hugging Face dataset: expected a folder (save_to_disk, or Parquet/Arrow "
+                            f"files) or a .parquet/.arrow file")
+        return dict(datasets.load_dataset(builder, data_files={"train": [str(path)]})), builder
+    for builder, suffixes in DATA_SUFFIXES.items():
+        files = _data_files(datasets, path, suffixes)
+        if files:
+            return dict(datasets.load_dataset(builder, data_files=files)), builder
+    raise DataError(f"{path} is not a Hugging Face dataset: no dataset_dict.json or state.json (save_to_disk) and "
+                    f"no .parquet or .arrow files in it")
+
+
+def _data_files(datasets: Any, root: Path, suffixes: tuple[str, ...]) -> dict[str, list[str]]:
+    """split name -> files, found the way `datasets` finds them in a folder (its split-name patterns; hidden
+    folders such as .cnntrain-cache are skipped), keeping the files with these suffixes."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        patterns = get_data_patterns(str(root))
+    except Exception:  # noqa: BLE001 - EmptyDatasetError: no files at all
+        return {}
+    resolved = DataFilesDict.from_patterns(patterns, base_path=str(root))
+    files = {split: sorted(f for f in found if f.lower().endswith(suffixes)) for split, found in resolved.items()}
+    return {split: found for split, found in files.items() if found}
+
+
+# ----------------------------------------------------------------------------------------------------- scanning
+
+
+def scan_dataset(cfg: Any) -> HFScan:
+    """Open dataset.path, pick the splits and the columns, find the classes and the input shape."""
+    datasets = _datasets()
+    name = str(cfg.get("path") or "")
+    if not name:
+        raise DataError("dataset.path is empty: give a folder written by save_to_disk, a folder of Parquet/Arrow "
+                        "files, or a Hub name (user/name) in the local Hugging Face cache")
+    opened, form, folder = open_dataset(name)
+    roles = _roles(name, opened)
+    train = opened[roles["train"]]
+    image_column = _image_column(name, train.features, cfg.get("image_column"), datasets)
+    label_column = _label_column(name, train.features, cfg.get("label_column"), image_column, datasets)
+    tables, fingerprints, unused = {}, {}, {}
+    for role, split in roles.items():
+        table = opened[split]
+        for column in (image_column, label_column):
+            if column not in table.features:
+                raise DataError(f"split '{split}' of {name} has no column '{column}' (train has it); its columns: "
+                                f"{_listed_columns(table.features)}")
+        fingerprints[role] = str(table._fingerprint)
+        tables[role] = table.select_columns([image_column, label_column]).cast_column(
+            image_column, datasets.Image(decode=False))
+    unused.update({split: len(t) for split, t in opened.items() if split not in roles.values()})
+    label = train.features[label_column]
+    scan = HFScan(name, form, tables, roles, unused, image_column, label_column,
+                  "ClassLabel" if isinstance(label, datasets.ClassLabel) else "values", [], (0, 0, 0),
+                  _cache_root(folder), fingerprints, resize=str(cfg.get("resize") or "stretch"))
+    _find_classes(scan, label, datasets)
+    for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None]:
+        if _raw_labels(scan, role) is None:  # a split shipped without labels (all -1, as some Hub test splits): split test off train
+            scan.unused[f"{roles[role]} (no labels)"] = len(scan.tables.pop(role))
+    if len(tables["train"]) == 0:
+        raise DataError(f"split '{roles['train']}' of {name} has no rows")
+    scan.input_shape = image_input_shape(cfg, _image_source(scan, "train", 0))
+    return scan
+
+
+def _roles(name: str, opened: dict[str, Any]) -> dict[str, str]:
+    by_name = {split.lower(): split for split in opened}
+    roles = {}
+    for role, names in SPLIT_NAMES.items():
+        found = next((by_name[n] for n in names if n in by_name), None)
+        if found is not None:
+            roles[role] = found
+    if "train" not in roles:
+        raise DataError(f"{name} has split(s) {', '.join(opened) or 'none'} but no train split (train, training); "
+                        f"cnntrain trains on 'train' and uses validation/valid/val and test when present")
+    return roles
+
+
+def _listed_columns(features: Any) -> str:
+    return ", ".join(f"{column} ({_type_name(feature)})" for column, feature in features.items())
+
+
+def _type_name(feature: Any) -> str:
+    kind = type(feature).__name__
+    dtype = getattr(feature, "dtype", None)
+    return f"{kind} {dtype}" if kind == "Value" else kind
+
+
+def _image_column(name: str, features: Any, named: Any, datasets: Any) -> str:
+    if named:
+        column = str(named)
+        if column not in features:
+            raise DataError(f"dataset.image_column={column}: {name} has no such column; its columns: "
+                            f"{_listed_columns(features)}")
+        feature = features[column]
+        ok = isinstance(feature, datasets.Image) or (
+            isinstance(feature, datasets.Value) and feature.dtype in ("binary", "large_binary", "string", "large_string"))
+        if not ok:
+            raise DataError(f"dataset.image_column={column}: column '{column}' of {name} is {_type_name(feature)}, "
+                            f"not images (an Image feature, image bytes or paths)")
+        return column
+    found = [column for column, feature in features.items() if isinstance(feature, datasets.Image)]
+    if len(found) != 1:
+        why = "no image column (no Image feature)" if not found else f"several image columns ({', '.join(found)})"
+        raise DataError(f"{name} has {why}; its columns: {_listed_columns(features)}; set dataset.image_column")
+    return found[0]
+
+
+def _label_column(name: str, features: Any, named: Any, image_column: str, datasets: Any) -> str:
+    if named:
+        column = str(named)
+        if column not in features:
+            raise DataError(f"dataset.label_column={column}: {name} has no such column; its columns: "
+                            f"{_listed_columns(features)}")
+    else:
+        found = [column for column, feature in features.items() if isinstance(feature, datasets.ClassLabel)]
+        if len(found) > 1:
+            raise DataError(f"{name} has several ClassLabel columns ({', '.join(found)}); set dataset.label_column")
+        found = found or [c for c in features if c.lower() in LABEL_NAMES and c != image_column][:1]
+        if not found:
+            raise DataError(f"{name} has no label column (no ClassLabel feature, none named "
+                            f"{'/'.join(LABEL_NAMES)}); its columns: {_listed_columns(features)}; set "
+                            f"dataset.label_column")
+        column = found[0]
+    feature = features[column]
+    plain = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint"))
+                                                     or feature.dtype in ("string", "large_string"))
+    if column == image_column or not (isinstance(feature, datasets.ClassLabel) or plain):
+        raise DataError(f"dataset.label_column={column}: column '{column}' of {name} is {_type_name(feature)}; a "
+                        f"label column holds a ClassLabel, whole numbers or strings")
+    return column
+
+
+def _find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
+    """Class names from the ClassLabel feature, or the train split's sorted values (other splits must use them)."""
+    if isinstance(feature, datasets.ClassLabel):
+        scan.classes = [str(n) for n in feature.names]
+        train = _raw_labels(scan, "train")
+        if train is None or bool((train < 0).any()):
+            raise DataError(f"split '{scan.split_names['train']}' of {scan.name} has rows without a label (-1) in "
+                            f"column '{scan.label_column}'")
+        seen = np.unique(train)
+    else:
+        seen = np.unique(np.asarray(_column(scan, "train")))
+        scan.values = {value.item() if hasattr(value, "item") else value: i for i, value in enumerate(seen)}
+        scan.classes = [str(v) for v in scan.values]
+        for role in ("val", "test"):
+            if role in scan.tables:
+                unknown = sorted({v for v in _column(scan, role) if v not in scan.values}, key=str)
+                if unknown:
+                    raise DataError(f"split '{scan.split_names[role]}' of {scan.name} has label(s) "
+                                    f"{', '.join(map(str, unknown[:5]))} that train lacks; train labels: "
+                                    f"{', '.join(scan.classes)}")
+    if len(scan.classes) < 2 or len(seen) < 2:
+        shown = ", ".join(str(scan.classes[int(i)] if scan.values is None else i) for i in seen)
+        raise DataError(f"label column '{scan.label_column}' of {scan.name} has {len(seen)} class(es) in split "
+                        f"'{scan.split_names['train']}' ({shown}); a classifier needs at least 2")
+
+
+def _column(scan: HFScan, role: str) -> list[Any]:
+    """One split's label column as Python values, without touching the images."""
+    table = scan.tables[role].with_format("arrow", columns=[scan.label_column])[:]
+    return table.column(scan.label_column).to_pylist()
+
+
+def _raw_labels(scan: HFScan, role: str) -> np.ndarray | None:
+    """A ClassLabel split's int labels; None when every row is -1 (the split has no labels)."""
+    values = np.asarray(_column(scan, role), dtype=np.int64)
+    if values.size and bool((values < 0).all()):
+        return None
+    return values
+
+
+def read_labels(scan: HFScan, role: str) -> torch.Tensor:
+    """One split's int64 class indices (the label column only: cheap, no image is read)."""
+    if scan.values is None:
+        values = _raw_labels(scan, role)
+        if values is None or bool((values < 0).any()):
+            row = 0 if values is None else int(np.flatnonzero(values < 0)[0])
+            raise DataError(f"split '{scan.split_names[role]}' of {scan.name}, row {row}: no label (-1) in column "
+                            f"'{scan.label_column}'")
+        return torch.from_numpy(values)
+    return torch.tensor([scan.values[v] for v in _column(scan, role)], dtype=torch.int64)
+
+
+def _splits(scan: HFScan, make: Any) -> SourceSplits:
+    return SourceSplits(**{role: make(role) for role in scan.tables})
+
+
+# ----------------------------------------------------------------------------------------------------- images
+
+
+class _Blob(io.BytesIO):
+    """An image's bytes that name their split and row in decode_image's and PIL's messages."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        super().__init__(data)
+        self.where = self.name = where  # decode_image names a file object by its `name`
+
+    def __repr__(self) -> str:
+        return self.where
+
+    __str__ = __repr__
+
+
+def _as_source(value: Any, where: str) -> Any:
+    """An Image(decode=False) value ({'bytes', 'path'}) as what decode_image opens: the bytes, else the path."""
+    if isinstance(value, dict) and value.get("bytes"):
+        return _Blob(value["bytes"], where)
+    path = value.get("path") if isinstance(value, dict) else None
+    if not path:
+        raise DataError(f"cannot read image {where}: the row holds neither image bytes nor a path")
+    return Path(path)
+
+
+def _where(name: str, split: str, row: int) -> str:
+    return f"in split '{split}' of {name}, row {row}"
+
+
+def _image_source(scan: HFScan, role: str, row: int) -> Any:
+    value = scan.tables[role][row][scan.image_column]
+    return _as_source(value, _where(scan.name, scan.split_names[role], row))
+
+
+def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: int = 256) -> torch.Tensor:
+    """A split's images as uint8 [N, C, H, W], decoded once and cached (keyed by the split's fingerprint,
+    the image column and the shape)."""
+    table = scan.tables[role]
+    key = json.dumps({"version": CACHE_VERSION, "fingerprint": scan.fingerprints[role], "rows": len(table),
+                      "column": scan.image_column, "shape": list(shape), "resize": scan.resize})
+    path = scan.cache_root / f"hf-{role}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+    if path.is_file():
+        try:
+            images = torch.load(path, map_location="cpu", weights_only=True)["images"]
+            if tuple(images.shape) == (len(table), *shape) and images.dtype == torch.uint8:
+                return images
+        except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
+            pass
+    images = torch.empty((len(table), *shape), dtype=torch.uint8)
+    split = scan.split_names[role]
+    row = 0
+    for batch in table.select_columns([scan.image_column]).iter(batch_size=chunk):
+        for value in batch[scan.image_column]:
+            images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
+            row += 1
+    try:
+        atomic_write(path, lambda tmp: torch.save({"images": images}, tmp))
+    except OSError:
+        pass  # an unwritable cache folder still trains; it just decodes every time
+    return images
+
+
+def _cache_root(folder: Path | None) -> Path:
+    """<the dataset's folder>/.cnntrain-cache when writable, else the per-user cache (~/.cache/cnntrain)."""
+    if folder is not None and os.access(folder, os.W_OK):
+        return folder / CACHE_DIR
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnntrain" / "huggingface"
+
+
+class ArrowImages(LazyImages):
+    """Rows of Hugging Face datasets standing in for a uint8 [N, C, H, W] tensor, as LazyImages does for files:
+    `files` holds (role, row) pairs into `tables`, each decoded when read (by DataLoader workers when streamed)."""
+
+    def __init__(self, scan_name: str, tables: dict[str, Any], split_names: dict[str, str], column: str,
+                 rows: list[tuple[str, int]], input_shape: tuple[int, int, int], num_workers: int = 0,
+                 resize: str = "stretch") -> None:
+        super().__init__(rows, input_shape, num_workers, resize=resize)  # type: ignore[arg-type]
+        self.scan_name, self.tables, self.split_names, self.column = scan_name, tables, split_names, column
+
+    @classmethod
+    def of(cls, scan: HFScan, role: str, shape: tuple[int, int, int], workers: int) -> ArrowImages:
+        tables = {role: scan.tables[role].select_columns([scan.image_column])}
+        return cls(scan.name, tables, {role: scan.split_names[role]}, scan.image_column,
+                   [(role, row) for row in range(len(scan.tables[role]))], shape, workers, scan.resize)
+
+    def _with(self, rows: list[tuple[str, int]], tables: dict[str, Any] | None = None,
+              names: dict[str, str] | None = None) -> ArrowImages:
+        return ArrowImages(self.scan_name, tables or self.tables, names or self.split_names, self.column, rows,
+                           self.input_shape, self.num_workers, self.resize)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, torch.Tensor):
+            return self._with([self.files[i] for i in key.tolist()])
+        return super().__getitem__(key)
+
+    def decode(self, index: int) -> torch.Tensor:
+        role, row = self.files[index]
+        value = self.tables[role][row][self.column]
+        return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape,
+                            resize=self.resize)
+
+    def cat(self, other: LazyImages) -> ArrowImages:
+        assert isinstance(other, ArrowImages)
+        return self._with(self.files + other.files, {**self.tables, **other.tables},
+                          {**self.split_names, **other.split_names})
