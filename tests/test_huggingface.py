@@ -18,7 +18,7 @@ from cnntrain.commands import evaluate, predict, train  # noqa: E402
 from cnntrain.data.batches import iterate_batches  # noqa: E402
 from cnntrain.data.image_files import CACHE_DIR  # noqa: E402
 from cnntrain.data.loading import load_data, train_labels  # noqa: E402
-from cnntrain.data.sources import huggingface  # noqa: E402
+from cnntrain.data.sources import huggingface, huggingface_images  # noqa: E402
 from cnntrain.errors import DataError  # noqa: E402
 
 from helpers import assert_one_line_error, compose_config, run_main  # noqa: E402
@@ -109,7 +109,7 @@ def test_images_are_decoded_once_then_read_from_the_cache(saved, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(huggingface, "decode_image", no_decoding)
+    monkeypatch.setattr(huggingface_images, "decode_image", no_decoding)
     second = load_data(hf_cfg(saved), seed=0)
     assert torch.equal(first.train.images, second.train.images) and torch.equal(first.val.images, second.val.images)
     with pytest.raises(AssertionError, match="decoded again"):  # another shape is another cache entry
@@ -150,7 +150,7 @@ def test_labels_are_read_without_decoding_an_image(saved, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("labels() decoded an image")
 
-    monkeypatch.setattr(huggingface, "decode_image", no_decoding)
+    monkeypatch.setattr(huggingface_images, "decode_image", no_decoding)
     monkeypatch.setattr(huggingface, "image_input_shape", lambda cfg, source: (1, 16, 16))
     labels = train_labels(cfg, seed=5)
     assert torch.equal(labels, expected) and len(labels) == 30, "folds: validation joins train, 2 of 3 folds train"
@@ -169,7 +169,7 @@ def test_streamed_rows_give_the_same_batches_as_in_memory(saved, workers):
     memory = load_data(hf_cfg(saved, "dataset.folds=3", "dataset.fold=0"), seed=0)
     streamed = load_data(hf_cfg(saved, "dataset.folds=3", "dataset.fold=0", "dataset.in_memory=false",
                                 f"dataset.num_workers={workers}"), seed=0)
-    assert isinstance(streamed.train.images, huggingface.ArrowImages)
+    assert isinstance(streamed.train.images, huggingface_images.ArrowImages)
     assert torch.allclose(streamed.mean, memory.mean) and torch.allclose(streamed.std, memory.std)
     for split in ("train", "val", "test"):
         a = list(iterate_batches(getattr(memory, split), 7, shuffle=True, generator=torch.Generator().manual_seed(3)))
@@ -200,7 +200,7 @@ def test_a_hub_name_is_read_offline_from_the_cache(tmp_path, saved, monkeypatch)
     bundle = load_data(hf_cfg("someone/shapes"), seed=0)
     assert bundle.layout.startswith("Hugging Face dataset someone/shapes (Hub cache): splits train 36, validation 9")
     assert torch.equal(bundle.test.images, load_data(hf_cfg(saved), seed=0).test.images)
-    assert list((tmp_path / "user-cache" / "cnntrain" / "huggingface").glob("hf-test-*.pt")), \
+    assert list((tmp_path / "user-cache" / "cnntrain").rglob("hf-test-*.pt")), \
         "no dataset folder of its own: decoded images are cached per user"
 
 

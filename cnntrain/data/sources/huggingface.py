@@ -16,10 +16,6 @@ fingerprint and the target shape, or per batch by DataLoader workers (dataset.in
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,11 +26,10 @@ import numpy as np
 import torch
 
 from cnntrain.data.description import DataDescription
-from cnntrain.data.image_files import CACHE_DIR, LazyImages
-from cnntrain.data.images import decode_image, image_input_shape
+from cnntrain.data.images import image_input_shape
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.huggingface_images import ArrowImages, cache_root, decode_split, image_source
 from cnntrain.errors import DataError, first_line
-from cnntrain.files import atomic_write
 
 INSTALL = "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'"
 # the dataset's own split names, for cnntrain's three roles (the first found wins)
@@ -42,7 +37,7 @@ SPLIT_NAMES = {"train": ("train", "training"), "val": ("validation", "valid", "v
                "test": ("test", "testing")}
 LABEL_NAMES = ("label", "labels", "target")  # a label column without a ClassLabel feature, by name
 DATA_SUFFIXES = {"parquet": (".parquet",), "arrow": (".arrow",)}
-CACHE_VERSION = 1
+BYTES_OR_PATHS = ("binary", "large_binary", "string", "large_string")  # a plain column that can hold images
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
@@ -140,7 +135,7 @@ def open_dataset(name: str) -> tuple[dict[str, Any], str, Path | None]:
                 opened = _open_local(datasets, path)
         except DataError:
             raise
-        except Exception as err:  # noqa: BLE001 - damaged arrow/parquet/json files raise many kinds of error
+        except Exception as err:
             raise DataError(f"cannot read Hugging Face dataset {path}: {first_line(err)}") from None
         return opened[0], opened[1], folder
     if not HUB_NAME.fullmatch(name) or name.startswith(("/", ".", "~")):
@@ -149,7 +144,7 @@ def open_dataset(name: str) -> tuple[dict[str, Any], str, Path | None]:
     try:
         with _offline(datasets):
             loaded = datasets.load_dataset(name)
-    except Exception:  # noqa: BLE001 - offline and not cached: ConnectionError, FileNotFoundError, ...
+    except Exception:
         cache = datasets.config.HF_DATASETS_CACHE
         raise DataError(f"dataset.path={name}: no such folder, and Hugging Face dataset '{name}' is not in the local "
                         f"cache {cache} (cnntrain never downloads); fill the cache on a machine with internet: "
@@ -184,7 +179,7 @@ def _data_files(datasets: Any, root: Path, suffixes: tuple[str, ...]) -> dict[st
 
     try:
         patterns = get_data_patterns(str(root))
-    except Exception:  # noqa: BLE001 - EmptyDatasetError: no files at all
+    except Exception:
         return {}
     resolved = DataFilesDict.from_patterns(patterns, base_path=str(root))
     files = {split: sorted(f for f in found if f.lower().endswith(suffixes)) for split, found in resolved.items()}
@@ -220,14 +215,15 @@ def scan_dataset(cfg: Any) -> HFScan:
     label = train.features[label_column]
     scan = HFScan(name, form, tables, roles, unused, image_column, label_column,
                   "ClassLabel" if isinstance(label, datasets.ClassLabel) else "values", [], (0, 0, 0),
-                  _cache_root(folder), fingerprints, resize=str(cfg.get("resize") or "stretch"))
+                  cache_root(folder, name, cfg.get("cache_dir")), fingerprints,
+                  resize=str(cfg.get("resize") or "stretch"))
     _find_classes(scan, label, datasets)
     for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None]:
-        if _raw_labels(scan, role) is None:  # a split shipped without labels (all -1, as some Hub test splits): split test off train
+        if _raw_labels(scan, role) is None:  # shipped without labels (all -1, as some Hub test splits): split off train
             scan.unused[f"{roles[role]} (no labels)"] = len(scan.tables.pop(role))
     if len(tables["train"]) == 0:
         raise DataError(f"split '{roles['train']}' of {name} has no rows")
-    scan.input_shape = image_input_shape(cfg, _image_source(scan, "train", 0))
+    scan.input_shape = image_input_shape(cfg, image_source(scan, "train", 0))
     return scan
 
 
@@ -262,7 +258,7 @@ def _image_column(name: str, features: Any, named: Any, datasets: Any) -> str:
                             f"{_listed_columns(features)}")
         feature = features[column]
         ok = isinstance(feature, datasets.Image) or (
-            isinstance(feature, datasets.Value) and feature.dtype in ("binary", "large_binary", "string", "large_string"))
+            isinstance(feature, datasets.Value) and feature.dtype in BYTES_OR_PATHS)
         if not ok:
             raise DataError(f"dataset.image_column={column}: column '{column}' of {name} is {_type_name(feature)}, "
                             f"not images (an Image feature, image bytes or paths)")
@@ -353,112 +349,3 @@ def read_labels(scan: HFScan, role: str) -> torch.Tensor:
 
 def _splits(scan: HFScan, make: Any) -> SourceSplits:
     return SourceSplits(**{role: make(role) for role in scan.tables})
-
-
-# ----------------------------------------------------------------------------------------------------- images
-
-
-class _Blob(io.BytesIO):
-    """An image's bytes that name their split and row in decode_image's and PIL's messages."""
-
-    def __init__(self, data: bytes, where: str) -> None:
-        super().__init__(data)
-        self.where = self.name = where  # decode_image names a file object by its `name`
-
-    def __repr__(self) -> str:
-        return self.where
-
-    __str__ = __repr__
-
-
-def _as_source(value: Any, where: str) -> Any:
-    """An Image(decode=False) value ({'bytes', 'path'}) as what decode_image opens: the bytes, else the path."""
-    if isinstance(value, dict) and value.get("bytes"):
-        return _Blob(value["bytes"], where)
-    path = value.get("path") if isinstance(value, dict) else None
-    if not path:
-        raise DataError(f"cannot read image {where}: the row holds neither image bytes nor a path")
-    return Path(path)
-
-
-def _where(name: str, split: str, row: int) -> str:
-    return f"in split '{split}' of {name}, row {row}"
-
-
-def _image_source(scan: HFScan, role: str, row: int) -> Any:
-    value = scan.tables[role][row][scan.image_column]
-    return _as_source(value, _where(scan.name, scan.split_names[role], row))
-
-
-def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: int = 256) -> torch.Tensor:
-    """A split's images as uint8 [N, C, H, W], decoded once and cached (keyed by the split's fingerprint,
-    the image column and the shape)."""
-    table = scan.tables[role]
-    key = json.dumps({"version": CACHE_VERSION, "fingerprint": scan.fingerprints[role], "rows": len(table),
-                      "column": scan.image_column, "shape": list(shape), "resize": scan.resize})
-    path = scan.cache_root / f"hf-{role}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
-    if path.is_file():
-        try:
-            images = torch.load(path, map_location="cpu", weights_only=True)["images"]
-            if tuple(images.shape) == (len(table), *shape) and images.dtype == torch.uint8:
-                return images
-        except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
-            pass
-    images = torch.empty((len(table), *shape), dtype=torch.uint8)
-    split = scan.split_names[role]
-    row = 0
-    for batch in table.select_columns([scan.image_column]).iter(batch_size=chunk):
-        for value in batch[scan.image_column]:
-            images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
-            row += 1
-    try:
-        atomic_write(path, lambda tmp: torch.save({"images": images}, tmp))
-    except OSError:
-        pass  # an unwritable cache folder still trains; it just decodes every time
-    return images
-
-
-def _cache_root(folder: Path | None) -> Path:
-    """<the dataset's folder>/.cnntrain-cache when writable, else the per-user cache (~/.cache/cnntrain)."""
-    if folder is not None and os.access(folder, os.W_OK):
-        return folder / CACHE_DIR
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cnntrain" / "huggingface"
-
-
-class ArrowImages(LazyImages):
-    """Rows of Hugging Face datasets standing in for a uint8 [N, C, H, W] tensor, as LazyImages does for files:
-    `files` holds (role, row) pairs into `tables`, each decoded when read (by DataLoader workers when streamed)."""
-
-    def __init__(self, scan_name: str, tables: dict[str, Any], split_names: dict[str, str], column: str,
-                 rows: list[tuple[str, int]], input_shape: tuple[int, int, int], num_workers: int = 0,
-                 resize: str = "stretch") -> None:
-        super().__init__(rows, input_shape, num_workers, resize=resize)  # type: ignore[arg-type]
-        self.scan_name, self.tables, self.split_names, self.column = scan_name, tables, split_names, column
-
-    @classmethod
-    def of(cls, scan: HFScan, role: str, shape: tuple[int, int, int], workers: int) -> ArrowImages:
-        tables = {role: scan.tables[role].select_columns([scan.image_column])}
-        return cls(scan.name, tables, {role: scan.split_names[role]}, scan.image_column,
-                   [(role, row) for row in range(len(scan.tables[role]))], shape, workers, scan.resize)
-
-    def _with(self, rows: list[tuple[str, int]], tables: dict[str, Any] | None = None,
-              names: dict[str, str] | None = None) -> ArrowImages:
-        return ArrowImages(self.scan_name, tables or self.tables, names or self.split_names, self.column, rows,
-                           self.input_shape, self.num_workers, self.resize)
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, torch.Tensor):
-            return self._with([self.files[i] for i in key.tolist()])
-        return super().__getitem__(key)
-
-    def decode(self, index: int) -> torch.Tensor:
-        role, row = self.files[index]
-        value = self.tables[role][row][self.column]
-        return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape,
-                            resize=self.resize)
-
-    def cat(self, other: LazyImages) -> ArrowImages:
-        assert isinstance(other, ArrowImages)
-        return self._with(self.files + other.files, {**self.tables, **other.tables},
-                          {**self.split_names, **other.split_names})

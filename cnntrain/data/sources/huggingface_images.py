@@ -1,0 +1,133 @@
+"""A Hugging Face dataset's images as uint8 tensors: decoded once into a cache, or per batch (ArrowImages).
+
+Images are read undecoded (Image(decode=False): bytes or a path) and decoded by cnntrain.data.images.decode_image,
+as cnntrain-predict decodes. The cache is keyed by the split's fingerprint, the image column, the target shape and
+dataset.resize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cnntrain.data.image_files import CACHE_DIR, LazyImages, fallback_cache_dir
+from cnntrain.data.images import decode_image
+from cnntrain.errors import DataError
+from cnntrain.files import atomic_write
+
+if TYPE_CHECKING:
+    from cnntrain.data.sources.huggingface import HFScan
+
+CACHE_VERSION = 1
+
+
+class _Blob(io.BytesIO):
+    """An image's bytes that name their split and row in decode_image's and PIL's messages."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        super().__init__(data)
+        self.where = self.name = where  # decode_image names a file object by its `name`
+
+    def __repr__(self) -> str:
+        return self.where
+
+    __str__ = __repr__
+
+
+def _as_source(value: Any, where: str) -> Any:
+    """An Image(decode=False) value ({'bytes', 'path'}) as what decode_image opens: the bytes, else the path."""
+    if isinstance(value, dict) and value.get("bytes"):
+        return _Blob(value["bytes"], where)
+    path = value.get("path") if isinstance(value, dict) else None
+    if not path:
+        raise DataError(f"cannot read image {where}: the row holds neither image bytes nor a path")
+    return Path(path)
+
+
+def _where(name: str, split: str, row: int) -> str:
+    return f"in split '{split}' of {name}, row {row}"
+
+
+def image_source(scan: HFScan, role: str, row: int) -> Any:
+    value = scan.tables[role][row][scan.image_column]
+    return _as_source(value, _where(scan.name, scan.split_names[role], row))
+
+
+def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: int = 256) -> torch.Tensor:
+    """A split's images as uint8 [N, C, H, W], decoded once and cached (keyed by the split's fingerprint,
+    the image column and the shape)."""
+    table = scan.tables[role]
+    key = json.dumps({"version": CACHE_VERSION, "fingerprint": scan.fingerprints[role], "rows": len(table),
+                      "column": scan.image_column, "shape": list(shape), "resize": scan.resize})
+    path = scan.cache_root / f"hf-{role}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+    if path.is_file():
+        try:
+            images = torch.load(path, map_location="cpu", weights_only=True)["images"]
+            if tuple(images.shape) == (len(table), *shape) and images.dtype == torch.uint8:
+                return images
+        except Exception:
+            pass
+    images = torch.empty((len(table), *shape), dtype=torch.uint8)
+    split = scan.split_names[role]
+    row = 0
+    for batch in table.select_columns([scan.image_column]).iter(batch_size=chunk):
+        for value in batch[scan.image_column]:
+            images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
+            row += 1
+    try:
+        atomic_write(path, lambda tmp: torch.save({"images": images}, tmp))
+    except OSError:
+        pass  # an unwritable cache folder still trains; it just decodes every time
+    return images
+
+
+def cache_root(folder: Path | None, name: str, cache_dir: str | None) -> Path:
+    """<the dataset's folder>/.cnntrain-cache when writable, else a folder of this dataset's under dataset.cache_dir
+    (null: the per-user cache, as for image files)."""
+    if folder is not None and os.access(folder, os.W_OK):
+        return folder / CACHE_DIR
+    return fallback_cache_dir(folder if folder is not None else Path("huggingface") / name, cache_dir)
+
+
+class ArrowImages(LazyImages):
+    """Rows of Hugging Face datasets standing in for a uint8 [N, C, H, W] tensor, as LazyImages does for files:
+    `files` holds (role, row) pairs into `tables`, each decoded when read (by DataLoader workers when streamed)."""
+
+    def __init__(self, scan_name: str, tables: dict[str, Any], split_names: dict[str, str], column: str,
+                 rows: list[tuple[str, int]], input_shape: tuple[int, int, int], num_workers: int = 0,
+                 resize: str = "stretch") -> None:
+        super().__init__(rows, input_shape, num_workers, resize=resize)  # type: ignore[arg-type]
+        self.scan_name, self.tables, self.split_names, self.column = scan_name, tables, split_names, column
+
+    @classmethod
+    def of(cls, scan: HFScan, role: str, shape: tuple[int, int, int], workers: int) -> ArrowImages:
+        tables = {role: scan.tables[role].select_columns([scan.image_column])}
+        return cls(scan.name, tables, {role: scan.split_names[role]}, scan.image_column,
+                   [(role, row) for row in range(len(scan.tables[role]))], shape, workers, scan.resize)
+
+    def _with(self, rows: list[tuple[str, int]], tables: dict[str, Any] | None = None,
+              names: dict[str, str] | None = None) -> ArrowImages:
+        return ArrowImages(self.scan_name, tables or self.tables, names or self.split_names, self.column, rows,
+                           self.input_shape, self.num_workers, self.resize)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, torch.Tensor):
+            return self._with([self.files[i] for i in key.tolist()])
+        return super().__getitem__(key)
+
+    def decode(self, index: int) -> torch.Tensor:
+        role, row = self.files[index]
+        value = self.tables[role][row][self.column]
+        return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape,
+                            resize=self.resize)
+
+    def cat(self, other: LazyImages) -> ArrowImages:
+        assert isinstance(other, ArrowImages)
+        return self._with(self.files + other.files, {**self.tables, **other.tables},
+                          {**self.split_names, **other.split_names})
