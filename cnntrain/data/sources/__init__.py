@@ -17,6 +17,7 @@ from cnntrain.errors import ConfigError
 SOURCES = {
     "torchvision": "torchvision_datasets:TorchvisionSource",
     "imagefolder": "class_folders:ClassFolderSource",
+    "webdataset": "webdataset_shards:WebDatasetSource",  # not webdataset.py: that would shadow the package
 }
 
 __all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]
