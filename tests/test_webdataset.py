@@ -70,6 +70,7 @@ def own_splits(folder: Path) -> tuple[str, ...]:
 
 
 def train(tmp_path: Path, monkeypatch, *overrides: str):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     result = run_main(train_command.main, [*RUN, *overrides], tmp_path, monkeypatch)
     assert result.returncode == 0, result.stderr
     runs = [p.parent for p in (tmp_path / "outputs").rglob("summary.json")]
@@ -184,7 +185,7 @@ def test_val_and_test_by_key_hash_are_repeatable(shard_dir, tmp_path, monkeypatc
 def test_folds_with_balanced_class_weights(shard_dir, tmp_path, monkeypatch):
     """K folds by key hash: the folds partition the training samples; class weights come from the counted labels."""
     cfgs = [compose_config(*own_splits(shard_dir), "dataset.folds=3", f"dataset.fold={k}") for k in range(3)]
-    splits = [load_data(cfg.dataset, seed=0) for cfg in cfgs]
+    splits = [load_data(cfg.dataset, seed=cfg.seed) for cfg in cfgs]
     assert sum(len(s.val) for s in splits) == 240 + 48  # val shards join train, as for every source
     assert all(len(s.train) + len(s.val) == 288 for s in splits)
     _, found = train(tmp_path, monkeypatch, *own_splits(shard_dir), "dataset.folds=3", "dataset.fold=1",
@@ -203,14 +204,15 @@ def test_cnntrain_shards_from_an_image_folder_then_train_on_them(tmp_path, monke
     assert {k: v["samples"] for k, v in sizes.items()} == {"train": 54, "val": 6, "test": 18}
     assert sizes["train"]["shards"] == 4 and (out / "train-000003.tar").is_file()
     assert (out / "classes.txt").read_text().split() == list(CLASSES)
-    folder = load_data(compose_config("dataset=imagefolder", f"dataset.root={root}").dataset, seed=0)
+    made = compose_config("dataset=imagefolder", f"dataset.root={root}")
+    folder = load_data(made.dataset, seed=made.seed)
     shards = load_data(compose_config("dataset=webdataset", spec(out, "train", 4), spec(out, "val", 1),
-                                      spec(out, "test", 2), "dataset.num_workers=0").dataset, seed=0)
+                                      spec(out, "test", 2), "dataset.num_workers=0").dataset, seed=made.seed)
     for name in ("train", "val", "test"):  # lossless: the same pixels and labels, in the same order
         a, b = getattr(folder, name), getattr(shards, name)
         assert torch.equal(a.labels, b.labels)
         streamed = torch.cat([images for images, _ in iterate_batches(b, 64, shuffle=False)])
-        assert torch.equal(a.images, streamed)
+        assert torch.equal(a.images, streamed), name
     _, found = train(tmp_path / "run", monkeypatch, "dataset=webdataset", spec(out, "train", 4),
                      spec(out, "val", 1), spec(out, "test", 2), "trainer.epochs=1")
     assert found["sizes"] == {"train": 54, "val": 6, "test": 18}

@@ -72,10 +72,13 @@ def _main(argv: list[str]) -> None:
         import webdataset  # noqa: F401
     except ImportError:
         raise UserError("cnntrain-shards needs the webdataset package: pip install 'cnntrain[webdataset]'") from None
-    from cnntrain.commands.preflight import preflight
+    from cnntrain.commands.preflight import parse_overrides
+    from cnntrain.config.compose import compose_train
+    from cnntrain.config.validate import validate
     from cnntrain.data.loading import load_data
 
-    (cfg,) = preflight(args.overrides, multirun=False).configs
+    parse_overrides(args.overrides)  # one line for a bad override (and how to quote a brace range)
+    cfg = validate(compose_train(list(args.overrides)))  # the dataset alone: no model is built or checked
     data = load_data(cfg.dataset, seed=cfg.seed, device="cpu")
     try:
         args.output.mkdir(parents=True, exist_ok=True)
