@@ -161,6 +161,17 @@ CNNTRAIN = [
     (["dataset=emnist", "dataset.split=digitz"], "dataset.split=digitz: EMNIST needs one of byclass"),
     (["dataset=imagefolder", "dataset.root=/no/such/folder"], "image folder /no/such/folder not found; expected"),
     (["dataset.download=false", "data_root=EMPTY"], "MNIST not found under"),
+    # webdataset shards (the shard files' own mistakes: tests/test_webdataset.py)
+    (["dataset=webdataset", "dataset.train=EMPTY/train-{000000..000009}.tar"],
+     "quote a brace range for Hydra: \"dataset.train='"),
+    (["dataset=webdataset", "dataset.train='EMPTY/train-{000000..000009}.tar'"],
+     "empty/train-000000.tar (from "),
+    (["dataset=webdataset", "dataset.train=EMPTY/*.tar"], "dataset.train: no shard matches"),
+    (["dataset=webdataset"], "dataset.train is empty: name the training shards"),
+    (["dataset=webdataset", "dataset.train=EMPTY/a.tar", "trainer.sampler=balanced"],
+     "trainer.sampler=balanced draws with replacement, which a stream of shards cannot; use trainer.class_weights"),
+    (["dataset=webdataset", "dataset.train=EMPTY/a.tar", "dataset.val_split=10"],
+     "dataset.val_split=10: shards are split by key hash, so give a fraction"),
     # models and losses
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
     (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"], "input is 1x28x28, smaller than the kernel"),

@@ -240,3 +240,42 @@ def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path):
     assert evaluated["test"]["acc"] == found["test"]["acc"]
     assert evaluated["confusion_matrix"] == found["confusion_matrix"]
     assert evaluated["test"]["loss"] == pytest.approx(found["test"]["loss"], rel=1e-6)
+
+
+# -- mistakes in the shard files ------------------------------------------------------------------------------
+
+def bad_shard(path: Path, samples: list[dict]) -> None:
+    with wds.TarWriter(str(path)) as sink:
+        for sample in samples:
+            sink.write(sample)
+
+
+def good(i: int, label: str = "0") -> dict:
+    return {"__key__": f"s{i}", "png": png(draw(0, 8, np.random.default_rng(i), rgb=False)), "cls": label}
+
+
+@pytest.mark.parametrize(("make", "extra", "expected"), [
+    (lambda d: (d / "a.tar").write_bytes(b"not a tar file at all" * 40), (), "cannot read shard DIR/a.tar"),
+    (lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "cls": "1"}]), (),
+     "shard DIR/a.tar, sample s1: no image (jpg, png, jpeg, webp; dataset.image_key)"),
+    (lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": good(1)["png"]}]), (),
+     "shard DIR/a.tar, sample s1: no label 'cls' (dataset.label_key)"),
+    (lambda d: bad_shard(d / "a.tar", [good(0), good(1, "7")]), (),
+     "shard DIR/a.tar, sample s1: label 7 is outside the 3 classes (0..2)"),
+    (lambda d: (bad_shard(d / "a.tar", [good(0)]), (d / "names.txt").write_text("\n\n")), ("CLASSES",),
+     "classes file DIR/names.txt names 0 class(es)"),
+    (lambda d: (bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": b"garbage", "cls": "1"}]),
+                bad_shard(d / "b.tar", [good(2), good(3, "1")])),
+     ("dataset.num_workers=1", "dataset.val=DATA/b.tar", "dataset.test=DATA/b.tar", "dataset.mean=[0.5]",
+      "dataset.std=[0.2]"), "cannot read image DIR/a.tar:s1.png"),  # found by a DataLoader worker
+])
+def test_shard_mistakes_are_one_line(tmp_path, monkeypatch, make, extra, expected):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+    make(data)
+    args = [a.replace("CLASSES", f"dataset.classes_file={data / 'names.txt'}").replace("DATA", str(data))
+            for a in extra]
+    result = run_main(train_command.main, [*RUN, "dataset=webdataset", f"dataset.train={data}/a.tar", *args],
+                      tmp_path, monkeypatch)
+    assert_one_line_error(result, expected.replace("DIR", str(data)))
