@@ -87,7 +87,11 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
         try:
             parsed.extend(parser.parse_overrides([text]))
         except OverrideParseException as err:
-            raise ConfigError(f"cannot parse override '{text}': {first_line(err)}") from None
+            hint = ""
+            if "{" in text.split("=", 1)[1]:  # a shard range: Hydra reads '{' as the start of a mapping
+                hint = (f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
+                        f"(the double quotes for the shell)")
+            raise ConfigError(f"cannot parse override '{text}': {first_line(err)}{hint}") from None
     return parsed
 
 

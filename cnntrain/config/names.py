@@ -42,7 +42,7 @@ LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 """`logger` takes one of these or a list of them; csv (metrics.csv) is written either way."""
 WANDB_MODES = ("offline", "online")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-DATASET_KINDS = ("torchvision", "imagefolder", "labels", "huggingface")
+DATASET_KINDS = ("torchvision", "imagefolder", "labels", "huggingface", "webdataset")
 VAL_STRATEGIES = ("random", "stratified")
 SAMPLERS = ("shuffle", "balanced")
 """trainer.sampler: a seeded permutation per epoch, or len(train) draws with replacement, each class equally likely."""

@@ -40,6 +40,7 @@ class DatasetConfig:
     kind: str = "torchvision"  # torchvision (a dataset class by name) | imagefolder (root/train/<class>/...)
     # | labels (a CSV/TSV/JSON Lines file of image paths and labels)
     # | huggingface (a Hugging Face dataset: dataset.path)
+    # | webdataset (tar shards, streamed)
     torchvision_class: str = ""
     split: str | None = None  # EMNIST's split argument
     # huggingface: a save_to_disk folder, a folder of Parquet/Arrow files, or a Hub name (user/name) in the local cache
@@ -72,6 +73,16 @@ class DatasetConfig:
     val_strategy: str = "random"
     folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used
     fold: int | None = None  # with folds: the fold (0..K-1) that validates; the other folds train
+    # webdataset: shard files as a brace range ('/d/train-{000000..000099}.tar', quoted for Hydra), a glob or a
+    # list; val/test null: taken from train by a seeded hash of each sample's __key__
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    image_key: str = "jpg;png;jpeg;webp"  # webdataset: a sample's image entry, the first of these it has
+    label_key: str = "cls"  # webdataset: the entry holding the class index (or name)
+    classes_file: str | None = None  # webdataset: class names, one a line (null: dataset.classes, else
+    # classes.txt beside the first train shard)
+    shuffle_buffer: int = 1000  # webdataset: samples in each reader's shuffle buffer (seeded per epoch); 0: none
     # an ordered list of augmentations (cnntrain.data.augment), the old mapping {translate: N, hflip: bool}, or null
     augment: Any = None
 

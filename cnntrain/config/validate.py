@@ -34,6 +34,7 @@ from cnntrain.config.names import (
 from cnntrain.config.optimizers import GROUPS
 from cnntrain.config.schema import TrainConfig, variant_schema
 from cnntrain.errors import ConfigError, did_you_mean, first_line, unknown_key_message
+from cnntrain.files import kind_of
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -157,6 +158,9 @@ def _check_ranges(cfg: DictConfig) -> None:
     _require(cfg.trainer.sampler in SAMPLERS,
              f"trainer.sampler={cfg.trainer.sampler}: unknown sampler '{cfg.trainer.sampler}'"
              f"{did_you_mean(str(cfg.trainer.sampler), SAMPLERS)}; expected one of {', '.join(SAMPLERS)}")
+    _require(not (cfg.trainer.sampler == BALANCED and cfg.dataset.get("kind") == "webdataset"),
+             "trainer.sampler=balanced draws with replacement, which a stream of shards cannot; "
+             "use trainer.class_weights=balanced (or write balanced shards)")
     _choice(cfg, "trainer.precision", PRECISIONS)
     _choice(cfg, "trainer.tta", TTA_MODES)
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
@@ -255,6 +259,11 @@ def _check_dataset(ds: DictConfig) -> None:
                                                                       f"null to find it from the features")
         _require(ds.image_column is None or ds.image_column != ds.label_column,
                  f"dataset.image_column and dataset.label_column are both '{ds.image_column}': name two columns")
+    if ds.kind == "webdataset":
+        _check_shards(ds)
+    _require(not ds.skip_bad_images or ds.kind in ("imagefolder", "labels"),
+             f"dataset.skip_bad_images=true applies to image files (dataset=imagefolder or labels), not "
+             f"dataset.kind={ds.kind}; a bad image there stops the run with its split and row named")
     _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
     _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
              f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")
@@ -274,6 +283,23 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(ds[key] is None or channels is None or len(ds[key]) == channels,
                  f"dataset.{key}={_listed(ds[key])}: expected {channels} value(s), one per channel")
     _require(ds.std is None or all(s > 0 for s in ds.std), f"dataset.std={_listed(ds.std)}: every value must be > 0")
+
+
+def _check_shards(ds: DictConfig) -> None:
+    """dataset=webdataset: shard specs given as text or lists of text, hashed splits as fractions."""
+    _require(bool(ds.get("train")), "dataset.train is empty: name the training shards, e.g. "
+                                    "\"dataset.train='/data/train-{000000..000099}.tar'\" (quoted for Hydra)")
+    for key in ("train", "val", "test"):
+        value = ds.get(key)
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, ListConfig) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"dataset.{key}: expected shard files as text or a list of text, got {kind_of(value)}; "
+                              f"quote a brace range for Hydra: \"dataset.{key}='/data/{key}-{{000000..000099}}.tar'\"")
+    _require(isinstance(ds.val_split, float) or ds.get("val") is not None or ds.folds is not None,
+             f"dataset.val_split={ds.val_split}: shards are split by key hash, so give a fraction in (0, 1)")
+    _require(ds.shuffle_buffer >= 0, f"dataset.shuffle_buffer={ds.shuffle_buffer}: must be >= 0")
+    _require(bool(str(ds.image_key).strip(";")), "dataset.image_key is empty: e.g. 'jpg;png;jpeg;webp'")
+    _require(bool(str(ds.label_key)), "dataset.label_key is empty: e.g. cls")
 
 
 def _check_folds(folds: int | None, fold: int | None) -> None:

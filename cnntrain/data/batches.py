@@ -16,6 +16,7 @@ import torch
 from cnntrain.config.names import BALANCED
 from cnntrain.data.balance import balanced_draws
 from cnntrain.data.image_files import FileDataset, LazyImages
+from cnntrain.data.streams import StreamedImages
 
 if TYPE_CHECKING:
     from cnntrain.data.loading import TensorSplit
@@ -39,6 +40,9 @@ def iterate_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
+    if isinstance(split.images, StreamedImages):
+        yield from split.images.batches(batch_size, shuffle, generator, drop_last, rank, world, sampler)
+        return
     if isinstance(split.images, LazyImages):
         yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world, sampler)
         return
@@ -76,6 +80,9 @@ def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
     """A rank's contiguous share of a split, for evaluation: the shares cover the split once, unpadded."""
     if world == 1:
         return split
+    if isinstance(split.images, StreamedImages):  # a rank reads its own shards (r, r+W, ...), not a slice
+        images = split.images.shard(rank, world)
+        return type(split)(images, images.labels.to(split.labels.device))
     lo, hi = batch_share(len(split), rank, world)
     images = split.images[torch.arange(lo, hi)] if isinstance(split.images, LazyImages) else split.images[lo:hi]
     return type(split)(images, split.labels[lo:hi])

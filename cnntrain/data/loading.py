@@ -21,6 +21,7 @@ import torch
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
 from cnntrain.data.split import fold_indices, split_indices
+from cnntrain.data.streams import STATS_IMAGES, StreamedImages, split_streams
 from cnntrain.errors import DataError
 
 TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `seed` changes
@@ -102,7 +103,10 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
 
     train_split = on_device(train)
     if description.mean is None or description.std is None:
-        description = description.with_stats(*channel_stats(train_split.images))
+        images = train_split.images
+        if isinstance(images, StreamedImages):  # a stream: its first STATS_IMAGES images, not all of it
+            images = images.first(STATS_IMAGES)
+        description = description.with_stats(*channel_stats(images))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
     return DataBundle(train=train_split, val=on_device(val), test=on_device(test), description=description,
@@ -113,8 +117,11 @@ def assemble(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, So
     """(train, val, test) from what the source gives: a test split it lacks is held out of train (stratified,
     fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
     one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
-    Works on labels alone (images None) too, which is how the preflight sees the training split."""
+    Works on labels alone (images None) too, which is how the preflight sees the training split. Streamed
+    splits (StreamedImages) cannot be indexed: they are split by key hash instead (streams.split_streams)."""
     train, val, test = splits.train, splits.val, splits.test
+    if isinstance(train.images, StreamedImages):
+        return split_streams(cfg, train, val, test, seed)
     if test is None:
         keep, held = _held_out_test(cfg, train.labels)
         train, test = _take(train, keep), _take(train, held)

@@ -27,6 +27,7 @@ class EvalResult:
     acc: float
     preds: torch.Tensor | None = None
     acc5: float | None = None  # top-5 accuracy, measured on the test split of data with TOP5_MIN_CLASSES+ classes
+    labels: torch.Tensor | None = None  # with preds: the label of each prediction (gathered with it)
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -162,7 +162,10 @@ def _misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tens
     if wrong.numel() == 0:
         return None
     cols = min(10, wrong.numel())
-    tiles = torch.stack([images[i].cpu() for i in wrong.tolist()])  # one by one: images may be LazyImages
+    if hasattr(images, "take"):  # a stream (StreamedImages) reads them in one pass
+        tiles = images.take(wrong.tolist()).cpu()
+    else:
+        tiles = torch.stack([images[i].cpu() for i in wrong.tolist()])  # one by one: images may be LazyImages
     canvas, origins = mosaic(tiles, cols)
     titles = [f"{classes[int(preds[i])]}\n({classes[int(labels[i])]})" for i in wrong.tolist()]
     return canvas, origins, titles, cols

@@ -35,7 +35,8 @@ class Tested:
 
     def class_metrics(self, labels: torch.Tensor, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Balanced accuracy, macro-F1 (and top-5 accuracy with 20+ classes) of the best and the last weights."""
-        last = self.matrix if self.last is self.best else confusion_matrix(self.last.preds, labels, num_classes)
+        last_labels = self.last.labels if self.last.labels is not None else labels
+        last = self.matrix if self.last is self.best else confusion_matrix(self.last.preds, last_labels, num_classes)
         return class_metrics(self.matrix, self.best.acc5), class_metrics(last, self.last.acc5)
 
 

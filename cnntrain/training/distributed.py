@@ -50,11 +50,15 @@ class Ranks:
             torch.distributed.all_reduce(tensor)
         return tensor
 
-    def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
-        """The ranks' shares of n values, concatenated in rank order: every rank gets the whole, unpadded."""
+    def gather(self, local: torch.Tensor, n: int, counts: list[int] | None = None) -> torch.Tensor:
+        """The ranks' shares of n values, concatenated in rank order: every rank gets the whole, unpadded.
+        The shares are batch_share's contiguous ones unless `counts` gives each rank's number."""
         if not self.enabled:
             return local
-        sizes = [batch_share(n, r, self.world) for r in range(self.world)]
+        if counts is None:
+            sizes = [batch_share(n, r, self.world) for r in range(self.world)]
+        else:
+            sizes = [(sum(counts[:r]), sum(counts[:r + 1])) for r in range(self.world)]
         widest = max(hi - lo for lo, hi in sizes)
         padded = torch.zeros(widest, dtype=local.dtype, device=local.device)
         padded[:local.numel()] = local

@@ -23,6 +23,7 @@ from cnntrain.config.names import STEP_LOSS, TOP5_MIN_CLASSES
 from cnntrain.data.augment import Augment, dominant_class
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
+from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.console import EpochDisplay
@@ -110,9 +111,15 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     """Mean loss and accuracy over a split, without gradients; optionally every prediction.
 
     Each rank evaluates its contiguous share of the split; the sums are all-reduced and the predictions
-    gathered in order, so the result is the one process's result for the same weights."""
+    gathered in order, so the result is the one process's result for the same weights. A streamed split
+    (StreamedImages) is read shard by shard: its predictions are gathered with their labels and canonical
+    indices and put back in the split's order (result.labels pairs each prediction with its own label)."""
     accel = accel or default_accel(split)
     whole, split = split, shard(split, ranks.rank, ranks.world)
+    streamed = isinstance(split.images, StreamedImages)
+    batches = split.images.indexed_batches(batch_size) if streamed else iterate_batches(split, batch_size,
+                                                                                        shuffle=False)
+    kept_labels, kept_index = [], []
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
@@ -122,13 +129,16 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     if display is not None:
         display.start_phase(label, num_batches(len(split), batch_size, False))
     with torch.inference_mode():
-        for step, (images, labels) in enumerate(iterate_batches(split, batch_size, shuffle=False), 1):
+        for step, (images, labels, *index) in enumerate(batches, 1):
             loss, logits = forward(model, loss_fn, images, labels, bundle, accel, tta)
             total += loss.double() * labels.numel()
             batch_preds = logits.argmax(dim=1)
             hits += (batch_preds == labels).sum()
             if keep_preds:
                 preds.append(batch_preds)
+                if streamed:
+                    kept_labels.append(labels)
+                    kept_index.append(index[0])
             if top5:
                 hits5 += top_k_hits(logits, labels, 5)
             if display is not None:
@@ -136,8 +146,29 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     total_sum, hit_sum, hit5_sum = ranks.sum([total, hits, hits5], total.device)
     n = max(1, len(whole))
     mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
-    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=ranks.gather(mine, len(whole)) if keep_preds else None,
-                      acc5=hit5_sum / n if top5 else None)
+    if streamed and keep_preds:
+        all_preds, all_labels = _gather_streamed(whole, mine, kept_labels, kept_index, ranks)
+    else:
+        all_preds, all_labels = (ranks.gather(mine, len(whole)), whole.labels) if keep_preds else (None, None)
+    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=all_preds, acc5=hit5_sum / n if top5 else None,
+                      labels=all_labels)
+
+
+def _gather_streamed(whole: TensorSplit, mine: torch.Tensor, labels: list[torch.Tensor], index: list[torch.Tensor],
+                     ranks: Ranks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's predictions with their labels, placed at their canonical indices; the labels read must be
+    the labels counted (else the shards changed under the run)."""
+    empty = torch.zeros(0, dtype=torch.int64, device=mine.device)
+    counts = [len(whole.images.shard(r, ranks.world)) for r in range(ranks.world)]
+    n = len(whole)
+    got = [ranks.gather(t, n, counts) for t in (mine, torch.cat(labels) if labels else empty,
+                                                torch.cat(index) if index else empty)]
+    preds, read_labels = torch.zeros_like(got[0]), torch.zeros_like(got[1])
+    preds[got[2]], read_labels[got[2]] = got[0], got[1]
+    if got[2].numel() != n or not torch.equal(read_labels.cpu(), whole.labels.cpu()):
+        raise UserError("the shards' labels differ from those counted at the start of the run; were the shards "
+                        "changed while it ran?")
+    return preds, read_labels
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
@@ -361,5 +392,5 @@ def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: i
     """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
     result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
                       accel=accel, tta=tta, ranks=ranks)
-    matrix = confusion_matrix(result.preds, bundle.test.labels, len(bundle.classes))
+    matrix = confusion_matrix(result.preds, result.labels, len(bundle.classes))
     return result, matrix

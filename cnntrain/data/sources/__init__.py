@@ -19,6 +19,7 @@ SOURCES = {
     "imagefolder": "class_folders:ClassFolderSource",
     "labels": "label_files:LabelFileSource",
     "huggingface": "huggingface:HuggingFaceSource",
+    "webdataset": "webdataset_shards:WebDatasetSource",  # not webdataset.py: that would shadow the package
 }
 
 __all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]

@@ -1,0 +1,307 @@
+"""Splits that are streamed from shard files, never held whole: StreamedImages stands in for a split's image tensor.
+
+The rest of cnntrain holds a split as (images, labels) and indexes it; a stream cannot be indexed. So, as
+LazyImages does for image files, StreamedImages takes the place of the uint8 [N, C, H, W] tensor inside a
+TensorSplit: the labels are real (counted once, in the split's canonical order: its shards in the listed order,
+each shard's samples in tar order), and `cnntrain.data.batches` asks StreamedImages for batches instead of
+slicing. What a split is made of is a list of ShardParts: a shard file and which of its samples the split takes
+(a seeded hash of each sample's `__key__`, so validation, test and folds can come from the training shards).
+
+Training (`batches`): each epoch the shards are permuted by a seed drawn from the run's shuffle generator (the
+same on every rank), rank r reads shards r, r+W, ... (webdataset's split_by_node rule), each DataLoader worker
+a share of those (split_by_worker), samples pass a seeded shuffle buffer, and every rank yields exactly its share
+of every global batch the in-memory path would have: a rank whose shards run out reads them again, one that
+has more stops early. So every rank runs the same steps, the images per step are those of one process, and with
+one process (or shards that divide evenly) each sample is seen once per epoch.
+
+Evaluation (`indexed_batches`): a rank reads its shards in order and each sample carries its canonical index;
+cnntrain.training.loop.evaluate gathers predictions, labels and indices and puts them back in canonical order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from cnntrain.errors import DataError
+
+CHUNK = 64  # samples a DataLoader worker sends at a time
+STATS_IMAGES = 2048  # mean/std of a streamed training split: its first STATS_IMAGES images in canonical order
+
+
+def key_hash(key: str, salt: str) -> int:
+    """A 64-bit hash of a sample's key, salted (the run seed, the rule): the same on every machine and run."""
+    return int.from_bytes(hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """Whether a key is in a hashed subset: fraction `share` of all keys (buckets == 0), or bucket `bucket`
+    of `buckets` (folds); `keep` False takes the complement."""
+
+    salt: str
+    share: float = 0.0
+    buckets: int = 0
+    bucket: int = 0
+    keep: bool = True
+
+    def __call__(self, key: str) -> bool:
+        h = key_hash(key, self.salt)
+        inside = h % self.buckets == self.bucket if self.buckets else h / 2.0**64 < self.share
+        return inside == self.keep
+
+
+@dataclass(frozen=True)
+class ShardPart:
+    """The samples one split takes from one shard file: those whose key passes every rule (their keys and
+    labels, in tar order); the first is at canonical index `offset` of the split."""
+
+    path: str
+    keys: tuple[str, ...]
+    labels: tuple[int, ...]
+    rules: tuple[KeyRule, ...] = ()
+    offset: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    def takes(self, key: str) -> bool:
+        return all(rule(key) for rule in self.rules)
+
+    def where(self, rule: KeyRule) -> ShardPart:
+        """The samples of this part that `rule` also takes."""
+        kept = [i for i, key in enumerate(self.keys) if rule(key)]
+        return replace(self, keys=tuple(self.keys[i] for i in kept), labels=tuple(self.labels[i] for i in kept),
+                       rules=(*self.rules, rule), offset=0)
+
+
+# (parts, worker settings, shuffle seed or None, with_index) -> chunks (images, labels, indices) or an error line
+Reader = Callable[..., Iterator[Any]]
+
+
+@dataclass
+class StreamSettings:
+    """How samples are read and decoded: everything a DataLoader worker needs (picklable)."""
+
+    reader: Reader  # cnntrain.data.sources.webdataset_shards.read_parts
+    input_shape: tuple[int, int, int]
+    image_keys: tuple[str, ...]
+    label_key: str
+    classes: tuple[str, ...]
+    shuffle_buffer: int = 1000
+    num_workers: int = 0
+    resize: str = "stretch"  # dataset.resize, as decode_image takes it
+
+
+class StreamDataset(torch.utils.data.IterableDataset):
+    """One pass over some shard parts, split between the DataLoader's workers (webdataset's split_by_worker)."""
+
+    def __init__(self, parts: list[ShardPart], settings: StreamSettings, seed: int | None, with_index: bool) -> None:
+        self.parts, self.settings, self.seed, self.with_index = parts, settings, seed, with_index
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.settings.reader(self.parts, self.settings, self.seed, self.with_index)
+
+
+class StreamedImages:
+    """Stands in for a split's uint8 [N, C, H, W] image tensor; reads its shard parts when batches are asked for."""
+
+    def __init__(self, parts: list[ShardPart], settings: StreamSettings, device: Any = "cpu") -> None:
+        offset, placed = 0, []
+        for part in parts:
+            placed.append(replace(part, offset=offset))
+            offset += part.count
+        self.parts, self.settings, self.device = placed, settings, torch.device(device)
+
+    def __len__(self) -> int:
+        return sum(part.count for part in self.parts)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), *self.settings.input_shape))
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The parts' labels in canonical order (int64, on the CPU)."""
+        return torch.tensor([label for part in self.parts for label in part.labels], dtype=torch.int64)
+
+    def to(self, device: Any) -> StreamedImages:
+        moved = StreamedImages([], self.settings, device)
+        moved.parts = self.parts
+        return moved
+
+    def where(self, rule: KeyRule) -> StreamedImages:
+        """The samples of this split whose key `rule` takes (offsets renumbered)."""
+        return StreamedImages([part.where(rule) for part in self.parts], self.settings, self.device)
+
+    def cat(self, other: StreamedImages) -> StreamedImages:
+        return StreamedImages(self.parts + other.parts, self.settings, self.device)
+
+    def shard(self, rank: int, world: int) -> StreamedImages:
+        """A rank's shards for evaluation (r, r+W, ...; offsets kept canonical)."""
+        view = self.to(self.device)
+        view.parts = self.parts[rank::world]
+        return view
+
+    # ---- reading
+    def _chunks(self, parts: list[ShardPart], seed: int | None, with_index: bool) -> Iterator[tuple]:
+        """One pass over `parts`: (images, labels, indices) chunks from the DataLoader's workers (or this process)."""
+        from torch.utils.data import DataLoader
+
+        workers = min(self.settings.num_workers, len(parts))
+        loader = DataLoader(StreamDataset(parts, self.settings, seed, with_index), batch_size=None,
+                            num_workers=workers, pin_memory=False)
+        iterator = iter(loader)
+        try:
+            for item in iterator:
+                if isinstance(item, str):  # a worker's DataError, as its one line
+                    raise DataError(item)
+                yield item
+        finally:
+            del iterator
+
+    def _sized(self, sizes: list[int], passes: Callable[[int], Iterator[tuple]]) -> Iterator[tuple]:
+        """Cut the chunks of pass 0, 1, ... into batches of `sizes`; a pass that runs out is followed by the next."""
+        pending: list[tuple] = []
+        have, round_, source, fed = 0, 0, passes(0), False
+        for size in sizes:
+            while have < size:
+                item = next(source, None)
+                if item is None:
+                    if not fed:
+                        raise DataError("the shards gave fewer samples than were counted; were they changed "
+                                        "since the run started?")
+                    round_, fed = round_ + 1, False
+                    source = passes(round_)
+                    continue
+                pending.append(item)
+                fed = True
+                have += int(item[1].numel())
+            joined = [torch.cat([chunk[i] for chunk in pending]) for i in range(3)]
+            pending = [tuple(t[size:] for t in joined)] if have > size else []
+            have -= size
+            yield tuple(t[:size] for t in joined)
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool,
+                rank: int, world: int, sampler: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of every global batch of an epoch, as iterate_batches gives them for tensors."""
+        from cnntrain.config.names import BALANCED
+        from cnntrain.data.batches import batch_share, num_batches
+
+        if sampler == BALANCED:
+            raise DataError("trainer.sampler=balanced draws with replacement, which a shard stream cannot; "
+                            "use trainer.class_weights=balanced")
+        n = len(self)
+        sizes = []
+        for b in range(num_batches(n, batch_size, drop_last, world)):
+            first, last = batch_share(min(batch_size, n - b * batch_size), rank, world)
+            sizes.append(last - first)
+        parts = [part for part in self.parts if part.count]
+        seed = None
+        if shuffle:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
+            random.Random(seed).shuffle(parts)
+        mine = parts[rank::world]
+        if sum(sizes) and not mine:
+            raise DataError(f"{len(parts)} shard(s) hold this split, fewer than the {world} ranks; each rank reads "
+                            f"its own shards: write smaller shards (cnntrain-shards --shard-size)")
+
+        def passes(round_: int) -> Iterator[tuple]:
+            return self._chunks(mine, None if seed is None else seed + 7919 * (rank + 1) + round_, False)
+
+        for images, labels, _ in self._sized(sizes, passes):
+            yield images.to(self.device), labels.to(self.device)
+
+    def indexed_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Every sample of these parts once, in order per worker: (images, labels, canonical indices)."""
+        n = len(self)
+        sizes = [min(batch_size, n - lo) for lo in range(0, n, batch_size)]
+
+        def passes(round_: int) -> Iterator[tuple]:  # one pass only: a second is an error
+            return self._chunks(self.parts, None, True) if round_ == 0 else iter(())
+
+        for images, labels, index in self._sized(sizes, passes):
+            yield images.to(self.device), labels.to(self.device), index.to(self.device)
+
+    def take(self, indices: Any) -> torch.Tensor:
+        """The images at these canonical indices (one pass in order, no workers): the misclassified grid's."""
+        wanted = [int(i) for i in indices]
+        found: dict[int, torch.Tensor] = {}
+        single = StreamSettings(**{**self.settings.__dict__, "num_workers": 0})
+        last = max(wanted, default=-1)
+        for images, _, index in self.settings.reader(self.parts, single, None, True):
+            for image, i in zip(images, index.tolist()):
+                if i in wanted:
+                    found[i] = image
+            if int(index[-1]) >= last:
+                break
+        return torch.stack([found[i] for i in wanted])
+
+    def first(self, count: int) -> torch.Tensor:
+        """The first `count` images in canonical order (one process), for the channel statistics."""
+        got, total = [], 0
+        single = StreamSettings(**{**self.settings.__dict__, "num_workers": 0})
+        for images, _, _ in self.settings.reader(self.parts, single, None, True):
+            got.append(images)
+            total += len(images)
+            if total >= count:
+                break
+        return torch.cat(got)[:count] if got else torch.zeros((0, *self.settings.input_shape), dtype=torch.uint8)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, int):
+            return self.take([key])[0]
+        raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.batches.iterate_batches")
+
+
+def named_bytes(data: bytes, name: str) -> io.BytesIO:
+    """Image bytes that print as their shard and key, so decode_image's errors name them."""
+    stream = _NamedBytes(data)
+    stream.shown = name
+    return stream
+
+
+class _NamedBytes(io.BytesIO):
+    shown = ""
+
+    def __repr__(self) -> str:
+        return self.shown
+
+    __str__ = __repr__
+
+
+def split_streams(cfg: Any, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
+    """cnntrain.data.loading.assemble for streamed splits (SourceSplits of StreamedImages): what the shards lack
+    is taken from train by a seeded hash of each sample's key, never by index. The test split is the keys whose
+    hash (salt "test", not the run seed: it must not move when the seed changes) falls below dataset.test_split;
+    validation is dataset.val_split of the rest (salted with the run seed), or with dataset.folds=K the keys
+    whose hash % K is dataset.fold (validation shards then join train first, as for every source)."""
+    from cnntrain.data.sources.base import SourceSplit
+
+    def part(split: Any, rule: KeyRule) -> Any:
+        images = split.images.where(rule)
+        return SourceSplit(images, images.labels)
+
+    if test is None:
+        rule = KeyRule("test", share=float(cfg.get("test_split", 0.2)))
+        train, test = part(train, replace(rule, keep=False)), part(train, rule)
+    if val is not None and cfg.get("folds") is not None:
+        images = train.images.cat(val.images)
+        train, val = SourceSplit(images, images.labels), None
+    if val is None:
+        if cfg.get("folds") is not None:
+            rule = KeyRule(f"fold:{seed}", buckets=int(cfg.folds), bucket=int(cfg.fold))
+        else:
+            rule = KeyRule(f"val:{seed}", share=float(cfg.val_split))
+        train, val = part(train, replace(rule, keep=False)), part(train, rule)
+    for name, split in (("train", train), ("validation", val), ("test", test)):
+        if len(split.labels) == 0:
+            raise DataError(f"the {name} split of the shards is empty; give it shards of its own or more samples")
+    return train, val, test
