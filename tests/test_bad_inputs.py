@@ -206,7 +206,7 @@ CNNTRAIN = [
     (["dataset=huggingface", "dataset.path=HF:notrain"],
      "HF:notrain has split(s) validation, test but no train split (train, training)"),
     (["dataset=huggingface", "dataset.path=HF:dict", "dataset.skip_bad_images=true"],
-     "dataset.skip_bad_images=true applies to image files (dataset=imagefolder or labels), not dataset.kind=hugg"),
+     "unknown config key 'dataset.skip_bad_images'; keys of dataset: "),  # image files only (folders, label files)
     # webdataset shards (the shard files' own mistakes: tests/test_webdataset.py)
     (["dataset=webdataset", "dataset.train=EMPTY/train-{000000..000009}.tar"],
      "quote a brace range for Hydra: \"dataset.train='"),

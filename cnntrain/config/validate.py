@@ -261,9 +261,6 @@ def _check_dataset(ds: DictConfig) -> None:
                  f"dataset.image_column and dataset.label_column are both '{ds.image_column}': name two columns")
     if ds.kind == "webdataset":
         _check_shards(ds)
-    _require(not ds.skip_bad_images or ds.kind in ("imagefolder", "labels"),
-             f"dataset.skip_bad_images=true applies to image files (dataset=imagefolder or labels), not "
-             f"dataset.kind={ds.kind}; a bad image there stops the run with its split and row named")
     _require(ds.num_classes is None or ds.num_classes >= 2, f"dataset.num_classes={ds.num_classes}: must be >= 2")
     _require(ds.input_shape is None or (len(ds.input_shape) == 3 and all(d > 0 for d in ds.input_shape)),
              f"dataset.input_shape={_listed(ds.input_shape)}: expected [channels, height, width] or null")

@@ -17,6 +17,7 @@ GIFs give their first frame. Pillow's pixel limit stays on: a decompression bomb
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,20 @@ TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and 
 EXIF_ORIENTATION = 0x0112
 
 ImageSource = Path | IO[bytes]  # a file, or a binary file object (io.BytesIO from an archive or a parquet row)
+
+
+class NamedBytes(io.BytesIO):
+    """Image bytes that name where they came from (a shard and key, a split and row): decode_image's and
+    Pillow's messages then point at the sample, not at 'image'."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
 
 
 def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:

@@ -21,7 +21,6 @@ cnntrain.training.loop.evaluate gathers predictions, labels and indices and puts
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -230,7 +229,7 @@ class StreamedImages:
         for images, labels, index in self._sized(sizes, passes):
             yield images.to(self.device), labels.to(self.device), index.to(self.device)
 
-    def take(self, indices: Any) -> torch.Tensor:
+    def read_many(self, indices: Any) -> torch.Tensor:
         """The images at these canonical indices (one pass in order, no workers): the misclassified grid's."""
         wanted = [int(i) for i in indices]
         found: dict[int, torch.Tensor] = {}
@@ -257,24 +256,8 @@ class StreamedImages:
 
     def __getitem__(self, key: Any) -> torch.Tensor:
         if isinstance(key, int):
-            return self.take([key])[0]
+            return self.read_many([key])[0]
         raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.batches.iterate_batches")
-
-
-def named_bytes(data: bytes, name: str) -> io.BytesIO:
-    """Image bytes that print as their shard and key, so decode_image's errors name them."""
-    stream = _NamedBytes(data)
-    stream.shown = name
-    return stream
-
-
-class _NamedBytes(io.BytesIO):
-    shown = ""
-
-    def __repr__(self) -> str:
-        return self.shown
-
-    __str__ = __repr__
 
 
 def split_streams(cfg: Any, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:

@@ -162,8 +162,8 @@ def _misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tens
     if wrong.numel() == 0:
         return None
     cols = min(10, wrong.numel())
-    if hasattr(images, "take"):  # a stream (StreamedImages) reads them in one pass
-        tiles = images.take(wrong.tolist()).cpu()
+    if hasattr(images, "read_many"):  # a stream (StreamedImages) reads them in one pass
+        tiles = images.read_many(wrong.tolist()).cpu()
     else:
         tiles = torch.stack([images[i].cpu() for i in wrong.tolist()])  # one by one: images may be LazyImages
     canvas, origins = mosaic(tiles, cols)

@@ -8,7 +8,6 @@ dataset.resize.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnntrain.data.image_files import CACHE_DIR, LazyImages, fallback_cache_dir
-from cnntrain.data.images import decode_image
+from cnntrain.data.images import NamedBytes, decode_image
 from cnntrain.errors import DataError
 from cnntrain.files import atomic_write
 
@@ -27,23 +26,10 @@ if TYPE_CHECKING:
 CACHE_VERSION = 1
 
 
-class _Blob(io.BytesIO):
-    """An image's bytes that name their split and row in decode_image's and PIL's messages."""
-
-    def __init__(self, data: bytes, where: str) -> None:
-        super().__init__(data)
-        self.where = self.name = where  # decode_image names a file object by its `name`
-
-    def __repr__(self) -> str:
-        return self.where
-
-    __str__ = __repr__
-
-
 def _as_source(value: Any, where: str) -> Any:
     """An Image(decode=False) value ({'bytes', 'path'}) as what decode_image opens: the bytes, else the path."""
     if isinstance(value, dict) and value.get("bytes"):
-        return _Blob(value["bytes"], where)
+        return NamedBytes(value["bytes"], where)
     path = value.get("path") if isinstance(value, dict) else None
     if not path:
         raise DataError(f"cannot read image {where}: the row holds neither image bytes nor a path")

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from cnntrain.data.description import DataDescription
-from cnntrain.data.images import GRAYSCALE_MODES, decode_image
+from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
-from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings, named_bytes
+from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, first_line
 
 QUOTE_HINT = "quote a brace range for Hydra: \"dataset.train='/data/train-{000000..000099}.tar'\""
@@ -198,7 +198,7 @@ def _input_shape(cfg: Any, first: tuple[str, bytes]) -> tuple[int, int, int]:
         from PIL import Image
 
         try:
-            with Image.open(named_bytes(first[1], first[0])) as image:
+            with Image.open(NamedBytes(first[1], first[0])) as image:
                 mode, (width, height) = image.mode, image.size
         except (OSError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read image {first[0]}: {first_line(err)}") from None
@@ -263,7 +263,7 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
         stream = wds.shuffle(settings.shuffle_buffer, initial=settings.shuffle_buffer, rng=rng)(stream)
     images, labels, indices = [], [], []
     for name, data, label, index in stream:
-        images.append(decode_image(named_bytes(data, name), channels, height, width, resize=settings.resize))
+        images.append(decode_image(NamedBytes(data, name), channels, height, width, resize=settings.resize))
         labels.append(label)
         indices.append(index)
         if len(images) == CHUNK:
