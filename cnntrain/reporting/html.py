@@ -125,9 +125,10 @@ def cell(value: Cell) -> str:
     return value if isinstance(value, Raw) else esc(value)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], numeric: Iterable[int] = (),
+def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Cell]], numeric: Iterable[int] = (),
           footer: Sequence[Cell] | None = None, bad: Iterable[int] = ()) -> str:
-    """An HTML table; columns in `numeric` are right-aligned, rows in `bad` (their index) drawn in red."""
+    """An HTML table (no header row when `headers` is None); columns in `numeric` are right-aligned, rows in `bad`
+    (their index) drawn in red."""
     right = set(numeric)
     bad_rows = set(bad)
 
@@ -137,7 +138,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], numeric: Itera
 
     body = "".join(tr(row, "td", ' class="bad"' if i in bad_rows else "") for i, row in enumerate(rows))
     foot = f"<tfoot>{tr(footer, 'td')}</tfoot>" if footer else ""
-    return f'<div class="wide"><table><thead>{tr(headers, "th")}</thead><tbody>{body}</tbody>{foot}</table></div>'
+    head = f"<thead>{tr(headers, 'th')}</thead>" if headers is not None else ""
+    return f'<div class="wide"><table>{head}<tbody>{body}</tbody>{foot}</table></div>'
 
 
 def cards(items: Iterable[tuple[str, str]]) -> str:

@@ -150,7 +150,7 @@ def _results(summary: dict[str, Any]) -> tuple[str, str, str]:
                       ("test loss", metric("test/loss", best.get("loss")))])
     body = (headline + '<div class="row"><div>'
             + table(["test metric", "best checkpoint", "last epoch"], rows, numeric=(1, 2))
-            + "</div><div>" + table(["", ""], facts, numeric=(1,)) + "</div></div>")
+            + "</div><div>" + table(None, facts, numeric=(1,)) + "</div></div>")
     return section("results", "Result", body)
 
 
@@ -286,7 +286,7 @@ def _provenance(summary: dict[str, Any]) -> tuple[str, str, str] | None:
         rows.append(("command", " ".join(str(part) for part in command)))
     if not rows:
         return None
-    return section("provenance", "Provenance", table(["", ""], rows))
+    return section("provenance", "Provenance", table(None, rows))
 
 
 # ---------------------------------------------------------------- the sweep page
