@@ -302,6 +302,16 @@ def test_the_sweep_page_links_each_job_relatively(two_job_sweep, tmp_path):
     assert [attrs["alt"] for attrs in parsed.all("img")] == ["sweep_summary.png"]
     text = " ".join(parsed.text)
     assert "2 done, 0 failed" in text and "optimizer.lr=0.001" in text and "optimizer.lr=0.01" in text
+    # a killed job: listed last, in red, with no link (it has no page)
+    from cnntrain.reporting.page import write_sweep_page
+    from cnntrain.reporting.sweep_summary import collect
+
+    (moved / "2" / ".hydra").mkdir(parents=True)
+    (moved / "2" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")
+    parsed = check_self_contained(write_sweep_page(moved, collect(moved)).read_text())
+    assert [attrs.get("class") for attrs in parsed.all("tr")] == [None, None, None, "bad"]
+    assert len([a for a in parsed.all("a") if not (a["href"] or "").startswith("#")]) == 2
+    assert "2 done, 1 failed" in " ".join(parsed.text) and "no summary.json" in " ".join(parsed.text)
 
 
 @pytest.mark.slow
