@@ -4,7 +4,8 @@ Each argument is a run directory or a sweep directory (standing for its jobs, in
 curves from every run's metrics.csv, with its per-step training loss from steps.csv, are overlaid in one PNG
 (compare.png here by default), and a table gives their final metrics from summary.json with the config keys
 that differ between them (from .hydra/config.yaml; keys that only follow a differing group choice, such as
-model.layers when model.name differs, are named under the table rather than given a column).
+model.layers when model.name differs, are named under the table rather than given a column). With --html PAGE
+the same table and picture go into one self-contained page, linked to each run's report.html.
 Nothing is trained and torch is not imported: it reads files only.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
@@ -60,6 +62,8 @@ def parser() -> ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                    help="run directories written by cnntrain, or sweep directories (each of their jobs)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the PNG to write (default: compare.png here)")
+    p.add_argument("--html", type=Path, default=None, metavar="PAGE",
+                   help="also write a self-contained page (.html): the table, the picture, links to each run's page")
     return p
 
 
@@ -153,21 +157,17 @@ def labels(runs: list[Run], keys: list[str]) -> list[str]:
                         if keys else "") for run in runs]
 
 
-def compare_table(runs: list[Run], keys: list[str]) -> Table:
-    """Final metrics of each run (test with the best weights, the best monitored value and its epoch, epochs run,
-    training seconds) and its values of the keys that differ."""
+def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the comparison: final metrics of each run (test with the best weights, the best
+    monitored value and its epoch, epochs run, training seconds) and its values of the keys that differ."""
     monitors = {run.summary.get("best", {}).get("monitor") for run in runs if isinstance(run.summary.get("best"), dict)}
     monitors.discard(None)
     one_monitor = len(monitors) == 1
     best_header = f"best {next(iter(monitors))} (epoch)" if one_monitor else "best monitored (epoch)"
-    table = Table(title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} compared", title_justify="left")
-    table.add_column("run", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    for name in ("test/acc", "test/loss", best_header, "epochs", "train s"):
-        table.add_column(name, justify="right", no_wrap=True)
     per_key = len(keys) <= MAX_KEY_COLUMNS
-    for key in keys if per_key else ["differs"]:
-        table.add_column(key, overflow="fold")
+    headers = ["run", "status", "test/acc", "test/loss", best_header, "epochs", "train s",
+               *(keys if per_key else ["differs"])]
+    rows = []
     for run in runs:
         monitor = run.summary.get("best", {}).get("monitor") if isinstance(run.summary.get("best"), dict) else None
         best = run.number("best.value")
@@ -186,7 +186,22 @@ def compare_table(runs: list[Run], keys: list[str]) -> Table:
             cells += [show(run.config.get(key)) for key in keys]
         else:
             cells.append(", ".join(f"{key}={show(run.config.get(key))}" for key in keys))
-        table.add_row(run.name, run.status, *cells)
+        rows.append([run.name, run.status, *cells])
+    return headers, rows
+
+
+def compare_table(runs: list[Run], keys: list[str]) -> Table:
+    """compare_rows as the table the console prints."""
+    headers, rows = compare_rows(runs, keys)
+    table = Table(title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} compared", title_justify="left")
+    table.add_column(headers[0], overflow="fold")
+    table.add_column(headers[1], no_wrap=True)
+    for name in headers[2:7]:
+        table.add_column(name, justify="right", no_wrap=True)
+    for name in headers[7:]:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     return table
 
 
@@ -211,6 +226,11 @@ def _main(argv: list[str]) -> None:
         raise UserError(f"--out {out}: the picture is a PNG; give a file name ending in .png")
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; give a file name ending in .png")
+    page: Path | None = args.html
+    if page is not None and page.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--html {page}: the page is HTML; give a file name ending in .html")
+    if page is not None and page.is_dir():
+        raise UserError(f"--html {page} is a directory; give a file name ending in .html")
     paths, notes = find_runs(args.runs)
     runs = [read_run(path, name) for path, name in zip(paths, short_names(paths))]
     shown, implied = differing_keys([run.config for run in runs])
@@ -234,6 +254,18 @@ def _main(argv: list[str]) -> None:
     except OSError as err:
         raise UserError(f"cannot write {out}: {first_line(err)}") from None
     console.print(f"wrote {out.resolve()}", soft_wrap=True)
+    if page is not None:
+        from cnntrain.reporting.html import write_page
+        from cnntrain.reporting.page import compare_page
+
+        headers, rows = compare_rows(runs, shown)
+        extra = [differs_line(shown, implied)] if len(runs) > 1 else []
+        text = compare_page(page, headers, rows, paths, out, [*notes, *extra])
+        try:
+            write_page(page.resolve().parent, page, text)
+        except OSError as err:
+            raise UserError(f"cannot write {page}: {first_line(err)}") from None
+        console.print(f"wrote {page.resolve()}", soft_wrap=True)
 
 
 def _epochs(path: Path) -> list[dict[str, Any]]:

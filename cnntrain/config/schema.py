@@ -163,6 +163,7 @@ class SweepConfig:
 @dataclass
 class ReportConfig:
     plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
+    html: bool = True  # report.html: one self-contained page of the run (and of a sweep) from the files written
 
 
 @dataclass

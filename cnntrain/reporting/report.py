@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
+from rich.markup import escape
 
 from cnntrain.config.names import TEST_METRICS, summary_key
+from cnntrain.errors import UserError, first_line
+from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, confusion_matrix, per_class_accuracy
 from cnntrain.reporting.provenance import provenance
@@ -22,6 +26,7 @@ from cnntrain.reporting.tables import key_value_table, per_class_table
 
 if TYPE_CHECKING:
     from cnntrain.data.loading import DataBundle
+    from cnntrain.models.builder import LayerRow
     from cnntrain.reporting.loggers import Logger
 
 
@@ -42,13 +47,14 @@ class Tested:
 
 def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
            size: dict[str, int], device: torch.device, result: FitResult, tested: Tested, started: float,
-           timing: dict[str, float], parallel: dict[str, Any], imbalance: dict[str, Any] | None = None) -> None:
+           timing: dict[str, float], parallel: dict[str, Any], imbalance: dict[str, Any] | None = None,
+           rows: list[LayerRow] | None = None) -> None:
     """Log the test metrics, draw the plots, write summary.json and print the result tables.
 
     `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch);
     `imbalance` how it met class imbalance (class counts, class weights, sampler, fold), as its own keys.
     `size` holds the model's parameters (all, trained by the first epoch, frozen) and multiply-adds per image,
-    as its summary table shows."""
+    as its summary table shows; `rows` are that table's rows (summary.json's model_summary)."""
     accuracies = per_class_accuracy(tested.matrix)
     best_metrics, last_metrics = tested.class_metrics(data.test.labels, len(data.classes))
 
@@ -69,8 +75,10 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
                             (best_metrics, last_metrics))
     summary["parallel"] = parallel
     summary.update(imbalance or {})
+    summary["model_summary"] = model_summary(rows or [])
     summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
+    page = _write_page(paths, reporter) if cfg.report.html else None
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
         f"ran all {len(result.history)} epochs"
     monitor = cfg.trainer.checkpoint.monitor
@@ -84,7 +92,32 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         ("epochs", stop_note),
         ("training time", f"{result.train_seconds:.1f} s"),
         ("outputs", str(paths.root)),
+        *((("report", str(page)),) if page else ()),
     ]))
+
+
+def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:
+    """report.html from the files just written; a page that cannot be written is a warning, not a failed run."""
+    from cnntrain.reporting.page import write_run_page
+
+    try:
+        return write_run_page(paths.root)
+    except (UserError, OSError) as err:
+        reporter.print(f"[yellow]report.html not written: {escape(first_line(err))}[/]")
+        return None
+
+
+def model_summary(rows: list[LayerRow]) -> list[dict[str, Any]]:
+    """The model summary table as plain rows for summary.json: each config item (index "3") and, after it, its
+    blocks (index "3.1", part_of "3"; not counted again in totals), with output shape, parameters and MACs."""
+    plain = []
+    for row in rows:
+        plain.append({"index": str(row.index), "layer": row.name, "detail": row.detail,
+                      "output": fmt_shape(row.output_shape), "params": row.params, "macs": row.macs})
+        plain += [{"index": f"{row.index}.{block.index}", "layer": block.name, "detail": block.detail,
+                   "output": fmt_shape(block.output_shape), "params": block.params, "macs": block.macs,
+                   "part_of": str(row.index)} for block in row.blocks]
+    return plain
 
 
 def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,

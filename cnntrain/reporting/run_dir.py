@@ -104,6 +104,24 @@ class RunDir:
         """The first training images as the model sees them after dataset.augment, drawn as training starts."""
         return self.root / "augment_preview.png"
 
+    @property
+    def per_class_png(self) -> Path:
+        """The analysis pictures: per-class metrics, the worst mistakes (with CAMs), the reliability diagram."""
+        return self.root / "per_class.png"
+
+    @property
+    def worst_mistakes_png(self) -> Path:
+        return self.root / "worst_mistakes.png"
+
+    @property
+    def reliability_png(self) -> Path:
+        return self.root / "reliability.png"
+
+    @property
+    def report_html(self) -> Path:
+        """The run's page: every table and picture above in one self-contained file (cnntrain.reporting.page)."""
+        return self.root / "report.html"
+
     def rank_log(self, rank: int) -> Path:
         """What rank `rank` (> 0) of a data-parallel run printed: rank 0 writes train.log."""
         return self.root / f"rank-{rank}.log"
@@ -115,6 +133,7 @@ class RunDir:
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
 SWEEP_SUMMARY_PNG = "sweep_summary.png"  # its picture: the monitored metric against each swept key
+SWEEP_REPORT_HTML = "report.html"  # the sweep's page: its table and picture, a link to each job's page
 SWEEP_FOLDS_CSV = "sweep_folds.csv"  # cross-validation sweeps: mean and std over each configuration's folds
 
 

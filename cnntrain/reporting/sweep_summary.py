@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
-from cnntrain.errors import UserError
+from cnntrain.errors import UserError, first_line
 from cnntrain.files import read_yaml, write_text
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import SWEEP_FOLDS_CSV, SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir, read_summary
@@ -122,7 +122,8 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, print the summary table, write sweep_summary.csv and its picture."""
+    """Hydra callback: after a multirun, print the summary table, write sweep_summary.csv, its picture and the
+    sweep's report.html."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -148,3 +149,10 @@ class SweepSummary(Callback):
             from cnntrain.reporting.sweep_plot import write_sweep_plot
 
             console.print(write_sweep_plot(rows, sweep_dir / SWEEP_SUMMARY_PNG, sweep_dir.name), soft_wrap=True)
+        if OmegaConf.select(config, "report.html", default=True):  # after the PNG: the page inlines it
+            from cnntrain.reporting.page import write_sweep_page
+
+            try:
+                console.print(f"wrote {write_sweep_page(sweep_dir, rows)}", soft_wrap=True)
+            except (UserError, OSError) as err:
+                console.print(f"the sweep's report.html not written: {first_line(err)}", style="yellow", soft_wrap=True)

@@ -170,7 +170,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     }
     if ranks.main:
         report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-               parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run))
+               parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run), run.rows)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
