@@ -4,11 +4,14 @@ end), and the results of fitting and of one evaluation pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnntrain.config.names import TEST_ACC5, TEST_BALANCED_ACC, TEST_MACRO_F1
+
+if TYPE_CHECKING:
+    from cnntrain.reporting.analysis import Predictions
 
 
 @dataclass
@@ -27,6 +30,7 @@ class EvalResult:
     acc: float
     preds: torch.Tensor | None = None
     acc5: float | None = None  # top-5 accuracy, measured on the test split of data with TOP5_MIN_CLASSES+ classes
+    table: Predictions | None = None  # per image of a test pass: the analysis's table (reporting.analysis)
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

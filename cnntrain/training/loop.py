@@ -25,6 +25,7 @@ from cnntrain.data.batches import batch_share, global_batch_size, iterate_batche
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
+from cnntrain.reporting.analysis import Predictions, per_image_scores
 from cnntrain.reporting.console import EpochDisplay
 from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix, top_k_hits
 from cnntrain.training.accel import Accel
@@ -118,7 +119,8 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     hits5 = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     top5 = keep_preds and len(bundle.classes) >= TOP5_MIN_CLASSES  # top-5 accuracy: test passes, 20+ classes
-    preds = []
+    preds: list[torch.Tensor] = []
+    scores: list[tuple[torch.Tensor, ...]] = []  # per image: p(prediction), p(true class), loss (the analysis table)
     if display is not None:
         display.start_phase(label, num_batches(len(split), batch_size, False))
     with torch.inference_mode():
@@ -129,6 +131,7 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
             hits += (batch_preds == labels).sum()
             if keep_preds:
                 preds.append(batch_preds)
+                scores.append(per_image_scores(logits, labels, batch_preds))
             if top5:
                 hits5 += top_k_hits(logits, labels, 5)
             if display is not None:
@@ -136,8 +139,14 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     total_sum, hit_sum, hit5_sum = ranks.sum([total, hits, hits5], total.device)
     n = max(1, len(whole))
     mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
-    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=ranks.gather(mine, len(whole)) if keep_preds else None,
-                      acc5=hit5_sum / n if top5 else None)
+    all_preds = ranks.gather(mine, len(whole)) if keep_preds else None
+    table = None
+    if keep_preds:  # gathered in rank order like the predictions, so row i is image i of the split
+        columns = [torch.cat(column) for column in zip(*scores)] if scores else \
+            [torch.zeros(0, device=whole.labels.device)] * 3  # a rank without images still joins the gathers
+        table = Predictions.of(whole.labels, all_preds, *(ranks.gather(column, len(whole)) for column in columns))
+    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=all_preds, acc5=hit5_sum / n if top5 else None,
+                      table=table)
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
