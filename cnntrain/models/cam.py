@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnntrain.errors import ConfigError, did_you_mean
+from cnntrain.errors import ConfigError, UserError, did_you_mean
 from cnntrain.models.registry import fmt_shape, summary_blocks
 
 CAM_METHOD = "LayerCAM"
@@ -87,12 +87,21 @@ def find_cam_layer(model: nn.Module, input_shape: tuple[int, ...], name: str | N
                       f"{', '.join(layer.label for layer in layers)}")
 
 
+def cam_available() -> bool:
+    """Whether torchcam is installed (it is a dependency on Python 3.11+, which its 0.5 release needs)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchcam") is not None
+
+
 def class_activation_maps(model: nn.Module, layer: CamLayer, inputs: torch.Tensor, classes: torch.Tensor
                           ) -> torch.Tensor:
     """LayerCAM of each normalised input [N, C, H, W] for its class in `classes` [N]: float [N, H, W] in [0, 1]
     (each map scaled to its own peak), upsampled to the input's size. The model is run in eval mode and left as it
     was: its weights, their requires_grad flags, its modes, and no .grad written (gradients are taken with respect
     to the layer's output only; the input asks for them, so a frozen model has a graph too)."""
+    if not cam_available():
+        raise UserError("class activation maps need torchcam (Python 3.11+): pip install 'torchcam>=0.5,<0.6'")
     from torchcam.methods import LayerCAM
 
     if inputs.shape[0] == 0:

@@ -101,22 +101,22 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
     assert table is not None
     report = cfg.report
     worst = worst_mistakes(table, report.worst)
+    images = torch.stack([data.test.images[i].cpu() for i in worst]) if worst else \
+        torch.zeros(0, *data.input_shape, dtype=torch.uint8)  # one by one: the images may be LazyImages
     cams, cam = None, None
     if report.plots and report.cam and worst and tested.model is not None:
-        from cnntrain.models.cam import CAM_METHOD, class_activation_maps, find_cam_layer
+        from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
 
-        layer = find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
+        layer = None if not cam_available() else \
+            find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
         if layer is not None:
-            device = next(tested.model.parameters()).device
-            images = torch.stack([data.test.images[i].to(device) for i in worst])  # one by one: maybe LazyImages
-            cams = class_activation_maps(tested.model, layer, data.normalize(images), table.preds[worst])
+            inputs = data.normalize(images.to(data.mean.device)).to(next(tested.model.parameters()).device)
+            cams = class_activation_maps(tested.model, layer, inputs, table.preds[worst])
             cam = {"method": CAM_METHOD, "layer": layer.label}
     analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
     if report.plots:
         from cnntrain.reporting.plots import plot_per_class, plot_reliability, plot_worst_mistakes
 
-        images = torch.stack([data.test.images[i].cpu() for i in worst]) if worst else \
-            torch.zeros(0, *data.input_shape, dtype=torch.uint8)
         titles = [f"{m['predicted']} p={m['probability']:.2f}\n({m['true']})" for m in analysis["worst_mistakes"]]
         header = f"worst {len(worst)} test mistakes: predicted p=probability (true)" + \
             (f", {cam['method']} of the prediction at layer {cam['layer']}" if cam else "")
