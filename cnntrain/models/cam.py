@@ -63,7 +63,8 @@ def cam_layers(model: nn.Module, input_shape: tuple[int, ...], names: Sequence[s
             handle.remove()
         _restore(flags)
     return [CamLayer(index, name, module, shapes[k]) for k, (index, name, module) in enumerate(rows)
-            if len(shapes.get(k, ())) == 3 and shapes[k][1] * shapes[k][2] > 1]
+            if len(shapes.get(k, ())) == 3 and shapes[k][1] * shapes[k][2] > 1
+            and not isinstance(module, nn.Identity)]  # a placeholder (timm's norm_pre) repeats the layer before it
 
 
 def find_cam_layer(model: nn.Module, input_shape: tuple[int, ...], name: str | None = None,
