@@ -271,7 +271,7 @@ def test_a_run_writes_the_analysis_its_pictures_and_the_console_table(tmp_path, 
         with Image.open(run_dir / name) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 200, name
     with Image.open(run_dir / "worst_mistakes.png") as image:
-        pixels = torch.from_numpy(numpy.asarray(image.convert("RGB"))).reshape(-1, 3).to(torch.int64)
+        pixels = torch.from_numpy(numpy.array(image.convert("RGB"))).reshape(-1, 3).to(torch.int64)
     hot = ((pixels[:, 0] > 150) & (pixels[:, 2] < 100)).sum()  # the map's red over a gray digit: coloured, not gray
     assert hot > 500, "worst_mistakes.png shows no class activation map"
     assert "most confused" in result.stdout
@@ -297,7 +297,8 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
 
     monkeypatch.setattr(cam, "class_activation_maps", spy_cams)
     monkeypatch.setattr("cnntrain.reporting.report.analysis_summary", spy_summary)
-    run(tiny_config("trainer.epochs=2", "trainer.ema.decay=0.9", "report.plots=true", "report.worst=5"), tmp_path)
+    run(tiny_config("trainer.epochs=2", "trainer.ema.decay=0.9", "report.plots=true", "report.worst=5",
+                    "report.cam_layer=1"), tmp_path)
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert seen["count"] == 5
     assert all(torch.equal(seen["weights"][k], best["model"][k]) for k in best["model"])
@@ -307,6 +308,7 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
     assert float(t.loss.mean()) == pytest.approx(summary["test"]["loss"], rel=1e-5)
     assert float((t.preds == t.labels).double().mean()) == pytest.approx(summary["test"]["acc"])
     assert len(summary["analysis"]["worst_mistakes"]) == 5
+    assert summary["analysis"]["cam"]["layer"] == "1 (conv_block, 32x14x14)"  # report.cam_layer chose it
 
 
 def test_without_plots_the_numbers_are_still_written(tmp_path, tiny_config):
