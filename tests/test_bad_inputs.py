@@ -242,6 +242,14 @@ CNNTRAIN = [
     (["model=resnet18", "model.resize=0"], "resize must be auto (the weights' resolution), null, a size or"),
     (["model=resnet18", "model.normalize=imagenet"], "normalize must be weights (their mean/std) or data"),
     (["trainer.finetune.freeze_epochs=1"], "trainer.finetune needs a model with a pretrained backbone"),
+    # why it fails: the analysis and its class activation maps
+    (["report.cam_layer=nope"], "report.cam_layer=nope: no such layer; candidates (the model summary's #): "
+                                "1 (conv2d, 20x24x24), 2 (relu, 20x24x24), 3 (maxpool2d, 20x12x12), "
+                                "4 (conv2d, 50x8x8), 5 (relu, 50x8x8), 6 (maxpool2d, 50x4x4)"),
+    (["model=cnn2", "report.cam_layer=conv_block"], "report.cam_layer=conv_block: several layers are called"),
+    (["report.worst=-1"], "report.worst=-1: must be a whole number from 0 to 100"),
+    (["report.calibration_bins=0"], "report.calibration_bins=0: must be a whole number from 1 to 1000"),
+    (["report.calibration_bins=many"], "report.calibration_bins=many: expected a whole number"),
     # optimisation knobs
     (["trainer.accumulate=0"], "trainer.accumulate=0: must be > 0"),
     (["trainer.accumulate=-2"], "trainer.accumulate=-2: must be > 0"),
@@ -293,6 +301,7 @@ OTHER_COMMANDS = [
     ("cnntrain-predict", ["RUN", "/no/such/image.png"], "image not found: /no/such/image.png"),
     ("cnntrain-predict", ["RUN", "IMAGE", "--top-k", "0"], "--top-k=0: must be >= 1"),
     ("cnntrain-predict", ["RUN", "IMAGE", "--device", "tpu"], "device=tpu"),
+    ("cnntrain-predict", ["RUN", "IMAGE", "--cam", "--cam-dir", "IMAGE"], "digit.png: exists and is not a folder"),
     ("cnntrain-export", ["RUN", "--format", "tflite"], "invalid choice: 'tflite'"),
     ("cnntrain-export", ["RUN"], "the following arguments are required: --format"),
     ("cnntrain-export", ["/no/such/run", "--format", "onnx"], "run directory not found"),

@@ -3,6 +3,11 @@
 Each image file is converted the way the training images were (grayscale or RGB, resized to the model's
 input size with the run's dataset.resize, the run's normalisation), then the top-k classes are shown per
 image, or printed as JSON.
+
+With --cam, each image's class activation map for its top class (LayerCAM at the run's report.cam_layer, by
+default the last feature map before the head) is written as an overlay PNG, `NAME.cam.png`, into --cam-dir
+(default predict_cam/ in the working directory: the run directory stays as the run left it). An overlay never
+replaces an input image and is never written through a symbolic link.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.validate import check_device
 from cnntrain.data.images import decode_image
-from cnntrain.errors import ConfigError
+from cnntrain.errors import ConfigError, UserError
+from cnntrain.models.registry import parse_item
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.training.accel import resolve_device
 from cnntrain.training.saved_run import SavedRun, load_run
@@ -34,7 +42,70 @@ def parser() -> ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N | mps")
+    p.add_argument("--cam", action="store_true",
+                   help="also write each image's class activation map for its top class as NAME.cam.png")
+    p.add_argument("--cam-dir", type=Path, default=Path(CAM_DIR), metavar="DIR",
+                   help=f"where --cam writes its overlays (default {CAM_DIR}/ in the working directory)")
     return p
+
+
+CAM_DIR = "predict_cam"
+CAM_SUFFIX = ".cam.png"
+CAM_PIXELS = 224  # an overlay's longer side at least (small images are enlarged, nearest neighbour)
+
+
+def cam_paths(images: list[Path], folder: Path) -> list[Path]:
+    """One overlay file per image, `STEM.cam.png` in `folder` (`STEM-2.cam.png`, ... for a repeated stem); a
+    UserError when one would replace an input image or write through a symbolic link, or `folder` is a file."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--cam-dir {folder}: exists and is not a folder")
+    inputs = {path.resolve() for path in images}
+    taken: set[str] = set()
+    paths = []
+    for image in images:
+        stem, n = image.stem, 1
+        while (name := f"{stem}{'' if n == 1 else f'-{n}'}{CAM_SUFFIX}") in taken:
+            n += 1
+        taken.add(name)
+        path = folder / name
+        if path.is_symlink():
+            raise UserError(f"{path} is a symbolic link; cnntrain-predict --cam does not write through links "
+                            f"(remove it, or choose another --cam-dir)")
+        if path.resolve() in inputs:
+            raise UserError(f"{path} is one of the input images; choose another --cam-dir for the overlays")
+        paths.append(path)
+    return paths
+
+
+def write_cams(saved: SavedRun, images_uint8: torch.Tensor, classes: list[int], paths: list[Path]) -> str:
+    """The overlays of `classes` (one per image) into `paths`; returns the layer they were taken at."""
+    from cnntrain.files import atomic_write
+    from cnntrain.models.cam import class_activation_maps, find_cam_layer
+    from cnntrain.reporting.plots import cam_overlay
+
+    device = saved.mean.device
+    layer = find_cam_layer(saved.model, saved.input_shape, OmegaConf.select(saved.config, "report.cam_layer"),
+                           layer_names(saved.config))
+    if layer is None:
+        raise UserError(f"model {saved.config.model.name!r} has no feature map larger than 1x1 to take a class "
+                        f"activation map at; drop --cam")
+    cams = class_activation_maps(saved.model, layer, saved.normalize(images_uint8.to(device)),
+                                 torch.tensor(classes))
+    for image, cam, path in zip(images_uint8, cams, paths):
+        overlay = cam_overlay(image.cpu(), cam)
+        scale = max(1, -(-CAM_PIXELS // max(overlay.shape[1:])))
+        big = overlay.repeat_interleave(scale, 1).repeat_interleave(scale, 2).permute(1, 2, 0).contiguous()
+        picture = Image.fromarray(big.numpy())
+        atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+    return layer.label
+
+
+def layer_names(config: DictConfig) -> list[str] | None:
+    """The config items' layer names (the model summary's), to name the CAM layer as the summary does."""
+    try:
+        return [parse_item(item)[0] for item in OmegaConf.to_container(config.model.layers, resolve=True)]
+    except Exception:  # names only label the layer; the saved model was built from these layers already
+        return None
 
 
 def load_images(paths: list[Path], input_shape: tuple[int, int, int], resize: str = "stretch") -> torch.Tensor:
@@ -55,16 +126,19 @@ def predict(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[lis
             for row_p, row_i in zip(values.cpu(), indices.cpu())]
 
 
-def as_json(paths: list[Path], results: list[list[tuple[str, float]]]) -> str:
+def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: list[Path] | None = None) -> str:
     records: list[dict[str, Any]] = [
         {"image": str(path), "top": [{"class": name, "probability": prob} for name, prob in top]}
         for path, top in zip(paths, results)
     ]
+    for record, cam in zip(records, cams or []):
+        record["cam"] = str(cam)
     return json.dumps(records, indent=2)
 
 
-def as_table(path: Path, top: list[tuple[str, float]]) -> Table:
-    table = Table(title=str(path), title_justify="left")
+def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
+    table = Table(title=str(path), title_justify="left", caption=f"cam: {cam}" if cam else None,
+                  caption_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
@@ -79,14 +153,18 @@ def _main(argv: list[str]) -> None:
     if args.top_k < 1:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")
     check_device(args.device)
+    cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
-    results = predict(saved, load_images(args.images, saved.input_shape, saved.resize), args.top_k)
+    images = load_images(args.images, saved.input_shape, saved.resize)
+    results = predict(saved, images, args.top_k)
+    if cams is not None:
+        write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
     if args.json:
-        sys.stdout.write(as_json(args.images, results) + "\n")
+        sys.stdout.write(as_json(args.images, results, cams) + "\n")
         return
     console = Console(highlight=False)
-    for path, top in zip(args.images, results):
-        console.print(as_table(path, top))
+    for i, (path, top) in enumerate(zip(args.images, results)):
+        console.print(as_table(path, top, cams[i] if cams else None))
 
 
 def main() -> None:

@@ -167,7 +167,8 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
             f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}":
                 lambda c=cfg, d=_known_data[key]: check_balance(c, d),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
-            f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}": lambda c=cfg: check_model(c),
+            f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}:{cam_layer(cfg)}":
+                lambda c=cfg: check_model(c),
         }
         if not devices_here:
             checks = {name: check for name, check in checks.items() if not name.startswith("device:")}
@@ -231,6 +232,15 @@ def check_model(cfg: Any) -> None:
     make_loss(cfg)
     check_augment(cfg.dataset.augment, tuple(cfg.dataset.input_shape))
     check_optimization(cfg, model)
+    if cam_layer(cfg) is not None:
+        from cnntrain.models.cam import find_cam_layer
+
+        find_cam_layer(model, tuple(cfg.dataset.input_shape), cam_layer(cfg), [row.name for row in rows])
+
+
+def cam_layer(cfg: Any) -> str | None:
+    """report.cam_layer when the run will draw class activation maps with it, else None (nothing to check)."""
+    return cfg.report.cam_layer if cfg.report.analysis and cfg.report.cam else None
 
 
 def check_optimization(cfg: Any, model: Any) -> None:

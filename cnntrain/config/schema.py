@@ -164,6 +164,11 @@ class SweepConfig:
 class ReportConfig:
     plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
     html: bool = True  # report.html: one self-contained page of the run (and of a sweep) from the files written
+    analysis: bool = True  # why it fails: worst mistakes, most confused pairs, per-class F1, calibration (summary.json)
+    cam: bool = True  # class activation maps over the worst mistakes (worst_mistakes.png)
+    cam_layer: str | None = None  # null: the last feature map before the head; else its # in the summary: 2, 1.8
+    worst: int = 24  # worst mistakes kept (summary.json) and drawn (worst_mistakes.png)
+    calibration_bins: int = 15  # equal-width confidence bins of the expected calibration error
 
 
 @dataclass

@@ -176,6 +176,21 @@ def _check_ranges(cfg: DictConfig) -> None:
     _require(0 <= cfg.seed < 2**63, f"seed={cfg.seed}: must be a whole number from 0 to 2**63 - 1")
     _check_dataset(cfg.dataset)
     _check_dropout_knob(cfg.model)
+    _check_report(cfg.report)
+
+
+MAX_WORST = 100  # worst mistakes kept and drawn, as misclassified.png's cap
+MAX_CALIBRATION_BINS = 1000
+
+
+def _check_report(report: DictConfig) -> None:
+    _require(0 <= report.worst <= MAX_WORST, f"report.worst={report.worst}: must be a whole number from 0 to "
+                                             f"{MAX_WORST} (the worst mistakes kept and drawn)")
+    _require(1 <= report.calibration_bins <= MAX_CALIBRATION_BINS,
+             f"report.calibration_bins={report.calibration_bins}: must be a whole number from 1 to "
+             f"{MAX_CALIBRATION_BINS} (equal-width confidence bins of the calibration error; 15 is usual)")
+    _require(report.cam_layer != "", "report.cam_layer is empty: give null (the last feature map) or a layer's # "
+                                     "in the model summary, e.g. 2 or 1.8")
 
 
 def chosen_loggers(value: Any) -> list[str]:

@@ -9,7 +9,7 @@ batch (`rank`, `world`); a last batch too small to give every rank an image is l
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -56,6 +56,16 @@ def iterate_batches(
         else:
             idx = order[lo:hi]
             yield split.images[idx], split.labels[idx]
+
+
+def images_at(images: Any, indices: list[int]) -> torch.Tensor:
+    """uint8 [len(indices), C, H, W] on the CPU: the split's images at these indices, whatever holds them (a
+    stream reads them in one pass, image files decode just these)."""
+    if not indices:
+        return torch.zeros(0, *images.shape[1:], dtype=torch.uint8)
+    if isinstance(images, StreamedImages):
+        return images.read_many(indices).cpu()
+    return torch.stack([images[i].cpu() for i in indices])
 
 
 def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator | None) -> torch.Tensor:

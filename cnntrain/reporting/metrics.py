@@ -4,11 +4,14 @@ end), and the results of fitting and of one evaluation pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnntrain.config.names import TEST_ACC5, TEST_BALANCED_ACC, TEST_MACRO_F1
+
+if TYPE_CHECKING:
+    from cnntrain.reporting.analysis import Predictions
 
 
 @dataclass
@@ -28,6 +31,7 @@ class EvalResult:
     preds: torch.Tensor | None = None
     acc5: float | None = None  # top-5 accuracy, measured on the test split of data with TOP5_MIN_CLASSES+ classes
     labels: torch.Tensor | None = None  # with preds: the label of each prediction (gathered with it)
+    table: Predictions | None = None  # per image of a test pass: the analysis's table (reporting.analysis)
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

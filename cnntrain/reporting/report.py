@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 from rich.markup import escape
+from torch import nn
 
 from cnntrain.config.names import TEST_METRICS, summary_key
+from cnntrain.data.batches import images_at
 from cnntrain.errors import UserError, first_line
 from cnntrain.models.registry import fmt_shape
+from cnntrain.reporting.analysis import analysis_summary, worst_mistakes
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, confusion_matrix, per_class_accuracy
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
-from cnntrain.reporting.tables import key_value_table, per_class_table
+from cnntrain.reporting.tables import key_value_table, most_confused_table, per_class_table
 
 if TYPE_CHECKING:
     from cnntrain.data.loading import DataBundle
@@ -37,6 +40,8 @@ class Tested:
     best: EvalResult
     last: EvalResult
     matrix: torch.Tensor  # confusion matrix of the best weights, [true, predicted]
+    model: nn.Module | None = None  # the module holding the best weights (the EMA average with EMA), for CAMs
+    layer_names: list[str] | None = None  # its config items' layer names, as the model summary shows them
 
     def class_metrics(self, labels: torch.Tensor, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Balanced accuracy, macro-F1 (and top-5 accuracy with 20+ classes) of the best and the last weights."""
@@ -71,8 +76,10 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
 
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
+    analysis = analyse(cfg, paths, data, tested) if cfg.report.analysis and tested.best.table is not None else None
     summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing,
                             (best_metrics, last_metrics))
+    summary["analysis"] = analysis
     summary["parallel"] = parallel
     summary.update(imbalance or {})
     summary["model_summary"] = model_summary(rows or [])
@@ -83,6 +90,8 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         f"ran all {len(result.history)} epochs"
     monitor = cfg.trainer.checkpoint.monitor
     reporter.print(per_class_table(data.classes, accuracies, tested.matrix))
+    if analysis and analysis["most_confused"]:
+        reporter.print(most_confused_table(analysis["most_confused"]))
     reporter.print(key_value_table("result", [
         ("test/acc (best checkpoint)", format_metric("acc", tested.best.acc)),
         ("test/loss (best checkpoint)", format_metric("loss", tested.best.loss)),
@@ -118,6 +127,37 @@ def model_summary(rows: list[LayerRow]) -> list[dict[str, Any]]:
                    "output": fmt_shape(block.output_shape), "params": block.params, "macs": block.macs,
                    "part_of": str(row.index)} for block in row.blocks]
     return plain
+
+
+def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) -> dict[str, Any]:
+    """summary.json's "analysis" from the best weights' test table; with report.plots its three pictures, the worst
+    mistakes with their class activation maps (report.cam; computed for those images only, in one batch)."""
+    table = tested.best.table
+    assert table is not None
+    report = cfg.report
+    worst = worst_mistakes(table, report.worst)
+    images = images_at(data.test.images, worst)
+    cams, cam = None, None
+    if report.plots and report.cam and worst and tested.model is not None:
+        from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
+
+        layer = None if not cam_available() else \
+            find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
+        if layer is not None:
+            inputs = data.normalize(images.to(data.mean.device)).to(next(tested.model.parameters()).device)
+            cams = class_activation_maps(tested.model, layer, inputs, table.preds[worst])
+            cam = {"method": CAM_METHOD, "layer": layer.label}
+    analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
+    if report.plots:
+        from cnntrain.reporting.plots import plot_per_class, plot_reliability, plot_worst_mistakes
+
+        titles = [f"{m['predicted']} p={m['probability']:.2f}\n({m['true']})" for m in analysis["worst_mistakes"]]
+        header = f"worst {len(worst)} test mistakes: predicted p=probability (true)" + \
+            (f", {cam['method']} of the prediction at layer {cam['layer']}" if cam else "")
+        plot_worst_mistakes(images, cams, titles, paths.worst_mistakes_png, header)
+        plot_reliability(analysis["calibration"], paths.reliability_png)
+        plot_per_class(analysis["per_class"], paths.per_class_png)
+    return analysis
 
 
 def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,

@@ -100,22 +100,29 @@ class RunDir:
         return self.root / "curves.png", self.root / "confusion_matrix.png", self.root / "misclassified.png"
 
     @property
-    def augment_preview(self) -> Path:
-        """The first training images as the model sees them after dataset.augment, drawn as training starts."""
-        return self.root / "augment_preview.png"
-
-    @property
-    def per_class_png(self) -> Path:
-        """The analysis pictures: per-class metrics, the worst mistakes (with CAMs), the reliability diagram."""
-        return self.root / "per_class.png"
-
-    @property
     def worst_mistakes_png(self) -> Path:
+        """The worst test mistakes with their class activation maps (report.analysis, report.cam)."""
         return self.root / "worst_mistakes.png"
 
     @property
     def reliability_png(self) -> Path:
+        """The reliability diagram: accuracy against confidence, with the expected calibration error."""
         return self.root / "reliability.png"
+
+    @property
+    def per_class_png(self) -> Path:
+        """Precision, recall and F1 of each class, worst F1 first."""
+        return self.root / "per_class.png"
+
+    @property
+    def analysis_plots(self) -> tuple[Path, Path, Path]:
+        """worst_mistakes.png, reliability.png, per_class.png: why the model fails (report.analysis)."""
+        return self.worst_mistakes_png, self.reliability_png, self.per_class_png
+
+    @property
+    def augment_preview(self) -> Path:
+        """The first training images as the model sees them after dataset.augment, drawn as training starts."""
+        return self.root / "augment_preview.png"
 
     @property
     def report_html(self) -> Path:

@@ -6,6 +6,7 @@ Rich renders them on the terminal and, without colour, into train.log (cnntrain.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from rich.markup import escape
@@ -56,4 +57,14 @@ def per_class_table(classes: list[str], accuracies: list[float | None], matrix: 
     totals = matrix.sum(dim=1).tolist()
     for name, acc, total, hits in zip(classes, accuracies, totals, matrix.diagonal().tolist()):
         table.add_row(name, str(total), str(hits), format_metric("acc", acc))
+    return table
+
+
+def most_confused_table(pairs: list[dict[str, Any]]) -> Table:
+    """The (true, predicted) class pairs the model mixes up most, from summary.json's analysis."""
+    table = Table(title="most confused (test, best checkpoint)", title_justify="left")
+    for name, justify in (("true", "left"), ("predicted as", "left"), ("images", "right")):
+        table.add_column(name, justify=justify)
+    for pair in pairs:
+        table.add_row(escape(pair["true"]), escape(pair["predicted"]), str(pair["count"]))
     return table

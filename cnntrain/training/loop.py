@@ -26,6 +26,7 @@ from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
+from cnntrain.reporting.analysis import Predictions, per_image_scores
 from cnntrain.reporting.console import EpochDisplay
 from cnntrain.reporting.metrics import EvalResult, FitResult, confusion_matrix, top_k_hits
 from cnntrain.training.accel import Accel
@@ -125,7 +126,8 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     hits = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     hits5 = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     top5 = keep_preds and len(bundle.classes) >= TOP5_MIN_CLASSES  # top-5 accuracy: test passes, 20+ classes
-    preds = []
+    preds: list[torch.Tensor] = []
+    scores: list[tuple[torch.Tensor, ...]] = []  # per image: p(prediction), p(true class), loss (the analysis table)
     if display is not None:
         display.start_phase(label, num_batches(len(split), batch_size, False))
     with torch.inference_mode():
@@ -136,6 +138,7 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
             hits += (batch_preds == labels).sum()
             if keep_preds:
                 preds.append(batch_preds)
+                scores.append(per_image_scores(logits, labels, batch_preds))
                 if streamed:
                     kept_labels.append(labels)
                     kept_index.append(index[0])
@@ -146,29 +149,39 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     total_sum, hit_sum, hit5_sum = ranks.sum([total, hits, hits5], total.device)
     n = max(1, len(whole))
     mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
-    if streamed and keep_preds:
-        all_preds, all_labels = _gather_streamed(whole, mine, kept_labels, kept_index, ranks)
-    else:
-        all_preds, all_labels = (ranks.gather(mine, len(whole)), whole.labels) if keep_preds else (None, None)
+    all_preds = all_labels = table = None
+    if keep_preds:  # the predictions and the analysis's per-image columns, row i being image i of the split
+        columns = [mine, *([torch.cat(column) for column in zip(*scores)] if scores else
+                           [torch.zeros(0, device=whole.labels.device)] * 3)]  # a rank without images still gathers
+        if streamed:
+            all_preds, all_labels, *columns = _gather_streamed(whole, columns, kept_labels, kept_index, ranks)
+        else:
+            all_preds, *columns = (ranks.gather(column, len(whole)) for column in columns)
+            all_labels = whole.labels
+        table = Predictions.of(all_labels, all_preds, *columns)
     return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=all_preds, acc5=hit5_sum / n if top5 else None,
-                      labels=all_labels)
+                      labels=all_labels, table=table)
 
 
-def _gather_streamed(whole: TensorSplit, mine: torch.Tensor, labels: list[torch.Tensor], index: list[torch.Tensor],
-                     ranks: Ranks) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every rank's predictions with their labels, placed at their canonical indices; the labels read must be
-    the labels counted (else the shards changed under the run)."""
-    empty = torch.zeros(0, dtype=torch.int64, device=mine.device)
+def _gather_streamed(whole: TensorSplit, columns: list[torch.Tensor], labels: list[torch.Tensor],
+                     index: list[torch.Tensor], ranks: Ranks) -> list[torch.Tensor]:
+    """[predictions, labels, *other columns] of every rank, placed at their canonical indices; the labels read must
+    be the labels counted (else the shards changed under the run)."""
+    empty = torch.zeros(0, dtype=torch.int64, device=columns[0].device)
     counts = [len(whole.images.shard(r, ranks.world)) for r in range(ranks.world)]
     n = len(whole)
-    got = [ranks.gather(t, n, counts) for t in (mine, torch.cat(labels) if labels else empty,
-                                                torch.cat(index) if index else empty)]
-    preds, read_labels = torch.zeros_like(got[0]), torch.zeros_like(got[1])
-    preds[got[2]], read_labels[got[2]] = got[0], got[1]
-    if got[2].numel() != n or not torch.equal(read_labels.cpu(), whole.labels.cpu()):
+    where = ranks.gather(torch.cat(index) if index else empty, n, counts)
+    read = torch.cat(labels) if labels else empty
+    placed = []
+    for column in (columns[0], read, *columns[1:]):
+        got = ranks.gather(column, n, counts)
+        out = torch.zeros_like(got)
+        out[where] = got
+        placed.append(out)
+    if where.numel() != n or not torch.equal(placed[1].cpu(), whole.labels.cpu()):
         raise UserError("the shards' labels differ from those counted at the start of the run; were the shards "
                         "changed while it ran?")
-    return preds, read_labels
+    return placed
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,

@@ -201,11 +201,12 @@ def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, setting
     ranks = run.ranks
     last, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
                         ranks)
+    names = [row.name for row in run.rows]
     if result.history and result.best_epoch == result.history[-1]["epoch"]:
-        return Tested(best=last, last=last, matrix=matrix)
+        return Tested(best=last, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)
     if ranks.main:
         unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
     ranks.broadcast_weights(unwrap(run.model))
     best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
                         ranks)
-    return Tested(best=best, last=last, matrix=matrix)
+    return Tested(best=best, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)
