@@ -417,3 +417,18 @@ def test_the_probe_sees_a_broken_image(tmp_path):
                     + "".join(f"<p style='color:#{i:02x}{i:02x}80'>line {i}</p>" for i in range(0, 250, 3))
                     + "</body></html>")
     assert render(page, tmp_path / "p.png", tmp_path, "800,1200") == {"images": 2, "broken": 1, "fetched": 0}
+
+
+def test_the_console_tables_print_class_names_as_text():
+    """Class names come from data (folders, label files, Hugging Face features): rich markup in them is text."""
+    import torch
+    from rich.console import Console
+
+    from cnntrain.reporting.tables import most_confused_table, per_class_table
+
+    names = ["[/bold]", "[bold]red", "plain"]
+    console = Console(record=True, width=120)
+    console.print(per_class_table(names, [1.0, 0.5, None], torch.tensor([[1, 0, 0], [1, 1, 0], [0, 0, 0]])))
+    console.print(most_confused_table([{"true": "[bold]red", "predicted": "[/bold]", "count": 1}]))
+    text = console.export_text()
+    assert text.count("[/bold]") == 2 and text.count("[bold]red") == 2

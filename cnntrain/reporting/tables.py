@@ -56,7 +56,7 @@ def per_class_table(classes: list[str], accuracies: list[float | None], matrix: 
         table.add_column(name, justify=justify)
     totals = matrix.sum(dim=1).tolist()
     for name, acc, total, hits in zip(classes, accuracies, totals, matrix.diagonal().tolist()):
-        table.add_row(name, str(total), str(hits), format_metric("acc", acc))
+        table.add_row(escape(name), str(total), str(hits), format_metric("acc", acc))  # class names are data
     return table
 
 
