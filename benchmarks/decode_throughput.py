@@ -100,8 +100,8 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
 
     def torchvision_loader() -> float:
         start = time.perf_counter()
-        data = datasets.ImageFolder(str(scan.root / "train") if (scan.root / "train").is_dir() else str(scan.root),
-                                    transform=transforms.ToTensor())
+        classes_under = root / "train" if (root / "train").is_dir() else root
+        data = datasets.ImageFolder(str(classes_under), transform=transforms.ToTensor())
         loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers)
         seen = sum(len(y) for _, y in loader)
         assert seen == len(data)
