@@ -48,13 +48,13 @@ def test_an_image_folder_is_scanned_once_per_run(tmp_path, synthetic_data_root, 
 def test_every_file_of_a_run_is_where_run_dir_says(tmp_path, train_cli):
     train_cli(tmp_path / "run", "trainer.epochs=1", "report.plots=true")
     paths = RunDir(tmp_path / "run")
-    for path in (paths.config_yaml, paths.overrides_yaml, paths.hydra_yaml, paths.train_log, paths.metrics_csv,
-                 paths.steps_csv, paths.summary_json, paths.best, paths.last, *paths.plots):
+    expected = (paths.config_yaml, paths.overrides_yaml, paths.hydra_yaml, paths.train_log, paths.metrics_csv,
+                paths.steps_csv, paths.summary_json, paths.best, paths.last, *paths.plots, *paths.analysis_plots,
+                paths.report_html)
+    for path in expected:
         assert path.is_file(), path
     written = {p.relative_to(paths.root).as_posix() for p in paths.root.rglob("*") if p.is_file()}
-    named = {p.relative_to(paths.root).as_posix() for p in (paths.config_yaml, paths.overrides_yaml,
-             paths.hydra_yaml, paths.train_log, paths.metrics_csv, paths.steps_csv, paths.summary_json, paths.best,
-             paths.last, *paths.plots)}
+    named = {p.relative_to(paths.root).as_posix() for p in expected}
     assert written == named, "a file of the run that RunDir does not name"
 
 

@@ -25,7 +25,8 @@ from synthetic_images import draw
 
 PNG = b"\x89PNG\r\n\x1a\n"
 HOSTILE = ("<script>alert(1)</script>", "[/bold]")
-RUN_SECTIONS = ("results", "curves", "per-class", "augment", "misclassified", "model", "config", "provenance")
+RUN_SECTIONS = ("results", "curves", "per-class", "worst", "calibration", "augment", "misclassified", "model", "config",
+                "provenance")
 
 
 class Parsed(HTMLParser):
@@ -103,9 +104,10 @@ def finished_run(tmp_path_factory, synthetic_data_root) -> Path:
 def test_the_run_page_holds_every_part_inline(finished_run):
     page = finished_run / "report.html"
     parsed = check_self_contained(page.read_text(encoding="utf-8"))
-    assert parsed.sections == list(RUN_SECTIONS), "no analysis in this run: its sections are left out"
+    assert parsed.sections == list(RUN_SECTIONS)
     images = parsed.all("img")
-    assert [attrs["alt"] for attrs in images] == ["curves.png", "confusion_matrix.png", "augment_preview.png",
+    assert [attrs["alt"] for attrs in images] == ["curves.png", "confusion_matrix.png", "per_class.png",
+                                                  "worst_mistakes.png", "reliability.png", "augment_preview.png",
                                                   "misclassified.png"]
     for attrs in images:  # exactly the PNG the run wrote, inlined
         data = base64.b64decode((attrs["src"] or "").split(",", 1)[1])
@@ -113,7 +115,7 @@ def test_the_run_page_holds_every_part_inline(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     text = " ".join(parsed.text)
     for fragment in ("test/acc", "best checkpoint", "last epoch", "balanced accuracy", "macro-F1", "Most confused",
-                     "Per class", "precision", "from the confusion matrix", "output shape", "MACs",
+                     "Per class", "precision", "from the run's analysis", "LayerCAM", "ECE", "output shape", "MACs",
                      summary["versions"]["torch"], "model:", "name: cnn2", "translate"):
         assert fragment in text, fragment
     assert f"{summary['test']['acc'] * 100:.2f}%" in text
@@ -249,7 +251,7 @@ def test_hostile_class_folders_train_and_render_as_text(tmp_path):
     assert sorted(summary["classes"]) == sorted(names)
     text = (run / "report.html").read_text()
     parsed = check_self_contained(text)
-    assert len(parsed.all("img")) == 3 and all((a["src"] or "").startswith("data:") for a in parsed.all("img"))
+    assert len(parsed.all("img")) == 6 and all((a["src"] or "").startswith("data:") for a in parsed.all("img"))
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "".join(parsed.text).count("[bold]red") >= 2
 
@@ -386,7 +388,7 @@ def _title(dom: str) -> str:
 @needs_chromium
 def test_chromium_renders_the_run_page_with_every_image(finished_run, tmp_path):
     analysed = fake_analysis_run(finished_run, tmp_path / "analysed")
-    for run, images in ((finished_run, 4), (analysed, 7)):
+    for run, images in ((finished_run, 7), (analysed, 7)):
         page = run / "report.html" if run == finished_run else write_run_page(run)
         probe = render(page, tmp_path / f"{run.name}.png", tmp_path)
         assert probe == {"images": images, "broken": 0, "fetched": 0}, probe
