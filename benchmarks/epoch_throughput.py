@@ -32,7 +32,8 @@ from cnntrain.config.compose import compose_train
 from cnntrain.config.validate import validate
 from cnntrain.data.loading import TensorSplit
 from cnntrain.reporting.console import EpochDisplay, Reporter
-from cnntrain.training.loop import train_epoch, unwrap
+from cnntrain.training.evaluation import unwrap
+from cnntrain.training.loop import train_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer
 from cnntrain.training.setup import setup
 

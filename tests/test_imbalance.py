@@ -291,7 +291,7 @@ def test_a_three_fold_sweep_reports_mean_and_std_per_configuration(tmp_path, mon
 def test_the_test_pass_measures_top5_with_twenty_or_more_classes():
     from cnntrain.data.description import DataDescription
     from cnntrain.data.loading import DataBundle
-    from cnntrain.training.loop import test
+    from cnntrain.training.evaluation import test
 
     torch.manual_seed(0)
     for classes, expect_acc5 in ((25, True), (19, False)):

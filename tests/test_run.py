@@ -13,7 +13,7 @@ from cnntrain.data.loading import load_data
 from cnntrain.models.builder import build_model
 from cnntrain.reporting.metrics import balanced_accuracy, macro_f1
 from cnntrain.training.checkpoints import load_checkpoint
-from cnntrain.training.loop import evaluate
+from cnntrain.training.evaluation import evaluate
 from cnntrain.training.run import run
 from cnntrain.training.setup import make_loss
 

@@ -17,7 +17,7 @@ from PIL import Image
 from cnntrain.commands.export import metadata, metadata_path
 from cnntrain.data.loading import load_data
 from cnntrain.models.tta import predict_with_tta
-from cnntrain.training import loop as engine
+from cnntrain.training import evaluation as engine
 from cnntrain.training.run import run
 from cnntrain.training.saved_run import load_run
 from cnntrain.training.setup import make_loss

@@ -23,7 +23,7 @@ from cnntrain.reporting.metrics import per_class_accuracy
 from cnntrain.reporting.provenance import command_line, versions
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
-from cnntrain.training.loop import test
+from cnntrain.training.evaluation import test
 from cnntrain.training.saved_run import SavedRun, load_run
 from cnntrain.training.setup import setup
 

@@ -39,7 +39,7 @@ def lr_range_test(cfg: Any, steps: int, min_lr: float, max_lr: float) -> list[tu
     import torch
 
     from cnntrain.data.batches import iterate_batches
-    from cnntrain.training.loop import forward
+    from cnntrain.training.evaluation import forward
     from cnntrain.training.setup import setup
 
     run = setup(cfg)

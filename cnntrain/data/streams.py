@@ -15,7 +15,7 @@ has more stops early. So every rank runs the same steps, the images per step are
 one process (or shards that divide evenly) each sample is seen once per epoch.
 
 Evaluation (`indexed_batches`): a rank reads its shards in order and each sample carries its canonical index;
-cnntrain.training.loop.evaluate gathers predictions, labels and indices and puts them back in canonical order.
+cnntrain.training.evaluation.evaluate gathers predictions, labels and indices and puts them back in canonical order.
 """
 
 from __future__ import annotations

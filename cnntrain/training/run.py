@@ -29,8 +29,9 @@ from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
+from cnntrain.training.evaluation import test, unwrap
 from cnntrain.training.finetune import frozen_note, model_size
-from cnntrain.training.loop import FitSettings, fit, test, unwrap
+from cnntrain.training.loop import FitSettings, fit
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
 
