@@ -46,10 +46,24 @@ class Source(ABC):
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
 
-    @abstractmethod
+    found_type: type | None = None
+    """The type of what `find` returns (it has .input_shape and .classes)."""
+
     def describe(self) -> DataDescription:
-        """Check the files are there (downloading if allowed) and return the input shape and the classes;
-        a source may keep what it found in DataDescription.found, so a run looks at its files once."""
+        """Check the files are there (downloading if allowed) and return the input shape and the classes. By
+        default that is `find`, kept in DataDescription.found so a run looks at its files once (`found`)."""
+        found = self.find()
+        return DataDescription(found.input_shape, found.classes, found=found)
+
+    def find(self) -> Any:
+        """Look at the files once: what they hold, without decoding the data (a source that describes itself
+        otherwise need not have it)."""
+        raise NotImplementedError
+
+    def found(self, description: DataDescription) -> Any:
+        """What describe found, or a fresh look when the description came from elsewhere (a saved run's)."""
+        kept = description.found
+        return kept if self.found_type is not None and isinstance(kept, self.found_type) else self.find()
 
     @abstractmethod
     def labels(self, description: DataDescription) -> SourceSplits:

@@ -28,7 +28,7 @@ TEST_DIRS = ("test", "testing")
 class ClassFolderSource(FileListSource):
     kind = "imagefolder"
 
-    def listing(self) -> FileListing:
+    def find(self) -> FileListing:
         return scan_folder(self.cfg)
 
 

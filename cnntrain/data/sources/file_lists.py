@@ -31,30 +31,25 @@ class FileListing:
 class FileListSource(Source):
     """A source that lists image files (`listing`); labels and images follow from the listing."""
 
+    found_type = FileListing
+
     @abstractmethod
-    def listing(self) -> FileListing:
+    def find(self) -> FileListing:
         """Find and check the files (the one look at them per run: describe keeps it)."""
 
-    def describe(self) -> DataDescription:
-        found = self.listing()
-        return DataDescription(found.input_shape, found.classes, found=found)
-
     def labels(self, description: DataDescription) -> SourceSplits:
-        return _splits(self._listing(description), lambda files, split: (None, _labels(files)))
+        return _splits(self.found(description), lambda files, split: (None, _labels(files)))
 
     def read(self, description: DataDescription) -> SourceSplits:
-        found, reader = self._listing(description), ImageReader.from_config(self.cfg)
+        found, reader = self.found(description), ImageReader.from_config(self.cfg)
         splits = _splits(found, lambda files, split: reader.load(files, description.input_shape, found.cache_root,
                                                                   split))
         splits.skipped = reader.skipped
         return splits
 
     def layout(self, description: DataDescription) -> str:
-        return self._listing(description).layout
+        return self.found(description).layout
 
-    def _listing(self, description: DataDescription) -> FileListing:
-        found = description.found
-        return found if isinstance(found, FileListing) else self.listing()
 
 
 def _labels(files: ImageFiles) -> torch.Tensor:

@@ -63,17 +63,17 @@ class HFScan:
 
 class HuggingFaceSource(Source):
     kind = "huggingface"
+    found_type = HFScan
 
-    def describe(self) -> DataDescription:
-        scan = scan_dataset(self.cfg)
-        return DataDescription(scan.input_shape, scan.classes, found=scan)
+    def find(self) -> HFScan:
+        return scan_dataset(self.cfg)
 
     def labels(self, description: DataDescription) -> SourceSplits:
-        scan = self._scan(description)
+        scan = self.found(description)
         return _splits(scan, lambda role: SourceSplit(None, read_labels(scan, role)))
 
     def read(self, description: DataDescription) -> SourceSplits:
-        scan, cfg = self._scan(description), self.cfg
+        scan, cfg = self.found(description), self.cfg
         shape = description.input_shape
         if bool(cfg.get("in_memory", True)):
             return _splits(scan, lambda role: SourceSplit(decode_split(scan, role, shape), read_labels(scan, role)))
@@ -85,7 +85,7 @@ class HuggingFaceSource(Source):
         return str(self.cfg.get("path"))
 
     def layout(self, description: DataDescription) -> str:
-        scan = self._scan(description)
+        scan = self.found(description)
         used = ", ".join(f"{scan.split_names[role]} {len(table)}" for role, table in scan.tables.items())
         unused = f" (not used: {', '.join(f'{k} {v}' for k, v in scan.unused.items())})" if scan.unused else ""
         missing = [word for role, word in (("val", "validation"), ("test", "test")) if role not in scan.tables]
@@ -94,9 +94,6 @@ class HuggingFaceSource(Source):
                 f"'{scan.image_column}', label column '{scan.label_column}' ({scan.label_kind}, "
                 f"{len(scan.classes)} classes){rest}")
 
-    def _scan(self, description: DataDescription) -> HFScan:
-        found = description.found
-        return found if isinstance(found, HFScan) else scan_dataset(self.cfg)
 
 
 # ----------------------------------------------------------------------------------------------------- opening

@@ -45,7 +45,7 @@ Row = tuple[int, dict[str, Any]]
 class LabelFileSource(FileListSource):
     kind = "labels"
 
-    def listing(self) -> FileListing:
+    def find(self) -> FileListing:
         return scan_label_file(self.cfg)  # the one read of the file per run; it checks every row and image path
 
     def location(self) -> str:

@@ -51,16 +51,16 @@ class ShardScan:
 
 class WebDatasetSource(Source):
     kind = "webdataset"
+    found_type = ShardScan
 
-    def describe(self) -> DataDescription:
-        scan = scan_shards(self.cfg)
-        return DataDescription(scan.input_shape, scan.classes, found=scan)
+    def find(self) -> ShardScan:
+        return scan_shards(self.cfg)
 
     def labels(self, description: DataDescription) -> SourceSplits:
         return self.read(description)  # nothing is decoded either way: the streams read when batches are asked for
 
     def read(self, description: DataDescription) -> SourceSplits:
-        scan = self._scan(description)
+        scan = self.found(description)
         cfg = self.cfg
         settings = StreamSettings(read_parts, tuple(description.input_shape), image_keys(cfg), str(cfg.label_key),
                                   tuple(scan.classes), int(cfg.get("shuffle_buffer") or 0),
@@ -78,16 +78,13 @@ class WebDatasetSource(Source):
         return str(self.cfg.get("train"))
 
     def layout(self, description: DataDescription) -> str:
-        scan = self._scan(description)
+        scan = self.found(description)
         given = [f"{name} {len(parts)} shard(s), {sum(p.count for p in parts)} samples"
                  for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test)) if parts]
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
         return f"webdataset shards (streamed): {', '.join(given)}{rest}"
 
-    def _scan(self, description: DataDescription) -> ShardScan:
-        found = description.found
-        return found if isinstance(found, ShardScan) else scan_shards(self.cfg)
 
 
 def image_keys(cfg: Any) -> tuple[str, ...]:
