@@ -19,7 +19,7 @@ import torch
 from cnntrain.commands import evaluate as evaluate_command
 from cnntrain.commands import shards as shards_command
 from cnntrain.commands import train as train_command
-from cnntrain.data.batches import iterate_batches, num_batches
+from cnntrain.data.batches import images_at, iterate_batches, num_batches
 from cnntrain.data.loading import load_data
 
 from helpers import assert_one_line_error, cli_env, cnntrain_command, compose_config, run_main
@@ -102,8 +102,11 @@ def test_counted_sizes_labels_and_streamed_batches(shard_dir):
                                                      generator=torch.Generator().manual_seed(1))]
     assert all(torch.equal(a, b) for a, b in zip(seen, again))
     assert not all(torch.equal(a, b) for a, b in zip(seen, other))
-    ordered = torch.cat([labels for _, labels in iterate_batches(data.test, 25, shuffle=False)])
-    assert torch.equal(ordered, data.test.labels)
+    ordered = list(iterate_batches(data.test, 25, shuffle=False))
+    assert torch.equal(torch.cat([labels for _, labels in ordered]), data.test.labels)
+    in_order = torch.cat([images for images, _ in ordered])
+    wanted = [59, 0, 31, 7]  # the pictures' images (misclassified, worst mistakes): any order, one pass
+    assert torch.equal(images_at(data.test.images, wanted), in_order[wanted])
 
 
 def test_ranks_take_equal_steps_from_their_own_shards(shard_dir):
@@ -147,7 +150,11 @@ def test_workers_read_different_shards(shard_dir):
 # -- whole runs --------------------------------------------------------------------------------------------
 
 def test_run_on_own_val_and_test_shards_then_eval_and_predict(shard_dir, tmp_path, monkeypatch):
-    run_dir, found = train(tmp_path, monkeypatch, *own_splits(shard_dir), "trainer.epochs=2")
+    run_dir, found = train(tmp_path, monkeypatch, *own_splits(shard_dir), "trainer.epochs=2", "report.plots=true")
+    for picture in ("curves.png", "confusion_matrix.png", "worst_mistakes.png", "reliability.png", "report.html"):
+        assert (run_dir / picture).stat().st_size > 1000, picture
+    assert len(found["analysis"]["worst_mistakes"]) == sum(
+        n for i, row in enumerate(found["confusion_matrix"]) for j, n in enumerate(row) if i != j)
     assert found["sizes"] == {"train": 240, "val": 48, "test": 60}
     assert found["data"]["kind"] == "webdataset" and "train 4 shard(s), 240 samples" in found["data"]["layout"]
     assert sum(map(sum, found["confusion_matrix"])) == 60
