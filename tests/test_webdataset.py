@@ -286,3 +286,23 @@ def test_shard_mistakes_are_one_line(tmp_path, monkeypatch, make, extra, expecte
     result = run_main(train_command.main, [*RUN, "dataset=webdataset", f"dataset.train={data}/a.tar", *args],
                       tmp_path, monkeypatch)
     assert_one_line_error(result, expected.replace("DIR", str(data)))
+
+
+@pytest.mark.slow
+def test_a_run_stopped_in_epoch_2_resumes_to_the_uninterrupted_numbers(shard_dir, tmp_path, monkeypatch):
+    """Resume on a stream repeats the interrupted epoch from its start, in the same order (each epoch's shard
+    order and shuffle buffer are seeded from the generator state saved in last.pt): the resumed run's metrics
+    equal an uninterrupted run's, workers reading the shards included."""
+    from test_resume import without_seconds
+
+    from cnntrain.training.run import resume_run, run
+
+    from helpers import run_stopped_in_epoch
+
+    overrides = (*RUN, *own_splits(shard_dir), "trainer.epochs=3", "dataset.shuffle_buffer=40", "dataset.num_workers=2")
+    cfg = compose_config(*overrides)
+    run(cfg, tmp_path / "reference")
+    stopped = run_stopped_in_epoch(compose_config(*overrides), tmp_path / "stopped", 2, monkeypatch)
+    assert stopped.exit_code == 130 and len(without_seconds(tmp_path / "stopped")) == 1
+    resume_run(tmp_path / "stopped")
+    assert without_seconds(tmp_path / "stopped") == without_seconds(tmp_path / "reference")
