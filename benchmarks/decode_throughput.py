@@ -7,8 +7,10 @@ given), with the same number of worker processes each way, it times:
                             into one uint8 tensor and writes the cache (the cache is removed before each round)
   (b) cnntrain streamed     dataset.in_memory=false: LazyImages batches decoded by DataLoader workers, one epoch
   (c) torchvision           ImageFolder + ToTensor through a DataLoader, one epoch (the tutorial pipeline)
+  (d) cnntrain shards       dataset=webdataset: the same JPEGs written once (untimed) into 8 tar shards, one
+                            epoch streamed by DataLoader workers through the shuffle buffer (needs webdataset)
 
-and prints images/s and the ratios b/c and a/c (above 1: cnntrain is faster). Every image is decoded once per
+and prints images/s and the ratios b/c, a/c and d/c (above 1: cnntrain is faster). Every image is decoded once per
 timing; (c) gives float tensors and (a), (b) uint8, as each trains. Machines here are noisy, so the methods run
 --rounds times, interleaved, and the best round counts. Usage:
 
@@ -107,8 +109,28 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
         assert seen == len(data)
         return time.perf_counter() - start
 
+    shard_dir = Path(tempfile.mkdtemp(prefix="cnntrain-decode-shards-"))
+    shards = write_shards(files, shard_dir)
+
+    def shard_stream() -> float:
+        from cnntrain.config.compose import compose_train
+        from cnntrain.config.validate import validate
+        from cnntrain.data.loading import load_data
+
+        stats = ",".join(["0.5"] * shape[0]), ",".join(["0.25"] * shape[0])  # given: no statistics pass to time
+        cfg = validate(compose_train(["dataset=webdataset", *(f"dataset.{split}='{shards}'" for split in
+                                                              ("train", "val", "test")),
+                                      f"dataset.mean=[{stats[0]}]", f"dataset.std=[{stats[1]}]",
+                                      f"dataset.num_workers={workers}"]))
+        start = time.perf_counter()
+        data = load_data(cfg.dataset, seed=0)
+        seen = sum(len(y) for _, y in iterate_batches(data.train, batch_size, shuffle=True,
+                                                      generator=torch.Generator().manual_seed(0)))
+        assert seen == n
+        return time.perf_counter() - start
+
     methods = {"(a) cnntrain cache build": cache_build, "(b) cnntrain streamed": streamed,
-               "(c) torchvision ImageFolder": torchvision_loader}
+               "(c) torchvision ImageFolder": torchvision_loader, "(d) cnntrain shards": shard_stream}
     best: dict[str, float] = {}
     try:
         for _ in range(rounds):
@@ -117,14 +139,30 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
     finally:
         remove_bench_cache(root, cache)
         shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(shard_dir, ignore_errors=True)
 
     print(f"{n} images {'x'.join(map(str, shape))} under {root}, {workers} worker process(es), batch {batch_size}, "
           f"best of {rounds} round(s)")
     for name, rate in best.items():
         print(f"  {name:<30} {rate:>9.0f} images/s   {n / rate:>7.2f} s per {n} images")
-    a, b, c = best.values()
+    a, b, c, d = best.values()
     print(f"  ratio b/c (cnntrain streamed / torchvision, images/s) = {b / c:.3f}")
     print(f"  ratio a/c (cnntrain cache build / torchvision, images/s) = {a / c:.3f}")
+    print(f"  ratio d/c (cnntrain shards / torchvision, images/s) = {d / c:.3f}")
+
+
+def write_shards(files: list[tuple[Path, int]], folder: Path, count: int = 8) -> str:
+    """The files' bytes as WebDataset samples (<key>.jpg + <key>.cls) in `count` shards; returns their brace range."""
+    import webdataset as wds
+
+    per_shard = -(-len(files) // count)
+    with wds.ShardWriter(str(folder / "bench-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
+        for i, (path, label) in enumerate(files):
+            sink.write({"__key__": f"{i:07d}", path.suffix.lower().lstrip("."): path.read_bytes(),
+                        "cls": str(label)})
+    (folder / "classes.txt").write_text("".join(f"{label}\n" for label in range(max(lb for _, lb in files) + 1)))
+    last = (len(files) - 1) // per_shard
+    return f"{folder}/bench-{{000000..{last:06d}}}.tar"
 
 
 def remove_bench_cache(root: Path, cache: Path) -> None:
