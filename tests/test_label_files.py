@@ -38,10 +38,11 @@ def rows(drawn, *, split: bool = True, label=lambda index: CLASSES[index], path=
 
 
 def label_cfg(file: Path | str, **overrides):
-    cfg = {"name": "labels", "kind": "labels", "root": "unused", "file": str(file), "path_column": None,
-           "label_column": None, "split_column": None, "image_size": None, "channels": None, "input_shape": None,
-           "num_classes": None, "classes": None, "mean": None, "std": None, "test_split": 0.2, "val_split": 0.1,
-           "val_strategy": "stratified", "in_memory": True, "num_workers": 0, "folds": None, "fold": None}
+    cfg = {"name": "labels", "kind": "labels", "root": "unused", "file": str(file), "image_dir": None,
+           "path_column": None, "label_column": None, "split_column": None, "image_size": None, "channels": None,
+           "input_shape": None, "num_classes": None, "classes": None, "mean": None, "std": None, "test_split": 0.2,
+           "val_split": 0.1, "val_strategy": "stratified", "in_memory": True, "num_workers": 0, "folds": None,
+           "fold": None}
     cfg.update(overrides)
     return OmegaConf.create(cfg)
 
@@ -110,6 +111,21 @@ def test_relative_and_absolute_paths_and_a_relative_label_file(tmp_path, drawn, 
     bundle = load_data(label_cfg("data/lists/labels.csv"), seed=0)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (24, 3, 3)
     assert (tmp_path / "data" / "lists" / image_files.CACHE_DIR).is_dir(), "cached next to the label file"
+
+
+def test_ids_without_a_suffix_and_an_image_dir(tmp_path, drawn):
+    """Many label files name images by id ('part0/circle-0' for part0/circle-0.png) and keep them in a folder of
+    their own beside the file (dataset.image_dir): both read the same images as full paths do."""
+    full = load_data(label_cfg(write_label_file(tmp_path / "data" / "full.csv", rows(drawn))), seed=0)
+    ids = rows(drawn, path=lambda rel: rel[:-len(".png")])
+    (tmp_path / "data" / "part1" / "square-1.png").rename(tmp_path / "data" / "part1" / "square-1.PNG")
+    file = write_label_file(tmp_path / "lists" / "ids.csv", ids)
+    bundle = load_data(label_cfg(file, image_dir="../data"), seed=0)
+    assert torch.equal(bundle.train.images, full.train.images) and torch.equal(bundle.test.labels, full.test.labels)
+    with pytest.raises(DataError, match=r"ids\.csv, line 2: image .*/lists/part0/circle-0 not found, and 29 more "
+                                        r"image\(s\) are missing; relative paths are read from .*/lists "
+                                        r"\(dataset\.image_dir\)"):
+        load_data(label_cfg(file), seed=0)
 
 
 def test_columns_are_found_by_their_usual_names_or_named(tmp_path, drawn):

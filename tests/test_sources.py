@@ -140,6 +140,23 @@ def test_nested_folders_and_hidden_files(tmp_path):
     assert all(p.parent.name in ("part0", "part1") for p, _ in facts.found.train_files)
 
 
+def test_a_zip_archives_macosx_folder_is_not_a_class(tmp_path):
+    root = make_layout(tmp_path / "r", {"": 6})
+    (root / "__MACOSX" / "circle").mkdir(parents=True)
+    (root / "__MACOSX" / "circle" / "._000.png").write_bytes(b"AppleDouble")
+    assert describe_data(folder_cfg(root)).classes == list(CLASSES)
+
+
+def test_an_unlabelled_test_folder_of_loose_images_is_left_out_and_said(tmp_path):
+    root = make_layout(tmp_path / "r", {"train": 10, "val": 2})
+    (root / "test").mkdir()
+    for i in range(4):
+        draw(0, 12, np.random.default_rng(i), rgb=False).save(root / "test" / f"{i}.png")
+    bundle = load_data(folder_cfg(root, test_split=0.2), seed=0)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (24, 6, 6)
+    assert bundle.layout.endswith("test split off train (stratified) (test/ has no class folders: not used)")
+
+
 @pytest.mark.parametrize("layout, message", [
     ({"test": 3}, "has test/ but no train/ folder"),
     ({"train": 3, "val": 2, "extra_val": 0}, "has class folder\\(s\\) dog that .*train lacks"),

@@ -64,6 +64,7 @@ class DatasetConfig:
     download: bool = True
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None
+    image_dir: str | None = None  # labels: the folder relative image paths are read from; null: the label file's
     path_column: str | None = None  # labels: null: the first of path, image, file, filename, filepath, image_path
     # labels: null: the first of label, class, target, category, labels; huggingface: null: the ClassLabel column
     # (else one named label, labels or target)

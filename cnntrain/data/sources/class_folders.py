@@ -23,6 +23,11 @@ from cnntrain.errors import DataError
 TRAIN_DIRS = ("train", "training")
 VAL_DIRS = ("val", "valid", "validation")
 TEST_DIRS = ("test", "testing")
+NOT_CLASSES = ("__MACOSX",)  # what zip archives made on a Mac carry beside the data: never a class
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in NOT_CLASSES
 
 
 class ClassFolderSource(FileListSource):
@@ -44,7 +49,7 @@ def scan_folder(cfg: Any) -> FileListing:
     if train_dir is None and (val_dir or test_dir):
         raise DataError(f"{root} has {(val_dir or test_dir).name}/ but no train/ folder; {layouts}")
     class_root = train_dir or root
-    classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not _hidden(d.name))
     if len(classes) < 2:
         raise DataError(f"{class_root} has {len(classes)} class folder(s); an image folder needs at least 2 "
                         f"({layouts})")
@@ -53,9 +58,13 @@ def scan_folder(cfg: Any) -> FileListing:
     if empty:
         raise DataError(f"class folder(s) {', '.join(empty)} under {class_root} hold no images "
                         f"({', '.join(IMAGE_SUFFIXES)})")
+    unlabelled = [d for d in (val_dir, test_dir) if d is not None and not _class_dirs(d)]
+    val_dir, test_dir = (None if d in unlabelled else d for d in (val_dir, test_dir))
     val_files = _split_files(val_dir, classes, class_root) if val_dir else None
     test_files = _split_files(test_dir, classes, class_root) if test_dir else None
     layout = _describe_layout(root, class_root, val_dir, test_dir)
+    if unlabelled:  # a competition's test/ of loose images has no labels to test with
+        layout += f" ({', '.join(f'{d.name}/' for d in unlabelled)} has no class folders: not used)"
     return FileListing(root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files,
                       layout)
 
@@ -66,9 +75,12 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
     return next((by_name[name] for name in names if name in by_name), None)
 
 
+def _class_dirs(folder: Path) -> list[str]:
+    return [d.name for d in folder.iterdir() if d.is_dir() and not _hidden(d.name)]
+
+
 def _split_files(folder: Path, classes: list[str], train_dir: Path) -> ImageFiles:
-    unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in classes
-                     and not d.name.startswith("."))
+    unknown = sorted(name for name in _class_dirs(folder) if name not in classes)
     if unknown:
         raise DataError(f"{folder} has class folder(s) {', '.join(unknown)} that {train_dir} lacks; "
                         f"train classes: {', '.join(classes)}")
@@ -88,9 +100,8 @@ def _files(folder: Path, classes: list[str]) -> ImageFiles:
             continue
         paths = []
         for parent, dirs, names in os.walk(class_dir):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            paths.extend(Path(parent) / n for n in names
-                         if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+            dirs[:] = [d for d in dirs if not _hidden(d)]
+            paths.extend(Path(parent) / n for n in names if not _hidden(n) and Path(n).suffix.lower() in IMAGE_SUFFIXES)
         found.extend((p, label) for p in sorted(paths) if p.is_file())
     return found
 

@@ -5,10 +5,11 @@
     dogs/7.jpg,dog,test                  object's keys as the columns
 
 Columns are named by dataset.path_column / label_column / split_column, or found in the header under their usual
-names (PATH_NAMES, LABEL_NAMES, SPLIT_NAMES). Image paths are relative to the label file's folder (absolute paths
-are used as they are). Labels are class names or whole numbers: with dataset.classes set, a label that is one of
-its names is that class and a whole number indexes into it; without it, the classes are the labels found, sorted
-(numerically when every label is a whole number). With a split column every row must name train, val (valid,
+names (PATH_NAMES, LABEL_NAMES, SPLIT_NAMES). Image paths are relative to dataset.image_dir (null: the label
+file's folder; absolute paths are used as they are), and an id without an image suffix names the file with one.
+Labels are class names or whole numbers: with dataset.classes set, a label that is one of its names is that class
+and a whole number indexes into it; without it, the classes are the labels found, sorted (numerically when every
+label is a whole number). With a split column every row must name train, val (valid,
 validation) or test; a split no row names is taken from train by cnntrain.data.loading.
 
 Every message names the file and the line (1-based line of the file, the header being line 1), so a user can
@@ -75,7 +76,7 @@ def scan_label_file(cfg: Any) -> FileListing:
         raise DataError(f"label file {file} has a header but no rows")
     texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
     classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
-    paths = _image_paths(file, rows, path_col)
+    paths = _image_paths(file, rows, path_col, cfg.get("image_dir"))
     split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
     by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
     for path, index, split in zip(paths, indices, split_of):
@@ -200,22 +201,26 @@ def _classes(cfg: Any, file: Path, lines: list[int], texts: list[str]) -> tuple[
     return classes, indices
 
 
-def _image_paths(file: Path, rows: list[Row], column: str) -> list[Path]:
-    """Each row's image, relative to the label file's folder; every one a .png/.jpg/.jpeg that exists, none twice."""
-    folder = file.parent
+def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None) -> list[Path]:
+    """Each row's image, relative to dataset.image_dir (null: the label file's folder); every one an image file
+    that exists, none twice. A name without an image suffix (an id, as many label files give them) is the file of
+    that name with one."""
+    folder = file.parent if not image_dir else file.parent / str(image_dir)  # an absolute image_dir stays as it is
     paths: list[Path] = []
     first_line_of: dict[str, int] = {}
     missing: list[tuple[int, Path]] = []
     for line, row in rows:
         value = row.get(column)
-        text = value.strip() if isinstance(value, str) else ""
-        if not text:
+        text = value.strip() if isinstance(value, str) else (str(value) if isinstance(value, int) else "")
+        if not text or isinstance(value, bool):
             shown = "empty" if value is None or isinstance(value, str) else json.dumps(value)
             raise DataError(f"label file {file}, line {line}: {column} is {shown}; expected an image path")
         path = folder / text  # an absolute path stays as it is
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(f"label file {file}, line {line}: {text} is not an image file; expected "
-                            f"{', '.join(IMAGE_SUFFIXES)}")
+            path = _with_image_suffix(path)
+            if path.suffix and path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"label file {file}, line {line}: {text} is not an image file; expected "
+                                f"{', '.join(IMAGE_SUFFIXES)} (or a name that is one without its suffix)")
         key = os.path.normcase(os.path.normpath(os.path.abspath(path)))
         if key in first_line_of:
             raise DataError(f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image "
@@ -228,8 +233,18 @@ def _image_paths(file: Path, rows: list[Row], column: str) -> list[Path]:
         (line, path), more = missing[0], len(missing) - 1
         also = f", and {more} more image(s) are missing" if more else ""
         raise DataError(f"label file {file}, line {line}: image {path} not found{also}; relative paths are read "
-                        f"from {folder}")
+                        f"from {folder} (dataset.image_dir)")
     return paths
+
+
+def _with_image_suffix(path: Path) -> Path:
+    """`path` plus the first image suffix (as written, lower or upper case) that names a file; else `path`."""
+    for suffix in IMAGE_SUFFIXES:
+        for spelled in (suffix, suffix.upper()):
+            candidate = path.with_name(path.name + spelled)
+            if candidate.is_file():
+                return candidate
+    return path
 
 
 def _split(file: Path, line: int, value: Any, column: str) -> str:
