@@ -306,3 +306,31 @@ def test_a_run_stopped_in_epoch_2_resumes_to_the_uninterrupted_numbers(shard_dir
     assert stopped.exit_code == 130 and len(without_seconds(tmp_path / "stopped")) == 1
     resume_run(tmp_path / "stopped")
     assert without_seconds(tmp_path / "stopped") == without_seconds(tmp_path / "reference")
+
+
+def test_the_shard_index_is_kept_and_a_changed_shard_is_indexed_again(tmp_path, monkeypatch):
+    """Every run starts by indexing its shards; the index is cached beside them (keyed by path, size and mtime),
+    so the next run reads no tar header, and a rewritten shard is indexed afresh."""
+    from cnntrain.data import shard_index
+
+    folder = tmp_path / "s"
+    write_shards(folder, "train", 30, 10, seed=4)
+    (folder / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+    cfg = compose_config("dataset=webdataset", spec(folder, "train", 3), "dataset.num_workers=0")
+    first = load_data(cfg.dataset, seed=0)
+    assert len(list((folder / ".cnntrain-cache").glob("shard-*.json"))) == 3
+
+    def no_tar_walk(*args):
+        raise AssertionError("indexed a shard again")
+
+    real = shard_index.read_index
+    monkeypatch.setattr(shard_index, "read_index", no_tar_walk)
+    again = load_data(cfg.dataset, seed=0)
+    assert torch.equal(again.train.labels, first.train.labels) and torch.equal(again.test.labels, first.test.labels)
+    write_shards(folder, "train", 30, 10, seed=5)  # new keys and images in the same files
+    with pytest.raises(AssertionError, match="indexed a shard again"):
+        load_data(cfg.dataset, seed=0)
+    monkeypatch.setattr(shard_index, "read_index", real)
+    fresh = load_data(cfg.dataset, seed=0)
+    assert len(list((folder / ".cnntrain-cache").glob("shard-*.json"))) == 6, "the rewritten shards' own entries"
+    assert fresh.train.images.parts[0].keys[0] == "train5-000000"

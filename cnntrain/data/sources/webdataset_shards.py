@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import random
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image
+from cnntrain.data.shard_index import read_member, shard_index
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, first_line
@@ -155,37 +155,14 @@ def parse_label(data: bytes, classes: list[str], where: str) -> int:
 
 def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
                 first: list[tuple[str, bytes]]) -> ShardPart:
-    """One shard's sample keys and labels, from its member names and label entries (images are skipped, not
-    read, except the very first, kept in `first` for the input shape)."""
-    from webdataset.tariterators import base_plus_ext
-
-    samples: dict[str, dict[str, Any]] = {}
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                if not member.isreg():
-                    continue
-                prefix, suffix = base_plus_ext(member.name)
-                if prefix is None or prefix.startswith("__"):
-                    continue
-                entries = samples.setdefault(prefix, {})
-                suffix = suffix.lower()
-                if suffix == label_key:
-                    entries[suffix] = tar.extractfile(member).read(1024)
-                elif suffix in keys:
-                    entries[suffix] = True
-                    if not first:
-                        first.append((f"{path}:{member.name}", tar.extractfile(member).read()))
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataError(f"cannot read shard {path}: {first_line(err)}") from None
-    labels = []
-    for key, entries in samples.items():
-        if not any(k in entries for k in keys):
-            raise DataError(f"shard {path}, sample {key}: no image ({', '.join(keys)}; dataset.image_key)")
-        if label_key not in entries:
-            raise DataError(f"shard {path}, sample {key}: no label '{label_key}' (dataset.label_key)")
-        labels.append(parse_label(entries[label_key], classes, f"shard {path}, sample {key}"))
-    return ShardPart(path, tuple(samples), tuple(labels))
+    """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
+    entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
+    index = shard_index(path, keys, label_key)
+    labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}")
+                   for key, text in zip(index.keys, index.labels))
+    if not first and index.first_image is not None:
+        first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
+    return ShardPart(path, index.keys, labels)
 
 
 def _input_shape(cfg: Any, first: tuple[str, bytes]) -> tuple[int, int, int]:
