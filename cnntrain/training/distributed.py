@@ -143,6 +143,14 @@ def share_object(value: object) -> object:
     return box[0]
 
 
+def wait_for_all() -> None:
+    """A barrier: the ranks of a finished run leave together. A rank that tore its process group down while rank 0
+    still wrote the report (summary, analysis, page) was seen to abort in gloo ('terminate called without an
+    active exception', exit -6) on a loaded machine."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def stop() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

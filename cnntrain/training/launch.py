@@ -161,7 +161,9 @@ def _join(ranks: Any, job: dict[str, Any] | None) -> float:
     ranks = distributed.start(ranks)
     try:
         job = distributed.share_object(job)
-        return _train_rank(ranks, job)
+        result = _train_rank(ranks, job)
+        distributed.wait_for_all()  # no rank tears down while rank 0 still writes the report (only on success:
+        return result               # after a failure the others may never come, and the launcher ends them)
     finally:
         distributed.stop()
 
