@@ -136,8 +136,8 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
     assert table is not None
     report = cfg.report
     worst = worst_mistakes(table, report.worst)
-    images = images_at(data.test.images, worst)
-    cams, cam = None, None
+    images = images_at(data.test.images, worst) if report.plots else None  # only pictures need them (a stream's:
+    cams, cam = None, None                                                 # one more pass over its shards)
     if report.plots and report.cam and worst and tested.model is not None:
         from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
 
@@ -148,7 +148,7 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
             cams = class_activation_maps(tested.model, layer, inputs, table.preds[worst])
             cam = {"method": CAM_METHOD, "layer": layer.label}
     analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
-    if report.plots:
+    if images is not None:
         from cnntrain.reporting.plots import plot_per_class, plot_reliability, plot_worst_mistakes
 
         titles = [f"{m['predicted']} p={m['probability']:.2f}\n({m['true']})" for m in analysis["worst_mistakes"]]
