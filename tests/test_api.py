@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from PIL import Image
 import cnntrain
 from cnntrain.api import override_value
 from cnntrain.errors import ConfigError, UserError
+
 from helpers import cli_env, cnntrain_command
 
 # Smaller than TINY_RUN's data: a run takes about two seconds here.
@@ -77,7 +79,7 @@ def process_state() -> dict:
         "threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
         "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
         "dtype": torch.get_default_dtype(), "hydra": hydra_initialized(),
-        "env": {k: v for k, v in __import__("os").environ.items()},
+        "env": dict(os.environ),
     }
 
 
@@ -138,12 +140,15 @@ def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(ap
         assert isinstance(stopped.value, UserError) and "cnntrain resume=" in str(stopped.value)
         assert process_state() == before
         assert not list(api_cwd.glob("outputs/*/*/summary.json"))  # not finished: it is there to be resumed
+        (interrupted,) = [path.parent for path in api_cwd.glob("outputs/*/*/.hydra")]
 
         monkeypatch.chdir(api_cwd / "outputs")  # a second run in the same second must not share the directory
         run = cnntrain.train(*RUN)
         assert process_state() == {**before, "cwd": api_cwd / "outputs"}
         assert numbers(run.dir) == numbers(cli_run)
         assert signal.getsignal(signal.SIGUSR1) is own_handler and own in logging.getLogger().handlers
+        resumed = cnntrain.train(resume=interrupted)  # the interrupted run, continued from Python
+        assert resumed.dir == interrupted and numbers(interrupted) == numbers(cli_run)
     finally:
         logging.getLogger().removeHandler(own)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)

@@ -1,0 +1,111 @@
+"""The notebooks in examples/: committed without outputs, and each one runs from top to bottom on a real Jupyter
+kernel (nbclient + ipykernel, the Python running these tests) on small generated data, with the outputs a
+reader should see."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+NOTEBOOKS = sorted((REPO / "examples").glob("*.ipynb"))
+KERNEL = "cnntrain-tests"
+
+
+def test_notebooks_are_committed_without_outputs():
+    assert {path.name for path in NOTEBOOKS} >= {"quickstart.ipynb", "sweep.ipynb", "finetune-folder.ipynb"}
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name} has outputs"
+
+
+@pytest.fixture(scope="module")
+def example_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fashion-MNIST-shaped IDX files and a small folder of RGB images, as the notebooks expect under their root."""
+    from synthetic_idx import write_idx_dataset
+    from synthetic_images import make_folder
+
+    root = tmp_path_factory.mktemp("example_data")
+    write_idx_dataset(root, "FashionMNIST", n_train=300, n_test=100, seed=5)
+    make_folder(root / "images", rgb=True, size=16, per_class=10)
+    return root
+
+
+@pytest.fixture
+def execute(example_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run a notebook on a kernel of this Python (a kernelspec written to a temporary JUPYTER_PATH) in a fresh
+    working directory; returns its cells after the run."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "cnntrain tests", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("CNNTRAIN_EXAMPLE_DATA", str(example_data))
+    monkeypatch.setenv("CNNTRAIN_EXAMPLE_QUICK", "1")
+    monkeypatch.delenv("CNNTRAIN_DATA_ROOT", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(name: str) -> list[dict]:
+        nb = nbformat.read(REPO / "examples" / name, as_version=4)
+        NotebookClient(nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(work)}}).execute()
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                assert output["output_type"] != "error", "".join(output.get("traceback", []))
+        return nb.cells
+
+    return run
+
+
+def texts(cells: list[dict]) -> str:
+    """Everything the notebook printed or showed as text."""
+    parts = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.extend(str(value) for key, value in output.get("data", {}).items() if key.startswith("text/"))
+    return "\n".join(parts)
+
+
+def kinds(cells: list[dict]) -> set[str]:
+    return {key for cell in cells for output in cell.get("outputs", []) for key in output.get("data", {})}
+
+
+@pytest.mark.slow
+def test_quickstart_notebook(execute):
+    cells = execute("quickstart.ipynb")
+    shown = texts(cells)
+    assert "test accuracy: " in shown and "%" in shown.split("test accuracy: ")[1][:8]
+    assert "same predictions: True" in shown
+    assert "image/png" in kinds(cells)  # the curves drawn in the notebook
+    assert "data:image/png;base64," in shown  # the run's own pictures, inline in its display
+    train_cell = next(cell for cell in cells if "cnntrain.train(" in cell.source)
+    assert len(train_cell.outputs) < 25  # progress draws in place, not as a stream of lines
+
+
+@pytest.mark.slow
+def test_sweep_notebook(execute):
+    cells = execute("sweep.ipynb")
+    shown = texts(cells)
+    assert "best: job " in shown and "optimizer.lr=0.001" in shown
+    assert "evaluated again: test accuracy" in shown
+    assert "image/png" in kinds(cells)
+
+
+@pytest.mark.slow
+def test_finetune_folder_notebook(execute):
+    cells = execute("finetune-folder.ipynb")
+    shown = texts(cells)
+    assert "['circle', 'cross', 'square']" in shown
+    assert "test accuracy: " in shown and "exported: " in shown
+    assert "circle/" in shown and " -> " in shown
