@@ -80,9 +80,12 @@ def _execute(argv: list[str]) -> Path:
     """The command's own code on `argv`, inside preserved process state; Ctrl-C in a run is RunInterrupted."""
     from cnntrain.commands.train import execute
     from cnntrain.process_state import preserved
+    from cnntrain.reporting.console import PLAIN_PROGRESS_ENV
 
     with preserved():
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what a job raised rather than printing it and exiting
+        if _in_notebook():
+            os.environ[PLAIN_PROGRESS_ENV] = "1"  # for the ranks of trainer.devices=N (this process updates in place)
         try:
             result = execute(argv, started=time.perf_counter())
         except Interrupted as err:
@@ -90,6 +93,12 @@ def _execute(argv: list[str]) -> Path:
     if result is None:  # only help and informational flags return nothing, and _argv lets none through
         raise ConfigError("nothing was run")
     return result
+
+
+def _in_notebook() -> bool:
+    from rich.console import Console
+
+    return Console().is_jupyter
 
 
 def _argv(overrides: tuple[str, ...], keys: dict[str, Any], *, sweep: bool) -> list[str]:

@@ -56,8 +56,8 @@ def execute(example_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     work = tmp_path / "work"
     work.mkdir()
 
-    def run(name: str) -> list[dict]:
-        nb = nbformat.read(REPO / "examples" / name, as_version=4)
+    def run(name: str | object) -> list[dict]:
+        nb = nbformat.read(REPO / "examples" / name, as_version=4) if isinstance(name, str) else name
         NotebookClient(nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(work)}}).execute()
         for cell in nb.cells:
             for output in cell.get("outputs", []):
@@ -109,3 +109,32 @@ def test_finetune_folder_notebook(execute):
     assert "['circle', 'cross', 'square']" in shown
     assert "test accuracy: " in shown and "exported: " in shown
     assert "circle/" in shown and " -> " in shown
+
+
+@pytest.mark.slow
+def test_two_devices_from_a_notebook(execute, example_data):
+    """The ranks are processes of their own, started from the kernel as the command starts them."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = execute(new_notebook(cells=[new_code_cell(
+        "import cnntrain\n"
+        f"run = cnntrain.train('dataset=fashion', 'model=cnn2', 'device=cpu', data_root={str(example_data)!r},\n"
+        "                     **{'trainer.devices': 2, 'trainer.epochs': 1, 'report.plots': False})\n"
+        "print('world size', run.summary['parallel']['world_size'])")]))
+    assert "world size 2" in texts(cells)
+
+
+def test_ranks_started_from_a_notebook_draw_plain_lines(monkeypatch):
+    """A rank's output may look like a terminal's (the kernel forces colour), but lands in the notebook as a
+    stream: with the API's marker set it never starts a live display."""
+    import io
+
+    from rich.console import Console
+
+    from cnntrain.reporting.console import PLAIN_PROGRESS_ENV, Reporter
+
+    reporter = Reporter(console=Console(file=io.StringIO(), force_terminal=True))
+    monkeypatch.delenv(PLAIN_PROGRESS_ENV, raising=False)
+    assert reporter.epochs(3, progress=True).live_mode
+    monkeypatch.setenv(PLAIN_PROGRESS_ENV, "1")
+    assert not reporter.epochs(3, progress=True).live_mode

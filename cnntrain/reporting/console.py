@@ -7,6 +7,7 @@ Jupyter notebook, one plain line per epoch in a pipe or a CI log) is decided her
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cnntrain.config.names import EPOCH_COLUMNS
+
+PLAIN_PROGRESS_ENV = "CNNTRAIN_PLAIN_PROGRESS"
+"""Set (by the Python API in a notebook) for the processes a run starts: the ranks of a data-parallel run write
+to the notebook's output, where a live display would arrive as a stream of redrawn frames, not in place."""
 
 
 def format_metric(key: str, value: Any) -> str:
@@ -83,7 +88,7 @@ class EpochDisplay:
     def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str) -> None:
         self.reporter = reporter
         self.total_epochs = total_epochs
-        self.live_mode = progress and reporter.console.is_terminal
+        self.live_mode = progress and reporter.console.is_terminal and not os.environ.get(PLAIN_PROGRESS_ENV)
         self.notebook = NotebookLines() if progress and reporter.console.is_jupyter else None
         self.table = Table(title=title or None, title_justify="left")
         for name in EPOCH_COLUMNS:
