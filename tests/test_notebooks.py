@@ -91,6 +91,11 @@ def test_quickstart_notebook(execute):
     assert "data:image/png;base64," in shown  # the run's own pictures, inline in its display
     train_cell = next(cell for cell in cells if "cnntrain.train(" in cell.source)
     assert len(train_cell.outputs) < 25  # progress draws in place, not as a stream of lines
+    shown_apart = [texts([{"outputs": [output]}]) for output in train_cell.outputs]
+    tables = [text for text in shown_apart if "train/loss train/acc" in text]
+    assert len(tables) == 1 and "\n       1 " in tables[0], tables  # the epoch rows: in the one updating output
+    run_dir = Path(shown.split("run directory: ")[1].split()[0])
+    assert "train/loss train/acc" in (run_dir / "train.log").read_text()  # the log is written, not shown
 
 
 @pytest.mark.slow

@@ -59,7 +59,8 @@ class Reporter:
         self.console = console or Console(highlight=False)
         self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path else None
         self._file_console = (
-            Console(file=self._log, width=120, no_color=True, force_terminal=False, highlight=False)
+            Console(file=self._log, width=120, no_color=True, force_terminal=False, force_jupyter=False,
+                    highlight=False)  # not jupyter: in a notebook rich would show the log's copy, not write it
             if self._log else None
         )
 
