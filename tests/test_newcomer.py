@@ -129,3 +129,16 @@ def test_the_sweep_plot_title_breaks_between_phrases():
     for line in first_line_ends[:-1]:
         assert line.endswith((":", ",")), f"broken inside a phrase: {lines}"
     assert "3 jobs drawn, none failed" in "\n".join(lines).replace(",\n", ", ")
+
+
+def test_a_long_value_in_a_key_value_table_folds_instead_of_being_cut():
+    """cnntrain-eval's table holds the checkpoint's path: on a narrow terminal it folds, every character kept."""
+    from rich.console import Console
+
+    from cnntrain.reporting.tables import key_value_table
+
+    path = "/home/someone/experiments/outputs/2026-12-02/12-00-00/checkpoints/best.pt"
+    console = Console(width=40, record=True)
+    console.print(key_value_table("evaluation", [("checkpoint", path)]))
+    cells = [line.split("│")[2].strip() for line in console.export_text().splitlines() if line.count("│") == 3]
+    assert "".join(cells) == path and "…" not in console.export_text()
