@@ -42,7 +42,7 @@ def test_an_unknown_model_says_where_a_model_file_of_ones_own_goes(monkeypatch, 
     assert_one_line_error(result, "unknown model 'mine'; available: cnn2,", "a model of your own: save it as "
                           "DIR/model/mine.yaml and pass the folder, cnntrain --config-dir DIR model=mine", cwd=tmp_path)
 
-    mine = tmp_path / "configs" / "model" / "mine.yaml"  # dropped into configs/model/ as README's models page says
+    mine = tmp_path / "configs" / "model" / "mine.yaml"  # dropped into configs/model/ as docs/models.md says
     mine.parent.mkdir(parents=True)
     mine.write_text("name: mine\nlayers:\n  - flatten\n  - linear: ${dataset.num_classes}\n")
     result = cnntrain(monkeypatch, tmp_path, "model=mine", data_root=synthetic_data_root)
