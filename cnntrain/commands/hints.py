@@ -20,8 +20,13 @@ KEY_ORDER = ("trainer.", "optimizer.", "", "dataset.", "scheduler.", "model.", "
 def flag_as_override(flag: str, value: str | None) -> str | None:
     """`--epochs` (with its value, if one was given) as the override the user meant, e.g. 'trainer.epochs=1';
     None when the flag's name is no config key or group."""
+    from cnntrain.errors import UserError
+
     name = flag.lstrip("-").replace("-", "_")
-    key = _config_key(name)
+    try:
+        key = _config_key(name)
+    except UserError:  # the default config does not compose: say nothing more than the unknown flag
+        return None
     if key is None:
         return None
     return f"{key}={value if value else 'VALUE'}"
