@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cnntrain.config.flat import flatten
 from cnntrain.config.names import CONFIG_GROUPS
+from cnntrain.errors import UserError
 
 KEY_ORDER = ("trainer.", "optimizer.", "", "dataset.", "scheduler.", "model.", "report.")
 """Where a bare name is looked for first: `--lr` means optimizer.lr, `--epochs` trainer.epochs."""
@@ -20,8 +21,6 @@ KEY_ORDER = ("trainer.", "optimizer.", "", "dataset.", "scheduler.", "model.", "
 def flag_as_override(flag: str, value: str | None) -> str | None:
     """`--epochs` (with its value, if one was given) as the override the user meant, e.g. 'trainer.epochs=1';
     None when the flag's name is no config key or group."""
-    from cnntrain.errors import UserError
-
     name = flag.lstrip("-").replace("-", "_")
     try:
         key = _config_key(name)
