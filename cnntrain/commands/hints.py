@@ -18,6 +18,21 @@ KEY_ORDER = ("trainer.", "optimizer.", "", "dataset.", "scheduler.", "model.", "
 """Where a bare name is looked for first: `--lr` means optimizer.lr, `--epochs` trainer.epochs."""
 
 
+def key_like_flag(arg: str, argv: list[str]) -> str | None:
+    """The error for an unknown flag named like a config key (`--epochs 1`, `--lr=3e-4`): the override it means,
+    instead of the list of flags; None for any other flag."""
+    flag, has_value, value = arg.partition("=")
+    if not flag.lstrip("-"):
+        return None
+    following = argv[argv.index(arg) + 1:argv.index(arg) + 2]
+    if not has_value and following and "=" not in following[0] and not following[0].startswith("-"):
+        value = following[0]
+    meant = flag_as_override(flag, value or None)
+    if meant is None:
+        return None
+    return f"unknown flag '{flag}'; cnntrain takes KEY=VALUE overrides: write {meant} (cnntrain --help lists them)"
+
+
 def flag_as_override(flag: str, value: str | None) -> str | None:
     """`--epochs` (with its value, if one was given) as the override the user meant, e.g. 'trainer.epochs=1';
     None when the flag's name is no config key or group."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.entry import debugging, in_process_only, run_command
+from cnntrain.commands.hints import key_like_flag
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -71,7 +72,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
             continue
         flag, has_value, value = arg.partition("=")
         if flag not in FLAGS:
-            raise ConfigError(_unknown_flag(flag, value if has_value else _next_value(argv, arg)))
+            raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
+                              f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
         flags.append(flag)
         if flag in FLAGS_WITH_VALUE:
             value = value if has_value else next(args, "")
@@ -87,23 +89,6 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
     if len(modes) > 1:
         raise ConfigError(f"{' and '.join(modes)} cannot be combined; give one of {', '.join(MODE_FLAGS)}")
     return flags, overrides, "-m" in flags or "--multirun" in flags
-
-
-def _unknown_flag(flag: str, value: str | None) -> str:
-    """An unknown flag; one named like a config key (`--epochs 1`) gets the override it means instead of the list
-    of flags."""
-    from cnntrain.commands.hints import flag_as_override
-
-    meant = flag_as_override(flag, value) if flag.lstrip("-") else None
-    if meant is not None:
-        return f"unknown flag '{flag}'; cnntrain takes KEY=VALUE overrides: write {meant} (cnntrain --help lists them)"
-    return (f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain takes KEY=VALUE overrides and the flags "
-            f"{FLAG_HELP}")
-
-
-def _next_value(argv: list[str], arg: str) -> str | None:
-    following = argv[argv.index(arg) + 1:argv.index(arg) + 2]
-    return following[0] if following and "=" not in following[0] and not following[0].startswith("-") else None
 
 
 def _allowed(flag: str) -> str:
