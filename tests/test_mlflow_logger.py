@@ -85,6 +85,9 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
 
     client = client_of(outputs)
     (run,) = runs_in(client, "cnntrain")
+    store = f"sqlite:///{outputs / 'mlflow.db'}"
+    assert f"mlflow: run {run.info.run_id} logged to {store}; look with: mlflow ui --backend-store-uri {store}" \
+        in result.stdout, "the run says where its store is"
     assert json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"] == run.info.run_id
     assert run.info.status == "FINISHED" and run.info.run_name == "2026-11-23/10-00-00"
     params = run.data.params

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.entry import debugging, in_process_only, run_command
+from cnntrain.commands.hints import key_like_flag
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -72,8 +73,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
             continue
         flag, has_value, value = arg.partition("=")
         if flag not in FLAGS:
-            raise ConfigError(f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain takes KEY=VALUE overrides "
-                              f"and the flags {FLAG_HELP}")
+            raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
+                              f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
         flags.append(flag)
         if flag in FLAGS_WITH_VALUE:
             value = value if has_value else next(args, "")
