@@ -86,6 +86,7 @@ def _execute(argv: list[str]) -> Path:
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what a job raised rather than printing it and exiting
         if _in_notebook():
             os.environ[PLAIN_PROGRESS_ENV] = "1"  # for the ranks of trainer.devices=N (this process updates in place)
+        _next_free_second(argv)
         try:
             result = execute(argv, started=time.perf_counter())
         except Interrupted as err:
@@ -93,6 +94,16 @@ def _execute(argv: list[str]) -> Path:
     if result is None:  # only help and informational flags return nothing, and _argv lets none through
         raise ConfigError("nothing was run")
     return result
+
+
+def _next_free_second(argv: list[str]) -> None:
+    """Calls in a loop can start twice within a second, and the default run directory is named by the second
+    (outputs/<date>/<time>, as the command names it): wait for the next second rather than share a directory."""
+    if any(arg.split("=", 1)[0].lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir", "resume") for arg in argv):
+        return
+    root = Path("outputs", "multirun") if "-m" in argv else Path("outputs")
+    while (root / time.strftime("%Y-%m-%d/%H-%M-%S")).exists():
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
 def _in_notebook() -> bool:

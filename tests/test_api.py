@@ -142,9 +142,8 @@ def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(ap
         assert not list(api_cwd.glob("outputs/*/*/summary.json"))  # not finished: it is there to be resumed
         (interrupted,) = [path.parent for path in api_cwd.glob("outputs/*/*/.hydra")]
 
-        monkeypatch.chdir(api_cwd / "outputs")  # a second run in the same second must not share the directory
-        run = cnntrain.train(*RUN)
-        assert process_state() == {**before, "cwd": api_cwd / "outputs"}
+        run = cnntrain.train(*RUN)  # in its own directory, even when started in the same second as the last
+        assert process_state() == before
         assert numbers(run.dir) == numbers(cli_run)
         assert signal.getsignal(signal.SIGUSR1) is own_handler and own in logging.getLogger().handlers
         resumed = cnntrain.train(resume=interrupted)  # the interrupted run, continued from Python
@@ -207,6 +206,18 @@ def test_bad_calls_are_one_line_user_errors(api_cwd, call, fragment):
         call()
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
     assert not (api_cwd / "outputs").exists()
+
+
+def test_a_call_in_the_same_second_as_the_last_run_waits_for_its_own_directory(api_cwd):
+    import time
+
+    from cnntrain.api import _next_free_second
+
+    taken = time.strftime("%Y-%m-%d/%H-%M-%S")
+    (api_cwd / "outputs" / taken).mkdir(parents=True)
+    _next_free_second(["model=cnn2"])
+    assert time.strftime("%Y-%m-%d/%H-%M-%S") != taken
+    assert not (api_cwd / "outputs" / time.strftime("%Y-%m-%d/%H-%M-%S")).exists()
 
 
 def test_compose_takes_keywords_in_hydra_syntax(api_cwd):
