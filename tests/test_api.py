@@ -101,7 +101,7 @@ def test_import_is_light_and_names_are_exported():
 
 
 @pytest.mark.slow
-def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, cli_run):
+def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, small_root, cli_run):
     run = cnntrain.train(*RUN[:1], **{"trainer.epochs": 2, "trainer.batch_size": 32, "report.plots": False,
                                       "trainer.progress": False})
     assert run.dir == only_run(api_cwd)
@@ -111,10 +111,14 @@ def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, cli_run):
     assert numbers(run.dir) == numbers(cli_run)
     assert run.summary["status"] == "done" and len(run.metrics) == 2
     assert run.config.trainer.epochs == 2
+    again = subprocess.run([*cnntrain_command("cnntrain-reproduce", "cnntrain.commands.reproduce"), str(run.dir)],
+                           cwd=api_cwd, env=cli_env(small_root), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr  # the command runs it again: identical numbers
 
 
 @pytest.mark.slow
-def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(api_cwd, cli_run, monkeypatch):
+def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(api_cwd, small_root, cli_run,
+                                                                             monkeypatch):
     import cnntrain.training.loop as engine
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # set here: the run changes it, and must put it back
@@ -146,15 +150,17 @@ def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(ap
         assert process_state() == before
         assert numbers(run.dir) == numbers(cli_run)
         assert signal.getsignal(signal.SIGUSR1) is own_handler and own in logging.getLogger().handlers
-        resumed = cnntrain.train(resume=interrupted)  # the interrupted run, continued from Python
-        assert resumed.dir == interrupted and numbers(interrupted) == numbers(cli_run)
+        resumed = subprocess.run([*cnntrain_command(), f"resume={interrupted}"], cwd=api_cwd, env=cli_env(small_root),
+                                 capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr  # the command continues the API's interrupted run
+        assert numbers(interrupted) == numbers(cli_run)
     finally:
         logging.getLogger().removeHandler(own)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
 
 
 @pytest.mark.slow
-def test_resume_and_reproduce_work_on_api_runs(api_cwd, small_root, cli_run, monkeypatch):
+def test_resume_from_python(api_cwd, monkeypatch):
     import cnntrain.training.loop as engine
 
     real_train_epoch = engine.train_epoch
@@ -165,17 +171,13 @@ def test_resume_and_reproduce_work_on_api_runs(api_cwd, small_root, cli_run, mon
         return real_train_epoch(*args, **kwargs)
 
     monkeypatch.setattr(engine, "train_epoch", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(cnntrain.UserError) as stopped:  # also a KeyboardInterrupt
         cnntrain.train(*RUN)
     monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
     run_dir = next((api_cwd / "outputs").glob("*/*"))
-    resumed = subprocess.run([*cnntrain_command(), f"resume={run_dir}"], cwd=api_cwd, env=cli_env(small_root),
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert numbers(run_dir) == numbers(cli_run)
-    again = subprocess.run([*cnntrain_command("cnntrain-reproduce", "cnntrain.commands.reproduce"), str(run_dir)],
-                           cwd=api_cwd, env=cli_env(small_root), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"cnntrain resume={run_dir}" in str(stopped.value)
+    run = cnntrain.train(resume=cnntrain.load(run_dir))
+    assert run.dir == run_dir and [row["epoch"] for row in run.metrics] == [1, 2]
 
 
 def test_errors_carry_the_commands_line(api_cwd, small_root):
@@ -302,9 +304,3 @@ def test_sweep_jobs_table_and_best(api_cwd):
     assert sweep.best.dir == best.dir == sweep.dir / str(sweep.table[0]["job"])
     assert "optimizer.lr=0.001" in sweep._repr_html_()
     assert not hydra_initialized()
-
-
-@pytest.mark.slow
-def test_two_devices_from_python(api_cwd):
-    run = cnntrain.train(*RUN, **{"trainer.devices": 2, "trainer.epochs": 1, "device": "cpu"})
-    assert run.summary["status"] == "done" and run.summary["parallel"]["world_size"] == 2

@@ -118,15 +118,18 @@ def test_finetune_folder_notebook(execute):
 
 @pytest.mark.slow
 def test_two_devices_from_a_notebook(execute, example_data):
-    """The ranks are processes of their own, started from the kernel as the command starts them."""
+    """The ranks are processes of their own, started from the kernel as the command starts them; torch's launcher
+    sets signal handlers of its own, and the kernel's are back after the call (Ctrl-C still interrupts)."""
     from nbformat.v4 import new_code_cell, new_notebook
 
     cells = execute(new_notebook(cells=[new_code_cell(
-        "import cnntrain\n"
+        "import signal, cnntrain\n"
+        "before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}\n"
         f"run = cnntrain.train('dataset=fashion', 'model=cnn2', 'device=cpu', data_root={str(example_data)!r},\n"
         "                     **{'trainer.devices': 2, 'trainer.epochs': 1, 'report.plots': False})\n"
-        "print('world size', run.summary['parallel']['world_size'])")]))
-    assert "world size 2" in texts(cells)
+        "print('world size', run.summary['parallel']['world_size'])\n"
+        "print('handlers kept', before == {s: signal.getsignal(s) for s in before})")]))
+    assert "world size 2" in texts(cells) and "handlers kept True" in texts(cells)
 
 
 def test_ranks_started_from_a_notebook_draw_plain_lines(monkeypatch):
