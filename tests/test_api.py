@@ -176,6 +176,9 @@ def test_resume_from_python(api_cwd, monkeypatch):
     monkeypatch.setattr(engine, "train_epoch", real_train_epoch)
     run_dir = next((api_cwd / "outputs").glob("*/*"))
     assert f"cnntrain resume={run_dir}" in str(stopped.value)
+    stopped_run = cnntrain.load(run_dir)
+    assert stopped_run.summary == {} and "no summary.json yet" in stopped_run._repr_html_()
+    assert "running or stopped" in repr(stopped_run) and len(stopped_run.metrics) == 1
     run = cnntrain.train(resume=cnntrain.load(run_dir))
     assert run.dir == run_dir and [row["epoch"] for row in run.metrics] == [1, 2]
 
@@ -271,6 +274,8 @@ def test_run_model_predict_evaluate_export(api_run, tmp_path):
     exported = run.export(format="torchscript", path=tmp_path / "m.pt")
     scripted = torch.jit.load(str(exported))
     assert torch.allclose(scripted(images.unsqueeze(1)), from_uint8, atol=1e-5)
+    frame = run.metrics_frame()
+    assert frame.index.name == "epoch" and list(frame["val/acc"]) == [row["val/acc"] for row in run.metrics]
     page = run._repr_html_()
     assert "data:image/png;base64," in page and "test accuracy" in page
     assert repr(run).startswith("Run(")
