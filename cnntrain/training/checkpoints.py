@@ -35,7 +35,14 @@ def _load_failure(path: Path, err: Exception) -> str:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format."""
     tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    atomic_write(path, lambda tmp: torch.save(tagged, tmp))
+    atomic_write(path, lambda tmp: _save(tagged, tmp))
+
+
+def _save(payload: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file: a write the disk refuses then raises its OSError (with a path, torch's
+    own writer reports only 'iostream error'), which cnntrain.files turns into one line naming the file."""
+    with path.open("wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
