@@ -56,14 +56,16 @@ def disk_errors(path: Path) -> Iterator[None]:
 
 
 def output_message(path: Path, code: int, written: int = 0) -> str:
-    """'cannot write PATH: WHY (what it needs)': the size is the larger of the file it replaces and what the
-    failed write had put down, which is what the next try needs free at least."""
+    """'cannot write PATH: WHY (what it needs)': about the size of the file it replaces (or of what the failed
+    write had put down, when larger), or, for a new file, more than what the failed write had put down."""
     why = DISK_ERRNOS[code]
     if code == errno.EROFS:
         return f"cannot write {path}: {why}; write the run to a writable folder (hydra.run.dir=...)"
-    needed = max(_size(path), written)
-    free = _free(path)
-    need = f"needs ~{_mb(needed)} free" if needed else "needs more free space"
+    old, free = _size(path), _free(path)
+    if old:  # the new file is about the size of the one it replaces
+        need = f"needs ~{_mb(max(old, written))} free"
+    else:
+        need = f"needs more than {_mb(written)} free" if written else "needs more free space"
     now = f", {_mb(free)} free now" if free is not None else ""
     return f"cannot write {path}: {why} ({need}{now}); free some space or write the run elsewhere " \
            f"(hydra.run.dir=...)"

@@ -66,6 +66,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint(small_disk):
     assert "free now" in message and "\n" not in message
     assert load_checkpoint(path)["epoch"] == 1, "the old checkpoint is whole"
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"], "no temp file is left behind"
+    with pytest.raises(OutputError, match=r"best\.pt: no space left on device \(needs more than \d+ KB free, "):
+        save_checkpoint(path.with_name("best.pt"), {"epoch": 2, "weights": torch.ones(250_000)})
 
 
 def test_a_read_only_disk_is_named_and_leaves_the_file(small_disk):
