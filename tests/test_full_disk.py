@@ -18,7 +18,7 @@ from cnntrain.errors import OutputError
 from cnntrain.files import write_text
 from cnntrain.training.checkpoints import load_checkpoint, save_checkpoint
 
-from helpers import TINY_RUN, assert_one_line_error, cli_env, cnntrain_command
+from helpers import TINY_RUN, assert_one_line_error, cli_env, cnntrain_command, run_main
 
 
 def _mount(folder: Path, *options: str) -> bool:
@@ -134,3 +134,15 @@ def test_run_past_a_file_size_limit(tmp_path, synthetic_data_root):
     assert_one_line_error(result, f"cannot write {tmp_path / 'run' / 'checkpoints'}", "file too large")
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_a_run_directory_on_a_read_only_disk_is_one_line(small_disk, tmp_path, monkeypatch, synthetic_data_root):
+    """Hydra makes the run directory before the job starts: its refusal is the same one line."""
+    from cnntrain.commands.train import main
+
+    disk = small_disk(1_000_000)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    result = run_main(main, [*TINY_RUN, f"hydra.run.dir='{disk / 'run'}'"], tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, f"cannot write {disk / 'run'}: read-only file system; write the run to a "
+                                  f"writable folder (hydra.run.dir=...)")

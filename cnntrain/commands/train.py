@@ -30,6 +30,7 @@ from cnntrain.config.compose import (
     legacy_augment_overrides,
 )
 from cnntrain.config.names import CONFIG_GROUPS
+from cnntrain.disk import raise_if_disk
 from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
@@ -203,6 +204,8 @@ def _main(argv: list[str]) -> None:
     except JobStopped as stopped:
         raise stopped.error from None
     except Exception as err:
+        if not debugging() and isinstance(err, OSError) and err.filename:  # Hydra's run dir and .hydra/ files
+            raise_if_disk(err, Path(err.filename))
         if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
             raise
         raise ConfigError(composition_message(err, overrides)) from None
