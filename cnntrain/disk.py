@@ -17,13 +17,14 @@ from pathlib import Path
 
 from cnntrain.errors import OutputError
 
+# The OS errors that say the disk cannot take a file (not that the program is wrong), and how to say them.
 DISK_ERRNOS = {
     errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
     errno.EROFS: "read-only file system",
     errno.EFBIG: "file too large for this file system or the process's file-size limit (ulimit -f)",
 }
-"""The OS errors that say the disk cannot take a file (not that the program is wrong), and how to say them."""
+if hasattr(errno, "EDQUOT"):  # POSIX
+    DISK_ERRNOS[errno.EDQUOT] = "disk quota exceeded"
 
 
 def raise_if_disk(err: BaseException, path: Path, written: int = 0) -> None:
