@@ -62,6 +62,8 @@ def output_message(path: Path, code: int, written: int = 0) -> str:
     why = DISK_ERRNOS[code]
     if code == errno.EROFS:
         return f"cannot write {path}: {why}; write the run to a writable folder (hydra.run.dir=...)"
+    if code == errno.EFBIG:
+        return f"cannot write {path}: {why}; raise the limit or write the run elsewhere (hydra.run.dir=...)"
     old, free = _size(path), _free(path)
     if old:  # the new file is about the size of the one it replaces
         need = f"needs ~{_mb(max(old, written))} free"
@@ -73,6 +75,8 @@ def output_message(path: Path, code: int, written: int = 0) -> str:
 
 
 def _mb(size: int) -> str:
+    if size >= 1e9:
+        return f"{size / 1e9:.1f} GB"
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} KB"
 
 

@@ -146,3 +146,16 @@ def test_a_run_directory_on_a_read_only_disk_is_one_line(small_disk, tmp_path, m
                       CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
     assert_one_line_error(result, f"cannot write {disk / 'run'}: read-only file system; write the run to a "
                                   f"writable folder (hydra.run.dir=...)")
+
+
+@pytest.mark.slow
+def test_hydra_files_past_the_limit_are_one_line(tmp_path, synthetic_data_root):
+    """Hydra writes .hydra/config.yaml before the job starts; the kernel refuses it at close, which names no
+    file: the line names the run's .hydra folder."""
+    run_dir = tmp_path / "run"
+    command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "trainer.epochs=1", "threads=1",
+               f"hydra.run.dir='{run_dir}'"]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env(synthetic_data_root), capture_output=True,
+                            text=True, timeout=300, preexec_fn=_file_size_limit(1_500))
+    assert_one_line_error(result, f"cannot write {run_dir / '.hydra'}: file too large")
+    assert not (run_dir / "checkpoints").exists()
