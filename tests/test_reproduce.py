@@ -108,3 +108,18 @@ def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: empty is not a cnntrain run directory (no "
                                                   ".hydra/overrides.yaml and hydra.yaml)"]
+
+
+def test_recorded_facts_are_printed_as_text(tiny_config):
+    """A summary.json is data: a fact spelled like console markup is shown as written, not interpreted."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from cnntrain.commands.reproduce import _say_environment, parser
+
+    out = StringIO()
+    summary = {"cpu": {"capability": "[/bold]"}, "versions": {}, "device": "cpu"}
+    tolerance = _say_environment(Console(file=out, width=1000), summary, tiny_config(), parser().parse_args(["RUN"]))
+    assert "cpu instruction set: [/bold] then" in out.getvalue()
+    assert tolerance == Tolerance(0.02, 0.005)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
@@ -235,7 +236,7 @@ def comparison_table(rows: list[Comparison]) -> Table:
         table.add_column(name, justify=justify)
     for row in rows:
         mark = "=" if row.identical else "≈" if row.equal else "[red]differs[/]"
-        table.add_row(row.name, str(row.original), str(row.rerun), mark)
+        table.add_row(escape(row.name), escape(str(row.original)), escape(str(row.rerun)), mark)
     return table
 
 
@@ -314,7 +315,7 @@ def _say_environment(console: Console, summary: dict[str, Any], cfg: Any, args: 
         console.print("environment: the same as the original run's (versions, commit, device, CPU instruction "
                       "set, threads): the values must be identical")
         return tolerance
-    console.print(f"environment differs from the original run's: {'; '.join(changes)}", style="yellow")
+    console.print(f"environment differs from the original run's: {escape('; '.join(changes))}", style="yellow")
     console.print(f"float results may differ where these differ; values are compared {tolerance}"
                   f"{'' if tolerance.exact else ' (--exact to insist on equality)'}", style="yellow")
     return tolerance
