@@ -31,9 +31,13 @@ def raise_if_disk(err: BaseException, path: Path, written: int = 0) -> None:
     """Raise the OutputError for `err` when it is, or was raised while handling, a disk's refusal (see
     DISK_ERRNOS); otherwise return. `written` is how many bytes the failed write had put down (its temp
     file's size) when it stopped."""
+    if isinstance(err, OutputError):  # already said, naming its own file
+        raise err
     code = disk_errno(err)
     if code is not None:
-        raise OutputError(output_message(path, code, written)) from None
+        error = OutputError(output_message(path, code, written))
+        error.errno = code
+        raise error from None
 
 
 def disk_errno(err: BaseException | None) -> int | None:

@@ -57,8 +57,9 @@ class CheckpointError(UserError):
     """A checkpoint file that is missing, corrupt or not ours."""
 
 
-class OutputError(UserError):
-    """An output the disk refuses (full, read-only, over quota): the message names the file and what it needs."""
+class OutputError(UserError, OSError):
+    """An output the disk refuses (full, read-only, over quota): the message names the file and what it needs.
+    Still an OSError, so a writer that falls back elsewhere when a folder refuses it (a data cache) still does."""
 
 
 class RankFailed(UserError):

@@ -159,3 +159,20 @@ def test_hydra_files_past_the_limit_are_one_line(tmp_path, synthetic_data_root):
                             text=True, timeout=300, preexec_fn=_file_size_limit(1_500))
     assert_one_line_error(result, f"cannot write {run_dir / '.hydra'}: file too large")
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_read_only_data_folder_still_caches_in_cache_dir(small_disk, tmp_path):
+    """The decode cache tries beside the data first; a read-only disk there is no error, it caches elsewhere."""
+    from cnntrain.data.loading import load_data
+
+    from helpers import compose_config
+    from synthetic_images import make_folder
+
+    disk = small_disk(4_000_000)
+    make_folder(disk / "pics", rgb=False, size=12, per_class=10)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={disk / 'pics'}", "dataset.num_workers=0",
+                         f"dataset.cache_dir={tmp_path / 'cache'}")
+    data = load_data(cfg.dataset, seed=0)
+    assert len(data.train) + len(data.val) + len(data.test) == 30
+    assert list((tmp_path / "cache").rglob("*.pt")), "the decoded images were cached in dataset.cache_dir"
