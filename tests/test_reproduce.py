@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from io import StringIO
 
 import pytest
 import torch
+from rich.console import Console
 
 from cnntrain.commands.reproduce import (
     EXACT,
     Comparison,
     Tolerance,
+    _say_environment,
     compare_runs,
     compose_saved,
     environment_changes,
+    parser,
     saved_command,
 )
 
@@ -39,6 +43,9 @@ def test_reproduce_names_what_differs_in_the_environment_first(run_cli, tmp_path
     cfg = compose_saved(saved_command(tmp_path / "original"))
     monkeypatch.chdir(tmp_path)
     assert environment_changes(summary, cfg) == [], "the same machine and code: nothing to name"
+    said = StringIO()
+    assert _say_environment(Console(file=said, width=1000), summary, cfg, parser().parse_args(["RUN"])) == EXACT
+    assert said.getvalue().startswith("environment: the same as the original run's") and "identical" in said.getvalue()
 
     other = "AVX2" if here != "AVX2" else "AVX512"
     summary["cpu"]["capability"] = other  # as if the run was made on a machine of another CPU family
@@ -112,12 +119,6 @@ def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
 
 def test_recorded_facts_are_printed_as_text(tiny_config):
     """A summary.json is data: a fact spelled like console markup is shown as written, not interpreted."""
-    from io import StringIO
-
-    from rich.console import Console
-
-    from cnntrain.commands.reproduce import _say_environment, parser
-
     out = StringIO()
     summary = {"cpu": {"capability": "[/bold]"}, "versions": {}, "device": "cpu"}
     tolerance = _say_environment(Console(file=out, width=1000), summary, tiny_config(), parser().parse_args(["RUN"]))
