@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cnntrain.errors import OutputError
 
@@ -58,6 +59,15 @@ def disk_errors(path: Path) -> Iterator[None]:
     except OSError as err:
         raise_if_disk(err, path)
         raise
+
+
+def torch_save(payload: Any, path: Path) -> None:
+    """torch.save through a Python file: a write the disk refuses then raises its OSError (given a path, torch's
+    own writer reports only a RuntimeError, 'iostream error'), so callers see what the disk said."""
+    import torch
+
+    with Path(path).open("wb") as f:
+        torch.save(payload, f)
 
 
 def output_message(path: Path, code: int, written: int = 0) -> str:

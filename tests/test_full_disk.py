@@ -176,3 +176,22 @@ def test_a_read_only_data_folder_still_caches_in_cache_dir(small_disk, tmp_path)
     data = load_data(cfg.dataset, seed=0)
     assert len(data.train) + len(data.val) + len(data.test) == 30
     assert list((tmp_path / "cache").rglob("*.pt")), "the decoded images were cached in dataset.cache_dir"
+
+
+def test_a_full_data_disk_still_caches_in_cache_dir(small_disk, tmp_path):
+    """A decode cache that does not fit beside the data (no space left) goes to dataset.cache_dir; torch's own
+    writer would have raised a RuntimeError that no fallback caught."""
+    from cnntrain.data.loading import load_data
+
+    from helpers import compose_config
+    from synthetic_images import make_folder
+
+    disk = small_disk(4_000_000)
+    make_folder(disk / "pics", rgb=True, size=32, per_class=40)  # 120 images: ~370 KB decoded
+    _fill(disk, leave=20_000)
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={disk / 'pics'}", "dataset.num_workers=0",
+                         f"dataset.cache_dir={tmp_path / 'cache'}")
+    data = load_data(cfg.dataset, seed=0)
+    assert len(data.train) + len(data.val) + len(data.test) == 120
+    assert list((tmp_path / "cache").rglob("*.pt")), "the decoded images were cached in dataset.cache_dir"
+    assert not list((disk / "pics").rglob("*.tmp")), "the failed temp file beside the data is gone"

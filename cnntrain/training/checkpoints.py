@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.disk import torch_save
 from cnntrain.errors import CheckpointError, first_line
 from cnntrain.files import atomic_write, kind_of
 
@@ -35,14 +36,7 @@ def _load_failure(path: Path, err: Exception) -> str:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format."""
     tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    atomic_write(path, lambda tmp: _save(tagged, tmp))
-
-
-def _save(payload: dict[str, Any], path: Path) -> None:
-    """torch.save through a Python file: a write the disk refuses then raises its OSError (with a path, torch's
-    own writer reports only 'iostream error'), which cnntrain.files turns into one line naming the file."""
-    with path.open("wb") as f:
-        torch.save(payload, f)
+    atomic_write(path, lambda tmp: torch_save(tagged, tmp))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
