@@ -9,26 +9,39 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cnntrain.disk import raise_if_disk
 from cnntrain.errors import UserError, first_line
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call write(tmp_path), then rename over `path`: a kill mid-write never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    """Call write(tmp_path), then rename over `path`: a kill mid-write never leaves a torn file. A full or
+    read-only disk leaves the old file as it was and becomes an OutputError naming `path` (cnntrain.disk)."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         write(Path(tmp))
         os.replace(tmp, path)
+    except Exception as err:  # torch.save reports a failed write as a RuntimeError raised while handling it
+        raise_if_disk(err, path, written=_size(tmp))
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def write_text(path: Path, text: str) -> None:
     """atomic_write for a text file (JSON, CSV, YAML)."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def _size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path is not None else 0
+    except OSError:
+        return 0
 
 
 def _umask() -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import cnntrain
 from cnntrain.commands import train
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 
@@ -94,7 +95,7 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
     assert params["model.name"] == "cnn2" and params["trainer.epochs"] == "2" and params["optimizer.lr"] == "0.001"
     assert params["trainer.batch_size"] == "64" and params["mlflow.log_checkpoint"] == "True"
     tags = run.data.tags
-    assert (tags["model"], tags["dataset"], tags["cnntrain_version"]) == ("cnn2", "mnist", "0.1.0")
+    assert (tags["model"], tags["dataset"], tags["cnntrain_version"]) == ("cnn2", "mnist", cnntrain.__version__)
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "none"
     assert tags["run_dir"] == str(run_dir) and "sweep" not in tags
 

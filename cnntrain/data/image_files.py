@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from cnntrain.data.images import decode_array, decode_image
+from cnntrain.disk import torch_save
 from cnntrain.errors import DataError, first_line
 from cnntrain.files import atomic_write
 
@@ -103,7 +104,7 @@ class ImageReader:
         payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad]}
         for path in (primary, fallback):
             try:
-                atomic_write(path, lambda tmp: torch.save(payload, tmp))
+                atomic_write(path, lambda tmp: torch_save(payload, tmp))
                 break
             except OSError:
                 continue  # a read-only data folder caches in cache_dir; if that fails too, it decodes every time

@@ -17,6 +17,7 @@ import torch
 
 from cnntrain.data.image_files import CACHE_DIR, LazyImages, fallback_cache_dir
 from cnntrain.data.images import NamedBytes, decode_image
+from cnntrain.disk import torch_save
 from cnntrain.errors import DataError
 from cnntrain.files import atomic_write
 
@@ -67,7 +68,7 @@ def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: in
             images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
             row += 1
     try:
-        atomic_write(path, lambda tmp: torch.save({"images": images}, tmp))
+        atomic_write(path, lambda tmp: torch_save({"images": images}, tmp))
     except OSError:
         pass  # an unwritable cache folder still trains; it just decodes every time
     return images
