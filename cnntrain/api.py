@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,7 @@ def _execute(argv: list[str]) -> Path:
         if _in_notebook():
             os.environ[PLAIN_PROGRESS_ENV] = "1"  # for the ranks of trainer.devices=N (this process updates in place)
         _next_free_second(argv)
+        sys.argv = ["cnntrain", *argv]  # summary.json's "command": the command line that makes the same run
         try:
             result = execute(argv, started=time.perf_counter())
         except Interrupted as err:

@@ -111,6 +111,8 @@ def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, small_root, c
     assert numbers(run.dir) == numbers(cli_run)
     assert run.summary["status"] == "done" and len(run.metrics) == 2
     assert run.config.trainer.epochs == 2
+    assert run.summary["command"] == ["cnntrain", "model=cnn2", "trainer.epochs=2", "trainer.batch_size=32",
+                                      "report.plots=false", "trainer.progress=false"]
     again = subprocess.run([*cnntrain_command("cnntrain-reproduce", "cnntrain.commands.reproduce"), str(run.dir)],
                            cwd=api_cwd, env=cli_env(small_root), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr  # the command runs it again: identical numbers
