@@ -122,7 +122,11 @@ def _argv(overrides: tuple[str, ...], keys: dict[str, Any], *, sweep: bool) -> l
 
 def _config_dir(keys: dict[str, Any]) -> str | None:
     value = keys.pop(CONFIG_DIR_KEY, None)
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    if not Path(value).is_dir():
+        raise ConfigError(f"config_dir={value}: no such folder (it should hold group folders such as model/)")
+    return str(value)
 
 
 def _overrides(overrides: tuple[str, ...], keys: dict[str, Any], *, sweep: bool) -> list[str]:

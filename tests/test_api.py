@@ -22,7 +22,7 @@ import cnntrain
 from cnntrain.api import override_value
 from cnntrain.errors import ConfigError, UserError
 
-from helpers import cli_env, cnntrain_command
+from helpers import REPO, cli_env, cnntrain_command
 
 # Smaller than TINY_RUN's data: a run takes about two seconds here.
 RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=32", "report.plots=false", "trainer.progress=false")
@@ -207,6 +207,7 @@ def test_errors_carry_the_commands_line(api_cwd, small_root):
     (lambda: cnntrain.compose(**{"trainer.epochs": -1}), "trainer.epochs"),
     (lambda: cnntrain.compose(**{"trainer.epoch": 3}), "did you mean 'trainer.epochs'"),
     (lambda: cnntrain.load("no/such/run"), "run directory not found"),
+    (lambda: cnntrain.train(config_dir="no/such/folder"), "config_dir=no/such/folder: no such folder"),
 ])
 def test_bad_calls_are_one_line_user_errors(api_cwd, call, fragment):
     with pytest.raises(UserError) as caught:
@@ -225,6 +226,16 @@ def test_a_call_in_the_same_second_as_the_last_run_waits_for_its_own_directory(a
     _next_free_second(["model=cnn2"])
     assert time.strftime("%Y-%m-%d/%H-%M-%S") != taken
     assert not (api_cwd / "outputs" / time.strftime("%Y-%m-%d/%H-%M-%S")).exists()
+
+
+def test_config_dir_adds_models_of_ones_own(api_cwd):
+    mine = api_cwd / "my_configs" / "model"
+    mine.mkdir(parents=True)
+    (mine / "mine.yaml").write_text((REPO / "configs" / "model" / "lenet.yaml").read_text().replace(
+        "name: lenet", "name: mine"))
+    assert cnntrain.compose("model=mine", config_dir=api_cwd / "my_configs").model.name == "mine"
+    with pytest.raises(UserError, match="unknown model 'mine'"):
+        cnntrain.compose("model=mine")
 
 
 def test_compose_takes_keywords_in_hydra_syntax(api_cwd):
