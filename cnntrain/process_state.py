@@ -45,6 +45,7 @@ class ProcessState:
 
     cwd: str
     argv: list[str]
+    argv_list: list[str]
     environ: dict[str, str]
     signals: dict[int, Any]
     loggers: dict[str, LoggerState]
@@ -62,8 +63,8 @@ class ProcessState:
         from cnntrain.commands import entry, preflight
 
         return cls(
-            cwd=os.getcwd(), argv=list(sys.argv), environ=dict(os.environ), signals=_signal_handlers(),
-            loggers=_loggers(), logging_disable=logging.root.manager.disable,
+            cwd=os.getcwd(), argv=list(sys.argv), argv_list=sys.argv, environ=dict(os.environ),
+            signals=_signal_handlers(), loggers=_loggers(), logging_disable=logging.root.manager.disable,
             hydra=GlobalHydra.instance().hydra, hydra_config=HydraConfig.instance().cfg,
             cnntrain={"known_data": dict(preflight._known_data), "in_process_only": entry._in_process_only},
             torch=_torch_settings() if torch_state else None,
@@ -77,6 +78,7 @@ class ProcessState:
 
         if os.getcwd() != self.cwd:
             os.chdir(self.cwd)
+        sys.argv = self.argv_list  # the list object too: a command may have put a new one in its place
         sys.argv[:] = self.argv
         _restore_environ(self.environ)
         _restore_signals(self.signals)

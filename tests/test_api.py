@@ -73,7 +73,8 @@ def numbers(run_dir: Path) -> dict:
 
 def process_state() -> dict:
     return {
-        "cwd": Path.cwd(), "argv": list(sys.argv), "signals": {s: signal.getsignal(s) for s in SIGNALS},
+        "cwd": Path.cwd(), "argv": list(sys.argv), "argv_list": id(sys.argv),
+        "signals": {s: signal.getsignal(s) for s in SIGNALS},
         "root_handlers": list(logging.getLogger().handlers), "root_level": logging.getLogger().level,
         "cnntrain_handlers": list(logging.getLogger("cnntrain").handlers),
         "threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -314,6 +315,7 @@ def test_run_methods_refuse_bad_input_in_one_line(api_run, call, fragment):
 
 @pytest.mark.slow
 def test_sweep_jobs_table_and_best(api_cwd):
+    before = process_state()
     sweep = cnntrain.sweep(*RUN, **{"trainer.epochs": 1, "optimizer.lr": [1e-3, 3e-3]})
     assert sweep.dir.parent.parent == api_cwd / "outputs" / "multirun"  # as the command puts it
     assert [run.dir.name for run in sweep.runs] == ["0", "1"]
@@ -321,4 +323,4 @@ def test_sweep_jobs_table_and_best(api_cwd):
     best = max(sweep.runs, key=lambda run: run.summary["best"]["value"])
     assert sweep.best.dir == best.dir == sweep.dir / str(sweep.table[0]["job"])
     assert "optimizer.lr=0.001" in sweep._repr_html_()
-    assert not hydra_initialized()
+    assert process_state() == before  # Hydra's own entry point (argv, logging, its global state) left no trace
