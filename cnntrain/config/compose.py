@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.guard import check_composed
 from cnntrain.errors import ConfigError, first_line, unknown_key_message
 
 CONFIG_NAME = "train"  # configs/train.yaml: the root config
@@ -74,6 +75,7 @@ def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool
                                    from_shell=True, with_log_configuration=log_configuration)
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: e.g. ~dataset=0
         raise ConfigError(composition_message(err, overrides, hydra)) from None
+    check_composed(cfg)  # no foreign callback, no _target_ in our groups (cnntrain.config.guard)
     if not hydra_config:
         with open_dict(cfg):
             del cfg["hydra"]
