@@ -1,8 +1,11 @@
 """`cnntrain-reproduce RUN_DIR`: run a finished run again from its directory alone, then compare.
 
-The re-run is the same `cnntrain` command (the overrides Hydra saved in RUN_DIR/.hydra, plus the
-hydra settings that shape a single run) into a new directory. Its final metrics are compared with
-the original's value by value, exactly: on the same machine and versions they must be bit-identical.
+The re-run is the same `cnntrain` command (the task overrides Hydra saved in RUN_DIR/.hydra/overrides.yaml)
+into a new directory. A run directory may come from someone else, so it is read as data: only overrides of
+cnntrain's own config are replayed, each checked against today's schema and config groups, with no
+interpolation that calls a resolver; hydra settings (callbacks, output folders, environment), trackers and
+anything that is not a KEY=VALUE override are not replayed. Its final metrics are compared with the
+original's value by value, exactly: on the same machine and versions they must be bit-identical.
 Exit status: 0 equal (or --no-compare), 1 some metric differs, 2 a user mistake, else the re-run's own.
 """
 
@@ -20,16 +23,18 @@ from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
 from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
-from cnntrain.files import kind_of, read_yaml
+from cnntrain.files import kind_of
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
+from cnntrain.reporting.text import markup
 
-# Hydra settings that belong to the original launch, not to what the run computes.
-LAUNCH_ONLY = ("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra.job.num", "hydra.job.id", "hydra.output_subdir",
-               "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
+NOT_REPLAYED = ("hydra", "logger", "mlflow", "wandb", "resume")
+"""Top-level keys (and groups) of saved overrides a re-run leaves out: Hydra's settings (callbacks, where files go,
+environment variables) and the trackers (where metrics are sent) belong to the original launch; resume= to
+another command. None of them changes what the run computes."""
 SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
                    "epochs_run", "stopped_early")
-_MISSING = object()  # what _dig returns for an absent key when None is a value the file may hold
 
 
 @dataclass
@@ -44,21 +49,42 @@ class Comparison:
 
 
 def saved_command(run_dir: Path) -> list[str]:
-    """The overrides that made run_dir: its task overrides and the hydra ones that shape a single run."""
+    """The overrides a re-run of run_dir replays (see replayed_overrides)."""
+    return replayed_overrides(run_dir)[0]
+
+
+def replayed_overrides(run_dir: Path) -> tuple[list[str], list[str]]:
+    """(replayed, left out): the task overrides saved in run_dir, each parsed as Hydra parses it and checked
+    (no flag, no resolver interpolation, no callback or _target_, known config groups), split into those a
+    re-run replays and those of NOT_REPLAYED. .hydra/hydra.yaml is not read: nothing in it is replayed."""
+    from cnntrain.commands.preflight import check_group_choices, parse_overrides
+
     paths = RunDir(run_dir)
-    if not paths.overrides_yaml.is_file() or not paths.hydra_yaml.is_file():
-        raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml and hydra.yaml)")
-    task = _override_list(read_yaml(paths.overrides_yaml), paths.overrides_yaml, "")
-    hydra_overrides = _override_list(_dig(read_yaml(paths.hydra_yaml), "hydra.overrides.hydra", missing=_MISSING),
-                                     paths.hydra_yaml, "hydra.overrides.hydra ")
-    return [*task, *(o for o in hydra_overrides if not o.startswith(LAUNCH_ONLY))]
+    where = paths.overrides_yaml
+    if not where.is_file():
+        raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml)")
+    saved = _override_list(read_saved_yaml(where), where)
+    check_saved_overrides(saved, str(where))
+    for number, item in enumerate(saved, 1):
+        if item.lstrip().startswith("-"):
+            raise UserError(f"{where}: item {number} ({item[:80]!r}) is a command-line flag, not a KEY=VALUE "
+                            f"override; a re-run replays overrides only; {RESTORE}")
+    try:
+        parsed = parse_overrides(saved)
+        check_group_choices(parsed, multirun=False)
+    except ConfigError as err:
+        raise ConfigError(f"the overrides saved in {where} do not compose today ({err}); edit them to today's "
+                          f"config names") from None
+    left_out = {o.input_line for o in parsed if o.key_or_group.split(".")[0].split("/")[0] in NOT_REPLAYED}
+    return [o for o in saved if o not in left_out], [o for o in saved if o in left_out]
 
 
 def compose_saved(overrides: list[str]) -> Any:
-    """Today's config for the saved task overrides (the hydra ones shape the launch, not the config)."""
+    """Today's validated config for the replayed overrides: unknown keys and bad values are refused here."""
     from cnntrain.config.compose import compose_train
+    from cnntrain.config.validate import validate
 
-    return compose_train([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    return validate(compose_train(overrides))
 
 
 def _compose_saved_or_say_where(run_dir: Path, overrides: list[str]) -> Any:
@@ -76,7 +102,7 @@ def config_changes(run_dir: Path, cfg: Any) -> list[str]:
     now = OmegaConf.to_container(cfg, resolve=False)
     now.pop("hydra", None)
     path = RunDir(run_dir).config_yaml
-    then = read_yaml(path)
+    then = read_saved_yaml(path)
     if not isinstance(then, dict):
         raise UserError(f"{path} holds {kind_of(then)}, not the mapping of the run's config; restore it from a "
                         f"copy of the run")
@@ -141,16 +167,13 @@ def _dig(tree: Any, dotted: str, missing: Any = None) -> Any:
     return tree
 
 
-def _override_list(value: Any, path: Path, key: str) -> list[str]:
+def _override_list(value: Any, path: Path) -> list[str]:
     """A saved list of override strings, checked: Hydra writes one string per item."""
-    if value is _MISSING:
-        raise UserError(f"{path} lacks {key.strip()}, the overrides Hydra saves; restore it from a copy of the run")
     if not isinstance(value, list):
-        raise UserError(f"{path}: {key}holds {kind_of(value)}, not a list of KEY=VALUE overrides; restore it from a "
-                        f"copy of the run")
+        raise UserError(f"{path}: holds {kind_of(value)}, not a list of KEY=VALUE overrides; {RESTORE}")
     for number, item in enumerate(value, 1):
         if not isinstance(item, str):
-            raise UserError(f"{path}: {key}item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
+            raise UserError(f"{path}: item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
                             f"fix it or restore the file from a copy of the run")
     return value
 
@@ -160,7 +183,8 @@ def comparison_table(rows: list[Comparison]) -> Table:
     for name, justify in (("metric", "left"), ("original", "right"), ("re-run", "right"), ("", "center")):
         table.add_column(name, justify=justify)
     for row in rows:
-        table.add_row(row.name, str(row.original), str(row.rerun), "=" if row.equal else "[red]differs[/]")
+        table.add_row(markup(row.name), markup(row.original), markup(row.rerun),
+                      "=" if row.equal else "[red]differs[/]")
     return table
 
 
@@ -186,18 +210,22 @@ def main() -> None:
 def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     console = Console(highlight=False)
-    overrides = saved_command(args.run_dir)
+    overrides, left_out = replayed_overrides(args.run_dir)
     summary = _summary(args.run_dir) if not args.no_compare else {}
     if not args.no_compare:
         read_metrics(RunDir(args.run_dir).metrics_csv)  # a damaged file is reported now, not after the re-run
     cfg = _compose_saved_or_say_where(args.run_dir, overrides)
     for key in config_changes(args.run_dir, cfg):
-        console.print(f"warning: config '{key}' composes differently now than in {args.run_dir}", style="yellow")
+        console.print(f"warning: config '{markup(key)}' composes differently now than in {markup(args.run_dir)}",
+                      style="yellow")
     for change in environment_changes(summary, cfg) if summary else []:
-        console.print(f"warning: {change}; metrics may differ", style="yellow")
+        console.print(f"warning: {markup(change)}; metrics may differ", style="yellow")
+    if left_out:
+        console.print(f"not replayed (hydra settings and trackers belong to the original launch): "
+                      f"{markup(' '.join(left_out))}", style="yellow")
     out = args.out or Path("outputs/reproduce") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     command = [*cnntrain_command(), *overrides, f"hydra.run.dir='{out}'"]
-    console.print(f"re-running {args.run_dir} into {out}: {' '.join(command[1:])}")
+    console.print(f"re-running {markup(args.run_dir)} into {markup(out)}: {markup(' '.join(command[1:]))}")
     status = subprocess.run(command).returncode
     if status != 0 or args.no_compare:
         sys.exit(status)
