@@ -28,7 +28,7 @@ from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
-from cnntrain.reporting.text import markup
+from cnntrain.reporting.text import markup, plain
 
 DEFAULT_OUT = Path("compare.png")
 MAX_KEY_COLUMNS = 4   # more differing keys than this share one "differs" column
@@ -207,7 +207,7 @@ def compare_table(runs: list[Run], keys: list[str]) -> Table:
 
 
 def show(value: Any) -> str:
-    """A config value as the YAML file spells it, cut short when it is long."""
+    """A config value as the YAML file spells it (as text: control characters escaped), cut short when long."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif value is None:
@@ -215,7 +215,7 @@ def show(value: Any) -> str:
     elif isinstance(value, float):
         text = f"{value:g}"
     else:
-        text = str(value)
+        text = plain(value)
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
 
 

@@ -22,7 +22,7 @@ from cnntrain.files import atomic_write, kind_of
 FORMAT = "cnntrain-checkpoint"
 FORMAT_VERSION = 1
 SHOWN = 3  # how many mismatching keys a message names
-MAX_PAYLOAD_NODES = 1_000_000  # values in a checkpoint, tensors counted as one; a run's has a few thousand
+MAX_PAYLOAD_NODES = 200_000  # values in a checkpoint, tensors counted as one; a run's has a few thousand
 FOREIGN = "use a checkpoint written by a cnntrain run"
 
 
