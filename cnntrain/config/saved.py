@@ -2,10 +2,11 @@
 
 A run directory or a checkpoint may come from someone else. What it holds is read as plain values: a YAML
 file within a size and node budget and without anchors or aliases (cnntrain's and Hydra's own files have
-none, and an alias bomb of 500 bytes expands to billions of nodes), a checkpoint's config walked within a
-node budget (a pickle can share one list many times), and no interpolation that calls a resolver
-(`${oc.env:TOKEN}` would copy a secret of this machine into the outputs). Each exceeded limit is one
-UserError line. No torch import: the commands that read runs without training use this too.
+none, and an alias bomb of 500 bytes expands to billions of nodes); an unpickled value walked within a node
+budget (a pickle can share one list many times); a checkpoint's config with every string made literal, and
+saved overrides with no interpolation that calls a resolver (`${oc.env:TOKEN}` would copy a secret of this
+machine into the outputs). Each exceeded limit is one UserError line. No torch import: the commands that read
+runs without training use this too. docs/trust.md lists the limits.
 """
 
 from __future__ import annotations
