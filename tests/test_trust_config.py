@@ -237,6 +237,11 @@ CASES = {
             (where.run / ".hydra/config.yaml").read_text()
             + f"evil: '{ENV_SECRET}'\nname: {json.dumps(NASTY_CLASS)}\n")),
         run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png", "--html", "ALLOWED/compare.html"), ok=True),
+    "compare-math-in-legend": Case(
+        "compare", also(second_run, lambda where: _write(
+            where.run / ".hydra/config.yaml",
+            (where.run / ".hydra/config.yaml").read_text() + "mathy: '$\\oops{$'\n")),
+        run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png"), ok=True),
     # cnntrain-report: summary.json and config.yaml shown in a page
     "report-markup-and-secret": Case(
         "report", also(lambda where: rename_class(where, NASTY_CLASS),
@@ -372,3 +377,24 @@ def test_reproduce_replays_only_the_task_overrides(finished, tmp_path, monkeypat
 
 def _files(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if path.is_file() and not path.is_symlink()}
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("[/bold]", "[/bold]"),
+    ("a\x1b[2Jb", "a\\x1b[2Jb"),
+    ("line\nbreak\r\ttab", "line\\nbreak\\r\\ttab"),
+    ("bell\x07 del\x7f c1\x9b", "bell\\x07 del\\x7f c1\\x9b"),
+    ("abc\u202edcba \u2066x\u2069 \u200f", "abc\\u202edcba \\u2066x\\u2069 \\u200f"),
+    ("naïve 日本 ✓", "naïve 日本 ✓"),
+])
+def test_text_from_data_is_shown_as_written_with_control_characters_escaped(text, shown):
+    from rich.console import Console
+
+    from cnntrain.reporting.text import html_text, markup, plain
+
+    assert plain(text) == shown
+    console = Console(record=True, width=200, color_system=None)
+    console.print(markup(text))  # rich reads the markup and prints the text as written
+    assert console.export_text().rstrip("\n") == shown
+    assert html_text("<b>" + text) == "&lt;b&gt;" + shown.replace("&", "&amp;")
+    assert plain("a\nb\tc", keep_lines=True) == "a\nb\tc"

@@ -25,7 +25,13 @@ def new_figure(**kwargs: Any) -> Any:
 
 
 def save_png(figure: Any, path: Path) -> None:
-    """Write the figure as a PNG atomically (a reader never sees half a file)."""
+    """Write the figure as a PNG atomically (a reader never sees half a file). Every text is drawn as written:
+    titles, ticks and legends carry class names and config values from files, and matplotlib would read
+    `$...$` in them as math (a class named `$\\oops$` stopped the run's pictures with a parse error)."""
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
 
 
