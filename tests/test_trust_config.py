@@ -249,6 +249,9 @@ CASES = {
                                             (where.run / ".hydra/config.yaml").read_text()
                                             + f"evil: '{ENV_SECRET}'\n")),
         run_arg(), ok=True),
+    "report-deep-summary": Case("report", write("summary.json", "[" * 100_000), run_arg(), ("nested too deeply",)),
+    "compare-deep-summary": Case("compare", write("summary.json", "[" * 100_000),
+                                 run_arg("--out", "ALLOWED/compare.png"), ("nested too deeply",)),
     # cnntrain-eval / -predict / -export: the checkpoint's config and data
     "eval-secret-in-config": Case("eval", checkpoint(config_value("model.name", ENV_SECRET)),
                                   run_arg("--device", "cpu"), ok=True),

@@ -145,7 +145,7 @@ def _finished(run_dir: Path) -> bool:
 
     try:
         return json.loads(RunDir(run_dir).summary_json.read_text(encoding="utf-8")).get("status") == "done"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 

@@ -169,7 +169,7 @@ class Guarded:
 def _tracker_ids(paths: RunDir) -> dict[str, Any]:
     try:
         found = json.loads(paths.tracker_ids.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return found if isinstance(found, dict) else {}
 
