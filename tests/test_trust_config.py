@@ -401,3 +401,16 @@ def test_text_from_data_is_shown_as_written_with_control_characters_escaped(text
     assert console.export_text().rstrip("\n") == shown
     assert html_text("<b>" + text) == "&lt;b&gt;" + shown.replace("&", "&amp;")
     assert plain("a\nb\tc", keep_lines=True) == "a\nb\tc"
+
+
+def test_a_sweep_is_checked_with_the_config_dir_it_names(tmp_path, synthetic_data_root):
+    """The preflight of a sweep composes its jobs with --config-dir, as Hydra will: a model file there is found
+    (and checked: one that adds a callback is refused above, one that does not passes)."""
+    from cnntrain.commands.preflight import preflight
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("name: mine\nlayers: [flatten, {linear: 10}]\n")
+    checked = preflight([f"data_root={synthetic_data_root}", "model=mine", "seed=1,2"], multirun=True,
+                        extra_dir=str(tmp_path))
+    assert [cfg.model.name for cfg in checked.configs] == ["mine", "mine"]
+    assert [cfg.seed for cfg in checked.configs] == [1, 2]
