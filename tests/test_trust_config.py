@@ -414,3 +414,16 @@ def test_a_sweep_is_checked_with_the_config_dir_it_names(tmp_path, synthetic_dat
                         extra_dir=str(tmp_path))
     assert [cfg.model.name for cfg in checked.configs] == ["mine", "mine"]
     assert [cfg.seed for cfg in checked.configs] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["run-${oc.env:" + SECRET_ENV + "}", "it's", "back\\slash\\", "a\\${x}"])
+def test_a_run_directory_name_is_never_resolved_into_another_path(tmp_path, monkeypatch, name):
+    """A folder from an archive may be named `${oc.env:...}`: resume= and reproduce's re-run pass it to Hydra
+    quoted, so the run continues in that folder, not in one the name resolves to."""
+    from cnntrain.commands.train import resume_overrides
+    from cnntrain.config.compose import compose_train
+
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    folder = tmp_path / name
+    cfg = compose_train([*resume_overrides(folder), "hydra.mode=RUN"], hydra_config=True)
+    assert cfg.resume == str(folder) and cfg.hydra.run.dir == str(folder)  # read resolved

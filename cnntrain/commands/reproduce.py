@@ -224,7 +224,9 @@ def _main(argv: list[str]) -> None:
         console.print(f"not replayed (hydra settings and trackers belong to the original launch): "
                       f"{markup(' '.join(left_out))}", style="yellow")
     out = args.out or Path("outputs/reproduce") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    command = [*cnntrain_command(), *overrides, f"hydra.run.dir='{out}'"]
+    from cnntrain.config.compose import quoted
+
+    command = [*cnntrain_command(), *overrides, f"hydra.run.dir={quoted(out)}"]
     console.print(f"re-running {markup(args.run_dir)} into {markup(out)}: {markup(' '.join(command[1:]))}")
     status = subprocess.run(command).returncode
     if status != 0 or args.no_compare:

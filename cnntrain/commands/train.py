@@ -28,6 +28,7 @@ from cnntrain.config.compose import (
     group_options,
     hydra_session,
     legacy_augment_overrides,
+    quoted,
 )
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
@@ -151,7 +152,7 @@ def _finished(run_dir: Path) -> bool:
 
 def resume_overrides(run_dir: Path) -> list[str]:
     """The overrides of a resume: the original run directory, whose .hydra/ it must not rewrite."""
-    return [f"resume='{run_dir}'", f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+    return [f"resume={quoted(run_dir)}", f"hydra.run.dir={quoted(run_dir)}", "hydra.output_subdir=null"]
 
 
 def print_help(overrides: list[str]) -> None:
