@@ -427,3 +427,30 @@ def test_a_run_directory_name_is_never_resolved_into_another_path(tmp_path, monk
     folder = tmp_path / name
     cfg = compose_train([*resume_overrides(folder), "hydra.mode=RUN"], hydra_config=True)
     assert cfg.resume == str(folder) and cfg.hydra.run.dir == str(folder)  # read resolved
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_checkpoint_config_literal_in_every_output(tmp_path, monkeypatch, synthetic_data_root):
+    """`${oc.env:...}` and markup in an interrupted run's last.pt (its model name) stay text through the resume:
+    summary.json, train.log, metrics and the new checkpoints hold no secret, the log no escape byte."""
+    from helpers import compose_config, run_stopped_in_epoch
+
+    cfg = compose_config(*TINY_RUN, "trainer.progress=false", data_root=synthetic_data_root)
+    run_dir = tmp_path / "run"
+    run_stopped_in_epoch(cfg, run_dir, 2, monkeypatch)
+    where = Where(tmp_path, run_dir)
+    name = "[/bold]\x1b[31m" + ENV_SECRET
+    checkpoint(config_value("model.name", name), "last")(where)
+    before = _files(tmp_path)
+    result = run_main(train.main, [f"resume={run_dir}"], tmp_path, monkeypatch,
+                      **{SECRET_ENV: SECRET, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)})
+    assert result.returncode == 0, result.stderr
+    assert not [path for path in _files(tmp_path) - before if not path.is_relative_to(run_dir)]
+    assert SECRET not in result.stdout + result.stderr
+    for path in _files(tmp_path):
+        assert SECRET.encode() not in path.read_bytes(), f"the secret reached {path}"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["model"] == name  # the text, as the file had it
+    log = (run_dir / "train.log").read_text()
+    assert "\x1b" not in log and "[/bold]\\x1b[31m" + ENV_SECRET in log
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["model"]["name"] == name

@@ -80,11 +80,14 @@ def replayed_overrides(run_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def compose_saved(overrides: list[str]) -> Any:
-    """Today's validated config for the replayed overrides: unknown keys and bad values are refused here."""
+    """Today's config for the replayed overrides, as Hydra will compose it (and save it in the re-run's
+    .hydra/config.yaml); checked against the schema first, so unknown keys and bad values are refused here."""
     from cnntrain.config.compose import compose_train
     from cnntrain.config.validate import validate
 
-    return validate(compose_train(overrides))
+    cfg = compose_train(overrides)
+    validate(cfg)
+    return cfg
 
 
 def _compose_saved_or_say_where(run_dir: Path, overrides: list[str]) -> Any:
