@@ -228,6 +228,11 @@ CASES = {
                                      run_arg("--out", "ALLOWED/again"), ("larger than 1,000,000 bytes",)),
     "reproduce-many-values": Case("reproduce", write(".hydra/config.yaml", "- 1\n" * 30_000),
                                   run_arg("--out", "ALLOWED/again"), ("more than 20,000 values",)),
+    "reproduce-deep-overrides": Case("reproduce", write(".hydra/overrides.yaml", "[" * 15_000 + "]" * 15_000),
+                                     run_arg("--out", "ALLOWED/again"), ("overrides.yaml", "nesting depth")),
+    "compare-deep-config": Case("compare", write(".hydra/config.yaml", "a:\n" + "".join(
+        " " * level + "- \n" for level in range(0, 400, 2))), run_arg("--out", "ALLOWED/compare.png"),
+        ("config.yaml", "nested more than 64 levels")),
     # cnntrain-compare: config.yaml, summary.json
     "compare-alias-bomb": Case("compare", write(".hydra/config.yaml", ALIAS_BOMB),
                                run_arg("--out", "ALLOWED/compare.png"), ("anchor or alias",)),

@@ -30,19 +30,19 @@ _PLAIN_REFERENCE = re.compile(r"\$\{[\w.\[\]-]*\}")  # ${dataset.num_classes}: a
 
 def read_saved_yaml(path: Path, *, fix: str = RESTORE) -> Any:
     """A YAML file of a run directory as plain lists and dicts (None when blank), read as OmegaConf reads Hydra's
-    files but bounded: at most MAX_YAML_BYTES and MAX_NODES, no anchors or aliases. Interpolations stay strings:
-    nothing is resolved. Any problem is a UserError naming the file and ending in `fix`."""
+    files but bounded: at most MAX_YAML_BYTES, MAX_NODES and MAX_DEPTH, no anchors or aliases. Interpolations
+    stay strings: nothing is resolved. Any problem is a UserError naming the file and ending in `fix`."""
     import yaml
     from omegaconf._utils import get_yaml_loader
 
-    from cnntrain.files import read_yaml
+    from cnntrain.files import yaml_error
 
     text = _read_bounded(path, fix)
     try:
         _check_events(yaml.parse(io.StringIO(text), Loader=_loader()), path, fix)
-        return yaml.load(text, Loader=get_yaml_loader()) if text.strip() else None  # OmegaConf's loader: a SafeLoader
-    except yaml.YAMLError:
-        return read_yaml(path, fix=fix)  # which names the syntax error with its line
+        return yaml.load(text, Loader=get_yaml_loader()) if text.strip() else None  # OmegaConf's: a SafeLoader
+    except yaml.YAMLError as err:
+        raise yaml_error(path, _python_parser_error(text) or err, fix) from None
 
 
 def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
@@ -132,7 +132,7 @@ def _read_bounded(path: Path, fix: str) -> str:
 def _check_events(events: Iterator[Any], path: Path, fix: str) -> None:
     import yaml
 
-    nodes = 0
+    nodes = depth = 0
     for event in events:
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise UserError(f"{path}: holds a YAML anchor or alias (&, *), which cnntrain and Hydra never write; "
@@ -141,6 +141,29 @@ def _check_events(events: Iterator[Any], path: Path, fix: str) -> None:
             nodes += 1
             if nodes > MAX_NODES:
                 raise UserError(f"{path}: more than {MAX_NODES:,} values, far more than a run writes; refused; {fix}")
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:  # the YAML loader recurses once per level
+                raise UserError(f"{path}: nested more than {MAX_DEPTH} levels deep; refused; {fix}")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _python_parser_error(text: str) -> Exception | None:
+    """The pure-Python parser's error for text libyaml refused (its messages name the character, as OmegaConf's
+    do), from its events alone: nothing is composed or built, so no alias expands and no recursion deepens."""
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(io.StringIO(text), Loader=yaml.SafeLoader):
+            depth += isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
+            depth -= isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent))
+            if depth > MAX_DEPTH:  # deeper than a run writes: libyaml's own message will do
+                return None
+    except yaml.YAMLError as err:
+        return err
+    return None
 
 
 def _loader() -> Any:
