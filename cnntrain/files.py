@@ -64,9 +64,14 @@ def read_yaml(path: Path, *, fix: str = "restore it from a copy of the run") -> 
         text = path.read_text(encoding="utf-8")
         return OmegaConf.to_container(OmegaConf.load(io.StringIO(text)), resolve=False) if text.strip() else None
     except yaml.YAMLError as err:
-        raise UserError(f"{_yaml_where(path, err)}: not valid YAML ({_yaml_problem(err)}); {fix}") from None
+        raise yaml_error(path, err, fix) from None
     except (OSError, ValueError, OmegaConfBaseException) as err:  # unreadable, not UTF-8, a bare number
         raise UserError(f"cannot read {path}: {first_line(err)}; {fix}") from None
+
+
+def yaml_error(path: Path, err: Exception, fix: str) -> UserError:
+    """The one line for a YAML syntax error: the file, the line when the parser gives one, the problem, `fix`."""
+    return UserError(f"{_yaml_where(path, err)}: not valid YAML ({_yaml_problem(err)}); {fix}")
 
 
 def kind_of(value: Any) -> str:

@@ -99,14 +99,15 @@ def test_bad_tolerances_are_one_line(tmp_path, monkeypatch, argv, fragment):
     assert_one_line_error(result, fragment)
 
 
-def test_saved_command_keeps_overrides_and_drops_the_launch(tmp_path):
+def test_saved_command_keeps_task_overrides_and_drops_hydra_and_trackers(tmp_path):
     hydra_dir = tmp_path / ".hydra"
     hydra_dir.mkdir()
-    (hydra_dir / "overrides.yaml").write_text("- model=cnn2\n- optimizer.lr=0.01\n")
-    (hydra_dir / "hydra.yaml").write_text(
-        "hydra:\n  overrides:\n    hydra: [hydra.run.dir=x, hydra.mode=RUN, hydra.job.chdir=false,"
-        " hydra/launcher=joblib]\n    task: [model=cnn2]\n")
-    assert saved_command(tmp_path) == ["model=cnn2", "optimizer.lr=0.01", "hydra.job.chdir=false"]
+    (hydra_dir / "overrides.yaml").write_text(
+        "- model=cnn2\n- hydra.job.chdir=false\n- optimizer.lr=0.01\n- +hydra.output_subdir=/tmp/x\n"
+        "- ++hydra.job.env_set.A=1\n- ~hydra.verbose\n- hydra/launcher=joblib\n- logger=[csv,wandb]\n"
+        "- wandb.project=theirs\n")
+    (hydra_dir / "hydra.yaml").write_text("hydra:\n  overrides:\n    hydra: [hydra.job.chdir=false]\n")
+    assert saved_command(tmp_path) == ["model=cnn2", "optimizer.lr=0.01"]
 
 
 def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
@@ -114,7 +115,7 @@ def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
     result = run_cli("empty", command=REPRODUCE)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: empty is not a cnntrain run directory (no "
-                                                  ".hydra/overrides.yaml and hydra.yaml)"]
+                                                  ".hydra/overrides.yaml)"]
 
 
 def test_recorded_facts_are_printed_as_text(tiny_config):

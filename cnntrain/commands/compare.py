@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.flat import flatten
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
+from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import UserError, first_line
-from cnntrain.files import kind_of, read_yaml
+from cnntrain.files import kind_of
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
+from cnntrain.reporting.text import markup, plain
 
 DEFAULT_OUT = Path("compare.png")
 MAX_KEY_COLUMNS = 4   # more differing keys than this share one "differs" column
@@ -103,7 +104,7 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 def read_run(path: Path, name: str) -> Run:
     """One run's epochs (numbers), summary.json ({} while the run has none) and flattened config."""
     paths = RunDir(path)
-    config = read_yaml(paths.config_yaml)
+    config = read_saved_yaml(paths.config_yaml)  # bounded, never resolved: a run may come from anyone
     if not isinstance(config, dict):
         raise UserError(f"{paths.config_yaml} holds {kind_of(config)}, not the mapping of the run's config; restore "
                         f"it from a copy of the run")
@@ -201,12 +202,12 @@ def compare_table(runs: list[Run], keys: list[str]) -> Table:
     for name in headers[7:]:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(markup(cell) for cell in row))
     return table
 
 
 def show(value: Any) -> str:
-    """A config value as the YAML file spells it, cut short when it is long."""
+    """A config value as the YAML file spells it (as text: control characters escaped), cut short when long."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif value is None:
@@ -214,7 +215,7 @@ def show(value: Any) -> str:
     elif isinstance(value, float):
         text = f"{value:g}"
     else:
-        text = str(value)
+        text = plain(value)
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -238,10 +239,10 @@ def _main(argv: list[str]) -> None:
     if not console.is_terminal:
         console.width = 120  # pipes and CI logs do not wrap; the default 80 columns would crop the table
     for note in notes:
-        console.print(note, soft_wrap=True)
+        console.print(markup(note), soft_wrap=True)
     console.print(compare_table(runs, shown))
     if len(runs) > 1:
-        console.print(differs_line(shown, implied), soft_wrap=True)
+        console.print(markup(differs_line(shown, implied)), soft_wrap=True)
     from cnntrain.reporting.compare_plot import Curves, plot_compare
 
     curves = [Curves(label, tuple(row["epoch"] for row in run.epochs),
@@ -253,7 +254,7 @@ def _main(argv: list[str]) -> None:
         plot_compare(curves, out, f"learning curves of {len(runs)} run{'s' if len(runs) != 1 else ''} ({common})")
     except OSError as err:
         raise UserError(f"cannot write {out}: {first_line(err)}") from None
-    console.print(f"wrote {out.resolve()}", soft_wrap=True)
+    console.print(f"wrote {markup(out.resolve())}", soft_wrap=True)
     if page is not None:
         from cnntrain.reporting.html import write_page
         from cnntrain.reporting.page import compare_page
@@ -265,7 +266,7 @@ def _main(argv: list[str]) -> None:
             write_page(page.resolve().parent, page, text)
         except OSError as err:
             raise UserError(f"cannot write {page}: {first_line(err)}") from None
-        console.print(f"wrote {page.resolve()}", soft_wrap=True)
+        console.print(f"wrote {markup(page.resolve())}", soft_wrap=True)
 
 
 def _epochs(path: Path) -> list[dict[str, Any]]:

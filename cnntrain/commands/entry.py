@@ -25,7 +25,10 @@ def report(message: str) -> None:
 
 
 def one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """`text` on one line, as text: line breaks and terminal control characters from a file are shown escaped."""
+    from cnntrain.reporting.text import plain
+
+    return plain(text)
 
 
 class ArgumentParser(argparse.ArgumentParser):

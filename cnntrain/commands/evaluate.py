@@ -23,6 +23,7 @@ from cnntrain.reporting.metrics import per_class_accuracy
 from cnntrain.reporting.provenance import command_line, versions
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
+from cnntrain.reporting.text import markup
 from cnntrain.training.evaluation import test
 from cnntrain.training.saved_run import SavedRun, load_run
 from cnntrain.training.setup import setup
@@ -107,7 +108,7 @@ def _main(argv: list[str]) -> None:
     summary = evaluate_run(saved, config, batch_size, reporter)
     path = RunDir(args.run_dir).eval_summary_json
     write_summary(path, summary)
-    reporter.print(f"wrote {path}")
+    reporter.print(f"wrote {markup(path)}")
 
 
 def main() -> None:

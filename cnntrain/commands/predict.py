@@ -29,6 +29,7 @@ from cnntrain.data.images import decode_image
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.models.registry import parse_item
 from cnntrain.models.tta import predict_with_tta
+from cnntrain.reporting.text import markup
 from cnntrain.training.accel import resolve_device
 from cnntrain.training.saved_run import SavedRun, load_run
 
@@ -137,13 +138,13 @@ def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: lis
 
 
 def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
-    table = Table(title=str(path), title_justify="left", caption=f"cam: {cam}" if cam else None,
+    table = Table(title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None,
                   caption_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
     for rank, (name, prob) in enumerate(top, 1):
-        table.add_row(str(rank), name, f"{100 * prob:.2f}%")
+        table.add_row(str(rank), markup(name), f"{100 * prob:.2f}%")
     return table
 
 

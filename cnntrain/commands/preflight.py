@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.hints import cut_override, own_config_hint
-from cnntrain.config.compose import compose_train, config_dir, group_options
+from cnntrain.config.compose import compose_train, config_dir, group_options, hydra_session
+from cnntrain.config.guard import check_overrides
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.config.validate import check_class_weights, validate
 from cnntrain.errors import ConfigError, did_you_mean, first_line
@@ -63,6 +64,9 @@ def check_configs(overrides: list[str], multirun: bool, *, hydra: Any = None, ex
     validated; nothing read from the data or the machine (what the docs test runs on README's commands)."""
     parsed = parse_overrides(overrides)
     check_group_choices(parsed, multirun, extra_dir)
+    if hydra is None and extra_dir is not None:  # a sweep's jobs are checked with the user's configs too
+        with hydra_session(extra_dir) as session:
+            return check_configs(overrides, multirun, hydra=session, extra_dir=extra_dir, keep_hydra=keep_hydra)
     checked = Checked()
     if keep_hydra:
         checked.composed = [compose_train(overrides, hydra=hydra, hydra_config=True, log_configuration=True)]
@@ -103,6 +107,7 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
                 hint = (f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
                         f"(the double quotes for the shell)")
             raise ConfigError(f"cannot parse override '{text}': {first_line(err)}{hint}") from None
+    check_overrides([o.key_or_group for o in parsed if not o.is_delete()])
     return parsed
 
 

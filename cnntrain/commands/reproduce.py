@@ -1,7 +1,10 @@
 """`cnntrain-reproduce RUN_DIR`: run a finished run again from its directory alone, then compare.
 
-The re-run is the same `cnntrain` command (the overrides Hydra saved in RUN_DIR/.hydra, plus the
-hydra settings that shape a single run) into a new directory. First what decides the floats is compared
+The re-run is the same `cnntrain` command (the task overrides Hydra saved in RUN_DIR/.hydra/overrides.yaml)
+into a new directory. A run directory may come from someone else, so it is read as data: only overrides of
+cnntrain's own config are replayed, each checked against today's schema and config groups, with no
+interpolation that calls a resolver; hydra settings (callbacks, output folders, environment), trackers and
+anything that is not a KEY=VALUE override are not replayed. First what decides the floats is compared
 (cnntrain version and commit, library versions, device, the CPU's instruction set, threads; see
 cnntrain.reporting.provenance): where it is the same, the final metrics must be bit-identical and are
 compared exactly; where it differs, the differences are named, float results may differ, and each float is
@@ -20,21 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
 from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
-from cnntrain.files import kind_of, read_yaml
+from cnntrain.files import kind_of
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
+from cnntrain.reporting.text import markup
 
-# Hydra settings that belong to the original launch, not to what the run computes.
-LAUNCH_ONLY = ("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra.job.num", "hydra.job.id", "hydra.output_subdir",
-               "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
+NOT_REPLAYED = ("hydra", "logger", "mlflow", "wandb", "resume")
+"""Top-level keys (and groups) of saved overrides a re-run leaves out: Hydra's settings (callbacks, where files go,
+environment variables) and the trackers (where metrics are sent) belong to the original launch; resume= to
+another command. None of them changes what the run computes."""
 SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
                    "epochs_run", "stopped_early")
-_MISSING = object()  # what _dig returns for an absent key when None is a value the file may hold
 RTOL, ATOL = 0.02, 0.005  # another CPU family: the issue's MNIST loss moved 1.0% relative, accuracy 0.07 points
 
 
@@ -89,21 +93,45 @@ def _float(value: Any) -> float | None:
 
 
 def saved_command(run_dir: Path) -> list[str]:
-    """The overrides that made run_dir: its task overrides and the hydra ones that shape a single run."""
+    """The overrides a re-run of run_dir replays (see replayed_overrides)."""
+    return replayed_overrides(run_dir)[0]
+
+
+def replayed_overrides(run_dir: Path) -> tuple[list[str], list[str]]:
+    """(replayed, left out): the task overrides saved in run_dir, each parsed as Hydra parses it and checked
+    (no flag, no resolver interpolation, no callback or _target_, known config groups), split into those a
+    re-run replays and those of NOT_REPLAYED. .hydra/hydra.yaml is not read: nothing in it is replayed."""
+    from cnntrain.commands.preflight import check_group_choices, parse_overrides
+
     paths = RunDir(run_dir)
-    if not paths.overrides_yaml.is_file() or not paths.hydra_yaml.is_file():
-        raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml and hydra.yaml)")
-    task = _override_list(read_yaml(paths.overrides_yaml), paths.overrides_yaml, "")
-    hydra_overrides = _override_list(_dig(read_yaml(paths.hydra_yaml), "hydra.overrides.hydra", missing=_MISSING),
-                                     paths.hydra_yaml, "hydra.overrides.hydra ")
-    return [*task, *(o for o in hydra_overrides if not o.startswith(LAUNCH_ONLY))]
+    where = paths.overrides_yaml
+    if not where.is_file():
+        raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml)")
+    saved = _override_list(read_saved_yaml(where), where)
+    check_saved_overrides(saved, str(where))
+    for number, item in enumerate(saved, 1):
+        if item.lstrip().startswith("-"):
+            raise UserError(f"{where}: item {number} ({item[:80]!r}) is a command-line flag, not a KEY=VALUE "
+                            f"override; a re-run replays overrides only; {RESTORE}")
+    try:
+        parsed = parse_overrides(saved)
+        check_group_choices(parsed, multirun=False)
+    except ConfigError as err:
+        raise ConfigError(f"the overrides saved in {where} do not compose today ({err}); edit them to today's "
+                          f"config names") from None
+    left_out = {o.input_line for o in parsed if o.key_or_group.split(".")[0].split("/")[0] in NOT_REPLAYED}
+    return [o for o in saved if o not in left_out], [o for o in saved if o in left_out]
 
 
 def compose_saved(overrides: list[str]) -> Any:
-    """Today's config for the saved task overrides (the hydra ones shape the launch, not the config)."""
+    """Today's config for the replayed overrides, as Hydra will compose it (and save it in the re-run's
+    .hydra/config.yaml); checked against the schema first, so unknown keys and bad values are refused here."""
     from cnntrain.config.compose import compose_train
+    from cnntrain.config.validate import validate
 
-    return compose_train([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    cfg = compose_train(overrides)
+    validate(cfg)
+    return cfg
 
 
 def _compose_saved_or_say_where(run_dir: Path, overrides: list[str]) -> Any:
@@ -121,7 +149,7 @@ def config_changes(run_dir: Path, cfg: Any) -> list[str]:
     now = OmegaConf.to_container(cfg, resolve=False)
     now.pop("hydra", None)
     path = RunDir(run_dir).config_yaml
-    then = read_yaml(path)
+    then = read_saved_yaml(path)
     if not isinstance(then, dict):
         raise UserError(f"{path} holds {kind_of(then)}, not the mapping of the run's config; restore it from a "
                         f"copy of the run")
@@ -216,16 +244,13 @@ def _dig(tree: Any, dotted: str, missing: Any = None) -> Any:
     return tree
 
 
-def _override_list(value: Any, path: Path, key: str) -> list[str]:
+def _override_list(value: Any, path: Path) -> list[str]:
     """A saved list of override strings, checked: Hydra writes one string per item."""
-    if value is _MISSING:
-        raise UserError(f"{path} lacks {key.strip()}, the overrides Hydra saves; restore it from a copy of the run")
     if not isinstance(value, list):
-        raise UserError(f"{path}: {key}holds {kind_of(value)}, not a list of KEY=VALUE overrides; restore it from a "
-                        f"copy of the run")
+        raise UserError(f"{path}: holds {kind_of(value)}, not a list of KEY=VALUE overrides; {RESTORE}")
     for number, item in enumerate(value, 1):
         if not isinstance(item, str):
-            raise UserError(f"{path}: {key}item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
+            raise UserError(f"{path}: item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
                             f"fix it or restore the file from a copy of the run")
     return value
 
@@ -236,7 +261,7 @@ def comparison_table(rows: list[Comparison]) -> Table:
         table.add_column(name, justify=justify)
     for row in rows:
         mark = "=" if row.identical else "≈" if row.equal else "[red]differs[/]"
-        table.add_row(escape(row.name), escape(str(row.original)), escape(str(row.rerun)), mark)
+        table.add_row(markup(row.name), markup(row.original), markup(row.rerun), mark)
     return table
 
 
@@ -279,17 +304,23 @@ def main() -> None:
 def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     console = Console(highlight=False)
-    overrides = saved_command(args.run_dir)
+    overrides, left_out = replayed_overrides(args.run_dir)
     summary = _summary(args.run_dir) if not args.no_compare else {}
     if not args.no_compare:
         read_metrics(RunDir(args.run_dir).metrics_csv)  # a damaged file is reported now, not after the re-run
     cfg = _compose_saved_or_say_where(args.run_dir, overrides)
     for key in config_changes(args.run_dir, cfg):
-        console.print(f"warning: config '{key}' composes differently now than in {args.run_dir}", style="yellow")
+        console.print(f"warning: config '{markup(key)}' composes differently now than in {markup(args.run_dir)}",
+                      style="yellow")
     tolerance = _say_environment(console, summary, cfg, args) if summary else EXACT
+    if left_out:
+        console.print(f"not replayed (hydra settings and trackers belong to the original launch): "
+                      f"{markup(' '.join(left_out))}", style="yellow")
     out = args.out or Path("outputs/reproduce") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    command = [*cnntrain_command(), *overrides, f"hydra.run.dir='{out}'"]
-    console.print(f"re-running {args.run_dir} into {out}: {' '.join(command[1:])}")
+    from cnntrain.config.compose import quoted
+
+    command = [*cnntrain_command(), *overrides, f"hydra.run.dir={quoted(out)}"]
+    console.print(f"re-running {markup(args.run_dir)} into {markup(out)}: {markup(' '.join(command[1:]))}")
     status = subprocess.run(command).returncode
     if status != 0 or args.no_compare:
         sys.exit(status)
@@ -315,7 +346,7 @@ def _say_environment(console: Console, summary: dict[str, Any], cfg: Any, args: 
         console.print("environment: the same as the original run's (versions, commit, device, CPU instruction "
                       "set, threads): the values must be identical")
         return tolerance
-    console.print(f"environment differs from the original run's: {escape('; '.join(changes))}", style="yellow")
+    console.print(f"environment differs from the original run's: {markup('; '.join(changes))}", style="yellow")
     console.print(f"float results may differ where these differ; values are compared {tolerance}"
                   f"{'' if tolerance.exact else ' (--exact to insist on equality)'}", style="yellow")
     return tolerance

@@ -34,6 +34,7 @@ def pin_paths(argv: list[str], overrides: list[str]) -> tuple[list[str], Path]:
     and the data root that CNNTRAIN_DATA_ROOT gives set in every job's environment (Hydra's hydra.job.env_set)."""
     from cnntrain.commands.preflight import expand_jobs, parse_overrides
     from cnntrain.config.compose import compose_train
+    from cnntrain.config.compose import quoted as _quoted
 
     hydra_overrides = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     jobs = expand_jobs(parse_overrides(overrides))
@@ -50,12 +51,6 @@ def pin_paths(argv: list[str], overrides: list[str]) -> tuple[list[str], Path]:
     if root:
         pinned.append(f"+hydra.job.env_set.CNNTRAIN_DATA_ROOT={_quoted(Path(root).resolve())}")
     return pinned, sweep_dir
-
-
-def _quoted(path: Path) -> str:
-    """A path as one quoted Hydra override value (Hydra's parser reads backslash escapes inside quotes)."""
-    text = str(path).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
 
 
 def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:

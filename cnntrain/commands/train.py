@@ -29,6 +29,7 @@ from cnntrain.config.compose import (
     group_options,
     hydra_session,
     legacy_augment_overrides,
+    quoted,
 )
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.disk import raise_if_disk
@@ -47,12 +48,13 @@ FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
 FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
          "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
          "--config-dir", "--experimental-rerun", "-i", "--info"}
+RERUN_FLAG = "--experimental-rerun"  # Hydra's: refused (a run directory is data; a pickle is code)
 MODE_FLAGS = {"--run": ("-r", "--run"), "--multirun": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"),
               "--info": ("-i", "--info"), "--shell-completion": ("-sc", "--shell-completion")}
 """Hydra's modes: one per command."""
 FLAG_HELP = ("-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
              "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
-             "-sc/--shell-completion, --version, -r/--run, --experimental-rerun FILE")
+             "-sc/--shell-completion, --version, -r/--run")
 
 
 def main() -> None:
@@ -76,6 +78,10 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
         if flag not in FLAGS:
             raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
                               f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
+        if flag == RERUN_FLAG:
+            raise ConfigError(f"{RERUN_FLAG} is not supported: it unpickles a run directory's config.pickle, which "
+                              f"can run code; cnntrain-reproduce RUN_DIR runs a finished run again from its saved "
+                              f"overrides")
         flags.append(flag)
         if flag in FLAGS_WITH_VALUE:
             value = value if has_value else next(args, "")
@@ -143,13 +149,13 @@ def _finished(run_dir: Path) -> bool:
 
     try:
         return json.loads(RunDir(run_dir).summary_json.read_text(encoding="utf-8")).get("status") == "done"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
 def resume_overrides(run_dir: Path) -> list[str]:
     """The overrides of a resume: the original run directory, whose .hydra/ it must not rewrite."""
-    return [f"resume='{run_dir}'", f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+    return [f"resume={quoted(run_dir)}", f"hydra.run.dir={quoted(run_dir)}", "hydra.output_subdir=null"]
 
 
 def print_help(overrides: list[str]) -> None:

@@ -14,10 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.guard import check_composed
 from cnntrain.errors import ConfigError, first_line, unknown_key_message
 
 CONFIG_NAME = "train"  # configs/train.yaml: the root config
 LEGACY_AUGMENT = ("dataset.augment.translate", "dataset.augment.hflip")  # keys of the old augment mapping
+_SPECIAL_IN_QUOTES = re.compile(r"(\\*)(\$\{|'|$)")  # what Hydra reads as an escape inside quotes, with the
+# backslashes before it (backslashes elsewhere are literal)
 VERSION_BASE = "1.3"  # Hydra's defaults of that release (no chdir into the run directory, ...)
 
 
@@ -74,10 +77,18 @@ def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool
                                    from_shell=True, with_log_configuration=log_configuration)
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: e.g. ~dataset=0
         raise ConfigError(composition_message(err, overrides, hydra)) from None
+    check_composed(cfg)  # no foreign callback, no _target_ in our groups (cnntrain.config.guard)
     if not hydra_config:
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg
+
+
+def quoted(value: object) -> str:
+    """A path or text as one quoted Hydra override value that reads back exactly: backslashes and quotes escaped,
+    and `${` too, so a folder named `${oc.env:TOKEN}` (from an archive, say) is never resolved into another path."""
+    text = _SPECIAL_IN_QUOTES.sub(lambda m: m.group(1) * 2 + (f"\\{m.group(2)}" if m.group(2) else ""), str(value))
+    return f"'{text}'"
 
 
 def legacy_augment_overrides(overrides: list[str]) -> list[str]:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.config.saved import literal
+
 
 def normalize(images_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """(x/255 - mean)/std as float32; in place on the fresh float copy to save two allocations."""
@@ -60,7 +62,7 @@ class DataDescription:
     def fill(self, dataset_cfg: Any) -> None:
         """Write into a dataset config what the data decided, so `${dataset.num_classes}` means the data's."""
         dataset_cfg.input_shape = list(self.input_shape)
-        dataset_cfg.classes = list(self.classes)
+        dataset_cfg.classes = [literal(name) for name in self.classes]  # names are data: `${...}` in one is text
         dataset_cfg.num_classes = self.num_classes
         if self.mean is not None:
             dataset_cfg.mean, dataset_cfg.std = list(self.mean), list(self.std or [])

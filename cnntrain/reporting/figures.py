@@ -25,7 +25,17 @@ def new_figure(**kwargs: Any) -> Any:
 
 
 def save_png(figure: Any, path: Path) -> None:
-    """Write the figure as a PNG atomically (a reader never sees half a file)."""
+    """Write the figure as a PNG atomically (a reader never sees half a file). Every text is drawn as written:
+    titles, ticks and legends carry class names and config values from files (control characters are shown
+    escaped, as everywhere), and matplotlib would read `$...$` in them as math (a class named `$\\oops$`
+    stopped the run's pictures with a parse error)."""
+    from matplotlib.text import Text
+
+    from cnntrain.reporting.text import plain
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+        text.set_text(plain(text.get_text(), keep_lines=True))  # control characters shown escaped
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
 
 

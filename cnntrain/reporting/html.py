@@ -10,7 +10,6 @@ describes (not a symlink, not resolving elsewhere), starts with the PNG signatur
 from __future__ import annotations
 
 import base64
-import html
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from cnntrain.errors import UserError
 from cnntrain.files import write_text
+from cnntrain.reporting.text import html_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PNG_BYTES = 32 * 2**20   # a picture bigger than this is named, not inlined
@@ -59,7 +59,7 @@ code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, mono
 
 def esc(value: Any) -> str:
     """Any value as HTML text: markup in a class name or a config value shows as written."""
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def number(value: Any) -> float | None:

@@ -31,6 +31,7 @@ from cnntrain.reporting.html import (
     write_page,
 )
 from cnntrain.reporting.run_dir import SWEEP_REPORT_HTML, SWEEP_SUMMARY_PNG, RunDir, read_summary
+from cnntrain.reporting.text import html_text
 
 if TYPE_CHECKING:
     from cnntrain.reporting.sweep_summary import JobRow
@@ -274,8 +275,9 @@ def _config(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
     overrides = read_text(paths.overrides_yaml, root)
     if config is None:
         return None
-    body = (folded("overrides on the command line", f"<pre>{esc(overrides)}</pre>", True) if overrides else "") \
-        + folded(".hydra/config.yaml", f"<pre>{esc(config)}</pre>")
+    shown = folded("overrides on the command line", f"<pre>{html_text(overrides, keep_lines=True)}</pre>", True)
+    body = (shown if overrides else "") + folded(".hydra/config.yaml",
+                                                 f"<pre>{html_text(config, keep_lines=True)}</pre>")
     return section("config", "Config", body)
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
-from rich.markup import escape
 from torch import nn
 
 from cnntrain.config.names import TEST_METRICS, summary_key
@@ -26,6 +25,7 @@ from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, con
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, most_confused_table, per_class_table
+from cnntrain.reporting.text import markup
 
 if TYPE_CHECKING:
     from cnntrain.data.loading import DataBundle
@@ -102,9 +102,9 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         ("training time", f"{result.train_seconds:.1f} s"),
     ]))
     # paths on lines of their own: a table column would cut a long one off on a narrow terminal
-    reporter.print(f"outputs: {escape(str(paths.root))}")
+    reporter.print(f"outputs: {markup(paths.root)}")
     if page:
-        reporter.print(f"report: {escape(str(page))}")
+        reporter.print(f"report: {markup(page)}")
 
 
 def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:
@@ -114,7 +114,7 @@ def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:
     try:
         return write_run_page(paths.root)
     except (UserError, OSError) as err:
-        reporter.print(f"[yellow]report.html not written: {escape(first_line(err))}[/]")
+        reporter.print(f"[yellow]report.html not written: {markup(first_line(err))}[/]")
         return None
 
 

@@ -216,15 +216,23 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
 
+MAX_SUMMARY_BYTES = 64_000_000  # the confusion matrix of 1,000 classes is a few MB
+
+
 def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> dict[str, Any]:
     """summary.json as a dict, {} when the run has not written one yet; a torn or hand-broken file is one
     UserError naming it and ending with `fix`."""
     if not path.is_file():
         return {}
     try:
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            raise UserError(f"{path} is larger than {MAX_SUMMARY_BYTES:,} bytes, far more than a run writes; refused; "
+                            f"{fix}")
         summary = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); {fix}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a summary a run writes; refused; {fix}") from None
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: {first_line(err)}; {fix}") from None
     if not isinstance(summary, dict):

@@ -21,6 +21,7 @@ from rich.table import Table
 from cnntrain.config.names import TEST_BALANCED_ACC
 from cnntrain.files import write_text
 from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.text import markup
 
 if TYPE_CHECKING:
     from cnntrain.reporting.sweep_summary import JobRow
@@ -86,7 +87,7 @@ def folds_table(groups: list[FoldGroup], title: str) -> Table:
     """One row per configuration; overrides every configuration shares are left out, as in the sweep table."""
     shared = set.intersection(*(set(g.overrides) for g in groups)) if len(groups) > 1 else set()
     monitor = _monitor(groups)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=markup(title), title_justify="left")
     table.add_column("configuration", overflow="fold", min_width=16)
     table.add_column("folds", justify="right")
     for name in (f"best {monitor}", "test/acc", TEST_BALANCED_ACC):
@@ -95,7 +96,7 @@ def folds_table(groups: list[FoldGroup], title: str) -> Table:
         failed = len(group.jobs) - len(group.done)
         folds = f"{len(group.done)}" + (f" (+{failed} failed)" if failed else "")
         cells = [_mean_std(metric, *group.stats(name)) for name, metric in zip(AVERAGED, (monitor, *AVERAGED[1:]))]
-        table.add_row(" ".join(o for o in group.overrides if o not in shared) or "(all)", folds, *cells)
+        table.add_row(markup(" ".join(o for o in group.overrides if o not in shared) or "(all)"), folds, *cells)
     return table
 
 

@@ -22,11 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
+from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import UserError, first_line
-from cnntrain.files import read_yaml, write_text
+from cnntrain.files import write_text
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import SWEEP_FOLDS_CSV, SWEEP_SUMMARY_CSV, SWEEP_SUMMARY_PNG, RunDir, read_summary
 from cnntrain.reporting.sweep_folds import folds_table, group_folds, write_folds_csv
+from cnntrain.reporting.text import markup
 
 CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
               "test/acc", *CLASS_METRICS, "elapsed_seconds", "error")
@@ -55,7 +57,7 @@ def read_job(job_dir: Path) -> JobRow:
     """One job's row, from the files it left in its directory."""
     paths = RunDir(job_dir)
     try:
-        overrides = [str(o) for o in read_yaml(paths.overrides_yaml) or []]
+        overrides = [str(o) for o in read_saved_yaml(paths.overrides_yaml) or []]
     except UserError as err:
         return JobRow(job_dir.name, "failed", [], {"error": str(err)})
     path = paths.summary_json
@@ -98,7 +100,7 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
     """Overrides shared by every job are left out of the table (the CSV keeps them all)."""
     shared = set.intersection(*(set(row.overrides) for row in rows)) if len(rows) > 1 else set()
     monitor = next((row.values["monitor"] for row in rows if row.status == "done"), "best")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=markup(title), title_justify="left")
     for name in ("job", "status", "overrides", f"best {monitor}", "test/acc", TEST_BALANCED_ACC, TEST_MACRO_F1,
                  "test/loss", "time (s)"):
         if name == "overrides":
@@ -117,7 +119,8 @@ def summary_table(rows: list[JobRow], title: str) -> Table:
         else:
             cells = ["-"] * 5
         seconds = v.get("elapsed_seconds")
-        table.add_row(row.job, row.status, varying, *cells, "-" if seconds is None else f"{seconds:.1f}")
+        table.add_row(markup(row.job), markup(row.status), markup(varying), *cells,
+                      "-" if seconds is None else f"{seconds:.1f}")
     return table
 
 
@@ -139,7 +142,8 @@ class SweepSummary(Callback):
         console.print(summary_table(rows, title))
         for row in rows:
             if row.status != "done":
-                console.print(f"job {row.job} failed: {row.values.get('error')}", style="red", soft_wrap=True)
+                console.print(f"job {markup(row.job)} failed: {markup(row.values.get('error'))}", style="red",
+                              soft_wrap=True)
         groups = group_folds(rows)
         if groups:
             write_folds_csv(sweep_dir / SWEEP_FOLDS_CSV, groups)
@@ -153,6 +157,7 @@ class SweepSummary(Callback):
             from cnntrain.reporting.page import write_sweep_page
 
             try:
-                console.print(f"wrote {write_sweep_page(sweep_dir, rows)}", soft_wrap=True)
+                console.print(f"wrote {markup(write_sweep_page(sweep_dir, rows))}", soft_wrap=True)
             except (UserError, OSError) as err:
-                console.print(f"the sweep's report.html not written: {first_line(err)}", style="yellow", soft_wrap=True)
+                console.print(f"the sweep's report.html not written: {markup(first_line(err))}", style="yellow",
+                              soft_wrap=True)

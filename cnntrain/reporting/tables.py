@@ -9,20 +9,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from cnntrain.models.builder import LayerRow, to_plain
 from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.console import format_macs, format_metric
+from cnntrain.reporting.text import markup, plain
 
 
 def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[int]) -> Table:
     """The torchsummary-style table: one row per config item with its output shape, parameters and
     multiply-adds per image; a composite layer's blocks follow it, indented, so a whole network stays a
     dozen lines. Totals count the config items only (their blocks are part of them)."""
-    table = Table(title=f"model {model_name}", show_footer=True)
+    table = Table(title=f"model {markup(model_name)}", show_footer=True)
     table.add_column("#", justify="right")
     table.add_column("layer", footer="total")
     table.add_column("details")
@@ -31,21 +31,22 @@ def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[i
     table.add_column("MACs", justify="right", footer=format_macs(sum(r.macs for r in rows)))
     table.add_row("", "input", "", fmt_shape(tuple(to_plain(input_shape))), "", "")
     for r in rows:
-        table.add_row(str(r.index), escape(r.name), escape(r.detail), fmt_shape(r.output_shape), f"{r.params:,}",
+        table.add_row(str(r.index), markup(r.name), markup(r.detail), fmt_shape(r.output_shape), f"{r.params:,}",
                       format_macs(r.macs))
         for b in r.blocks:
-            table.add_row(f"{r.index}.{b.index}", Text(f"  {b.name}"), escape(b.detail), fmt_shape(b.output_shape),
-                          f"{b.params:,}", format_macs(b.macs))
+            table.add_row(f"{r.index}.{b.index}", Text(f"  {plain(b.name)}"), markup(b.detail),
+                          fmt_shape(b.output_shape), f"{b.params:,}", format_macs(b.macs))
     return table
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    """A two-column table: what was measured, and its value (folded, never cut off, on a narrow terminal)."""
+    """A two-column table: what was measured, and its value (shown as text, folded, never cut off, on a narrow
+    terminal: values name files and datasets)."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column(justify="left")
     table.add_column(justify="right", overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(markup(key), markup(value))
     return table
 
 
@@ -56,7 +57,7 @@ def per_class_table(classes: list[str], accuracies: list[float | None], matrix: 
         table.add_column(name, justify=justify)
     totals = matrix.sum(dim=1).tolist()
     for name, acc, total, hits in zip(classes, accuracies, totals, matrix.diagonal().tolist()):
-        table.add_row(escape(name), str(total), str(hits), format_metric("acc", acc))  # class names are data
+        table.add_row(markup(name), str(total), str(hits), format_metric("acc", acc))  # class names are data
     return table
 
 
@@ -66,5 +67,5 @@ def most_confused_table(pairs: list[dict[str, Any]]) -> Table:
     for name, justify in (("true", "left"), ("predicted as", "left"), ("images", "right")):
         table.add_column(name, justify=justify)
     for pair in pairs:
-        table.add_row(escape(pair["true"]), escape(pair["predicted"]), str(pair["count"]))
+        table.add_row(markup(pair["true"]), markup(pair["predicted"]), str(pair["count"]))
     return table

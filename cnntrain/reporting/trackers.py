@@ -25,8 +25,9 @@ from typing import Any
 
 from cnntrain import __version__
 from cnntrain.config.flat import flatten
+from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import Interrupted, UserError, first_line
-from cnntrain.files import read_yaml, write_text
+from cnntrain.files import write_text
 from cnntrain.reporting.run_dir import RunDir, read_summary
 
 OUTPUTS = "outputs"
@@ -168,14 +169,14 @@ class Guarded:
 def _tracker_ids(paths: RunDir) -> dict[str, Any]:
     try:
         found = json.loads(paths.tracker_ids.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return found if isinstance(found, dict) else {}
 
 
 def _yaml_or_none(path: Path) -> Any:
     try:
-        return read_yaml(path) if path.is_file() else None
+        return read_saved_yaml(path) if path.is_file() else None
     except UserError:
         return None
 

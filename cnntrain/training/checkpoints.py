@@ -15,13 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.config.saved import walk
 from cnntrain.disk import torch_save
-from cnntrain.errors import CheckpointError, first_line
+from cnntrain.errors import CheckpointError, UserError, first_line
 from cnntrain.files import atomic_write, kind_of
 
 FORMAT = "cnntrain-checkpoint"
 FORMAT_VERSION = 1
 SHOWN = 3  # how many mismatching keys a message names
+MAX_PAYLOAD_NODES = 200_000  # values in a checkpoint, tensors counted as one; a run's has a few thousand
+FOREIGN = "use a checkpoint written by a cnntrain run"
 
 
 def _load_failure(path: Path, err: Exception) -> str:
@@ -49,6 +52,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(path, err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cnntrain checkpoint (no '{FORMAT}' tag)")
+    try:
+        walk(payload, str(path), limit=MAX_PAYLOAD_NODES, plain_only=False, fix=FOREIGN)
+    except UserError as err:
+        raise CheckpointError(str(err)) from None
     return payload
 
 

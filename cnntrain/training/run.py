@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.markup import escape
 
+from cnntrain.config.saved import saved_config_data
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
@@ -27,6 +27,7 @@ from cnntrain.reporting.metrics import FitResult
 from cnntrain.reporting.report import Tested, report
 from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
+from cnntrain.reporting.text import markup
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import test, unwrap
@@ -87,7 +88,7 @@ def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: R
 
 def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> DictConfig:
     """The validated config a resume continues with: the saved one, on `devices` ranks when given."""
-    cfg = OmegaConf.create(checkpoint["config"])
+    cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))
     if devices is not None:
         cfg.trainer.devices = devices
     return validate(cfg)
@@ -135,15 +136,16 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         loggers.extend(open_loggers(cfg, paths, resume["history"] if resume else []))
     data = run.data
     where = f"rank {ranks.rank} of {ranks.world} ({ranks.backend}), " if ranks.enabled else ""
-    reporter.print(f"[bold]cnntrain[/] {cfg.model.name} on {cfg.dataset.name}: {len(data.train)} train / "
-                   f"{len(data.val)} val / {len(data.test)} test images, {where}device {run.device}, "
-                   f"{torch.get_num_threads()} CPU threads, run dir {paths.root}")
-    reporter.print(f"data: {escape(data.layout)}")
+    reporter.print(f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
+                   f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, {where}"
+                   f"device {run.device}, "
+                   f"{torch.get_num_threads()} CPU threads, run dir {markup(paths.root)}")
+    reporter.print(f"data: {markup(data.layout)}")
     if data.skipped:
         if ranks.main:
             write_bad_images(paths.bad_images, data.skipped)
         reporter.print(f"[yellow]warning:[/] {len(data.skipped)} image file(s) do not decode and are left out "
-                       f"(dataset.skip_bad_images=true); the list: {escape(str(paths.bad_images))}")
+                       f"(dataset.skip_bad_images=true); the list: {markup(str(paths.bad_images))}")
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
     size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen
@@ -152,7 +154,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     for logger in loggers:
         logger.log_model(model_table)
     if resume:
-        reporter.print(f"resuming after epoch {resume['epoch']} from {paths.last}")
+        reporter.print(f"resuming after epoch {resume['epoch']} from {markup(paths.last)}")
     settings = fit_settings(cfg)
     if ranks.main and cfg.report.plots and settings.augment.enabled:
         write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, EPOCH_METRICS, MODES
+from cnntrain.config.saved import saved_config_data
 from cnntrain.config.validate import validate
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.errors import CheckpointError, ConfigError, ModelConfigError, UserError, first_line
@@ -97,14 +98,15 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
 
 
 def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
-    """A checkpoint's 'config', checked to be a mapping that resolves and names its model's layers."""
+    """A checkpoint's 'config', checked to be a mapping of plain values (within the budgets of saved configs;
+    its strings kept literal, never resolved) that names its model's layers."""
     if "config" not in payload:
         raise CheckpointError(f"{path} holds no config; it was not written by a cnntrain run")
     if not isinstance(payload["config"], dict):
         raise CheckpointError(f"{path}: its 'config' is {kind_of(payload['config'])}, not the mapping a run saves; "
                               f"{EDITED}")
     try:
-        config = OmegaConf.create(payload["config"])
+        config = OmegaConf.create(saved_config_data(payload["config"], f"{path}: its 'config'", fix=EDITED))
         OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as err:
         raise CheckpointError(f"{path}: its 'config' cannot be read ({first_line(err)}); {EDITED}") from None
