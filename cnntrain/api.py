@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnntrain.config.compose import quoted
 from cnntrain.errors import ConfigError, Interrupted, UserError
 from cnntrain.results import Run, Sweep
 
@@ -154,7 +155,7 @@ def override_value(value: Any, *, sweep: bool = False) -> str:
     if isinstance(value, Run):
         value = value.dir
     if isinstance(value, str):
-        return _quoted(value) if re.search(r"\s", value) and value.strip()[:1] not in ("'", '"') else value
+        return quoted(value) if re.search(r"\s", value) and value.strip()[:1] not in ("'", '"') else value
     if sweep and isinstance(value, (list, tuple, range)):
         return ",".join(_element(item) for item in value)
     return _element(value)
@@ -170,17 +171,12 @@ def _element(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, os.PathLike):
-        return _quoted(os.fspath(value))
+        return quoted(os.fspath(value))
     if isinstance(value, str):
-        return value if PLAIN.fullmatch(value) and value else _quoted(value)
+        return value if PLAIN.fullmatch(value) and value else quoted(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_element(item) for item in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{_element(str(k))}: {_element(v)}" for k, v in value.items()) + "}"
     raise ConfigError(f"value {value!r} ({type(value).__name__}) cannot be written as an override; use a string, "
                       f"number, boolean, None, path, list or dict")
-
-
-def _quoted(text: str) -> str:
-    """One quoted Hydra value (its parser reads backslash escapes inside quotes)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

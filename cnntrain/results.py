@@ -75,9 +75,9 @@ class Run:
         its own keys still resolve, but a resolver such as ${oc.env:...} is kept as the text it was."""
         from omegaconf import OmegaConf
 
-        from cnntrain.files import read_yaml
+        from cnntrain.config.saved import read_saved_yaml
 
-        return OmegaConf.create(_escape_resolvers(read_yaml(RunDir(self.dir).config_yaml) or {}))
+        return OmegaConf.create(_escape_resolvers(read_saved_yaml(RunDir(self.dir).config_yaml) or {}))
 
     def model(self, checkpoint: str = "best", device: str = "cpu") -> nn.Module:
         """The trained model (checkpoint: best, last or a .pt path) in eval mode, taking images as uint8 0..255
