@@ -28,10 +28,10 @@ IGNORED_KEYS = ("resume", "trainer.progress")
 """Keys that may differ between the first run of a sweep and its continuation (besides what the data decided)."""
 
 
-def pin_paths(argv: list[str], overrides: list[str]) -> list[str]:
-    """argv with hydra.sweep.dir and data_root made absolute here: the sweep directory as this process resolves
-    it (its time stamp included), a relative data_root= against this folder, and the data root that
-    CNNTRAIN_DATA_ROOT gives set in every job's environment (Hydra's hydra.job.env_set)."""
+def pin_paths(argv: list[str], overrides: list[str]) -> tuple[list[str], Path]:
+    """argv (and the sweep directory it pins) with hydra.sweep.dir and data_root made absolute here: the sweep
+    directory as this process resolves it (its time stamp included), a relative data_root= against this folder,
+    and the data root that CNNTRAIN_DATA_ROOT gives set in every job's environment (Hydra's hydra.job.env_set)."""
     from cnntrain.commands.preflight import expand_jobs, parse_overrides
     from cnntrain.config.compose import compose_train
     from cnntrain.config.compose import quoted as _quoted
@@ -50,7 +50,7 @@ def pin_paths(argv: list[str], overrides: list[str]) -> list[str]:
     root = os.environ.get("CNNTRAIN_DATA_ROOT")
     if root:
         pinned.append(f"+hydra.job.env_set.CNNTRAIN_DATA_ROOT={_quoted(Path(root).resolve())}")
-    return pinned
+    return pinned, sweep_dir
 
 
 def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:

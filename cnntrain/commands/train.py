@@ -36,6 +36,7 @@ from cnntrain.disk import raise_if_disk
 from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
+_started = PROCESS_STARTED  # when the work of the current command (or API call) began
 INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
               "--version", "--resolve", "--package", "-p"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -184,8 +185,17 @@ class JobStopped(BaseException):
 
 
 def _main(argv: list[str]) -> None:
+    execute(argv)
+
+
+def execute(argv: list[str], started: float = PROCESS_STARTED) -> Path | None:
+    """Do what `cnntrain ARGV` asks (`started`: the perf_counter() reading its work is timed from); returns the
+    run directory of a run, the sweep directory of a sweep, None for help and the informational flags. The
+    command and the Python API (cnntrain.api) both come here, so they make the same runs."""
+    global _started
+    _started = started
     if _started_by_torchrun() and _follow_rank_zero():
-        return
+        return None
     argv = legacy_augment_overrides(argv)
     flags, overrides, multirun = split_argv(argv)
     if multirun and _started_by_torchrun():
@@ -198,16 +208,18 @@ def _main(argv: list[str]) -> None:
         resume = resume_target(overrides, multirun)
         if flags and set(flags) <= {"--help", "-h"} and resume is None:
             print_help(overrides)
-        elif not set(flags) - set(CONFIG_DIR_FLAGS) - {_flag_value(flags, CONFIG_DIR_FLAGS)}:
-            _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume)
-        else:
-            if not INFO_FLAGS.intersection(flags):
-                preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
-                if multirun:
-                    from cnntrain.commands.sweep_job import pin_paths
+            return None
+        if not set(flags) - set(CONFIG_DIR_FLAGS) - {_flag_value(flags, CONFIG_DIR_FLAGS)}:
+            return _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume)
+        sweep_dir = None
+        if not INFO_FLAGS.intersection(flags):
+            preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
+            if multirun:
+                from cnntrain.commands.sweep_job import pin_paths
 
-                    argv = pin_paths(argv, overrides)
-            _hydra_main(argv)
+                argv, sweep_dir = pin_paths(argv, overrides)
+        _hydra_main(argv)
+        return sweep_dir
     except JobStopped as stopped:
         raise stopped.error from None
     except Exception as err:
@@ -230,8 +242,9 @@ def _follow_rank_zero() -> bool:
 
 
 def _single_run(overrides: list[str], extra_dir: str | None,
-                resume: tuple[Path, dict[str, Any], int | None] | None) -> None:
-    """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files)."""
+                resume: tuple[Path, dict[str, Any], int | None] | None) -> Path:
+    """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files);
+    returns the run directory."""
     in_process_only()
     from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job
@@ -258,6 +271,7 @@ def _single_run(overrides: list[str], extra_dir: str | None,
             raise
         callbacks.on_run_end(config=composed, config_name=CONFIG_NAME, job_return=ret)
         _ = ret.return_value  # re-raises what the job raised
+        return Path(ret.hydra_cfg.hydra.runtime.output_dir)
 
 
 def _run_task(cfg: Any, description: Any) -> float:
@@ -265,7 +279,7 @@ def _run_task(cfg: Any, description: Any) -> float:
     processes as trainer.devices asks for, or as torchrun started)."""
     from cnntrain.training.launch import train_job
 
-    return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=PROCESS_STARTED))
+    return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=_started))
 
 
 def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None) -> float:
@@ -273,7 +287,7 @@ def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None)
     from cnntrain.training.run import resume_config
 
     cfg = resume_config(checkpoint, devices)
-    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=PROCESS_STARTED))
+    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=_started))
 
 
 def _as_job(body: Any) -> float:
@@ -310,7 +324,7 @@ def _sweep_task(cfg: Any) -> float:
         cfg = validate(cfg)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             return sweep_job(cfg, run_dir, hydra_cfg.job.num)
-        return train_job(cfg, run_dir, started=PROCESS_STARTED, description=known_data(cfg.dataset))
+        return train_job(cfg, run_dir, started=_started, description=known_data(cfg.dataset))
     except UserError as err:
         raise JobStopped(err) from err
 

@@ -1,12 +1,13 @@
 """What the user sees: rich output on the terminal, mirrored as plain text into train.log.
 
 Training code calls a few methods (`print`, `epochs(...)`, `start_epoch`, `advance`, `end_epoch`);
-how they are drawn (a live table with progress bars on a terminal, one plain line per epoch in a pipe
-or a CI log) is decided here.
+how they are drawn (a live table with progress bars on a terminal, one display that updates in place in a
+Jupyter notebook, one plain line per epoch in a pipe or a CI log) is decided here.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,10 @@ from rich.table import Table
 
 from cnntrain.config.names import EPOCH_COLUMNS
 from cnntrain.disk import DISK_ERRNOS, disk_errors
+
+PLAIN_PROGRESS_ENV = "CNNTRAIN_PLAIN_PROGRESS"
+"""Set (by the Python API in a notebook) for the processes a run starts: the ranks of a data-parallel run write
+to the notebook's output, where a live display would arrive as a stream of redrawn frames, not in place."""
 
 
 def format_metric(key: str, value: Any) -> str:
@@ -56,7 +61,8 @@ class Reporter:
         self._log_path = log_path
         self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path else None
         self._file_console = (
-            Console(file=self._log, width=120, no_color=True, force_terminal=False, highlight=False)
+            Console(file=self._log, width=120, no_color=True, force_terminal=False, force_jupyter=False,
+                    highlight=False)  # not jupyter: in a notebook rich would show the log's copy, not write it
             if self._log else None
         )
 
@@ -90,7 +96,8 @@ class EpochDisplay:
     def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str) -> None:
         self.reporter = reporter
         self.total_epochs = total_epochs
-        self.live_mode = progress and reporter.console.is_terminal
+        self.live_mode = progress and reporter.console.is_terminal and not os.environ.get(PLAIN_PROGRESS_ENV)
+        self.notebook = NotebookLines() if progress and reporter.console.is_jupyter else None
         self.table = Table(title=title or None, title_justify="left")
         for name in EPOCH_COLUMNS:
             self.table.add_column(name, justify="right")
@@ -108,7 +115,9 @@ class EpochDisplay:
             self._live = Live(Group(self.table, self.progress), console=self.reporter.console,
                               refresh_per_second=8, transient=False)
             self._live.__enter__()
-        self.reporter.print(_line(EPOCH_COLUMNS), log_only=self.live_mode)
+        self.reporter.print(_line(EPOCH_COLUMNS), log_only=self.live_mode or self.notebook is not None)
+        if self.notebook is not None:
+            self.notebook.start(_line(EPOCH_COLUMNS))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -116,8 +125,11 @@ class EpochDisplay:
             self._live.update(self.table)
             self._live.__exit__(*exc)
             self._live = None
+        if self.notebook is not None:
+            self.notebook.status("")
 
     def start_phase(self, description: str, total: int) -> None:
+        self._phase = (description, total)
         if not self.live_mode:
             return
         if self._task is not None:
@@ -127,9 +139,13 @@ class EpochDisplay:
 
     def advance(self, done: int, info: Callable[[], str] | None = None) -> None:
         """Move the bar; call `info()` (which may sync with the device) at most a few times a second."""
+        now = time.monotonic()
+        if self.notebook is not None and now - self._last_refresh >= self.REFRESH_SECONDS:
+            description, total = self._phase
+            self.notebook.status(f"{description} {done}/{total} {info() if info is not None else ''}".rstrip())
+            self._last_refresh = now
         if not self.live_mode:
             return
-        now = time.monotonic()
         fields = {}
         if info is not None and now - self._last_refresh >= self.REFRESH_SECONDS:
             fields["info"] = info()
@@ -139,7 +155,43 @@ class EpochDisplay:
     def end_epoch(self, metrics: dict[str, Any], *, best: bool) -> None:
         cells = [format_metric(name, metrics.get(name)) for name in EPOCH_COLUMNS]
         self.table.add_row(*cells, "*" if best else "")
-        self.reporter.print(_line(cells) + (" *" if best else ""), log_only=self.live_mode)
+        self.reporter.print(_line(cells) + (" *" if best else ""), log_only=self.live_mode or self.notebook is not None)
+        if self.notebook is not None:
+            self.notebook.add(_line(cells) + (" *" if best else ""))
+
+
+class NotebookLines:
+    """The epoch table in a notebook: one output that IPython updates in place (a line per epoch and one of
+    progress), rather than a new output for every line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.progress = ""
+        self._handle: Any = None
+
+    def start(self, header: str) -> None:
+        from IPython.display import display
+
+        self.lines = [header]
+        self._handle = display(self._shown(), display_id=True)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.progress = ""
+        self._update()
+
+    def status(self, text: str) -> None:
+        self.progress = text
+        self._update()
+
+    def _update(self) -> None:
+        if self._handle is not None:
+            self._handle.update(self._shown())
+
+    def _shown(self) -> Any:
+        from IPython.display import Pretty
+
+        return Pretty("\n".join(self.lines + ([self.progress] if self.progress else [])))
 
 
 def _line(cells: Any) -> str:

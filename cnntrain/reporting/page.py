@@ -113,6 +113,21 @@ def run_page(root: Path) -> str:
     return page(title, subtitle, [part for part in parts if part is not None])
 
 
+def run_fragment(root: Path) -> str:
+    """The run's results, curves and confusion matrix as a piece of HTML for a notebook cell (Run._repr_html_):
+    the page's own sections, pictures inlined, without the page around them."""
+    summary = read_summary(RunDir(root).summary_json)
+    if not summary:
+        return f'<p>run {esc(str(Path(root).resolve()))}: no summary.json yet (running, or stopped before the end)</p>'
+    classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
+    analysis = summary.get("analysis") if isinstance(summary.get("analysis"), dict) else {}
+    title = f"{summary.get('model', '?')} on {summary.get('dataset', '?')} · {Path(root).resolve()}"
+    parts = [_results(summary)]
+    if summary.get("status") == "done":
+        parts.append(_pictures(RunDir(root), root, summary, classes, analysis))
+    return f"<div><h3>{esc(title)}</h3>" + "".join(body for _, _, body in parts) + "</div>"
+
+
 def write_run_page(root: Path) -> Path:
     """Write (or write again) report.html in the run directory `root`; returns its path."""
     root = Path(root)
@@ -330,6 +345,14 @@ def sweep_page(sweep_dir: Path, rows: list[JobRow]) -> str:
     if picture:
         parts.append(section("picture", "Picture", picture))
     return page(f"sweep {sweep_dir.name}", f"{sweep_dir.resolve()} · {done} done, {len(failed)} failed", parts)
+
+
+def sweep_fragment(sweep_dir: Path, rows: list[JobRow]) -> str:
+    """The sweep page's sections without the page around them, for a notebook cell (Sweep._repr_html_)."""
+    if not rows:
+        return f"<p>sweep {esc(str(sweep_dir))}: no job yet</p>"
+    text = sweep_page(sweep_dir, rows)
+    return "<div>" + text[text.index("<section"):text.rindex("</section>") + len("</section>")] + "</div>"
 
 
 def write_sweep_page(sweep_dir: Path, rows: list[JobRow]) -> Path:

@@ -47,7 +47,7 @@ class TensorBoardLogger:
     def log_model(self, table: Any) -> None:
         """The model summary table as monospaced text (TensorBoard renders markdown)."""
         buffer = io.StringIO()
-        Console(file=buffer, width=120, no_color=True, force_terminal=False).print(table)
+        Console(file=buffer, width=120, no_color=True, force_terminal=False, force_jupyter=False).print(table)
         self.writer.add_text("model/summary", "\n".join("    " + line for line in buffer.getvalue().splitlines()))
 
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None:

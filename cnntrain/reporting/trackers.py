@@ -127,7 +127,7 @@ def table_text(table: Any) -> str:
     from rich.console import Console
 
     buffer = io.StringIO()
-    Console(file=buffer, width=120, no_color=True, force_terminal=False).print(table)
+    Console(file=buffer, width=120, no_color=True, force_terminal=False, force_jupyter=False).print(table)
     return buffer.getvalue()
 
 

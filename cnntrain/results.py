@@ -1,0 +1,247 @@
+"""A finished run and a finished sweep as Python objects: their files read back, their model put to work.
+
+`Run` is a view over one run directory (RunDir): the summary, the per-epoch metrics and the config are read
+from its files when asked for; `model`, `predict`, `evaluate` and `export` reuse the code of cnntrain-predict,
+cnntrain-eval and cnntrain-export on its checkpoint. `Sweep` is a view over a sweep directory. Both show
+themselves in a notebook with the report page's pieces (cnntrain.reporting.page). Torch is imported only by
+the methods that need a model.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnntrain.errors import ConfigError, UserError
+from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+    from torch import nn
+
+SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # the file cnntrain.reporting.sweep_summary writes
+ImagesOrPaths = Any  # a path, a list of paths, or images: uint8 0..255 or float 0..1, [N,C,H,W], [N,H,W], [C,H,W]
+
+
+class Run:
+    """One run directory written by cnntrain (by `cnntrain ...`, `cnntrain.train` or a sweep's job)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise UserError(f"run directory not found: {root}")
+        if (root / SWEEP_SUMMARY_CSV).is_file() or not (RunDir(root).hydra.is_dir() or RunDir(root).summary_json
+                                                          .is_file()):
+            what = "a sweep directory (open it with cnntrain.Sweep(path))" if (root / SWEEP_SUMMARY_CSV).is_file() \
+                else "not a run directory: it has neither .hydra/ nor summary.json"
+            raise UserError(f"{root} is {what}")
+        self.dir = root.resolve()
+
+    def __repr__(self) -> str:
+        summary = self._summary_or_none()
+        status = (summary or {}).get("status", "running or stopped")
+        acc = _dig(summary, "test", "acc")
+        result = f", test/acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
+        return f"Run('{self.dir}', {status}{result})"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as a dict (test metrics, best epoch, sizes, timing, versions); {} until the run ends."""
+        return read_summary(RunDir(self.dir).summary_json)
+
+    @property
+    def metrics(self) -> list[dict[str, float | int | None]]:
+        """metrics.csv: one dict per epoch (epoch, train/loss, train/acc, val/loss, val/acc, lr, seconds)."""
+        path = RunDir(self.dir).metrics_csv
+        if not path.is_file():
+            return []
+        return [{key: _number(value) for key, value in row.items()} for row in read_metrics(path)]
+
+    def metrics_frame(self) -> Any:
+        """The per-epoch metrics as a pandas DataFrame indexed by epoch (pandas is not a dependency of cnntrain)."""
+        try:
+            import pandas
+        except ImportError:
+            raise UserError("Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows "
+                            "as dicts") from None
+        return pandas.DataFrame(self.metrics).set_index("epoch")
+
+    @property
+    def config(self) -> DictConfig:
+        """The run's composed config (.hydra/config.yaml) as a DictConfig. It is read as data: references between
+        its own keys still resolve, but a resolver such as ${oc.env:...} is kept as the text it was."""
+        from omegaconf import OmegaConf
+
+        from cnntrain.config.saved import read_saved_yaml
+
+        return OmegaConf.create(_escape_resolvers(read_saved_yaml(RunDir(self.dir).config_yaml) or {}))
+
+    def model(self, checkpoint: str = "best", device: str = "cpu") -> nn.Module:
+        """The trained model (checkpoint: best, last or a .pt path) in eval mode, taking images as uint8 0..255
+        or float 0..1, [N,C,H,W] or [N,H,W], and normalising them as training did. `.classes` names its outputs."""
+        from cnntrain.models.classifier import ImageClassifier
+
+        saved = self._saved(checkpoint, device)
+        return ImageClassifier(saved.model, saved.description).to(saved.mean.device).eval()
+
+    def predict(self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best",
+                device: str = "cpu") -> list[list[tuple[str, float]]]:
+        """The top_k (class, probability) pairs of each image, most likely first, as cnntrain-predict computes them.
+        Image files are read as the training images were (colour, resize); tensors and arrays must have the
+        model's input size."""
+        from cnntrain.commands.predict import load_images, predict
+        from cnntrain.models.classifier import as_uint8_batch
+
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k={top_k!r}: must be a whole number >= 1")
+        saved = self._saved(checkpoint, device)
+        if isinstance(images_or_paths, (str, os.PathLike)):
+            images_or_paths = [images_or_paths]
+        if isinstance(images_or_paths, (list, tuple)) and all(isinstance(p, (str, os.PathLike))
+                                                               for p in images_or_paths):
+            if not images_or_paths:
+                raise ConfigError("predict() got no images")
+            images = load_images([Path(p) for p in images_or_paths], saved.input_shape, saved.resize)
+        else:
+            images = as_uint8_batch(images_or_paths, saved.input_shape)
+        return predict(saved, images, top_k)
+
+    def evaluate(self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None,
+                 **data_overrides: Any) -> dict[str, Any]:
+        """Test the run's model again, as cnntrain-eval does: on its own test split, or on other data given as
+        data_root=... or **{"dataset.root": ...}. Writes eval_summary.json into the run directory and returns it."""
+        from cnntrain.api import override_value
+        from cnntrain.commands.evaluate import apply_overrides, check_saved_config, evaluate_run
+        from cnntrain.config.validate import check_device
+        from cnntrain.reporting.console import Reporter
+        from cnntrain.reporting.run_dir import write_summary
+        from cnntrain.training.saved_run import load_run
+
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ConfigError(f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's "
+                              f"trainer.eval_batch_size)")
+        check_device(device)
+        saved = load_run(self.dir, checkpoint)
+        check_saved_config(saved)
+        config = apply_overrides(saved.config, [f"{k}={override_value(v)}" for k, v in data_overrides.items()])
+        config.device = device
+        summary = evaluate_run(saved, config, batch_size or int(config.trainer.eval_batch_size), Reporter())
+        write_summary(RunDir(self.dir).eval_summary_json, summary)
+        return summary
+
+    def export(self, format: str = "torchscript", path: str | os.PathLike[str] | None = None,
+               checkpoint: str = "best") -> Path:
+        """Write the model as cnntrain-export does (torchscript or onnx, normalisation built in, a JSON of its input
+        contract beside it); returns the file's path (default: export/model.pt or model.onnx in the run)."""
+        from cnntrain.commands.export import FORMATS, export_run
+
+        if format not in FORMATS:
+            raise ConfigError(f"format={format!r}: expected one of {', '.join(sorted(FORMATS))}")
+        saved = self._saved(checkpoint, "cpu")
+        target = Path(path) if path is not None else RunDir(self.dir).export(FORMATS[format])
+        return export_run(saved, format, target)
+
+    def _repr_html_(self) -> str:
+        from cnntrain.reporting.page import run_fragment
+
+        try:
+            return run_fragment(self.dir)
+        except UserError as err:
+            from cnntrain.reporting.html import esc
+
+            return f"<p>{esc(repr(self))}: {esc(str(err))}</p>"
+
+    def _saved(self, checkpoint: str, device: str) -> Any:
+        from cnntrain.config.validate import check_device
+        from cnntrain.training.accel import resolve_device
+        from cnntrain.training.saved_run import load_run
+
+        check_device(device)
+        return load_run(self.dir, checkpoint, resolve_device(device))
+
+    def _summary_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self.summary
+        except UserError:
+            return None
+
+
+class Sweep:
+    """One sweep directory written by `cnntrain -m` or `cnntrain.sweep`: its jobs, their table, the best one."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise UserError(f"sweep directory not found: {root}")
+        self.dir = root.resolve()
+
+    def __repr__(self) -> str:
+        return f"Sweep('{self.dir}', {len(self.runs)} jobs)"
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every job of the sweep, in job order (0, 1, 2, ...)."""
+        jobs = [d for d in self.dir.iterdir() if d.is_dir() and RunDir(d).overrides_yaml.is_file()]
+        return [Run(d) for d in sorted(jobs, key=lambda d: (not d.name.isdigit(), d.name.zfill(12)))]
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """The rows of sweep_summary.csv (best job first, failed jobs last), numbers as numbers."""
+        path = self.dir / SWEEP_SUMMARY_CSV
+        if not path.is_file():
+            raise UserError(f"{path} not found: the sweep has not finished (or was not run by cnntrain)")
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{key: _number(value) if key not in ("job", "status", "overrides", "monitor", "error") else value
+                     for key, value in row.items()} for row in csv.DictReader(f)]
+
+    @property
+    def best(self) -> Run:
+        """The job with the best value of the monitored metric (trainer.checkpoint.monitor)."""
+        from cnntrain.reporting.sweep_summary import collect
+
+        done = [row for row in collect(self.dir) if row.status == "done"]
+        if not done:
+            raise UserError(f"no job of the sweep {self.dir} finished, so none is best")
+        return Run(self.dir / done[0].job)
+
+    def _repr_html_(self) -> str:
+        from cnntrain.reporting.page import sweep_fragment
+        from cnntrain.reporting.sweep_summary import collect
+
+        return sweep_fragment(self.dir, collect(self.dir))
+
+
+def _number(text: str | None) -> float | int | str | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+RESOLVER = re.compile(r"\$\{(?=\s*[\w.-]+\s*:)")  # ${name:...}: a resolver call, not a reference to a key
+
+
+def _escape_resolvers(value: Any) -> Any:
+    """A config read from a file with every resolver call (${oc.env:...}) made literal text."""
+    if isinstance(value, dict):
+        return {key: _escape_resolvers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape_resolvers(item) for item in value]
+    if isinstance(value, str):
+        return RESOLVER.sub(r"\\${", value)
+    return value
