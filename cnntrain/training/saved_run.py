@@ -17,7 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, EPOCH_METRICS, MODES
+from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, MODES, MONITORS
 from cnntrain.config.validate import validate
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.errors import CheckpointError, ConfigError, ModelConfigError, UserError, first_line
@@ -210,8 +210,8 @@ def _watch_problem(state: dict[str, Any]) -> str:
     unknown = [str(name) for name in state if name not in allowed]
     if unknown:
         return f"has unknown keys {', '.join(unknown)} (it takes {', '.join(allowed)})"
-    if state.get("monitor") not in EPOCH_METRICS:
-        return f"monitor is {state.get('monitor')!r}, not one of {', '.join(EPOCH_METRICS)}"
+    if state.get("monitor") not in MONITORS:
+        return f"monitor is {state.get('monitor')!r}, not one of {', '.join(MONITORS)}"
     if state.get("mode") not in MODES:
         return f"mode is {state.get('mode')!r}, not one of {', '.join(MODES)}"
     for name in ("min_delta", "best", "best_epoch", "bad_epochs"):
