@@ -99,6 +99,18 @@ def report_multilabel(cfg: DictConfig, paths: RunDir, reporter: Reporter, logger
     ]))
 
 
+def label_evaluation(result: EvalResult, classes: list[str], reporter: Reporter,
+                     head: list[tuple[str, str]]) -> dict[str, Any]:
+    """cnntrain-eval of a multi-label model: print the per-label and result tables, return the summary's keys."""
+    values, per_label = label_results(result, classes)
+    reporter.print(per_label_table(per_label))
+    names = ("test/map", "test/acc", *LABEL_METRICS[1:], "test/loss")
+    reporter.print(key_value_table("evaluation", [*head, *((n, format_metric(n, values[n])) for n in names)]))
+    test = {**{summary_key(k): v for k, v in values.items()}, "images": len(result.labels)}
+    return {"task": "multilabel", "test": test, "per_label": per_label,
+            "thresholds": dict(zip(classes, result.thresholds or [])), "classes": list(classes)}
+
+
 def worst_errors(result: EvalResult, classes: list[str], count: int) -> list[dict[str, Any]]:
     """The test images whose predicted set is furthest from the true one: ranked by their summed BCE loss, with
     the true and the predicted labels and each predicted label's score."""
