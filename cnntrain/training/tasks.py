@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from cnntrain.config.names import VAL_MAP
 from cnntrain.data.augment import dominant_class
 from cnntrain.data.loading import DataBundle
 from cnntrain.training import evaluation
@@ -42,6 +43,7 @@ class SingleLabel:
         from cnntrain.training.setup import make_loss
 
         make_loss(cfg)
+        self.monitors(cfg)
 
     def loss(self, cfg: DictConfig, data: DataBundle, device: torch.device) -> nn.Module:
         from cnntrain.data.balance import train_class_weights
@@ -52,7 +54,8 @@ class SingleLabel:
     def monitors(self, cfg: DictConfig) -> tuple[str, str]:
         from cnntrain.errors import ConfigError
 
-        if cfg.trainer.checkpoint.monitor == "val/map" or cfg.trainer.early_stopping.monitor == "val/map":
+        watched = (cfg.trainer.checkpoint.monitor, cfg.trainer.early_stopping.monitor, cfg.scheduler.get("monitor"))
+        if VAL_MAP in watched:
             raise ConfigError(f"val/map is measured in multi-label runs only, and dataset {cfg.dataset.name} gives "
                               f"one class per image: monitor val/acc or val/loss")
         return cfg.trainer.checkpoint.monitor, cfg.trainer.checkpoint.mode
