@@ -258,3 +258,23 @@ def test_a_two_rank_run_has_the_metrics_of_one_process_evaluating_its_checkpoint
     for key in ("map", "acc", "micro_f1", "macro_f1", "hamming_loss"):
         assert math.isclose(evaluated[key], summary["test"][key], abs_tol=1e-6), key
     assert math.isclose(evaluated["loss"], summary["test"]["loss"], rel_tol=1e-5)
+
+
+def test_a_hugging_face_sequence_of_class_labels_gives_label_sets(tmp_path):
+    import datasets
+    from PIL import Image
+
+    drawn = make_label_sets(tmp_path, 24)
+    features = datasets.Features({"image": datasets.Image(),
+                                  "tags": datasets.Sequence(datasets.ClassLabel(names=list(SHAPES)))})
+    table = datasets.Dataset.from_dict({"image": [Image.open(tmp_path / p) for p, _ in drawn],
+                                        "tags": [[SHAPES.index(s) for s in labels] for _, labels in drawn]},
+                                       features=features)
+    datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
+    cfg = OmegaConf.create({"name": "hf", "kind": "huggingface", "root": ".", "path": str(tmp_path / "hf"),
+                            "val_split": 0.25, "val_strategy": "stratified", "test_split": 0.25, "num_workers": 0})
+    bundle = load_data(cfg, seed=0)
+    assert bundle.description.task == "multilabel" and bundle.classes == list(SHAPES)
+    labels = torch.cat([bundle.train.labels, bundle.val.labels, bundle.test.labels])
+    assert labels.shape == (24, 3) and labels.sum(0).tolist() == [12.0, 12.0, 12.0]
+    assert "Sequence(ClassLabel)" in bundle.layout
