@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from cnntrain.config.names import STEP_LOSS
 from cnntrain.data.augment import Augment
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches
 from cnntrain.data.loading import DataBundle
@@ -33,7 +32,7 @@ from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import default_accel, forward, unwrap
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule
-from cnntrain.training.stepping import Stepping
+from cnntrain.training.stepping import Stepping, images_in_step, step_rows
 from cnntrain.training.tasks import SINGLE_LABEL, Task
 
 if TYPE_CHECKING:
@@ -166,12 +165,6 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
 
 
-def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int) -> int:
-    """Images in the optimizer step that batch number `step` (from 1) belongs to, `every` batches a step: each
-    batch's mean loss is weighted by its share of them, so the step follows the mean gradient of its images."""
-    first = (step - 1) // every * every + 1
-    return sum(global_batch_size(n, batch_size, s) for s in range(first, min(first + every, batches + 1)))
-
 
 def divergence_check_every(device: torch.device) -> int:
     """Batches between NaN/inf checks: every batch on the CPU, where reading a value back costs nothing."""
@@ -283,13 +276,6 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         unwrap(model).load_state_dict(ema.module.state_dict())
     return result
 
-
-def step_rows(steps: list[tuple[float, float]], epoch: int) -> list[dict[str, float]]:
-    """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
-    (as many per epoch as this one's), the fractional epoch is where the step ends."""
-    count = len(steps)
-    return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
-            for i, (loss, lr) in enumerate(steps, 1)]
 
 
 def _own_rng(checkpoint: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
