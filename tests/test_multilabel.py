@@ -278,3 +278,27 @@ def test_a_hugging_face_sequence_of_class_labels_gives_label_sets(tmp_path):
     labels = torch.cat([bundle.train.labels, bundle.val.labels, bundle.test.labels])
     assert labels.shape == (24, 3) and labels.sum(0).tolist() == [12.0, 12.0, 12.0]
     assert "Sequence(ClassLabel)" in bundle.layout
+
+
+@pytest.mark.slow
+def test_a_stopped_multi_label_run_resumes_to_the_same_metrics_and_thresholds(tmp_path, monkeypatch):
+    from cnntrain.reporting.run_dir import read_metrics
+    from cnntrain.training.run import resume_run, run
+
+    from helpers import compose_config, run_stopped_in_epoch
+
+    file = write_sets(tmp_path / "data", "columns", count=48)
+    columns = f"dataset.label_columns=[{','.join(SHAPES)}]"
+    settings = ("dataset=labels", f"dataset.file={file}", columns, "model=cnn2", "trainer.epochs=3",
+                "trainer.batch_size=16", "trainer.progress=false", "report.plots=false", "report.html=false",
+                "trainer.threshold=tune", "threads=1", "trainer.early_stopping.enabled=false")
+    cfg = lambda: compose_config(*settings)
+    run(cfg(), tmp_path / "reference")
+    run_stopped_in_epoch(cfg(), tmp_path / "stopped", 2, monkeypatch)
+    resume_run(tmp_path / "stopped")
+    rows = [[{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics(tmp_path / name / "metrics.csv")]
+            for name in ("reference", "stopped")]
+    assert rows[0] == rows[1] and "val/map" in rows[0][0]
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("reference", "stopped")]
+    assert summaries[0]["test"] == summaries[1]["test"]
+    assert summaries[0]["thresholds"] == summaries[1]["thresholds"]
