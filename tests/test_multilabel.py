@@ -211,6 +211,8 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     assert header.endswith(",val/map")
     for picture in ("per_class.png", "pr_curves.png", "curves.png", "report.html"):
         assert (run_dir / picture).is_file(), picture
+    page = (run_dir / "report.html").read_text()
+    assert "(multi-label)" in page and "Per label" in page and "confusion" not in page
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
     assert best["thresholds"] == list(summary["thresholds"].values())
 
