@@ -199,14 +199,19 @@ RUN = ("dataset=labels", "model=cnn2", "trainer.epochs=3", "trainer.batch_size=1
 def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     file = write_sets(tmp_path / "data", "delimited", count=96)
     run_dir = tmp_path / "run"
-    result = run_main(train.main, [*RUN, f"dataset.file={file}", "dataset.task=multilabel", "trainer.threshold=tune",
-                                   "dataset.augment=[mixup]", f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch)
+    settings = ["dataset.task=multilabel", "trainer.threshold=tune", "dataset.augment=[mixup]",
+                "trainer.sampler=balanced", "trainer.class_weights=balanced"]
+    result = run_main(train.main, [*RUN, f"dataset.file={file}", *settings, f"hydra.run.dir='{run_dir}'"], tmp_path,
+                      monkeypatch)
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "multilabel" and summary["best"]["monitor"] == "val/map"
     assert set(summary["test"]) >= {"map", "micro_f1", "macro_f1", "precision", "recall", "hamming_loss", "acc"}
     assert set(summary["per_label"]) == set(SHAPES) and summary["per_label"]["cross"]["support"] > 0
     assert list(summary["thresholds"]) == list(SHAPES)
+    counts = summary["train_class_counts"]
+    assert summary["class_weights"] == pytest.approx([(summary["sizes"]["train"] - counts[s]) / counts[s]
+                                                      for s in SHAPES]), "balanced: negatives / positives per label"
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith(",val/map")
     for picture in ("per_class.png", "pr_curves.png", "curves.png", "report.html"):

@@ -73,8 +73,6 @@ class MultiLabel:
         if end in PROBABILITY_ENDS:
             raise ConfigError(f"model '{cfg.model.name}' ends in {end}, and a multi-label model must end in logits "
                               f"(one per label; the loss applies the sigmoid): remove its last layer ({end})")
-        if cfg.trainer.tta not in ("none", "hflip"):
-            raise ConfigError(f"trainer.tta={cfg.trainer.tta}: expected none or hflip")
         check_class_weights(cfg.trainer.class_weights, cfg.dataset.get("num_classes"))
 
     def loss(self, cfg: DictConfig, data: DataBundle, device: torch.device) -> nn.Module:
