@@ -309,3 +309,25 @@ def test_a_stopped_multi_label_run_resumes_to_the_same_metrics_and_thresholds(tm
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("reference", "stopped")]
     assert summaries[0]["test"] == summaries[1]["test"]
     assert summaries[0]["thresholds"] == summaries[1]["thresholds"]
+
+
+def test_a_multi_label_job_fills_the_sweep_summary_and_compare_columns(tmp_path):
+    from cnntrain.commands.compare import Run, compare_rows
+    from cnntrain.reporting.sweep_summary import CSV_FIELDS, read_job
+
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- trainer.threshold=tune\n")
+    test = {"loss": 0.3, "acc": 0.4, "map": 0.81, "micro_f1": 0.7, "macro_f1": 0.69, "precision": 0.8,
+            "recall": 0.6, "hamming_loss": 0.1}
+    summary = {"status": "done", "best": {"monitor": "val/map", "mode": "max", "value": 0.79, "epoch": 3},
+               "final_epoch": {"val/loss": 0.31, "val/acc": 0.35, "val/map": 0.79}, "test": test,
+               "elapsed_seconds": 1.0, "epochs_run": 3}
+    (job / "summary.json").write_text(json.dumps(summary))
+    row = read_job(job)
+    assert row.status == "done" and row.mode == "max"
+    assert {name: row.values[name] for name in ("test/map", "test/hamming_loss", "test/micro_f1")} == \
+        {"test/map": 0.81, "test/hamming_loss": 0.1, "test/micro_f1": 0.7}
+    assert "test/map" in CSV_FIELDS and row.values["test/balanced_acc"] is None
+    headers, rows = compare_rows([Run(job, "0", "done", [], summary, {})], [])
+    assert headers[:4] == ["run", "status", "test/acc", "test/map"] and rows[0][3] == "0.8100"
