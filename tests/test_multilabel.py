@@ -250,15 +250,17 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
 def test_a_two_rank_run_has_the_metrics_of_one_process_evaluating_its_checkpoint(tmp_path, monkeypatch):
     """Scores are gathered from the ranks and the metrics computed once. The 2-rank test pass and a one-process
     cnntrain-eval score the same images with the same weights in different batches: float32 rounding may move a
-    score in its last bits, so the metrics must agree to 1e-6 (mAP) and the loss to a relative 1e-5."""
+    score in its last bits, so the metrics must agree to 1e-6 and the loss (float32 batch means summed in float64
+    in a different grouping) to a relative 1e-5. The learning rate is tiny so the scores are spread, not saturated."""
     file = write_sets(tmp_path / "data", "jsonl", count=64)
     run_dir = tmp_path / "run"
     result = subprocess.run([*cnntrain_command(), *RUN, "report.plots=false", f"dataset.file={file}",
-                             "trainer.devices=2", f"hydra.run.dir={run_dir}"],
+                             "trainer.devices=2", "optimizer.lr=1e-5", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["parallel"]["world_size"] == 2
+    assert 0 < summary["test"]["map"] < 1, "a barely trained model: scores spread, no metric pinned at its bound"
     result = run_main(evaluate.main, [str(run_dir), "--device", "cpu"], tmp_path, monkeypatch)
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((run_dir / "eval_summary.json").read_text())["test"]
