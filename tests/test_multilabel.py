@@ -333,3 +333,45 @@ def test_a_multi_label_job_fills_the_sweep_summary_and_compare_columns(tmp_path)
     assert "test/map" in CSV_FIELDS and row.values["test/balanced_acc"] is None
     headers, rows = compare_rows([Run(job, "0", "done", [], summary, {})], [])
     assert headers[:4] == ["run", "status", "test/acc", "test/map"] and rows[0][3] == "0.8100"
+
+
+@pytest.mark.slow
+def test_webdataset_shards_of_label_sets_train_and_evaluate(tmp_path, monkeypatch):
+    import webdataset as wds
+
+    from synthetic_labelsets import draw_set
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    rng = __import__("numpy").random.default_rng(0)
+    for split, count in (("train", 64), ("test", 16)):
+        with wds.ShardWriter(str(folder / f"{split}-%06d.tar"), maxcount=32, verbose=0) as sink:
+            for i in range(count):
+                present = [bool((i % 8) >> bit & 1) for bit in range(3)]
+                image = draw_set(present, 16, rng)
+                entry = " ".join(name for name, on in zip(SHAPES, present) if on) if i % 2 else \
+                    json.dumps([k for k, on in enumerate(present) if on])  # names split by ' ', or a JSON list
+                sink.write({"__key__": f"{split}-{i:04d}", "png": image_bytes(image), "cls": entry})
+    (folder / "classes.txt").write_text("".join(f"{name}\n" for name in SHAPES))
+    run_dir = tmp_path / "run"
+    result = run_main(train.main, ["dataset=webdataset", f"dataset.train='{folder}/train-{{000000..000001}}.tar'",
+                                   f"dataset.test='{folder}/test-000000.tar'", "dataset.task=multilabel",
+                                   "dataset.num_workers=0", *RUN[1:], "report.plots=false",
+                                   f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == "multilabel" and summary["sizes"]["test"] == 16
+    assert "multi-label: 3 labels" in summary["data"]["layout"]
+    assert sum(m["support"] for m in summary["per_label"].values()) == 24  # 16 test images, 8 of each set
+    result = run_main(evaluate.main, [str(run_dir), "--device", "cpu"], tmp_path, monkeypatch)
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((run_dir / "eval_summary.json").read_text())
+    assert evaluated["test"]["map"] == summary["test"]["map"]
+
+
+def image_bytes(image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

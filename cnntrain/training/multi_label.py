@@ -23,7 +23,8 @@ from cnntrain.data.balance import check_every_class
 from cnntrain.data.batches import batch_share, iterate_batches, num_batches, shard
 from cnntrain.data.label_sets import label_counts
 from cnntrain.data.loading import DataBundle, TensorSplit
-from cnntrain.errors import ConfigError, UserError
+from cnntrain.data.streams import StreamedImages
+from cnntrain.errors import ConfigError
 from cnntrain.models.builder import last_layer_name
 from cnntrain.reporting.console import EpochDisplay
 from cnntrain.reporting.label_metrics import exact_matches, mean_average_precision, tune_thresholds
@@ -130,20 +131,22 @@ class MultiLabel:
     def scores(self, model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module,
                batch_size: int, display: EpochDisplay | None = None, label: str = "validate",
                accel: Accel | None = None, tta: str = "none", ranks: Ranks = SINGLE) -> tuple[torch.Tensor, float]:
-        """(sigmoid scores [N, K] float32 on the CPU in the split's order, mean loss): this rank's contiguous share
-        scored, the shares gathered."""
-        if not isinstance(split.images, torch.Tensor) and hasattr(split.images, "indexed_batches"):
-            raise UserError("multi-label data streamed from shards is not supported yet; set dataset.in_memory=true")
+        """(sigmoid scores [N, K] float32 on the CPU in the split's order, mean loss): this rank's share scored,
+        the shares gathered (a streamed split's with their canonical indices, and put back in order)."""
         accel = accel or Accel(split.labels.device)
         whole, mine = split, shard(split, ranks.rank, ranks.world)
-        k = int(whole.labels.shape[1])
+        streamed = isinstance(mine.images, StreamedImages)
+        batches = mine.images.indexed_batches(batch_size) if streamed else \
+            ((images, targets, None) for images, targets in iterate_batches(mine, batch_size, shuffle=False))
+        n, k = len(whole), int(whole.labels.shape[1])
         total = torch.zeros((), dtype=torch.float64, device=whole.labels.device)
         kept: list[torch.Tensor] = []
+        kept_index: list[torch.Tensor] = []
         model.eval()
         if display is not None:
             display.start_phase(label, num_batches(len(mine), batch_size, False))
         with torch.inference_mode():
-            for step, (images, targets) in enumerate(iterate_batches(mine, batch_size, shuffle=False), 1):
+            for step, (images, targets, index) in enumerate(batches, 1):
                 with accel.autocast():
                     inputs = accel.prepare_input(bundle.normalize(images))
                     logits = model(inputs)
@@ -151,13 +154,22 @@ class MultiLabel:
                         logits = (logits + model(inputs.flip(3))) / 2
                     total += loss_fn(logits, targets).double() * targets.shape[0]
                 kept.append(torch.sigmoid(logits.float()).flatten())
+                if index is not None:
+                    kept_index.append(index)
                 if display is not None:
                     display.advance(step)
-        local = torch.cat(kept) if kept else torch.zeros(0, device=whole.labels.device)
-        counts = [(hi - lo) * k for lo, hi in (batch_share(len(whole), r, ranks.world) for r in range(ranks.world))]
-        gathered = ranks.gather(local, len(whole) * k, counts)
         (loss_sum,) = ranks.sum([total], total.device)
-        return gathered.reshape(len(whole), k).cpu(), loss_sum / max(1, len(whole))
+        local = torch.cat(kept) if kept else torch.zeros(0, device=whole.labels.device)
+        if not streamed:
+            counts = [hi - lo for lo, hi in (batch_share(n, r, ranks.world) for r in range(ranks.world))]
+            return ranks.gather(local, n * k, [c * k for c in counts]).reshape(n, k).cpu(), loss_sum / max(1, n)
+        counts = [len(whole.images.shard(r, ranks.world)) for r in range(ranks.world)]
+        empty = torch.zeros(0, dtype=torch.int64, device=local.device)
+        where = ranks.gather(torch.cat(kept_index) if kept_index else empty, n, counts).cpu()
+        scores = ranks.gather(local, n * k, [c * k for c in counts]).reshape(n, k).cpu()
+        placed = torch.zeros_like(scores)
+        placed[where] = scores
+        return placed, loss_sum / max(1, n)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """The thresholds saved with a checkpoint's weights (tuned on its epoch's validation split)."""
