@@ -375,3 +375,16 @@ def image_bytes(image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def test_a_shard_label_entry_is_read_as_a_set_and_a_bad_one_is_named():
+    from cnntrain.data.sources.webdataset_shards import parse_label
+
+    classes = list(SHAPES)
+    assert parse_label(b"square circle", classes, "s", " ") == (1, 0, 1)
+    assert parse_label(b"[1, 2]", classes, "s", " ") == (0, 1, 1)
+    assert parse_label(b"", classes, "s", " ") == (0, 0, 0), "no label is a valid sample"
+    with pytest.raises(DataError, match=r"shard a\.tar, sample 7: label entry '\[1, 2' is not a JSON list"):
+        parse_label(b"[1, 2", classes, "shard a.tar, sample 7", " ")
+    with pytest.raises(DataError, match="label 'triangle' is neither a class index nor a class name"):
+        parse_label(b"circle triangle", classes, "s", " ")
