@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from cnntrain.commands import evaluate, export, predict, train
+from cnntrain.commands import evaluate, export, predict, reproduce, train
 from cnntrain.data.label_sets import balanced_draws, fold_sizes, stratified_parts
 from cnntrain.data.loading import describe_data, load_data
 from cnntrain.data.mixing import mixup
@@ -241,6 +241,10 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
         contract = json.loads(out.with_name(out.name + ".json").read_text())["output"]
         assert contract["kind"] == "probabilities" and contract["labels"] == list(SHAPES)
         assert list(contract["thresholds"].values()) == best["thresholds"]
+    result = run_main(reproduce.main, [str(run_dir), "--out", str(tmp_path / "again")], tmp_path, monkeypatch)
+    assert result.returncode == 0, result.stderr
+    for compared in ("test.map", "epoch 3 val/map", "values are identical"):
+        assert compared in result.stdout, compared
     scripted = torch.jit.load(str(tmp_path / "model.torchscript"))
     probabilities = scripted(torch.rand(2, 1, 16, 16))
     assert probabilities.shape == (2, 3) and bool(((probabilities >= 0) & (probabilities <= 1)).all())

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
-from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.config.names import epoch_columns
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of, read_yaml
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
@@ -29,6 +29,8 @@ LAUNCH_ONLY = ("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra.job.num", "hyd
                "hydra/launcher", "hydra.launcher", "hydra/sweeper", "hydra.sweeper")
 SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
                    "epochs_run", "stopped_early")
+LABEL_SUMMARY_METRICS = ("test.map", "test_last.map", "test.micro_f1", "test.hamming_loss")
+"""Compared too when the runs are multi-label (and val/map per epoch)."""
 _MISSING = object()  # what _dig returns for an absent key when None is a value the file may hold
 
 
@@ -114,8 +116,10 @@ def environment_changes(summary: dict[str, Any], cfg: Any) -> list[str]:
 def compare_runs(original: Path, rerun: Path) -> list[Comparison]:
     """Every final metric of the two runs: summary values, then each per-epoch value of metrics.csv."""
     a, b = _summary(original), _summary(rerun)
-    rows = [Comparison(key, _dig(a, key), _dig(b, key)) for key in SUMMARY_METRICS]
-    fields = [f for f in EPOCH_COLUMNS if f not in ("epoch", "seconds")]
+    task = a.get("task")
+    keys = (*SUMMARY_METRICS, *LABEL_SUMMARY_METRICS) if task == "multilabel" else SUMMARY_METRICS
+    rows = [Comparison(key, _dig(a, key), _dig(b, key)) for key in keys]
+    fields = [f for f in epoch_columns(task) if f not in ("epoch", "seconds")]
     epochs_a, epochs_b = read_metrics(RunDir(original).metrics_csv), read_metrics(RunDir(rerun).metrics_csv)
     rows.append(Comparison("metrics.csv epochs", len(epochs_a), len(epochs_b)))
     for number, (row_a, row_b) in enumerate(zip(epochs_a, epochs_b), 1):
