@@ -5,7 +5,8 @@ Every case runs the command's own main in this process (tests/helpers.run_main).
 replaced by a finished tiny run directory, `IMAGE` by a PNG file, `EMPTY` by an empty folder, `SPARSE` by an
 image folder whose class 'square' has one training image (so one of 2 folds leaves it none), `LABELS` by a folder
 of images with label files: good.csv, split.csv (line 3 says 'training'), ghost.csv (names a missing image),
-`HF:KIND` by a Hugging Face save_to_disk folder with that mistake (tests/synthetic_hf.write_bad).
+`HF:KIND` by a Hugging Face save_to_disk folder with that mistake (tests/synthetic_hf.write_bad), `SETS` by a folder
+of multi-label images with labels.csv (labels split by ' ', tests/synthetic_labelsets.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, tra
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
 from synthetic_hf import write_bad
 from synthetic_images import make_folder, make_labelled_images, write_label_file
+from synthetic_labelsets import write_sets
 
 MAINS = {"cnntrain": train.main, "cnntrain-eval": evaluate.main, "cnntrain-predict": predict.main,
          "cnntrain-export": export.main, "cnntrain-reproduce": reproduce.main, "cnntrain-lr-find": lr_find.main}
+
+SETS = ["dataset=labels", "dataset.file=SETS/labels.csv", "model=cnn2"]  # a label file of image sets
 
 CNNTRAIN = [
     # config groups, keys and types
@@ -207,6 +211,26 @@ CNNTRAIN = [
      "HF:notrain has split(s) validation, test but no train split (train, training)"),
     (["dataset=huggingface", "dataset.path=HF:dict", "dataset.skip_bad_images=true"],
      "unknown config key 'dataset.skip_bad_images'; keys of dataset: "),  # image files only (folders, label files)
+    # multi-label data (SETS: a label file of image sets, tests/synthetic_labelsets.py)
+    ([*SETS, "dataset.task=multilabel", "trainer.loss=nll"],
+     "trainer.loss=nll takes one class per image, and dataset labels gives a set of labels per image"),
+    ([*SETS, "dataset.task=multilabel",
+      "model.layers=[flatten,{linear: 3},log_softmax]"],
+     "model 'cnn2' ends in log_softmax, and a multi-label model must end in logits"),
+    ([*SETS, "dataset.task=multilabel", "trainer.threshold=1.5"],
+     "trainer.threshold=1.5: expected a probability in (0, 1) (0.5 is usual) or tune"),
+    ([*SETS, "dataset.task=multilabel", "trainer.threshold=0"],
+     "trainer.threshold=0: expected a probability in (0, 1)"),
+    ([*SETS, "dataset.task=multilabel", "dataset.classes=[circle,cross]"],
+     "/labels.csv, line 6: label 'square' is not in dataset.classes (circle, cross) nor an index 0..1"),
+    ([*SETS, "dataset.label_columns=[circle,dog]"],
+     "/labels.csv: dataset.label_columns names 'circle', not one of its columns (path, labels)"),
+    ([*SETS, "dataset.task=single", "dataset.label_delimiter=';'"],
+     "dataset.task=single but dataset.label_delimiter or dataset.label_columns is set"),
+    ([*SETS, "dataset.task=several"],
+     "dataset.task=several: expected one of single, multilabel, or null"),
+    (["+dataset.task=multilabel"], "dataset.task=multilabel but "),
+    (["trainer.checkpoint.monitor=val/map"], "val/map is measured in multi-label runs only"),
     # webdataset shards (the shard files' own mistakes: tests/test_webdataset.py)
     (["dataset=webdataset", "dataset.train=EMPTY/train-{000000..000009}.tar"],
      "quote a brace range for Hydra: \"dataset.train='"),
@@ -332,7 +356,7 @@ def place(tmp_path, finished_run):
     Image.new("L", (28, 28)).save(image)
     (tmp_path / "empty").mkdir()
     places = {"RUN": str(finished_run), "IMAGE": str(image), "EMPTY": str(tmp_path / "empty"),
-              "SPARSE": str(tmp_path / "sparse"), "LABELS": str(tmp_path / "labels")}
+              "SPARSE": str(tmp_path / "sparse"), "LABELS": str(tmp_path / "labels"), "SETS": str(tmp_path / "sets")}
 
     def fill(args: list[str]) -> list[str]:
         if any("SPARSE" in arg for arg in args):
@@ -347,6 +371,8 @@ def place(tmp_path, finished_run):
             write_label_file(labels / "split.csv", [rows[0], {**rows[1], "split": "training"}, *rows[2:]])
             write_label_file(labels / "ghost.csv", [*rows, {**rows[0], "path": "ghost.png"}])
             (labels / "labels.txt").write_text("path\tlabel\n")
+        if any("SETS" in arg for arg in args):
+            write_sets(tmp_path / "sets", count=24, size=16)
         for name, value in places.items():
             args = [arg.replace(name, value) for arg in args]
         for kind in {arg.split("HF:")[1] for arg in args if "HF:" in arg}:

@@ -166,7 +166,9 @@ def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list
     one_monitor = len(monitors) == 1
     best_header = f"best {next(iter(monitors))} (epoch)" if one_monitor else "best monitored (epoch)"
     per_key = len(keys) <= MAX_KEY_COLUMNS
-    headers = ["run", "status", "test/acc", "test/loss", best_header, "epochs", "train s",
+    with_map = any(run.number("test.map") is not None for run in runs)  # multi-label runs: their mAP too
+    headers = ["run", "status", "test/acc", *(["test/map"] if with_map else []), "test/loss", best_header, "epochs",
+               "train s",
                *(keys if per_key else ["differs"])]
     rows = []
     for run in runs:
@@ -180,7 +182,9 @@ def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list
             best_cell += f" ({int(epoch)})"
         seconds = run.number("timing.train_seconds")
         seconds = run.number("train_seconds") if seconds is None else seconds
-        cells = [format_metric("test/acc", run.number("test.acc")), format_metric("test/loss", run.number("test.loss")),
+        cells = [format_metric("test/acc", run.number("test.acc")),
+                 *([format_metric("test/map", run.number("test.map"))] if with_map else []),
+                 format_metric("test/loss", run.number("test.loss")),
                  best_cell, str(int(epochs_run)) if epochs_run is not None else str(len(run.epochs)),
                  "-" if seconds is None else f"{seconds:.1f}"]
         if per_key:

@@ -19,12 +19,12 @@ from cnntrain.config.validate import check_device, validate
 from cnntrain.data.loading import describe_data
 from cnntrain.errors import CheckpointError, ConfigError, DataError
 from cnntrain.reporting.console import Reporter, format_metric
+from cnntrain.reporting.label_report import label_evaluation
 from cnntrain.reporting.metrics import per_class_accuracy
 from cnntrain.reporting.provenance import command_line, versions
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, per_class_table
 from cnntrain.reporting.text import markup
-from cnntrain.training.evaluation import test
 from cnntrain.training.saved_run import SavedRun, load_run
 from cnntrain.training.setup import setup
 
@@ -74,7 +74,17 @@ def evaluate_run(saved: SavedRun, config: DictConfig, batch_size: int, reporter:
     description = found.with_stats(saved.description.mean, saved.description.std)
     run = setup(config, description, weights=saved.model.state_dict())
     bundle, device = run.data, run.device
-    result, matrix = test(run.model, bundle, run.loss_fn, batch_size, accel=run.accel, tta=config.trainer.tta)
+    if saved.thresholds is not None:
+        run.task.restore({"thresholds": saved.thresholds})
+    result, matrix = run.task.test(run.model, bundle, run.loss_fn, batch_size, accel=run.accel,
+                                   tta=config.trainer.tta)
+    head = {"checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch, "dataset": config.dataset.name}
+    if matrix is None:  # a set of labels per image: the multi-label tables and summary
+        return {**head, **label_evaluation(result, bundle.classes, reporter, [
+            ("checkpoint", f"{saved.checkpoint_path} (epoch {saved.epoch})"),
+            ("dataset", f"{config.dataset.name}, {len(bundle.test)} test images")]),
+            "device": str(device), "elapsed_seconds": time.perf_counter() - started, "versions": versions(),
+            "command": command_line()}
     accuracies = per_class_accuracy(matrix)
     reporter.print(per_class_table(bundle.classes, accuracies, matrix))
     reporter.print(key_value_table("evaluation", [
@@ -84,8 +94,7 @@ def evaluate_run(saved: SavedRun, config: DictConfig, batch_size: int, reporter:
         ("test/loss", format_metric("loss", result.loss)),
     ]))
     return {
-        "checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch, "dataset": config.dataset.name,
-        "test": {"loss": result.loss, "acc": result.acc, "images": len(bundle.test)},
+        **head, "test": {"loss": result.loss, "acc": result.acc, "images": len(bundle.test)},
         "per_class_accuracy": dict(zip(bundle.classes, accuracies)), "confusion_matrix": matrix.tolist(),
         "classes": list(bundle.classes), "device": str(device), "elapsed_seconds": time.perf_counter() - started,
         "versions": versions(), "command": command_line(),

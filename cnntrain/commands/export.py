@@ -2,7 +2,8 @@
 
 The exported module takes images as float32 in [0, 1] (TorchScript also takes uint8 0..255), NCHW,
 and normalises them itself with the run's mean/std, so callers never need the training config.
-A JSON file next to the export records the input contract, the classes and where it came from.
+A JSON file next to the export records the input contract, the classes and where it came from. A multi-label
+model's export gives each label's probability (a sigmoid at its end); the JSON adds each label's threshold.
 """
 
 from __future__ import annotations
@@ -29,15 +30,20 @@ ONNX_OPSET = 17
 
 
 class NormalizedModel(nn.Module):
-    """images in [0, 1] (or uint8) -> the run's normalisation -> the trained model."""
+    """images in [0, 1] (or uint8) -> the run's normalisation -> the trained model (-> a sigmoid per label, for a
+    multi-label model: its outputs are each label's probability)."""
 
     def __init__(self, model: nn.Module, description: DataDescription) -> None:
         super().__init__()
         self.normalize = Normalize(description)
         self.model = model
+        self.per_label = description.task == "multilabel"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))
+        outputs = self.model(self.normalize(images))
+        if self.per_label:
+            outputs = torch.sigmoid(outputs)
+        return outputs
 
 
 def parser() -> ArgumentParser:
@@ -85,13 +91,24 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
                   "resize": {"mode": saved.resize, "how": RESIZE_HOW.get(saved.resize, "unknown")}},
         "normalization": {"baked_in": True, "mean": saved.description.mean,
                           "std": saved.description.std, "formula": "(x - mean) / std per channel"},
-        "output": {"name": "outputs", "kind": "log_probabilities" if saved.outputs_log_probs else "logits",
-                   "classes": saved.classes},
-        "test_time_augmentation": _tta_note(saved.tta),
+        "output": _output(saved),
+        "test_time_augmentation": _tta_note(saved.tta, saved.task == "multilabel"),
         "source": {"run_dir": str(saved.run_dir), "checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch,
                    "model": str(saved.config.model.name)},
         "versions": versions(),
     }
+
+
+def _output(saved: SavedRun) -> dict[str, Any]:
+    """What the outputs mean: one class's logits (or log-probabilities), or each label's probability with the
+    threshold at which the run predicts it."""
+    if saved.task == "multilabel":
+        return {"name": "outputs", "kind": "probabilities", "task": "multilabel", "labels": saved.classes,
+                "thresholds": dict(zip(saved.classes, saved.thresholds or [])),
+                "decision": "a label is predicted when its probability is >= its threshold; any number of labels, "
+                            "none included"}
+    return {"name": "outputs", "kind": "log_probabilities" if saved.outputs_log_probs else "logits",
+            "classes": saved.classes}
 
 
 RESIZE_HOW = {  # how training fitted an image file to height x width (cnntrain.data.images), for callers to match
@@ -101,9 +118,13 @@ RESIZE_HOW = {  # how training fitted an image file to height x width (cnntrain.
 }
 
 
-def _tta_note(tta: str) -> str:
+def _tta_note(tta: str, multilabel: bool = False) -> str:
     if tta == "none":
         return "none"
+    if multilabel:
+        return ("the run's metrics averaged each image's logits with its mirror's (trainer.tta=hflip); this file "
+                "is one pass: run it on the image and on its left-right mirror and average the logits of the "
+                "probabilities, log(p / (1 - p))")
     return ("the run's metrics averaged each prediction with the mirrored image's (trainer.tta=hflip); this file "
             "is one pass: run it on the image and on its left-right mirror and average the log-softmax outputs")
 

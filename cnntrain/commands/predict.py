@@ -1,4 +1,5 @@
-"""`cnntrain-predict RUN_DIR IMAGE...`: classify image files with a finished run's model.
+"""`cnntrain-predict RUN_DIR IMAGE...`: classify image files with a finished run's model (a multi-label run's: each
+image's labels at or above their thresholds, with their probabilities).
 
 Each image file is converted the way the training images were (grayscale or RGB, resized to the model's
 input size with the run's dataset.resize, the run's normalisation), then the top-k classes are shown per
@@ -127,6 +128,41 @@ def predict(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[lis
             for row_p, row_i in zip(values.cpu(), indices.cpu())]
 
 
+def predict_sets(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[dict[str, Any]]:
+    """Multi-label: per image, the labels at or above their thresholds (most likely first) with their
+    probabilities, and the top-k labels whether predicted or not."""
+    device = saved.mean.device
+    with torch.inference_mode():
+        inputs = saved.normalize(images_uint8.to(device))
+        logits = saved.model(inputs)
+        if saved.tta == "hflip":
+            logits = (logits + saved.model(inputs.flip(3))) / 2
+        probs = torch.sigmoid(logits.float()).cpu()
+    thresholds = saved.thresholds or [0.5] * len(saved.classes)
+    records = []
+    for row in probs:
+        order = torch.argsort(row, descending=True, stable=True).tolist()
+        label = lambda k, row=row: {"label": saved.classes[k], "probability": float(row[k]),
+                                    "threshold": thresholds[k], "predicted": float(row[k]) >= thresholds[k]}
+        records.append({"labels": [label(k) for k in order if float(row[k]) >= thresholds[k]],
+                        "top": [label(k) for k in order[:top_k]]})
+    return records
+
+
+def sets_table(path: Path, record: dict[str, Any]) -> Table:
+    """One image's predicted labels, then the other top-k labels, with probability and threshold."""
+    names = ", ".join(item["label"] for item in record["labels"]) or "(none)"
+    table = Table(title=f"{path}: {names}", title_justify="left")
+    for column, justify in (("label", "left"), ("probability", "right"), ("threshold", "right"),
+                            ("predicted", "center")):
+        table.add_column(column, justify=justify)
+    shown = record["labels"] + [item for item in record["top"] if not item["predicted"]]
+    for item in shown:
+        table.add_row(item["label"], f"{100 * item['probability']:.2f}%", f"{item['threshold']:.3f}",
+                      "yes" if item["predicted"] else "")
+    return table
+
+
 def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: list[Path] | None = None) -> str:
     records: list[dict[str, Any]] = [
         {"image": str(path), "top": [{"class": name, "probability": prob} for name, prob in top]}
@@ -157,6 +193,9 @@ def _main(argv: list[str]) -> None:
     cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
     images = load_images(args.images, saved.input_shape, saved.resize)
+    if saved.task == "multilabel":
+        _print_sets(args, saved, images)
+        return
     results = predict(saved, images, args.top_k)
     if cams is not None:
         write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
@@ -166,6 +205,21 @@ def _main(argv: list[str]) -> None:
     console = Console(highlight=False)
     for i, (path, top) in enumerate(zip(args.images, results)):
         console.print(as_table(path, top, cams[i] if cams else None))
+
+
+def _print_sets(args: Any, saved: SavedRun, images: torch.Tensor) -> None:
+    """Multi-label output: each image's predicted label set, as tables or JSON."""
+    if args.cam:
+        raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop "
+                          "--cam")
+    records = predict_sets(saved, images, args.top_k)
+    if args.json:
+        sys.stdout.write(json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)],
+                                    indent=2) + "\n")
+        return
+    console = Console(highlight=False)
+    for path, record in zip(args.images, records):
+        console.print(sets_table(path, record))
 
 
 def main() -> None:

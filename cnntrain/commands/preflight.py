@@ -240,13 +240,13 @@ def check_model(cfg: Any) -> None:
     from cnntrain.data.augment import check_augment
     from cnntrain.models.architectures import saved_weights
     from cnntrain.models.builder import build_model, check_outputs
-    from cnntrain.training.setup import make_loss
+    from cnntrain.training.tasks import task_for
 
     with saved_weights() if cfg.get("resume") else contextlib.nullcontext():  # a resume has its checkpoint
         model, rows = build_model(cfg.model.layers, list(cfg.dataset.input_shape), model_name=cfg.model.name)
     check_outputs(rows, int(cfg.dataset.num_classes), cfg.model.name)
     check_class_weights(cfg.trainer.class_weights, int(cfg.dataset.num_classes))
-    make_loss(cfg)
+    task_for(cfg.dataset.get("task"), cfg, int(cfg.dataset.num_classes)).check_config(cfg)  # the loss, its options
     check_augment(cfg.dataset.augment, tuple(cfg.dataset.input_shape))
     check_optimization(cfg, model)
     if cam_layer(cfg) is not None:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
-from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.config.names import epoch_columns
 from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of
@@ -39,6 +39,8 @@ environment variables) and the trackers (where metrics are sent) belong to the o
 another command. None of them changes what the run computes."""
 SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
                    "epochs_run", "stopped_early")
+LABEL_SUMMARY_METRICS = ("test.map", "test_last.map", "test.micro_f1", "test.hamming_loss")
+"""Compared too when the runs are multi-label (and val/map per epoch)."""
 RTOL, ATOL = 0.02, 0.005  # another CPU family: the issue's MNIST loss moved 1.0% relative, accuracy 0.07 points
 
 
@@ -217,8 +219,10 @@ def tolerance_for(changes: list[str], args: Any) -> Tolerance:
 def compare_runs(original: Path, rerun: Path, tolerance: Tolerance = EXACT) -> list[Comparison]:
     """Every final metric of the two runs: summary values, then each per-epoch value of metrics.csv."""
     a, b = _summary(original), _summary(rerun)
-    rows = [Comparison(key, _dig(a, key), _dig(b, key), tolerance) for key in SUMMARY_METRICS]
-    fields = [f for f in EPOCH_COLUMNS if f not in ("epoch", "seconds")]
+    task = a.get("task")
+    keys = (*SUMMARY_METRICS, *LABEL_SUMMARY_METRICS) if task == "multilabel" else SUMMARY_METRICS
+    rows = [Comparison(key, _dig(a, key), _dig(b, key), tolerance) for key in keys]
+    fields = [f for f in epoch_columns(task) if f not in ("epoch", "seconds")]
     epochs_a, epochs_b = read_metrics(RunDir(original).metrics_csv), read_metrics(RunDir(rerun).metrics_csv)
     rows.append(Comparison("metrics.csv epochs", len(epochs_a), len(epochs_b)))
     for number, (row_a, row_b) in enumerate(zip(epochs_a, epochs_b), 1):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnntrain.config.names import ANNEAL_STRATEGIES, EPOCH_METRICS, MODES
+from cnntrain.config.names import ANNEAL_STRATEGIES, MODES, MONITORS
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ OPTIMIZERS: dict[str, Declared] = {
 SCHEDULERS: dict[str, Declared] = {
     "none": Declared(None),
     "plateau": Declared("ReduceLROnPlateau", dict(
-        monitor=one_of(EPOCH_METRICS, to_torch=False), mode=one_of(MODES), factor=UNIT_OPEN,
+        monitor=one_of(MONITORS, to_torch=False), mode=one_of(MODES), factor=UNIT_OPEN,
         patience=NON_NEGATIVE_INT, threshold=NON_NEGATIVE, min_lr=NON_NEGATIVE), interval="metric"),
     "step": Declared("StepLR", dict(step_size=POSITIVE_INT, gamma=POSITIVE), interval="epoch"),
     "cosine": Declared(None, dict(eta_min=NON_NEGATIVE, warmup_epochs=Arg(float, to_torch=False)), interval="batch"),

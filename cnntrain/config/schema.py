@@ -70,6 +70,9 @@ class DatasetConfig:
     # (else one named label, labels or target)
     label_column: str | None = None
     split_column: str | None = None  # labels: null: `split` when the file has it (train, val, test on every row)
+    task: str | None = None  # single | multilabel (a set of labels per image); null: found from the data
+    label_delimiter: str | None = None  # labels: the label column holds several labels split by this (multi-label)
+    label_columns: list[str] | None = None  # labels: one 0/1 column per label (multi-label); they name the labels
     val_split: Any = 0.1  # a fraction in (0, 1) or a count of images; checked below
     val_strategy: str = "random"
     folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used
@@ -141,6 +144,7 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     loss: str = "auto"
     label_smoothing: float = 0.0
+    threshold: Any = 0.5  # multi-label: a label is predicted at probability >= this; tune: per label, on val
     class_weights: Any = None  # null | balanced | a list of one non-negative number per class
     sampler: str = "shuffle"  # shuffle | balanced: draws with replacement, each class equally likely
     precision: str = "fp32"

@@ -20,13 +20,15 @@ from cnntrain.config.names import (
     BALANCED,
     DATASET_KINDS,
     DEVICES,
-    EPOCH_METRICS,
     LOGGERS,
     LOSSES,
     MODES,
+    MONITORS,
     PRECISIONS,
     RESIZE_MODES,
     SAMPLERS,
+    TASKS,
+    THRESHOLD_TUNE,
     TTA_MODES,
     VAL_STRATEGIES,
     WANDB_MODES,
@@ -154,6 +156,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.trainer.label_smoothing < 1.0,
              f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
     _choice(cfg, "trainer.loss", LOSSES)
+    check_threshold(cfg.trainer.threshold)
     check_class_weights(cfg.trainer.class_weights)
     _require(cfg.trainer.sampler in SAMPLERS,
              f"trainer.sampler={cfg.trainer.sampler}: unknown sampler '{cfg.trainer.sampler}'"
@@ -164,7 +167,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.precision", PRECISIONS)
     _choice(cfg, "trainer.tta", TTA_MODES)
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
-        _choice(cfg, f"{prefix}.monitor", EPOCH_METRICS)
+        _choice(cfg, f"{prefix}.monitor", MONITORS)
         _choice(cfg, f"{prefix}.mode", MODES)
     check_device(cfg.device)
     cfg.logger = chosen_loggers(cfg.logger)
@@ -241,6 +244,31 @@ def _check_dropout_knob(model: DictConfig) -> None:
                  f"model.dropout={model.dropout}: must be in [0, 1)")
 
 
+def check_threshold(value: Any) -> None:
+    """trainer.threshold: a probability strictly between 0 and 1, or tune."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    _require(value == THRESHOLD_TUNE or (number and 0.0 < value < 1.0),
+             f"trainer.threshold={value}: expected a probability in (0, 1) (0.5 is usual) or {THRESHOLD_TUNE} "
+             f"(the best F1 per label on the validation split)")
+
+
+def _check_task(ds: DictConfig) -> None:
+    """dataset.task and the label-file keys that say how a row names several labels."""
+    _require(ds.get("task") in (None, *TASKS), f"dataset.task={ds.get('task')}: expected one of {', '.join(TASKS)}, "
+                                               f"or null (found from the data)")
+    delimiter, columns = ds.get("label_delimiter"), ds.get("label_columns")
+    _require(delimiter is None or str(delimiter) != "", "dataset.label_delimiter is empty: give the text that "
+                                                        "separates labels in a cell (e.g. ' ', ';' or '|'), or null")
+    if columns is not None:
+        _require(len(columns) > 0 and all(str(c).strip() for c in columns),
+                 "dataset.label_columns is empty or names an empty column: list the 0/1 columns, one per label")
+        _require(delimiter is None, "dataset.label_columns and dataset.label_delimiter are both set: a label file "
+                                    "gives its labels one way, as 0/1 columns or as one delimited column")
+    _require(not (ds.get("task") == "single" and (delimiter is not None or columns is not None)),
+             "dataset.task=single but dataset.label_delimiter or dataset.label_columns is set (several labels per "
+             "image): use dataset.task=multilabel (or null)")
+
+
 def check_device(device: str) -> None:
     """auto, cpu, cuda, cuda:N or mps (whether this machine has it is checked later)."""
     ok = device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", device) is not None
@@ -256,6 +284,7 @@ def _check_dataset(ds: DictConfig) -> None:
     else:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", VAL_STRATEGIES, prefix="dataset.")
+    _check_task(ds)
     _check_folds(ds.folds, ds.fold)
     _require(math.isfinite(ds.fraction) and 0.0 < ds.fraction <= 1.0,
              f"dataset.fraction={ds.fraction}: must be in (0, 1], the share of the training split to train on")

@@ -20,7 +20,8 @@ image is mixed with the previous image of its own rank's share (the ranks do not
 data-parallel run pairs images differently from one process; its lambdas and boxes are the same.
 
 mixup and cutmix act last, on the augmented images, wherever they are listed; listing both picks one of them per
-batch (a coin drawn per batch). Their targets are class probabilities (soft labels) for the cross_entropy loss.
+batch (a coin drawn per batch). Their targets are class probabilities (soft labels) for the cross_entropy loss
+(multi-hot label sets are mixed as they are: cnntrain.data.mixing).
 The old mapping form `{translate: N, hflip: bool}` means the list `[translate: N, hflip]` and draws exactly the
 numbers it always drew.
 """
@@ -33,10 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnntrain.data.mixing import Mixing, box_mask
 from cnntrain.errors import ConfigError, did_you_mean
 
 KEY = "dataset.augment"
@@ -125,7 +126,8 @@ class Augment:
         chosen = self.mixing[0]
         if len(self.mixing) > 1:
             chosen = self.mixing[int(torch.rand(1, generator=generator) < 0.5)]
-        return chosen(images, F.one_hot(labels, self.num_classes).float(), generator, drawn, rows)
+        targets = labels if labels.ndim == 2 else F.one_hot(labels, self.num_classes).float()  # label sets: as they are
+        return chosen(images, targets, generator, drawn, rows)
 
 
 def build_augment(value: Any, num_classes: int = 0, input_shape: Sequence[int] | None = None) -> Augment:
@@ -322,17 +324,6 @@ def random_erasing_op(p: float = 0.5, scale: Sequence[float] = (0.02, 0.33), rat
                    number("random_erasing.value", value, 0, 255, whole=True))
 
 
-@dataclass(frozen=True)
-class Mixing:
-    kind: str
-    alpha: float
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, drawn: int,
-                 rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        mix = mixup if self.kind == "mixup" else cutmix
-        return mix(images, targets, self.alpha, generator, drawn, rows)
-
-
 @register("mixup", primary="alpha")
 def mixup_op(alpha: float = 1.0) -> Mixing:
     """Blend each image with another: lam*image + (1-lam)*other, targets likewise; lam ~ Beta(alpha, alpha)."""
@@ -400,51 +391,4 @@ def random_erasing(images: torch.Tensor, p: float, scale: tuple[float, float], r
     top = (u[3] * (height - h + 1)).long()
     left = (u[4] * (width - w + 1)).long()
     boxes = torch.stack([top, top + h, left, left + w, (u[0] < p).long()]).to(images.device, non_blocking=True)
-    return images.masked_fill(_box_mask(boxes, height, width, images.device), value)
-
-
-def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator,
-          drawn: int | None = None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image i blended with image i-1 of the batch (the last with the first): lam_i ~ Beta(alpha, alpha)."""
-    lam = _beta(alpha, drawn or images.shape[0], generator)[rows].float().to(images.device, non_blocking=True)
-    other, other_targets = images.roll(1, 0), targets.roll(1, 0)
-    mixed = lam[:, None, None, None] * images.float() + (1 - lam[:, None, None, None]) * other.float()
-    return mixed.round_().to(images.dtype), lam[:, None] * targets + (1 - lam[:, None]) * other_targets
-
-
-def cutmix(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator,
-           drawn: int | None = None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image i gets a box of image i-1 pasted in: the box covers about 1-lam of it (lam ~ Beta(alpha, alpha)),
-    centred anywhere and clipped at the borders; the targets are weighted by the areas actually kept and pasted."""
-    batch, _, height, width = images.shape
-    count = drawn or batch
-    lam = _beta(alpha, count, generator)[rows]
-    centre = torch.rand(2, count, generator=generator, dtype=torch.float64)[:, rows]
-    side = torch.sqrt(1 - lam)
-    cy, cx = centre[0] * height, centre[1] * width
-    top = (cy - side * height / 2).round().clamp(0, height).long()
-    bottom = (cy + side * height / 2).round().clamp(0, height).long()
-    left = (cx - side * width / 2).round().clamp(0, width).long()
-    right = (cx + side * width / 2).round().clamp(0, width).long()
-    pasted = ((bottom - top) * (right - left)).double() / (height * width)
-    boxes = torch.stack([top, bottom, left, right, torch.ones_like(top)]).to(images.device, non_blocking=True)
-    mask = _box_mask(boxes, height, width, images.device)
-    kept = (1 - pasted).float().to(images.device, non_blocking=True)[:, None]
-    return torch.where(mask, images.roll(1, 0), images), kept * targets + (1 - kept) * targets.roll(1, 0)
-
-
-def _box_mask(boxes: torch.Tensor, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """[N, 1, H, W] True inside each image's box (rows top:bottom, cols left:right) where its flag is set."""
-    top, bottom, left, right, on = boxes
-    ys = torch.arange(height, device=device)[None, :, None]
-    xs = torch.arange(width, device=device)[None, None, :]
-    inside = ((ys >= top[:, None, None]) & (ys < bottom[:, None, None]) & (xs >= left[:, None, None])
-              & (xs < right[:, None, None]) & on.bool()[:, None, None])
-    return inside[:, None]
-
-
-def _beta(alpha: float, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` draws of Beta(alpha, alpha) from the run's generator (torch's Beta sampler takes no generator:
-    numpy's, seeded by one number of ours, does the sampling)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, count))
+    return images.masked_fill(box_mask(boxes, height, width, images.device), value)

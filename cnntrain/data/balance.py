@@ -13,6 +13,8 @@ import torch
 
 from cnntrain.config.names import BALANCED
 from cnntrain.config.validate import check_class_weights
+from cnntrain.data.label_sets import balanced_draws as multilabel_draws
+from cnntrain.data.label_sets import label_counts
 from cnntrain.errors import DataError
 
 
@@ -25,7 +27,9 @@ def train_class_weights(trainer: Any, labels: torch.Tensor, classes: list[str]) 
 
 
 def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Images per class (int64, on the CPU), zeros included."""
+    """Images per class (int64, on the CPU), zeros included; of multi-hot labels, the images with each label."""
+    if labels.ndim == 2:
+        return label_counts(labels)
     return torch.bincount(labels.cpu().to(torch.int64), minlength=num_classes)[:num_classes]
 
 
@@ -65,6 +69,8 @@ def balanced_draws(labels: torch.Tensor, generator: torch.Generator) -> torch.Te
     """len(labels) indices drawn with replacement, each image with probability proportional to 1 / the count
     of its class: a class is drawn uniformly, then one of its images. Two draws per index from the CPU
     `generator`, so the order is the same on every rank and after a resume."""
+    if labels.ndim == 2:
+        return multilabel_draws(labels, generator)
     labels = labels.cpu()
     n = int(labels.shape[0])
     members = torch.argsort(labels, stable=True)

@@ -23,7 +23,9 @@ def normalize(images_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
 
 @dataclass
 class DataDescription:
-    """Input shape [C, H, W], class names, and per-channel mean/std in [0, 1] units (None until measured)."""
+    """Input shape [C, H, W], class names, and per-channel mean/std in [0, 1] units (None until measured); `task`:
+    single (one class per image, int64 labels [N]) or multilabel (a set per image, float32 multi-hot labels [N, K],
+    the classes being the K label names)."""
 
     input_shape: tuple[int, int, int]
     classes: list[str]
@@ -31,6 +33,7 @@ class DataDescription:
     std: list[float] | None = None
     # what the source found while describing (an image folder's file lists...), so a run looks at its files once
     found: Any = field(default=None, repr=False, compare=False)
+    task: str = "single"
 
     @property
     def num_classes(self) -> int:
@@ -49,14 +52,14 @@ class DataDescription:
     def as_dict(self) -> dict[str, Any]:
         """The plain form stored in checkpoints under 'data'."""
         return {"input_shape": list(self.input_shape), "classes": list(self.classes), "mean": self.mean,
-                "std": self.std}
+                "std": self.std, "task": self.task}
 
     @classmethod
     def from_dict(cls, data: Any) -> DataDescription:
         return cls(tuple(int(d) for d in data["input_shape"]), [str(c) for c in data["classes"]],  # type: ignore
-                   _floats(data.get("mean")), _floats(data.get("std")))
+                   _floats(data.get("mean")), _floats(data.get("std")), task=_task(data.get("task")))
 
-    FILLED_KEYS = ("input_shape", "classes", "num_classes", "mean", "std")
+    FILLED_KEYS = ("input_shape", "classes", "num_classes", "mean", "std", "task")
     """The dataset config keys `fill` writes."""
 
     def fill(self, dataset_cfg: Any) -> None:
@@ -64,6 +67,7 @@ class DataDescription:
         dataset_cfg.input_shape = list(self.input_shape)
         dataset_cfg.classes = [literal(name) for name in self.classes]  # names are data: `${...}` in one is text
         dataset_cfg.num_classes = self.num_classes
+        dataset_cfg.task = self.task
         if self.mean is not None:
             dataset_cfg.mean, dataset_cfg.std = list(self.mean), list(self.std or [])
 
@@ -85,6 +89,15 @@ class Normalize(nn.Module):
 
 def _float32(values: Any) -> list[float]:
     return torch.tensor([float(v) for v in values], dtype=torch.float32).tolist()
+
+
+def _task(value: Any) -> str:
+    """A saved description's task: single (also for runs from before multi-label data) or multilabel."""
+    if value in (None, "single"):
+        return "single"
+    if value == "multilabel":
+        return "multilabel"
+    raise ValueError(f"task {value!r} is not single or multilabel")
 
 
 def _floats(values: Any) -> list[float] | None:

@@ -29,7 +29,8 @@ TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `
 
 @dataclass
 class TensorSplit:
-    """One split held as whole tensors: images uint8 [N, C, H, W], labels int64 [N]."""
+    """One split held as whole tensors: images uint8 [N, C, H, W], labels int64 [N] (multi-label data: float32
+    multi-hot [N, K])."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -75,6 +76,7 @@ def describe_data(cfg: Any) -> DataDescription:
     source = source_for(cfg)
     found = source.describe()
     _check_description(cfg, found, source)
+    check_task(cfg, found, source)
     if cfg.get("mean") is not None and cfg.get("std") is not None:
         found = found.with_stats(list(cfg.mean), list(cfg.std))  # checked against the images when they are read
     return found
@@ -100,8 +102,9 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
     train = keep_fraction(cfg, train, seed)
     device = torch.device(device)
 
-    def on_device(split: SourceSplit) -> TensorSplit:
-        return TensorSplit(split.images.to(device), split.labels.to(device))
+    def on_device(split: SourceSplit) -> TensorSplit:  # multi-hot labels as float32: the targets of BCE
+        labels = split.labels.float() if split.labels.ndim == 2 else split.labels
+        return TensorSplit(split.images.to(device), labels.to(device))
 
     train_split = on_device(train)
     if description.mean is None or description.std is None:
@@ -234,6 +237,11 @@ def _check_description(cfg: Any, facts: DataDescription, source: Source) -> None
 
 def _check_labels(cfg: Any, labels: torch.Tensor, found_classes: int, source: Source) -> None:
     num_classes = int(cfg.get("num_classes") or found_classes)
+    if labels.ndim == 2:  # multi-hot rows: one 0/1 per label, as the source built them
+        if labels.shape[1] != num_classes:
+            raise DataError(f"labels under {source.location()} have {labels.shape[1]} labels per image, but "
+                            f"dataset.num_classes={num_classes}")
+        return
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(
             f"labels under {source.location()} range {int(labels.min())}..{int(labels.max())}, "
@@ -248,3 +256,13 @@ def _check_stats(description: DataDescription, channels: int) -> None:
             raise DataError(f"dataset.{key} has {len(values or [])} values but the images have {channels} channel(s).")
     if any(v <= 0 for v in description.std or []):
         raise DataError(f"dataset.std must be positive; got {description.std}.")
+
+
+def check_task(cfg: Any, found: DataDescription, source: Source) -> None:
+    """A stated dataset.task must be what the data holds: a source of one class per image cannot be read as
+    label sets (multi-label data comes from a label file, a Sequence(ClassLabel) column or WebDataset shards)."""
+    stated = cfg.get("task")
+    if stated is not None and stated != found.task:
+        raise DataError(f"dataset.task={stated} but {source.location()} gives "
+                        f"{'a set of labels' if found.task == 'multilabel' else 'one class'} per image "
+                        f"({source.kind} data); set dataset.task={found.task} or null")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from cnntrain.config.names import VAL_STRATEGIES
+from cnntrain.data.label_sets import fold_sizes, stratified_parts
 from cnntrain.errors import DataError
 
 FRACTION_SALT = 0x5EED_F4AC  # added to the run's seed for dataset.fraction's draw
@@ -27,6 +28,8 @@ def split_indices(
     generator = torch.Generator().manual_seed(int(seed))
     if strategy == "random":
         val_idx = torch.randperm(n, generator=generator)[:n_val]
+    elif labels.ndim == 2:  # label sets: iterative stratification
+        val_idx = (stratified_parts(labels, [n - n_val, n_val], generator) == 1).nonzero().squeeze(1)
     else:
         val_idx = _stratified_val(labels, n_val, generator)
     in_train = torch.ones(n, dtype=torch.bool)
@@ -56,12 +59,16 @@ def fold_indices(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tupl
 
     Each class's images are shuffled (seeded) and the classes, one after the other, are dealt round-robin to the
     folds, so the K folds are disjoint, cover range(N), differ in size by at most one image, and each holds its
-    share of every class to within one image. The same seed gives the same folds to every fold's run."""
+    share of every class to within one image. The same seed gives the same folds to every fold's run. Label
+    sets (multi-hot labels) are dealt by iterative stratification (cnntrain.data.label_sets)."""
     labels = labels.cpu()
     n = int(labels.shape[0])
     if folds > n:
         raise DataError(f"dataset.folds={folds} is more than the {n} training images; use at most {n} folds")
     generator = torch.Generator().manual_seed(int(seed))
+    if labels.ndim == 2:  # label sets: iterative stratification into K folds
+        in_fold = stratified_parts(labels, fold_sizes(n, folds), generator) == fold
+        return (~in_fold).nonzero().squeeze(1), in_fold.nonzero().squeeze(1)
     shuffled = []
     for cls in torch.unique(labels).tolist():
         members = (labels == cls).nonzero().squeeze(1)

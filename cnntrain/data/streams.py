@@ -107,6 +107,7 @@ class StreamSettings:
     shuffle_buffer: int = 1000
     num_workers: int = 0
     resize: str = "stretch"  # dataset.resize, as decode_image takes it
+    label_delimiter: str | None = None  # multi-label: a label entry is a set split by this (or a JSON list)
 
 
 class StreamDataset(torch.utils.data.IterableDataset):

@@ -84,12 +84,17 @@ def check_outputs(rows: list[LayerRow], num_classes: int, model_name: str = "mod
 
 def ends_with_log_softmax(layers: Sequence[Any]) -> bool:
     """True when the last layer is log_softmax: such models already output log-probabilities (NLLLoss)."""
+    return last_layer_name(layers) == "log_softmax"
+
+
+def last_layer_name(layers: Sequence[Any]) -> str | None:
+    """The registry name of the model's last layer (None when the list cannot be read: the build says why)."""
     try:
         items = _plain_layers(layers, "model")
         name, _ = parse_item(items[-1])
-    except ModelConfigError:
-        return False
-    return name == "log_softmax"
+    except (ModelConfigError, IndexError):
+        return None
+    return name
 
 
 def _build_one(item: Any, index: int, in_shape: Shape, model_name: str, count_macs: bool = True

@@ -74,8 +74,9 @@ class Reporter:
                 self._file_console.print(*objects, soft_wrap=isinstance(objects[0], str))
                 self._log.flush()
 
-    def epochs(self, total_epochs: int, *, progress: bool, title: str = "") -> EpochDisplay:
-        return EpochDisplay(self, total_epochs, progress=progress, title=title)
+    def epochs(self, total_epochs: int, *, progress: bool, title: str = "",
+               columns: tuple[str, ...] = EPOCH_COLUMNS) -> EpochDisplay:
+        return EpochDisplay(self, total_epochs, progress=progress, title=title, columns=columns)
 
     def close(self) -> None:
         """Close train.log; a disk that refused it has been reported by the print that failed."""
@@ -93,13 +94,15 @@ class EpochDisplay:
 
     REFRESH_SECONDS = 0.25  # how often the live loss is read back (a device sync on GPUs)
 
-    def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str) -> None:
+    def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str,
+                 columns: tuple[str, ...] = EPOCH_COLUMNS) -> None:
         self.reporter = reporter
+        self.columns = columns
         self.total_epochs = total_epochs
         self.live_mode = progress and reporter.console.is_terminal and not os.environ.get(PLAIN_PROGRESS_ENV)
         self.notebook = NotebookLines() if progress and reporter.console.is_jupyter else None
         self.table = Table(title=title or None, title_justify="left")
-        for name in EPOCH_COLUMNS:
+        for name in columns:
             self.table.add_column(name, justify="right")
         self.table.add_column("best", justify="center")
         self.progress = Progress(
@@ -115,9 +118,9 @@ class EpochDisplay:
             self._live = Live(Group(self.table, self.progress), console=self.reporter.console,
                               refresh_per_second=8, transient=False)
             self._live.__enter__()
-        self.reporter.print(_line(EPOCH_COLUMNS), log_only=self.live_mode or self.notebook is not None)
+        self.reporter.print(_line(self.columns, self.columns), log_only=self.live_mode or self.notebook is not None)
         if self.notebook is not None:
-            self.notebook.start(_line(EPOCH_COLUMNS))
+            self.notebook.start(_line(self.columns, self.columns))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -153,11 +156,12 @@ class EpochDisplay:
         self.progress.update(self._task, completed=done, **fields)
 
     def end_epoch(self, metrics: dict[str, Any], *, best: bool) -> None:
-        cells = [format_metric(name, metrics.get(name)) for name in EPOCH_COLUMNS]
+        cells = [format_metric(name, metrics.get(name)) for name in self.columns]
         self.table.add_row(*cells, "*" if best else "")
-        self.reporter.print(_line(cells) + (" *" if best else ""), log_only=self.live_mode or self.notebook is not None)
+        line = _line(cells, self.columns) + (" *" if best else "")
+        self.reporter.print(line, log_only=self.live_mode or self.notebook is not None)
         if self.notebook is not None:
-            self.notebook.add(_line(cells) + (" *" if best else ""))
+            self.notebook.add(line)
 
 
 class NotebookLines:
@@ -194,6 +198,6 @@ class NotebookLines:
         return Pretty("\n".join(self.lines + ([self.progress] if self.progress else [])))
 
 
-def _line(cells: Any) -> str:
+def _line(cells: Any, columns: tuple[str, ...]) -> str:
     """A plain-text table line for logs and pipes: each column as wide as its header."""
-    return " ".join(f"{cell:>{max(8, len(name))}}" for cell, name in zip(cells, EPOCH_COLUMNS))
+    return " ".join(f"{cell:>{max(8, len(name))}}" for cell, name in zip(cells, columns))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cnntrain.config.names import STEP_COLUMNS
+from cnntrain.config.names import STEP_COLUMNS, epoch_columns
 from cnntrain.reporting.run_dir import MetricsCSV, RunDir, read_steps
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ class Logger(Protocol):
 class CSVLogger:
     """metrics.csv, which every run writes (reproduce, resume and the sweep summary read it), and steps.csv."""
 
-    def __init__(self, paths: RunDir, history: list[dict[str, Any]]) -> None:
-        self.csv = MetricsCSV(paths.metrics_csv, rows=history)
+    def __init__(self, paths: RunDir, history: list[dict[str, Any]], task: str | None = None) -> None:
+        self.csv = MetricsCSV(paths.metrics_csv, rows=history, columns=epoch_columns(task))
         resumed_at = history[-1]["epoch"] if history else 0
         self.steps = MetricsCSV(paths.steps_csv, rows=read_steps(paths.steps_csv, resumed_at), columns=STEP_COLUMNS)
 
@@ -79,6 +79,6 @@ def open_loggers(cfg: DictConfig, paths: RunDir, history: list[dict[str, Any]]) 
         return WandbLogger(cfg, paths)
 
     openers = {"tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
-    loggers: list[Logger] = [CSVLogger(paths, history)]
+    loggers: list[Logger] = [CSVLogger(paths, history, cfg.dataset.get("task"))]
     loggers.extend(Guarded(name, openers[name]) for name in names if name in openers)
     return loggers

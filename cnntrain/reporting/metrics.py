@@ -32,6 +32,9 @@ class EvalResult:
     acc5: float | None = None  # top-5 accuracy, measured on the test split of data with TOP5_MIN_CLASSES+ classes
     labels: torch.Tensor | None = None  # with preds: the label of each prediction (gathered with it)
     table: Predictions | None = None  # per image of a test pass: the analysis's table (reporting.analysis)
+    epoch_metrics: dict[str, float] = field(default_factory=dict)  # a task's own per-epoch metrics (val/map)
+    thresholds: list[float] | None = None  # multi-label: each label's decision threshold (saved with the weights)
+    scores: torch.Tensor | None = None  # multi-label test pass: every image's sigmoid scores [N, K] (CPU)
 
 
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

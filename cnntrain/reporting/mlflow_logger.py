@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cnntrain.config.names import EPOCH_METRICS, STEP_COLUMNS
+from cnntrain.config.names import MONITORS, STEP_COLUMNS
 from cnntrain.errors import ConfigError, did_you_mean
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.trackers import (
@@ -126,7 +126,7 @@ class MLflowLogger:
             self.client.log_text(self.run_id, table_text(table), "model.txt")
 
     def log_epoch(self, row: dict[str, Any]) -> None:
-        self._log_metrics([(name, row[name], int(row["epoch"])) for name in EPOCH_METRICS if name in row])
+        self._log_metrics([(name, row[name], int(row["epoch"])) for name in MONITORS if name in row])
 
     def log_steps(self, rows: list[dict[str, float]]) -> None:
         self._log_metrics([(name, row[name], int(row["step"])) for row in rows for name in STEP_SERIES])

@@ -94,6 +94,10 @@ def run_page(root: Path) -> str:
     summary = read_summary(paths.summary_json)
     if not summary:
         raise UserError(f"{root} has no summary.json: the run has not finished, so there is no page to write")
+    if summary.get("task") == "multilabel":  # a set of labels per image: the view beside this one
+        from cnntrain.reporting.label_page import label_run_page
+
+        return label_run_page(root, summary)
     classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
     analysis = summary.get("analysis") if isinstance(summary.get("analysis"), dict) else {}
     title = f"{summary.get('model', '?')} on {summary.get('dataset', '?')}"

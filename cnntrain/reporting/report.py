@@ -183,7 +183,7 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "per_class_accuracy": dict(zip(data.classes, accuracies)),
-        "confusion_matrix": tested.matrix.tolist(),
+        "confusion_matrix": tested.matrix.tolist() if tested.matrix is not None else None,
         "classes": list(data.classes),
         **size,
         "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},

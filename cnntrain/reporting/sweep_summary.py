@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
+from cnntrain.config.names import CLASS_METRICS, LABEL_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import write_text
@@ -30,8 +30,10 @@ from cnntrain.reporting.run_dir import SWEEP_FOLDS_CSV, SWEEP_SUMMARY_CSV, SWEEP
 from cnntrain.reporting.sweep_folds import folds_table, group_folds, write_folds_csv
 from cnntrain.reporting.text import markup
 
+TEST_COLUMNS = tuple(dict.fromkeys((*CLASS_METRICS, *LABEL_METRICS)))
+"""The test metrics a sweep's CSV has a column for: single-label runs fill the first, multi-label runs the others."""
 CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
-              "test/acc", *CLASS_METRICS, "elapsed_seconds", "error")
+              "test/acc", *TEST_COLUMNS, "elapsed_seconds", "error")
 
 
 @dataclass
@@ -75,7 +77,7 @@ def read_job(job_dir: Path) -> JobRow:
     values = {"monitor": best["monitor"], "best": best["value"], "best_epoch": best["epoch"],
               "val/loss": final.get("val/loss"), "val/acc": final.get("val/acc"),
               "test/loss": summary["test"]["loss"], "test/acc": summary["test"]["acc"],
-              **{name: summary["test"].get(summary_key(name)) for name in CLASS_METRICS},
+              **{name: summary["test"].get(summary_key(name)) for name in TEST_COLUMNS},
               "elapsed_seconds": summary.get("elapsed_seconds"), "error": ""}
     return JobRow(job_dir.name, "done", overrides, values, best.get("mode", "max"))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cnntrain.config.names import SCALARS, STEP_LOSS
+from cnntrain.config.names import SCALARS, STEP_LOSS, TASK_EPOCH_METRICS
 from cnntrain.errors import ConfigError
 
 
@@ -34,8 +34,8 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log_epoch(self, row: dict[str, Any]) -> None:
-        for key in SCALARS:
-            if key != "lr":  # the learning rate goes per step (log_steps), on the step axis
+        for key in (*SCALARS, *TASK_EPOCH_METRICS):
+            if key != "lr" and key in row:  # the learning rate goes per step (log_steps), on the step axis
                 self.writer.add_scalar(key, row[key], row["epoch"])
         self.writer.flush()
 

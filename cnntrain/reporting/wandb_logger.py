@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cnntrain.config.names import EPOCH_METRICS, STEP_COLUMNS
+from cnntrain.config.names import MONITORS, STEP_COLUMNS
 from cnntrain.errors import ConfigError
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.trackers import (
@@ -67,7 +67,7 @@ class WandbLogger:
             settings=wandb.Settings(silent=True, console="off"))
         save_tracker_id(paths, TRACKER, {"run_id": self.run.id, "project": self.run.project})
         self.run.define_metric(EPOCH_AXIS)
-        for name in EPOCH_METRICS:
+        for name in MONITORS:
             self.run.define_metric(name, step_metric=EPOCH_AXIS)
         self.with_checkpoint = bool(cfg.wandb.log_checkpoint)
         self.step = 0  # W&B's step only grows: epoch rows and test metrics join the last optimizer step's row
@@ -82,7 +82,7 @@ class WandbLogger:
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.step = max(self.step, int(row[EPOCH_AXIS]))  # a run without step rows: the epoch is the step
-        self.run.log({EPOCH_AXIS: row[EPOCH_AXIS], **{name: row[name] for name in EPOCH_METRICS if name in row}},
+        self.run.log({EPOCH_AXIS: row[EPOCH_AXIS], **{name: row[name] for name in MONITORS if name in row}},
                      step=self.step)
 
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None:

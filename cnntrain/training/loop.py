@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from cnntrain.config.names import STEP_LOSS
-from cnntrain.data.augment import Augment, dominant_class
+from cnntrain.data.augment import Augment
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches
 from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError
@@ -30,10 +29,11 @@ from cnntrain.reporting.metrics import FitResult
 from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
-from cnntrain.training.evaluation import default_accel, evaluate, forward, unwrap
+from cnntrain.training.evaluation import default_accel, forward, unwrap
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule
-from cnntrain.training.stepping import Stepping
+from cnntrain.training.stepping import Stepping, images_in_step, step_rows
+from cnntrain.training.tasks import SINGLE_LABEL, Task
 
 if TYPE_CHECKING:
     from cnntrain.reporting.run_dir import RunDir
@@ -96,8 +96,8 @@ class FitSettings:
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None, augment: Augment = Augment(),
-                ranks: Ranks = SINGLE, stepping: Stepping = Stepping(), sampler: str = "shuffle"
-                ) -> tuple[float, float, list[tuple[float, float]]]:
+                ranks: Ranks = SINGLE, stepping: Stepping = Stepping(), sampler: str = "shuffle",
+                task: Task = SINGLE_LABEL) -> tuple[float, float, list[tuple[float, float]]]:
     """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
     accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
     on the device until the epoch ends: recording them adds no sync to the loop.
@@ -136,9 +136,10 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         first, last = (step - 1) % every == 0, step % every == 0 or step == batches
         if first:
             optimizer.zero_grad(set_to_none=True)
-        scale = labels.numel() * ranks.world / images_in_step(len(split), batch_size, step, every, batches)
+        count = labels.shape[0]  # images in this rank's share (multi-label targets have a row each)
+        scale = count * ranks.world / images_in_step(len(split), batch_size, step, every, batches)
         lrs.append(optimizer.param_groups[0]["lr"])
-        sizes[step - 1], counts[step - 1] = size, labels.numel()
+        sizes[step - 1], counts[step - 1] = size, count
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             accel.backward(loss if scale == 1 else loss * scale)
         if last:
@@ -147,9 +148,9 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             if stepping.ema is not None:
                 stepping.ema.after_step(unwrap(model))
         losses[step - 1] = loss.detach()
-        total += losses[step - 1] * labels.numel()
-        hits += (logits.argmax(dim=1) == dominant_class(targets)).sum()
-        seen += labels.numel()
+        total += losses[step - 1] * count
+        hits += task.hits(logits, targets)
+        seen += count
         if step % check_every == 0 or step == batches:
             _check_finite(total, losses[:step], epoch, batches, optimizer)
         # the display calls this at once (a few times a second), so it reads this batch's running totals
@@ -163,12 +164,6 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
         lrs = lrs[::every]
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
 
-
-def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int) -> int:
-    """Images in the optimizer step that batch number `step` (from 1) belongs to, `every` batches a step: each
-    batch's mean loss is weighted by its share of them, so the step follows the mean gradient of its images."""
-    first = (step - 1) // every * every + 1
-    return sum(global_batch_size(n, batch_size, s) for s in range(first, min(first + every, batches + 1)))
 
 
 def divergence_check_every(device: torch.device) -> int:
@@ -242,14 +237,14 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
                                                    settings.batch_size, generator, epoch, display, accel=accel,
                                                    augment=settings.augment, ranks=ranks, stepping=run.stepping,
-                                                   sampler=settings.sampler)
+                                                   sampler=settings.sampler, task=run.task)
         trained = time.perf_counter()
-        val = evaluate(evaluated, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display, accel=accel,
-                       tta=settings.tta, ranks=ranks)
+        val = run.task.evaluate(evaluated, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display,
+                                accel=accel, tta=settings.tta, ranks=ranks)
         result.train_seconds += trained - started
         result.eval_seconds += time.perf_counter() - trained
         row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
-               "val/acc": val.acc, "lr": lr}
+               "val/acc": val.acc, **val.epoch_metrics, "lr": lr}
         schedule.after_epoch(row)
         improved = best.update(row, epoch)
         early.update(row, epoch)
@@ -260,6 +255,8 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
             "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
             "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
         }
+        if val.thresholds is not None:  # multi-label: the decision thresholds these weights are tested with
+            state["thresholds"] = val.thresholds
         if ema is not None:  # "model" holds the average (what eval and export read); training goes on from these
             state["train_weights"], state["ema"] = unwrap(model).state_dict(), ema.state_dict()
         if ranks.enabled:
@@ -279,13 +276,6 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         unwrap(model).load_state_dict(ema.module.state_dict())
     return result
 
-
-def step_rows(steps: list[tuple[float, float]], epoch: int) -> list[dict[str, float]]:
-    """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
-    (as many per epoch as this one's), the fractional epoch is where the step ends."""
-    count = len(steps)
-    return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
-            for i, (loss, lr) in enumerate(steps, 1)]
 
 
 def _own_rng(checkpoint: dict[str, Any], ranks: Ranks) -> dict[str, Any]:

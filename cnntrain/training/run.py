@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cnntrain.config.names import epoch_columns
 from cnntrain.config.saved import saved_config_data
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
@@ -22,6 +23,7 @@ from cnntrain.data.description import DataDescription
 from cnntrain.errors import CheckpointError, Interrupted
 from cnntrain.reporting.augment_preview import write_augment_preview
 from cnntrain.reporting.console import Reporter
+from cnntrain.reporting.label_report import report_multilabel
 from cnntrain.reporting.loggers import Logger, open_loggers
 from cnntrain.reporting.metrics import FitResult
 from cnntrain.reporting.report import Tested, report
@@ -30,11 +32,12 @@ from cnntrain.reporting.tables import summary_table
 from cnntrain.reporting.text import markup
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
-from cnntrain.training.evaluation import test, unwrap
+from cnntrain.training.evaluation import unwrap
 from cnntrain.training.finetune import frozen_note, model_size
 from cnntrain.training.loop import FitSettings, fit
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
+from cnntrain.training.tasks import SINGLE_LABEL, Task
 
 RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
     "epoch": int, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)), "best": dict,
@@ -108,11 +111,12 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def fit_settings(cfg: DictConfig) -> FitSettings:
+def fit_settings(cfg: DictConfig, task: Task = SINGLE_LABEL) -> FitSettings:
     t = cfg.trainer
+    monitor, mode = task.monitors(cfg)
     return FitSettings(
         epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=cfg.seed,
-        checkpoint_monitor=t.checkpoint.monitor, checkpoint_mode=t.checkpoint.mode,
+        checkpoint_monitor=monitor, checkpoint_mode=mode,
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0),
@@ -155,12 +159,13 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         logger.log_model(model_table)
     if resume:
         reporter.print(f"resuming after epoch {resume['epoch']} from {markup(paths.last)}")
-    settings = fit_settings(cfg)
+    settings = fit_settings(cfg, run.task)
     if ranks.main and cfg.report.plots and settings.augment.enabled:
         write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "data": data.description.as_dict()}
     train_started = time.perf_counter()
-    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs") as display:
+    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs",
+                         columns=epoch_columns(cfg.dataset.get("task"))) as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
                      checkpoint_extra=extra, resume=resume,
                      on_steps=lambda rows: [log.log_steps(rows) for log in loggers])
@@ -172,8 +177,9 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
     if ranks.main:
-        report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-               parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run), run.rows)
+        write_report = report_multilabel if run.task.name == "multilabel" else report
+        write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
+                     parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run), run.rows)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
@@ -188,7 +194,7 @@ def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
 def imbalance_summary(cfg: DictConfig, run: RunSetup) -> dict[str, Any]:
     """How the run met class imbalance, for summary.json: the training split's images per class, the class
     weights its loss was built with (null: unweighted), the sampler, and the cross-validation fold, if any."""
-    weight = getattr(run.loss_fn, "weight", None)
+    weight = getattr(run.loss_fn, "weight", getattr(run.loss_fn, "pos_weight", None))
     counts = class_counts(run.data.train.labels, len(run.data.classes))
     folds = cfg.dataset.get("folds")
     return {"train_class_counts": dict(zip(run.data.classes, counts.tolist())),
@@ -202,14 +208,18 @@ def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, setting
     When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer.
     Rank 0 reads best.pt and hands its weights to the other ranks (which may not see its disk)."""
     ranks = run.ranks
-    last, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
-                        ranks)
+    last, matrix = run.task.test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel,
+                                 settings.tta, ranks)
     names = [row.name for row in run.rows]
     if result.history and result.best_epoch == result.history[-1]["epoch"]:
         return Tested(best=last, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)
     if ranks.main:
-        unwrap(run.model).load_state_dict(load_checkpoint(paths.best, map_location=run.device)["model"])
+        best_checkpoint = load_checkpoint(paths.best, map_location=run.device)
+        unwrap(run.model).load_state_dict(best_checkpoint["model"])
+        run.task.restore(best_checkpoint)
     ranks.broadcast_weights(unwrap(run.model))
-    best, matrix = test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel, settings.tta,
-                        ranks)
+    if ranks.enabled and run.task.thresholds:  # the other ranks take best.pt's thresholds from rank 0
+        run.task.thresholds = ranks.gather_objects(run.task.thresholds)[0]
+    best, matrix = run.task.test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel,
+                                 settings.tta, ranks)
     return Tested(best=best, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)

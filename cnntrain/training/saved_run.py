@@ -17,7 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, EPOCH_METRICS, MODES
+from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, MODES, MONITORS
 from cnntrain.config.saved import saved_config_data
 from cnntrain.config.validate import validate
 from cnntrain.data.description import DataDescription, normalize
@@ -44,6 +44,11 @@ class SavedRun:
     mean: torch.Tensor  # float32 [1, C, 1, 1] on the model's device
     std: torch.Tensor
     epoch: int
+    thresholds: list[float] | None = None  # multi-label: each label's decision threshold, as the run saved it
+
+    @property
+    def task(self) -> str:
+        return self.description.task
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -94,7 +99,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     model.to(device).eval()
     mean, std = description.stats(device)
     return SavedRun(run_dir=run_dir, checkpoint_path=path, config=config, model=model, description=description,
-                    mean=mean, std=std, epoch=_epoch(payload, path))
+                    mean=mean, std=std, epoch=_epoch(payload, path),
+                    thresholds=saved_thresholds(payload, config, description, path))
 
 
 def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
@@ -135,6 +141,23 @@ def saved_description(payload: dict[str, Any], config: DictConfig, path: Path) -
         raise CheckpointError(f"{path}: {where} holds a bad value ({first_line(err)})") from None
     _check_description(description, where, path)
     return description
+
+
+def saved_thresholds(payload: dict[str, Any], config: DictConfig, description: DataDescription, path: Path
+                     ) -> list[float] | None:
+    """A multi-label checkpoint's per-label thresholds (checkpoints without them: trainer.threshold for every label,
+    0.5 when that was tune); None for one class per image."""
+    if description.task != "multilabel":
+        return None
+    saved = payload.get("thresholds")
+    if saved is None:
+        fixed = OmegaConf.select(config, "trainer.threshold", default=0.5)
+        return [fixed if isinstance(fixed, float) else 0.5] * description.num_classes
+    if not isinstance(saved, list) or len(saved) != description.num_classes or not all(
+            isinstance(t, float) and 0.0 < t < 1.0 for t in saved):
+        raise CheckpointError(f"{path}: its 'thresholds' are not {description.num_classes} probabilities in (0, 1), "
+                              f"one per label; {EDITED}")
+    return list(saved)
 
 
 def saved_model(payload: dict[str, Any], config: DictConfig, description: DataDescription, path: Path) -> nn.Module:
@@ -212,8 +235,8 @@ def _watch_problem(state: dict[str, Any]) -> str:
     unknown = [str(name) for name in state if name not in allowed]
     if unknown:
         return f"has unknown keys {', '.join(unknown)} (it takes {', '.join(allowed)})"
-    if state.get("monitor") not in EPOCH_METRICS:
-        return f"monitor is {state.get('monitor')!r}, not one of {', '.join(EPOCH_METRICS)}"
+    if state.get("monitor") not in MONITORS:
+        return f"monitor is {state.get('monitor')!r}, not one of {', '.join(MONITORS)}"
     if state.get("mode") not in MODES:
         return f"mode is {state.get('mode')!r}, not one of {', '.join(MODES)}"
     for name in ("min_delta", "best", "best_epoch", "bad_epochs"):

@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnntrain.data.augment import check_augment, mixes
-from cnntrain.data.balance import train_class_weights
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
@@ -32,6 +31,7 @@ from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule, parameter_groups
 from cnntrain.training.stepping import Stepping, stepping_from
+from cnntrain.training.tasks import task_for
 from cnntrain.training.weighted_loss import ClassWeightedLoss
 
 
@@ -50,10 +50,13 @@ class RunSetup:
     ranks: Ranks = SINGLE
     train_model: nn.Module | None = None  # the module that trains: DDP over `model` in a data-parallel run
     stepping: Stepping = field(default_factory=Stepping)  # accumulation, clipping, the weight average
+    task: Any = None  # what the run learns (cnntrain.training.tasks): one class or a set of labels per image
 
     def __post_init__(self) -> None:
         if self.train_model is None:
             self.train_model = self.model
+        if self.task is None:
+            self.task = task_for(self.data.description.task)
 
 
 def setup(cfg: DictConfig, description: DataDescription | None = None,
@@ -89,8 +92,10 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     stepping = stepping_from(cfg.trainer, model)
     steps = stepping.steps_per_epoch(num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world))
     schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
-    loss_fn = make_loss(cfg, train_class_weights(cfg.trainer, data.train.labels, data.classes), device)
-    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, ranks, train_model, stepping)
+    task = task_for(data.description.task, cfg, data.description.num_classes)
+    loss_fn = task.loss(cfg, data, device)
+    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, ranks, train_model, stepping,
+                    task)
 
 
 def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cnntrain.config.names import STEP_LOSS
+from cnntrain.data.batches import global_batch_size
 from cnntrain.training.ema import Ema
 
 
@@ -30,3 +32,18 @@ def stepping_from(trainer: Any, model: Any) -> Stepping:
     ema = trainer.ema
     return Stepping(accumulate=trainer.accumulate, clip=trainer.grad_clip,
                     ema=Ema(model, ema.decay, ema.warmup, ema.every) if ema.decay > 0 else None)
+
+
+def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int) -> int:
+    """Images in the optimizer step that batch number `step` (from 1) belongs to, `every` batches a step: each
+    batch's mean loss is weighted by its share of them, so the step follows the mean gradient of its images."""
+    first = (step - 1) // every * every + 1
+    return sum(global_batch_size(n, batch_size, s) for s in range(first, min(first + every, batches + 1)))
+
+
+def step_rows(steps: list[tuple[float, float]], epoch: int) -> list[dict[str, float]]:
+    """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
+    (as many per epoch as this one's), the fractional epoch is where the step ends."""
+    count = len(steps)
+    return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
+            for i, (loss, lr) in enumerate(steps, 1)]

@@ -22,7 +22,8 @@ from cnntrain.data.description import DataDescription
 @dataclass
 class SourceSplit:
     """One split as a source gives it: images (a uint8 [N, C, H, W] tensor, or an object that stands in for
-    one, such as LazyImages; None when only labels were asked for) and int64 labels [N]."""
+    one, such as LazyImages; None when only labels were asked for) and int64 labels [N] (multi-label data:
+    multi-hot labels [N, K], 0/1)."""
 
     images: Any
     labels: torch.Tensor
@@ -53,7 +54,7 @@ class Source(ABC):
         """Check the files are there (downloading if allowed) and return the input shape and the classes. By
         default that is `find`, kept in DataDescription.found so a run looks at its files once (`found`)."""
         found = self.find()
-        return DataDescription(found.input_shape, found.classes, found=found)
+        return DataDescription(found.input_shape, found.classes, found=found, task=getattr(found, "task", "single"))
 
     def find(self) -> Any:
         """Look at the files once: what they hold, without decoding the data (a source that describes itself

@@ -26,6 +26,7 @@ class FileListing:
     val_files: ImageFiles | None  # None: split val off train
     test_files: ImageFiles | None  # None: split test off train
     layout: str  # one line: what was found
+    task: str = "single"  # multilabel: each file's label is its multi-hot row (a tuple of 0/1, one per class)
 
 
 class FileListSource(Source):

@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import image_input_shape
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.data.sources.huggingface_images import ArrowImages, cache_root, decode_split, image_source
+from cnntrain.data.sources.huggingface_labels import find_classes, label_set_feature, raw_labels, read_labels
 from cnntrain.errors import DataError, first_line
 
 INSTALL = "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'"
@@ -59,6 +57,7 @@ class HFScan:
     fingerprints: dict[str, str] = field(default_factory=dict)  # role -> the split's datasets fingerprint
     values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
     resize: str = "stretch"  # dataset.resize, as decode_image takes it
+    task: str = "single"  # multilabel: the label column is a Sequence(ClassLabel) (huggingface_labels)
 
 
 class HuggingFaceSource(Source):
@@ -214,9 +213,9 @@ def scan_dataset(cfg: Any) -> HFScan:
                   "ClassLabel" if isinstance(label, datasets.ClassLabel) else "values", [], (0, 0, 0),
                   cache_root(folder, name, cfg.get("cache_dir")), fingerprints,
                   resize=str(cfg.get("resize") or "stretch"))
-    _find_classes(scan, label, datasets)
-    for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None]:
-        if _raw_labels(scan, role) is None:  # shipped without labels (all -1, as some Hub test splits): split off train
+    find_classes(scan, label, datasets)
+    for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None and scan.task == "single"]:
+        if raw_labels(scan, role) is None:  # shipped without labels (all -1, as some Hub test splits): split off train
             scan.unused[f"{roles[role]} (no labels)"] = len(scan.tables.pop(role))
     if len(tables["train"]) == 0:
         raise DataError(f"split '{roles['train']}' of {name} has no rows")
@@ -274,7 +273,8 @@ def _label_column(name: str, features: Any, named: Any, image_column: str, datas
             raise DataError(f"dataset.label_column={column}: {name} has no such column; its columns: "
                             f"{_listed_columns(features)}")
     else:
-        found = [column for column, feature in features.items() if isinstance(feature, datasets.ClassLabel)]
+        found = [column for column, feature in features.items() if isinstance(feature, datasets.ClassLabel)
+                 or label_set_feature(feature, datasets) is not None]
         if len(found) > 1:
             raise DataError(f"{name} has several ClassLabel columns ({', '.join(found)}); set dataset.label_column")
         found = found or [c for c in features if c.lower() in LABEL_NAMES and c != image_column][:1]
@@ -286,62 +286,11 @@ def _label_column(name: str, features: Any, named: Any, image_column: str, datas
     feature = features[column]
     plain = isinstance(feature, datasets.Value) and (feature.dtype.startswith(("int", "uint"))
                                                      or feature.dtype in ("string", "large_string"))
-    if column == image_column or not (isinstance(feature, datasets.ClassLabel) or plain):
+    labelled = isinstance(feature, datasets.ClassLabel) or label_set_feature(feature, datasets) is not None
+    if column == image_column or not (labelled or plain):
         raise DataError(f"dataset.label_column={column}: column '{column}' of {name} is {_type_name(feature)}; a "
                         f"label column holds a ClassLabel, whole numbers or strings")
     return column
-
-
-def _find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
-    """Class names from the ClassLabel feature, or the train split's sorted values (other splits must use them)."""
-    if isinstance(feature, datasets.ClassLabel):
-        scan.classes = [str(n) for n in feature.names]
-        train = _raw_labels(scan, "train")
-        if train is None or bool((train < 0).any()):
-            raise DataError(f"split '{scan.split_names['train']}' of {scan.name} has rows without a label (-1) in "
-                            f"column '{scan.label_column}'")
-        seen = np.unique(train)
-    else:
-        seen = np.unique(np.asarray(_column(scan, "train")))
-        scan.values = {value.item() if hasattr(value, "item") else value: i for i, value in enumerate(seen)}
-        scan.classes = [str(v) for v in scan.values]
-        for role in ("val", "test"):
-            if role in scan.tables:
-                unknown = sorted({v for v in _column(scan, role) if v not in scan.values}, key=str)
-                if unknown:
-                    raise DataError(f"split '{scan.split_names[role]}' of {scan.name} has label(s) "
-                                    f"{', '.join(map(str, unknown[:5]))} that train lacks; train labels: "
-                                    f"{', '.join(scan.classes)}")
-    if len(scan.classes) < 2 or len(seen) < 2:
-        shown = ", ".join(str(scan.classes[int(i)] if scan.values is None else i) for i in seen)
-        raise DataError(f"label column '{scan.label_column}' of {scan.name} has {len(seen)} class(es) in split "
-                        f"'{scan.split_names['train']}' ({shown}); a classifier needs at least 2")
-
-
-def _column(scan: HFScan, role: str) -> list[Any]:
-    """One split's label column as Python values, without touching the images."""
-    table = scan.tables[role].with_format("arrow", columns=[scan.label_column])[:]
-    return table.column(scan.label_column).to_pylist()
-
-
-def _raw_labels(scan: HFScan, role: str) -> np.ndarray | None:
-    """A ClassLabel split's int labels; None when every row is -1 (the split has no labels)."""
-    values = np.asarray(_column(scan, role), dtype=np.int64)
-    if values.size and bool((values < 0).all()):
-        return None
-    return values
-
-
-def read_labels(scan: HFScan, role: str) -> torch.Tensor:
-    """One split's int64 class indices (the label column only: cheap, no image is read)."""
-    if scan.values is None:
-        values = _raw_labels(scan, role)
-        if values is None or bool((values < 0).any()):
-            row = 0 if values is None else int(np.flatnonzero(values < 0)[0])
-            raise DataError(f"split '{scan.split_names[role]}' of {scan.name}, row {row}: no label (-1) in column "
-                            f"'{scan.label_column}'")
-        return torch.from_numpy(values)
-    return torch.tensor([scan.values[v] for v in _column(scan, role)], dtype=torch.int64)
 
 
 def _splits(scan: HFScan, make: Any) -> SourceSplits:

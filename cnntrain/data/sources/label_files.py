@@ -10,7 +10,8 @@ file's folder; absolute paths are used as they are), and an id without an image 
 Labels are class names or whole numbers: with dataset.classes set, a label that is one of its names is that class
 and a whole number indexes into it; without it, the classes are the labels found, sorted (numerically when every
 label is a whole number). With a split column every row must name train, val (valid,
-validation) or test; a split no row names is taken from train by cnntrain.data.loading.
+validation) or test; a split no row names is taken from train by cnntrain.data.loading. Several labels per image
+(a delimited column, 0/1 columns, JSON lists) are read by cnntrain.data.sources.label_sets.
 
 Every message names the file and the line (1-based line of the file, the header being line 1), so a user can
 open the file at the mistake. The file is read once per run (describe), without decoding an image.
@@ -28,6 +29,7 @@ from typing import Any
 from cnntrain.data.image_files import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
+from cnntrain.data.sources.label_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
@@ -70,12 +72,16 @@ def scan_label_file(cfg: Any) -> FileListing:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read label file {file}: {first_line(err)}") from None
     path_col = _column(cfg, "path_column", PATH_NAMES, columns, file, required=True)
-    label_col = _column(cfg, "label_column", LABEL_NAMES, columns, file, required=True)
+    label_col = _column(cfg, "label_column", LABEL_NAMES, columns, file, required=cfg.get("label_columns") is None)
     split_col = _column(cfg, "split_column", SPLIT_NAMES, columns, file, required=False)
     if not rows:
         raise DataError(f"label file {file} has a header but no rows")
-    texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
-    classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
+    multilabel = is_multilabel(cfg, rows, label_col)
+    if multilabel:  # each row's label is its multi-hot tuple (cnntrain.data.sources.label_sets)
+        classes, indices, how = label_sets(cfg, file, rows, columns, label_col)
+    else:
+        texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
+        classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
     paths = _image_paths(file, rows, path_col, cfg.get("image_dir"))
     split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
     by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
@@ -84,18 +90,19 @@ def scan_label_file(cfg: Any) -> FileListing:
     if not by_split["train"]:
         raise DataError(f"label file {file}: no row has {split_col}=train; the training split needs rows")
     used = sorted(set(indices))
-    if len(used) < 2:
+    if not multilabel and len(used) < 2:
         raise DataError(f"label file {file}: column '{label_col}' holds one class ({classes[used[0]]}); "
                         f"a classifier needs at least 2")
     format_name = FORMATS[suffix]
     shape = image_input_shape(cfg, by_split["train"][0][0])
-    named = "/".join(c for c in (path_col, label_col, split_col) if c)
+    named = "/".join(c for c in (path_col, None if cfg.get("label_columns") else label_col, split_col) if c)
     counts = ", ".join(f"{name} {len(by_split[name])}" for name in SPLITS if by_split[name])
     missing = [word for name, word in (("val", "validation"), ("test", "test")) if not by_split[name]]
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
-    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}"
+    task = f"; multi-label: {len(classes)} labels from {how}" if multilabel else ""
+    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}"
     return FileListing(file.parent, classes, shape, by_split["train"], by_split["val"] or None,
-                       by_split["test"] or None, layout)
+                       by_split["test"] or None, layout, task="multilabel" if multilabel else "single")
 
 
 # -- reading the file -------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ opened by us (no `pipe:` URLs, no environment substitution).
 from __future__ import annotations
 
 import glob
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ class ShardScan:
     test: list[ShardPart] | None
     classes: list[str]
     input_shape: tuple[int, int, int]
+    task: str = "single"  # multilabel: each label entry is a set of labels (label_delimiter)
+    label_delimiter: str | None = None
 
 
 class WebDatasetSource(Source):
@@ -64,7 +67,8 @@ class WebDatasetSource(Source):
         cfg = self.cfg
         settings = StreamSettings(read_parts, tuple(description.input_shape), image_keys(cfg), str(cfg.label_key),
                                   tuple(scan.classes), int(cfg.get("shuffle_buffer") or 0),
-                                  int(cfg.get("num_workers") or 0), str(cfg.get("resize") or "stretch"))
+                                  int(cfg.get("num_workers") or 0), str(cfg.get("resize") or "stretch"),
+                                  scan.label_delimiter)
 
         def split(parts: list[ShardPart] | None) -> SourceSplit | None:
             if parts is None:
@@ -83,7 +87,9 @@ class WebDatasetSource(Source):
                  for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test)) if parts]
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
-        return f"webdataset shards (streamed): {', '.join(given)}{rest}"
+        sets = f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}" \
+            if scan.task == "multilabel" else ""
+        return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}"
 
 
 
@@ -100,13 +106,23 @@ def scan_shards(cfg: Any) -> ShardScan:
              for name in ("train", "val", "test")}
     classes = class_names(cfg, specs["train"][0])
     keys = image_keys(cfg)
+    delimiter = label_set_delimiter(cfg)
     first: list[tuple[str, bytes]] = []
-    indexed = {name: None if paths is None else [index_shard(p, keys, str(cfg.label_key), classes, first)
+    indexed = {name: None if paths is None else [index_shard(p, keys, str(cfg.label_key), classes, first, delimiter)
                                                  for p in paths]
                for name, paths in specs.items()}
     if not any(part.count for part in indexed["train"]):
         raise DataError(f"the training shards {cfg.train} hold no samples")
-    return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]))
+    return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]),
+                     "single" if delimiter is None else "multilabel", delimiter)
+
+
+def label_set_delimiter(cfg: Any) -> str | None:
+    """Multi-label shards (dataset.task=multilabel, or a label_delimiter set): what splits a label entry; None: one
+    class per sample."""
+    if cfg.get("task") == "multilabel" or cfg.get("label_delimiter") is not None:
+        return str(cfg.get("label_delimiter") or " ")
+    return None
 
 
 def shard_paths(spec: Any, key: str) -> list[str]:
@@ -140,8 +156,21 @@ def class_names(cfg: Any, first_shard: str) -> list[str]:
     return names
 
 
-def parse_label(data: bytes, classes: list[str], where: str) -> int:
+def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | None = None) -> Any:
+    """A class index; with a `delimiter` (multi-label), the entry's labels (split by it, or a JSON list; names or
+    indices; empty: no label) as a multi-hot tuple."""
     text = data.decode("utf-8", errors="replace").strip()
+    if delimiter is not None:
+        try:
+            items = json.loads(text) if text.startswith("[") else [t for t in text.split(delimiter) if t.strip()]
+        except ValueError:
+            raise DataError(f"{where}: label entry '{text[:40]}' is not a JSON list of labels") from None
+        if not isinstance(items, list):
+            raise DataError(f"{where}: label entry '{text[:40]}' is not a list of labels")
+        hot = [0] * len(classes)
+        for item in items:
+            hot[parse_label(str(item).encode(), classes, where)] = 1
+        return tuple(hot)
     try:
         label = int(text)
     except ValueError:
@@ -154,11 +183,11 @@ def parse_label(data: bytes, classes: list[str], where: str) -> int:
 
 
 def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
-                first: list[tuple[str, bytes]]) -> ShardPart:
+                first: list[tuple[str, bytes]], delimiter: str | None = None) -> ShardPart:
     """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
     entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
     index = shard_index(path, keys, label_key)
-    labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}")
+    labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
                    for key, text in zip(index.keys, index.labels))
     if not first and index.first_image is not None:
         first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
@@ -228,7 +257,7 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
                 raise DataError(f"{where}: no image ({', '.join(settings.image_keys)}; dataset.image_key)")
             if settings.label_key not in sample:
                 raise DataError(f"{where}: no label '{settings.label_key}' (dataset.label_key)")
-            label = parse_label(sample[settings.label_key], list(settings.classes), where)
+            label = parse_label(sample[settings.label_key], list(settings.classes), where, settings.label_delimiter)
             yield f"{part.path}:{key}.{image_key}", sample[image_key], label, index
 
     stream = samples()
