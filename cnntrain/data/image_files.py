@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnntrain.data.images import decode_array, decode_image
-from cnntrain.errors import DataError, first_line
+from cnntrain.data.images import decode_array, decode_image, open_image
+from cnntrain.errors import DataError
 from cnntrain.files import atomic_write
 
 CACHE_DIR = ".cnntrain-cache"
@@ -238,15 +238,13 @@ class _progress:
 
 def _unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
     """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
-    from PIL import Image
-
     bad = []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path):
+            with open_image(path):
                 pass
-        except Exception as err:
-            bad.append((i, f"cannot read image {path}: {first_line(err)}"))
+        except DataError as err:
+            bad.append((i, str(err)))
     return bad
 
 

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.files import open_append
 
 
 def format_metric(key: str, value: Any) -> str:
@@ -52,7 +53,7 @@ class Reporter:
 
     def __init__(self, log_path: Path | None = None, *, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False)
-        self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path else None
+        self._log: TextIO | None = open_append(log_path) if log_path else None
         self._file_console = (
             Console(file=self._log, width=120, no_color=True, force_terminal=False, highlight=False)
             if self._log else None

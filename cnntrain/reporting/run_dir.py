@@ -15,7 +15,7 @@ from typing import Any
 
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.errors import UserError, first_line
-from cnntrain.files import kind_of, write_text
+from cnntrain.files import kind_of, open_append, write_text
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ class MetricsCSV:
         write_text(path, buffer.getvalue())
 
     def append(self, *rows: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
+        with open_append(self.path) as f:
             csv.writer(f).writerows(self._cells(row) for row in rows)
 
     def _cells(self, row: dict[str, Any]) -> list[Any]:

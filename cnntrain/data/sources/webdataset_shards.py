@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from cnntrain.data.description import DataDescription
-from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image
+from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
@@ -169,13 +169,8 @@ def _input_shape(cfg: Any, first: tuple[str, bytes]) -> tuple[int, int, int]:
     """dataset.channels / dataset.image_size when set, else the first training image's colour and size."""
     channels, size = cfg.get("channels"), cfg.get("image_size")
     if channels is None or size is None:
-        from PIL import Image
-
-        try:
-            with Image.open(NamedBytes(first[1], first[0])) as image:
-                mode, (width, height) = image.mode, image.size
-        except (OSError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {first[0]}: {first_line(err)}") from None
+        with open_image(NamedBytes(first[1], first[0])) as image:
+            mode, (width, height) = image.mode, image.size
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]
     return int(channels), int(size[0]), int(size[1])
