@@ -101,7 +101,8 @@ def scan_shards(cfg: Any) -> ShardScan:
     classes = class_names(cfg, specs["train"][0])
     keys = image_keys(cfg)
     first: list[tuple[str, bytes]] = []
-    indexed = {name: None if paths is None else [index_shard(p, keys, str(cfg.label_key), classes, first)
+    label_key, cache_dir = str(cfg.label_key), cfg.get("cache_dir")
+    indexed = {name: None if paths is None else [index_shard(p, keys, label_key, classes, first, cache_dir)
                                                  for p in paths]
                for name, paths in specs.items()}
     if not any(part.count for part in indexed["train"]):
@@ -154,10 +155,10 @@ def parse_label(data: bytes, classes: list[str], where: str) -> int:
 
 
 def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
-                first: list[tuple[str, bytes]]) -> ShardPart:
+                first: list[tuple[str, bytes]], cache_dir: str | None = None) -> ShardPart:
     """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
     entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
-    index = shard_index(path, keys, label_key)
+    index = shard_index(path, keys, label_key, cache_dir)
     labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}")
                    for key, text in zip(index.keys, index.labels))
     if not first and index.first_image is not None:
