@@ -96,6 +96,30 @@ def safe_folder(folder: Path, root: Path | None = None) -> Path:
     return folder
 
 
+def refuse_links_out(root: Path, depth: int = 2) -> None:
+    """UnsafePathError for the first symbolic link within `depth` levels of `root` that resolves outside it: a run
+    directory someone else made is checked whole before a resume writes into it (its logs, checkpoints, Hydra's
+    .hydra/), so it fails in one line before any work, not halfway."""
+    real_root = os.path.realpath(root)
+    folders = [root]
+    for _ in range(depth):
+        below = []
+        for folder in folders:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        raise UnsafePathError(f"{entry.path} is a symbolic link to {target}, outside {root}; cnntrain "
+                                              f"writes nothing through a link out of a run directory (remove it)")
+                elif entry.is_dir(follow_symlinks=False):
+                    below.append(Path(entry.path))
+        folders = below
+
+
 def open_regular(path: Path) -> io.BufferedReader:
     """`path` opened to read bytes, only if it is a regular file: a FIFO, a device or a socket given as an image or
     a label file would block or never end. It is checked with stat before opening, and opened O_NONBLOCK in case

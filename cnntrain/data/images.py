@@ -21,6 +21,7 @@ chunks (PngImagePlugin.MAX_TEXT_CHUNK, MAX_TEXT_MEMORY) stay as they are.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,18 +118,24 @@ def open_image(source: ImageSource) -> Iterator[Any]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 image = Image.open(handle)
-            except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-                    ValueError, SyntaxError) as err:
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                found = re.search(r"\((\d+) pixels\)", str(err))
+                raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "more")) from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
                 raise DataError(f"cannot read image {name}: {first_line(err)}") from None
         with image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"image {name} is {width}x{height} = {width * height:,} pixels, more than the "
-                                f"{MAX_IMAGE_PIXELS:,} (8192x8192) cnntrain decodes; shrink it or leave it out")
+                raise DataError(_too_large(name, f"{width}x{height} = {width * height:,}"))
             yield image
     finally:
         if handle is not source:
             handle.close()
+
+
+def _too_large(name: str, pixels: str) -> str:
+    return (f"image {name} is {pixels} pixels, more than the {MAX_IMAGE_PIXELS:,} (8192x8192) cnntrain decodes; "
+            f"shrink it or leave it out")
 
 
 def _name(source: ImageSource) -> str:

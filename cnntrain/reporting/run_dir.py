@@ -134,8 +134,9 @@ class RunDir:
         return self.root / f"rank-{rank}.log"
 
     def temp_files(self) -> list[Path]:
-        """Temp files of writes that were killed before their rename."""
-        return [*self.root.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]
+        """Temp files of writes that were killed before their rename (none through a linked checkpoints/)."""
+        linked = self.checkpoints.is_symlink()
+        return [*self.root.glob(".*.tmp"), *([] if linked else self.checkpoints.glob(".*.tmp"))]
 
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
