@@ -244,14 +244,16 @@ def test_a_planted_part_file_is_never_written_through(make_data_root, tmp_path, 
 
 # -- images: FIFOs, pixel bombs, the model check --------------------------------------------------------------------
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header announces width x height (8-bit grayscale) and whose data is cut off: what a decoder
-    trusting the header would allocate for."""
+def png_header(width: int, height: int, *, whole: bool = False) -> bytes:
+    """A PNG whose header announces width x height (8-bit grayscale): its data cut off, or (whole) all black, a
+    real image that decodes, compressed to a few hundred kB and made without holding its pixels."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    pixels = zlib.compressobj(9)
+    data = b"".join(pixels.compress(bytes(width + 1)) for _ in range(height)) + pixels.flush() if whole else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def run_measured(args: list[str], cwd: Path, data_root: Path, timeout: float = 120) -> tuple[
@@ -307,7 +309,7 @@ def test_an_image_over_the_pixel_limit_is_one_error_before_decoding(tmp_path):
 def test_a_9000x9000_first_image_fails_fast_in_little_memory(tmp_path, synthetic_data_root):
     root = make_folder(tmp_path / "photos", rgb=False, size=16, per_class=4)
     first = sorted((root / "train" / "circle").iterdir())[0]
-    first.write_bytes(png_header(9000, 9000))
+    first.write_bytes(png_header(9000, 9000, whole=True))
     result, seconds, peak_mb = run_measured(
         [*cnntrain_command(), "dataset=imagefolder", f"dataset.root={root}", "model=lenet", "trainer.epochs=1"],
         tmp_path, synthetic_data_root)
