@@ -411,3 +411,16 @@ def test_files_changed_behind_the_same_names_sizes_and_times_are_decoded_again(t
     again, _ = ImageReader().load(files, (1, 12, 12), root, "train")
     index = [p for p, _ in files].index(victim)
     assert not torch.equal(again[index], first[index]) and int(again[index].float().mean()) == 7
+
+
+def test_a_linked_cache_folder_in_the_data_or_the_cache_receives_nothing(tmp_path, outside, own_cache_folder):
+    """A `.cnntrain-cache` link shipped in the data is never used; a link in the cache folder that leads out of it
+    is refused (the images are decoded, uncached)."""
+    root = make_folder(tmp_path / "data", rgb=False, size=12, per_class=4)
+    (root / ".cnntrain-cache").symlink_to(outside)
+    fallback_cache_dir(root).parent.mkdir(parents=True)
+    fallback_cache_dir(root).symlink_to(outside)
+    before = snapshot(outside)
+    images, _ = ImageReader().load(listing(root), (1, 12, 12), root, "train")
+    assert images.shape == (12, 1, 12, 12) and snapshot(outside) == before
+    assert fallback_cache_dir(root).parent == own_cache_folder
