@@ -120,7 +120,7 @@ def open_image(source: ImageSource) -> Iterator[Any]:
                 image = Image.open(handle)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 found = re.search(r"\((\d+) pixels\)", str(err))
-                raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "more")) from None
+                raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "too many")) from None
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
                 raise DataError(f"cannot read image {name}: {first_line(err)}") from None
         with image:
@@ -134,8 +134,15 @@ def open_image(source: ImageSource) -> Iterator[Any]:
 
 
 def _too_large(name: str, pixels: str) -> str:
-    return (f"image {name} is {pixels} pixels, more than the {MAX_IMAGE_PIXELS:,} (8192x8192) cnntrain decodes; "
-            f"shrink it or leave it out")
+    """The one line for an image over the pixel limit: cnntrain's, or Pillow's when someone set that lower."""
+    from PIL import Image
+
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is not None and pillow < MAX_IMAGE_PIXELS:
+        limit = f"Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS = {pillow:,}) allows"
+    else:
+        limit = f"the {MAX_IMAGE_PIXELS:,} (8192x8192) cnntrain decodes"
+    return f"image {name} is {pixels} pixels, more than {limit}; shrink it or leave it out"
 
 
 def _name(source: ImageSource) -> str:
