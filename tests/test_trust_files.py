@@ -162,6 +162,23 @@ def test_resume_writes_nothing_through_a_planted_link(stopped_run, tmp_path, out
     assert snapshot(outside) == before
 
 
+@pytest.mark.slow
+def test_a_new_run_into_a_folder_with_a_linked_checkpoints_folder_stops_at_the_write(tmp_path, outside, monkeypatch,
+                                                                                   synthetic_data_root):
+    """No resume, so no check up front: the checkpoint writer itself refuses the folder that leads out."""
+    from cnntrain.commands.train import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(outside)
+    before = snapshot(outside)
+    result = run_main(main, [*TINY_RUN, "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
+                             f"hydra.run.dir='{run}'"], tmp_path, monkeypatch,
+                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, f"{run / 'checkpoints'} is a symbolic link to {outside}, outside {run}")
+    assert snapshot(outside) == before
+
+
 @pytest.mark.parametrize("what", ["export", "export/model.pt"])
 def test_export_writes_nothing_through_a_planted_link(stopped_run, tmp_path, outside, monkeypatch, what):
     from cnntrain.commands.export import main
