@@ -346,6 +346,22 @@ def test_a_huge_input_shape_fails_the_model_check_in_little_memory(tmp_path, syn
     assert peak_mb < 1500, f"{peak_mb:.0f} MB"
 
 
+def test_a_checkpoint_whose_saved_shape_is_huge_fails_before_allocating(stopped_run, tmp_path, monkeypatch):
+    """predict rebuilds the model for the checkpoint's saved input shape: 9000x9000 there is one line, at once."""
+    from cnntrain.commands.predict import main
+
+    payload = torch.load(stopped_run / "checkpoints" / "last.pt", weights_only=True)
+    payload["data"] = {**payload["data"], "input_shape": [1, 9000, 9000]}
+    torch.save(payload, tmp_path / "huge.pt")
+    Image.new("L", (28, 28)).save(tmp_path / "digit.png")
+    started = time.monotonic()
+    result = run_main(main, [str(stopped_run), str(tmp_path / "digit.png"), "--checkpoint", str(tmp_path / "huge.pt")],
+                      tmp_path, monkeypatch)
+    assert_one_line_error(result, "huge.pt", "layer 1 (conv_block) holds 32x4500x4500",
+                          "values per image, more than the 268,435,456")
+    assert time.monotonic() - started < 20
+
+
 def test_the_model_check_counts_parameters_on_the_meta_device():
     from cnntrain.models.builder import build_model
 
