@@ -11,7 +11,7 @@
     python benchmarks/gpu_check.py --data-root ../shared/data
     python benchmarks/gpu_check.py --data-root DATA --seeds 5 --skip-tests
 
-The table is Markdown, ready for README.md ("GPU figures"), with the GPU's name and the versions.
+The table is Markdown, ready for docs/gpus.md ("GPU figures"), with the GPU's name and the versions.
 """
 
 from __future__ import annotations

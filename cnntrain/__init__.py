@@ -1,3 +1,3 @@
 """cnntrain: train image CNNs from YAML configs with one command."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -62,6 +62,11 @@ class CheckpointError(UserError):
     """A checkpoint file that is missing, corrupt or not ours."""
 
 
+class OutputError(UserError, OSError):
+    """An output the disk refuses (full, read-only, over quota): the message names the file and what it needs.
+    Still an OSError, so a writer that falls back elsewhere when a folder refuses it (a data cache) still does."""
+
+
 class RankFailed(UserError):
     """One rank of a data-parallel run failed with an error of the program or the machine (out of memory, a
     killed process): the whole run stops, with this one line naming the rank."""

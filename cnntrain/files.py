@@ -20,22 +20,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from cnntrain.disk import raise_if_disk
 from cnntrain.errors import UnsafePathError, UserError, first_line
 
 
 def atomic_write(path: Path, write: Callable[[Path], object], *, root: Path | None = None) -> None:
     """Call write(tmp_path), then rename over `path`: a kill mid-write never leaves a torn file, and nothing is
-    written outside `root` (default: path's own folder)."""
-    folder = safe_folder(path.parent, root)
-    # mkstemp opens with O_CREAT|O_EXCL|O_NOFOLLOW: the temp name cannot be a planted link
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    written outside `root` (default: path's own folder). A full or read-only disk leaves the old file as it was
+    and becomes an OutputError naming `path` (cnntrain.disk)."""
+    tmp: str | None = None
     try:
+        folder = safe_folder(path.parent, root)
+        # mkstemp opens with O_CREAT|O_EXCL|O_NOFOLLOW: the temp name cannot be a planted link
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         write(Path(tmp))
         os.replace(tmp, folder / path.name)
+    except Exception as err:  # torch.save reports a failed write as a RuntimeError raised while handling it
+        raise_if_disk(err, path, written=_size(tmp))
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -55,6 +61,7 @@ def open_append(path: Path, *, root: Path | None = None) -> TextIO:
         if os.path.islink(folder / path.name):
             raise UnsafePathError(f"{path} is a symbolic link; cnntrain appends to no file through a link "
                                   f"(remove the link)") from None
+        raise_if_disk(err, path)
         raise UnsafePathError(f"cannot append to {path}: {first_line(err)}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -153,6 +160,13 @@ def _kind_of_file(mode: int) -> str:
     kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path is not None else 0
+    except OSError:
+        return 0
 
 
 def _umask() -> int:

@@ -21,8 +21,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint(path, {"epoch": 1})
 
-    def broken_save(obj, target):
-        open(target, "wb").write(b"half a chec")
+    def broken_save(obj, target):  # torch.save is handed the open temp file
+        target.write(b"half a chec")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

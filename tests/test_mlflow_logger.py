@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import cnntrain
 from cnntrain.commands import train
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 
@@ -85,13 +86,16 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
 
     client = client_of(outputs)
     (run,) = runs_in(client, "cnntrain")
+    store = f"sqlite:///{outputs / 'mlflow.db'}"
+    assert f"mlflow: run {run.info.run_id} logged to {store}; look with: mlflow ui --backend-store-uri {store}" \
+        in result.stdout, "the run says where its store is"
     assert json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"] == run.info.run_id
     assert run.info.status == "FINISHED" and run.info.run_name == "2026-11-23/10-00-00"
     params = run.data.params
     assert params["model.name"] == "cnn2" and params["trainer.epochs"] == "2" and params["optimizer.lr"] == "0.001"
     assert params["trainer.batch_size"] == "64" and params["mlflow.log_checkpoint"] == "True"
     tags = run.data.tags
-    assert (tags["model"], tags["dataset"], tags["cnntrain_version"]) == ("cnn2", "mnist", "0.1.0")
+    assert (tags["model"], tags["dataset"], tags["cnntrain_version"]) == ("cnn2", "mnist", cnntrain.__version__)
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "none"
     assert tags["run_dir"] == str(run_dir) and "sweep" not in tags
 

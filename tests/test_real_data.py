@@ -33,7 +33,7 @@ def test_lenet_reaches_97_percent_on_real_mnist_in_one_epoch(run_cli, tmp_path):
 
 
 def test_speedrun_recipe_reaches_98_5_percent_on_real_mnist(run_cli, tmp_path):
-    """The recipe through the normal path; seed 0 gave 99.28% on the development machine (README)."""
+    """The recipe through the normal path; seed 0 gave 99.28% on the development machine (docs/speed.md)."""
     summary = train_on_real_mnist(run_cli, tmp_path, "experiment=mnist-speedrun", "seed=0", "report.plots=false")
     assert summary["sizes"] == {"train": 59_000, "val": 1_000, "test": 10_000} and summary["epochs_run"] == 1
     assert summary["test"]["acc"] >= 0.985, summary["test"]

@@ -116,7 +116,8 @@ def test_the_run_page_holds_every_part_inline(finished_run):
     text = " ".join(parsed.text)
     for fragment in ("test/acc", "best checkpoint", "last epoch", "balanced accuracy", "macro-F1", "Most confused",
                      "Per class", "precision", "from the run's analysis", "LayerCAM", "ECE", "output shape", "MACs",
-                     summary["versions"]["torch"], "model:", "name: cnn2", "translate"):
+                     summary["versions"]["torch"], "model:", "name: cnn2", "translate", "cpu instruction set",
+                     summary["cpu"]["capability"]):
         assert fragment in text, fragment
     assert f"{summary['test']['acc'] * 100:.2f}%" in text
     assert sum(summary["classes"][0] in part for part in parsed.text) >= 2  # per-class table and confused pairs

@@ -69,7 +69,9 @@ def test_summary_holds_test_metrics_and_provenance(finished_run):
     assert summary["params"] == 50_186
     assert summary["macs_per_image"] == 32 * 9 * 28 * 28 + 64 * 32 * 9 * 14 * 14 + 3136 * 10  # cnn2 on 1x28x28
     assert summary["device"] == "cpu" and summary["epochs_run"] == 2
-    assert set(summary["versions"]) >= {"python", "torch", "torchvision", "cnntrain"}
+    assert set(summary["versions"]) >= {"python", "torch", "torchvision", "numpy", "cuda", "cudnn", "cnntrain"}
+    assert summary["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert summary["device_name"] and isinstance(summary["cpu"]["dispatch_env"], dict)
     assert summary["train_seconds"] > 0 and summary["elapsed_seconds"] >= summary["train_seconds"]
     best_val = max(float(r["val/acc"]) for r in read_rows(run_dir))
     assert returned == pytest.approx(best_val) == pytest.approx(summary["best"]["value"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import cnntrain
 from cnntrain.commands import train
 from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 
@@ -109,7 +110,7 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
 
     run = the_run(records)
     assert (run.run_id, run.project, run.display_name, run.run_group) == (run_id, "cnntrain", "run", "")
-    assert {"model:cnn2", "dataset:mnist", "cnntrain_version:0.1.0"} <= set(run.tags)
+    assert {"model:cnn2", "dataset:mnist", f"cnntrain_version:{cnntrain.__version__}"} <= set(run.tags)
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["model"]["name"] == "cnn2" and config["optimizer"]["lr"] == 0.001
 

@@ -109,6 +109,27 @@ def test_counted_sizes_labels_and_streamed_batches(shard_dir):
     assert torch.equal(images_at(data.test.images, wanted), in_order[wanted])
 
 
+def test_a_fraction_of_the_stream_is_read_by_key_and_leaves_val_and_test(shard_dir):
+    base = (*own_splits(shard_dir), "dataset.num_workers=0")
+    whole = load_data(compose_config(*base).dataset, seed=0)
+    part = load_data(compose_config(*base, "dataset.fraction=0.25").dataset, seed=0)
+    assert len(part.train) == 60 and torch.bincount(part.train.labels).tolist() == [20, 20, 20]
+    assert torch.equal(part.val.labels, whole.val.labels) and torch.equal(part.test.labels, whole.test.labels)
+    read = [labels for _, labels in iterate_batches(part.train, 32, shuffle=True,
+                                                    generator=torch.Generator().manual_seed(0))]
+    assert sorted(torch.cat(read).tolist()) == sorted(part.train.labels.tolist()), "the reader takes the subset"
+    wanted = [0, 59]
+    assert torch.equal(images_at(part.train.images, wanted), images_at(whole.train.images, [
+        int(i) for i in _kept_indices(whole, part, wanted)]))
+
+
+def _kept_indices(whole, part, wanted):
+    """Where the subset's images at `wanted` sit in the whole split (by their keys)."""
+    keys = [key for p in whole.train.images.parts for key in p.keys]
+    kept = [key for p in part.train.images.parts for key in p.keys]
+    return [keys.index(kept[i]) for i in wanted]
+
+
 def test_ranks_take_equal_steps_from_their_own_shards(shard_dir):
     """3 ranks over 4 shards: every rank yields num_batches shares of the sizes one process's batches split into."""
     cfg = compose_config(*own_splits(shard_dir))

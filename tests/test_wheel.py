@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -64,4 +66,7 @@ def test_fresh_venv_runs_from_the_wheel(wheel, tmp_path, synthetic_data_root):
 
     tiny = run("model=cnn2", "trainer.epochs=1", "hydra.run.dir=run")
     assert tiny.returncode == 0, tiny.stderr
-    assert (tmp_path / "run" / "summary.json").is_file()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["git"] is None, "an installed wheel has no checkout to name a commit of"
+    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
+    assert summary["versions"]["cnntrain"] == declared.group(1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnntrain.commands.hints import cut_override, own_config_hint
 from cnntrain.config.compose import compose_train, config_dir, group_options
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.config.validate import check_class_weights, validate
@@ -51,6 +52,15 @@ def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_
               keep_hydra: bool = False) -> Checked:
     """Check every job's config. With keep_hydra (a single run), the one composition is made with its hydra
     node and logging set up, as the job will run it; a sweep's jobs are composed one by one to be checked."""
+    checked = check_configs(overrides, multirun, hydra=hydra, extra_dir=extra_dir, keep_hydra=keep_hydra)
+    check_environment(checked, devices_here=not runs_elsewhere(parse_overrides(overrides)))
+    return checked
+
+
+def check_configs(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None,
+                  keep_hydra: bool = False) -> Checked:
+    """The preflight's first half: the overrides parsed, the group choices checked, every job composed and
+    validated; nothing read from the data or the machine (what the docs test runs on README's commands)."""
     parsed = parse_overrides(overrides)
     check_group_choices(parsed, multirun, extra_dir)
     checked = Checked()
@@ -59,7 +69,6 @@ def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_
     else:
         checked.composed = [compose_train(job, hydra=hydra) for job in expand_jobs(parsed)]
     checked.configs = [validate(composed) for composed in checked.composed]
-    check_environment(checked, devices_here=not runs_elsewhere(parsed))
     return checked
 
 
@@ -78,7 +87,7 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
 
     parser = OverridesParser.create()
     parsed = []
-    for text in overrides:
+    for index, text in enumerate(overrides):
         key = text.split("=", 1)[0].lstrip("+~")
         if "=" not in text and not text.startswith("~"):
             raise ConfigError(f"override '{text}' has no value; write {text}=VALUE (or ~{text} to remove a key)")
@@ -87,8 +96,10 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
         try:
             parsed.extend(parser.parse_overrides([text]))
         except OverrideParseException as err:
-            hint = ""
-            if "{" in text.split("=", 1)[1]:  # a shard range: Hydra reads '{' as the start of a mapping
+            hint, whole = "", cut_override(overrides, index)
+            if whole is not None:  # the shell split an unquoted list at its spaces
+                hint = f"; the shell cut it at a space: quote it whole, \"{whole}\""
+            elif "{" in text.split("=", 1)[1]:  # a shard range: Hydra reads '{' as the start of a mapping
                 hint = (f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
                         f"(the double quotes for the shell)")
             raise ConfigError(f"cannot parse override '{text}': {first_line(err)}{hint}") from None
@@ -108,8 +119,9 @@ def check_group_choices(parsed: list[Any], multirun: bool, extra_dir: str | None
         options = group_options(group, extra_dir)
         for value in values:
             if value not in options:
-                raise ConfigError(f"unknown {group} '{value}'{did_you_mean(value, options)}; "
-                                  f"available: {', '.join(options)}")
+                close = did_you_mean(value, options)
+                raise ConfigError(f"unknown {group} '{value}'{close}; available: {', '.join(options)}"
+                                  f"{'' if close else own_config_hint(group, value, extra_dir)}")
             check_group_file(group, value, extra_dir)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.entry import debugging, in_process_only, run_command
+from cnntrain.commands.hints import key_like_flag
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -30,6 +31,7 @@ from cnntrain.config.compose import (
     legacy_augment_overrides,
 )
 from cnntrain.config.names import CONFIG_GROUPS
+from cnntrain.disk import raise_if_disk
 from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
@@ -71,8 +73,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
             continue
         flag, has_value, value = arg.partition("=")
         if flag not in FLAGS:
-            raise ConfigError(f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain takes KEY=VALUE overrides "
-                              f"and the flags {FLAG_HELP}")
+            raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
+                              f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
         flags.append(flag)
         if flag in FLAGS_WITH_VALUE:
             value = value if has_value else next(args, "")
@@ -206,6 +208,8 @@ def _main(argv: list[str]) -> None:
     except JobStopped as stopped:
         raise stopped.error from None
     except Exception as err:
+        if not debugging() and isinstance(err, OSError) and err.filename:  # a sweep's folders on such a disk
+            raise_if_disk(err, Path(err.filename))
         if debugging() or isinstance(err, UserError) or not _is_config_exception(err):
             raise
         raise ConfigError(composition_message(err, overrides)) from None
@@ -242,9 +246,13 @@ def _single_run(overrides: list[str], extra_dir: str | None,
             task = lambda _cfg: _run_task(cfg, description)
         callbacks = Callbacks(composed)
         callbacks.on_run_start(config=composed, config_name=CONFIG_NAME)
-        ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
-                      task_function=task, config=composed, job_dir_key="hydra.run.dir", job_subdir_key=None,
-                      configure_logging=True)
+        try:
+            ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                          task_function=task, config=composed, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                          configure_logging=True)
+        except OSError as err:  # the run directory or .hydra/ on a disk that refuses them (a close names no file)
+            raise_if_disk(err, Path(err.filename or Path(composed.hydra.runtime.output_dir) / ".hydra"))
+            raise
         callbacks.on_run_end(config=composed, config_name=CONFIG_NAME, job_return=ret)
         _ = ret.return_value  # re-raises what the job raised
 

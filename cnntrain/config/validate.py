@@ -257,6 +257,8 @@ def _check_dataset(ds: DictConfig) -> None:
         _require(split >= 1, f"dataset.val_split={split}: a count must be >= 1")
     _choice(ds, "val_strategy", VAL_STRATEGIES, prefix="dataset.")
     _check_folds(ds.folds, ds.fold)
+    _require(math.isfinite(ds.fraction) and 0.0 < ds.fraction <= 1.0,
+             f"dataset.fraction={ds.fraction}: must be in (0, 1], the share of the training split to train on")
     # dataset.augment (names, arguments, ranges, sizes against the images) is checked by the preflight's
     # check_model with the data's shape: its registry needs torch, which this package never imports
     _choice(ds, "kind", DATASET_KINDS, prefix="dataset.")

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from cnntrain.data.images import decode_array, decode_image, open_image
+from cnntrain.disk import torch_save
 from cnntrain.errors import DataError, UserError
 from cnntrain.files import atomic_write, regular_fd
 
@@ -107,7 +108,7 @@ class ImageReader:
             payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad],
                        "labels": labels}
             try:
-                atomic_write(path, lambda tmp: torch.save(payload, tmp), root=cache_base(self.cache_dir))
+                atomic_write(path, lambda tmp: torch_save(payload, tmp), root=cache_base(self.cache_dir))
             except (OSError, UserError):
                 pass  # an unwritable cache folder still trains; it just decodes every time
         return images, bad

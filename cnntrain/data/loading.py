@@ -20,7 +20,7 @@ import torch
 
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
-from cnntrain.data.split import fold_indices, split_indices
+from cnntrain.data.split import fold_indices, fraction_indices, split_indices
 from cnntrain.data.streams import STATS_IMAGES, StreamedImages, split_streams
 from cnntrain.errors import DataError
 
@@ -95,7 +95,9 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
     for split in (splits.train, splits.val, splits.test):
         if split is not None:
             _check_labels(cfg, split.labels, len(description.classes), source)
-    train, val, test = assemble(cfg, splits, seed)
+    train, val, test = assemble(cfg, splits, seed, fraction=False)
+    whole = len(train.labels)
+    train = keep_fraction(cfg, train, seed)
     device = torch.device(device)
 
     def on_device(split: SourceSplit) -> TensorSplit:
@@ -109,16 +111,46 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
         description = description.with_stats(*channel_stats(images))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
+    layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole)
     return DataBundle(train=train_split, val=on_device(val), test=on_device(test), description=description,
-                      mean=mean, std=std, layout=source.layout(description), skipped=splits.skipped)
+                      mean=mean, std=std, layout=layout, skipped=splits.skipped)
 
 
-def assemble(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
+def keep_fraction(cfg: Any, train: SourceSplit, seed: int) -> SourceSplit:
+    """dataset.fraction of the training split (after validation and test are taken, so they stay whole): a
+    seeded, stratified subset (cnntrain.data.split.fraction_indices), by index or, for a stream, by key."""
+    fraction = float(cfg.get("fraction", 1.0))
+    if fraction >= 1.0:
+        return train
+    kept = fraction_indices(train.labels, fraction, seed)
+    if isinstance(train.images, StreamedImages):
+        images = train.images.subset(kept)
+        return SourceSplit(images, images.labels)
+    return _take(train, kept)
+
+
+def fraction_note(cfg: Any, kept: int, whole: int) -> str:
+    """What the run's `data:` line adds when dataset.fraction trims the training split."""
+    fraction = float(cfg.get("fraction", 1.0))
+    if fraction >= 1.0:
+        return ""
+    return (f"; dataset.fraction={fraction:g}: training on {kept:,} of {whole:,} training images (stratified, "
+            f"seeded by the run's seed; validation and test whole)")
+
+
+def assemble(cfg: Any, splits: SourceSplits, seed: int,
+             fraction: bool = True) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     """(train, val, test) from what the source gives: a test split it lacks is held out of train (stratified,
     fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
     one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
     Works on labels alone (images None) too, which is how the preflight sees the training split. Streamed
-    splits (StreamedImages) cannot be indexed: they are split by key hash instead (streams.split_streams)."""
+    splits (StreamedImages) cannot be indexed: they are split by key hash instead (streams.split_streams).
+    Last, `fraction` keeps dataset.fraction of the training split (keep_fraction)."""
+    train, val, test = _assemble_whole(cfg, splits, seed)
+    return (keep_fraction(cfg, train, seed) if fraction else train), val, test
+
+
+def _assemble_whole(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     train, val, test = splits.train, splits.val, splits.test
     if isinstance(train.images, StreamedImages):
         return split_streams(cfg, train, val, test, seed)

@@ -11,6 +11,8 @@ import torch
 from cnntrain.config.names import VAL_STRATEGIES
 from cnntrain.errors import DataError
 
+FRACTION_SALT = 0x5EED_F4AC  # added to the run's seed for dataset.fraction's draw
+
 
 def split_indices(
     labels: torch.Tensor, val_split: float | int, strategy: str, seed: int, key: str = "dataset.val_split"
@@ -30,6 +32,23 @@ def split_indices(
     in_train = torch.ones(n, dtype=torch.bool)
     in_train[val_idx] = False
     return in_train.nonzero().squeeze(1), val_idx.sort().values
+
+
+def fraction_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Seeded, stratified, sorted indices of round(fraction * N) images (dataset.fraction): each class keeps one
+    image, so every class is still trained on, and its share of the rest (largest remainder: within one image).
+    The generator is salted apart from the validation split's, so the subset is not tied to that draw."""
+    labels = labels.cpu()
+    n = int(labels.shape[0])
+    classes, counts = torch.unique(labels, return_counts=True)
+    wanted = max(len(classes), min(n, math.floor(fraction * n + 0.5)))
+    quotas = 1 + _largest_remainder(counts - 1, wanted - len(classes))
+    generator = torch.Generator().manual_seed(int(seed) + FRACTION_SALT)
+    picks = []
+    for cls, quota in zip(classes.tolist(), quotas.tolist()):
+        members = (labels == cls).nonzero().squeeze(1)
+        picks.append(members[torch.randperm(len(members), generator=generator)[:quota]])
+    return torch.cat(picks).sort().values
 
 
 def fold_indices(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

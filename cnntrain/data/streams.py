@@ -57,6 +57,16 @@ class KeyRule:
 
 
 @dataclass(frozen=True)
+class KeySet:
+    """Whether a key is one of a chosen few (dataset.fraction's seeded, stratified subset of a stream)."""
+
+    keys: frozenset[str]
+
+    def __call__(self, key: str) -> bool:
+        return key in self.keys
+
+
+@dataclass(frozen=True)
 class ShardPart:
     """The samples one split takes from one shard file: those whose key passes every rule (their keys and
     labels, in tar order); the first is at canonical index `offset` of the split."""
@@ -139,6 +149,13 @@ class StreamedImages:
     def where(self, rule: KeyRule) -> StreamedImages:
         """The samples of this split whose key `rule` takes (offsets renumbered)."""
         return StreamedImages([part.where(rule) for part in self.parts], self.settings, self.device)
+
+    def subset(self, indices: torch.Tensor) -> StreamedImages:
+        """The samples at these canonical indices (kept in canonical order), chosen by their keys."""
+        wanted = set(indices.tolist())
+        parts = [part.where(KeySet(frozenset(key for i, key in enumerate(part.keys) if part.offset + i in wanted)))
+                 for part in self.parts]
+        return StreamedImages(parts, self.settings, self.device)
 
     def cat(self, other: StreamedImages) -> StreamedImages:
         return StreamedImages(self.parts + other.parts, self.settings, self.device)

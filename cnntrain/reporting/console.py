@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cnntrain.config.names import EPOCH_COLUMNS
+from cnntrain.disk import DISK_ERRNOS, disk_errors
 from cnntrain.files import open_append
 
 
@@ -53,6 +54,7 @@ class Reporter:
 
     def __init__(self, log_path: Path | None = None, *, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False)
+        self._log_path = log_path
         self._log: TextIO | None = open_append(log_path) if log_path else None
         self._file_console = (
             Console(file=self._log, width=120, no_color=True, force_terminal=False, highlight=False)
@@ -63,17 +65,22 @@ class Reporter:
         if not log_only:
             self.console.print(*objects, soft_wrap=isinstance(objects[0], str))
         if self._file_console is not None:
-            self._file_console.print(*objects, soft_wrap=isinstance(objects[0], str))
-            self._log.flush()
+            with disk_errors(self._log_path):
+                self._file_console.print(*objects, soft_wrap=isinstance(objects[0], str))
+                self._log.flush()
 
     def epochs(self, total_epochs: int, *, progress: bool, title: str = "") -> EpochDisplay:
         return EpochDisplay(self, total_epochs, progress=progress, title=title)
 
     def close(self) -> None:
+        """Close train.log; a disk that refused it has been reported by the print that failed."""
         if self._log is not None:
-            self._log.close()
-            self._log = None
-            self._file_console = None
+            log, self._log, self._file_console = self._log, None, None
+            try:
+                log.close()
+            except OSError as err:
+                if err.errno not in DISK_ERRNOS:
+                    raise
 
 
 class EpochDisplay:

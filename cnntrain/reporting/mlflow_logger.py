@@ -85,6 +85,13 @@ def check_tracking_uri(configured: str | None) -> None:
             raise ConfigError(f"{where}: names no host; expected {scheme}://HOST[:PORT]")
 
 
+def where_logged(run_id: str, uri: str) -> str:
+    """The line a run ends with: which MLflow run, in which store, and how to look at it."""
+    if urlsplit(uri).scheme in ("http", "https"):
+        return f"mlflow: run {run_id} logged to {uri}"
+    return f"mlflow: run {run_id} logged to {uri}; look with: mlflow ui --backend-store-uri {uri}"
+
+
 def tracking_uri(configured: str | None, root: Path) -> str:
     """The configured URI, else $MLFLOW_TRACKING_URI, else the SQLite store in the outputs root."""
     return configured or os.environ.get(URI_ENV) or f"sqlite:///{(root / STORE_FILE).resolve()}"
@@ -134,6 +141,7 @@ class MLflowLogger:
             for path, folder in artifact_files(self.paths, self.with_checkpoint):
                 self.client.log_artifact(self.run_id, str(path), folder)
             self.client.set_terminated(self.run_id, STATUS[outcome])
+        print(where_logged(self.run_id, self.uri), flush=True)
 
     def _continued(self) -> str | None:
         """The run id trackers.json keeps for this store (a resume), set running again; None for a new run."""

@@ -272,9 +272,16 @@ def _provenance(summary: dict[str, Any]) -> tuple[str, str, str] | None:
     git = summary.get("git")
     if isinstance(git, dict):
         rows.append(("git commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}"))
-    for key in ("device", "threads"):
+    for key in ("device", "device_name", "threads"):
         if key in summary:
-            rows.append((key, summary[key]))
+            rows.append((key.replace("_", " "), summary[key]))
+    cpu = summary.get("cpu")
+    if isinstance(cpu, dict):
+        rows += [("cpu", cpu.get("model")), ("cpu instruction set", cpu.get("capability"))]
+        if isinstance(cpu.get("isa_flags"), list):
+            rows.append(("cpu vector flags", " ".join(str(flag) for flag in cpu["isa_flags"])))
+        if cpu.get("dispatch_env"):
+            rows.append(("cpu dispatch capped by", str(cpu["dispatch_env"])))
     platform = summary.get("platform")
     if isinstance(platform, dict):
         rows += [(f"platform {key}", value) for key, value in platform.items()]

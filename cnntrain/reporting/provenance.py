@@ -1,4 +1,5 @@
-"""Everything besides the config that can change a run's numbers: versions, device, threads, flags, commit."""
+"""Everything besides the config that can change a run's numbers: versions, device, CPU instruction set,
+threads, flags, commit. cnntrain-reproduce compares these (float_facts) before it compares any number."""
 
 from __future__ import annotations
 
@@ -15,15 +16,81 @@ from cnntrain import __version__
 def versions() -> dict[str, str]:
     """Versions of everything that can change a run's numbers."""
     import hydra
+    import numpy
     import torch
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision_version(),
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": _cudnn_version(),
         "hydra": hydra.__version__,
         "cnntrain": __version__,
     }
+
+
+# /proc/cpuinfo flags that name a vector instruction set oneDNN, MKL or ATen may dispatch to
+ISA_FLAG_PREFIXES = ("avx", "amx", "fma", "f16c", "sse4")
+# environment variables that cap the instruction set the libraries dispatch to (so they change the floats)
+DISPATCH_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU and the instruction-set family torch's kernels dispatch to (torch.backends.cpu.get_cpu_capability:
+    "AVX512", "AVX2", "DEFAULT", ...; ATEN_CPU_CAPABILITY can lower it), its vector-ISA flags as lscpu lists
+    them (Linux), and any variable set that caps what oneDNN or MKL use: the same code and seed give different
+    floats on AVX2 and AVX-512 machines."""
+    import torch
+
+    model, flags = _cpuinfo()
+    return {
+        "model": model or platform.processor() or None,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_flags": flags,
+        "dispatch_env": {key: os.environ[key] for key in DISPATCH_ENV if key in os.environ},
+    }
+
+
+def device_name(device: Any) -> str:
+    """What the device is: the GPU's name for CUDA, the CPU's model otherwise."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return _cpuinfo()[0] or platform.processor() or platform.machine()
+
+
+def _cpuinfo() -> tuple[str | None, list[str] | None]:
+    """(model name, vector-ISA flags) from /proc/cpuinfo's first processor, (None, None) where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, None
+    model, flags = None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key == "flags" and flags is None:
+            flags = sorted(f for f in value.split() if f.startswith(ISA_FLAG_PREFIXES))
+        if not line.strip() and model is not None:
+            break
+    return model, flags
+
+
+def _cudnn_version() -> str | None:
+    """cuDNN's version where this process uses CUDA (loading cuDNN only to ask costs a CPU run 0.14 s)."""
+    import torch
+
+    used = torch.cuda.is_initialized() and torch.backends.cudnn.is_available()
+    version = torch.backends.cudnn.version() if used else None
+    return str(version) if version is not None else None
 
 
 def torchvision_version() -> str | None:
@@ -48,8 +115,8 @@ def command_line() -> list[str]:
 
 def git_commit() -> dict[str, Any] | None:
     """The project's git commit (and whether the tree had changes), or None outside a git checkout."""
-    repo = Path(__file__).resolve().parent.parent
-    if not (repo / "pyproject.toml").is_file():  # installed from a wheel: no checkout to ask
+    repo = Path(__file__).resolve().parents[2]  # <checkout>/cnntrain/reporting/provenance.py
+    if not (repo / "pyproject.toml").is_file() or not (repo / "cnntrain").is_dir():  # a wheel: no checkout
         return None
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -69,6 +136,8 @@ def provenance(device: Any) -> dict[str, Any]:
 
     return {
         "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu(),
         "threads": torch.get_num_threads(),
         "deterministic": {
             "algorithms": torch.are_deterministic_algorithms_enabled(),

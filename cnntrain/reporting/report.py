@@ -100,9 +100,11 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         (f"best {monitor}", f"{format_metric(monitor, result.best_value)} at epoch {result.best_epoch}"),
         ("epochs", stop_note),
         ("training time", f"{result.train_seconds:.1f} s"),
-        ("outputs", str(paths.root)),
-        *((("report", str(page)),) if page else ()),
     ]))
+    # paths on lines of their own: a table column would cut a long one off on a narrow terminal
+    reporter.print(f"outputs: {escape(str(paths.root))}")
+    if page:
+        reporter.print(f"report: {escape(str(page))}")
 
 
 def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:

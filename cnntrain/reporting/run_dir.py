@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
-from cnntrain.errors import UserError, first_line
+from cnntrain.disk import disk_errors
+from cnntrain.errors import OutputError, UserError, first_line
 from cnntrain.files import kind_of, open_append, write_text
 
 
@@ -164,7 +165,7 @@ class MetricsCSV:
         write_text(path, buffer.getvalue())
 
     def append(self, *rows: dict[str, Any]) -> None:
-        with open_append(self.path) as f:
+        with disk_errors(self.path), open_append(self.path) as f:
             csv.writer(f).writerows(self._cells(row) for row in rows)
 
     def _cells(self, row: dict[str, Any]) -> list[Any]:
@@ -236,5 +237,8 @@ def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:
     """The summary.json of a sweep job that failed, so the sweep summary can list it."""
     from cnntrain.reporting.provenance import command_line
 
-    write_summary(path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds,
-                         "command": command_line()})
+    try:
+        write_summary(path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds,
+                             "command": command_line()})
+    except OutputError:
+        pass  # the disk that refused the run's files refuses this one too: the error already says so

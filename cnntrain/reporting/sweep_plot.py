@@ -14,6 +14,7 @@ state, no GUI backend), laid out with fixed margins computed in inches, as in pl
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -262,7 +263,22 @@ def _title(rows: Sequence[JobRow], panels: Sequence[Panel], best: JobRow, monito
 
 
 def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.fill(line, max(width, 30)) for line in text.splitlines())
+    """Lines of at most `width` characters, broken after a phrase (at ': ' or ', '), never inside one unless the
+    phrase alone is wider than the line (then at its spaces)."""
+    width = max(width, 30)
+    lines: list[str] = []
+    for line in text.splitlines():
+        current = ""
+        for phrase in re.split(r"(?<=[:,]) ", line):
+            if current and len(current) + 1 + len(phrase) > width:
+                lines.append(current)
+                current = ""
+            current = f"{current} {phrase}" if current else phrase
+            if len(current) > width:
+                *full, current = textwrap.wrap(current, width, break_long_words=False, break_on_hyphens=False)
+                lines.extend(full)
+        lines.append(current)
+    return "\n".join(lines)
 
 
 def _slanted(panel: Panel) -> bool:

@@ -40,10 +40,10 @@ def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[i
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    """A two-column table: what was measured, and its value."""
+    """A two-column table: what was measured, and its value (folded, never cut off, on a narrow terminal)."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column(justify="left")
-    table.add_column(justify="right")
+    table.add_column(justify="right", overflow="fold")
     for key, value in rows:
         table.add_row(key, value)
     return table

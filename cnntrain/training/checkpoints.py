@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.disk import torch_save
 from cnntrain.errors import CheckpointError, first_line
 from cnntrain.files import atomic_write, kind_of
 
@@ -36,7 +37,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any], *, root: Path | None = 
     """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format, inside `root`
     (the run directory: a checkpoints/ folder that links out of it is refused)."""
     tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    atomic_write(path, lambda tmp: torch.save(tagged, tmp), root=root)
+    atomic_write(path, lambda tmp: torch_save(tagged, tmp), root=root)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -43,7 +43,8 @@ def scan_folder(cfg: Any) -> FileListing:
     layouts = (f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "
                f"val/ (valid/, validation/) and test/ folders of the same classes")
     if not root.is_dir():
-        raise DataError(f"image folder {root} not found; {layouts}; set dataset.root to such a folder")
+        raise DataError(f"image folder {root} not found; {layouts}; set dataset.root to such a folder (by default "
+                        f"dataset=imagefolder reads <data_root>/images)")
     train_dir = _first_dir(root, TRAIN_DIRS)
     val_dir, test_dir = _first_dir(root, VAL_DIRS), _first_dir(root, TEST_DIRS)
     if train_dir is None and (val_dir or test_dir):

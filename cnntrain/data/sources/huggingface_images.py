@@ -16,6 +16,7 @@ import torch
 
 from cnntrain.data.image_files import LazyImages, fallback_cache_dir
 from cnntrain.data.images import NamedBytes, decode_image
+from cnntrain.disk import torch_save
 from cnntrain.errors import DataError, UserError
 from cnntrain.files import atomic_write
 
@@ -66,7 +67,7 @@ def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: in
             images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
             row += 1
     try:
-        atomic_write(path, lambda tmp: torch.save({"images": images}, tmp), root=scan.cache_root.parent)
+        atomic_write(path, lambda tmp: torch_save({"images": images}, tmp), root=scan.cache_root.parent)
     except (OSError, UserError):
         pass  # an unwritable cache folder still trains; it just decodes every time
     return images

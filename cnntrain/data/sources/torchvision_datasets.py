@@ -39,6 +39,8 @@ EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 # torchvision's urlopen has no timeout; a firewall that drops packets would block forever.
 # This bounds each socket operation (connect, read) of a download attempt, not the whole download.
 DOWNLOAD_TIMEOUT_S = 10.0
+WHERE_ROOT = "set data_root (or CNNTRAIN_DATA_ROOT; dataset.root for this dataset alone)"
+"""How a user names the data's folder: the names README and --help use, then the dataset's own key."""
 
 
 def raw_folder(cfg: Any) -> Path:
@@ -146,7 +148,7 @@ def _ensure_torchvision_files(cfg: Any) -> None:
             return
     why = "download failed (no network?)" if cfg.download else "dataset.download=false"
     raise DataError(f"{cfg.torchvision_class} not found under {cfg.root} and {why}. Put torchvision's files for "
-                    f"{cfg.torchvision_class} there, or set dataset.root to a folder that has them.")
+                    f"{cfg.torchvision_class} there, or {WHERE_ROOT} to a folder that has them.")
 
 
 def _opens(cfg: Any) -> bool:
@@ -170,10 +172,25 @@ def _extra_args(cfg: Any) -> dict[str, Any]:
 def _not_found_message(cfg: Any, folder: Path, missing: list[str]) -> str:
     partly = "" if len(missing) == len(IDX_FILES) else f" (missing {', '.join(missing)})"
     why = "download failed (no network?)" if cfg.download else "dataset.download=false"
+    name, root = str(cfg.torchvision_class), Path(str(cfg.root))
+    parent = _dataset_parent(root, name)
+    if parent is not None:
+        return (f"{name} not found: the data root {root} is {name}'s own folder, and cnntrain reads "
+                f"<data root>/{name}/raw/; point at the parent folder {parent}: data_root={parent} "
+                f"(or CNNTRAIN_DATA_ROOT={parent}; dataset.root for this dataset alone)")
     return (
-        f"{cfg.torchvision_class} not found under {folder}{partly} and {why}. "
-        f"Put the four IDX files there, or set dataset.root to a folder that has them."
+        f"{name} not found under {folder}{partly} and {why}. "
+        f"Put the four IDX files there, or {WHERE_ROOT} to a folder that holds {name}/raw/."
     )
+
+
+def _dataset_parent(root: Path, name: str) -> Path | None:
+    """The folder above <Name>/raw when the root given is <Name>/raw or <Name> itself (a doubled path), else None."""
+    parts = [part.lower() for part in root.parts]
+    for tail in ([name.lower(), "raw"], [name.lower()]):
+        if len(parts) > len(tail) and parts[-len(tail):] == tail:
+            return root.parents[len(tail) - 1]
+    return None
 
 
 def _class_name(cfg: Any) -> str:
