@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from cnntrain.data.batches import iterate_batches
-from cnntrain.data.image_files import CACHE_DIR, ImageReader, fallback_cache_dir
+from cnntrain.data.image_files import ImageReader, fallback_cache_dir
 from cnntrain.data.images import image_input_shape
 from cnntrain.data.loading import TensorSplit
 from cnntrain.data.sources.class_folders import scan_folder
@@ -124,7 +124,7 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
                                                               in shards.items()),
                                       f"dataset.mean=[{stats[0]}]", f"dataset.std=[{stats[1]}]",
                                       f"dataset.num_workers={workers}"]))
-        shutil.rmtree(shard_dir / CACHE_DIR, ignore_errors=True)  # timed as a first run: indexing every shard
+        shutil.rmtree(fallback_cache_dir(shard_dir), ignore_errors=True)  # timed as a first run: indexing every shard
         start = time.perf_counter()
         data = load_data(cfg.dataset, seed=0)
         seen = sum(len(y) for _, y in iterate_batches(data.train, batch_size, shuffle=True,
@@ -171,7 +171,7 @@ def write_shards(files: list[tuple[Path, int]], folder: Path, count: int = 8) ->
 
 def remove_bench_cache(root: Path, cache: Path) -> None:
     """The cache files this benchmark wrote (split 'bench'), never a real run's."""
-    for folder in (root / CACHE_DIR, fallback_cache_dir(root, str(cache))):
+    for folder in (fallback_cache_dir(root, str(cache)),):
         for path in folder.glob("bench-*.pt"):
             path.unlink()
         if folder.is_dir() and not any(folder.iterdir()):

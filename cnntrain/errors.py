@@ -49,6 +49,11 @@ class DataError(UserError):
     """Dataset files missing, unreadable or inconsistent."""
 
 
+class UnsafePathError(UserError):
+    """A write that would leave the folder it belongs in (a planted symbolic link), or a file that is not what
+    cnntrain may read or append to (a FIFO, a device)."""
+
+
 class DeviceError(UserError):
     """A requested device that this machine does not have."""
 

@@ -16,6 +16,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "download: exercises torchvision's download path against a local fake server")
 
 
+@pytest.fixture(autouse=True)
+def own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's decoded-image caches and shard indexes in a folder of its own (XDG_CACHE_HOME, inherited by the
+    commands tests start), never in the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder / "cnntrain"
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A root holding MNIST/raw and FashionMNIST/raw: 1,200 train / 300 test 28x28 images, 10 classes."""

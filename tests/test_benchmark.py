@@ -51,3 +51,14 @@ def test_decode_benchmark_prints_four_rates_and_three_ratios(tmp_path):
     assert [name for name, _ in rates] == ["a", "b", "c", "d"] and all(int(r) > 0 for _, r in rates)
     for ratio in ("b/c", "a/c", "d/c"):
         assert re.search(rf"ratio {ratio} .* = \d+\.\d{{3}}", out.stdout), ratio
+
+
+def test_cache_key_benchmark_prints_two_rates_and_the_ratio(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cache_key.py"), "--images", "50", "--rounds", "1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("50 files, target shape 1x28x28, best of 1 rounds")
+    rates = re.findall(r"^\((a|b)\) \w+ +([\d,]+) files/s", out.stdout, flags=re.M)
+    assert [name for name, _ in rates] == ["a", "b"] and all(int(r.replace(",", "")) > 0 for _, r in rates)
+    assert re.search(r"^ratio a/b \(hashing time / decoding time\): \d+\.\d{3}$", out.stdout, flags=re.M)

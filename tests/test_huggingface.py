@@ -16,7 +16,7 @@ datasets = pytest.importorskip("datasets")
 
 from cnntrain.commands import evaluate, predict, train  # noqa: E402
 from cnntrain.data.batches import iterate_batches  # noqa: E402
-from cnntrain.data.image_files import CACHE_DIR  # noqa: E402
+from cnntrain.data.image_files import fallback_cache_dir  # noqa: E402
 from cnntrain.data.loading import load_data, train_labels  # noqa: E402
 from cnntrain.data.sources import huggingface, huggingface_images  # noqa: E402
 from cnntrain.errors import DataError  # noqa: E402
@@ -71,7 +71,8 @@ def test_save_to_disk_trains_then_eval_and_predict_on_the_run(tmp_path, saved, m
     assert summary["data"]["layout"] == (
         f"Hugging Face dataset {saved} (save_to_disk): splits train 36, validation 9, test 9; image column 'image', "
         f"label column 'label' (ClassLabel, 3 classes)")
-    assert list((saved / CACHE_DIR).glob("hf-train-*.pt")), "decoded once into the dataset folder's cache"
+    assert list(fallback_cache_dir(saved).glob("hf-train-*.pt")), "decoded once into the dataset's cache folder"
+    assert not (saved / ".cnntrain-cache").exists()
 
     result = run_main(evaluate.main, [str(run_dir), "--device", "cpu"], tmp_path, monkeypatch)
     assert result.returncode == 0, result.stderr

@@ -50,7 +50,7 @@ def test_rgb_folder_with_test_dir_resized(tmp_path):
 def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "cached", rgb=False, size=16, per_class=8)
     first = load_data(folder_cfg(root), seed=0)
-    assert list((root / image_files.CACHE_DIR).glob("train-*.pt"))
+    assert list(image_files.fallback_cache_dir(root).glob("train-*.pt"))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
@@ -210,4 +210,4 @@ def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sizes"]["test"] == 7 and (tmp_path / "run" / "misclassified.png").is_file()
-    assert not (root / image_files.CACHE_DIR).exists(), "the streamed path keeps no decoded copy"
+    assert not image_files.fallback_cache_dir(root).exists(), "the streamed path keeps no decoded copy"

@@ -110,7 +110,7 @@ def test_relative_and_absolute_paths_and_a_relative_label_file(tmp_path, drawn, 
     monkeypatch.chdir(tmp_path)
     bundle = load_data(label_cfg("data/lists/labels.csv"), seed=0)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (24, 3, 3)
-    assert (tmp_path / "data" / "lists" / image_files.CACHE_DIR).is_dir(), "cached next to the label file"
+    assert image_files.fallback_cache_dir(tmp_path / "data" / "lists").is_dir(), "cached for the label file's folder"
 
 
 def test_ids_without_a_suffix_and_an_image_dir(tmp_path, drawn):

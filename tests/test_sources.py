@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +175,6 @@ def test_layout_mistakes_are_named(tmp_path, layout, message):
 @pytest.mark.slow
 def test_a_run_on_class_folders_says_and_records_its_layout(tmp_path, monkeypatch):
     root = make_layout(tmp_path / "photos", {"": 16})
-    shutil.rmtree(root / ".cnntrain-cache", ignore_errors=True)
     run_dir = tmp_path / "run"
     result = run_main(main, ["dataset=imagefolder", f"dataset.root={root}", "model=cnn2", "trainer.epochs=1",
                              "trainer.batch_size=8", "trainer.progress=false", "report.plots=false",

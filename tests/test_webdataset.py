@@ -330,16 +330,17 @@ def test_a_run_stopped_in_epoch_2_resumes_to_the_uninterrupted_numbers(shard_dir
 
 
 def test_the_shard_index_is_kept_and_a_changed_shard_is_indexed_again(tmp_path, monkeypatch):
-    """Every run starts by indexing its shards; the index is cached beside them (keyed by path, size and mtime),
-    so the next run reads no tar header, and a rewritten shard is indexed afresh."""
+    """Every run starts by indexing its shards; the index is cached (in the per-user cache, keyed by path, size,
+    mtime, inode and ctime), so the next run reads no tar header, and a rewritten shard is indexed afresh."""
     from cnntrain.data import shard_index
+    from cnntrain.data.image_files import fallback_cache_dir
 
     folder = tmp_path / "s"
     write_shards(folder, "train", 30, 10, seed=4)
     (folder / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
     cfg = compose_config("dataset=webdataset", spec(folder, "train", 3), "dataset.num_workers=0")
     first = load_data(cfg.dataset, seed=0)
-    assert len(list((folder / ".cnntrain-cache").glob("shard-*.json"))) == 3
+    assert len(list(fallback_cache_dir(folder).glob("shard-*.json"))) == 3
 
     def no_tar_walk(*args):
         raise AssertionError("indexed a shard again")
@@ -353,5 +354,5 @@ def test_the_shard_index_is_kept_and_a_changed_shard_is_indexed_again(tmp_path, 
         load_data(cfg.dataset, seed=0)
     monkeypatch.setattr(shard_index, "read_index", real)
     fresh = load_data(cfg.dataset, seed=0)
-    assert len(list((folder / ".cnntrain-cache").glob("shard-*.json"))) == 6, "the rewritten shards' own entries"
+    assert len(list(fallback_cache_dir(folder).glob("shard-*.json"))) == 6, "the rewritten shards' own entries"
     assert fresh.train.images.parts[0].keys[0] == "train5-000000"

@@ -20,7 +20,7 @@ from torch import nn
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.data.description import DataDescription, Normalize
 from cnntrain.errors import UserError
-from cnntrain.files import atomic_write, write_text
+from cnntrain.files import atomic_write, safe_folder, write_text
 from cnntrain.reporting.provenance import versions
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.training.saved_run import SavedRun, load_run
@@ -134,8 +134,10 @@ def metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_run(saved: SavedRun, fmt: str, path: Path) -> Path:
-    """Write the export and its metadata JSON (metadata_path); return the export's path."""
+def export_run(saved: SavedRun, fmt: str, path: Path, *, root: Path | None = None) -> Path:
+    """Write the export and its metadata JSON (metadata_path) inside `root` (the run directory, for the default
+    export/ folder: one that links out of it is refused); return the export's path."""
+    safe_folder(path.parent, root)
     module = wrap(saved)
     if fmt == "torchscript":
         export_torchscript(module, path)
@@ -150,7 +152,7 @@ def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     saved = load_run(args.run_dir, args.checkpoint)
     path = args.output or RunDir(args.run_dir).export(FORMATS[args.format])
-    export_run(saved, args.format, path)
+    export_run(saved, args.format, path, root=None if args.output else args.run_dir)
     print(f"wrote {path} and {metadata_path(path)}")
 
 

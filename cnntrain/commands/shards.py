@@ -16,6 +16,7 @@ from typing import Any
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.errors import UserError, first_line
+from cnntrain.files import write_text
 
 SPLITS = ("train", "val", "test")
 
@@ -83,8 +84,8 @@ def _main(argv: list[str]) -> None:
     try:
         args.output.mkdir(parents=True, exist_ok=True)
         written = write_shards(data, args.output, args.shard_size)
-        (args.output / "classes.txt").write_text("".join(f"{c}\n" for c in data.classes), encoding="utf-8")
-        (args.output / "sizes.json").write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+        write_text(args.output / "classes.txt", "".join(f"{c}\n" for c in data.classes))
+        write_text(args.output / "sizes.json", json.dumps(written, indent=2) + "\n")
     except OSError as err:
         raise UserError(f"cannot write shards into {args.output}: {first_line(err)}") from None
     for name, facts in written.items():

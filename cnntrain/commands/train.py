@@ -119,9 +119,12 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
                           f"overrides ({' '.join(others) or 'a second resume='}); only "
                           f"{', '.join(RESUME_OVERRIDES)} may change")
     devices = _resume_devices(overrides)
+    from cnntrain.files import refuse_links_out
     from cnntrain.training.run import load_resume_checkpoint
 
     run_dir = Path(values[0].strip("'\"")).resolve()
+    if run_dir.is_dir():
+        refuse_links_out(run_dir)  # a shared run directory's links out are refused before anything is written
     checkpoint = load_resume_checkpoint(run_dir)
     if _finished(run_dir):
         raise ConfigError(f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "

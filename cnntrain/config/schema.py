@@ -60,7 +60,7 @@ class DatasetConfig:
     num_workers: int = 2  # decoding processes (the cache build, or the streamed batches); 0: in-process
     resize: str = "stretch"  # image files: stretch (ignore the aspect ratio) | crop (cover, centre crop) | pad (fit)
     skip_bad_images: bool = False  # image files: leave undecodable files out (listed in bad_images.txt), not stop
-    cache_dir: str | None = None  # where a read-only data folder's decoded cache goes; null: ~/.cache/cnntrain
+    cache_dir: str | None = None  # where decoded caches and shard indexes go; null: ~/.cache/cnntrain
     download: bool = True
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None

@@ -4,11 +4,14 @@ Every source whose samples are image files (class folders, label files) turns it
 here, through an ImageReader made from the dataset config.
 
 In memory (dataset.in_memory=true), the files are decoded once, by dataset.num_workers processes in chunks (0:
-in this process; the result is the same to the bit), and cached in a `.cnntrain-cache` folder next to the data,
-keyed by every file's name, size and mtime, the target shape and dataset.resize, so a second run loads one file
-instead of decoding again and any change to the files decodes afresh. A data folder that cannot be written
-(read-only, someone else's) caches in dataset.cache_dir instead (null: $XDG_CACHE_HOME/cnntrain or
-~/.cache/cnntrain), in a sub-folder named by the data folder's absolute path, so two datasets never collide.
+in this process; the result is the same to the bit), and cached, so a second run loads one file instead of
+decoding again. The cache is never beside the data, where a dataset archive could ship one of its own: it is in
+dataset.cache_dir (null: $XDG_CACHE_HOME/cnntrain or ~/.cache/cnntrain), in a sub-folder named by the data
+folder's absolute path, so two datasets never collide. It is keyed by a hash of every file's bytes (reading and
+hashing 5,000 small PNGs took 0.12-0.15 of decoding them: benchmarks/cache_key.py), with the files' names and
+labels, the target shape and dataset.resize, so any change to the files decodes afresh, whatever their sizes and
+times say; and it holds the labels it was made for, checked on load: a cache that does not match is decoded
+again, with a notice.
 
 Files that do not decode are all collected, not just the first: by default that is one DataError naming the
 first and counting the rest; with dataset.skip_bad_images=true they are left out (their labels with them) and
@@ -27,6 +30,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,13 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnntrain.data.images import decode_array, decode_image
+from cnntrain.data.images import decode_array, decode_image, open_image
 from cnntrain.disk import torch_save
-from cnntrain.errors import DataError, first_line
-from cnntrain.files import atomic_write
+from cnntrain.errors import DataError, UserError
+from cnntrain.files import atomic_write, regular_fd
 
-CACHE_DIR = ".cnntrain-cache"
-CACHE_VERSION = 2  # 2: keyed by dataset.resize; holds the undecodable files
+CACHE_VERSION = 3  # 2: keyed by dataset.resize; holds the undecodable files. 3: keyed by content, holds labels
 CHUNK = 256  # files per task of the decoding processes
 PROGRESS_FROM = 1000  # images: fewer decode in a moment, with no bar
 
@@ -93,21 +96,21 @@ class ImageReader:
 
     def _cached_decode(self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path,
                        split: str) -> tuple[torch.Tensor, list[tuple[int, str]]]:
-        primary = cache_path(files, input_shape, cache_root, split, resize=self.resize)
-        fallback = fallback_cache_dir(cache_root, self.cache_dir) / primary.name
-        for path in (primary, fallback):
-            cached = _read_cache(path, len(files), input_shape)
+        path = cache_path(files, input_shape, cache_root, split, resize=self.resize, cache_dir=self.cache_dir)
+        labels = [label for _, label in files]
+        if path is not None:
+            cached = _read_cache(path, labels, input_shape)
             if cached is not None:
                 return cached
         images, bad = decode_files([path for path, _ in files], input_shape, resize=self.resize,
                                    num_workers=self.num_workers)
-        payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad]}
-        for path in (primary, fallback):
+        if path is not None:
+            payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad],
+                       "labels": labels}
             try:
-                atomic_write(path, lambda tmp: torch_save(payload, tmp))
-                break
-            except OSError:
-                continue  # a read-only data folder caches in cache_dir; if that fails too, it decodes every time
+                atomic_write(path, lambda tmp: torch_save(payload, tmp), root=cache_base(self.cache_dir))
+            except (OSError, UserError):
+                pass  # an unwritable cache folder still trains; it just decodes every time
         return images, bad
 
 
@@ -119,21 +122,46 @@ def load_files(files: ImageFiles, input_shape: tuple[int, int, int], cache_root:
 
 
 def cache_path(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str, *,
-               resize: str = "stretch") -> Path:
-    """The cache file next to the data for these exact files, this target shape and this resize mode."""
-    listing = [[_relative(p, cache_root), p.stat().st_size, p.stat().st_mtime_ns, label] for p, label in files]
-    text = json.dumps({"version": CACHE_VERSION, "shape": list(input_shape), "resize": resize, "files": listing})
-    return cache_root / CACHE_DIR / f"{split}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
+               resize: str = "stretch", cache_dir: str | None = None) -> Path | None:
+    """The cache file for these exact files (by content), labels, target shape and resize mode, in this data
+    folder's cache folder; None when a file cannot be read to hash it (decoding then names it)."""
+    digest = content_digest([path for path, _ in files])
+    if digest is None:
+        return None
+    listing = [[_relative(p, cache_root), label] for p, label in files]
+    text = json.dumps({"version": CACHE_VERSION, "shape": list(input_shape), "resize": resize, "files": listing,
+                       "content": digest})
+    return fallback_cache_dir(cache_root, cache_dir) / f"{split}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
+
+
+def content_digest(paths: list[Path]) -> str | None:
+    """A SHA-256 over every file's bytes, in order (None when one is missing, unreadable or not a regular file)."""
+    total = hashlib.sha256()
+    try:
+        for path in paths:
+            fd = regular_fd(path)
+            try:
+                digest = hashlib.sha256()
+                while chunk := os.read(fd, 1 << 20):
+                    digest.update(chunk)
+            finally:
+                os.close(fd)
+            total.update(digest.digest())
+    except (OSError, UserError):
+        return None
+    return total.hexdigest()
 
 
 def fallback_cache_dir(cache_root: Path, cache_dir: str | None = None) -> Path:
-    """Where the cache of a data folder that cannot be written goes: a folder per data folder (by its absolute
-    path) under dataset.cache_dir, or the per-user cache folder."""
-    base = Path(cache_dir).expanduser() if cache_dir else _user_cache()
-    return base / hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:16]
+    """The cache folder of one data folder: a folder per data folder (by its absolute path) under
+    dataset.cache_dir, or the per-user cache folder; never inside the data, where an archive could ship one."""
+    return cache_base(cache_dir) / hashlib.sha256(str(cache_root.resolve()).encode()).hexdigest()[:16]
 
 
-def _user_cache() -> Path:
+def cache_base(cache_dir: str | None = None) -> Path:
+    """dataset.cache_dir, or $XDG_CACHE_HOME/cnntrain (~/.cache/cnntrain): the root every cache write stays in."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "cnntrain"
 
@@ -145,18 +173,25 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def _read_cache(path: Path, count: int, input_shape: tuple[int, int, int]
+def _read_cache(path: Path, labels: list[int], input_shape: tuple[int, int, int]
                 ) -> tuple[torch.Tensor, list[tuple[int, str]]] | None:
+    """The cached (images, bad) when the file holds what this key stands for: the images of these labels' files,
+    less the bad ones, at this shape; else None, with a one-line notice when a file was there (it is rebuilt)."""
     if not path.is_file():
         return None
+    count = len(labels)
     try:
         cached = torch.load(path, map_location="cpu", weights_only=True)
         images, bad = cached["images"], list(zip(cached["bad"], cached["errors"]))
-        if (tuple(images.shape) == (count - len(bad), *input_shape) and images.dtype == torch.uint8
+        if (isinstance(images, torch.Tensor) and tuple(images.shape) == (count - len(bad), *input_shape)
+                and images.dtype == torch.uint8 and cached.get("labels") == labels
                 and all(isinstance(i, int) and 0 <= i < count and isinstance(r, str) for i, r in bad)):
             return images, bad
+        found = f"{tuple(images.shape)[0] if isinstance(images, torch.Tensor) else '?'} images"
     except Exception:
-        pass
+        found = "an unreadable file"
+    print(f"notice: the image cache {path} holds {found}, not the {count} files and labels it is keyed by; "
+          f"decoding them again", file=sys.stderr, flush=True)
     return None
 
 
@@ -239,15 +274,13 @@ class _progress:
 
 def _unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
     """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
-    from PIL import Image
-
     bad = []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path):
+            with open_image(path):
                 pass
-        except Exception as err:
-            bad.append((i, f"cannot read image {path}: {first_line(err)}"))
+        except DataError as err:
+            bad.append((i, str(err)))
     return bad
 
 

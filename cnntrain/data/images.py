@@ -12,12 +12,19 @@ on goes through exactly the conversion the training images went through. In orde
        crop     resize so the image covers the target (its shorter side fits), then cut the centre out
        pad      resize so the image fits inside the target, then centre it on black (letterbox)
 
-GIFs give their first frame. Pillow's pixel limit stays on: a decompression bomb is refused with one line.
+GIFs give their first frame. Only regular files are opened (a FIFO or a device named as an image is refused before
+it is opened), and an image whose header announces more than MAX_IMAGE_PIXELS is refused with one line before its
+pixels are decoded (Pillow's own decompression-bomb warning becomes that error too); Pillow's limits on PNG text
+chunks (PngImagePlugin.MAX_TEXT_CHUNK, MAX_TEXT_MEMORY) stay as they are.
 """
 
 from __future__ import annotations
 
 import io
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,13 +32,15 @@ import numpy as np
 import torch
 
 from cnntrain.config.names import RESIZE_MODES
-from cnntrain.errors import DataError, first_line
+from cnntrain.errors import DataError, UserError, first_line
+from cnntrain.files import open_regular
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # compared lower-cased
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 EXIF_ORIENTATION = 0x0112
+MAX_IMAGE_PIXELS = 8192 * 8192  # 67,108,864: a 48-megapixel photo decodes; a 9000x9000 bomb does not
 
 ImageSource = Path | IO[bytes]  # a file, or a binary file object (io.BytesIO from an archive or a parquet row)
 
@@ -54,15 +63,10 @@ def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
     """dataset.channels / dataset.image_size when set, else the first image's colour and (upright) size."""
     channels, size = cfg.get("channels"), cfg.get("image_size")
     if channels is None or size is None:
-        from PIL import Image
-
-        try:
-            with Image.open(first_image) as image:
-                mode, (width, height) = image.mode, image.size
-                if image.getexif().get(EXIF_ORIENTATION) in TRANSPOSED_ORIENTATIONS:
-                    width, height = height, width
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {first_image}: {first_line(err)}") from None
+        with open_image(first_image) as image:
+            mode, (width, height) = image.mode, image.size
+            if image.getexif().get(EXIF_ORIENTATION) in TRANSPOSED_ORIENTATIONS:
+                width, height = height, width
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]
     return int(channels), int(size[0]), int(size[1])
@@ -83,19 +87,66 @@ def decode_array(source: ImageSource, channels: int, height: int, width: int, *,
         raise DataError(f"cannot convert images to {channels} channels; image inputs have 1 (grayscale) or 3 (RGB)")
     if resize not in RESIZE_MODES:
         raise DataError(f"resize={resize!r}: expected one of {', '.join(RESIZE_MODES)}")
-    name = source if isinstance(source, Path) else (getattr(source, "name", None) or "image")
-    try:
-        with Image.open(source) as image:
+    name = _name(source)
+    with open_image(source) as image:
+        try:
             image = _upright(image)
             image = _to_mode(image, "L" if channels == 1 else "RGB")
             image = _to_size(image, width, height, resize)
             array = np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image not found: {name}") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {name}: {first_line(err)}") from None
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+            raise DataError(f"cannot read image {name}: {first_line(err)}") from None
     array = np.ascontiguousarray(array[None] if channels == 1 else array.transpose(2, 0, 1))
     return array if array.flags.writeable else array.copy()  # Pillow's buffer is read-only
+
+
+@contextmanager
+def open_image(source: ImageSource) -> Iterator[Any]:
+    """A Pillow image with only its header read, from a regular file or a file object; a DataError naming the
+    source when it is missing, not a regular file, not an image, or larger than MAX_IMAGE_PIXELS."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = _name(source)
+    try:
+        handle = open_regular(source) if isinstance(source, Path) else source
+    except FileNotFoundError:
+        raise DataError(f"image not found: {name}") from None
+    except (OSError, UserError) as err:
+        raise DataError(f"cannot read image {name}: {first_line(err)}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(handle)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                found = re.search(r"\((\d+) pixels\)", str(err))
+                raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "too many")) from None
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+                raise DataError(f"cannot read image {name}: {first_line(err)}") from None
+        with image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(_too_large(name, f"{width}x{height} = {width * height:,}"))
+            yield image
+    finally:
+        if handle is not source:
+            handle.close()
+
+
+def _too_large(name: str, pixels: str) -> str:
+    """The one line for an image over the pixel limit: cnntrain's, or Pillow's when someone set that lower."""
+    from PIL import Image
+
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is not None and pillow < MAX_IMAGE_PIXELS:
+        limit = f"Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS = {pillow:,}) allows"
+    else:
+        limit = f"the {MAX_IMAGE_PIXELS:,} (8192x8192) cnntrain decodes"
+    return f"image {name} is {pixels} pixels, more than {limit}; shrink it or leave it out"
+
+
+def _name(source: ImageSource) -> str:
+    return str(source) if isinstance(source, Path) else str(getattr(source, "name", None) or "image")
 
 
 def _upright(image: Any) -> Any:

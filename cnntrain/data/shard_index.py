@@ -3,8 +3,10 @@ tar headers once and kept.
 
 Indexing reads every member header of every shard (Python's tarfile: about 0.8 s per 10,000 samples on two
 cores), and every run on shards starts with it. So the index is cached like decoded images are: a small JSON file
-in a `.cnntrain-cache` folder beside the shards (a read-only shard folder: the per-user cache), keyed by the shard's
-path, size and modification time and by the image and label keys asked for; a changed shard is indexed afresh.
+in the per-user cache folder (dataset.cache_dir; never beside the shards, where a shard archive could ship one),
+keyed by the shard's absolute path, size, modification time, inode and change time (an archive can restore a
+modification time, not a change time: a shard extracted or written again is indexed afresh) and by the image and
+label keys asked for. Hashing the shards' bytes instead would read every shard whole, the cost the cache avoids.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnntrain.data.image_files import CACHE_DIR, fallback_cache_dir
-from cnntrain.errors import DataError, first_line
+from cnntrain.data.image_files import cache_base, fallback_cache_dir
+from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import atomic_write
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: keyed by inode and change time too
 LABEL_BYTES = 1024  # a label entry holds a class index or name, never more
 
 
@@ -31,21 +33,19 @@ class ShardIndex:
     first_image: str | None  # the member name of the shard's first image
 
 
-def shard_index(path: str, image_keys: tuple[str, ...], label_key: str) -> ShardIndex:
+def shard_index(path: str, image_keys: tuple[str, ...], label_key: str,
+                cache_dir: str | None = None) -> ShardIndex:
     """The shard's index, from the cache when the shard is unchanged, else from its tar headers (then cached)."""
-    places = _cache_files(path, image_keys, label_key)
-    for place in places:
-        cached = _read(place)
-        if cached is not None:
-            return cached
+    place = _cache_file(path, image_keys, label_key, cache_dir)
+    cached = _read(place)
+    if cached is not None:
+        return cached
     index = read_index(path, image_keys, label_key)
     text = json.dumps({"keys": index.keys, "labels": index.labels, "first_image": index.first_image})
-    for place in places:
-        try:
-            atomic_write(place, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-            break
-        except OSError:
-            continue  # a read-only shard folder caches per user; if that fails too, it indexes every run
+    try:
+        atomic_write(place, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), root=cache_base(cache_dir))
+    except (OSError, UserError):
+        pass  # an unwritable cache folder indexes every run
     return index
 
 
@@ -94,13 +94,14 @@ def read_member(path: str, name: str) -> bytes:
         raise DataError(f"cannot read {name} in shard {path}: {first_line(err)}") from None
 
 
-def _cache_files(path: str, image_keys: tuple[str, ...], label_key: str) -> list[Path]:
+def _cache_file(path: str, image_keys: tuple[str, ...], label_key: str, cache_dir: str | None) -> Path:
     shard = Path(path)
     stat = shard.stat()
     text = json.dumps({"version": INDEX_VERSION, "shard": str(shard.resolve()), "size": stat.st_size,
-                       "mtime_ns": stat.st_mtime_ns, "image_keys": list(image_keys), "label_key": label_key})
+                       "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
+                       "image_keys": list(image_keys), "label_key": label_key})
     name = f"shard-{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
-    return [shard.parent / CACHE_DIR / name, fallback_cache_dir(shard.parent) / name]
+    return fallback_cache_dir(shard.parent, cache_dir) / name
 
 
 def _read(place: Path) -> ShardIndex | None:

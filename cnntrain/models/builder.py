@@ -3,17 +3,23 @@ multiply-adds per image.
 
 One config item becomes one child of an nn.Sequential, so the summary rows, the config lines and the
 error messages all use the same 1-based index. This module knows nothing about training.
+
+An input shape may come from someone else's data (a first image of 9000x9000) or checkpoint, so before anything
+is allocated the layers are built and run once on the meta device (shapes only, no memory), layer by layer:
+a model with more than MAX_PARAMETERS parameters, or a layer whose output for one image holds more than
+MAX_VALUES_PER_IMAGE values, is one ModelConfigError before the real build, not gigabytes and then an error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from torch import nn
+from torch import device, nn
 
 from cnntrain.errors import ModelConfigError, first_line
 from cnntrain.models.registry import (
@@ -27,6 +33,9 @@ from cnntrain.models.registry import (
     get_spec,
     parse_item,
 )
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights, before gradients and optimizer state
+MAX_VALUES_PER_IMAGE = 1 << 28  # 268,435,456: one layer's output for one image, 1 GiB as float32
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ def build_model(
     load torch's FLOP counter, whose first use imports about a second of modules a training run needs anyway."""
     items = _plain_layers(layers, model_name)
     shape = _plain_shape(input_shape, model_name)
+    check_size(items, shape, model_name)
     model, rows = nn.Sequential(), []
     for index, item in enumerate(items, start=1):
         module, row = _build_one(item, index, shape, model_name, count_macs)
@@ -63,6 +73,35 @@ def build_model(
         rows.append(row)
         shape = row.output_shape
     return model, rows
+
+
+def check_size(items: list[Any], shape: Shape, model_name: str = "model") -> None:
+    """Raise ModelConfigError when the model on this input would exceed MAX_PARAMETERS or MAX_VALUES_PER_IMAGE,
+    found by building and running it on the meta device, which allocates nothing. A layer that fails there is left
+    to the real build to report in its own words: every layer before it is within the limits."""
+    _check_values(math.prod(shape), shape, model_name, "its input")
+    params, current = 0, shape
+    with device("meta"):
+        for index, item in enumerate(items, start=1):
+            try:
+                _, row = _build_one(item, index, current, model_name, count_macs=False)
+            except Exception:
+                return
+            params += row.params
+            if params > MAX_PARAMETERS:
+                raise ModelConfigError(
+                    f"model {model_name!r} on input {fmt_shape(shape)}: {params:,} parameters by layer {index} "
+                    f"({row.name}), more than the {MAX_PARAMETERS:,} cnntrain builds; use smaller images "
+                    f"(dataset.image_size) or a smaller model")
+            _check_values(math.prod(row.output_shape), row.output_shape, model_name, f"layer {index} ({row.name})")
+            current = row.output_shape
+
+
+def _check_values(count: int, shape: Shape, model_name: str, what: str) -> None:
+    if count > MAX_VALUES_PER_IMAGE:
+        raise ModelConfigError(
+            f"model {model_name!r}: {what} holds {fmt_shape(shape)} = {count:,} values per image, more than the "
+            f"{MAX_VALUES_PER_IMAGE:,} cnntrain allows; set dataset.image_size to a smaller size")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from cnntrain.config.names import EPOCH_COLUMNS
 from cnntrain.disk import DISK_ERRNOS, disk_errors
+from cnntrain.files import open_append
 
 PLAIN_PROGRESS_ENV = "CNNTRAIN_PLAIN_PROGRESS"
 """Set (by the Python API in a notebook) for the processes a run starts: the ranks of a data-parallel run write
@@ -59,7 +60,7 @@ class Reporter:
     def __init__(self, log_path: Path | None = None, *, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False)
         self._log_path = log_path
-        self._log: TextIO | None = log_path.open("a", encoding="utf-8") if log_path else None
+        self._log: TextIO | None = open_append(log_path) if log_path else None
         self._file_console = (
             Console(file=self._log, width=120, no_color=True, force_terminal=False, force_jupyter=False,
                     highlight=False)  # not jupyter: in a notebook rich would show the log's copy, not write it

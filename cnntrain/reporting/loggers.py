@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cnntrain.config.names import STEP_COLUMNS, epoch_columns
+from cnntrain.files import safe_folder
 from cnntrain.reporting.run_dir import MetricsCSV, RunDir, read_steps
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def open_loggers(cfg: DictConfig, paths: RunDir, history: list[dict[str, Any]]) 
     def tensorboard() -> Logger:
         from cnntrain.reporting.tensorboard import TensorBoardLogger
 
-        return TensorBoardLogger(paths.tensorboard)
+        return TensorBoardLogger(safe_folder(paths.tensorboard, paths.root))
 
     def mlflow() -> Logger:
         from cnntrain.reporting.mlflow_logger import MLflowLogger

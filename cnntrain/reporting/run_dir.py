@@ -16,7 +16,7 @@ from typing import Any
 from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.disk import disk_errors
 from cnntrain.errors import OutputError, UserError, first_line
-from cnntrain.files import kind_of, write_text
+from cnntrain.files import kind_of, open_append, write_text
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,9 @@ class RunDir:
         return self.root / f"rank-{rank}.log"
 
     def temp_files(self) -> list[Path]:
-        """Temp files of writes that were killed before their rename."""
-        return [*self.root.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]
+        """Temp files of writes that were killed before their rename (none through a linked checkpoints/)."""
+        linked = self.checkpoints.is_symlink()
+        return [*self.root.glob(".*.tmp"), *([] if linked else self.checkpoints.glob(".*.tmp"))]
 
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # in a sweep's directory, beside the job directories
@@ -164,7 +165,7 @@ class MetricsCSV:
         write_text(path, buffer.getvalue())
 
     def append(self, *rows: dict[str, Any]) -> None:
-        with disk_errors(self.path), self.path.open("a", newline="") as f:
+        with disk_errors(self.path), open_append(self.path) as f:
             csv.writer(f).writerows(self._cells(row) for row in rows)
 
     def _cells(self, row: dict[str, Any]) -> list[Any]:

@@ -36,10 +36,11 @@ def _load_failure(path: Path, err: Exception) -> str:
     return first_line(err)[:200]
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format."""
+def save_checkpoint(path: Path, payload: dict[str, Any], *, root: Path | None = None) -> None:
+    """Save `payload` (model/optimizer/scheduler state, epoch, RNG, ...) tagged with our format, inside `root`
+    (the run directory: a checkpoints/ folder that links out of it is refused)."""
     tagged = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    atomic_write(path, lambda tmp: torch_save(tagged, tmp))
+    atomic_write(path, lambda tmp: torch_save(tagged, tmp), root=root)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -263,9 +263,9 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
             state["rng_per_rank"] = ranks.gather_objects(state["rng"])
         on_steps(step_rows(steps, epoch))  # before last.pt: a resume drops steps past it, and never lacks any
         if improved and ranks.main:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with N
-            save_checkpoint(paths.best, state)
+            save_checkpoint(paths.best, state, root=paths.root)
         if ranks.main:
-            save_checkpoint(paths.last, state)
+            save_checkpoint(paths.last, state, root=paths.root)
         display.end_epoch(row, best=improved)
         on_epoch(row)
         if _should_stop(settings, early):

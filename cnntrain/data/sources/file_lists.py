@@ -19,7 +19,7 @@ from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 class FileListing:
     """A dataset's image files per split, found without decoding them."""
 
-    cache_root: Path  # the folder whose .cnntrain-cache holds the decoded images
+    cache_root: Path  # the folder the decoded images' cache is named for (under dataset.cache_dir)
     classes: list[str]
     input_shape: tuple[int, int, int]
     train_files: ImageFiles

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cnntrain.data.image_files import CACHE_DIR, LazyImages, fallback_cache_dir
+from cnntrain.data.image_files import LazyImages, fallback_cache_dir
 from cnntrain.data.images import NamedBytes, decode_image
 from cnntrain.disk import torch_save
-from cnntrain.errors import DataError
+from cnntrain.errors import DataError, UserError
 from cnntrain.files import atomic_write
 
 if TYPE_CHECKING:
@@ -68,17 +67,15 @@ def decode_split(scan: HFScan, role: str, shape: tuple[int, int, int], chunk: in
             images[row] = decode_image(_as_source(value, _where(scan.name, split, row)), *shape, resize=scan.resize)
             row += 1
     try:
-        atomic_write(path, lambda tmp: torch_save({"images": images}, tmp))
-    except OSError:
+        atomic_write(path, lambda tmp: torch_save({"images": images}, tmp), root=scan.cache_root.parent)
+    except (OSError, UserError):
         pass  # an unwritable cache folder still trains; it just decodes every time
     return images
 
 
 def cache_root(folder: Path | None, name: str, cache_dir: str | None) -> Path:
-    """<the dataset's folder>/.cnntrain-cache when writable, else a folder of this dataset's under dataset.cache_dir
-    (null: the per-user cache, as for image files)."""
-    if folder is not None and os.access(folder, os.W_OK):
-        return folder / CACHE_DIR
+    """A folder of this dataset's under dataset.cache_dir (null: the per-user cache, as for image files): never
+    inside the dataset's folder, where a shipped cache with a matching fingerprint could stand for its images."""
     return fallback_cache_dir(folder if folder is not None else Path("huggingface") / name, cache_dir)
 
 

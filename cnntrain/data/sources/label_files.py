@@ -20,6 +20,7 @@ open the file at the mistake. The file is read once per run (describe), without 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.data.sources.label_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
+from cnntrain.files import open_regular
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
 PATH_NAMES = ("path", "image", "file", "filename", "filepath", "image_path")
@@ -65,7 +67,7 @@ def scan_label_file(cfg: Any) -> FileListing:
     if suffix not in FORMATS:
         raise DataError(f"label file {file}: unknown format '{file.suffix or '(no suffix)'}'; expected "
                         f"{', '.join(FORMATS)} (comma-separated, tab-separated, JSON Lines)")
-    if not file.is_file():
+    if not file.exists():
         raise DataError(f"label file {file} not found; set dataset.file to a {', '.join(FORMATS)} file")
     try:
         columns, rows = _read_jsonl(file) if FORMATS[suffix] == "JSON Lines" else _read_table(file, suffix)
@@ -109,7 +111,8 @@ def scan_label_file(cfg: Any) -> FileListing:
 
 def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
     """A CSV/TSV file's header and its non-blank rows, each with the file line it starts on."""
-    with open(file, newline="", encoding="utf-8-sig") as handle:  # -sig: the BOM spreadsheets write
+    # -sig: the BOM spreadsheets write; open_regular: a FIFO named as the label file would never end
+    with io.TextIOWrapper(open_regular(file), newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
         try:
             header = next(reader, None)
@@ -135,7 +138,7 @@ def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
 def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
     """A JSON Lines file's objects (blank lines skipped); the columns are the first object's keys."""
     rows: list[Row] = []
-    with open(file, encoding="utf-8-sig") as handle:
+    with io.TextIOWrapper(open_regular(file), encoding="utf-8-sig") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue

@@ -7,12 +7,10 @@ socket timeout; any failure ends in one DataError that names the folder and the 
 
 from __future__ import annotations
 
-import gzip
 import math
-import shutil
+import os
 import socket
 import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +20,9 @@ import torch
 
 from cnntrain.data.description import DataDescription
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.idx_gzip import MAX_IDX_BYTES, gunzip_idx
 from cnntrain.errors import ConfigError, DataError, first_line
+from cnntrain.files import open_regular
 
 # The four files torchvision's MNIST-style datasets read from <root>/<class>/raw.
 IDX_FILES = (
@@ -111,24 +111,10 @@ def _gunzip_missing(folder: Path) -> dict[Path, str]:
     for name in _missing_files(folder):
         archive = folder / f"{name}.gz"
         if archive.is_file():
-            reason = _gunzip(archive, folder / name)
+            reason = gunzip_idx(archive, folder / name, dims=int(name.split("idx")[1][0]))
             if reason is not None:
                 broken[archive] = reason
     return broken
-
-
-def _gunzip(archive: Path, target: Path) -> str | None:
-    """Unpack via a .part file, so a broken archive never leaves a half-written IDX file that looks present;
-    returns why it failed, or None."""
-    part = target.with_name(target.name + ".part")
-    try:
-        with gzip.open(archive, "rb") as src, open(part, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        part.replace(target)
-    except (OSError, EOFError, zlib.error) as err:
-        part.unlink(missing_ok=True)
-        return first_line(err)
-    return None
 
 
 @contextmanager
@@ -257,7 +243,15 @@ def read_labels(cfg: Any, train: bool) -> torch.Tensor:
 def read_idx(path: Path, dims: int) -> torch.Tensor:
     """An IDX file of unsigned bytes with `dims` dimensions (0x00 0x00 0x08 <dims>, then big-endian uint32
     sizes, then the data) as a uint8 tensor; a DataError naming the file when it is anything else."""
-    data = path.read_bytes()
+    try:
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_IDX_BYTES:
+                raise DataError(_corrupt_message(path, f"it holds {size:,} bytes, more than the {MAX_IDX_BYTES:,} "
+                                                       f"an IDX file may"))
+            data = handle.read()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {first_line(err)}") from None
     header = 4 + 4 * dims
     if len(data) < header or data[:4] != bytes((0, 0, 0x08, dims)):
         found = data[:4].hex() if len(data) >= 4 else f"{len(data)} bytes"

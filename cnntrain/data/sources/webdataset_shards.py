@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from cnntrain.data.description import DataDescription
-from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image
+from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
 from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
@@ -108,7 +108,8 @@ def scan_shards(cfg: Any) -> ShardScan:
     keys = image_keys(cfg)
     delimiter = label_set_delimiter(cfg)
     first: list[tuple[str, bytes]] = []
-    indexed = {name: None if paths is None else [index_shard(p, keys, str(cfg.label_key), classes, first, delimiter)
+    label_key, cache_dir = str(cfg.label_key), cfg.get("cache_dir")
+    indexed = {name: None if paths is None else [index_shard(p, keys, label_key, classes, first, delimiter, cache_dir)
                                                  for p in paths]
                for name, paths in specs.items()}
     if not any(part.count for part in indexed["train"]):
@@ -183,10 +184,11 @@ def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | No
 
 
 def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
-                first: list[tuple[str, bytes]], delimiter: str | None = None) -> ShardPart:
+                first: list[tuple[str, bytes]], delimiter: str | None = None,
+                cache_dir: str | None = None) -> ShardPart:
     """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
     entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
-    index = shard_index(path, keys, label_key)
+    index = shard_index(path, keys, label_key, cache_dir)
     labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
                    for key, text in zip(index.keys, index.labels))
     if not first and index.first_image is not None:
@@ -198,13 +200,8 @@ def _input_shape(cfg: Any, first: tuple[str, bytes]) -> tuple[int, int, int]:
     """dataset.channels / dataset.image_size when set, else the first training image's colour and size."""
     channels, size = cfg.get("channels"), cfg.get("image_size")
     if channels is None or size is None:
-        from PIL import Image
-
-        try:
-            with Image.open(NamedBytes(first[1], first[0])) as image:
-                mode, (width, height) = image.mode, image.size
-        except (OSError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot read image {first[0]}: {first_line(err)}") from None
+        with open_image(NamedBytes(first[1], first[0])) as image:
+            mode, (width, height) = image.mode, image.size
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]
     return int(channels), int(size[0]), int(size[1])
