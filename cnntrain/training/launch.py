@@ -27,9 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cnntrain.errors import Interrupted, RankFailed, UserError
+from cnntrain.errors import Interrupted, RankFailed, Stopped, UserError
 
 MONITOR_SECONDS = 0.5  # how often the elastic agent looks at its workers: a dead rank stops the run this fast
+SHUTDOWN_SECONDS = 120  # after a stop signal, how long the ranks have to reach a step and save before SIGKILL
+SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
 
 
 def train_job(cfg: Any, run_dir: Path, *, description: Any = None, checkpoint: dict[str, Any] | None = None,
@@ -98,9 +100,9 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"cnntrain-{uuid.uuid4().hex}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                          monitor_interval=MONITOR_SECONDS, start_method="spawn")
+                          monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS)
     try:
-        with _standard_start_method():
+        with _standard_start_method(), _forwarded_signals():
             results = elastic_launch(config, _rank_main)(job)
     except ChildFailedError as err:
         raise _failure(err, Path(job["run_dir"])) from None
@@ -108,7 +110,32 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
         from cnntrain.training.run import interrupted_message
 
         raise Interrupted(interrupted_message(Path(job["run_dir"])), 128 + int(err.sigval)) from None
+    if isinstance(results[0], dict):  # the ranks stopped together for a signal, last.pt written
+        raise Stopped(results[0]["stopped"], results[0]["exit_code"])
     return float(results[0])
+
+
+@contextlib.contextmanager
+def _forwarded_signals() -> Iterator[None]:
+    """While the ranks run, the elastic agent turns these signals into a shutdown that sends the same signal to
+    every rank (and SIGKILL after SHUTDOWN_SECONDS): the ranks save at their next step and stop. The agent
+    installs its handlers and leaves them; ours are put back afterwards."""
+    import signal
+
+    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    variable = os.environ.get(SIGNALS_VARIABLE)
+    os.environ[SIGNALS_VARIABLE] = ",".join(names)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
+        if variable is None:
+            os.environ.pop(SIGNALS_VARIABLE, None)
+        else:
+            os.environ[SIGNALS_VARIABLE] = variable
 
 
 @contextlib.contextmanager
@@ -137,11 +164,14 @@ def free_port() -> int:
 def _rank_main(job: dict[str, Any]) -> float:
     """Each worker the elastic launcher starts runs this (a job of one device alone, without a process group)."""
     _die_with_parent()
-    if job["alone"]:
-        from cnntrain.training.distributed import SINGLE
+    try:
+        if job["alone"]:
+            from cnntrain.training.distributed import SINGLE
 
-        return _train_rank(SINGLE, job)
-    return _join(launched_ranks(), job)
+            return _train_rank(SINGLE, job)
+        return _join(launched_ranks(), job)
+    except Stopped as stop:  # a result, not a failure: the launcher ends the run with its line and status
+        return {"stopped": str(stop), "exit_code": stop.exit_code}
 
 
 def _die_with_parent() -> None:
@@ -161,7 +191,11 @@ def _join(ranks: Any, job: dict[str, Any] | None) -> float:
     ranks = distributed.start(ranks)
     try:
         job = distributed.share_object(job)
-        result = _train_rank(ranks, job)
+        try:
+            result = _train_rank(ranks, job)
+        except Stopped:
+            distributed.wait_for_all()  # every rank stopped at the same step; rank 0 may still write last.pt
+            raise
         distributed.wait_for_all()  # no rank tears down while rank 0 still writes the report (only on success:
         return result               # after a failure the others may never come, and the launcher ends them)
     finally:

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
+from cnntrain.config.budgets import parse_duration
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
@@ -32,6 +33,7 @@ from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import test, unwrap
 from cnntrain.training.finetune import frozen_note, model_size
 from cnntrain.training.loop import FitSettings, fit
+from cnntrain.training.progress import check_in_epoch, check_world, resume_point
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
 
@@ -90,7 +92,9 @@ def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> Dic
     cfg = OmegaConf.create(checkpoint["config"])
     if devices is not None:
         cfg.trainer.devices = devices
-    return validate(cfg)
+    cfg = validate(cfg)
+    check_world(checkpoint, cfg.trainer.devices)
+    return cfg
 
 
 def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -104,6 +108,7 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
     check_resume_state(checkpoint, path, RESUME_KEYS)
+    check_in_epoch(checkpoint, path)
     return checkpoint
 
 
@@ -115,16 +120,17 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0),
-        tta=t.tta, finetune=t.finetune, sampler=t.sampler,
+        tta=t.tta, finetune=t.finetune, sampler=t.sampler, every_steps=t.checkpoint.every_steps,
+        every_minutes=t.checkpoint.every_minutes, time_limit=parse_duration(t.time_limit),
     )
 
 
 def interrupted_message(run_dir: Path) -> str:
-    """What to do after Ctrl-C or SIGTERM: resume from last.pt, when an epoch finished."""
+    """What to do after Ctrl-C or SIGTERM: resume from last.pt, when one was written."""
     paths = RunDir(run_dir)
     if not paths.last.is_file():
-        return f"interrupted before the first epoch finished; nothing to resume in {paths.root}"
-    return f"interrupted; {paths.last} keeps the last finished epoch; continue with: cnntrain resume={paths.root}"
+        return f"interrupted before the first checkpoint; nothing to resume in {paths.root}"
+    return f"interrupted; {paths.last} keeps the last checkpoint; continue with: cnntrain resume={paths.root}"
 
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
@@ -152,7 +158,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     for logger in loggers:
         logger.log_model(model_table)
     if resume:
-        reporter.print(f"resuming after epoch {resume['epoch']} from {paths.last}")
+        reporter.print(f"resuming {resume_point(resume)} from {paths.last}")
     settings = fit_settings(cfg)
     if ranks.main and cfg.report.plots and settings.augment.enabled:
         write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)
