@@ -96,8 +96,10 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    for name in [*prefixes, *logging.root.manager.loggerDict]:  # torch sets its modules' levels one by one
+        if name.startswith(prefixes):
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"cnntrain-{uuid.uuid4().hex}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                           monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS)
@@ -109,7 +111,7 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
     except SignalException as err:
         from cnntrain.training.run import interrupted_message
 
-        raise Interrupted(interrupted_message(Path(job["run_dir"])), 128 + int(err.sigval)) from None
+        raise Interrupted(interrupted_message(Path(job["run_dir"]), int(err.sigval)), 128 + int(err.sigval)) from None
     if isinstance(results[0], dict):  # the ranks stopped together for a signal, last.pt written
         raise Stopped(results[0]["stopped"], results[0]["exit_code"])
     return float(results[0])

@@ -7,6 +7,7 @@ in cnntrain.commands.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     try:
         return _run(cfg, paths, reporter, loggers, started, resume, description, ranks)
     except KeyboardInterrupt as err:
-        raise Interrupted(interrupted_message(run_dir), exit_code=143 if str(err) == "SIGTERM" else 130) from None
+        sigterm = str(err) == "SIGTERM"
+        raise Interrupted(interrupted_message(run_dir, signal.SIGTERM if sigterm else None),
+                          exit_code=143 if sigterm else 130) from None
     finally:
         if own_reporter:
             reporter.close()
@@ -125,12 +128,17 @@ def fit_settings(cfg: DictConfig) -> FitSettings:
     )
 
 
-def interrupted_message(run_dir: Path) -> str:
-    """What to do after Ctrl-C or SIGTERM: resume from last.pt, when one was written."""
+def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
+    """What to do after Ctrl-C or a signal (`signum`): resume from last.pt, when one was written."""
     paths = RunDir(run_dir)
+    how = f"stopped by {signal.Signals(signum).name}" if signum else "interrupted"
     if not paths.last.is_file():
-        return f"interrupted before the first checkpoint; nothing to resume in {paths.root}"
-    return f"interrupted; {paths.last} keeps the last checkpoint; continue with: cnntrain resume={paths.root}"
+        return f"{how} before the first checkpoint; nothing to resume in {paths.root}"
+    try:
+        point = f"resumes {resume_point(load_checkpoint(paths.last))}"
+    except CheckpointError:
+        point = "is the last checkpoint"
+    return f"{how}; {paths.last} {point}; continue with: cnntrain resume={paths.root}"
 
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
