@@ -32,6 +32,7 @@ from cnntrain.errors import Interrupted, RankFailed, Stopped, UserError
 MONITOR_SECONDS = 0.5  # how often the elastic agent looks at its workers: a dead rank stops the run this fast
 SHUTDOWN_SECONDS = 120  # after a stop signal, how long the ranks have to reach a step and save before SIGKILL
 SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
+FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
 def train_job(cfg: Any, run_dir: Path, *, description: Any = None, checkpoint: dict[str, Any] | None = None,
@@ -102,7 +103,8 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
             logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"cnntrain-{uuid.uuid4().hex}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                          monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS)
+                          monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
+                          signals_to_handle=",".join(FORWARDED_SIGNALS))
     try:
         with _standard_start_method(), _forwarded_signals():
             results = elastic_launch(config, _rank_main)(job)
@@ -124,10 +126,8 @@ def _forwarded_signals() -> Iterator[None]:
     installs its handlers and leaves them; ours are put back afterwards."""
     import signal
 
-    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
-    variable = os.environ.get(SIGNALS_VARIABLE)
-    os.environ[SIGNALS_VARIABLE] = ",".join(names)
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in FORWARDED_SIGNALS}
+    variable = os.environ.get(SIGNALS_VARIABLE)  # the launcher sets it for the agent and leaves it
     try:
         yield
     finally:
