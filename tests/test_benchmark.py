@@ -51,3 +51,15 @@ def test_decode_benchmark_prints_four_rates_and_three_ratios(tmp_path):
     assert [name for name, _ in rates] == ["a", "b", "c", "d"] and all(int(r) > 0 for _, r in rates)
     for ratio in ("b/c", "a/c", "d/c"):
         assert re.search(rf"ratio {ratio} .* = \d+\.\d{{3}}", out.stdout), ratio
+
+
+def test_checkpoint_overhead_benchmark_prints_the_ratio_and_changes_no_number(synthetic_data_root, tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "checkpoint_overhead.py"), "--data-root",
+                          str(synthetic_data_root), "--every", "3", "--rounds", "1", "--", "model=cnn2",
+                          "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false", "report.html=false"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    found = re.search(r"without [\d.]+ s \(test acc ([\d.]+)%\) .* \(2 checkpoints inside epochs, test acc "
+                      r"([\d.]+)%\)", out.stdout)
+    assert found and found.group(1) == found.group(2), out.stdout
+    assert re.search(r"ratio of the medians x\d+\.\d{3}, per round x\d+\.\d{3}$", out.stdout.strip())
