@@ -210,3 +210,36 @@ def test_an_edited_position_is_refused_in_one_line(tmp_path, stopped_inside, edi
         load_resume_checkpoint(tmp_path / "stopped")
     assert str(caught.value).startswith(f"{path} cannot be resumed: ") and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_an_epochs_batches_from_a_start_are_the_tail_of_the_whole_epoch():
+    from cnntrain.data.batches import iterate_batches
+    from cnntrain.data.loading import TensorSplit
+
+    split = TensorSplit(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50))
+    for rank in (0, 1):
+        whole = list(iterate_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
+                                     world=2))
+        tail = list(iterate_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
+                                    world=2, start=4))
+        assert len(tail) == len(whole) - 4
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(tail, whole[4:]))
+
+
+@pytest.mark.slow
+def test_an_image_folder_read_by_workers_resumes_inside_an_epoch_exactly(tmp_path, monkeypatch):
+    """Files decoded by DataLoader workers (dataset.in_memory=false): the resume skips the batches done unread."""
+    from synthetic_images import make_folder
+
+    root = make_folder(tmp_path / "data", rgb=False, size=20, per_class=12)
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.in_memory=false",
+                         "dataset.num_workers=1", "model=cnn2", "trainer.epochs=2", "trainer.batch_size=8",
+                         "trainer.progress=false", "report.plots=false", "report.html=false",
+                         "dataset.augment=[{hflip: 0.5}]")
+    run(cfg, tmp_path / "reference")
+    signal_at(monkeypatch, 5, signal.SIGUSR2)
+    with pytest.raises(Stopped):
+        run(cfg, tmp_path / "stopped")
+    monkeypatch.undo()
+    resume_run(tmp_path / "stopped")
+    assert_same_run(tmp_path / "stopped", tmp_path / "reference")
