@@ -96,16 +96,20 @@ def test_a_signal_inside_an_epoch_saves_there_and_the_resume_equals_the_uninterr
     assert_same_run(tmp_path / "stopped", tmp_path / "reference")
 
 
-def test_checkpoints_every_n_steps_are_written_inside_the_epoch(tmp_path, small_config, monkeypatch):
-    """every_steps=5 over 12-batch epochs: last.pt at steps 5 and 10 of epoch 1 (then the epoch's end)."""
+@pytest.mark.parametrize(("every", "steps"), [
+    ("every_steps=5", [5, 10]),  # over 12-batch epochs: steps 5 and 10 of epoch 1, then the epoch's end
+    ("every_minutes=0.00001", list(range(1, 12))),  # 0.6 ms: after every step (a step takes longer)
+])
+def test_checkpoints_are_written_inside_the_epoch(tmp_path, small_config, monkeypatch, every, steps):
     from cnntrain.training import loop
 
     written = []
     real = loop.save_checkpoint
     monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: (
         written.append((path.name, state["epoch"], (state.get("in_epoch") or {}).get("step"))), real(path, state)))
-    run(small_config("trainer.epochs=1", "trainer.checkpoint.every_steps=5"), tmp_path)
-    assert [w for w in written if w[0] == "last.pt"] == [("last.pt", 0, 5), ("last.pt", 0, 10), ("last.pt", 1, None)]
+    run(small_config("trainer.epochs=1", f"trainer.checkpoint.{every}"), tmp_path)
+    expected = [*(("last.pt", 0, step) for step in steps), ("last.pt", 1, None)]
+    assert [w for w in written if w[0] == "last.pt"] == expected
 
 
 def test_a_signal_during_validation_stops_after_the_epochs_checkpoint(tmp_path, small_config, monkeypatch):
