@@ -109,7 +109,7 @@ def in_epoch_state(epoch: int, order_rng: torch.Tensor, lr: float, seconds: floa
                    per_rank: list[dict[str, Any]]) -> dict[str, Any]:
     """last.pt's IN_EPOCH entry: `per_rank` holds each rank's {"rng": ..., "sums": EpochProgress.state_dict()}."""
     step = per_rank[0]["sums"]["step"]
-    return {"epoch": epoch, "step": step, "order_rng": order_rng, "lr": lr, "seconds": seconds,
+    return {"epoch": epoch, "step": step, "order_rng": order_rng, "lr": float(lr), "seconds": float(seconds),
             "world": len(per_rank), "ranks": per_rank}
 
 
