@@ -247,3 +247,19 @@ def test_an_image_folder_read_by_workers_resumes_inside_an_epoch_exactly(tmp_pat
     monkeypatch.undo()
     resume_run(tmp_path / "stopped")
     assert_same_run(tmp_path / "stopped", tmp_path / "reference")
+
+
+def test_a_signal_before_training_stops_at_the_first_step(tmp_path, small_config, monkeypatch):
+    """SIGTERM while the data loads (the run's handlers are in place from its start): saved after step 1."""
+    import cnntrain.training.run as run_module
+
+    real = run_module.setup
+
+    def setup(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "setup", setup)
+    with pytest.raises(Stopped) as stopped:
+        run(small_config("trainer.epochs=1"), tmp_path)
+    assert stopped.value.exit_code == 143 and "holds epoch 1, batch 1 of 12;" in str(stopped.value)

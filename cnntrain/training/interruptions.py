@@ -4,10 +4,10 @@ the time budget.
 SIGTERM, SIGUSR1 and SIGUSR2 (what SLURM and other schedulers send before a pre-emption or a time limit) only
 set a flag while training runs; the loop looks at it after each optimizer step, writes last.pt there and stops
 with exit status 128 + the signal's number and one line saying how to resume. The handlers are installed for
-the training loop only and the previous ones put back; a previous Python handler (submitit's requeue, the
-command's own) then gets the signal too, after the checkpoint is safe. In a data-parallel run the ranks agree
-after every step (one all-reduce of three numbers), so a signal to any rank stops all of them at the same step,
-each with its state in the same last.pt.
+the run only (cnntrain.training.run) and the previous ones put back; a previous Python handler (submitit's
+requeue, the command's own) then gets the signal too, after the checkpoint is safe. In a data-parallel run the
+ranks agree after every step (one all-reduce of three numbers), so a signal to any rank stops all of them at the
+same step, each with its state in the same last.pt.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from cnntrain.config.names import STEP_LOSS
 from cnntrain.data.augment import Augment, dominant_class
 from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches
 from cnntrain.data.loading import DataBundle
-from cnntrain.errors import Stopped, UserError
+from cnntrain.errors import UserError
 from cnntrain.reporting.console import EpochDisplay
 from cnntrain.reporting.metrics import FitResult
 from cnntrain.training.accel import Accel
@@ -32,7 +32,7 @@ from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import default_accel, evaluate, forward, unwrap
 from cnntrain.training.finetune import freeze_for_epoch
-from cnntrain.training.interruptions import StepWatch, StopRequested, StopSignals, stop_message, stop_status
+from cnntrain.training.interruptions import StepWatch, StopRequested, StopSignals
 from cnntrain.training.optim import LRSchedule
 from cnntrain.training.progress import (
     IN_EPOCH,
@@ -211,22 +211,18 @@ def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches
 def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
         on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
         checkpoint_extra: dict[str, Any] | None = None, resume: dict[str, Any] | None = None,
-        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None) -> FitResult:
+        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None,
+        signals: StopSignals | None = None) -> FitResult:
     """Train for up to settings.epochs; write last.pt every epoch (and inside epochs as settings.every_steps /
     every_minutes ask, or when a stop signal comes) and best.pt on improvement; stop at settings.time_limit.
 
     `resume` is a last.pt payload: training continues after its epoch (or its step inside an epoch) with every
     state it saved. `on_epoch` gets each epoch's row, `on_steps` its optimizer steps (rows of STEP_COLUMNS).
-    A stop signal ends the run with Stopped (exit status 128 + its number) once last.pt holds the step.
+    `signals` is the run's StopSignals (installed by the caller): once a signal's last.pt is written, fit raises
+    StopRequested.
     """
-    signals = StopSignals()
-    with signals:
-        try:
-            return _fit(run, settings, paths, display, on_epoch, checkpoint_extra, resume, on_steps, signals)
-        except StopRequested as stop:
-            stopped = stop
-    signals.pass_on(stopped.signum)  # the handler before ours (submitit's requeue, say), now that last.pt is safe
-    raise Stopped(stop_message(stopped, paths.root), stop_status(stopped.signum))
+    return _fit(run, settings, paths, display, on_epoch, checkpoint_extra, resume, on_steps,
+                signals or StopSignals())
 
 
 def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,

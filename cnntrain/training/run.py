@@ -21,7 +21,7 @@ from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
 from cnntrain.data.description import DataDescription
-from cnntrain.errors import CheckpointError, Interrupted
+from cnntrain.errors import CheckpointError, Interrupted, Stopped
 from cnntrain.reporting.augment_preview import write_augment_preview
 from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.loggers import Logger, open_loggers
@@ -33,6 +33,7 @@ from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import test, unwrap
 from cnntrain.training.finetune import frozen_note, model_size
+from cnntrain.training.interruptions import StopRequested, StopSignals, stop_message, stop_status
 from cnntrain.training.loop import FitSettings, fit
 from cnntrain.training.progress import check_in_epoch, check_world, resume_point
 from cnntrain.training.saved_run import check_resume_state
@@ -56,8 +57,10 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
     so summary.json can tell start-up apart from training and evaluation. `resume` is the run's
     checkpoints/last.pt payload (see resume_run); `description` is what the preflight learned about the
-    data. Ctrl-C or SIGTERM becomes Interrupted, whose message says how to continue; last.pt is only
-    ever replaced whole.
+    data. Ctrl-C becomes Interrupted, whose message says how to continue; SIGTERM, SIGUSR1 and SIGUSR2 (handled
+    while the run lasts) save last.pt at the next training step and become Stopped (exit status 128 + the
+    signal's number); one that comes before training stops at its first step, one during the final test and
+    report lets the run finish. last.pt is only ever replaced whole.
     """
     started = time.perf_counter() if started is None else started
     paths = RunDir(run_dir)
@@ -65,8 +68,13 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     own_reporter = reporter is None
     reporter = reporter or Reporter(paths.train_log if ranks.main else None)
     loggers: list[Logger] = []
+    signals = StopSignals()
     try:
-        return _run(cfg, paths, reporter, loggers, started, resume, description, ranks)
+        with signals:
+            return _run(cfg, paths, reporter, loggers, started, resume, description, ranks, signals)
+    except StopRequested as stop:
+        signals.pass_on(stop.signum)  # the handler before ours (submitit's requeue, say), now that last.pt is safe
+        raise Stopped(stop_message(stop, run_dir), stop_status(stop.signum)) from None
     except KeyboardInterrupt as err:
         sigterm = str(err) == "SIGTERM"
         raise Interrupted(interrupted_message(run_dir, signal.SIGTERM if sigterm else None),
@@ -142,7 +150,8 @@ def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
 
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
-         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks) -> float:
+         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks,
+         signals: StopSignals) -> float:
     run = setup(cfg, description, ranks=ranks, weights=resume["model"] if resume else None)
     ranks = run.ranks
     if ranks.main:
@@ -175,7 +184,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs") as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
                      checkpoint_extra=extra, resume=resume,
-                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers])
+                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers], signals=signals)
         test_started = time.perf_counter()
         tested = _test_last_and_best(run, paths, result, settings, display)
     timing = {
