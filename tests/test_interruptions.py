@@ -230,7 +230,6 @@ def test_an_epochs_batches_from_a_start_are_the_tail_of_the_whole_epoch():
         assert all(torch.equal(a[1], b[1]) for a, b in zip(tail, whole[4:]))
 
 
-@pytest.mark.slow
 def test_an_image_folder_read_by_workers_resumes_inside_an_epoch_exactly(tmp_path, monkeypatch):
     """Files decoded by DataLoader workers (dataset.in_memory=false): the resume skips the batches done unread."""
     from synthetic_images import make_folder
