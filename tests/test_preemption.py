@@ -152,9 +152,11 @@ def test_two_ranks_stop_together_for_a_signal_to_one_rank_and_survive_sigkill(tm
 def test_a_signal_to_the_launcher_of_two_ranks_saves_and_exits_with_its_status(tmp_path, small_root):
     process = start(tmp_path, small_root, *RUN, "trainer.devices=2", "hydra.run.dir=run")
     wait_for_checkpoint_inside(tmp_path / "run", process)
+    signalled = time.monotonic()
     process.send_signal(signal.SIGUSR2)
     status, _, stderr = finish(process)
     assert status == 140, stderr
+    assert time.monotonic() - signalled < 60, "the ranks stop at their next step, not at the launcher's deadline"
     assert_stopped_line(stderr, "SIGUSR2", tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["in_epoch"]["world"] == 2
 

@@ -114,8 +114,6 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
         from cnntrain.training.run import interrupted_message
 
         raise Interrupted(interrupted_message(Path(job["run_dir"]), int(err.sigval)), 128 + int(err.sigval)) from None
-    if isinstance(results[0], dict):  # the ranks stopped together for a signal, last.pt written
-        raise Stopped(results[0]["stopped"], results[0]["exit_code"])
     return float(results[0])
 
 
@@ -166,14 +164,11 @@ def free_port() -> int:
 def _rank_main(job: dict[str, Any]) -> float:
     """Each worker the elastic launcher starts runs this (a job of one device alone, without a process group)."""
     _die_with_parent()
-    try:
-        if job["alone"]:
-            from cnntrain.training.distributed import SINGLE
+    if job["alone"]:
+        from cnntrain.training.distributed import SINGLE
 
-            return _train_rank(SINGLE, job)
-        return _join(launched_ranks(), job)
-    except Stopped as stop:  # a result, not a failure: the launcher ends the run with its line and status
-        return {"stopped": str(stop), "exit_code": stop.exit_code}
+        return _train_rank(SINGLE, job)
+    return _join(launched_ranks(), job)
 
 
 def _die_with_parent() -> None:
@@ -245,13 +240,23 @@ def _failure(err: Any, run_dir: Path) -> UserError:
         return RankFailed(f"rank {rank} died: {_signal_text(failure)}{where}")
     kind, _, text = str(failure.message.get("message", "")).partition(": ")
     user_error = _user_error_class(kind)
-    if user_error is Interrupted:
-        return Interrupted(text)
+    if user_error is not None and issubclass(user_error, Interrupted):  # a rank raises, not returns: a worker that
+        return user_error(text, _stop_status(text))                    # returned would wait for an agent shutting down
     if user_error is not None:
         error = user_error.__new__(user_error)
         UserError.__init__(error, f"rank {rank}: {text}" if rank else text)
         return error
     return RankFailed(f"rank {rank} failed: {kind}: {text.splitlines()[0] if text else ''}{where}")
+
+
+def _stop_status(text: str) -> int:
+    """The exit status of a stop whose line a rank wrote: 128 + the signal it names ('stopped by SIGUSR1'), 130
+    for Ctrl-C."""
+    import re
+    import signal
+
+    named = re.match(r"stopped by (SIG[A-Z0-9]+)", text)
+    return 128 + int(signal.Signals[named.group(1)]) if named and named.group(1) in signal.Signals.__members__ else 130
 
 
 def _signal_text(failure: Any) -> str:
