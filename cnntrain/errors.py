@@ -80,3 +80,8 @@ class Interrupted(UserError):
     def __init__(self, message: str, exit_code: int = 130) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Stopped(Interrupted):
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2): last.pt holds the step the run stopped at; the exit status is
+    128 + the signal's number."""

@@ -62,3 +62,15 @@ def test_cache_key_benchmark_prints_two_rates_and_the_ratio(tmp_path):
     rates = re.findall(r"^\((a|b)\) \w+ +([\d,]+) files/s", out.stdout, flags=re.M)
     assert [name for name, _ in rates] == ["a", "b"] and all(int(r.replace(",", "")) > 0 for _, r in rates)
     assert re.search(r"^ratio a/b \(hashing time / decoding time\): \d+\.\d{3}$", out.stdout, flags=re.M)
+
+
+def test_checkpoint_overhead_benchmark_prints_the_ratio_and_changes_no_number(synthetic_data_root, tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "checkpoint_overhead.py"), "--data-root",
+                          str(synthetic_data_root), "--every", "3", "--rounds", "1", "--", "model=cnn2",
+                          "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false", "report.html=false"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    found = re.search(r"without [\d.]+ s \(test acc ([\d.]+)%\) .* \(2 checkpoints inside epochs, test acc "
+                      r"([\d.]+)%\)", out.stdout)
+    assert found and found.group(1) == found.group(2), out.stdout
+    assert re.search(r"ratio of the medians x\d+\.\d{3}, per round x\d+\.\d{3}$", out.stdout.strip())

@@ -18,6 +18,7 @@ CASES = [
     (["optimizer.lr=fast"], "optimizer.lr=fast: expected a number"),
     (["trainer.epochs=two"], "trainer.epochs=two: expected a whole number"),
     (["trainer.epochs=0"], "trainer.epochs=0: must be > 0"),
+    (["~0"], "cannot parse override '~0'"),
     (["trainer.epochs=-1"], "trainer.epochs=-1: must be > 0"),
     (["trainer.batch_size=0"], "trainer.batch_size=0: must be > 0"),
     (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be > 0"),

@@ -20,7 +20,7 @@ import torch
 from cnntrain.data.augment import build_augment
 from cnntrain.data.batches import batch_share, iterate_batches, num_batches, shard
 from cnntrain.data.loading import TensorSplit
-from cnntrain.training.distributed import Ranks, ranks_from_env, threads_per_rank
+from cnntrain.training.distributed import Ranks, fresh_process_threads, ranks_from_env, threads_per_rank
 
 from helpers import TINY_RUN, cli_env, cnntrain_command
 
@@ -87,7 +87,7 @@ def test_ranks_from_the_environment_and_their_threads(monkeypatch):
     ranks = ranks_from_env()
     assert (ranks.rank, ranks.world, ranks.local_rank, ranks.enabled, ranks.main) == (3, 4, 1, True, False)
     assert threads_per_rank(ranks) == max(1, len(os.sched_getaffinity(0)) // 2)
-    assert threads_per_rank(Ranks()) is None
+    assert threads_per_rank(Ranks()) == fresh_process_threads()
 
 
 def test_slurm_environment_maps_to_ranks_and_rendezvous(monkeypatch):
@@ -362,3 +362,15 @@ def test_a_mistake_found_on_a_rank_is_one_line_with_its_exit_status(tmp_path, sy
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("error: ") and "training loss became nan in epoch 1" in lines[0]
     assert summary(tmp_path / "run")["status"] == "failed"
+
+
+@pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "1"}])
+def test_a_lone_process_takes_the_thread_count_torch_starts_with(env):
+    """Set explicitly (so a run from Python after torch.set_num_threads computes as the command does), and the
+    same number torch picks by itself in a fresh process."""
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True,
+                           capture_output=True, env={**os.environ, **env}, check=True)
+    child = subprocess.run([sys.executable, "-c", "from cnntrain.training.distributed import fresh_process_threads;"
+                            "print(fresh_process_threads())"], text=True, capture_output=True,
+                           env={**os.environ, **env}, check=True)
+    assert int(child.stdout) == int(fresh.stdout)

@@ -143,7 +143,7 @@ def test_balanced_sampler_draws_classes_uniformly_and_reproducibly():
 
 
 def test_balanced_sampler_resumes_from_the_generator_state():
-    """A resumed run restores the shuffle generator's state (loop.rng_state), and the next epoch's draws follow."""
+    """A resumed run restores the shuffle generator's state (progress.rng_state), and the next epoch's draws follow."""
     generator = torch.Generator().manual_seed(3)
     epoch_order(IMBALANCED, "balanced", generator)
     saved = generator.get_state()

@@ -356,3 +356,26 @@ def test_the_shard_index_is_kept_and_a_changed_shard_is_indexed_again(tmp_path, 
     fresh = load_data(cfg.dataset, seed=0)
     assert len(list(fallback_cache_dir(folder).glob("shard-*.json"))) == 6, "the rewritten shards' own entries"
     assert fresh.train.images.parts[0].keys[0] == "train5-000000"
+
+
+@pytest.mark.slow
+def test_a_stream_stopped_inside_an_epoch_resumes_to_the_uninterrupted_numbers(shard_dir, tmp_path, monkeypatch):
+    """A checkpoint inside an epoch of a stream: the resume reads the epoch's first batches again and drops
+    them (a stream cannot seek), in the same seeded order, workers included, and ends where the
+    uninterrupted run does."""
+    import signal
+
+    from test_interruptions import signal_at
+    from test_resume import without_seconds
+
+    from cnntrain.errors import Stopped
+    from cnntrain.training.run import resume_run, run
+
+    overrides = (*RUN, *own_splits(shard_dir), "trainer.epochs=2", "dataset.shuffle_buffer=40", "dataset.num_workers=2")
+    run(compose_config(*overrides), tmp_path / "reference")
+    signal_at(monkeypatch, 6, signal.SIGTERM)
+    with pytest.raises(Stopped):
+        run(compose_config(*overrides), tmp_path / "stopped")
+    monkeypatch.undo()
+    resume_run(tmp_path / "stopped")
+    assert without_seconds(tmp_path / "stopped") == without_seconds(tmp_path / "reference")

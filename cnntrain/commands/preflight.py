@@ -103,7 +103,7 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
             hint, whole = "", cut_override(overrides, index)
             if whole is not None:  # the shell split an unquoted list at its spaces
                 hint = f"; the shell cut it at a space: quote it whole, \"{whole}\""
-            elif "{" in text.split("=", 1)[1]:  # a shard range: Hydra reads '{' as the start of a mapping
+            elif "{" in text.partition("=")[2]:  # a shard range: Hydra reads '{' as the start of a mapping
                 hint = (f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
                         f"(the double quotes for the shell)")
             raise ConfigError(f"cannot parse override '{text}': {first_line(err)}{hint}") from None

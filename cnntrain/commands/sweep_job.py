@@ -64,6 +64,7 @@ def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
     from cnntrain.commands.placement import needs_fresh_process, placed
     from cnntrain.reporting.run_dir import RunDir, write_failure
     from cnntrain.training.launch import train_job
+    from cnntrain.training.progress import resume_point
 
     started = time.perf_counter()
     earlier = earlier_run(cfg, run_dir, job_num)
@@ -75,7 +76,7 @@ def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
         with placed(cfg, HydraConfig.get()) as placement:
             checkpoint = earlier.get("checkpoint") if earlier else None
             if checkpoint is not None:
-                report_note(f"job {job_num}: resuming after epoch {checkpoint['epoch']} ({run_dir})")
+                report_note(f"job {job_num}: resuming {resume_point(checkpoint)} ({run_dir})")
             return train_job(cfg, run_dir, description=known_data(cfg.dataset), checkpoint=checkpoint,
                              fresh_process=needs_fresh_process(placement))
     except Interrupted:

@@ -119,6 +119,8 @@ class EarlyStoppingConfig:
 class CheckpointConfig:
     monitor: str = "val/acc"
     mode: str = "max"
+    every_steps: Any = None  # also write last.pt every N optimizer steps inside an epoch (null: at epoch ends)
+    every_minutes: Any = None  # also write last.pt every N minutes of training inside an epoch
 
 
 @dataclass
@@ -159,6 +161,7 @@ class TrainerConfig:
     grad_clip: Any = None  # max global gradient norm; null: no clipping
     accumulate: int = 1  # batches whose gradients add up before an optimizer step
     decay_norm_and_bias: bool = True  # false: no weight decay on biases and normalisation weights
+    time_limit: Any = None  # wall-clock budget of training: seconds or "1h30m"; null: none
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from cnntrain.config.budgets import check_budgets
 from cnntrain.config.names import (
     BALANCED,
     DATASET_KINDS,
@@ -140,6 +141,7 @@ def _check_ranges(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.early_stopping.patience", strict=False)
     _positive(cfg, "trainer.early_stopping.min_delta", strict=False)
     _positive(cfg, "trainer.accumulate")
+    check_budgets(cfg.trainer)
     _positive(cfg, "trainer.ema.every")
     _require(0.0 <= cfg.trainer.ema.decay < 1.0,
              f"trainer.ema.decay={cfg.trainer.ema.decay}: must be in [0, 1) (0: no weight average; e.g. 0.999)")

@@ -8,6 +8,7 @@ batch (`rank`, `world`); a last batch too small to give every rank an image is l
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,22 +33,26 @@ def iterate_batches(
     rank: int = 0,
     world: int = 1,
     sampler: str = "shuffle",
+    start: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images, labels) slices of the device tensors; order drawn from a CPU `generator`
     (how, when shuffling: `sampler`, see epoch_order).
 
-    With world > 1, each batch is this rank's share of the global batch (see batch_share)."""
+    With world > 1, each batch is this rank's share of the global batch (see batch_share). `start` skips the
+    epoch's first batches (a resume inside an epoch): the order is drawn as for the whole epoch; tensors and
+    image files skip them unread, a stream of shards reads and drops them (its position cannot be sought)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(split)
     if isinstance(split.images, StreamedImages):
-        yield from split.images.batches(batch_size, shuffle, generator, drop_last, rank, world, sampler)
+        batches = split.images.batches(batch_size, shuffle, generator, drop_last, rank, world, sampler)
+        yield from itertools.islice(batches, start, None)
         return
     if isinstance(split.images, LazyImages):
-        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world, sampler)
+        yield from _streamed_batches(split, batch_size, shuffle, generator, drop_last, rank, world, sampler, start)
         return
     order = epoch_order(split.labels, sampler, generator).to(split.labels.device) if shuffle else None
-    for b in range(num_batches(n, batch_size, drop_last, world)):
+    for b in range(start, num_batches(n, batch_size, drop_last, world)):
         lo, hi = b * batch_size, min((b + 1) * batch_size, n)
         first, last = batch_share(hi - lo, rank, world)
         lo, hi = lo + first, lo + last
@@ -100,7 +105,7 @@ def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
 
 def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None,
                       drop_last: bool, rank: int, world: int,
-                      sampler: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      sampler: str, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The same batches, in the same order, as the in-memory path, but decoded by DataLoader workers."""
     from torch.utils.data import DataLoader
 
@@ -108,7 +113,7 @@ def _streamed_batches(split: TensorSplit, batch_size: int, shuffle: bool, genera
     order = epoch_order(split.labels, sampler, generator) if shuffle else torch.arange(n)
     count = num_batches(n, batch_size, drop_last, world)
     batches = []
-    for b in range(count):
+    for b in range(start, count):
         chunk = order[b * batch_size:(b + 1) * batch_size]
         first, last = batch_share(len(chunk), rank, world)
         batches.append(chunk[first:last].tolist())

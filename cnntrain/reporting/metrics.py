@@ -20,6 +20,7 @@ class FitResult:
     best_epoch: int = 0
     best_value: float | None = None
     stopped_early: bool = False
+    stopped: dict[str, Any] = field(default_factory=lambda: {"reason": "finished"})  # why training ended
     train_seconds: float = 0.0  # the training loops alone: forward, backward, optimizer steps
     eval_seconds: float = 0.0   # validation passes
 

@@ -86,8 +86,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     summary.update(provenance(device))
     write_summary(paths.summary_json, summary)
     page = _write_page(paths, reporter) if cfg.report.html else None
-    stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
-        f"ran all {len(result.history)} epochs"
+    stop_note = stopped_note(result)
     monitor = cfg.trainer.checkpoint.monitor
     reporter.print(per_class_table(data.classes, accuracies, tested.matrix))
     if analysis and analysis["most_confused"]:
@@ -182,6 +181,7 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
         "final_epoch": result.history[-1] if result.history else None,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
+        "stopped": result.stopped,
         "per_class_accuracy": dict(zip(data.classes, accuracies)),
         "confusion_matrix": tested.matrix.tolist() if tested.matrix is not None else None,
         "classes": list(data.classes),
@@ -201,3 +201,14 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
             "ema_decay": cfg.trainer.ema.decay or None, "decay_norm_and_bias": cfg.trainer.decay_norm_and_bias,
         },
     }
+
+
+def stopped_note(result: FitResult) -> str:
+    """Why training ended, for the console: all epochs, early stopping, or the time budget."""
+    reason, epochs = result.stopped.get("reason"), len(result.history)
+    if reason == "time_limit":
+        return (f"stopped at the time limit ({result.stopped['limit_seconds']:g} s) in epoch {result.stopped['epoch']} "
+                f"after {result.stopped['steps_in_epoch']} of {result.stopped['steps_per_epoch']} steps")
+    if reason == "early_stopping":
+        return f"stopped early after epoch {epochs}"
+    return f"ran all {epochs} epochs"

@@ -93,14 +93,41 @@ def ranks_from_env() -> Ranks | None:
     return Ranks(rank, world, local, launched=True)
 
 
-def threads_per_rank(ranks: Ranks) -> int | None:
-    """CPU threads for one rank: the cores this process may use, shared by the ranks on its machine (None:
-    torch's default, for a lone process that may use every core)."""
+def threads_per_rank(ranks: Ranks) -> int:
+    """CPU threads for one rank: the cores this process may use, shared by the ranks on its machine (for a lone
+    process that may use every core, what torch picks in a fresh process: set explicitly, so a run started from
+    Python after something changed torch's thread count computes as the command does)."""
     if not ranks.enabled:
         cores = available_cores()
-        return cores if cores < (os.cpu_count() or cores) else None
+        return cores if cores < (os.cpu_count() or cores) else fresh_process_threads()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world))
     return max(1, available_cores() // local_world)
+
+
+def fresh_process_threads() -> int:
+    """torch's intra-op thread count at start-up: OMP_NUM_THREADS or MKL_NUM_THREADS, else the machine's
+    physical cores (its logical CPUs where the cores cannot be counted), as ATen's intraop_default_num_threads."""
+    for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            blocks = info.read().split("\n\n")
+    except OSError:
+        return os.cpu_count() or 1
+    processors = [b for b in blocks if _field(b, "processor")]
+    cores = {(_field(b, "physical id"), _field(b, "core id")) for b in processors}
+    counted = all(_field(b, "core id") for b in processors)
+    return len(cores) if counted and 0 < len(cores) < len(processors) else (len(processors) or os.cpu_count() or 1)
+
+
+def _field(block: str, name: str) -> str:
+    for line in block.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
 
 
 def available_cores() -> int:

@@ -27,9 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cnntrain.errors import Interrupted, RankFailed, UserError
+from cnntrain.errors import Interrupted, RankFailed, Stopped, UserError
 
 MONITOR_SECONDS = 0.5  # how often the elastic agent looks at its workers: a dead rank stops the run this fast
+SHUTDOWN_SECONDS = 120  # after a stop signal, how long the ranks have to reach a step and save before SIGKILL
+SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
+FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
 def train_job(cfg: Any, run_dir: Path, *, description: Any = None, checkpoint: dict[str, Any] | None = None,
@@ -94,21 +97,45 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    for name in [*prefixes, *logging.root.manager.loggerDict]:  # torch sets its modules' levels one by one
+        if name.startswith(prefixes):
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"cnntrain-{uuid.uuid4().hex}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                          monitor_interval=MONITOR_SECONDS, start_method="spawn")
+                          monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
+                          signals_to_handle=",".join(FORWARDED_SIGNALS))
     try:
-        with _standard_start_method():
+        with _standard_start_method(), _forwarded_signals():
             results = elastic_launch(config, _rank_main)(job)
     except ChildFailedError as err:
         raise _failure(err, Path(job["run_dir"])) from None
     except SignalException as err:
         from cnntrain.training.run import interrupted_message
 
-        raise Interrupted(interrupted_message(Path(job["run_dir"])), 128 + int(err.sigval)) from None
+        raise Interrupted(interrupted_message(Path(job["run_dir"]), int(err.sigval)), 128 + int(err.sigval)) from None
     return float(results[0])
+
+
+@contextlib.contextmanager
+def _forwarded_signals() -> Iterator[None]:
+    """While the ranks run, the elastic agent turns these signals into a shutdown that sends the same signal to
+    every rank (and SIGKILL after SHUTDOWN_SECONDS): the ranks save at their next step and stop. The agent
+    installs its handlers and leaves them; ours are put back afterwards."""
+    import signal
+
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in FORWARDED_SIGNALS}
+    variable = os.environ.get(SIGNALS_VARIABLE)  # the launcher sets it for the agent and leaves it
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            if handler is not None:
+                signal.signal(getattr(signal, name), handler)
+        if variable is None:
+            os.environ.pop(SIGNALS_VARIABLE, None)
+        else:
+            os.environ[SIGNALS_VARIABLE] = variable
 
 
 @contextlib.contextmanager
@@ -161,7 +188,11 @@ def _join(ranks: Any, job: dict[str, Any] | None) -> float:
     ranks = distributed.start(ranks)
     try:
         job = distributed.share_object(job)
-        result = _train_rank(ranks, job)
+        try:
+            result = _train_rank(ranks, job)
+        except Stopped:
+            distributed.wait_for_all()  # every rank stopped at the same step; rank 0 may still write last.pt
+            raise
         distributed.wait_for_all()  # no rank tears down while rank 0 still writes the report (only on success:
         return result               # after a failure the others may never come, and the launcher ends them)
     finally:
@@ -209,13 +240,23 @@ def _failure(err: Any, run_dir: Path) -> UserError:
         return RankFailed(f"rank {rank} died: {_signal_text(failure)}{where}")
     kind, _, text = str(failure.message.get("message", "")).partition(": ")
     user_error = _user_error_class(kind)
-    if user_error is Interrupted:
-        return Interrupted(text)
+    if user_error is not None and issubclass(user_error, Interrupted):  # a rank raises, not returns: a worker that
+        return user_error(text, _stop_status(text))                    # returned would wait for an agent shutting down
     if user_error is not None:
         error = user_error.__new__(user_error)
         UserError.__init__(error, f"rank {rank}: {text}" if rank else text)
         return error
     return RankFailed(f"rank {rank} failed: {kind}: {text.splitlines()[0] if text else ''}{where}")
+
+
+def _stop_status(text: str) -> int:
+    """The exit status of a stop whose line a rank wrote: 128 + the signal it names ('stopped by SIGUSR1'), 130
+    for Ctrl-C."""
+    import re
+    import signal
+
+    named = re.match(r"stopped by (SIG[A-Z0-9]+)", text)
+    return 128 + int(signal.Signals[named.group(1)]) if named and named.group(1) in signal.Signals.__members__ else 130
 
 
 def _signal_text(failure: Any) -> str:

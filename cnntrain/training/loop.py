@@ -31,7 +31,19 @@ from cnntrain.training.checkpoints import save_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import default_accel, forward, unwrap
 from cnntrain.training.finetune import freeze_for_epoch
+from cnntrain.training.interruptions import StepWatch, StopRequested, StopSignals
 from cnntrain.training.optim import LRSchedule
+from cnntrain.training.progress import (
+    IN_EPOCH,
+    EpochProgress,
+    Position,
+    in_epoch_state,
+    own_rng,
+    position,
+    restore_rng_state,
+    resumed_batches,
+    rng_state,
+)
 from cnntrain.training.stepping import Stepping, images_in_step, step_rows
 from cnntrain.training.tasks import SINGLE_LABEL, Task
 
@@ -91,20 +103,26 @@ class FitSettings:
     tta: str = "none"
     finetune: Any = None  # trainer.finetune: which epochs train the backbone (None: every epoch)
     sampler: str = "shuffle"  # trainer.sampler: how each epoch's order is drawn (see batches.epoch_order)
+    every_steps: int | None = None  # trainer.checkpoint.every_steps: last.pt inside epochs, every N optimizer steps
+    every_minutes: float | None = None  # trainer.checkpoint.every_minutes
+    time_limit: float | None = None  # trainer.time_limit, in seconds
 
 
 def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                 loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
                 display: EpochDisplay, *, accel: Accel | None = None, augment: Augment = Augment(),
                 ranks: Ranks = SINGLE, stepping: Stepping = Stepping(), sampler: str = "shuffle",
-                task: Task = SINGLE_LABEL) -> tuple[float, float, list[tuple[float, float]]]:
+                task: Task = SINGLE_LABEL, resumed: tuple[Position, dict[str, Any]] | None = None,
+                watch: StepWatch | None = None) -> tuple[float, float, list[tuple[float, float]]]:
     """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
     accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
     on the device until the epoch ends: recording them adds no sync to the loop.
 
     `model` is the module that trains (DistributedDataParallel in a data-parallel run). A rank whose share of
     a global batch is not 1/world of it scales its loss so that the averaged gradient is the global batch's
-    mean, as one process would compute it.
+    mean, as one process would compute it. `resumed`: the position and random states of a checkpoint inside this
+    epoch, to continue from; `watch` is asked after every optimizer step whether to save, stop or end the epoch
+    (see cnntrain.training.interruptions).
 
     Raises TrainingDiverged naming the first batch whose loss was not finite. Each batch's loss is kept
     on the device; the running total is checked every batch on the CPU (free) and every
@@ -114,20 +132,17 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     model.train()
     split = bundle.train
     device = split.labels.device
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    hits = torch.zeros((), dtype=torch.int64, device=device)
     batches = num_batches(len(split), batch_size, False, ranks.world)
-    losses = torch.zeros(batches, dtype=torch.float64, device=device)
-    sizes = torch.zeros(batches, dtype=torch.float64)  # each global batch's images
-    counts = torch.zeros(batches, dtype=torch.float64)  # this rank's share of them
-    lrs: list[float] = []
+    at, rng = resumed if resumed is not None else (None, None)
+    p = EpochProgress.from_state(at.sums, batches, device) if at is not None else EpochProgress(batches, device)
     check_every = divergence_check_every(device)
-    seen = 0
     display.start_phase(f"epoch {epoch}", batches)
-    shares = iterate_batches(split, batch_size, shuffle=True, generator=generator, rank=ranks.rank, world=ranks.world,
-                             sampler=sampler)
+    shares = resumed_batches(lambda start: iterate_batches(split, batch_size, shuffle=True, generator=generator,
+                                                           rank=ranks.rank, world=ranks.world, sampler=sampler,
+                                                           start=start), generator, at, rng)
     every = stepping.accumulate
-    for step, (images, labels) in enumerate(shares, 1):
+    steps_per_epoch = stepping.steps_per_epoch(batches)
+    for step, (images, labels) in enumerate(shares, p.step + 1):
         size = global_batch_size(len(split), batch_size, step)
         targets = labels  # class indices, or class probabilities when the augmentation mixes images
         if augment.enabled:
@@ -138,8 +153,8 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             optimizer.zero_grad(set_to_none=True)
         count = labels.shape[0]  # images in this rank's share (multi-label targets have a row each)
         scale = count * ranks.world / images_in_step(len(split), batch_size, step, every, batches)
-        lrs.append(optimizer.param_groups[0]["lr"])
-        sizes[step - 1], counts[step - 1] = size, count
+        p.lrs.append(optimizer.param_groups[0]["lr"])
+        p.sizes[step - 1], p.counts[step - 1] = size, count
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             accel.backward(loss if scale == 1 else loss * scale)
         if last:
@@ -147,20 +162,27 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
             schedule.after_batch()
             if stepping.ema is not None:
                 stepping.ema.after_step(unwrap(model))
-        losses[step - 1] = loss.detach()
-        total += losses[step - 1] * count
-        hits += task.hits(logits, targets)
-        seen += count
+        p.losses[step - 1] = loss.detach()
+        p.total += p.losses[step - 1] * count
+        p.hits += task.hits(logits, targets)
+        p.seen += count
+        p.step = step
         if step % check_every == 0 or step == batches:
-            _check_finite(total, losses[:step], epoch, batches, optimizer)
+            _check_finite(p.total, p.losses[:step], epoch, batches, optimizer)
         # the display calls this at once (a few times a second), so it reads this batch's running totals
-        display.advance(step, lambda: f"loss {total.item() / seen:.4f}  acc {100 * hits.item() / seen:.2f}%")  # noqa: B023
-    total_sum, hit_sum, seen_sum = ranks.sum([total, hits, seen], device)
-    weighted = ranks.sum_tensor(losses * counts.to(device))
-    step_losses = (weighted.cpu() / sizes.clamp(min=1)).tolist()
+        display.advance(step, lambda: f"loss {p.total.item() / p.seen:.4f}  acc {100 * p.hits.item() / p.seen:.2f}%")
+        global_step = (epoch - 1) * steps_per_epoch + (step - 1) // every + 1
+        if last and watch is not None and watch.after_step(p, epoch, global_step, step == batches):
+            break  # the time budget is spent: the epoch ends here
+    done = p.step
+    total_sum, hit_sum, seen_sum = ranks.sum([p.total, p.hits, p.seen], device)
+    weighted = ranks.sum_tensor(p.losses[:done] * p.counts[:done].to(device))
+    step_losses = (weighted.cpu() / p.sizes[:done].clamp(min=1)).tolist()
+    lrs = p.lrs
     if every > 1:  # one row per optimizer step: its batches' loss over all their images, and its rate
+        sizes = p.sizes[:done]
         step_losses = [sum(loss * n for loss, n in zip(step_losses[i:i + every], sizes[i:i + every].tolist()))
-                       / max(1.0, float(sizes[i:i + every].sum())) for i in range(0, batches, every)]
+                       / max(1.0, float(sizes[i:i + every].sum())) for i in range(0, done, every)]
         lrs = lrs[::every]
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
 
@@ -181,31 +203,27 @@ def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches
         f"optimizer.lr (now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
 
 
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """Every random state a resumed run needs to continue exactly."""
-    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Put back what rng_state saved, so the next shuffle and the next dropout mask are the same."""
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["shuffle"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
         on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
         checkpoint_extra: dict[str, Any] | None = None, resume: dict[str, Any] | None = None,
-        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None) -> FitResult:
-    """Train for up to settings.epochs; write last.pt every epoch and best.pt on improvement.
+        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None,
+        signals: StopSignals | None = None) -> FitResult:
+    """Train for up to settings.epochs; write last.pt every epoch (and inside epochs as settings.every_steps /
+    every_minutes ask, or when a stop signal comes) and best.pt on improvement; stop at settings.time_limit.
 
-    `resume` is a last.pt payload: training continues after its epoch with every state it saved. `on_epoch`
-    gets each epoch's row, `on_steps` its optimizer steps (rows of STEP_COLUMNS).
+    `resume` is a last.pt payload: training continues after its epoch (or its step inside an epoch) with every
+    state it saved. `on_epoch` gets each epoch's row, `on_steps` its optimizer steps (rows of STEP_COLUMNS).
+    `signals` is the run's StopSignals (installed by the caller): once a signal's last.pt is written, fit raises
+    StopRequested.
     """
+    return _fit(run, settings, paths, display, on_epoch, checkpoint_extra, resume, on_steps,
+                signals or StopSignals())
+
+
+def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
+         on_epoch: Callable[[dict[str, Any]], None], checkpoint_extra: dict[str, Any] | None,
+         resume: dict[str, Any] | None, on_steps: Callable[[list[dict[str, float]]], None],
+         signals: StopSignals) -> FitResult:
     model, bundle, optimizer, schedule, loss_fn, accel = (run.model, run.data, run.optimizer, run.schedule,
                                                           run.loss_fn, run.accel)
     ranks = run.ranks
@@ -216,6 +234,7 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     first_epoch = 1
     ema = run.stepping.ema
     evaluated = ema.module if ema is not None else model  # validation, best.pt and the test see the average
+    resumed = position(resume, ranks.rank, ranks.world) if resume is not None else None
     if resume is not None:
         unwrap(model).load_state_dict(resume["train_weights"] if ema is not None else resume["model"])
         if ema is not None:
@@ -225,66 +244,97 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
         best, early = MetricWatch(**resume["best"]), MetricWatch(**resume["early_stopping"])
         result.history = [dict(row) for row in resume["history"]]
         result.train_seconds = sum(row["seconds"] for row in result.history)
-        restore_rng_state(_own_rng(resume, ranks), generator)
+        restore_rng_state(resumed[1] if resumed else own_rng(resume, ranks.rank, ranks.world), generator)
         first_epoch = resume["epoch"] + 1
         result.stopped_early = _should_stop(settings, early)
     last_epoch = first_epoch - 1 if result.stopped_early else settings.epochs
+
+    def state_of(epoch: int, row: dict[str, Any] | None) -> dict[str, Any]:
+        state = {
+            "epoch": epoch, "model": unwrap(evaluated).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
+            "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
+        }
+        if thresholds is not None:  # multi-label: the decision thresholds these weights are tested with
+            state["thresholds"] = thresholds
+        if ema is not None:  # "model" holds the average (what eval and export read); training goes on from these
+            state["train_weights"], state["ema"] = unwrap(model).state_dict(), ema.state_dict()
+        return state
+
+    epoch_start: dict[str, Any] = {}
+    thresholds = resume.get("thresholds") if resume is not None else None
+
+    def save_inside(progress: EpochProgress) -> None:
+        """last.pt at this step of the epoch under way: its position, every rank's random states and sums."""
+        mine = {"rng": rng_state(generator), "sums": progress.state_dict()}
+        per_rank = ranks.gather_objects(mine)
+        if ranks.main:
+            state = state_of(epoch_start["epoch"] - 1, result.history[-1] if result.history else None)
+            seconds = epoch_start["seconds"] + time.perf_counter() - epoch_start["started"]
+            state[IN_EPOCH] = in_epoch_state(epoch_start["epoch"], epoch_start["order_rng"], epoch_start["lr"],
+                                             seconds, per_rank)
+            save_checkpoint(paths.last, state, root=paths.root)
+
+    spent = result.train_seconds + result.eval_seconds + (resumed[0].seconds if resumed else 0.0)
+    watch = StepWatch(save_inside, signals, settings.every_steps, settings.every_minutes, settings.time_limit,
+                      spent, ranks)
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         if settings.finetune is not None:
             freeze_for_epoch(unwrap(model), settings.finetune, epoch)
-        lr = optimizer.param_groups[0]["lr"]
+        at = resumed[0] if resumed and resumed[0].epoch == epoch else None
+        lr = at.lr if at else optimizer.param_groups[0]["lr"]
+        epoch_start.update(epoch=epoch, lr=lr, started=started, seconds=at.seconds if at else 0.0,
+                           order_rng=at.order_rng if at else generator.get_state())
         train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
                                                    settings.batch_size, generator, epoch, display, accel=accel,
                                                    augment=settings.augment, ranks=ranks, stepping=run.stepping,
-                                                   sampler=settings.sampler, task=run.task)
+                                                   sampler=settings.sampler, task=run.task,
+                                                   resumed=resumed if at else None, watch=watch)
         trained = time.perf_counter()
         val = run.task.evaluate(evaluated, bundle.val, bundle, loss_fn, settings.eval_batch_size, display=display,
                                 accel=accel, tta=settings.tta, ranks=ranks)
-        result.train_seconds += trained - started
+        thresholds = val.thresholds
+        result.train_seconds += trained - started + epoch_start["seconds"]
         result.eval_seconds += time.perf_counter() - trained
         row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
                "val/acc": val.acc, **val.epoch_metrics, "lr": lr}
         schedule.after_epoch(row)
         improved = best.update(row, epoch)
         early.update(row, epoch)
-        row["seconds"] = time.perf_counter() - started
+        row["seconds"] = time.perf_counter() - started + epoch_start["seconds"]
         result.history.append(row)
-        state = {
-            "epoch": epoch, "model": unwrap(evaluated).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(), "best": asdict(best), "early_stopping": asdict(early),
-            "rng": rng_state(generator), "metrics": row, "history": result.history, **(checkpoint_extra or {}),
-        }
-        if val.thresholds is not None:  # multi-label: the decision thresholds these weights are tested with
-            state["thresholds"] = val.thresholds
-        if ema is not None:  # "model" holds the average (what eval and export read); training goes on from these
-            state["train_weights"], state["ema"] = unwrap(model).state_dict(), ema.state_dict()
+        state = state_of(epoch, row)
         if ranks.enabled:
             state["rng_per_rank"] = ranks.gather_objects(state["rng"])
-        on_steps(step_rows(steps, epoch))  # before last.pt: a resume drops steps past it, and never lacks any
+        per_epoch = run.stepping.steps_per_epoch(num_batches(len(bundle.train), settings.batch_size, False,
+                                                             ranks.world))
+        on_steps(step_rows(steps, epoch, per_epoch))  # before last.pt: a resume drops steps past it, never lacks any
         if improved and ranks.main:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with N
             save_checkpoint(paths.best, state, root=paths.root)
         if ranks.main:
             save_checkpoint(paths.last, state, root=paths.root)
         display.end_epoch(row, best=improved)
         on_epoch(row)
+        signum = watch.after_epoch(epoch)
+        if signum:
+            raise StopRequested(signum, epoch, 0, 0)
+        if watch.time_up:
+            result.stopped = {"reason": "time_limit", "limit_seconds": settings.time_limit,
+                              "trained_seconds": watch.elapsed(), "epoch": epoch, "steps_in_epoch": len(steps),
+                              "steps_per_epoch": per_epoch}
+            break
         if _should_stop(settings, early):
             result.stopped_early = True
             break
     result.best_epoch, result.best_value = best.best_epoch, best.best
+    if result.stopped_early:
+        result.stopped = {"reason": "early_stopping", "epoch": len(result.history),
+                          "monitor": settings.early_monitor, "patience": settings.patience}
     if ema is not None:  # the last weights a run reports, tests and saves are the average
         unwrap(model).load_state_dict(ema.module.state_dict())
     return result
 
-
-
-def _own_rng(checkpoint: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
-    """This rank's saved random states when the checkpoint was written by as many ranks; otherwise rank 0's
-    (the shuffle is the same on every rank; only dropout masks start from rank 0's state)."""
-    per_rank = checkpoint.get("rng_per_rank")
-    if isinstance(per_rank, list) and len(per_rank) == ranks.world:
-        return per_rank[ranks.rank]
-    return checkpoint["rng"]
 
 
 def _should_stop(settings: FitSettings, early: MetricWatch) -> bool:

@@ -7,6 +7,7 @@ in cnntrain.commands.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cnntrain.config.budgets import parse_duration
 from cnntrain.config.names import epoch_columns
 from cnntrain.config.saved import saved_config_data
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
 from cnntrain.data.description import DataDescription
-from cnntrain.errors import CheckpointError, Interrupted
+from cnntrain.errors import CheckpointError, Interrupted, Stopped
 from cnntrain.reporting.augment_preview import write_augment_preview
 from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.label_report import report_multilabel
@@ -34,7 +36,9 @@ from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import unwrap
 from cnntrain.training.finetune import frozen_note, model_size
+from cnntrain.training.interruptions import StopRequested, StopSignals, stop_message, stop_status
 from cnntrain.training.loop import FitSettings, fit
+from cnntrain.training.progress import check_in_epoch, check_world, resume_point
 from cnntrain.training.saved_run import check_resume_state
 from cnntrain.training.setup import RunSetup, setup
 from cnntrain.training.tasks import SINGLE_LABEL, Task
@@ -57,8 +61,10 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     `started` is the perf_counter() reading when the process began its work (the CLI passes its own),
     so summary.json can tell start-up apart from training and evaluation. `resume` is the run's
     checkpoints/last.pt payload (see resume_run); `description` is what the preflight learned about the
-    data. Ctrl-C or SIGTERM becomes Interrupted, whose message says how to continue; last.pt is only
-    ever replaced whole.
+    data. Ctrl-C becomes Interrupted, whose message says how to continue; SIGTERM, SIGUSR1 and SIGUSR2 (handled
+    while the run lasts) save last.pt at the next training step and become Stopped (exit status 128 + the
+    signal's number); one that comes before training stops at its first step, one during the final test and
+    report lets the run finish. last.pt is only ever replaced whole.
     """
     started = time.perf_counter() if started is None else started
     paths = RunDir(run_dir)
@@ -66,10 +72,17 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
     own_reporter = reporter is None
     reporter = reporter or Reporter(paths.train_log if ranks.main else None)
     loggers: list[Logger] = []
+    signals = StopSignals()
     try:
-        return _run(cfg, paths, reporter, loggers, started, resume, description, ranks)
+        with signals:
+            return _run(cfg, paths, reporter, loggers, started, resume, description, ranks, signals)
+    except StopRequested as stop:
+        signals.pass_on(stop.signum)  # the handler before ours (submitit's requeue, say), now that last.pt is safe
+        raise Stopped(stop_message(stop, run_dir), stop_status(stop.signum)) from None
     except KeyboardInterrupt as err:
-        raise Interrupted(interrupted_message(run_dir), exit_code=143 if str(err) == "SIGTERM" else 130) from None
+        sigterm = str(err) == "SIGTERM"
+        raise Interrupted(interrupted_message(run_dir, signal.SIGTERM if sigterm else None),
+                          exit_code=143 if sigterm else 130) from None
     finally:
         if own_reporter:
             reporter.close()
@@ -94,7 +107,9 @@ def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> Dic
     cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))
     if devices is not None:
         cfg.trainer.devices = devices
-    return validate(cfg)
+    cfg = validate(cfg)
+    check_world(checkpoint, cfg.trainer.devices)
+    return cfg
 
 
 def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -108,6 +123,7 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
     check_resume_state(checkpoint, path, RESUME_KEYS)
+    check_in_epoch(checkpoint, path)
     return checkpoint
 
 
@@ -120,20 +136,27 @@ def fit_settings(cfg: DictConfig, task: Task = SINGLE_LABEL) -> FitSettings:
         early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
         early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
         augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0),
-        tta=t.tta, finetune=t.finetune, sampler=t.sampler,
+        tta=t.tta, finetune=t.finetune, sampler=t.sampler, every_steps=t.checkpoint.every_steps,
+        every_minutes=t.checkpoint.every_minutes, time_limit=parse_duration(t.time_limit),
     )
 
 
-def interrupted_message(run_dir: Path) -> str:
-    """What to do after Ctrl-C or SIGTERM: resume from last.pt, when an epoch finished."""
+def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
+    """What to do after Ctrl-C or a signal (`signum`): resume from last.pt, when one was written."""
     paths = RunDir(run_dir)
+    how = f"stopped by {signal.Signals(signum).name}" if signum else "interrupted"
     if not paths.last.is_file():
-        return f"interrupted before the first epoch finished; nothing to resume in {paths.root}"
-    return f"interrupted; {paths.last} keeps the last finished epoch; continue with: cnntrain resume={paths.root}"
+        return f"{how} before the first checkpoint; nothing to resume in {paths.root}"
+    try:
+        point = f"resumes {resume_point(load_checkpoint(paths.last))}"
+    except CheckpointError:
+        point = "is the last checkpoint"
+    return f"{how}; {paths.last} {point}; continue with: cnntrain resume={paths.root}"
 
 
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
-         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks) -> float:
+         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks,
+         signals: StopSignals) -> float:
     run = setup(cfg, description, ranks=ranks, weights=resume["model"] if resume else None)
     ranks = run.ranks
     if ranks.main:
@@ -158,7 +181,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     for logger in loggers:
         logger.log_model(model_table)
     if resume:
-        reporter.print(f"resuming after epoch {resume['epoch']} from {markup(paths.last)}")
+        reporter.print(f"resuming {resume_point(resume)} from {markup(paths.last)}")
     settings = fit_settings(cfg, run.task)
     if ranks.main and cfg.report.plots and settings.augment.enabled:
         write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)
@@ -168,7 +191,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
                          columns=epoch_columns(cfg.dataset.get("task"))) as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
                      checkpoint_extra=extra, resume=resume,
-                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers])
+                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers], signals=signals)
         test_started = time.perf_counter()
         tested = _test_last_and_best(run, paths, result, settings, display)
     timing = {

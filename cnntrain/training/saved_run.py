@@ -182,7 +182,7 @@ def check_resume_state(checkpoint: dict[str, Any], path: Path, types: Mapping[st
         if isinstance(value, bool) or not isinstance(value, expected):
             raise CheckpointError(f"{path} cannot be resumed: its '{key}' is {kind_of(value)}, not "
                                   f"{_type_words(expected)}; {EDITED}")
-    if checkpoint["epoch"] < 1:
+    if checkpoint["epoch"] < (0 if "in_epoch" in checkpoint else 1):  # inside the first epoch: none finished
         raise CheckpointError(f"{path} cannot be resumed: its 'epoch' is {checkpoint['epoch']}, not a finished epoch")
     for key in ("best", "early_stopping"):
         _check_watch(checkpoint[key], key, path)

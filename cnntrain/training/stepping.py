@@ -41,9 +41,9 @@ def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int)
     return sum(global_batch_size(n, batch_size, s) for s in range(first, min(first + every, batches + 1)))
 
 
-def step_rows(steps: list[tuple[float, float]], epoch: int) -> list[dict[str, float]]:
+def step_rows(steps: list[tuple[float, float]], epoch: int, per_epoch: int | None = None) -> list[dict[str, float]]:
     """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
-    (as many per epoch as this one's), the fractional epoch is where the step ends."""
-    count = len(steps)
+    (`per_epoch` of them, by default as many as this one's), the fractional epoch is where the step ends."""
+    count = per_epoch or len(steps)
     return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
             for i, (loss, lr) in enumerate(steps, 1)]
