@@ -10,7 +10,7 @@ import torch
 
 from cnntrain.reporting.figures import new_figure, save_png
 from cnntrain.reporting.label_metrics import precision_recall_curve
-from cnntrain.reporting.plots import mosaic
+from cnntrain.reporting.plots import mosaic, titled_mosaic
 
 COLUMNS = 6
 
@@ -63,18 +63,10 @@ def plot_worst_sets(images: torch.Tensor, worst: list[dict[str, Any]], path: Pat
     """worst_mistakes.png: the test images with the largest errors, titled with their true and predicted sets."""
     cols = min(COLUMNS, len(worst))
     canvas, origins = mosaic(images.cpu(), cols)
-    height, width = images.shape[2:]
-    fig_w = cols * 2.0
-    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.6
-    fig = new_figure(figsize=(fig_w, fig_h))
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.6 / fig_h))
-    ax.imshow(canvas.numpy(), interpolation="nearest")
-    ax.axis("off")
-    for (top, left), item in zip(origins, worst):
-        title = f"true {{{', '.join(item['true'])}}}\npred {{{', '.join(item['predicted'])}}}"
-        ax.text(left + width / 2, top - 0.5, title, ha="center", va="bottom", fontsize=7, color="tab:red")
-    fig.suptitle(f"{len(worst)} test images with the largest errors: true and predicted label sets",
-                 y=1.0 - 0.1 / fig_h, va="top")
+    titles = [f"true {{{', '.join(item['true'])}}}\npred {{{', '.join(item['predicted'])}}}" for item in worst]
+    fig = titled_mosaic(canvas, origins, titles, images.shape[3], cols * 2.0,
+                        f"{len(worst)} test images with the largest errors: true and predicted label sets",
+                        margin=0.6, fontsize=7)
     save_png(fig, path)
 
 

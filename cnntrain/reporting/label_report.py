@@ -19,9 +19,8 @@ from cnntrain.data.batches import images_at
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.label_metrics import multilabel_metrics
 from cnntrain.reporting.metrics import EvalResult, FitResult
-from cnntrain.reporting.provenance import provenance
-from cnntrain.reporting.report import _write_page, build_summary, model_summary
-from cnntrain.reporting.run_dir import RunDir, write_summary
+from cnntrain.reporting.report import build_summary, write_outputs
+from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import key_value_table
 
 if TYPE_CHECKING:
@@ -73,12 +72,7 @@ def report_multilabel(cfg: DictConfig, paths: RunDir, reporter: Reporter, logger
     summary["thresholds"] = dict(zip(data.classes, tested.best.thresholds or []))
     summary["per_label"] = per_label
     summary["analysis"] = {"worst_errors": worst}
-    summary["parallel"] = parallel
-    summary.update(imbalance or {})
-    summary["model_summary"] = model_summary(rows or [])
-    summary.update(provenance(device))
-    write_summary(paths.summary_json, summary)
-    page = _write_page(paths, reporter) if cfg.report.html else None
+    page = write_outputs(cfg, paths, reporter, summary, device, parallel, imbalance, rows)
     reporter.print(per_label_table(per_label))
     stop_note = f"stopped early after epoch {len(result.history)}" if result.stopped_early else \
         f"ran all {len(result.history)} epochs"

@@ -116,16 +116,20 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torc
     if picked is None:
         return None
     canvas, origins, titles, cols = picked
-    height, width = images.shape[2:]
-    fig_w = cols * TILE_INCHES
-    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + 0.5
+    return titled_mosaic(canvas, origins, titles, images.shape[3], cols * TILE_INCHES, _grid_title(len(titles)))
+
+
+def titled_mosaic(canvas: torch.Tensor, origins: list[tuple[int, int]], titles: list[str], width: int,
+                  fig_w: float, suptitle: str, *, margin: float = 0.5, fontsize: int = 8) -> Any:
+    """A figure of a mosaic (see mosaic) with a red title above each tile and one over the whole grid."""
+    fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + margin
     fig = new_figure(figsize=(fig_w, fig_h))
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig_h))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - margin / fig_h))
     ax.imshow(canvas.numpy(), interpolation="nearest")
     ax.axis("off")
     for (top, left), title in zip(origins, titles):
-        ax.text(left + width / 2, top - 0.5, title, ha="center", va="bottom", fontsize=8, color="tab:red")
-    fig.suptitle(_grid_title(len(titles)), y=1.0 - 0.1 / fig_h, va="top")
+        ax.text(left + width / 2, top - 0.5, title, ha="center", va="bottom", fontsize=fontsize, color="tab:red")
+    fig.suptitle(suptitle, y=1.0 - 0.1 / fig_h, va="top")
     return fig
 
 

@@ -80,12 +80,7 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing,
                             (best_metrics, last_metrics))
     summary["analysis"] = analysis
-    summary["parallel"] = parallel
-    summary.update(imbalance or {})
-    summary["model_summary"] = model_summary(rows or [])
-    summary.update(provenance(device))
-    write_summary(paths.summary_json, summary)
-    page = _write_page(paths, reporter) if cfg.report.html else None
+    page = write_outputs(cfg, paths, reporter, summary, device, parallel, imbalance, rows)
     stop_note = stopped_note(result)
     monitor = cfg.trainer.checkpoint.monitor
     reporter.print(per_class_table(data.classes, accuracies, tested.matrix))
@@ -104,6 +99,19 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     reporter.print(f"outputs: {markup(paths.root)}")
     if page:
         reporter.print(f"report: {markup(page)}")
+
+
+def write_outputs(cfg: DictConfig, paths: RunDir, reporter: Reporter, summary: dict[str, Any], device: torch.device,
+                  parallel: dict[str, Any], imbalance: dict[str, Any] | None, rows: list[LayerRow] | None
+                  ) -> Path | None:
+    """What every task's summary.json ends with (how the run was spread, imbalance, the model's table, provenance),
+    written; then report.html when asked. Returns the page's path, or None."""
+    summary["parallel"] = parallel
+    summary.update(imbalance or {})
+    summary["model_summary"] = model_summary(rows or [])
+    summary.update(provenance(device))
+    write_summary(paths.summary_json, summary)
+    return _write_page(paths, reporter) if cfg.report.html else None
 
 
 def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:
