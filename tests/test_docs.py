@@ -95,13 +95,13 @@ def shown_commands(page: Path) -> list[str]:
 def check_command(line: str) -> None:
     """Split and check a shown command as `cnntrain` does before Hydra writes anything: the flags, the overrides,
     the group choices, and every job composed and validated (the data and the machine are not looked at)."""
+    from cnntrain.commands.argv import CONFIG_DIR_FLAGS, flag_value, split_argv
     from cnntrain.commands.preflight import check_configs
-    from cnntrain.commands.train import CONFIG_DIR_FLAGS, _flag_value, split_argv
     from cnntrain.config.compose import hydra_session, legacy_augment_overrides
 
     argv = shlex.split(line.removeprefix("$").strip(), comments=True)[1:]
     flags, overrides, multirun = split_argv(legacy_augment_overrides(argv))
-    extra_dir = _flag_value(flags, CONFIG_DIR_FLAGS)
+    extra_dir = flag_value(flags, CONFIG_DIR_FLAGS)
     with hydra_session(extra_dir) as hydra:
         check_configs(overrides, multirun, hydra=hydra, extra_dir=extra_dir)
 

@@ -30,6 +30,7 @@ from cnntrain.config.names import epoch_columns
 from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of
+from cnntrain.reporting.float_facts import environment_changes
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
 from cnntrain.reporting.text import markup
 
@@ -165,48 +166,6 @@ def _differing_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
             keys |= _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
         return keys
     return set() if a == b else {prefix.rstrip(".")}
-
-
-def environment_changes(summary: dict[str, Any], cfg: Any) -> list[str]:
-    """What decides the floats and differs between the original run's record (summary.json) and this machine:
-    versions, device and its name, the CPU's instruction set and vector flags, threads, the commit."""
-    then, now = float_facts(summary), float_facts(_current_facts(cfg))
-    return [f"{key}: {_shown(then.get(key))} then, {_shown(value)} now" for key, value in now.items()
-            if then.get(key) != value]
-
-
-def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
-    """The facts of a run's provenance that can change its floats, by the name a message gives them."""
-    facts = {f"version of {k}": v for k, v in (summary.get("versions") or {}).items() if k != "hydra"}
-    cpu = summary.get("cpu") if isinstance(summary.get("cpu"), dict) else {}
-    git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
-    facts.update({
-        "device": summary.get("device"), "device name": summary.get("device_name"),
-        "cpu instruction set": cpu.get("capability"), "cpu vector flags": cpu.get("isa_flags"),
-        "cpu dispatch variables": cpu.get("dispatch_env") or None, "threads": summary.get("threads"),
-        "git commit": git.get("commit"), "uncommitted changes": git.get("dirty"),
-    })
-    return facts
-
-
-def _current_facts(cfg: Any) -> dict[str, Any]:
-    """This machine's provenance as the re-run will record it (its device and threads from the config)."""
-    import torch
-
-    from cnntrain.reporting.provenance import cpu, device_name, git_commit, versions
-    from cnntrain.training.accel import resolve_device
-
-    device = resolve_device(cfg.device)
-    return {"versions": versions(), "cpu": cpu(), "git": git_commit(), "device": str(device),
-            "device_name": device_name(device), "threads": cfg.threads or torch.get_num_threads()}
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "not recorded"
-    if isinstance(value, list):
-        return " ".join(map(str, value)) if value else "none"
-    return str(value)
 
 
 def tolerance_for(changes: list[str], args: Any) -> Tolerance:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnntrain.commands.argv import CONFIG_DIR_FLAGS, INFO_FLAGS, flag_value, split_argv
 from cnntrain.commands.entry import debugging, in_process_only, run_command
-from cnntrain.commands.hints import key_like_flag
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -33,74 +33,15 @@ from cnntrain.config.compose import (
 )
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.disk import raise_if_disk
-from cnntrain.errors import ConfigError, Interrupted, UserError, did_you_mean, first_line
+from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
 
 PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
 _started = PROCESS_STARTED  # when the work of the current command (or API call) began
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-              "--version", "--resolve", "--package", "-p"}
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                    "--config-dir", "-cd", "--experimental-rerun"}
-CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
-FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
-               "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
-               "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
-FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
-         "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
-         "--config-dir", "--experimental-rerun", "-i", "--info"}
-RERUN_FLAG = "--experimental-rerun"  # Hydra's: refused (a run directory is data; a pickle is code)
-MODE_FLAGS = {"--run": ("-r", "--run"), "--multirun": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"),
-              "--info": ("-i", "--info"), "--shell-completion": ("-sc", "--shell-completion")}
-"""Hydra's modes: one per command."""
-FLAG_HELP = ("-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
-             "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
-             "-sc/--shell-completion, --version, -r/--run")
-
-
 def main() -> None:
     """Console-script entry point: preflight, then the job; user errors exit with status 2."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
     signal.signal(signal.SIGTERM, _on_sigterm)
     run_command(_main)
-
-
-def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
-    """(hydra flags, overrides, multirun?) from the command line; an unknown flag or a bad flag value is a
-    ConfigError (Hydra's own parser would print its usage text)."""
-    flags: list[str] = []
-    overrides: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if not arg.startswith("-") or arg == "-":
-            overrides.append(arg)
-            continue
-        flag, has_value, value = arg.partition("=")
-        if flag not in FLAGS:
-            raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
-                              f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
-        if flag == RERUN_FLAG:
-            raise ConfigError(f"{RERUN_FLAG} is not supported: it unpickles a run directory's config.pickle, which "
-                              f"can run code; cnntrain-reproduce RUN_DIR runs a finished run again from its saved "
-                              f"overrides")
-        flags.append(flag)
-        if flag in FLAGS_WITH_VALUE:
-            value = value if has_value else next(args, "")
-            if not value or value.startswith("-"):
-                raise ConfigError(f"{flag} needs a value" + _allowed(flag))
-        elif has_value and flag not in FLAG_VALUES:
-            raise ConfigError(f"{flag} takes no value (got '{arg}')")
-        if has_value or flag in FLAGS_WITH_VALUE:
-            if flag in FLAG_VALUES and value not in FLAG_VALUES[flag]:
-                raise ConfigError(f"{flag} {value}: unknown value" + _allowed(flag))
-            flags.append(value)
-    modes = [name for name in MODE_FLAGS if set(MODE_FLAGS[name]) & set(flags)]
-    if len(modes) > 1:
-        raise ConfigError(f"{' and '.join(modes)} cannot be combined; give one of {', '.join(MODE_FLAGS)}")
-    return flags, overrides, "-m" in flags or "--multirun" in flags
-
-
-def _allowed(flag: str) -> str:
-    return f"; expected one of {', '.join(FLAG_VALUES[flag])}" if flag in FLAG_VALUES else ""
 
 
 RESUME_OVERRIDES = ("trainer.devices",)
@@ -204,7 +145,7 @@ def execute(argv: list[str], started: float = PROCESS_STARTED) -> Path | None:
     if multirun and _started_by_torchrun():
         raise ConfigError("torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "
                           "cnntrain -m trainer.devices=N ... without torchrun")
-    extra_dir = _flag_value(flags, CONFIG_DIR_FLAGS)
+    extra_dir = flag_value(flags, CONFIG_DIR_FLAGS)
     if extra_dir is not None and not Path(extra_dir).is_dir():
         raise ConfigError(f"--config-dir {extra_dir}: no such folder (it should hold group folders such as model/)")
     try:
@@ -212,11 +153,11 @@ def execute(argv: list[str], started: float = PROCESS_STARTED) -> Path | None:
         if flags and set(flags) <= {"--help", "-h"} and resume is None:
             print_help(overrides)
             return None
-        if not set(flags) - set(CONFIG_DIR_FLAGS) - {_flag_value(flags, CONFIG_DIR_FLAGS)}:
-            return _single_run(overrides, _flag_value(flags, CONFIG_DIR_FLAGS), resume)
+        if not set(flags) - set(CONFIG_DIR_FLAGS) - {flag_value(flags, CONFIG_DIR_FLAGS)}:
+            return _single_run(overrides, flag_value(flags, CONFIG_DIR_FLAGS), resume)
         sweep_dir = None
         if not INFO_FLAGS.intersection(flags):
-            preflight(overrides, multirun, extra_dir=_flag_value(flags, CONFIG_DIR_FLAGS))
+            preflight(overrides, multirun, extra_dir=flag_value(flags, CONFIG_DIR_FLAGS))
             if multirun:
                 from cnntrain.commands.sweep_job import pin_paths
 
@@ -345,13 +286,6 @@ def _hydra_main(argv: list[str]) -> None:
         raise ConfigError(f"the sweep's launcher cannot reach its cluster: {first_line(err)}; for "
                           f"hydra/launcher=ray_cluster start one with `ray start --head` (or set RAY_ADDRESS or "
                           f"hydra.launcher.ray.init.address=HOST:PORT)") from None
-
-
-def _flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
-    for name, value in zip(flags, flags[1:]):
-        if name in names:
-            return value
-    return None
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
