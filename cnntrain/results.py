@@ -208,7 +208,7 @@ class Sweep:
         return Run(self.dir / done[0].job)
 
     def _repr_html_(self) -> str:
-        from cnntrain.reporting.page import sweep_fragment
+        from cnntrain.reporting.sweep_page import sweep_fragment
         from cnntrain.reporting.sweep_summary import collect
 
         return sweep_fragment(self.dir, collect(self.dir))

@@ -261,7 +261,7 @@ def _main(argv: list[str]) -> None:
     console.print(f"wrote {markup(out.resolve())}", soft_wrap=True)
     if page is not None:
         from cnntrain.reporting.html import write_page
-        from cnntrain.reporting.page import compare_page
+        from cnntrain.reporting.sweep_page import compare_page
 
         headers, rows = compare_rows(runs, shown)
         extra = [differs_line(shown, implied)] if len(runs) > 1 else []

@@ -23,7 +23,8 @@ def parser() -> ArgumentParser:
 
 def _main(argv: list[str]) -> None:
     in_process_only()
-    from cnntrain.reporting.page import write_run_page, write_sweep_page
+    from cnntrain.reporting.page import write_run_page
+    from cnntrain.reporting.sweep_page import write_sweep_page
 
     for path in parser().parse_intermixed_args(argv).runs:
         if not path.is_dir():

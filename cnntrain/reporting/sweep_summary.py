@@ -156,7 +156,7 @@ class SweepSummary(Callback):
 
             console.print(write_sweep_plot(rows, sweep_dir / SWEEP_SUMMARY_PNG, sweep_dir.name), soft_wrap=True)
         if OmegaConf.select(config, "report.html", default=True):  # after the PNG: the page inlines it
-            from cnntrain.reporting.page import write_sweep_page
+            from cnntrain.reporting.sweep_page import write_sweep_page
 
             try:
                 console.print(f"wrote {markup(write_sweep_page(sweep_dir, rows))}", soft_wrap=True)

@@ -1,0 +1,83 @@
+"""report.html of a sweep (its jobs, best first, linked to their own pages) and of cnntrain-compare.
+
+Like a run's page (cnntrain.reporting.page), a view over files already written; torch is not imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from cnntrain.config.names import TEST_BALANCED_ACC, TEST_MACRO_F1
+from cnntrain.reporting.html import Raw, esc, figure, inside, number, page, section, table, write_page
+from cnntrain.reporting.page import metric
+from cnntrain.reporting.run_dir import SWEEP_REPORT_HTML, SWEEP_SUMMARY_PNG, RunDir
+
+if TYPE_CHECKING:
+    from cnntrain.reporting.sweep_summary import JobRow
+
+
+# ---------------------------------------------------------------- the sweep page
+
+def sweep_page(sweep_dir: Path, rows: list[JobRow]) -> str:
+    """The sweep's table (as sweep_summary.csv), its picture, and a relative link to each job's page."""
+    shared = set.intersection(*(set(row.overrides) for row in rows)) if len(rows) > 1 else set()
+    monitor = next((row.values.get("monitor") for row in rows if row.status == "done"), "best")
+    body_rows, failed = [], []
+    for i, row in enumerate(rows):
+        v = row.values
+        job_page = sweep_dir / row.job / RunDir(Path()).report_html.name
+        link = Raw(f'<a href="{esc(quote(row.job))}/{job_page.name}">{esc(row.job)}</a>') \
+            if job_page.is_file() and inside(sweep_dir, job_page) else row.job
+        seconds = number(v.get("elapsed_seconds"))
+        body_rows.append((link, row.status, " ".join(o for o in row.overrides if o not in shared),
+                          metric(str(monitor), v.get("best")), v.get("best_epoch") or "-",
+                          metric("test/acc", v.get("test/acc")), metric(TEST_BALANCED_ACC, v.get(TEST_BALANCED_ACC)),
+                          metric(TEST_MACRO_F1, v.get(TEST_MACRO_F1)), metric("test/loss", v.get("test/loss")),
+                          "-" if seconds is None else f"{seconds:.1f}", v.get("error") or ""))
+        if row.status != "done":
+            failed.append(i)
+    done = len(rows) - len(failed)
+    table_html = table(["job", "status", "overrides", f"best {monitor}", "epoch", "test/acc", "balanced acc",
+                        "macro-F1", "test/loss", "time (s)", "error"], body_rows, numeric=(3, 4, 5, 6, 7, 8, 9),
+                       bad=failed)
+    shared_note = f'<p class="note">every job: {esc(" ".join(sorted(shared)))}</p>' if shared else ""
+    parts = [section("jobs", "Jobs", '<p class="note">best first; a job name links to its own page</p>'
+                     + shared_note + table_html)]
+    picture = figure(sweep_dir / SWEEP_SUMMARY_PNG, sweep_dir, f"best {monitor} against each swept key "
+                                                               f"({SWEEP_SUMMARY_PNG})")
+    if picture:
+        parts.append(section("picture", "Picture", picture))
+    return page(f"sweep {sweep_dir.name}", f"{sweep_dir.resolve()} · {done} done, {len(failed)} failed", parts)
+
+
+def sweep_fragment(sweep_dir: Path, rows: list[JobRow]) -> str:
+    """The sweep page's sections without the page around them, for a notebook cell (Sweep._repr_html_)."""
+    if not rows:
+        return f"<p>sweep {esc(str(sweep_dir))}: no job yet</p>"
+    text = sweep_page(sweep_dir, rows)
+    return "<div>" + text[text.index("<section"):text.rindex("</section>") + len("</section>")] + "</div>"
+
+
+def write_sweep_page(sweep_dir: Path, rows: list[JobRow]) -> Path:
+    return write_page(sweep_dir, sweep_dir / SWEEP_REPORT_HTML, sweep_page(sweep_dir, rows))
+
+
+# ---------------------------------------------------------------- the compare page
+
+def compare_page(out: Path, headers: list[str], rows: list[list[str]], run_paths: list[Path], png: Path,
+                 notes: list[str]) -> str:
+    """cnntrain-compare's table (its first column linked to each run's page, relative to `out`) and picture."""
+    linked = []
+    for row, run in zip(rows, run_paths):
+        run_page_path = RunDir(run).report_html
+        if run_page_path.is_file() and inside(run, run_page_path):
+            href = Path(os.path.relpath(run_page_path.resolve(), out.resolve().parent)).as_posix()
+            row = [Raw(f'<a href="{esc(quote(href))}">{esc(row[0])}</a>'), *row[1:]]
+        linked.append(row)
+    body = table(headers, linked, numeric=range(2, 7)) + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    parts = [section("runs", "Runs", body),
+             section("curves", "Curves", figure(png, None, f"learning curves ({png.name})", f"{png} not written"))]
+    return page(f"{len(rows)} run{'s' if len(rows) != 1 else ''} compared", str(out.resolve().parent), parts)
