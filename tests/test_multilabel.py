@@ -392,3 +392,23 @@ def test_a_shard_label_entry_is_read_as_a_set_and_a_bad_one_is_named():
         parse_label(b"[1, 2", classes, "shard a.tar, sample 7", " ")
     with pytest.raises(DataError, match="label 'triangle' is neither a class index nor a class name"):
         parse_label(b"circle triangle", classes, "s", " ")
+
+
+def test_label_names_from_the_data_are_shown_as_text_in_the_multi_label_tables():
+    """A label named like rich markup or holding an escape sequence prints as written (escaped), never styles,
+    crashes or reaches the terminal raw: the per-label table and cnntrain-predict's table."""
+    from io import StringIO
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from cnntrain.reporting.label_report import per_label_table
+
+    name = "[/bold]cat\x1b[31m"
+    metrics = {"support": 3, "ap": 0.5, "f1": 0.4, "precision": 0.5, "recall": 0.3, "threshold": 0.5}
+    record = {"labels": [{"label": name, "probability": 0.9, "threshold": 0.5, "predicted": True}], "top": []}
+    for table in (per_label_table({name: metrics}), predict.sets_table(Path("[red]x.png"), record)):
+        out = StringIO()
+        Console(file=out, width=200, color_system=None).print(table)
+        assert "[/bold]cat\\x1b[31m" in out.getvalue() and "\x1b" not in out.getvalue()
+    assert "[red]x.png" in out.getvalue()

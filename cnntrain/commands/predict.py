@@ -151,14 +151,14 @@ def predict_sets(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> lis
 
 def sets_table(path: Path, record: dict[str, Any]) -> Table:
     """One image's predicted labels, then the other top-k labels, with probability and threshold."""
-    names = ", ".join(item["label"] for item in record["labels"]) or "(none)"
-    table = Table(title=f"{path}: {names}", title_justify="left")
+    names = ", ".join(markup(item["label"]) for item in record["labels"]) or "(none)"
+    table = Table(title=f"{markup(path)}: {names}", title_justify="left")
     for column, justify in (("label", "left"), ("probability", "right"), ("threshold", "right"),
                             ("predicted", "center")):
         table.add_column(column, justify=justify)
     shown = record["labels"] + [item for item in record["top"] if not item["predicted"]]
     for item in shown:
-        table.add_row(item["label"], f"{100 * item['probability']:.2f}%", f"{item['threshold']:.3f}",
+        table.add_row(markup(item["label"]), f"{100 * item['probability']:.2f}%", f"{item['threshold']:.3f}",
                       "yes" if item["predicted"] else "")
     return table
 

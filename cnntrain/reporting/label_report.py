@@ -22,6 +22,7 @@ from cnntrain.reporting.metrics import EvalResult, FitResult
 from cnntrain.reporting.report import build_summary, write_outputs
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import key_value_table
+from cnntrain.reporting.text import markup
 
 if TYPE_CHECKING:
     from cnntrain.data.loading import DataBundle
@@ -128,7 +129,7 @@ def per_label_table(per_label: dict[str, dict[str, Any]]) -> Table:
                           ("precision", "right"), ("recall", "right"), ("threshold", "right")):
         table.add_column(name, justify=justify)
     for name, m in sorted(per_label.items(), key=lambda item: (_or(item[1]["ap"]), item[0])):
-        table.add_row(name, str(m["support"]), *(_cell(m[key]) for key in ("ap", "f1", "precision", "recall")),
+        table.add_row(markup(name), str(m["support"]), *(_cell(m[key]) for key in ("ap", "f1", "precision", "recall")),
                       f"{m['threshold']:.3f}")
     return table
 
