@@ -3,8 +3,9 @@ change to them is deliberate.
 
 Float results depend on the kernels torch dispatches to (AVX2 and AVX-512 machines give different numbers for the
 same command and seed), so tests/pinned_metrics.json holds one set of values per family
-(torch.backends.cpu.get_cpu_capability()): on a machine of a pinned family the values must be equal exactly; a
-family with no pins yet is skipped with how to record them. To record or update this machine's family (each
+(torch.backends.cpu.get_cpu_capability(), with the CPU's vendor and the flags that steer oneDNN: see family()): on a
+machine of a pinned family the values must be equal exactly; a family with no pins yet is skipped with how to
+record them. To record or update this machine's family (each
 command runs twice and must agree with itself first):
 
     CNNTRAIN_UPDATE_PINS=1 pytest tests/test_pinned_metrics.py
@@ -38,8 +39,28 @@ COMMANDS = {
 KEYS = ("test.acc", "test.loss", "best.value", "train_loss")
 
 
+DISPATCH_FLAGS = ("avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+"""CPU flags that change which kernels oneDNN picks within one ATen capability."""
+
+
 def family() -> str:
-    return torch.backends.cpu.get_cpu_capability()
+    """The dispatch family: torch's CPU capability, the CPU's vendor (MKL's GEMM takes other paths on other
+    vendors) and the flags that steer oneDNN, e.g. 'AVX512 GenuineIntel +amx_tile +avx512_bf16'. Two machines with
+    the same key run the same kernels; a machine of another key skips until its pins are recorded."""
+    vendor, flags = "unknown", set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id":
+            vendor = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    extra = " ".join(f"+{flag}" for flag in DISPATCH_FLAGS if flag in flags)
+    return " ".join(part for part in (torch.backends.cpu.get_cpu_capability(), vendor, extra) if part)
 
 
 def measure(command: tuple[str, ...], data_root: Path, run_dir: Path) -> dict[str, float]:
@@ -78,7 +99,7 @@ def test_the_pins_file_is_well_formed():
     pins = json.loads(PINS.read_text())
     assert pins, "at least one family is pinned"
     for name, pinned in pins.items():
-        assert name.isupper() and isinstance(pinned["torch"], str)
+        assert name.split()[0].isupper() and isinstance(pinned["torch"], str)
         assert set(pinned["commands"]) <= set(COMMANDS)
         for values in pinned["commands"].values():
             assert set(values) == set(KEYS) and all(isinstance(v, float) for v in values.values())
