@@ -156,7 +156,7 @@ class Run:
 
     def _saved(self, checkpoint: str, device: str) -> Any:
         from cnntrain.config.validate import check_device
-        from cnntrain.training.accel import resolve_device
+        from cnntrain.device import resolve_device
         from cnntrain.training.saved_run import load_run
 
         check_device(device)

@@ -33,10 +33,11 @@ def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _current_facts(cfg: Any) -> dict[str, Any]:
     """This machine's provenance as the re-run will record it (its device and threads from the config)."""
+    # torch, and the modules that import it, only when a re-run is compared: the module itself stays torch-free
     import torch
 
+    from cnntrain.device import resolve_device
     from cnntrain.reporting.provenance import cpu, device_name, git_commit, versions
-    from cnntrain.training.accel import resolve_device
 
     device = resolve_device(cfg.device)
     return {"versions": versions(), "cpu": cpu(), "git": git_commit(), "device": str(device),

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnntrain import __version__
+from cnntrain.version import __version__
 
 
 def versions() -> dict[str, str]:
