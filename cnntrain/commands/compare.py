@@ -28,6 +28,7 @@ from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of
 from cnntrain.reporting.console import format_metric
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
+from cnntrain.reporting.sweep_rows import job_order
 from cnntrain.reporting.text import markup, plain
 
 DEFAULT_OUT = Path("compare.png")
@@ -84,7 +85,7 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
                                 f"epoch ended; leave it out")
             found.append(path)
             continue
-        jobs = sorted((d for d in path.iterdir() if d.is_dir() and _is_run(d)), key=lambda d: _job_order(d.name))
+        jobs = sorted((d for d in path.iterdir() if d.is_dir() and _is_run(d)), key=lambda d: job_order(d.name))
         if not jobs:
             raise UserError(f"{path} is not a cnntrain run or sweep directory (no .hydra/config.yaml in it or in its "
                             f"sub-directories)")
@@ -295,9 +296,6 @@ def _epochs(path: Path) -> list[dict[str, Any]]:
 def _is_run(path: Path) -> bool:
     return RunDir(path).config_yaml.is_file()
 
-
-def _job_order(name: str) -> str:
-    return name.zfill(12) if name.isdigit() else name
 
 
 def main() -> None:
