@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.files import atomic_write
+from cnntrain.reporting.text import plain
 
 
 def new_figure(**kwargs: Any) -> Any:
@@ -30,8 +31,6 @@ def save_png(figure: Any, path: Path) -> None:
     escaped, as everywhere), and matplotlib would read `$...$` in them as math (a class named `$\\oops$`
     stopped the run's pictures with a parse error)."""
     from matplotlib.text import Text
-
-    from cnntrain.reporting.text import plain
 
     for text in figure.findobj(Text):
         text.set_parse_math(False)
