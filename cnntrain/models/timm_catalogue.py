@@ -21,7 +21,7 @@ class TimmCatalogue(Catalogue):
 
     def _timm(self) -> Any:
         try:
-            import timm
+            import timm  # optional: the timm extra
         except ImportError:
             raise ModelConfigError("the timm layer needs timm: pip install 'cnntrain[timm]'") from None
         return timm
@@ -42,7 +42,7 @@ class TimmCatalogue(Catalogue):
         return full
 
     def expects(self, arch: str, weights: str) -> Expects:
-        from timm.models import get_pretrained_cfg
+        from timm.models import get_pretrained_cfg  # optional: the timm extra
 
         cfg = get_pretrained_cfg(self._tag(arch, weights))
         size = tuple(cfg.input_size[1:]) if cfg.input_size else None
@@ -53,7 +53,7 @@ class TimmCatalogue(Catalogue):
         try:
             return self._timm().create_model(tag, pretrained=True)
         except Exception as err:  # offline without the file in the Hugging Face cache
-            from huggingface_hub.constants import HF_HUB_CACHE
+            from huggingface_hub.constants import HF_HUB_CACHE  # comes with timm (optional)
 
             raise ModelConfigError(
                 f"weights {tag} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could not be downloaded "

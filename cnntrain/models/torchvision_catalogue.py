@@ -26,18 +26,18 @@ class TorchvisionCatalogue(Catalogue):
     listing = "python -c 'import torchvision; print(torchvision.models.list_models(torchvision.models))'"
 
     def names(self) -> list[str]:
-        from torchvision import models
+        from torchvision import models  # only when a torchvision layer is built: it takes a second to import
 
         return models.list_models(module=models)
 
     def create(self, arch: str) -> nn.Module:
-        from torchvision import models
+        from torchvision import models  # only when a torchvision layer is built: it takes a second to import
 
         kwargs = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
         return models.get_model(arch, weights=None, **kwargs)
 
     def _weights(self, arch: str, weights: str) -> Any:
-        from torchvision import models
+        from torchvision import models  # only when a torchvision layer is built: it takes a second to import
 
         enum = models.get_model_weights(arch)
         names = list(enum.__members__)
@@ -52,7 +52,7 @@ class TorchvisionCatalogue(Catalogue):
         return Expects((crop[0], crop[-1]), tuple(transforms.mean), tuple(transforms.std))
 
     def pretrained(self, arch: str, weights: str) -> nn.Module:
-        from torchvision import models
+        from torchvision import models  # only when a torchvision layer is built: it takes a second to import
 
         chosen = self._weights(arch, weights)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(chosen.url)

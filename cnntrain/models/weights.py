@@ -32,7 +32,7 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
                        f"file")
     try:
         if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # only for a .safetensors file
 
             found: Any = load_file(str(file))
         else:
