@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from cnntrain.version import __version__
 
 _LAZY = {"train": "cnntrain.api", "sweep": "cnntrain.api", "load": "cnntrain.api", "compose": "cnntrain.api",
          "Run": "cnntrain.results", "Sweep": "cnntrain.results", "UserError": "cnntrain.errors"}

@@ -156,7 +156,7 @@ class Run:
 
     def _saved(self, checkpoint: str, device: str) -> Any:
         from cnntrain.config.validate import check_device
-        from cnntrain.training.accel import resolve_device
+        from cnntrain.device import resolve_device
         from cnntrain.training.saved_run import load_run
 
         check_device(device)
@@ -200,7 +200,7 @@ class Sweep:
     @property
     def best(self) -> Run:
         """The job with the best value of the monitored metric (trainer.checkpoint.monitor)."""
-        from cnntrain.reporting.sweep_summary import collect
+        from cnntrain.reporting.sweep_rows import collect
 
         done = [row for row in collect(self.dir) if row.status == "done"]
         if not done:
@@ -209,7 +209,7 @@ class Sweep:
 
     def _repr_html_(self) -> str:
         from cnntrain.reporting.sweep_page import sweep_fragment
-        from cnntrain.reporting.sweep_summary import collect
+        from cnntrain.reporting.sweep_rows import collect
 
         return sweep_fragment(self.dir, collect(self.dir))
 

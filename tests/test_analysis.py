@@ -296,6 +296,7 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
         return real_summary(table, *args, **kwargs)
 
     monkeypatch.setattr(cam, "class_activation_maps", spy_cams)
+    monkeypatch.setattr("cnntrain.reporting.report.class_activation_maps", spy_cams)  # the name report imported
     monkeypatch.setattr("cnntrain.reporting.report.analysis_summary", spy_summary)
     run(tiny_config("trainer.epochs=2", "trainer.ema.decay=0.9", "report.plots=true", "report.worst=5",
                     "report.cam_layer=1"), tmp_path)
@@ -326,6 +327,8 @@ def test_the_analysis_and_the_cams_can_be_switched_off(tmp_path, tiny_config, mo
     import cnntrain.models.cam as cam
 
     monkeypatch.setattr(cam, "class_activation_maps", lambda *a: pytest.fail("a CAM was computed"))
+    monkeypatch.setattr("cnntrain.reporting.report.class_activation_maps",  # the name report imported
+                        lambda *a: pytest.fail("a CAM was computed"))
     run(tiny_config("trainer.epochs=1", "report.plots=true", switch), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(name for name in ANALYSIS_PNGS if (tmp_path / name).exists()) == sorted(pictures)

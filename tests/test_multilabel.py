@@ -319,7 +319,7 @@ def test_a_stopped_multi_label_run_resumes_to_the_same_metrics_and_thresholds(tm
 
 def test_a_multi_label_job_fills_the_sweep_summary_and_compare_columns(tmp_path):
     from cnntrain.commands.compare import Run, compare_rows
-    from cnntrain.reporting.sweep_summary import CSV_FIELDS, read_job
+    from cnntrain.reporting.sweep_rows import CSV_FIELDS, read_job
 
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)

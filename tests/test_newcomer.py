@@ -9,7 +9,7 @@ import pytest
 
 from cnntrain.commands.train import main
 from cnntrain.reporting.sweep_plot import plan_panels, sweep_figure
-from cnntrain.reporting.sweep_summary import JobRow
+from cnntrain.reporting.sweep_rows import JobRow
 
 from helpers import assert_one_line_error, run_main
 from synthetic_images import make_folder

@@ -307,7 +307,7 @@ def test_the_sweep_page_links_each_job_relatively(two_job_sweep, tmp_path):
     assert "2 done, 0 failed" in text and "optimizer.lr=0.001" in text and "optimizer.lr=0.01" in text
     # a killed job: listed last, in red, with no link (it has no page)
     from cnntrain.reporting.sweep_page import write_sweep_page
-    from cnntrain.reporting.sweep_summary import collect
+    from cnntrain.reporting.sweep_rows import collect
 
     (moved / "2" / ".hydra").mkdir(parents=True)
     (moved / "2" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from cnntrain.commands.sweep_end import SweepSummary
 from cnntrain.reporting.sweep_plot import (
     CATEGORY,
     GAP_W,
@@ -26,7 +27,7 @@ from cnntrain.reporting.sweep_plot import (
     sweep_figure,
     write_sweep_plot,
 )
-from cnntrain.reporting.sweep_summary import JobRow, SweepSummary, collect
+from cnntrain.reporting.sweep_rows import JobRow, collect
 
 from helpers import run_main
 

@@ -40,7 +40,7 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(run_cli, tmp_path):
 
 
 def test_summary_lists_a_killed_job_as_failed(tmp_path):
-    from cnntrain.reporting.sweep_summary import collect
+    from cnntrain.reporting.sweep_rows import collect
 
     (tmp_path / "0" / ".hydra").mkdir(parents=True)
     (tmp_path / "0" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n")

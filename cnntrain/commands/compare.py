@@ -26,8 +26,12 @@ from cnntrain.config.names import EPOCH_METRICS, STEP_LOSS
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of
+from cnntrain.reporting.compare_plot import Curves, plot_compare
 from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.html import write_page
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
+from cnntrain.reporting.sweep_page import compare_page
+from cnntrain.reporting.sweep_rows import job_order
 from cnntrain.reporting.text import markup, plain
 
 DEFAULT_OUT = Path("compare.png")
@@ -84,7 +88,7 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
                                 f"epoch ended; leave it out")
             found.append(path)
             continue
-        jobs = sorted((d for d in path.iterdir() if d.is_dir() and _is_run(d)), key=lambda d: _job_order(d.name))
+        jobs = sorted((d for d in path.iterdir() if d.is_dir() and _is_run(d)), key=lambda d: job_order(d.name))
         if not jobs:
             raise UserError(f"{path} is not a cnntrain run or sweep directory (no .hydra/config.yaml in it or in its "
                             f"sub-directories)")
@@ -247,8 +251,6 @@ def _main(argv: list[str]) -> None:
     console.print(compare_table(runs, shown))
     if len(runs) > 1:
         console.print(markup(differs_line(shown, implied)), soft_wrap=True)
-    from cnntrain.reporting.compare_plot import Curves, plot_compare
-
     curves = [Curves(label, tuple(row["epoch"] for row in run.epochs),
                      {metric: tuple(row[metric] for row in run.epochs) for metric in EPOCH_METRICS},
                      tuple((row["epoch"], row[STEP_LOSS]) for row in read_steps(RunDir(run.path).steps_csv)))
@@ -260,9 +262,6 @@ def _main(argv: list[str]) -> None:
         raise UserError(f"cannot write {out}: {first_line(err)}") from None
     console.print(f"wrote {markup(out.resolve())}", soft_wrap=True)
     if page is not None:
-        from cnntrain.reporting.html import write_page
-        from cnntrain.reporting.sweep_page import compare_page
-
         headers, rows = compare_rows(runs, shown)
         extra = [differs_line(shown, implied)] if len(runs) > 1 else []
         text = compare_page(page, headers, rows, paths, out, [*notes, *extra])
@@ -295,9 +294,6 @@ def _epochs(path: Path) -> list[dict[str, Any]]:
 def _is_run(path: Path) -> bool:
     return RunDir(path).config_yaml.is_file()
 
-
-def _job_order(name: str) -> str:
-    return name.zfill(12) if name.isdigit() else name
 
 
 def main() -> None:

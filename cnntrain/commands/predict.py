@@ -27,11 +27,11 @@ from rich.table import Table
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.validate import check_device
 from cnntrain.data.images import decode_image
+from cnntrain.device import resolve_device
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.models.registry import parse_item
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.text import markup
-from cnntrain.training.accel import resolve_device
 from cnntrain.training.saved_run import SavedRun, load_run
 
 

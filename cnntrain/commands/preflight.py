@@ -209,7 +209,8 @@ def check_balance(cfg: Any, description: Any) -> None:
 
 def check_device(device: str, precision: str, devices: int = 1, sync_batchnorm: bool = False) -> None:
     if device not in ("auto", "cpu") or precision != "fp32" or devices > 1 or sync_batchnorm:
-        from cnntrain.training.accel import Accel, check_devices, resolve_device
+        from cnntrain.device import resolve_device
+        from cnntrain.training.accel import Accel, check_devices
 
         resolved = resolve_device(device)
         Accel(resolved, precision)

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.errors import UserError
+from cnntrain.reporting.page import write_run_page
 from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.sweep_page import write_sweep_page
+from cnntrain.reporting.sweep_rows import collect
 
 
 def parser() -> ArgumentParser:
@@ -23,9 +26,6 @@ def parser() -> ArgumentParser:
 
 def _main(argv: list[str]) -> None:
     in_process_only()
-    from cnntrain.reporting.page import write_run_page
-    from cnntrain.reporting.sweep_page import write_sweep_page
-
     for path in parser().parse_intermixed_args(argv).runs:
         if not path.is_dir():
             raise UserError(f"run directory not found: {path}")
@@ -35,8 +35,6 @@ def _main(argv: list[str]) -> None:
         jobs = [d for d in sorted(path.iterdir()) if d.is_dir() and RunDir(d).overrides_yaml.is_file()]
         if not jobs:
             raise UserError(f"{path} is neither a finished run (no summary.json) nor a sweep directory")
-        from cnntrain.reporting.sweep_summary import collect
-
         for job in jobs:
             if RunDir(job).summary_json.is_file():
                 print(f"wrote {write_run_page(job).resolve()}")

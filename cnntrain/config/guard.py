@@ -14,7 +14,7 @@ from typing import Any
 
 from cnntrain.errors import ConfigError
 
-OWN_CALLBACKS = {"sweep_summary": {"_target_": "cnntrain.reporting.sweep_summary.SweepSummary"}}
+OWN_CALLBACKS = {"sweep_summary": {"_target_": "cnntrain.commands.sweep_end.SweepSummary"}}
 """configs/train.yaml's hydra.callbacks: the only ones a composition may hold."""
 TARGET = "_target_"
 

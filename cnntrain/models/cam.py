@@ -13,6 +13,7 @@ the pooling, flatten and head.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,8 +91,6 @@ def find_cam_layer(model: nn.Module, input_shape: tuple[int, ...], name: str | N
 
 def cam_available() -> bool:
     """Whether torchcam is installed (it is a dependency on Python 3.11+, which its 0.5 release needs)."""
-    import importlib.util
-
     return importlib.util.find_spec("torchcam") is not None
 
 
@@ -103,7 +102,7 @@ def class_activation_maps(model: nn.Module, layer: CamLayer, inputs: torch.Tenso
     to the layer's output only; the input asks for them, so a frozen model has a graph too)."""
     if not cam_available():
         raise UserError("class activation maps need torchcam (Python 3.11+): pip install 'torchcam>=0.5,<0.6'")
-    from torchcam.methods import LayerCAM
+    from torchcam.methods import LayerCAM  # optional: torchcam is not installed before Python 3.11
 
     if inputs.shape[0] == 0:
         return torch.zeros(0, *inputs.shape[2:])

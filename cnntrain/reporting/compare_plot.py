@@ -105,7 +105,7 @@ def legend_columns(labels: Sequence[str], width: float) -> int:
 
 def run_colours(count: int) -> list[tuple[float, ...]]:
     """One distinct colour per run: the 10 tab colours, 20 paired ones, then samples of a continuous map."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # only when drawing: matplotlib takes a second to import
 
     if count <= 10:
         return [colormaps["tab10"](i) for i in range(count)]

@@ -175,7 +175,7 @@ class NotebookLines:
         self._handle: Any = None
 
     def start(self, header: str) -> None:
-        from IPython.display import display
+        from IPython.display import display  # only in a notebook, where IPython is there
 
         self.lines = [header]
         self._handle = display(self._shown(), display_id=True)
@@ -194,7 +194,7 @@ class NotebookLines:
             self._handle.update(self._shown())
 
     def _shown(self) -> Any:
-        from IPython.display import Pretty
+        from IPython.display import Pretty  # only in a notebook, where IPython is there
 
         return Pretty("\n".join(self.lines + ([self.progress] if self.progress else [])))
 

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.files import atomic_write
+from cnntrain.reporting.text import plain
 
 
 def new_figure(**kwargs: Any) -> Any:
     """A matplotlib Figure on an Agg canvas."""
+    # matplotlib only when a figure is drawn (report.plots=false never loads it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -29,9 +31,7 @@ def save_png(figure: Any, path: Path) -> None:
     titles, ticks and legends carry class names and config values from files (control characters are shown
     escaped, as everywhere), and matplotlib would read `$...$` in them as math (a class named `$\\oops$`
     stopped the run's pictures with a parse error)."""
-    from matplotlib.text import Text
-
-    from cnntrain.reporting.text import plain
+    from matplotlib.text import Text  # only when a figure is drawn
 
     for text in figure.findobj(Text):
         text.set_parse_math(False)

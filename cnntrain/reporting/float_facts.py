@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnntrain.reporting.provenance import cpu, device_name, git_commit, versions
+
 
 def environment_changes(summary: dict[str, Any], cfg: Any) -> list[str]:
     """What decides the floats and differs between the original run's record (summary.json) and this machine:
@@ -33,10 +35,10 @@ def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _current_facts(cfg: Any) -> dict[str, Any]:
     """This machine's provenance as the re-run will record it (its device and threads from the config)."""
+    # torch, and cnntrain.device that imports it, only when a re-run is compared: this module stays torch-free
     import torch
 
-    from cnntrain.reporting.provenance import cpu, device_name, git_commit, versions
-    from cnntrain.training.accel import resolve_device
+    from cnntrain.device import resolve_device
 
     device = resolve_device(cfg.device)
     return {"versions": versions(), "cpu": cpu(), "git": git_commit(), "device": str(device),

@@ -1,7 +1,7 @@
 """report.html of a multi-label run: the view beside the single-label page (cnntrain.reporting.page), over the same
 run directory: mAP and the threshold metrics, each label's AP / F1 / support / threshold, the pictures of the
 labels and of the test images with the largest errors. The parts both kinds of run share (augmentation, model,
-config, provenance) are the single-label page's own."""
+config, provenance) come from page_sections.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ from typing import Any
 
 from cnntrain.config.names import LABEL_METRICS, summary_key
 from cnntrain.reporting.html import cards, figure, folded, page, section, table
+from cnntrain.reporting.page_sections import (
+    augment_section,
+    config_section,
+    fixed,
+    get,
+    metric,
+    model_section,
+    provenance_section,
+)
 from cnntrain.reporting.run_dir import RunDir
 
 NAMES = (("test/map", "mAP"), ("test/acc", "exact match"), *((name, summary_key(name)) for name in LABEL_METRICS[1:]),
@@ -18,8 +27,6 @@ NAMES = (("test/map", "mAP"), ("test/acc", "exact match"), *((name, summary_key(
 
 def label_run_page(root: Path, summary: dict[str, Any]) -> str:
     """The page of the multi-label run in `root`, from its summary.json and pictures."""
-    from cnntrain.reporting.page import _augment, _config, _model, _provenance, fixed, get, metric
-
     paths = RunDir(root)
     best, last = get(summary, "test") or {}, get(summary, "test_last") or {}
     rows = [(name, metric(name, best.get(summary_key(name))), metric(name, last.get(summary_key(name))))
@@ -56,8 +63,8 @@ def label_run_page(root: Path, summary: dict[str, Any]) -> str:
                      + (folded(f"{len(worst_rows)} images", table(["test image", "true", "predicted (p)", "loss"],
                                                                  worst_rows, numeric=(0, 3)), True)
                         if worst_rows else ""))
-    parts = [results, labels, errors, _augment(paths, root), _model(summary), _config(paths, root),
-             _provenance(summary)]
+    parts = [results, labels, errors, augment_section(paths, root), model_section(summary),
+             config_section(paths, root), provenance_section(summary)]
     title = f"{summary.get('model', '?')} on {summary.get('dataset', '?')} (multi-label)"
     return page(title, f"run {root.resolve()} · status {summary.get('status', '?')}",
                 [part for part in parts if part is not None])

@@ -8,7 +8,7 @@ from their true set. Written from the scores of the test pass (no second pass ov
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -16,19 +16,18 @@ from rich.table import Table
 
 from cnntrain.config.names import LABEL_METRICS, label_set_monitor, summary_key
 from cnntrain.data.batches import images_at
+from cnntrain.data.loading import DataBundle
+from cnntrain.models.builder import LayerRow
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.label_metrics import multilabel_metrics
+from cnntrain.reporting.label_plots import plot_label_bars, plot_pr_curves, plot_worst_sets
+from cnntrain.reporting.loggers import Logger
 from cnntrain.reporting.metrics import EvalResult, FitResult
-from cnntrain.reporting.report import build_summary, write_outputs
+from cnntrain.reporting.plots import plot_curves
+from cnntrain.reporting.report import Tested, build_summary, write_outputs
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.tables import key_value_table
 from cnntrain.reporting.text import markup
-
-if TYPE_CHECKING:
-    from cnntrain.data.loading import DataBundle
-    from cnntrain.models.builder import LayerRow
-    from cnntrain.reporting.loggers import Logger
-    from cnntrain.reporting.report import Tested
 
 WORST_LABELS = 4  # labels whose precision-recall curves are drawn
 
@@ -52,9 +51,6 @@ def report_multilabel(cfg: DictConfig, paths: RunDir, reporter: Reporter, logger
         logger.log_test(best, len(result.history), lambda: None)
     worst = worst_errors(tested.best, data.classes, cfg.report.worst)
     if cfg.report.plots:
-        from cnntrain.reporting.label_plots import plot_label_bars, plot_pr_curves, plot_worst_sets
-        from cnntrain.reporting.plots import plot_curves
-
         plot_curves(result.history, paths.plots[0])
         plot_label_bars(per_label, paths.per_class_png)
         plot_pr_curves(tested.best.scores, tested.best.labels, data.classes, per_label, paths.root / "pr_curves.png",

@@ -4,14 +4,12 @@ end), and the results of fitting and of one evaluation pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from cnntrain.config.names import TEST_ACC5, TEST_BALANCED_ACC, TEST_MACRO_F1
-
-if TYPE_CHECKING:
-    from cnntrain.reporting.analysis import Predictions
+from cnntrain.reporting.analysis import Predictions
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""report.html: one self-contained page per run, per sweep, and for cnntrain-compare.
+"""report.html of a run: one self-contained page (a multi-label run's is label_page.py's view; a sweep's and
+cnntrain-compare's are sweep_page.py's).
 
 A run's page is a view over what its directory already holds: summary.json (results, per-class metrics,
 the analysis when there is one, the model summary, provenance), the PNGs the run drew, and .hydra/config.yaml.
@@ -9,47 +10,25 @@ at any time (write_run_page, `cnntrain-report RUN_DIR`). A part whose data is ab
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.errors import UserError
-from cnntrain.reporting.console import format_macs, format_metric
-from cnntrain.reporting.html import (
-    cards,
-    esc,
-    figure,
-    folded,
-    number,
-    page,
-    read_text,
-    section,
-    table,
-    write_page,
+from cnntrain.reporting.console import format_macs
+from cnntrain.reporting.html import cards, esc, figure, folded, number, page, section, table, write_page
+from cnntrain.reporting.label_page import label_run_page
+from cnntrain.reporting.page_sections import (
+    augment_section,
+    config_section,
+    fixed,
+    get,
+    metric,
+    model_section,
+    provenance_section,
 )
 from cnntrain.reporting.run_dir import RunDir, read_summary
-from cnntrain.reporting.text import html_text
-
-if TYPE_CHECKING:
-    pass
 
 MOST_CONFUSED = 10  # pairs listed under the confusion matrix
-
-
-def metric(name: str, value: Any) -> str:
-    value = number(value)
-    return "-" if value is None else format_metric(name, value)
-
-
-def get(data: Any, *keys: str) -> Any:
-    """data[k1][k2]..., None where a level is missing or not a mapping (a hand-edited file)."""
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-def fixed(value: Any, digits: int = 3) -> str:
-    value = number(value)
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 # ---------------------------------------------------------------- per-class metrics from the confusion matrix
@@ -91,8 +70,6 @@ def run_page(root: Path) -> str:
     if not summary:
         raise UserError(f"{root} has no summary.json: the run has not finished, so there is no page to write")
     if summary.get("task") == "multilabel":  # a set of labels per image: the view beside this one
-        from cnntrain.reporting.label_page import label_run_page
-
         return label_run_page(root, summary)
     classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
     analysis = summary.get("analysis") if isinstance(summary.get("analysis"), dict) else {}
@@ -104,11 +81,11 @@ def run_page(root: Path) -> str:
         _per_class(paths, root, summary, classes, analysis),
         _worst(paths, root, analysis),
         _calibration(paths, root, analysis),
-        _augment(paths, root),
+        augment_section(paths, root),
         _misclassified(paths, root),
-        _model(summary),
-        _config(paths, root),
-        _provenance(summary),
+        model_section(summary),
+        config_section(paths, root),
+        provenance_section(summary),
     ]
     return page(title, subtitle, [part for part in parts if part is not None])
 
@@ -242,72 +219,6 @@ def _calibration(paths: RunDir, root: Path, analysis: dict[str, Any]) -> tuple[s
     return section("calibration", "Calibration", body)
 
 
-def _augment(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
-    picture = figure(paths.augment_preview, root, "the first training images after dataset.augment "
-                                                  "(augment_preview.png)")
-    return section("augment", "Augmentation", picture) if picture else None
-
-
 def _misclassified(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
     picture = figure(paths.plots[2], root, "misclassified test images: predicted (true) (misclassified.png)")
     return section("misclassified", "Misclassified", picture) if picture else None
-
-
-def _model(summary: dict[str, Any]) -> tuple[str, str, str] | None:
-    layers = summary.get("model_summary")
-    if not isinstance(layers, list) or not layers:
-        return None
-    rows, params, macs = [], 0, 0
-    for layer in (layer for layer in layers if isinstance(layer, dict)):
-        p, m = int(number(layer.get("params")) or 0), int(number(layer.get("macs")) or 0)
-        if layer.get("part_of") is None:
-            params, macs = params + p, macs + m
-        name = ("\u2003" if layer.get("part_of") is not None else "") + str(layer.get("layer", "?"))
-        rows.append((layer.get("index", ""), name, layer.get("detail", ""), layer.get("output", ""), f"{p:,}",
-                     format_macs(m)))
-    body = table(["#", "layer", "details", "output shape", "params", "MACs"], rows, numeric=(0, 3, 4, 5),
-                 footer=["", "total", "", "", f"{params:,}", format_macs(macs)])
-    return section("model", f"Model {summary.get('model', '')}", folded(f"{len(rows)} rows", body, True))
-
-
-def _config(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
-    config = read_text(paths.config_yaml, root)
-    overrides = read_text(paths.overrides_yaml, root)
-    if config is None:
-        return None
-    shown = folded("overrides on the command line", f"<pre>{html_text(overrides, keep_lines=True)}</pre>", True)
-    body = (shown if overrides else "") + folded(".hydra/config.yaml",
-                                                 f"<pre>{html_text(config, keep_lines=True)}</pre>")
-    return section("config", "Config", body)
-
-
-def _provenance(summary: dict[str, Any]) -> tuple[str, str, str] | None:
-    rows: list[tuple[str, Any]] = []
-    versions = summary.get("versions")
-    if isinstance(versions, dict):
-        rows += [(name, version) for name, version in versions.items()]
-    git = summary.get("git")
-    if isinstance(git, dict):
-        rows.append(("git commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}"))
-    for key in ("device", "device_name", "threads"):
-        if key in summary:
-            rows.append((key.replace("_", " "), summary[key]))
-    cpu = summary.get("cpu")
-    if isinstance(cpu, dict):
-        rows += [("cpu", cpu.get("model")), ("cpu instruction set", cpu.get("capability"))]
-        if isinstance(cpu.get("isa_flags"), list):
-            rows.append(("cpu vector flags", " ".join(str(flag) for flag in cpu["isa_flags"])))
-        if cpu.get("dispatch_env"):
-            rows.append(("cpu dispatch capped by", str(cpu["dispatch_env"])))
-    platform = summary.get("platform")
-    if isinstance(platform, dict):
-        rows += [(f"platform {key}", value) for key, value in platform.items()]
-    deterministic = summary.get("deterministic")
-    if isinstance(deterministic, dict):
-        rows.append(("deterministic", ", ".join(f"{k}={v}" for k, v in deterministic.items())))
-    command = summary.get("command")
-    if isinstance(command, list):
-        rows.append(("command", " ".join(str(part) for part in command)))
-    if not rows:
-        return None
-    return section("provenance", "Provenance", table(None, rows))

@@ -137,7 +137,7 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.
                        path: Path) -> None:
     """misclassified.png, the same grid drawn with Pillow (a hundred matplotlib text artists take most of a
     second here); written even when nothing is wrong, saying so, so the file is always there."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw, ImageFont  # only when pictures are drawn (report.plots)
 
     picked = _misclassified(images, labels, preds, classes)
     font = ImageFont.load_default(size=13)
@@ -197,7 +197,7 @@ def cam_overlay(image: torch.Tensor, cam: torch.Tensor | None, alpha: float = CA
     rgb = image.cpu().expand(3, -1, -1) if image.shape[0] == 1 else image.cpu()[:3]
     if cam is None:
         return rgb.clone()
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # only when pictures are drawn: matplotlib takes a second to import
 
     heat = torch.from_numpy(colormaps["jet"](cam.clamp(0, 1).numpy(), bytes=True)[..., :3]).permute(2, 0, 1)
     return (rgb.float() * (1 - alpha) + heat.float() * alpha).round().clamp(0, 255).to(torch.uint8)
@@ -207,7 +207,7 @@ def plot_worst_mistakes(images: torch.Tensor, cams: torch.Tensor | None, titles:
                         header: str) -> None:
     """worst_mistakes.png: the worst mistakes (uint8 [N, C, H, W]) with their CAMs over them, titled
     'pred p=0.97\\n(true)', in Pillow as misclassified.png; a note when there is no mistake to show."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw, ImageFont  # only when pictures are drawn (report.plots)
 
     font = ImageFont.load_default(size=13)
     if images.shape[0] == 0:

@@ -1,23 +1,28 @@
 """Everything besides the config that can change a run's numbers: versions, device, CPU instruction set,
-threads, flags, commit. cnntrain-reproduce compares these (float_facts) before it compares any number."""
+threads, flags, commit. cnntrain-reproduce compares these (float_facts) before it compares any number.
+
+torch, numpy and hydra are imported inside the functions that ask them ("lazy" below): run_dir.py imports this
+module, and what reads a run directory back (cnntrain-report, the Python API's Run) stays torch-free."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from cnntrain import __version__
+from cnntrain.version import __version__
 
 
 def versions() -> dict[str, str]:
     """Versions of everything that can change a run's numbers."""
-    import hydra
-    import numpy
-    import torch
+    import hydra  # lazy
+    import numpy  # lazy
+    import torch  # lazy
 
     return {
         "python": platform.python_version(),
@@ -42,7 +47,7 @@ def cpu() -> dict[str, Any]:
     "AVX512", "AVX2", "DEFAULT", ...; ATEN_CPU_CAPABILITY can lower it), its vector-ISA flags as lscpu lists
     them (Linux), and any variable set that caps what oneDNN or MKL use: the same code and seed give different
     floats on AVX2 and AVX-512 machines."""
-    import torch
+    import torch  # lazy
 
     model, flags = _cpuinfo()
     return {
@@ -55,7 +60,7 @@ def cpu() -> dict[str, Any]:
 
 def device_name(device: Any) -> str:
     """What the device is: the GPU's name for CUDA, the CPU's model otherwise."""
-    import torch
+    import torch  # lazy
 
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
@@ -86,7 +91,7 @@ def _cpuinfo() -> tuple[str | None, list[str] | None]:
 
 def _cudnn_version() -> str | None:
     """cuDNN's version where this process uses CUDA (loading cuDNN only to ask costs a CPU run 0.14 s)."""
-    import torch
+    import torch  # lazy
 
     used = torch.cuda.is_initialized() and torch.backends.cudnn.is_available()
     version = torch.backends.cudnn.version() if used else None
@@ -96,9 +101,6 @@ def _cudnn_version() -> str | None:
 def torchvision_version() -> str | None:
     """torchvision.__version__ (with its build tag, e.g. +cu130), read from its version.py: importing
     torchvision itself takes more than a second and a run of the MNIST family does not need it."""
-    import importlib.util
-    import re
-
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return None
@@ -132,7 +134,7 @@ def git_commit() -> dict[str, Any] | None:
 
 def provenance(device: Any) -> dict[str, Any]:
     """Everything besides the config that can make a re-run's numbers differ (reproduce compares these)."""
-    import torch
+    import torch  # lazy
 
     return {
         "device": str(device),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -17,20 +17,27 @@ from torch import nn
 
 from cnntrain.config.names import TEST_METRICS, summary_key
 from cnntrain.data.batches import images_at
+from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError, first_line
+from cnntrain.models.builder import LayerRow
+from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
 from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.analysis import analysis_summary, worst_mistakes
 from cnntrain.reporting.console import Reporter, format_metric
+from cnntrain.reporting.loggers import Logger
 from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, confusion_matrix, per_class_accuracy
+from cnntrain.reporting.page import write_run_page
+from cnntrain.reporting.plots import (
+    misclassified_figure,
+    plot_per_class,
+    plot_reliability,
+    plot_worst_mistakes,
+    write_plots,
+)
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, most_confused_table, per_class_table
 from cnntrain.reporting.text import markup
-
-if TYPE_CHECKING:
-    from cnntrain.data.loading import DataBundle
-    from cnntrain.models.builder import LayerRow
-    from cnntrain.reporting.loggers import Logger
 
 
 @dataclass
@@ -64,16 +71,12 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     best_metrics, last_metrics = tested.class_metrics(data.test.labels, len(data.classes))
 
     def misclassified() -> Any:
-        from cnntrain.reporting.plots import misclassified_figure
-
         return misclassified_figure(data.test.images, data.test.labels, tested.best.preds, data.classes)
 
     for logger in loggers:
         logger.log_test({**dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), **best_metrics},
                         len(result.history), misclassified)
     if cfg.report.plots:
-        from cnntrain.reporting.plots import write_plots
-
         write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
                     data.classes)
     analysis = analyse(cfg, paths, data, tested) if cfg.report.analysis and tested.best.table is not None else None
@@ -116,8 +119,6 @@ def write_outputs(cfg: DictConfig, paths: RunDir, reporter: Reporter, summary: d
 
 def _write_page(paths: RunDir, reporter: Reporter) -> Path | None:
     """report.html from the files just written; a page that cannot be written is a warning, not a failed run."""
-    from cnntrain.reporting.page import write_run_page
-
     try:
         return write_run_page(paths.root)
     except (UserError, OSError) as err:
@@ -148,8 +149,6 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
     images = images_at(data.test.images, worst) if report.plots else None  # only pictures need them (a stream's:
     cams, cam = None, None                                                 # one more pass over its shards)
     if report.plots and report.cam and worst and tested.model is not None:
-        from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
-
         layer = None if not cam_available() else \
             find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
         if layer is not None:
@@ -158,8 +157,6 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
             cam = {"method": CAM_METHOD, "layer": layer.label}
     analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
     if images is not None:
-        from cnntrain.reporting.plots import plot_per_class, plot_reliability, plot_worst_mistakes
-
         titles = [f"{m['predicted']} p={m['probability']:.2f}\n({m['true']})" for m in analysis["worst_mistakes"]]
         header = f"worst {len(worst)} test mistakes: predicted p=probability (true)" + \
             (f", {cam['method']} of the prediction at layer {cam['layer']}" if cam else "")

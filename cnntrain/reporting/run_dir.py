@@ -17,6 +17,7 @@ from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.disk import disk_errors
 from cnntrain.errors import OutputError, UserError, first_line
 from cnntrain.files import kind_of, open_append, write_text
+from cnntrain.reporting.provenance import command_line
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,6 @@ def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> 
 
 def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:
     """The summary.json of a sweep job that failed, so the sweep summary can list it."""
-    from cnntrain.reporting.provenance import command_line
-
     try:
         write_summary(path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds,
                              "command": command_line()})

@@ -14,17 +14,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from cnntrain.config.names import TEST_BALANCED_ACC
 from cnntrain.files import write_text
 from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.sweep_rows import JobRow, job_order
 from cnntrain.reporting.text import markup
-
-if TYPE_CHECKING:
-    from cnntrain.reporting.sweep_summary import JobRow
 
 FOLD_KEY = "dataset.fold"
 AVERAGED = ("best", "test/acc", TEST_BALANCED_ACC)
@@ -76,7 +73,7 @@ def write_folds_csv(path: Path, groups: list[FoldGroup]) -> None:
     for group in groups:
         cells = {"overrides": " ".join(group.overrides), "folds_done": len(group.done),
                  "folds_failed": len(group.jobs) - len(group.done), "monitor": _monitor([group]),
-                 "jobs": " ".join(sorted((job.job for job in group.jobs), key=lambda j: j.zfill(12)))}
+                 "jobs": " ".join(sorted((job.job for job in group.jobs), key=job_order))}
         for name in AVERAGED:
             cells[f"{name}_mean"], cells[f"{name}_std"] = group.stats(name)
         writer.writerow(["" if cells[name] is None else cells[name] for name in FOLD_FIELDS])

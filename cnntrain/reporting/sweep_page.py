@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from cnntrain.config.names import TEST_BALANCED_ACC, TEST_MACRO_F1
 from cnntrain.reporting.html import Raw, esc, figure, inside, number, page, section, table, write_page
-from cnntrain.reporting.page import metric
+from cnntrain.reporting.page_sections import metric
 from cnntrain.reporting.run_dir import SWEEP_REPORT_HTML, SWEEP_SUMMARY_PNG, RunDir
-
-if TYPE_CHECKING:
-    from cnntrain.reporting.sweep_summary import JobRow
-
+from cnntrain.reporting.sweep_rows import JobRow
 
 # ---------------------------------------------------------------- the sweep page
 

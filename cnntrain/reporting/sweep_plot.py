@@ -19,12 +19,10 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnntrain.reporting.figures import new_figure, save_png
-
-if TYPE_CHECKING:
-    from cnntrain.reporting.sweep_summary import JobRow
+from cnntrain.reporting.sweep_rows import JobRow, job_order
 
 CATEGORY, LOG, LINEAR = "category", "log", "linear"
 LOG_DECADES = 1.5      # numbers spanning this many powers of ten or more get a log axis (Optuna's log-uniform
@@ -85,7 +83,7 @@ def drawn_rows(rows: Sequence[JobRow]) -> list[JobRow]:
         return []
     best = min(ranked, key=lambda row: row.sort_key())
     same = [row for row in ranked if row.values.get("monitor") == best.values.get("monitor")]
-    return sorted(same, key=lambda row: _job_order(row.job))
+    return sorted(same, key=lambda row: job_order(row.job))
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
@@ -300,7 +298,3 @@ def _number(value: str) -> float | None:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _job_order(job: str) -> str:
-    return job.zfill(12) if job.isdigit() else job

@@ -30,7 +30,7 @@ def plain(value: Any, *, keep_lines: bool = False) -> str:
 
 def markup(value: Any) -> str:
     """`value` as text inside rich markup: plain(), then every `[` that could open a tag escaped."""
-    from rich.markup import escape
+    from rich.markup import escape  # rich only for markup: plain() alone (the figures) does not need it
 
     return escape(plain(value))
 

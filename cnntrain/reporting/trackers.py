@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnntrain import __version__
 from cnntrain.config.flat import flatten
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import Interrupted, UserError, first_line
 from cnntrain.files import write_text
 from cnntrain.reporting.run_dir import RunDir, read_summary
+from cnntrain.version import __version__
 
 OUTPUTS = "outputs"
 """The name of the folder whose runs share one MLflow store (Hydra's default output folder)."""

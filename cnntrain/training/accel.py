@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntrain.config.names import DEVICES
 from cnntrain.errors import DeviceError
 
 
@@ -88,31 +87,3 @@ def check_devices(device: torch.device, devices: int, sync_batchnorm: bool) -> N
     if sync_batchnorm and device.type != "cuda":
         raise DeviceError(f"trainer.sync_batchnorm=true needs CUDA devices (this run uses {device}): torch's "
                           f"SyncBatchNorm has no CPU kernel; set trainer.sync_batchnorm=false")
-
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device={name}: CUDA is not available on this machine; use device=auto or device=cpu")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        count = torch.cuda.device_count()
-        if index >= count:
-            raise DeviceError(f"device={name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
-        return torch.device(name)
-    if name == "mps":
-        if not _mps_available():
-            raise DeviceError("device=mps: Apple MPS is not available on this machine; use device=auto or device=cpu")
-        return torch.device("mps")
-    raise DeviceError(f"device={name}: expected one of {', '.join(DEVICES)}")

@@ -22,11 +22,12 @@ from cnntrain.data.augment import check_augment, mixes
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
+from cnntrain.device import resolve_device
 from cnntrain.errors import ConfigError
 from cnntrain.models.architectures import expected_stats, saved_weights
 from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_with_log_softmax
 from cnntrain.training import distributed
-from cnntrain.training.accel import Accel, resolve_device
+from cnntrain.training.accel import Accel
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule, parameter_groups
