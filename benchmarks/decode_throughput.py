@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnntrain.data.batches import iterate_batches
-from cnntrain.data.image_files import ImageReader, fallback_cache_dir
+from cnntrain.data.containers import TensorSplit, iterate_batches
+from cnntrain.data.image_cache import fallback_cache_dir
+from cnntrain.data.image_files import ImageReader
 from cnntrain.data.images import image_input_shape
-from cnntrain.data.loading import TensorSplit
 from cnntrain.data.sources.class_folders import scan_folder
 
 CLASSES = 10

@@ -1,8 +1,9 @@
-"""A dataset's splits as tensors on the training device, with the description the model is built from.
+"""A dataset's splits ready for the training device, with the description the model is built from.
 
-The whole dataset lives in two uint8 tensors per split on the target device: MNIST-sized data is
-~50 MB, so a DataLoader with per-sample PIL decoding would only add overhead. Batches are index
-slices of those tensors (cnntrain.data.batches); each batch is normalised on the fly.
+By default a split's images live in one uint8 tensor on the target device (MNIST-sized data is ~50 MB, so a
+DataLoader with per-sample PIL decoding would only add overhead) and batches are index slices of it; image
+files with dataset.in_memory=false, Hugging Face rows and WebDataset shards are read per batch instead. Either
+way the split answers the same questions (cnntrain.data.containers) and each batch is normalised on the fly.
 
 `describe_data` answers what the model needs (shape, classes) as cheaply as the dataset allows, after
 making sure the files are there; `load_data` reads the splits and completes the description with the
@@ -18,25 +19,14 @@ from typing import Any
 
 import torch
 
+from cnntrain.data.containers import SourceSplit, TensorSplit
 from cnntrain.data.description import DataDescription, normalize
-from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
+from cnntrain.data.sources import Source, SourceSplits, source_for
 from cnntrain.data.split import fold_indices, fraction_indices, split_indices
-from cnntrain.data.streams import STATS_IMAGES, StreamedImages, split_streams
+from cnntrain.data.streams import split_streams
 from cnntrain.errors import DataError
 
 TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `seed` changes
-
-
-@dataclass
-class TensorSplit:
-    """One split held as whole tensors: images uint8 [N, C, H, W], labels int64 [N] (multi-label data: float32
-    multi-hot [N, K])."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 @dataclass
@@ -108,10 +98,7 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
 
     train_split = on_device(train)
     if description.mean is None or description.std is None:
-        images = train_split.images
-        if isinstance(images, StreamedImages):  # a stream: its first STATS_IMAGES images, not all of it
-            images = images.first(STATS_IMAGES)
-        description = description.with_stats(*channel_stats(images))
+        description = description.with_stats(*channel_stats(train_split.images.statistics_images()))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
     layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole)
@@ -125,11 +112,7 @@ def keep_fraction(cfg: Any, train: SourceSplit, seed: int) -> SourceSplit:
     fraction = float(cfg.get("fraction", 1.0))
     if fraction >= 1.0:
         return train
-    kept = fraction_indices(train.labels, fraction, seed)
-    if isinstance(train.images, StreamedImages):
-        images = train.images.subset(kept)
-        return SourceSplit(images, images.labels)
-    return _take(train, kept)
+    return train.take(fraction_indices(train.labels, fraction, seed))
 
 
 def fraction_note(cfg: Any, kept: int, whole: int) -> str:
@@ -147,7 +130,7 @@ def assemble(cfg: Any, splits: SourceSplits, seed: int,
     fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
     one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
     Works on labels alone (images None) too, which is how the preflight sees the training split. Streamed
-    splits (StreamedImages) cannot be indexed: they are split by key hash instead (streams.split_streams).
+    splits cannot be indexed (their images are `keyed`): they are split by key hash instead (split_streams).
     Last, `fraction` keeps dataset.fraction of the training split (keep_fraction)."""
     train, val, test = _assemble_whole(cfg, splits, seed)
     return (keep_fraction(cfg, train, seed) if fraction else train), val, test
@@ -155,16 +138,16 @@ def assemble(cfg: Any, splits: SourceSplits, seed: int,
 
 def _assemble_whole(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     train, val, test = splits.train, splits.val, splits.test
-    if isinstance(train.images, StreamedImages):
+    if train.images is not None and train.images.keyed:
         return split_streams(cfg, train, val, test, seed)
     if test is None:
         keep, held = _held_out_test(cfg, train.labels)
-        train, test = _take(train, keep), _take(train, held)
+        train, test = train.take(keep), train.take(held)
     if val is not None and cfg.get("folds") is not None:
-        train, val = _concat(train, val), None
+        train, val = train.concat(val), None
     if val is None:
         train_idx, val_idx = split_train(cfg, train.labels, seed)
-        train, val = _take(train, train_idx), _take(train, val_idx)
+        train, val = train.take(train_idx), train.take(val_idx)
     return train, val, test
 
 
@@ -201,19 +184,6 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 def _held_out_test(cfg: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A source without a test split: (kept, held-out test) indices, stratified, fixed whatever the seed."""
     return split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED, key="dataset.test_split")
-
-
-def _take(split: SourceSplit, idx: torch.Tensor) -> SourceSplit:
-    return SourceSplit(None if split.images is None else split.images[idx], split.labels[idx])
-
-
-def _concat(first: SourceSplit, second: SourceSplit) -> SourceSplit:
-    labels = torch.cat([first.labels, second.labels])
-    if first.images is None:
-        return SourceSplit(None, labels)
-    if isinstance(first.images, torch.Tensor):
-        return SourceSplit(torch.cat([first.images, second.images]), labels)
-    return SourceSplit(first.images.cat(second.images), labels)
 
 
 def _check_description(cfg: Any, facts: DataDescription, source: Source) -> None:

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from cnntrain.config.names import DATASET_KINDS
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.errors import ConfigError
 
 # dataset.kind -> "module:class" under cnntrain.data.sources
@@ -22,7 +22,7 @@ SOURCES = {
     "webdataset": "webdataset_shards:WebDatasetSource",  # not webdataset.py: that would shadow the package
 }
 
-__all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]
+__all__ = ["SOURCES", "Source", "SourceSplits", "dataset_kind", "source_for"]
 
 
 def dataset_kind(cfg: Any) -> str:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnntrain.data.image_files import ImageFiles
+from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.errors import DataError

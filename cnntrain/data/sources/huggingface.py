@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import image_input_shape
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.huggingface_images import ArrowImages, cache_root, decode_split, image_source
 from cnntrain.data.sources.huggingface_labels import find_classes, label_set_feature, raw_labels, read_labels
+from cnntrain.data.sources.huggingface_scan import HFScan
 from cnntrain.errors import DataError, first_line
 
 INSTALL = "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'"
@@ -37,27 +38,6 @@ LABEL_NAMES = ("label", "labels", "target")  # a label column without a ClassLab
 DATA_SUFFIXES = {"parquet": (".parquet",), "arrow": (".arrow",)}
 BYTES_OR_PATHS = ("binary", "large_binary", "string", "large_string")  # a plain column that can hold images
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-
-
-@dataclass
-class HFScan:
-    """What opening the dataset and its features tell, before any image is decoded."""
-
-    name: str  # dataset.path as given
-    form: str  # save_to_disk | parquet | arrow | Hub cache
-    tables: dict[str, Any]  # role (train/val/test) -> datasets.Dataset with the image column left undecoded
-    split_names: dict[str, str]  # role -> the dataset's own split name
-    unused: dict[str, int]  # splits cnntrain does not use (or has no labels for) -> rows
-    image_column: str
-    label_column: str
-    label_kind: str  # ClassLabel | values
-    classes: list[str]
-    input_shape: tuple[int, int, int]
-    cache_root: Path
-    fingerprints: dict[str, str] = field(default_factory=dict)  # role -> the split's datasets fingerprint
-    values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
-    resize: str = "stretch"  # dataset.resize, as decode_image takes it
-    task: str = "single"  # multilabel: the label column is a Sequence(ClassLabel) (huggingface_labels)
 
 
 class HuggingFaceSource(Source):

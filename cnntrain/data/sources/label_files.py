@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cnntrain.data.image_files import ImageFiles
+from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.data.sources.label_sets import is_multilabel, label_sets

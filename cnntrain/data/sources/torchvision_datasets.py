@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.idx_gzip import MAX_IDX_BYTES, gunzip_idx
 from cnntrain.errors import ConfigError, DataError, first_line
 from cnntrain.files import open_regular

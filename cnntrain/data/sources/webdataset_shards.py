@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, first_line
 
