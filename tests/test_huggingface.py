@@ -112,7 +112,8 @@ def test_images_are_decoded_once_then_read_from_the_cache(saved, monkeypatch):
 
     monkeypatch.setattr(huggingface_images, "decode_image", no_decoding)
     second = load_data(hf_cfg(saved), seed=0)
-    assert torch.equal(first.train.images[:], second.train.images[:]) and torch.equal(first.val.images[:], second.val.images[:])
+    assert torch.equal(first.train.images[:], second.train.images[:])
+    assert torch.equal(first.val.images[:], second.val.images[:])
     with pytest.raises(AssertionError, match="decoded again"):  # another shape is another cache entry
         load_data(hf_cfg(saved, "dataset.image_size=[8,8]"), seed=0)
 

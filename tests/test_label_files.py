@@ -121,7 +121,8 @@ def test_ids_without_a_suffix_and_an_image_dir(tmp_path, drawn):
     (tmp_path / "data" / "part1" / "square-1.png").rename(tmp_path / "data" / "part1" / "square-1.PNG")
     file = write_label_file(tmp_path / "lists" / "ids.csv", ids)
     bundle = load_data(label_cfg(file, image_dir="../data"), seed=0)
-    assert torch.equal(bundle.train.images[:], full.train.images[:]) and torch.equal(bundle.test.labels, full.test.labels)
+    assert torch.equal(bundle.train.images[:], full.train.images[:])
+    assert torch.equal(bundle.test.labels, full.test.labels)
     with pytest.raises(DataError, match=r"ids\.csv, line 2: image .*/lists/part0/circle-0 not found, and 29 more "
                                         r"image\(s\) are missing; relative paths are read from .*/lists "
                                         r"\(dataset\.image_dir\)"):
