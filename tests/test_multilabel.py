@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from cnntrain.commands import evaluate, export, predict, reproduce, train
-from cnntrain.data.label_sets import balanced_draws, fold_sizes, stratified_parts
 from cnntrain.data.loading import describe_data, load_data
 from cnntrain.data.mixing import mixup
+from cnntrain.data.multilabel_splits import balanced_draws, fold_sizes, stratified_parts
 from cnntrain.data.split import fold_indices, split_indices
 from cnntrain.errors import DataError
 from cnntrain.reporting.label_metrics import average_precision, multilabel_metrics, tune_thresholds

@@ -11,7 +11,7 @@ Labels are class names or whole numbers: with dataset.classes set, a label that 
 and a whole number indexes into it; without it, the classes are the labels found, sorted (numerically when every
 label is a whole number). With a split column every row must name train, val (valid,
 validation) or test; a split no row names is taken from train by cnntrain.data.loading. Several labels per image
-(a delimited column, 0/1 columns, JSON lists) are read by cnntrain.data.sources.label_sets.
+(a delimited column, 0/1 columns, JSON lists) are read by cnntrain.data.sources.label_file_sets.
 
 Every message names the file and the line (1-based line of the file, the header being line 1), so a user can
 open the file at the mistake. The file is read once per run (describe), without decoding an image.
@@ -30,7 +30,7 @@ from typing import Any
 from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
-from cnntrain.data.sources.label_sets import is_multilabel, label_sets
+from cnntrain.data.sources.label_file_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
 from cnntrain.files import open_regular
 
@@ -79,7 +79,7 @@ def scan_label_file(cfg: Any) -> FileListing:
     if not rows:
         raise DataError(f"label file {file} has a header but no rows")
     multilabel = is_multilabel(cfg, rows, label_col)
-    if multilabel:  # each row's label is its multi-hot tuple (cnntrain.data.sources.label_sets)
+    if multilabel:  # each row's label is its multi-hot tuple (cnntrain.data.sources.label_file_sets)
         classes, indices, how = label_sets(cfg, file, rows, columns, label_col)
     else:
         texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
