@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from cnntrain.config.named_items import named_item
 from cnntrain.data import augment_ops  # noqa: F401  (registers the built-in ops)
@@ -114,8 +115,6 @@ def augment_items(value: Any) -> list[tuple[str, dict[str, Any]]]:
     if value is None:
         return []
     if hasattr(value, "_metadata"):  # an OmegaConf node (a composed or saved config)
-        from omegaconf import OmegaConf
-
         value = OmegaConf.to_container(value, resolve=True)
     if isinstance(value, Mapping):
         return _old_form(value)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnntrain.data.images import decode_array
 from cnntrain.disk import torch_save
@@ -192,12 +194,8 @@ class _progress:
         self.total, self.bar, self.task = total, None, None
 
     def __enter__(self) -> Any:
-        from rich.console import Console
-
         console = Console(stderr=True)
         if self.total >= PROGRESS_FROM and console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.bar = Progress(TextColumn("decoding images"), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=console, transient=True)
             self.bar.__enter__()
