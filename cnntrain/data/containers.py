@@ -29,12 +29,12 @@ class SourceSplit:
     InMemoryImages; None when only labels were asked for) and int64 labels [N] (multi-label data: multi-hot
     labels [N, K], 0/1)."""
 
-    images: ImageContainer | None
+    images: ImageContainer | torch.Tensor | None
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if isinstance(self.images, torch.Tensor):
-            self.images = InMemoryImages(self.images)
+        if self.images is not None:
+            self.images = as_container(self.images)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -92,12 +92,17 @@ def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
     return type(split)(*split.images.share(split.labels, rank, world))
 
 
-def images_at(images: ImageContainer, indices: list[int]) -> torch.Tensor:
+def images_at(images: ImageContainer | torch.Tensor, indices: list[int]) -> torch.Tensor:
     """uint8 [len(indices), C, H, W] on the CPU: the split's images at these indices, whatever holds them (a
     stream reads them in one pass, image files decode just these)."""
     if not indices:
         return torch.zeros(0, *images.shape[1:], dtype=torch.uint8)
-    return images.at(indices)
+    return as_container(images).at(indices)
+
+
+def as_container(images: ImageContainer | torch.Tensor) -> ImageContainer:
+    """Images as a container: a uint8 tensor is wrapped (InMemoryImages), a container is taken as it is."""
+    return InMemoryImages(images) if isinstance(images, torch.Tensor) else images
 
 
 class ImageContainer(ABC):
