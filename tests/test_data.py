@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from cnntrain.data.batches import num_batches
 from cnntrain.data.containers import TensorSplit, iterate_batches
@@ -20,6 +19,7 @@ from cnntrain.data.sources import torchvision_datasets as data
 from cnntrain.data.split import split_indices
 from cnntrain.errors import ConfigError, DataError
 
+from helpers import dataset_section
 from synthetic_idx import truncate_file
 
 
@@ -39,7 +39,7 @@ def dataset_cfg(root: Path | str, folder: str = "MNIST", **overrides):
         "val_strategy": "random",
     }
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 def class_counts(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:

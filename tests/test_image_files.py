@@ -20,7 +20,7 @@ from cnntrain.data.loading import load_data
 from cnntrain.data.sources.class_folders import _files
 from cnntrain.errors import DataError
 
-from helpers import compose_config, run_main
+from helpers import compose_config, dataset_section, run_main
 from synthetic_images import make_folder
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -80,7 +80,7 @@ def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
         assert image.mode.startswith("I"), image.mode
     assert decoded(path, channels=1, height=1, width=4)[..., 0].tolist() == [[0, 1, 128, 255]]
     assert (decoded(path, channels=3, height=1, width=4)[0, 2] == 128).all()
-    assert image_input_shape({"channels": None, "image_size": None}, path) == (1, 1, 4)
+    assert image_input_shape(dataset_section({"channels": None, "image_size": None}), path) == (1, 1, 4)
 
 
 def test_palette_png_transparency_is_black(tmp_path):
@@ -122,7 +122,7 @@ def test_exif_orientation_is_applied_first(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored, "L").save(path, exif=exif, quality=95)
-    assert image_input_shape({"channels": None, "image_size": None}, path) == (1, 32, 16)
+    assert image_input_shape(dataset_section({"channels": None, "image_size": None}), path) == (1, 32, 16)
     upright = decoded(path, channels=1, height=32, width=16)[..., 0].astype(int)
     assert upright[:14].min() > 200 and upright[18:].max() < 50, "the stored left half is now the top"
 

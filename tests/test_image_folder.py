@@ -15,17 +15,17 @@ from cnntrain.data.sources.torchvision_datasets import as_nchw
 from cnntrain.errors import DataError
 from cnntrain.training.run import run
 
+from helpers import dataset_section
 from synthetic_images import CLASSES, make_folder
 
 
 def folder_cfg(root: Path, **overrides):
-    from omegaconf import OmegaConf
 
     cfg = {"name": "imagefolder", "kind": "imagefolder", "root": str(root), "image_size": None, "channels": None,
            "input_shape": None, "num_classes": None, "classes": None, "mean": None, "std": None,
            "test_split": 0.2, "val_split": 0.1, "val_strategy": "stratified", "download": False}
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 def test_grayscale_folder_shape_classes_and_test_split(tmp_path):
@@ -127,13 +127,12 @@ def test_cli_trains_cnn3_on_an_rgb_folder(run_cli, tmp_path):
 
 
 def emnist_cfg(root: Path, **overrides):
-    from omegaconf import OmegaConf
 
     cfg = {"name": "emnist", "kind": "torchvision", "torchvision_class": "EMNIST", "split": "digits",
            "root": str(root), "download": False, "input_shape": None, "num_classes": None, "classes": None,
            "mean": None, "std": None, "val_split": 0.1, "val_strategy": "random"}
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 def test_emnist_by_name_with_split_takes_classes_from_torchvision(tmp_path):

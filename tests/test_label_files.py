@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from cnntrain.commands import evaluate, predict, train
 from cnntrain.data import image_cache, lazy_images
@@ -17,7 +16,7 @@ from cnntrain.data.images import decode_image
 from cnntrain.data.loading import describe_data, load_data, train_labels
 from cnntrain.errors import DataError
 
-from helpers import cli_env, cnntrain_command, run_main
+from helpers import cli_env, cnntrain_command, dataset_section, run_main
 from synthetic_images import CLASSES, make_labelled_images, write_label_file
 
 PER_CLASS = 10  # 30 images: rows 0, 10, 20 are test, rows 1, 11, 21 val, the rest train (each split has every class)
@@ -44,7 +43,7 @@ def label_cfg(file: Path | str, **overrides):
            "val_split": 0.1, "val_strategy": "stratified", "in_memory": True, "num_workers": 0, "folds": None,
            "fold": None}
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 @pytest.fixture

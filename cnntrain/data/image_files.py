@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import ImageContainer
 from cnntrain.data.image_cache import ImageFiles, cached_decode
 from cnntrain.data.lazy_images import LazyImages, unreadable_headers
@@ -37,10 +37,10 @@ class ImageReader:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> ImageReader:
-        return cls(in_memory=bool(cfg.get("in_memory", True)), num_workers=int(cfg.get("num_workers") or 0),
-                   resize=str(cfg.get("resize") or "stretch"), skip_bad=bool(cfg.get("skip_bad_images", False)),
-                   cache_dir=cfg.get("cache_dir"))
+    def from_config(cls, cfg: DatasetConfig) -> ImageReader:
+        return cls(in_memory=bool(cfg.in_memory), num_workers=int(cfg.num_workers),
+                   resize=str(cfg.resize), skip_bad=bool(cfg.skip_bad_images),
+                   cache_dir=cfg.cache_dir)
 
     def load(self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path,
              split: str) -> tuple[ImageContainer | torch.Tensor, torch.Tensor]:

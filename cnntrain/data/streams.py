@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from cnntrain.config.names import BALANCED
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.batches import batch_share, num_batches
 from cnntrain.data.containers import Batches, ImageContainer, SourceSplit
 from cnntrain.errors import DataError
@@ -298,7 +299,7 @@ class StreamedImages(ImageContainer):
         raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.batches.iterate_batches")
 
 
-def split_streams(cfg: Any, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
+def split_streams(cfg: DatasetConfig, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
     """cnntrain.data.loading.assemble for streamed splits (SourceSplits of StreamedImages): what the shards lack
     is taken from train by a seeded hash of each sample's key, never by index. The test split is the keys whose
     hash (salt "test", not the run seed: it must not move when the seed changes) falls below dataset.test_split;
@@ -309,13 +310,13 @@ def split_streams(cfg: Any, train: Any, val: Any, test: Any, seed: int) -> tuple
         return SourceSplit(images, images.labels)
 
     if test is None:
-        rule = KeyRule("test", share=float(cfg.get("test_split", 0.2)))
+        rule = KeyRule("test", share=float(cfg.test_split))
         train, test = part(train, replace(rule, keep=False)), part(train, rule)
-    if val is not None and cfg.get("folds") is not None:
+    if val is not None and cfg.folds is not None:
         images = train.images.concat(val.images)
         train, val = SourceSplit(images, images.labels), None
     if val is None:
-        if cfg.get("folds") is not None:
+        if cfg.folds is not None:
             rule = KeyRule(f"fold:{seed}", buckets=int(cfg.folds), bucket=int(cfg.fold))
         else:
             rule = KeyRule(f"val:{seed}", share=float(cfg.val_split))

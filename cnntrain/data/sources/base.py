@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 
@@ -33,7 +34,7 @@ class Source(ABC):
 
     kind: str = ""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: DatasetConfig) -> None:
         self.cfg = cfg
 
     found_type: type | None = None
