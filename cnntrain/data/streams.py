@@ -296,7 +296,7 @@ class StreamedImages(ImageContainer):
     def __getitem__(self, key: int | slice) -> torch.Tensor:
         if isinstance(key, int):
             return self.at([key])[0]
-        raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.batches.iterate_batches")
+        raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.containers.iterate_batches")
 
 
 def split_streams(cfg: DatasetConfig, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
