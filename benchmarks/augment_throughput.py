@@ -30,7 +30,7 @@ from torch import nn
 from cnntrain.config.compose import compose_train
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import augment_items, build_augment, get_spec
-from cnntrain.data.loading import TensorSplit
+from cnntrain.data.containers import TensorSplit
 from cnntrain.reporting.console import EpochDisplay, Reporter
 from cnntrain.training.evaluation import unwrap
 from cnntrain.training.loop import train_epoch
@@ -141,7 +141,7 @@ def main() -> None:
 
     sample_transform, batch_transform = per_image_transforms(cfg.dataset.augment, tuple(bundle.input_shape[1:]),
                                                              num_classes)
-    cpu_images, cpu_labels = bundle.train.images.cpu(), bundle.train.labels.cpu()
+    cpu_images, cpu_labels = bundle.train.images[:].cpu(), bundle.train.labels.cpu()
 
     class PerImage(torch.utils.data.Dataset):
         """uint8 images augmented one at a time by v2, as a per-sample transform in a Dataset does."""

@@ -1,11 +1,11 @@
 """What keying the decoded-image cache by content costs: hashing every file's bytes against decoding them.
 
-The in-memory image cache (cnntrain.data.image_files) is keyed by a hash of every file's bytes, so a cache cannot
+The in-memory image cache (cnntrain.data.image_cache) is keyed by a hash of every file's bytes, so a cache cannot
 stand for images it was not made from. A second run then reads and hashes every file instead of decoding it;
 this measures what that costs. In one process, on <images> small PNGs (generated in a temp dir unless --folder is
 given), it times, best of --rounds interleaved rounds:
 
-  (a) hash     cnntrain.data.image_files.content_digest over every file (what a cache hit costs on top of
+  (a) hash     cnntrain.data.image_cache.content_digest over every file (what a cache hit costs on top of
                loading the cache file)
   (b) decode   cnntrain.data.images.decode_array of every file to the target shape, one process (what a cache
                miss costs per file)
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnntrain.data.image_files import content_digest
+from cnntrain.data.image_cache import content_digest
 from cnntrain.data.images import IMAGE_SUFFIXES, decode_array
 
 

@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnntrain.data.batches import iterate_batches
-from cnntrain.data.image_files import ImageReader, fallback_cache_dir
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import TensorSplit, iterate_batches
+from cnntrain.data.image_cache import fallback_cache_dir
+from cnntrain.data.image_files import ImageReader
 from cnntrain.data.images import image_input_shape
-from cnntrain.data.loading import TensorSplit
 from cnntrain.data.sources.class_folders import scan_folder
 
 CLASSES = 10
@@ -80,10 +81,10 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    cfg = {"root": str(root), "channels": None, "image_size": None}
-    scan = scan_folder(_Cfg(cfg))
+    cfg = DatasetConfig(name="bench", root=str(root), kind="imagefolder")
+    scan = scan_folder(cfg)
     files = scan.train_files
-    shape = image_input_shape(_Cfg(cfg), files[0][0])
+    shape = image_input_shape(cfg, files[0][0])
     n = len(files)
     cache = Path(tempfile.mkdtemp(prefix="cnntrain-decode-cache-"))  # where a read-only folder would cache
 
@@ -176,13 +177,6 @@ def remove_bench_cache(root: Path, cache: Path) -> None:
             path.unlink()
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-
-
-class _Cfg(dict):
-    """A dict with the attribute access scan_folder uses on a dataset config."""
-
-    def __getattr__(self, key: str) -> object:
-        return self[key]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from torch import nn
 
 from cnntrain.config.compose import compose_train
 from cnntrain.config.validate import validate
-from cnntrain.data.loading import TensorSplit
+from cnntrain.data.containers import TensorSplit
 from cnntrain.reporting.console import EpochDisplay, Reporter
 from cnntrain.training.evaluation import unwrap
 from cnntrain.training.loop import train_epoch

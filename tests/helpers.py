@@ -27,6 +27,17 @@ def compose_config(*overrides: str, data_root: Path | None = None):
     return validate(compose_train([*extra, *overrides]))
 
 
+def dataset_section(keys: dict):
+    """A dataset section as the data functions get it, complete: `keys` over the schema's defaults (a validated
+    config's dataset section is merged onto the same schema). num_workers is 0 unless given: these tests decode
+    in the test process, as they always have (the schema's default starts worker processes)."""
+    from omegaconf import OmegaConf
+
+    from cnntrain.config.schema import DatasetConfig
+
+    return OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"num_workers": 0, **keys})
+
+
 def cnntrain_command(script: str = "cnntrain", module: str = "cnntrain") -> list[str]:
     """The installed console script when there is one (as users run it), else the module."""
     path = Path(sys.executable).parent / script

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from cnntrain.data.augment import Augment, build_augment, random_hflip, random_translate
+from cnntrain.data.augment import Augment, build_augment
+from cnntrain.data.augment_ops import random_hflip, random_translate
 from cnntrain.errors import DeviceError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.training.accel import Accel

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnntrain.data.augment import augment_items, build_augment, random_hflip, random_translate
+from cnntrain.data.augment import augment_items, build_augment
+from cnntrain.data.augment_ops import random_hflip, random_translate
 from cnntrain.data.mixing import cutmix, mixup
 from cnntrain.training.run import resume_run, run
 

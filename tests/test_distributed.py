@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from cnntrain.data.augment import build_augment
-from cnntrain.data.batches import batch_share, iterate_batches, num_batches, shard
-from cnntrain.data.loading import TensorSplit
+from cnntrain.data.batches import batch_share, num_batches
+from cnntrain.data.containers import TensorSplit, iterate_batches, shard
 from cnntrain.training.distributed import Ranks, fresh_process_threads, ranks_from_env, threads_per_rank
 
 from helpers import TINY_RUN, cli_env, cnntrain_command

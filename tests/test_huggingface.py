@@ -15,8 +15,8 @@ import torch
 datasets = pytest.importorskip("datasets")
 
 from cnntrain.commands import evaluate, predict, train  # noqa: E402
-from cnntrain.data.batches import iterate_batches  # noqa: E402
-from cnntrain.data.image_files import fallback_cache_dir  # noqa: E402
+from cnntrain.data.containers import iterate_batches  # noqa: E402
+from cnntrain.data.image_cache import fallback_cache_dir  # noqa: E402
 from cnntrain.data.loading import load_data, train_labels  # noqa: E402
 from cnntrain.data.sources import huggingface, huggingface_images  # noqa: E402
 from cnntrain.errors import DataError  # noqa: E402
@@ -96,8 +96,8 @@ def test_parquet_folder_reads_like_save_to_disk(tmp_path, saved):
                                           f"test 9")
     for split in ("train", "val", "test"):
         a, b = getattr(from_disk, split), getattr(from_parquet, split)
-        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-    assert from_disk.train.images.shape == (36, 1, 16, 16) and from_disk.train.images.float().std() > 10
+        assert torch.equal(a.images[:], b.images[:]) and torch.equal(a.labels, b.labels)
+    assert from_disk.train.images.shape == (36, 1, 16, 16) and from_disk.train.images[:].float().std() > 10
     assert torch.bincount(from_disk.test.labels).tolist() == [3, 3, 3]
     # a second load (its cache now lies among the Parquet files) reads the same; a resize and RGB are honoured
     again = load_data(hf_cfg(folder, "dataset.image_size=[12,12]", "dataset.channels=3"), seed=0)
@@ -112,7 +112,8 @@ def test_images_are_decoded_once_then_read_from_the_cache(saved, monkeypatch):
 
     monkeypatch.setattr(huggingface_images, "decode_image", no_decoding)
     second = load_data(hf_cfg(saved), seed=0)
-    assert torch.equal(first.train.images, second.train.images) and torch.equal(first.val.images, second.val.images)
+    assert torch.equal(first.train.images[:], second.train.images[:])
+    assert torch.equal(first.val.images[:], second.val.images[:])
     with pytest.raises(AssertionError, match="decoded again"):  # another shape is another cache entry
         load_data(hf_cfg(saved, "dataset.image_size=[8,8]"), seed=0)
 
@@ -200,7 +201,7 @@ def test_a_hub_name_is_read_offline_from_the_cache(tmp_path, saved, monkeypatch)
     fill_hub_cache(to_parquet_folder(datasets.load_from_disk(str(saved)), tmp_path / "pq"), "someone/shapes")
     bundle = load_data(hf_cfg("someone/shapes"), seed=0)
     assert bundle.layout.startswith("Hugging Face dataset someone/shapes (Hub cache): splits train 36, validation 9")
-    assert torch.equal(bundle.test.images, load_data(hf_cfg(saved), seed=0).test.images)
+    assert torch.equal(bundle.test.images[:], load_data(hf_cfg(saved), seed=0).test.images[:])
     assert list((tmp_path / "user-cache" / "cnntrain").rglob("hf-test-*.pt")), \
         "no dataset folder of its own: decoded images are cached per user"
 

@@ -12,14 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain.data import image_files
-from cnntrain.data.image_files import ImageReader, decode_files, fallback_cache_dir
+from cnntrain.data import image_cache
+from cnntrain.data.image_cache import decode_files, fallback_cache_dir
+from cnntrain.data.image_files import ImageReader
 from cnntrain.data.images import IMAGE_SUFFIXES, decode_image, image_input_shape
 from cnntrain.data.loading import load_data
 from cnntrain.data.sources.class_folders import _files
 from cnntrain.errors import DataError
 
-from helpers import compose_config, run_main
+from helpers import compose_config, dataset_section, run_main
 from synthetic_images import make_folder
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -79,7 +80,7 @@ def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
         assert image.mode.startswith("I"), image.mode
     assert decoded(path, channels=1, height=1, width=4)[..., 0].tolist() == [[0, 1, 128, 255]]
     assert (decoded(path, channels=3, height=1, width=4)[0, 2] == 128).all()
-    assert image_input_shape({"channels": None, "image_size": None}, path) == (1, 1, 4)
+    assert image_input_shape(dataset_section({"channels": None, "image_size": None}), path) == (1, 1, 4)
 
 
 def test_palette_png_transparency_is_black(tmp_path):
@@ -121,7 +122,7 @@ def test_exif_orientation_is_applied_first(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored, "L").save(path, exif=exif, quality=95)
-    assert image_input_shape({"channels": None, "image_size": None}, path) == (1, 32, 16)
+    assert image_input_shape(dataset_section({"channels": None, "image_size": None}), path) == (1, 32, 16)
     upright = decoded(path, channels=1, height=32, width=16)[..., 0].astype(int)
     assert upright[:14].min() > 200 and upright[18:].max() < 50, "the stored left half is now the top"
 
@@ -273,10 +274,10 @@ def test_parallel_decoding_is_bit_identical_to_serial(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "data", rgb=True, size=20, per_class=9)
     paths = sorted(root.rglob("*.*"))
     paths.insert(5, spoil(root)[0])
-    monkeypatch.setattr(image_files, "CHUNK", 4)  # 28 files: 7 tasks over 2 processes
+    monkeypatch.setattr(image_cache, "CHUNK", 4)  # 28 files: 7 tasks over 2 processes
     pools = []
-    real_pool = image_files.ProcessPoolExecutor
-    monkeypatch.setattr(image_files, "ProcessPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    real_pool = image_cache.ProcessPoolExecutor
+    monkeypatch.setattr(image_cache, "ProcessPoolExecutor", lambda n: pools.append(n) or real_pool(n))
     serial = decode_files(paths, (3, 16, 16), resize="pad", num_workers=0)
     assert pools == []
     parallel = decode_files(paths, (3, 16, 16), resize="pad", num_workers=2)
@@ -294,9 +295,9 @@ def test_the_cache_goes_to_cache_dir_never_into_the_data_folder(tmp_path, monkey
     assert not list(root.rglob("*.pt")) and not (root / ".cnntrain-cache").exists()
     assert len(list(fallback_cache_dir(root, str(cache)).glob("train-*.pt"))) == 1
 
-    monkeypatch.setattr(image_files, "decode_array", lambda *a, **kw: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(image_cache, "decode_array", lambda *a, **kw: pytest.fail("decoded despite the cache"))
     second = load_data(cfg, seed=0)
-    assert torch.equal(first.train.images, second.train.images)
+    assert torch.equal(first.train.images[:], second.train.images[:])
 
 
 def test_the_default_cache_dir_is_per_user_and_per_dataset(tmp_path, monkeypatch):

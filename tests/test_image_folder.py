@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from cnntrain.data import image_files
+from cnntrain.data import image_cache
 from cnntrain.data.loading import describe_data, load_data
 from cnntrain.data.sources.torchvision_datasets import as_nchw
 from cnntrain.errors import DataError
 from cnntrain.training.run import run
 
+from helpers import dataset_section
 from synthetic_images import CLASSES, make_folder
 
 
 def folder_cfg(root: Path, **overrides):
-    from omegaconf import OmegaConf
 
     cfg = {"name": "imagefolder", "kind": "imagefolder", "root": str(root), "image_size": None, "channels": None,
            "input_shape": None, "num_classes": None, "classes": None, "mean": None, "std": None,
            "test_split": 0.2, "val_split": 0.1, "val_strategy": "stratified", "download": False}
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 def test_grayscale_folder_shape_classes_and_test_split(tmp_path):
@@ -50,14 +50,14 @@ def test_rgb_folder_with_test_dir_resized(tmp_path):
 def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "cached", rgb=False, size=16, per_class=8)
     first = load_data(folder_cfg(root), seed=0)
-    assert list(image_files.fallback_cache_dir(root).glob("train-*.pt"))
+    assert list(image_cache.fallback_cache_dir(root).glob("train-*.pt"))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(image_files, "decode_array", no_decoding)
+    monkeypatch.setattr(image_cache, "decode_array", no_decoding)
     second = load_data(folder_cfg(root), seed=0)
-    assert torch.equal(first.train.images, second.train.images)
+    assert torch.equal(first.train.images[:], second.train.images[:])
     assert torch.equal(first.test.labels, second.test.labels)
     (root / "train" / "cross" / "new.png").write_bytes((root / "train" / "cross" / "1.png").read_bytes())
     with pytest.raises(AssertionError, match="decoded again"):
@@ -127,13 +127,12 @@ def test_cli_trains_cnn3_on_an_rgb_folder(run_cli, tmp_path):
 
 
 def emnist_cfg(root: Path, **overrides):
-    from omegaconf import OmegaConf
 
     cfg = {"name": "emnist", "kind": "torchvision", "torchvision_class": "EMNIST", "split": "digits",
            "root": str(root), "download": False, "input_shape": None, "num_classes": None, "classes": None,
            "mean": None, "std": None, "val_split": 0.1, "val_strategy": "random"}
     cfg.update(overrides)
-    return OmegaConf.create(cfg)
+    return dataset_section(cfg)
 
 
 def test_emnist_by_name_with_split_takes_classes_from_torchvision(tmp_path):
@@ -163,8 +162,8 @@ def test_torchvision_dataset_mistakes(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
-    from cnntrain.data.batches import iterate_batches
-    from cnntrain.data.image_files import LazyImages
+    from cnntrain.data.containers import iterate_batches
+    from cnntrain.data.lazy_images import LazyImages
 
     root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
     memory = load_data(folder_cfg(root), seed=0)
@@ -182,7 +181,7 @@ def test_streamed_folder_gives_the_same_batches_as_in_memory(tmp_path, workers):
 def test_streamed_folder_shards_like_in_memory_tensors(tmp_path):
     """A rank of a data-parallel run gets the same share of each batch from a streamed folder as from tensors,
     and its evaluation shard decodes the same images."""
-    from cnntrain.data.batches import iterate_batches, shard
+    from cnntrain.data.containers import iterate_batches, shard
 
     root = make_folder(tmp_path / "big", rgb=True, size=16, per_class=10)
     memory = load_data(folder_cfg(root), seed=0)
@@ -197,7 +196,7 @@ def test_streamed_folder_shards_like_in_memory_tensors(tmp_path):
             assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
         part = shard(streamed.test, rank, 2)
         expected = shard(memory.test, rank, 2)
-        assert torch.equal(part.images[0:len(part)], expected.images) and torch.equal(part.labels, expected.labels)
+        assert torch.equal(part.images[:], expected.images[:]) and torch.equal(part.labels, expected.labels)
 
 
 def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
@@ -210,4 +209,4 @@ def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sizes"]["test"] == 7 and (tmp_path / "run" / "misclassified.png").is_file()
-    assert not image_files.fallback_cache_dir(root).exists(), "the streamed path keeps no decoded copy"
+    assert not image_cache.fallback_cache_dir(root).exists(), "the streamed path keeps no decoded copy"

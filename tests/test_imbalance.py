@@ -14,8 +14,9 @@ from torch import nn
 
 from cnntrain.config.names import SAMPLERS, TEST_ACC5, TEST_BALANCED_ACC, TEST_MACRO_F1
 from cnntrain.data.balance import balanced_draws, class_counts, class_weights, train_class_weights
-from cnntrain.data.batches import epoch_order, iterate_batches
-from cnntrain.data.loading import TensorSplit, load_data, train_labels
+from cnntrain.data.batches import epoch_order
+from cnntrain.data.containers import TensorSplit, iterate_batches
+from cnntrain.data.loading import load_data, train_labels
 from cnntrain.data.split import fold_indices
 from cnntrain.errors import ConfigError, DataError
 from cnntrain.reporting.metrics import balanced_accuracy, class_metrics, macro_f1, top_k_hits

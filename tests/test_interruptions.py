@@ -218,8 +218,7 @@ def test_an_edited_position_is_refused_in_one_line(tmp_path, stopped_inside, edi
 
 
 def test_an_epochs_batches_from_a_start_are_the_tail_of_the_whole_epoch():
-    from cnntrain.data.batches import iterate_batches
-    from cnntrain.data.loading import TensorSplit
+    from cnntrain.data.containers import TensorSplit, iterate_batches
 
     split = TensorSplit(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50))
     for rank in (0, 1):

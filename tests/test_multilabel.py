@@ -10,18 +10,17 @@ import subprocess
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from cnntrain.commands import evaluate, export, predict, reproduce, train
-from cnntrain.data.label_sets import balanced_draws, fold_sizes, stratified_parts
 from cnntrain.data.loading import describe_data, load_data
 from cnntrain.data.mixing import mixup
+from cnntrain.data.multilabel_splits import balanced_draws, fold_sizes, stratified_parts
 from cnntrain.data.split import fold_indices, split_indices
 from cnntrain.errors import DataError
 from cnntrain.reporting.label_metrics import average_precision, multilabel_metrics, tune_thresholds
 from cnntrain.training.multi_label import LabelSetLoss, MultiLabel
 
-from helpers import cli_env, cnntrain_command, run_main
+from helpers import cli_env, cnntrain_command, dataset_section, run_main
 from synthetic_images import write_label_file
 from synthetic_labelsets import SHAPES, make_label_sets, write_sets
 
@@ -29,7 +28,7 @@ from synthetic_labelsets import SHAPES, make_label_sets, write_sets
 def label_cfg(file, **overrides):
     base = {"name": "labels", "kind": "labels", "root": ".", "file": str(file), "val_split": 0.2,
             "val_strategy": "stratified", "test_split": 0.2, "num_workers": 0}
-    return OmegaConf.create({**base, **overrides})
+    return dataset_section({**base, **overrides})
 
 
 # -- reading label sets --------------------------------------------------------------------------------------------
@@ -79,9 +78,9 @@ def test_a_label_column_that_is_not_zero_or_one_is_named_by_line(tmp_path):
 
 
 def test_a_single_label_source_is_not_read_as_label_sets(tmp_path, synthetic_data_root):
-    cfg = OmegaConf.create({"name": "mnist", "kind": "torchvision", "torchvision_class": "MNIST",
-                            "root": str(synthetic_data_root), "download": False, "task": "multilabel",
-                            "val_split": 0.1, "val_strategy": "random"})
+    cfg = dataset_section({"name": "mnist", "kind": "torchvision", "torchvision_class": "MNIST",
+                           "root": str(synthetic_data_root), "download": False, "task": "multilabel",
+                           "val_split": 0.1, "val_strategy": "random"})
     with pytest.raises(DataError, match="dataset.task=multilabel but .* gives one class per image"):
         describe_data(cfg)
 
@@ -284,8 +283,8 @@ def test_a_hugging_face_sequence_of_class_labels_gives_label_sets(tmp_path):
                                         "tags": [[SHAPES.index(s) for s in labels] for _, labels in drawn]},
                                        features=features)
     datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
-    cfg = OmegaConf.create({"name": "hf", "kind": "huggingface", "root": ".", "path": str(tmp_path / "hf"),
-                            "val_split": 0.25, "val_strategy": "stratified", "test_split": 0.25, "num_workers": 0})
+    cfg = dataset_section({"name": "hf", "kind": "huggingface", "root": ".", "path": str(tmp_path / "hf"),
+                           "val_split": 0.25, "val_strategy": "stratified", "test_split": 0.25, "num_workers": 0})
     bundle = load_data(cfg, seed=0)
     assert bundle.description.task == "multilabel" and bundle.classes == list(SHAPES)
     labels = torch.cat([bundle.train.labels, bundle.val.labels, bundle.test.labels])

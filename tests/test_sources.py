@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from cnntrain.commands.train import main
 from cnntrain.data.loading import describe_data, load_data, train_labels
 from cnntrain.errors import DataError
 
-from helpers import run_main
+from helpers import dataset_section, run_main
 from synthetic_idx import write_idx_dataset
 from synthetic_images import CLASSES, draw
 
@@ -54,7 +53,7 @@ def pinned_root(tmp_path_factory) -> Path:
 def digest(bundle) -> str:
     h = hashlib.sha256()
     for split in (bundle.train, bundle.val, bundle.test):
-        h.update(split.images.contiguous().numpy().tobytes())
+        h.update(split.images[:].contiguous().numpy().tobytes())
         h.update(split.labels.numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -67,7 +66,7 @@ def test_torchvision_and_folder_splits_are_those_of_before_the_sources_moved(pin
         base = FOLDER | {"root": str(pinned_root / "folder")}
     extra = {"mnist-stratified": {"val_strategy": "stratified", "val_split": 50}, "mnist-fold": {"folds": 3, "fold": 1},
              "folder-fold": {"folds": 4, "fold": 2}}.get(name, {})
-    bundle = load_data(OmegaConf.create(base | extra), seed=7)
+    bundle = load_data(dataset_section(base | extra), seed=7)
     assert (digest(bundle), len(bundle.train), len(bundle.val), len(bundle.test)) == PINNED[name]
 
 
@@ -85,7 +84,7 @@ def make_layout(root: Path, splits: dict[str, int], *, nested: bool = False, see
 
 
 def folder_cfg(root: Path, **overrides):
-    return OmegaConf.create(FOLDER | {"root": str(root)} | overrides)
+    return dataset_section(FOLDER | {"root": str(root)} | overrides)
 
 
 def test_class_folders_without_split_folders_split_val_and_test_off_stratified(tmp_path):

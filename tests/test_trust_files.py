@@ -24,8 +24,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain.data import image_files
-from cnntrain.data.image_files import ImageReader, fallback_cache_dir
+from cnntrain.data import image_cache
+from cnntrain.data.image_cache import fallback_cache_dir
+from cnntrain.data.image_files import ImageReader
 from cnntrain.errors import DataError, ModelConfigError, UnsafePathError
 from cnntrain.files import atomic_write, open_append, refuse_links_out, safe_folder, write_text
 
@@ -411,7 +412,7 @@ def test_a_cache_shipped_in_the_dataset_never_replaces_its_images(tmp_path):
     shipped.mkdir()
     torch.save(poison, shipped / old_cache_name(files, shape, root, "train"))
     images, _ = ImageReader().load(files, shape, root, "train")
-    decoded = image_files.decode_files([p for p, _ in files], shape)[0]
+    decoded = image_cache.decode_files([p for p, _ in files], shape)[0]
     assert torch.equal(images, decoded) and not torch.equal(images, poison["images"])
 
 

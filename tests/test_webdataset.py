@@ -19,7 +19,8 @@ import torch
 from cnntrain.commands import evaluate as evaluate_command
 from cnntrain.commands import shards as shards_command
 from cnntrain.commands import train as train_command
-from cnntrain.data.batches import images_at, iterate_batches, num_batches
+from cnntrain.data.batches import num_batches
+from cnntrain.data.containers import images_at, iterate_batches
 from cnntrain.data.loading import load_data
 
 from helpers import assert_one_line_error, cli_env, cnntrain_command, compose_config, run_main
@@ -240,7 +241,7 @@ def test_cnntrain_shards_from_an_image_folder_then_train_on_them(tmp_path, monke
         a, b = getattr(folder, name), getattr(shards, name)
         assert torch.equal(a.labels, b.labels)
         streamed = torch.cat([images for images, _ in iterate_batches(b, 64, shuffle=False)])
-        assert torch.equal(a.images, streamed), name
+        assert torch.equal(a.images[:], streamed), name
     _, found = train(tmp_path / "run", monkeypatch, "dataset=webdataset", spec(out, "train", 4),
                      spec(out, "val", 1), spec(out, "test", 2), "trainer.epochs=1")
     assert found["sizes"] == {"train": 54, "val": 6, "test": 18}
@@ -333,7 +334,7 @@ def test_the_shard_index_is_kept_and_a_changed_shard_is_indexed_again(tmp_path, 
     """Every run starts by indexing its shards; the index is cached (in the per-user cache, keyed by path, size,
     mtime, inode and ctime), so the next run reads no tar header, and a rewritten shard is indexed afresh."""
     from cnntrain.data import shard_index
-    from cnntrain.data.image_files import fallback_cache_dir
+    from cnntrain.data.image_cache import fallback_cache_dir
 
     folder = tmp_path / "s"
     write_shards(folder, "train", 30, 10, seed=4)

@@ -38,7 +38,7 @@ def lr_range_test(cfg: Any, steps: int, min_lr: float, max_lr: float) -> list[tu
     """(lr, batch loss, smoothed loss) per step of the range test on the config's run."""
     import torch
 
-    from cnntrain.data.batches import iterate_batches
+    from cnntrain.data.containers import iterate_batches
     from cnntrain.training.evaluation import forward
     from cnntrain.training.setup import setup
 

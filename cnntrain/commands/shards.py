@@ -47,7 +47,7 @@ def write_shards(data: Any, output: Path, shard_size: int) -> dict[str, dict[str
     """Every split of `data` (a DataBundle) into shards under `output`; returns each split's samples and shards."""
     import webdataset as wds
 
-    from cnntrain.data.batches import iterate_batches
+    from cnntrain.data.containers import iterate_batches
 
     written: dict[str, dict[str, int]] = {}
     for name in SPLITS:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from cnntrain.data.augment import KEY, number, register
+from cnntrain.data.augment_registry import KEY, number, register
 from cnntrain.errors import ConfigError
 
 AUTOAUGMENT_POLICIES = {"imagenet": v2.AutoAugmentPolicy.IMAGENET, "cifar10": v2.AutoAugmentPolicy.CIFAR10,

@@ -13,8 +13,8 @@ import torch
 
 from cnntrain.config.names import BALANCED
 from cnntrain.config.validate import check_class_weights
-from cnntrain.data.label_sets import balanced_draws as multilabel_draws
-from cnntrain.data.label_sets import label_counts
+from cnntrain.data.multilabel_splits import balanced_draws as multilabel_draws
+from cnntrain.data.multilabel_splits import label_counts
 from cnntrain.errors import DataError
 
 

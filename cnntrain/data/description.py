@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnntrain.config.saved import literal
+from cnntrain.config.schema import DatasetConfig
 
 
 def normalize(images_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -62,7 +63,7 @@ class DataDescription:
     FILLED_KEYS = ("input_shape", "classes", "num_classes", "mean", "std", "task")
     """The dataset config keys `fill` writes."""
 
-    def fill(self, dataset_cfg: Any) -> None:
+    def fill(self, dataset_cfg: DatasetConfig) -> None:
         """Write into a dataset config what the data decided, so `${dataset.num_classes}` means the data's."""
         dataset_cfg.input_shape = list(self.input_shape)
         dataset_cfg.classes = [literal(name) for name in self.classes]  # names are data: `${...}` in one is text

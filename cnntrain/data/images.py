@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from cnntrain.config.names import RESIZE_MODES
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import open_regular
 
@@ -59,9 +60,9 @@ class NamedBytes(io.BytesIO):
     __str__ = __repr__
 
 
-def image_input_shape(cfg: Any, first_image: Path) -> tuple[int, int, int]:
+def image_input_shape(cfg: DatasetConfig, first_image: Path) -> tuple[int, int, int]:
     """dataset.channels / dataset.image_size when set, else the first image's colour and (upright) size."""
-    channels, size = cfg.get("channels"), cfg.get("image_size")
+    channels, size = cfg.channels, cfg.image_size
     if channels is None or size is None:
         with open_image(first_image) as image:
             mode, (width, height) = image.mode, image.size

@@ -1,8 +1,9 @@
-"""A dataset's splits as tensors on the training device, with the description the model is built from.
+"""A dataset's splits ready for the training device, with the description the model is built from.
 
-The whole dataset lives in two uint8 tensors per split on the target device: MNIST-sized data is
-~50 MB, so a DataLoader with per-sample PIL decoding would only add overhead. Batches are index
-slices of those tensors (cnntrain.data.batches); each batch is normalised on the fly.
+By default a split's images live in one uint8 tensor on the target device (MNIST-sized data is ~50 MB, so a
+DataLoader with per-sample PIL decoding would only add overhead) and batches are index slices of it; image
+files with dataset.in_memory=false, Hugging Face rows and WebDataset shards are read per batch instead. Either
+way the split answers the same questions (cnntrain.data.containers) and each batch is normalised on the fly.
 
 `describe_data` answers what the model needs (shape, classes) as cheaply as the dataset allows, after
 making sure the files are there; `load_data` reads the splits and completes the description with the
@@ -14,29 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import SourceSplit, TensorSplit
 from cnntrain.data.description import DataDescription, normalize
-from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
+from cnntrain.data.sources import Source, SourceSplits, source_for
 from cnntrain.data.split import fold_indices, fraction_indices, split_indices
-from cnntrain.data.streams import STATS_IMAGES, StreamedImages, split_streams
+from cnntrain.data.streams import split_streams
 from cnntrain.errors import DataError
 
 TEST_SPLIT_SEED = 0  # a test set split off an image folder must not move when `seed` changes
-
-
-@dataclass
-class TensorSplit:
-    """One split held as whole tensors: images uint8 [N, C, H, W], labels int64 [N] (multi-label data: float32
-    multi-hot [N, K])."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 @dataclass
@@ -70,19 +60,19 @@ class DataBundle:
         return DataBundle(self.train, self.val, self.test, description, mean_t, std_t, self.layout, self.skipped)
 
 
-def describe_data(cfg: Any) -> DataDescription:
+def describe_data(cfg: DatasetConfig) -> DataDescription:
     """Make sure the files are there (downloading if allowed), then return the input shape and classes
     as cheaply as the source allows (see cnntrain.data.sources.base.Source.describe)."""
     source = source_for(cfg)
     found = source.describe()
     _check_description(cfg, found, source)
     check_task(cfg, found, source)
-    if cfg.get("mean") is not None and cfg.get("std") is not None:
+    if cfg.mean is not None and cfg.std is not None:
         found = found.with_stats(list(cfg.mean), list(cfg.std))  # checked against the images when they are read
     return found
 
 
-def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
+def load_data(cfg: DatasetConfig, seed: int, device: torch.device | str = "cpu",
               description: DataDescription | None = None) -> DataBundle:
     """Read the source's splits once, take what it lacks from train (seeded) and put every tensor on `device`.
 
@@ -108,10 +98,7 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
 
     train_split = on_device(train)
     if description.mean is None or description.std is None:
-        images = train_split.images
-        if isinstance(images, StreamedImages):  # a stream: its first STATS_IMAGES images, not all of it
-            images = images.first(STATS_IMAGES)
-        description = description.with_stats(*channel_stats(images))
+        description = description.with_stats(*channel_stats(train_split.images.statistics_images()))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
     layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole)
@@ -119,64 +106,61 @@ def load_data(cfg: Any, seed: int, device: torch.device | str = "cpu",
                       mean=mean, std=std, layout=layout, skipped=splits.skipped)
 
 
-def keep_fraction(cfg: Any, train: SourceSplit, seed: int) -> SourceSplit:
+def keep_fraction(cfg: DatasetConfig, train: SourceSplit, seed: int) -> SourceSplit:
     """dataset.fraction of the training split (after validation and test are taken, so they stay whole): a
     seeded, stratified subset (cnntrain.data.split.fraction_indices), by index or, for a stream, by key."""
-    fraction = float(cfg.get("fraction", 1.0))
+    fraction = float(cfg.fraction)
     if fraction >= 1.0:
         return train
-    kept = fraction_indices(train.labels, fraction, seed)
-    if isinstance(train.images, StreamedImages):
-        images = train.images.subset(kept)
-        return SourceSplit(images, images.labels)
-    return _take(train, kept)
+    return train.take(fraction_indices(train.labels, fraction, seed))
 
 
-def fraction_note(cfg: Any, kept: int, whole: int) -> str:
+def fraction_note(cfg: DatasetConfig, kept: int, whole: int) -> str:
     """What the run's `data:` line adds when dataset.fraction trims the training split."""
-    fraction = float(cfg.get("fraction", 1.0))
+    fraction = float(cfg.fraction)
     if fraction >= 1.0:
         return ""
     return (f"; dataset.fraction={fraction:g}: training on {kept:,} of {whole:,} training images (stratified, "
             f"seeded by the run's seed; validation and test whole)")
 
 
-def assemble(cfg: Any, splits: SourceSplits, seed: int,
+def assemble(cfg: DatasetConfig, splits: SourceSplits, seed: int,
              fraction: bool = True) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     """(train, val, test) from what the source gives: a test split it lacks is held out of train (stratified,
     fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
     one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
     Works on labels alone (images None) too, which is how the preflight sees the training split. Streamed
-    splits (StreamedImages) cannot be indexed: they are split by key hash instead (streams.split_streams).
+    splits cannot be indexed (their images are `keyed`): they are split by key hash instead (split_streams).
     Last, `fraction` keeps dataset.fraction of the training split (keep_fraction)."""
     train, val, test = _assemble_whole(cfg, splits, seed)
     return (keep_fraction(cfg, train, seed) if fraction else train), val, test
 
 
-def _assemble_whole(cfg: Any, splits: SourceSplits, seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
+def _assemble_whole(cfg: DatasetConfig, splits: SourceSplits,
+                    seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     train, val, test = splits.train, splits.val, splits.test
-    if isinstance(train.images, StreamedImages):
+    if train.images is not None and train.images.keyed:
         return split_streams(cfg, train, val, test, seed)
     if test is None:
         keep, held = _held_out_test(cfg, train.labels)
-        train, test = _take(train, keep), _take(train, held)
-    if val is not None and cfg.get("folds") is not None:
-        train, val = _concat(train, val), None
+        train, test = train.take(keep), train.take(held)
+    if val is not None and cfg.folds is not None:
+        train, val = train.concat(val), None
     if val is None:
         train_idx, val_idx = split_train(cfg, train.labels, seed)
-        train, val = _take(train, train_idx), _take(train, val_idx)
+        train, val = train.take(train_idx), train.take(val_idx)
     return train, val, test
 
 
-def split_train(cfg: Any, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_train(cfg: DatasetConfig, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx) of the training files: fold dataset.fold of dataset.folds when cross-validating,
     else dataset.val_split (seeded by the run's seed either way)."""
-    if cfg.get("folds") is not None:
+    if cfg.folds is not None:
         return fold_indices(labels, int(cfg.folds), int(cfg.fold), seed)
     return split_indices(labels, cfg.val_split, str(cfg.val_strategy), seed)
 
 
-def train_labels(cfg: Any, seed: int, description: DataDescription | None = None) -> torch.Tensor:
+def train_labels(cfg: DatasetConfig, seed: int, description: DataDescription | None = None) -> torch.Tensor:
     """The labels of the split a run trains on, without decoding or keeping any image: what the preflight
     needs to check class balance before anything is written. Same files, order and splits as load_data."""
     description = description or describe_data(cfg)
@@ -198,28 +182,15 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     return mean.tolist(), [max(s, 1e-3) for s in std.tolist()]
 
 
-def _held_out_test(cfg: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _held_out_test(cfg: DatasetConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A source without a test split: (kept, held-out test) indices, stratified, fixed whatever the seed."""
-    return split_indices(labels, cfg.get("test_split", 0.2), "stratified", TEST_SPLIT_SEED, key="dataset.test_split")
+    return split_indices(labels, cfg.test_split, "stratified", TEST_SPLIT_SEED, key="dataset.test_split")
 
 
-def _take(split: SourceSplit, idx: torch.Tensor) -> SourceSplit:
-    return SourceSplit(None if split.images is None else split.images[idx], split.labels[idx])
-
-
-def _concat(first: SourceSplit, second: SourceSplit) -> SourceSplit:
-    labels = torch.cat([first.labels, second.labels])
-    if first.images is None:
-        return SourceSplit(None, labels)
-    if isinstance(first.images, torch.Tensor):
-        return SourceSplit(torch.cat([first.images, second.images]), labels)
-    return SourceSplit(first.images.cat(second.images), labels)
-
-
-def _check_description(cfg: Any, facts: DataDescription, source: Source) -> None:
+def _check_description(cfg: DatasetConfig, facts: DataDescription, source: Source) -> None:
     """A config that states the shape or the classes must agree with the data (the model is built from them)."""
     where = source.location()
-    if cfg.get("input_shape") is not None:
+    if cfg.input_shape is not None:
         expected = tuple(int(d) for d in cfg.input_shape)
         if facts.input_shape != expected:
             raise DataError(
@@ -227,16 +198,16 @@ def _check_description(cfg: Any, facts: DataDescription, source: Source) -> None
                 f"{'x'.join(map(str, facts.input_shape))} images; set dataset.input_shape={list(facts.input_shape)} "
                 f"(or null to take it from the data)."
             )
-    num_classes = cfg.get("num_classes")
-    if num_classes is not None and cfg.get("classes") is not None and len(cfg.classes) != int(num_classes):
+    num_classes = cfg.num_classes
+    if num_classes is not None and cfg.classes is not None and len(cfg.classes) != int(num_classes):
         raise DataError(f"dataset.classes has {len(cfg.classes)} names but dataset.num_classes is {num_classes}.")
-    if num_classes is not None and cfg.get("classes") is None and int(num_classes) != len(facts.classes):
+    if num_classes is not None and cfg.classes is None and int(num_classes) != len(facts.classes):
         raise DataError(f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} classes; "
                         f"set dataset.num_classes=null to take it from the data.")
 
 
-def _check_labels(cfg: Any, labels: torch.Tensor, found_classes: int, source: Source) -> None:
-    num_classes = int(cfg.get("num_classes") or found_classes)
+def _check_labels(cfg: DatasetConfig, labels: torch.Tensor, found_classes: int, source: Source) -> None:
+    num_classes = int(cfg.num_classes or found_classes)
     if labels.ndim == 2:  # multi-hot rows: one 0/1 per label, as the source built them
         if labels.shape[1] != num_classes:
             raise DataError(f"labels under {source.location()} have {labels.shape[1]} labels per image, but "
@@ -258,10 +229,10 @@ def _check_stats(description: DataDescription, channels: int) -> None:
         raise DataError(f"dataset.std must be positive; got {description.std}.")
 
 
-def check_task(cfg: Any, found: DataDescription, source: Source) -> None:
+def check_task(cfg: DatasetConfig, found: DataDescription, source: Source) -> None:
     """A stated dataset.task must be what the data holds: a source of one class per image cannot be read as
     label sets (multi-label data comes from a label file, a Sequence(ClassLabel) column or WebDataset shards)."""
-    stated = cfg.get("task")
+    stated = cfg.task
     if stated is not None and stated != found.task:
         raise DataError(f"dataset.task={stated} but {source.location()} gives "
                         f"{'a set of labels' if found.task == 'multilabel' else 'one class'} per image "

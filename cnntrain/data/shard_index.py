@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnntrain.data.image_files import cache_base, fallback_cache_dir
+from cnntrain.data.image_cache import cache_base, fallback_cache_dir
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import atomic_write
 

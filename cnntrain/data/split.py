@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from cnntrain.config.names import VAL_STRATEGIES
-from cnntrain.data.label_sets import fold_sizes, stratified_parts
+from cnntrain.data.multilabel_splits import fold_sizes, stratified_parts
 from cnntrain.errors import DataError
 
 FRACTION_SALT = 0x5EED_F4AC  # added to the run's seed for dataset.fraction's draw
@@ -60,7 +60,7 @@ def fold_indices(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tupl
     Each class's images are shuffled (seeded) and the classes, one after the other, are dealt round-robin to the
     folds, so the K folds are disjoint, cover range(N), differ in size by at most one image, and each holds its
     share of every class to within one image. The same seed gives the same folds to every fold's run. Label
-    sets (multi-hot labels) are dealt by iterative stratification (cnntrain.data.label_sets)."""
+    sets (multi-hot labels) are dealt by iterative stratification (cnntrain.data.multilabel_splits)."""
     labels = labels.cpu()
     n = int(labels.shape[0])
     if folds > n:

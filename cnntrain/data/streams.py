@@ -1,11 +1,11 @@
 """Splits that are streamed from shard files, never held whole: StreamedImages stands in for a split's image tensor.
 
-The rest of cnntrain holds a split as (images, labels) and indexes it; a stream cannot be indexed. So, as
-LazyImages does for image files, StreamedImages takes the place of the uint8 [N, C, H, W] tensor inside a
-TensorSplit: the labels are real (counted once, in the split's canonical order: its shards in the listed order,
-each shard's samples in tar order), and `cnntrain.data.batches` asks StreamedImages for batches instead of
-slicing. What a split is made of is a list of ShardParts: a shard file and which of its samples the split takes
-(a seeded hash of each sample's `__key__`, so validation, test and folds can come from the training shards).
+A stream cannot be indexed, so StreamedImages answers the questions every image container answers
+(cnntrain.data.containers.ImageContainer) its own way: the labels are real (counted once, in the split's
+canonical order: its shards in the listed order, each shard's samples in tar order), a subset is chosen by key,
+and batches are read from the shards. What a split is made of is a list of ShardParts: a shard file and which
+of its samples the split takes (a seeded hash of each sample's `__key__`, so validation, test and folds can come
+from the training shards).
 
 Training (`batches`): each epoch the shards are permuted by a seed drawn from the run's shuffle generator (the
 same on every rank), rank r reads shards r, r+W, ... (webdataset's split_by_node rule), each DataLoader worker
@@ -21,13 +21,19 @@ cnntrain.training.evaluation.evaluate gathers predictions, labels and indices an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
+from cnntrain.config.names import BALANCED
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.batches import batch_share, num_batches
+from cnntrain.data.containers import Batches, ImageContainer, SourceSplit
 from cnntrain.errors import DataError
 
 CHUNK = 64  # samples a DataLoader worker sends at a time
@@ -110,7 +116,7 @@ class StreamSettings:
     label_delimiter: str | None = None  # multi-label: a label entry is a set split by this (or a JSON list)
 
 
-class StreamDataset(torch.utils.data.IterableDataset):
+class StreamDataset(IterableDataset):
     """One pass over some shard parts, split between the DataLoader's workers (webdataset's split_by_worker)."""
 
     def __init__(self, parts: list[ShardPart], settings: StreamSettings, seed: int | None, with_index: bool) -> None:
@@ -120,8 +126,11 @@ class StreamDataset(torch.utils.data.IterableDataset):
         return self.settings.reader(self.parts, self.settings, self.seed, self.with_index)
 
 
-class StreamedImages:
-    """Stands in for a split's uint8 [N, C, H, W] image tensor; reads its shard parts when batches are asked for."""
+class StreamedImages(ImageContainer):
+    """Stands in for a split's uint8 [N, C, H, W] image tensor; reads its shard parts when batches are asked for.
+    It cannot be indexed (`keyed`): a subset is chosen by its samples' keys and keeps the canonical order."""
+
+    keyed = True
 
     def __init__(self, parts: list[ShardPart], settings: StreamSettings, device: Any = "cpu") -> None:
         offset, placed = 0, []
@@ -151,15 +160,22 @@ class StreamedImages:
         """The samples of this split whose key `rule` takes (offsets renumbered)."""
         return StreamedImages([part.where(rule) for part in self.parts], self.settings, self.device)
 
-    def subset(self, indices: torch.Tensor) -> StreamedImages:
-        """The samples at these canonical indices (kept in canonical order), chosen by their keys."""
+    def take(self, labels: torch.Tensor, indices: torch.Tensor) -> tuple[StreamedImages, torch.Tensor]:
+        """The samples at these canonical indices, chosen by their keys and kept in canonical order (so their
+        labels are the stream's own, whatever the order of `indices`)."""
         wanted = set(indices.tolist())
         parts = [part.where(KeySet(frozenset(key for i, key in enumerate(part.keys) if part.offset + i in wanted)))
                  for part in self.parts]
-        return StreamedImages(parts, self.settings, self.device)
+        images = StreamedImages(parts, self.settings, self.device)
+        return images, images.labels.to(labels.device)
 
-    def cat(self, other: StreamedImages) -> StreamedImages:
+    def concat(self, other: StreamedImages) -> StreamedImages:
         return StreamedImages(self.parts + other.parts, self.settings, self.device)
+
+    def share(self, labels: torch.Tensor, rank: int, world: int) -> tuple[StreamedImages, torch.Tensor]:
+        """A rank reads its own shards (r, r+W, ...), not a slice."""
+        images = self.shard(rank, world)
+        return images, images.labels.to(labels.device)
 
     def shard(self, rank: int, world: int) -> StreamedImages:
         """A rank's shards for evaluation (r, r+W, ...; offsets kept canonical)."""
@@ -170,8 +186,6 @@ class StreamedImages:
     # ---- reading
     def _chunks(self, parts: list[ShardPart], seed: int | None, with_index: bool) -> Iterator[tuple]:
         """One pass over `parts`: (images, labels, indices) chunks from the DataLoader's workers (or this process)."""
-        from torch.utils.data import DataLoader
-
         workers = min(self.settings.num_workers, len(parts))
         loader = DataLoader(StreamDataset(parts, self.settings, seed, with_index), batch_size=None,
                             num_workers=workers, pin_memory=False)
@@ -206,12 +220,15 @@ class StreamedImages:
             have -= size
             yield tuple(t[:size] for t in joined)
 
-    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool,
-                rank: int, world: int, sampler: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's share of every global batch of an epoch, as iterate_batches gives them for tensors."""
-        from cnntrain.config.names import BALANCED
-        from cnntrain.data.batches import batch_share, num_batches
+    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+        """This rank's share of every global batch of an epoch, as InMemoryImages gives them (the first `start`
+        batches read and dropped: a stream's position cannot be sought)."""
+        return itertools.islice(self._epoch(batch_size, shuffle, generator, drop_last, rank, world, sampler),
+                                start, None)
 
+    def _epoch(self, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool,
+               rank: int, world: int, sampler: str) -> Batches:
         if sampler == BALANCED:
             raise DataError("trainer.sampler=balanced draws with replacement, which a shard stream cannot; "
                             "use trainer.class_weights=balanced")
@@ -247,7 +264,7 @@ class StreamedImages:
         for images, labels, index in self._sized(sizes, passes):
             yield images.to(self.device), labels.to(self.device), index.to(self.device)
 
-    def read_many(self, indices: Any) -> torch.Tensor:
+    def at(self, indices: list[int]) -> torch.Tensor:
         """The images at these canonical indices (one pass in order, no workers): the misclassified grid's."""
         wanted = [int(i) for i in indices]
         found: dict[int, torch.Tensor] = {}
@@ -261,6 +278,10 @@ class StreamedImages:
                 break
         return torch.stack([found[i] for i in wanted])
 
+    def statistics_images(self) -> torch.Tensor:
+        """Its first STATS_IMAGES images, not all of it (a stream is read, not held)."""
+        return self.first(STATS_IMAGES)
+
     def first(self, count: int) -> torch.Tensor:
         """The first `count` images in canonical order (one process), for the channel statistics."""
         got, total = [], 0
@@ -272,32 +293,30 @@ class StreamedImages:
                 break
         return torch.cat(got)[:count] if got else torch.zeros((0, *self.settings.input_shape), dtype=torch.uint8)
 
-    def __getitem__(self, key: Any) -> torch.Tensor:
+    def __getitem__(self, key: int | slice) -> torch.Tensor:
         if isinstance(key, int):
-            return self.read_many([key])[0]
-        raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.batches.iterate_batches")
+            return self.at([key])[0]
+        raise TypeError("a streamed split cannot be indexed; read it with cnntrain.data.containers.iterate_batches")
 
 
-def split_streams(cfg: Any, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
+def split_streams(cfg: DatasetConfig, train: Any, val: Any, test: Any, seed: int) -> tuple[Any, Any, Any]:
     """cnntrain.data.loading.assemble for streamed splits (SourceSplits of StreamedImages): what the shards lack
     is taken from train by a seeded hash of each sample's key, never by index. The test split is the keys whose
     hash (salt "test", not the run seed: it must not move when the seed changes) falls below dataset.test_split;
     validation is dataset.val_split of the rest (salted with the run seed), or with dataset.folds=K the keys
     whose hash % K is dataset.fold (validation shards then join train first, as for every source)."""
-    from cnntrain.data.sources.base import SourceSplit
-
     def part(split: Any, rule: KeyRule) -> Any:
         images = split.images.where(rule)
         return SourceSplit(images, images.labels)
 
     if test is None:
-        rule = KeyRule("test", share=float(cfg.get("test_split", 0.2)))
+        rule = KeyRule("test", share=float(cfg.test_split))
         train, test = part(train, replace(rule, keep=False)), part(train, rule)
-    if val is not None and cfg.get("folds") is not None:
-        images = train.images.cat(val.images)
+    if val is not None and cfg.folds is not None:
+        images = train.images.concat(val.images)
         train, val = SourceSplit(images, images.labels), None
     if val is None:
-        if cfg.get("folds") is not None:
+        if cfg.folds is not None:
             rule = KeyRule(f"fold:{seed}", buckets=int(cfg.folds), bucket=int(cfg.fold))
         else:
             rule = KeyRule(f"val:{seed}", share=float(cfg.val_split))

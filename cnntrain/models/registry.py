@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnntrain.config.named_items import named_item
 from cnntrain.errors import ModelConfigError, did_you_mean
 
 Shape = tuple[int, ...]
@@ -101,12 +102,9 @@ def get_spec(name: str) -> LayerSpec:
 
 def parse_item(item: Any) -> tuple[str, Any]:
     """Split one config entry into (name, raw args): `relu` -> ('relu', None), `{linear: 500}` -> ('linear', 500)."""
-    if isinstance(item, str):
-        return item, None
-    if isinstance(item, Mapping) and len(item) == 1:
-        name, args = next(iter(item.items()))
-        if isinstance(name, str):
-            return name, args
+    parsed = named_item(item)
+    if parsed is not None and isinstance(parsed[0], str):
+        return parsed
     raise ModelConfigError(f"each layer is a name or a one-key mapping, got {item!r}")
 
 

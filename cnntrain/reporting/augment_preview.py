@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from cnntrain.data.augment import Augment
-from cnntrain.data.batches import global_batch_size, iterate_batches
+from cnntrain.data.batches import global_batch_size
+from cnntrain.data.containers import iterate_batches
 from cnntrain.reporting.figures import new_figure, save_png
 
 SHOWN = 32  # images in the grid

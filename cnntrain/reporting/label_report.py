@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from cnntrain.config.names import LABEL_METRICS, label_set_monitor, summary_key
-from cnntrain.data.batches import images_at
+from cnntrain.data.containers import images_at
 from cnntrain.data.loading import DataBundle
 from cnntrain.models.builder import LayerRow
 from cnntrain.reporting.console import Reporter, format_metric

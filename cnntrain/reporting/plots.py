@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from cnntrain.config.names import STEP_LOSS
-from cnntrain.data.batches import images_at
+from cnntrain.data.containers import images_at
 from cnntrain.files import atomic_write
 from cnntrain.reporting.figures import new_figure, save_png, smoothed
 from cnntrain.reporting.run_dir import RunDir, read_steps

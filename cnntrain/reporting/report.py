@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnntrain.config.names import TEST_METRICS, summary_key
-from cnntrain.data.batches import images_at
+from cnntrain.data.containers import images_at
 from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError, first_line
 from cnntrain.models.builder import LayerRow

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from cnntrain.config.names import TOP5_MIN_CLASSES
-from cnntrain.data.batches import iterate_batches, num_batches, shard
+from cnntrain.data.batches import num_batches
+from cnntrain.data.containers import iterate_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import UserError

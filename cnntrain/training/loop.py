@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from cnntrain.data.augment import Augment
-from cnntrain.data.batches import batch_share, global_batch_size, iterate_batches, num_batches
+from cnntrain.data.batches import batch_share, global_batch_size, num_batches
+from cnntrain.data.containers import iterate_batches
 from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError
 from cnntrain.reporting.console import EpochDisplay

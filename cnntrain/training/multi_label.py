@@ -20,9 +20,10 @@ from torch import nn
 from cnntrain.config.names import BALANCED, THRESHOLD_TUNE, VAL_MAP, label_set_monitor
 from cnntrain.config.validate import check_class_weights
 from cnntrain.data.balance import check_every_class
-from cnntrain.data.batches import batch_share, iterate_batches, num_batches, shard
-from cnntrain.data.label_sets import label_counts
+from cnntrain.data.batches import batch_share, num_batches
+from cnntrain.data.containers import iterate_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
+from cnntrain.data.multilabel_splits import label_counts
 from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import ConfigError
 from cnntrain.models.builder import last_layer_name

@@ -7,10 +7,10 @@ used, so a heavy library (Hugging Face `datasets`, `webdataset`) costs nothing t
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from cnntrain.config.names import DATASET_KINDS
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.errors import ConfigError
 
 # dataset.kind -> "module:class" under cnntrain.data.sources
@@ -22,17 +22,17 @@ SOURCES = {
     "webdataset": "webdataset_shards:WebDatasetSource",  # not webdataset.py: that would shadow the package
 }
 
-__all__ = ["SOURCES", "Source", "SourceSplit", "SourceSplits", "dataset_kind", "source_for"]
+__all__ = ["SOURCES", "Source", "SourceSplits", "dataset_kind", "source_for"]
 
 
-def dataset_kind(cfg: Any) -> str:
-    kind = str(cfg.get("kind") or "torchvision")
+def dataset_kind(cfg: DatasetConfig) -> str:
+    kind = str(cfg.kind)
     if kind not in DATASET_KINDS or kind not in SOURCES:
         raise ConfigError(f"dataset.kind={kind}: expected one of {', '.join(DATASET_KINDS)}")
     return kind
 
 
-def source_for(cfg: Any) -> Source:
+def source_for(cfg: DatasetConfig) -> Source:
     """The source that reads the dataset `cfg` (a dataset config) names."""
     module_name, class_name = SOURCES[dataset_kind(cfg)].split(":")
     module = importlib.import_module(f"cnntrain.data.sources.{module_name}")

@@ -14,19 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
-
-
-@dataclass
-class SourceSplit:
-    """One split as a source gives it: images (a uint8 [N, C, H, W] tensor, or an object that stands in for
-    one, such as LazyImages; None when only labels were asked for) and int64 labels [N] (multi-label data:
-    multi-hot labels [N, K], 0/1)."""
-
-    images: Any
-    labels: torch.Tensor
 
 
 @dataclass
@@ -44,7 +34,7 @@ class Source(ABC):
 
     kind: str = ""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: DatasetConfig) -> None:
         self.cfg = cfg
 
     found_type: type | None = None

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from cnntrain.data.image_files import ImageFiles
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.errors import DataError
@@ -37,7 +37,7 @@ class ClassFolderSource(FileListSource):
         return scan_folder(self.cfg)
 
 
-def scan_folder(cfg: Any) -> FileListing:
+def scan_folder(cfg: DatasetConfig) -> FileListing:
     """Find the layout, classes and files under dataset.root; raise DataError saying what the layouts are."""
     root = Path(str(cfg.root))
     layouts = (f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "

@@ -10,9 +10,11 @@ from typing import Any
 
 import torch
 
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
-from cnntrain.data.image_files import ImageFiles, ImageReader
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.image_cache import ImageFiles
+from cnntrain.data.image_files import ImageReader
+from cnntrain.data.sources.base import Source, SourceSplits
 
 
 @dataclass

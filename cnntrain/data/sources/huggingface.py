@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import image_input_shape
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.huggingface_images import ArrowImages, cache_root, decode_split, image_source
 from cnntrain.data.sources.huggingface_labels import find_classes, label_set_feature, raw_labels, read_labels
+from cnntrain.data.sources.huggingface_scan import HFScan
 from cnntrain.errors import DataError, first_line
 
 INSTALL = "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'"
@@ -37,27 +39,6 @@ LABEL_NAMES = ("label", "labels", "target")  # a label column without a ClassLab
 DATA_SUFFIXES = {"parquet": (".parquet",), "arrow": (".arrow",)}
 BYTES_OR_PATHS = ("binary", "large_binary", "string", "large_string")  # a plain column that can hold images
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-
-
-@dataclass
-class HFScan:
-    """What opening the dataset and its features tell, before any image is decoded."""
-
-    name: str  # dataset.path as given
-    form: str  # save_to_disk | parquet | arrow | Hub cache
-    tables: dict[str, Any]  # role (train/val/test) -> datasets.Dataset with the image column left undecoded
-    split_names: dict[str, str]  # role -> the dataset's own split name
-    unused: dict[str, int]  # splits cnntrain does not use (or has no labels for) -> rows
-    image_column: str
-    label_column: str
-    label_kind: str  # ClassLabel | values
-    classes: list[str]
-    input_shape: tuple[int, int, int]
-    cache_root: Path
-    fingerprints: dict[str, str] = field(default_factory=dict)  # role -> the split's datasets fingerprint
-    values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
-    resize: str = "stretch"  # dataset.resize, as decode_image takes it
-    task: str = "single"  # multilabel: the label column is a Sequence(ClassLabel) (huggingface_labels)
 
 
 class HuggingFaceSource(Source):
@@ -74,14 +55,14 @@ class HuggingFaceSource(Source):
     def read(self, description: DataDescription) -> SourceSplits:
         scan, cfg = self.found(description), self.cfg
         shape = description.input_shape
-        if bool(cfg.get("in_memory", True)):
+        if bool(cfg.in_memory):
             return _splits(scan, lambda role: SourceSplit(decode_split(scan, role, shape), read_labels(scan, role)))
-        workers = int(cfg.get("num_workers") or 0)
+        workers = int(cfg.num_workers)
         return _splits(scan, lambda role: SourceSplit(ArrowImages.of(scan, role, shape, workers),
                                                       read_labels(scan, role)))
 
     def location(self) -> str:
-        return str(self.cfg.get("path"))
+        return str(self.cfg.path)
 
     def layout(self, description: DataDescription) -> str:
         scan = self.found(description)
@@ -185,18 +166,18 @@ def _data_files(datasets: Any, root: Path, suffixes: tuple[str, ...]) -> dict[st
 # ----------------------------------------------------------------------------------------------------- scanning
 
 
-def scan_dataset(cfg: Any) -> HFScan:
+def scan_dataset(cfg: DatasetConfig) -> HFScan:
     """Open dataset.path, pick the splits and the columns, find the classes and the input shape."""
     datasets = _datasets()
-    name = str(cfg.get("path") or "")
+    name = str(cfg.path or "")
     if not name:
         raise DataError("dataset.path is empty: give a folder written by save_to_disk, a folder of Parquet/Arrow "
                         "files, or a Hub name (user/name) in the local Hugging Face cache")
     opened, form, folder = open_dataset(name)
     roles = _roles(name, opened)
     train = opened[roles["train"]]
-    image_column = _image_column(name, train.features, cfg.get("image_column"), datasets)
-    label_column = _label_column(name, train.features, cfg.get("label_column"), image_column, datasets)
+    image_column = _image_column(name, train.features, cfg.image_column, datasets)
+    label_column = _label_column(name, train.features, cfg.label_column, image_column, datasets)
     tables, fingerprints, unused = {}, {}, {}
     for role, split in roles.items():
         table = opened[split]
@@ -211,8 +192,8 @@ def scan_dataset(cfg: Any) -> HFScan:
     label = train.features[label_column]
     scan = HFScan(name, form, tables, roles, unused, image_column, label_column,
                   "ClassLabel" if isinstance(label, datasets.ClassLabel) else "values", [], (0, 0, 0),
-                  cache_root(folder, name, cfg.get("cache_dir")), fingerprints,
-                  resize=str(cfg.get("resize") or "stretch"))
+                  cache_root(folder, name, cfg.cache_dir), fingerprints,
+                  resize=str(cfg.resize))
     find_classes(scan, label, datasets)
     for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None and scan.task == "single"]:
         if raw_labels(scan, role) is None:  # shipped without labels (all -1, as some Hub test splits): split off train

@@ -10,18 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from cnntrain.data.image_files import LazyImages, fallback_cache_dir
+from cnntrain.data.image_cache import fallback_cache_dir
 from cnntrain.data.images import NamedBytes, decode_image
+from cnntrain.data.lazy_images import LazyImages
+from cnntrain.data.sources.huggingface_scan import HFScan
 from cnntrain.disk import torch_save
 from cnntrain.errors import DataError, UserError
 from cnntrain.files import atomic_write
-
-if TYPE_CHECKING:
-    from cnntrain.data.sources.huggingface import HFScan
 
 CACHE_VERSION = 1
 
@@ -100,18 +99,12 @@ class ArrowImages(LazyImages):
         return ArrowImages(self.scan_name, tables or self.tables, names or self.split_names, self.column, rows,
                            self.input_shape, self.num_workers, self.resize)
 
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, torch.Tensor):
-            return self._with([self.files[i] for i in key.tolist()])
-        return super().__getitem__(key)
-
     def decode(self, index: int) -> torch.Tensor:
         role, row = self.files[index]
         value = self.tables[role][row][self.column]
         return decode_image(_as_source(value, _where(self.scan_name, self.split_names[role], row)), *self.input_shape,
                             resize=self.resize)
 
-    def cat(self, other: LazyImages) -> ArrowImages:
-        assert isinstance(other, ArrowImages)
+    def concat(self, other: ArrowImages) -> ArrowImages:
         return self._with(self.files + other.files, {**self.tables, **other.tables},
                           {**self.split_names, **other.split_names})

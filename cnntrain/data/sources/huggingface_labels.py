@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnntrain.data.sources.huggingface_scan import HFScan
 from cnntrain.errors import DataError
 
 KIND = "Sequence(ClassLabel)"
@@ -36,7 +37,7 @@ def multi_hot(rows: list[Any], classes: list[str], where: str) -> torch.Tensor:
     return hot
 
 
-def find_classes(scan: Any, feature: Any, datasets: Any) -> None:
+def find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
     """Class names from the ClassLabel feature, or the train split's sorted values (other splits must use them)."""
     inner = label_set_feature(feature, datasets)
     if inner is not None:  # label sets: the names are the labels; any set, the empty one included, is valid
@@ -66,13 +67,13 @@ def find_classes(scan: Any, feature: Any, datasets: Any) -> None:
                         f"'{scan.split_names['train']}' ({shown}); a classifier needs at least 2")
 
 
-def _column(scan: Any, role: str) -> list[Any]:
+def _column(scan: HFScan, role: str) -> list[Any]:
     """One split's label column as Python values, without touching the images."""
     table = scan.tables[role].with_format("arrow", columns=[scan.label_column])[:]
     return table.column(scan.label_column).to_pylist()
 
 
-def raw_labels(scan: Any, role: str) -> np.ndarray | None:
+def raw_labels(scan: HFScan, role: str) -> np.ndarray | None:
     """A ClassLabel split's int labels; None when every row is -1 (the split has no labels)."""
     values = np.asarray(_column(scan, role), dtype=np.int64)
     if values.size and bool((values < 0).all()):
@@ -80,7 +81,7 @@ def raw_labels(scan: Any, role: str) -> np.ndarray | None:
     return values
 
 
-def read_labels(scan: Any, role: str) -> torch.Tensor:
+def read_labels(scan: HFScan, role: str) -> torch.Tensor:
     """One split's int64 class indices (the label column only: cheap, no image is read); multi-hot [N, K] rows of
     a Sequence(ClassLabel) column."""
     if scan.task == "multilabel":

@@ -11,7 +11,7 @@ Labels are class names or whole numbers: with dataset.classes set, a label that 
 and a whole number indexes into it; without it, the classes are the labels found, sorted (numerically when every
 label is a whole number). With a split column every row must name train, val (valid,
 validation) or test; a split no row names is taken from train by cnntrain.data.loading. Several labels per image
-(a delimited column, 0/1 columns, JSON lists) are read by cnntrain.data.sources.label_sets.
+(a delimited column, 0/1 columns, JSON lists) are read by cnntrain.data.sources.label_file_sets.
 
 Every message names the file and the line (1-based line of the file, the header being line 1), so a user can
 open the file at the mistake. The file is read once per run (describe), without decoding an image.
@@ -27,10 +27,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cnntrain.data.image_files import ImageFiles
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
-from cnntrain.data.sources.label_sets import is_multilabel, label_sets
+from cnntrain.data.sources.label_file_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
 from cnntrain.files import open_regular
 
@@ -54,12 +55,12 @@ class LabelFileSource(FileListSource):
         return scan_label_file(self.cfg)  # the one read of the file per run; it checks every row and image path
 
     def location(self) -> str:
-        return str(self.cfg.get("file"))
+        return str(self.cfg.file)
 
 
-def scan_label_file(cfg: Any) -> FileListing:
+def scan_label_file(cfg: DatasetConfig) -> FileListing:
     """Read and check dataset.file; raise DataError naming the file, the line and what is allowed."""
-    if not cfg.get("file"):
+    if not cfg.file:
         raise DataError("dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image "
                         "paths and labels")
     file = Path(str(cfg.file))
@@ -74,17 +75,17 @@ def scan_label_file(cfg: Any) -> FileListing:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read label file {file}: {first_line(err)}") from None
     path_col = _column(cfg, "path_column", PATH_NAMES, columns, file, required=True)
-    label_col = _column(cfg, "label_column", LABEL_NAMES, columns, file, required=cfg.get("label_columns") is None)
+    label_col = _column(cfg, "label_column", LABEL_NAMES, columns, file, required=cfg.label_columns is None)
     split_col = _column(cfg, "split_column", SPLIT_NAMES, columns, file, required=False)
     if not rows:
         raise DataError(f"label file {file} has a header but no rows")
     multilabel = is_multilabel(cfg, rows, label_col)
-    if multilabel:  # each row's label is its multi-hot tuple (cnntrain.data.sources.label_sets)
+    if multilabel:  # each row's label is its multi-hot tuple (cnntrain.data.sources.label_file_sets)
         classes, indices, how = label_sets(cfg, file, rows, columns, label_col)
     else:
         texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
         classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
-    paths = _image_paths(file, rows, path_col, cfg.get("image_dir"))
+    paths = _image_paths(file, rows, path_col, cfg.image_dir)
     split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
     by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
     for path, index, split in zip(paths, indices, split_of):
@@ -97,7 +98,7 @@ def scan_label_file(cfg: Any) -> FileListing:
                         f"a classifier needs at least 2")
     format_name = FORMATS[suffix]
     shape = image_input_shape(cfg, by_split["train"][0][0])
-    named = "/".join(c for c in (path_col, None if cfg.get("label_columns") else label_col, split_col) if c)
+    named = "/".join(c for c in (path_col, None if cfg.label_columns else label_col, split_col) if c)
     counts = ", ".join(f"{name} {len(by_split[name])}" for name in SPLITS if by_split[name])
     missing = [word for name, word in (("val", "validation"), ("test", "test")) if not by_split[name]]
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
@@ -157,10 +158,11 @@ def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
     return list(rows[0][1]), rows
 
 
-def _column(cfg: Any, key: str, usual: tuple[str, ...], columns: list[str], file: Path, required: bool) -> str | None:
+def _column(cfg: DatasetConfig, key: str, usual: tuple[str, ...], columns: list[str], file: Path,
+            required: bool) -> str | None:
     """The configured column (it must exist), else the first usual name the header has."""
     has = ", ".join(columns) or "none"
-    chosen = cfg.get(key)
+    chosen = getattr(cfg, key)
     if chosen is not None:
         if str(chosen) not in columns:
             raise DataError(f"label file {file}: dataset.{key}={chosen} is not one of its columns ({has})")
@@ -188,10 +190,10 @@ def _label_text(file: Path, line: int, value: Any, column: str) -> str:
     return str(int(text)) if WHOLE_NUMBER.fullmatch(text) else text
 
 
-def _classes(cfg: Any, file: Path, lines: list[int], texts: list[str]) -> tuple[list[str], list[int]]:
+def _classes(cfg: DatasetConfig, file: Path, lines: list[int], texts: list[str]) -> tuple[list[str], list[int]]:
     """(class names, each row's class index): dataset.classes when set (names or indices into it), else the
     labels found, sorted (as numbers when all are whole numbers)."""
-    configured = cfg.get("classes")
+    configured = cfg.classes
     if configured is None:
         numbers = all(WHOLE_NUMBER.fullmatch(t) for t in texts)
         classes = sorted(set(texts), key=int if numbers else None)

@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.idx_gzip import MAX_IDX_BYTES, gunzip_idx
 from cnntrain.errors import ConfigError, DataError, first_line
 from cnntrain.files import open_regular
@@ -43,7 +45,7 @@ WHERE_ROOT = "set data_root (or CNNTRAIN_DATA_ROOT; dataset.root for this datase
 """How a user names the data's folder: the names README and --help use, then the dataset's own key."""
 
 
-def raw_folder(cfg: Any) -> Path:
+def raw_folder(cfg: DatasetConfig) -> Path:
     """Where torchvision looks for the IDX files: <root>/<torchvision_class>/raw."""
     return Path(str(cfg.root)) / str(cfg.torchvision_class) / "raw"
 
@@ -58,7 +60,7 @@ class TorchvisionSource(Source):
         test split's images."""
         cfg = self.cfg
         ensure_available(cfg)
-        if cfg.get("input_shape") is not None and cfg.get("classes") is not None:
+        if cfg.input_shape is not None and cfg.classes is not None:
             return DataDescription(tuple(int(d) for d in cfg.input_shape), [str(c) for c in cfg.classes])
         images, _, classes = read_split(cfg, train=False)
         return DataDescription(tuple(int(d) for d in images.shape[1:]), classes)
@@ -80,7 +82,7 @@ class TorchvisionSource(Source):
                 f"validation taken from train")
 
 
-def ensure_available(cfg: Any) -> None:
+def ensure_available(cfg: DatasetConfig) -> None:
     """Make sure the dataset's files exist, downloading if allowed; else raise one readable DataError."""
     if _class_name(cfg) not in IDX_CLASSES:
         _ensure_torchvision_files(cfg)
@@ -127,7 +129,7 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def _try_download(cfg: Any) -> None:
+def _try_download(cfg: DatasetConfig) -> None:
     """One download attempt through torchvision; any failure is reported later as 'files missing'."""
     dataset_class = _dataset_class(cfg)
     try:
@@ -137,7 +139,7 @@ def _try_download(cfg: Any) -> None:
         pass
 
 
-def _ensure_torchvision_files(cfg: Any) -> None:
+def _ensure_torchvision_files(cfg: DatasetConfig) -> None:
     """Datasets outside the IDX family: torchvision itself checks its files (and their checksums)."""
     _extra_args(cfg)  # a missing EMNIST split is a config mistake, not missing files
     if _opens(cfg):
@@ -151,7 +153,7 @@ def _ensure_torchvision_files(cfg: Any) -> None:
                     f"{cfg.torchvision_class} there, or {WHERE_ROOT} to a folder that has them.")
 
 
-def _opens(cfg: Any) -> bool:
+def _opens(cfg: DatasetConfig) -> bool:
     try:
         _dataset_class(cfg)(str(cfg.root), train=False, download=False, **_extra_args(cfg))
     except Exception:
@@ -159,17 +161,17 @@ def _opens(cfg: Any) -> bool:
     return True
 
 
-def _extra_args(cfg: Any) -> dict[str, Any]:
+def _extra_args(cfg: DatasetConfig) -> dict[str, Any]:
     """Constructor arguments beyond (root, train, download): EMNIST's split."""
     if str(cfg.torchvision_class) != "EMNIST":
         return {}
-    split = cfg.get("split")
+    split = cfg.split
     if split not in EMNIST_SPLITS:
         raise ConfigError(f"dataset.split={split}: EMNIST needs one of {', '.join(EMNIST_SPLITS)}")
     return {"split": str(split)}
 
 
-def _not_found_message(cfg: Any, folder: Path, missing: list[str]) -> str:
+def _not_found_message(cfg: DatasetConfig, folder: Path, missing: list[str]) -> str:
     partly = "" if len(missing) == len(IDX_FILES) else f" (missing {', '.join(missing)})"
     why = "download failed (no network?)" if cfg.download else "dataset.download=false"
     name, root = str(cfg.torchvision_class), Path(str(cfg.root))
@@ -193,7 +195,7 @@ def _dataset_parent(root: Path, name: str) -> Path | None:
     return None
 
 
-def _class_name(cfg: Any) -> str:
+def _class_name(cfg: DatasetConfig) -> str:
     name = str(cfg.torchvision_class)
     if name not in SUPPORTED_CLASSES:
         raise ConfigError(
@@ -202,13 +204,13 @@ def _class_name(cfg: Any) -> str:
     return name
 
 
-def _dataset_class(cfg: Any) -> type:
+def _dataset_class(cfg: DatasetConfig) -> type:
     import torchvision.datasets  # here, not at the top: it costs a second and only loading needs it
 
     return getattr(torchvision.datasets, _class_name(cfg))
 
 
-def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def read_split(cfg: DatasetConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """One split as uint8 NCHW images and int64 labels, with the class names.
 
     The MNIST family's IDX files are read directly (read_idx); other datasets are parsed by torchvision,
@@ -219,7 +221,7 @@ def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[
         prefix = "train" if train else "t10k"
         images = as_nchw(read_idx(raw_folder(cfg) / f"{prefix}-images-idx3-ubyte", dims=3))
         labels = read_idx(raw_folder(cfg) / f"{prefix}-labels-idx1-ubyte", dims=1)
-        names = cfg.get("classes") or _dataset_class(cfg).classes
+        names = cfg.classes or _dataset_class(cfg).classes
     else:
         images, labels, names = _read_torchvision(cfg, train)
     if images.shape[0] != labels.shape[0]:
@@ -231,7 +233,7 @@ def read_split(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[
     return images, labels.long(), [str(c) for c in names]
 
 
-def read_labels(cfg: Any, train: bool) -> torch.Tensor:
+def read_labels(cfg: DatasetConfig, train: bool) -> torch.Tensor:
     """One split's int64 labels alone: the IDX label file where there is one (no images are read), else
     read_split's."""
     if _class_name(cfg) in IDX_CLASSES:
@@ -271,7 +273,7 @@ def _corrupt_message(path: Path, reason: str) -> str:
             f"and set dataset.download=true.")
 
 
-def _read_torchvision(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+def _read_torchvision(cfg: DatasetConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     dataset_class = _dataset_class(cfg)
     try:
         dataset = dataset_class(str(cfg.root), train=train, download=False, **_extra_args(cfg))
@@ -281,7 +283,7 @@ def _read_torchvision(cfg: Any, train: bool) -> tuple[torch.Tensor, torch.Tensor
     except Exception as exc:
         raise DataError(f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({first_line(exc)}); "
                         f"replace them with intact copies, or delete them and set dataset.download=true.") from exc
-    return images, labels, cfg.get("classes") or getattr(dataset, "classes", None)
+    return images, labels, cfg.classes or getattr(dataset, "classes", None)
 
 
 def as_nchw(data: Any) -> torch.Tensor:

@@ -21,10 +21,12 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
-from cnntrain.data.sources.base import Source, SourceSplit, SourceSplits
+from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, first_line
 
@@ -66,8 +68,8 @@ class WebDatasetSource(Source):
         scan = self.found(description)
         cfg = self.cfg
         settings = StreamSettings(read_parts, tuple(description.input_shape), image_keys(cfg), str(cfg.label_key),
-                                  tuple(scan.classes), int(cfg.get("shuffle_buffer") or 0),
-                                  int(cfg.get("num_workers") or 0), str(cfg.get("resize") or "stretch"),
+                                  tuple(scan.classes), int(cfg.shuffle_buffer),
+                                  int(cfg.num_workers), str(cfg.resize),
                                   scan.label_delimiter)
 
         def split(parts: list[ShardPart] | None) -> SourceSplit | None:
@@ -79,7 +81,7 @@ class WebDatasetSource(Source):
         return SourceSplits(train=split(scan.train), val=split(scan.val), test=split(scan.test))
 
     def location(self) -> str:
-        return str(self.cfg.get("train"))
+        return str(self.cfg.train)
 
     def layout(self, description: DataDescription) -> str:
         scan = self.found(description)
@@ -93,22 +95,22 @@ class WebDatasetSource(Source):
 
 
 
-def image_keys(cfg: Any) -> tuple[str, ...]:
+def image_keys(cfg: DatasetConfig) -> tuple[str, ...]:
     return tuple(k.strip().lower().lstrip(".") for k in str(cfg.image_key).split(";") if k.strip())
 
 
-def scan_shards(cfg: Any) -> ShardScan:
+def scan_shards(cfg: DatasetConfig) -> ShardScan:
     """Expand the shard specs, index every shard (names and labels only) and find the classes and input shape."""
     _webdataset()
-    if not cfg.get("train"):
+    if not cfg.train:
         raise DataError(f"dataset.train is empty: name the training shards; {QUOTE_HINT}")
-    specs = {name: shard_paths(cfg.get(name), f"dataset.{name}") if cfg.get(name) else None
+    specs = {name: shard_paths(getattr(cfg, name), f"dataset.{name}") if getattr(cfg, name) else None
              for name in ("train", "val", "test")}
     classes = class_names(cfg, specs["train"][0])
     keys = image_keys(cfg)
     delimiter = label_set_delimiter(cfg)
     first: list[tuple[str, bytes]] = []
-    label_key, cache_dir = str(cfg.label_key), cfg.get("cache_dir")
+    label_key, cache_dir = str(cfg.label_key), cfg.cache_dir
     indexed = {name: None if paths is None else [index_shard(p, keys, label_key, classes, first, delimiter, cache_dir)
                                                  for p in paths]
                for name, paths in specs.items()}
@@ -118,11 +120,11 @@ def scan_shards(cfg: Any) -> ShardScan:
                      "single" if delimiter is None else "multilabel", delimiter)
 
 
-def label_set_delimiter(cfg: Any) -> str | None:
+def label_set_delimiter(cfg: DatasetConfig) -> str | None:
     """Multi-label shards (dataset.task=multilabel, or a label_delimiter set): what splits a label entry; None: one
     class per sample."""
-    if cfg.get("task") == "multilabel" or cfg.get("label_delimiter") is not None:
-        return str(cfg.get("label_delimiter") or " ")
+    if cfg.task == "multilabel" or cfg.label_delimiter is not None:
+        return str(cfg.label_delimiter or " ")
     return None
 
 
@@ -143,11 +145,11 @@ def shard_paths(spec: Any, key: str) -> list[str]:
     return paths
 
 
-def class_names(cfg: Any, first_shard: str) -> list[str]:
+def class_names(cfg: DatasetConfig, first_shard: str) -> list[str]:
     """dataset.classes, else the lines of dataset.classes_file, else classes.txt beside the first train shard."""
-    if cfg.get("classes"):
+    if cfg.classes:
         return [str(c) for c in cfg.classes]
-    path = Path(str(cfg.classes_file)) if cfg.get("classes_file") else Path(first_shard).parent / "classes.txt"
+    path = Path(str(cfg.classes_file)) if cfg.classes_file else Path(first_shard).parent / "classes.txt"
     if not path.is_file():
         raise DataError(f"no class names for the shards: set dataset.classes=[...] or dataset.classes_file (one name "
                         f"a line); {path} not found")
@@ -196,9 +198,9 @@ def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[
     return ShardPart(path, index.keys, labels)
 
 
-def _input_shape(cfg: Any, first: tuple[str, bytes]) -> tuple[int, int, int]:
+def _input_shape(cfg: DatasetConfig, first: tuple[str, bytes]) -> tuple[int, int, int]:
     """dataset.channels / dataset.image_size when set, else the first training image's colour and size."""
-    channels, size = cfg.get("channels"), cfg.get("image_size")
+    channels, size = cfg.channels, cfg.image_size
     if channels is None or size is None:
         with open_image(NamedBytes(first[1], first[0])) as image:
             mode, (width, height) = image.mode, image.size

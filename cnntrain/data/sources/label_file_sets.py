@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import DataError
 
 DEFAULT_DELIMITER = " "
@@ -28,27 +29,27 @@ TRUE_CELLS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}
 Row = tuple[int, dict[str, Any]]
 
 
-def is_multilabel(cfg: Any, rows: list[Row], label_col: str | None) -> bool:
+def is_multilabel(cfg: DatasetConfig, rows: list[Row], label_col: str | None) -> bool:
     """Whether the file holds label sets: said by dataset.task, label_delimiter or label_columns, or found (a JSON
     list in the label column)."""
-    task = cfg.get("task")
+    task = cfg.task
     if task is not None:
         return task == "multilabel"
-    if cfg.get("label_delimiter") is not None or cfg.get("label_columns") is not None:
+    if cfg.label_delimiter is not None or cfg.label_columns is not None:
         return True
     return label_col is not None and any(isinstance(row.get(label_col), list) for _, row in rows)
 
 
-def label_sets(cfg: Any, file: Path, rows: list[Row], columns: list[str], label_col: str | None
+def label_sets(cfg: DatasetConfig, file: Path, rows: list[Row], columns: list[str], label_col: str | None
                ) -> tuple[list[str], list[tuple[int, ...]], str]:
     """(label names, each row's multi-hot tuple, how the file gave them: for the layout line)."""
-    if cfg.get("label_columns") is not None:
+    if cfg.label_columns is not None:
         names = [str(c) for c in cfg.label_columns]
         missing = [name for name in names if name not in columns]
         if missing:
             raise DataError(f"label file {file}: dataset.label_columns names '{missing[0]}', not one of its columns "
                             f"({', '.join(columns)})")
-        if cfg.get("classes") is not None and [str(c) for c in cfg.classes] != names:
+        if cfg.classes is not None and [str(c) for c in cfg.classes] != names:
             raise DataError(f"label file {file}: dataset.classes ({', '.join(map(str, cfg.classes))}) differs from "
                             f"dataset.label_columns ({', '.join(names)}); with 0/1 columns the columns name the "
                             f"labels: set dataset.classes=null")
@@ -57,7 +58,7 @@ def label_sets(cfg: Any, file: Path, rows: list[Row], columns: list[str], label_
     if label_col is None:
         raise DataError(f"label file {file}: no label column; name it with dataset.label_column, or list 0/1 "
                         f"columns with dataset.label_columns")
-    delimiter = str(cfg.get("label_delimiter") or DEFAULT_DELIMITER)
+    delimiter = str(cfg.label_delimiter or DEFAULT_DELIMITER)
     sets = [_split_cell(file, line, row.get(label_col), label_col, delimiter) for line, row in rows]
     names = _names(cfg, file, [line for line, _ in rows], sets)
     index = {name: i for i, name in enumerate(names)}
@@ -103,9 +104,9 @@ def _split_cell(file: Path, line: int, value: Any, column: str, delimiter: str) 
     return labels
 
 
-def _names(cfg: Any, file: Path, lines: list[int], sets: list[list[str]]) -> list[str]:
+def _names(cfg: DatasetConfig, file: Path, lines: list[int], sets: list[list[str]]) -> list[str]:
     """dataset.classes (every label must be one of them, or a whole-number index into them), else the labels found."""
-    configured = cfg.get("classes")
+    configured = cfg.classes
     if configured is None:
         found = sorted({label for labels in sets for label in labels})
         if not found:

@@ -1,0 +1,103 @@
+"""Image files decoded per batch by DataLoader workers (dataset.in_memory=false), for data too large for memory.
+
+Decoding every file first would cost the pass this avoids, so the files are only opened (Pillow reads the
+header: the format, the size): files that are not images, empty or cut off before the header fail there
+(unreadable_headers). A file whose header reads but whose pixels do not (cut off mid-data) still stops the run
+when a batch reaches it, naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnntrain.data.batches import batch_share, epoch_order, num_batches
+from cnntrain.data.containers import Batches, ImageContainer
+from cnntrain.data.images import decode_image, open_image
+from cnntrain.errors import DataError
+
+
+class LazyImages(ImageContainer):
+    """Image files standing in for a uint8 [N, C, H, W] tensor, decoded only when read.
+
+    `take` selects files (no decoding), as the train/val/test split does; an int or a slice decodes those
+    images; an epoch's batches are decoded by DataLoader workers. `to(device)` is a no-op: batches move when
+    they are read.
+    """
+
+    def __init__(self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0, *,
+                 resize: str = "stretch") -> None:
+        self.files = files
+        self.input_shape = input_shape
+        self.num_workers = num_workers
+        self.resize = resize
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.files), *self.input_shape))
+
+    def to(self, device: Any) -> LazyImages:
+        return self
+
+    def __getitem__(self, key: int | slice) -> torch.Tensor:
+        if isinstance(key, slice):
+            return torch.stack([self.decode(i) for i in range(*key.indices(len(self)))])
+        return self.decode(int(key))
+
+    def decode(self, index: int) -> torch.Tensor:
+        return decode_image(self.files[index], *self.input_shape, resize=self.resize)
+
+    def take(self, labels: torch.Tensor, indices: torch.Tensor) -> tuple[LazyImages, torch.Tensor]:
+        return self._with([self.files[i] for i in indices.tolist()]), labels[indices]
+
+    def concat(self, other: LazyImages) -> LazyImages:
+        return self._with(self.files + other.files)
+
+    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+        """The same batches, in the same order, as InMemoryImages gives, but decoded by DataLoader workers."""
+        n = len(labels)
+        order = epoch_order(labels, sampler, generator) if shuffle else torch.arange(n)
+        count = num_batches(n, batch_size, drop_last, world)
+        batches = []
+        for b in range(start, count):
+            chunk = order[b * batch_size:(b + 1) * batch_size]
+            first, last = batch_share(len(chunk), rank, world)
+            batches.append(chunk[first:last].tolist())
+        device = labels.device
+        loader = DataLoader(FileDataset(self, labels), batch_sampler=batches, num_workers=self.num_workers,
+                            pin_memory=device.type == "cuda")
+        for images, batch_labels in loader:
+            yield images.to(device, non_blocking=True), batch_labels.to(device, non_blocking=True)
+
+    def _with(self, files: list[Any]) -> LazyImages:
+        return LazyImages(files, self.input_shape, self.num_workers, resize=self.resize)
+
+
+class FileDataset(Dataset):
+    """(image, label) pairs for a DataLoader over LazyImages; decoding happens in its worker processes."""
+
+    def __init__(self, images: LazyImages, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels.cpu()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images.decode(index), self.labels[index]
+
+
+def unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
+    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            with open_image(path):
+                pass
+        except DataError as err:
+            bad.append((i, str(err)))
+    return bad
