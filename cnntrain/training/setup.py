@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from cnntrain.config.schema import TrainerConfig, section
 from cnntrain.data.augment import check_augment, mixes
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
@@ -47,6 +48,7 @@ class RunSetup:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
+    trainer: TrainerConfig  # the config's trainer section, typed: what the loop and the test pass run with
     ranks: Ranks = SINGLE
     train_model: nn.Module | None = None  # the module that trains: DDP over `model` in a data-parallel run
     stepping: Stepping = field(default_factory=Stepping)  # accumulation, clipping, the weight average
@@ -68,6 +70,7 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     data (so the files are checked and a folder scanned once); the data's facts are written into cfg.dataset.
     One rank of several joins its process group here, on the GPU of its local rank where there are GPUs.
     """
+    trainer = section(cfg.trainer, TrainerConfig)
     configure_torch(cfg, ranks)
     device = distributed.rank_device(resolve_device(cfg.device), ranks)
     ranks = distributed.start(ranks, device)
@@ -84,18 +87,18 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
         data.description.fill(cfg.dataset)
     if weights is not None:
         model.load_state_dict(weights)
-    freeze_for_epoch(model, cfg.trainer.finetune, 1)
-    accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
+    freeze_for_epoch(model, trainer.finetune, 1)
+    accel = Accel(device, trainer.precision, trainer.channels_last, trainer.compile)
     model = accel.prepare_model(model)
-    train_model = distributed.wrap(model, ranks, device, sync_batchnorm=cfg.trainer.sync_batchnorm)
-    optimizer = build_optimizer(parameter_groups(model, cfg.trainer, cfg.optimizer), cfg.optimizer)
-    stepping = stepping_from(cfg.trainer, model)
-    steps = stepping.steps_per_epoch(num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world))
-    schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
+    train_model = distributed.wrap(model, ranks, device, sync_batchnorm=trainer.sync_batchnorm)
+    optimizer = build_optimizer(parameter_groups(model, trainer, cfg.optimizer), cfg.optimizer)
+    stepping = stepping_from(trainer, model)
+    steps = stepping.steps_per_epoch(num_batches(len(data.train), trainer.batch_size, False, ranks.world))
+    schedule = build_schedule(optimizer, cfg.scheduler, trainer.epochs, steps)
     task = task_for(data.description.task, cfg, data.description.num_classes)
     loss_fn = task.loss(cfg, data, device)
-    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, ranks, train_model, stepping,
-                    task)
+    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, trainer, ranks, train_model,
+                    stepping, task)
 
 
 def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
