@@ -189,7 +189,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     if ranks.main:
         write_report = report_multilabel if run.task.name == "multilabel" else report
         write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-                     parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg, run), run.rows)
+                     parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg.dataset, run), run.rows)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
@@ -201,15 +201,15 @@ def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
             "batch_size_per_rank": share if rest == 0 else [share, share + 1]}
 
 
-def imbalance_summary(cfg: DictConfig, run: RunSetup) -> dict[str, Any]:
+def imbalance_summary(dataset: DictConfig, run: RunSetup) -> dict[str, Any]:
     """How the run met class imbalance, for summary.json: the training split's images per class, the class
     weights its loss was built with (null: unweighted), the sampler, and the cross-validation fold, if any."""
     weight = getattr(run.loss_fn, "weight", getattr(run.loss_fn, "pos_weight", None))
     counts = class_counts(run.data.train.labels, len(run.data.classes))
-    folds = cfg.dataset.get("folds")
+    folds = dataset.get("folds")
     return {"train_class_counts": dict(zip(run.data.classes, counts.tolist())),
             "class_weights": weight.tolist() if weight is not None else None, "sampler": run.trainer.sampler,
-            "cross_validation": None if folds is None else {"folds": folds, "fold": cfg.dataset.fold}}
+            "cross_validation": None if folds is None else {"folds": folds, "fold": dataset.fold}}
 
 
 def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, display: Any) -> Tested:

@@ -71,7 +71,7 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     One rank of several joins its process group here, on the GPU of its local rank where there are GPUs.
     """
     trainer = section(cfg.trainer, TrainerConfig)
-    configure_torch(cfg, ranks)
+    configure_torch(cfg.seed, cfg.deterministic, cfg.threads, trainer.compile, ranks)
     device = distributed.rank_device(resolve_device(cfg.device), ranks)
     ranks = distributed.start(ranks, device)
     data = load_data(cfg.dataset, seed=cfg.seed, device=device, description=description)
@@ -101,22 +101,24 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
                     stepping, task)
 
 
-def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
-    """Threads, seeds and determinism, before any tensor is made.
+def configure_torch(seed: int, deterministic: bool, threads: int | None, compiled: bool,
+                    ranks: Ranks = SINGLE) -> None:
+    """Threads, seeds and determinism (the config's `seed`, `deterministic`, `threads`; `compiled`:
+    trainer.compile), before any tensor is made.
 
     Ranks on one machine share its cores: each takes cores / ranks-per-machine threads unless `threads`
     says otherwise. Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones)
     warns instead of stopping a run; summary.json records the flags in force.
     """
-    threads = cfg.threads if cfg.threads is not None else distributed.threads_per_rank(ranks)
+    threads = threads if threads is not None else distributed.threads_per_rank(ranks)
     if threads is not None:
         torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    if cfg.deterministic:
+    torch.manual_seed(seed)
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    set_deterministic(cfg.deterministic, compiled=cfg.trainer.compile)
+    set_deterministic(deterministic, compiled=compiled)
 
 
 def set_deterministic(mode: bool, *, compiled: bool) -> None:
