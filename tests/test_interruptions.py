@@ -101,11 +101,11 @@ def test_a_signal_inside_an_epoch_saves_there_and_the_resume_equals_the_uninterr
     ("every_minutes=0.00001", list(range(1, 12))),  # 0.6 ms: after every step (a step takes longer)
 ])
 def test_checkpoints_are_written_inside_the_epoch(tmp_path, small_config, monkeypatch, every, steps):
-    from cnntrain.training import loop
+    from cnntrain.training import run_state
 
     written = []
-    real = loop.save_checkpoint
-    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state, **kwargs: (
+    real = run_state.save_checkpoint
+    monkeypatch.setattr(run_state, "save_checkpoint", lambda path, state, **kwargs: (
         written.append((path.name, state["epoch"], (state.get("in_epoch") or {}).get("step"))),
         real(path, state, **kwargs)))
     run(small_config("trainer.epochs=1", f"trainer.checkpoint.{every}"), tmp_path)

@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from cnntrain.commands import train
 from cnntrain.config.validate import chosen_loggers
@@ -72,7 +73,7 @@ def test_the_outputs_root_and_the_sweep_of_a_run(tmp_path):
 
 
 def test_flat_config_has_dotted_keys(synthetic_data_root):
-    flat = flat_config(compose_config(*TINY_RUN, data_root=synthetic_data_root))
+    flat = flat_config(OmegaConf.to_container(compose_config(*TINY_RUN, data_root=synthetic_data_root), resolve=True))
     assert flat["optimizer.lr"] == 0.001 and flat["model.name"] == "cnn2" and flat["trainer.epochs"] == 2
     assert flat["trainer.early_stopping.patience"] == 5 and flat["logger"] == ["csv"]
 

@@ -179,7 +179,8 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
         _known_data[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
         checks = {
             f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
-                lambda c=cfg: check_device(c.device, c.trainer.precision, c.trainer.devices, c.trainer.sync_batchnorm),
+                lambda c=cfg: _check_machine(c.device, c.trainer.precision, c.trainer.devices,
+                                             c.trainer.sync_batchnorm),
             f"logger:{list(cfg.logger)}:{cfg.mlflow.tracking_uri}": lambda c=cfg: check_logger(c),
             f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}":
                 lambda c=cfg, d=_known_data[key]: check_balance(c, d),
@@ -207,32 +208,26 @@ def check_balance(cfg: Any, description: Any) -> None:
         check_every_class(class_counts(labels, len(description.classes)), description.classes, settings)
 
 
-def check_device(device: str, precision: str, devices: int = 1, sync_batchnorm: bool = False) -> None:
+def _check_machine(device: str, precision: str, devices: int, sync_batchnorm: bool) -> None:
     if device not in ("auto", "cpu") or precision != "fp32" or devices > 1 or sync_batchnorm:
-        from cnntrain.device import resolve_device
-        from cnntrain.training.accel import Accel, check_devices
+        from cnntrain.training.accel import check_machine  # torch, only when there is something to check
 
-        resolved = resolve_device(device)
-        Accel(resolved, precision)
-        check_devices(resolved, devices, sync_batchnorm)
+        check_machine(device, precision, devices, sync_batchnorm)
 
 
 def check_logger(cfg: Any) -> None:
     """Each chosen logger's package, and the form of MLflow's tracking URI: a run never starts with a tracker
     that cannot work (one that fails later costs only itself, see cnntrain.reporting.trackers)."""
+    from cnntrain.reporting.loggers import check_available
+    from cnntrain.reporting.mlflow_logger import check_tracking_uri
+
     if "tensorboard" in cfg.logger:
-        from cnntrain.reporting import tensorboard
-
-        tensorboard.check_available()
+        check_available("tensorboard")
     if "mlflow" in cfg.logger:
-        from cnntrain.reporting import mlflow_logger
-
-        mlflow_logger.check_tracking_uri(cfg.mlflow.tracking_uri)
-        mlflow_logger.check_available()
+        check_tracking_uri(cfg.mlflow.tracking_uri)
+        check_available("mlflow")
     if "wandb" in cfg.logger:
-        from cnntrain.reporting import wandb_logger
-
-        wandb_logger.check_available()
+        check_available("wandb")
 
 
 def check_model(cfg: Any) -> None:

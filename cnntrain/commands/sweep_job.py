@@ -64,7 +64,7 @@ def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
     from cnntrain.commands.placement import needs_fresh_process, placed
     from cnntrain.reporting.run_dir import RunDir, write_failure
     from cnntrain.training.launch import train_job
-    from cnntrain.training.progress import resume_point
+    from cnntrain.training.run_state import resume_point
 
     started = time.perf_counter()
     earlier = earlier_run(cfg, run_dir, job_num)

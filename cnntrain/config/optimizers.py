@@ -39,7 +39,6 @@ def _number(value: Any) -> bool:
 POSITIVE = Arg(float, "must be > 0", lambda v: v > 0)
 NON_NEGATIVE = Arg(float, "must be >= 0", lambda v: v >= 0)
 UNIT_OPEN = Arg(float, "must be in (0, 1)", lambda v: 0 < v < 1)
-UNIT_RIGHT_OPEN = Arg(float, "must be in [0, 1)", lambda v: 0 <= v < 1)
 POSITIVE_INT = Arg(int, "must be > 0", lambda v: v > 0)
 NON_NEGATIVE_INT = Arg(int, "must be >= 0", lambda v: v >= 0)
 FLAG = Arg(bool)

@@ -1,20 +1,45 @@
 """The shape of a cnntrain config: typed dataclasses that OmegaConf merges the composed YAML onto.
 
 Unknown keys and values of the wrong type fail in that merge (cnntrain.config.validate turns the failure
-into one sentence). The optimizer and scheduler entries are built from their declaration
-(cnntrain.config.optimizers) and their YAML defaults, so no argument is written twice.
+into one sentence). Every default is written once, in YAML: the root config's (trainer, report, sweep, the loggers'
+sections, seed, device...) in configs/train.yaml, which the classes below read (`from_yaml`), and the optimizer and
+scheduler entries, built from their declaration (cnntrain.config.optimizers) and their own YAML files. The classes
+give each key its type, and a run's packages their typed section (`section`). A saved config that lacks a key added
+since takes the default from the YAML files of the cnntrain that reads it.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cnntrain.config.compose import config_dir
 from cnntrain.config.optimizers import GROUPS
+
+Section = TypeVar("Section")
+
+
+def section(node: DictConfig, kind: type[Section]) -> Section:
+    """One section of a validated config as its dataclass (`kind`: TrainerConfig, MLflowConfig, ...), its values
+    resolved and plain (lists, not ListConfig): what a package below the commands takes instead of the whole
+    config. A node not merged onto the schema yet (a hand-made config) is merged onto `kind` first."""
+    if OmegaConf.get_type(node) is not kind:
+        node = OmegaConf.merge(OmegaConf.structured(kind), OmegaConf.to_container(node, resolve=True))
+    value = OmegaConf.to_object(node)
+    assert isinstance(value, kind)
+    return value
+
+
+def from_yaml(key: str) -> Any:
+    """A field whose default is configs/train.yaml's value at `key` (dotted): the root config's defaults are written
+    there alone, where users read and override them and `cnntrain --help` prints them, each with its comment.
+    The file is read when a schema is first built (validation), not when this module is imported."""
+    return field(default_factory=lambda: copy.deepcopy(functools.reduce(dict.__getitem__, key.split("."),
+                                                                        _train_defaults())))
 
 
 @functools.cache
@@ -108,91 +133,91 @@ class ModelConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    enabled: bool = True
-    monitor: str = "val/loss"
-    mode: str = "min"
-    patience: int = 5
-    min_delta: float = 0.0
+    enabled: bool = from_yaml("trainer.early_stopping.enabled")
+    monitor: str = from_yaml("trainer.early_stopping.monitor")
+    mode: str = from_yaml("trainer.early_stopping.mode")
+    patience: int = from_yaml("trainer.early_stopping.patience")
+    min_delta: float = from_yaml("trainer.early_stopping.min_delta")
 
 
 @dataclass
 class CheckpointConfig:
-    monitor: str = "val/acc"
-    mode: str = "max"
-    every_steps: Any = None  # also write last.pt every N optimizer steps inside an epoch (null: at epoch ends)
-    every_minutes: Any = None  # also write last.pt every N minutes of training inside an epoch
+    monitor: str = from_yaml("trainer.checkpoint.monitor")
+    mode: str = from_yaml("trainer.checkpoint.mode")
+    every_steps: Any = from_yaml("trainer.checkpoint.every_steps")
+    every_minutes: Any = from_yaml("trainer.checkpoint.every_minutes")
 
 
 @dataclass
 class FinetuneConfig:
-    freeze_epochs: int = 0  # train only the head for the first N epochs (backbone frozen, its BatchNorm in eval)
-    backbone_lr: float = 1.0  # the backbone's learning rate is optimizer.lr times this (parameter groups)
-    head_only: bool = False  # never unfreeze the backbone
+    freeze_epochs: int = from_yaml("trainer.finetune.freeze_epochs")
+    backbone_lr: float = from_yaml("trainer.finetune.backbone_lr")
+    head_only: bool = from_yaml("trainer.finetune.head_only")
 
 
 @dataclass
 class EmaConfig:
-    decay: float = 0.0  # 0: off; e.g. 0.999: validation, test, best.pt and exports use the weights' average
-    warmup: bool = True  # decay min(decay, (1 + n) / (10 + n)) after n updates, as timm's ModelEmaV3
-    every: int = 1  # optimizer steps between updates
+    decay: float = from_yaml("trainer.ema.decay")
+    warmup: bool = from_yaml("trainer.ema.warmup")
+    every: int = from_yaml("trainer.ema.every")
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128  # the global batch: a data-parallel run shares it among its devices
-    devices: int = 1  # >1: data-parallel on that many processes (GPUs, or CPU processes sharing the cores)
-    sync_batchnorm: bool = False  # data-parallel runs: batch-norm statistics over the global batch
-    eval_batch_size: int = 1024
-    loss: str = "auto"
-    label_smoothing: float = 0.0
-    threshold: Any = 0.5  # multi-label: a label is predicted at probability >= this; tune: per label, on val
-    class_weights: Any = None  # null | balanced | a list of one non-negative number per class
-    sampler: str = "shuffle"  # shuffle | balanced: draws with replacement, each class equally likely
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    tta: str = "none"  # none | hflip: validation and test average each prediction with the mirrored image's
-    progress: bool = True
+    epochs: int = from_yaml("trainer.epochs")
+    batch_size: int = from_yaml("trainer.batch_size")
+    devices: int = from_yaml("trainer.devices")
+    sync_batchnorm: bool = from_yaml("trainer.sync_batchnorm")
+    eval_batch_size: int = from_yaml("trainer.eval_batch_size")
+    loss: str = from_yaml("trainer.loss")
+    label_smoothing: float = from_yaml("trainer.label_smoothing")
+    threshold: Any = from_yaml("trainer.threshold")
+    class_weights: Any = from_yaml("trainer.class_weights")
+    sampler: str = from_yaml("trainer.sampler")
+    precision: str = from_yaml("trainer.precision")
+    channels_last: bool = from_yaml("trainer.channels_last")
+    compile: bool = from_yaml("trainer.compile")
+    tta: str = from_yaml("trainer.tta")
+    progress: bool = from_yaml("trainer.progress")
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)
-    grad_clip: Any = None  # max global gradient norm; null: no clipping
-    accumulate: int = 1  # batches whose gradients add up before an optimizer step
-    decay_norm_and_bias: bool = True  # false: no weight decay on biases and normalisation weights
-    time_limit: Any = None  # wall-clock budget of training: seconds or "1h30m"; null: none
+    grad_clip: Any = from_yaml("trainer.grad_clip")
+    accumulate: int = from_yaml("trainer.accumulate")
+    decay_norm_and_bias: bool = from_yaml("trainer.decay_norm_and_bias")
+    time_limit: Any = from_yaml("trainer.time_limit")
 
 
 @dataclass
 class SweepConfig:
-    jobs_per_gpu: int = 1  # jobs of a parallel sweep (hydra/launcher=local_parallel) that share one GPU
+    jobs_per_gpu: int = from_yaml("sweep.jobs_per_gpu")
 
 
 @dataclass
 class ReportConfig:
-    plots: bool = True  # curves.png, confusion_matrix.png, misclassified.png in the run directory
-    html: bool = True  # report.html: one self-contained page of the run (and of a sweep) from the files written
-    analysis: bool = True  # why it fails: worst mistakes, most confused pairs, per-class F1, calibration (summary.json)
-    cam: bool = True  # class activation maps over the worst mistakes (worst_mistakes.png)
-    cam_layer: str | None = None  # null: the last feature map before the head; else its # in the summary: 2, 1.8
-    worst: int = 24  # worst mistakes kept (summary.json) and drawn (worst_mistakes.png)
-    calibration_bins: int = 15  # equal-width confidence bins of the expected calibration error
+    plots: bool = from_yaml("report.plots")
+    html: bool = from_yaml("report.html")
+    analysis: bool = from_yaml("report.analysis")
+    cam: bool = from_yaml("report.cam")
+    cam_layer: str | None = from_yaml("report.cam_layer")
+    worst: int = from_yaml("report.worst")
+    calibration_bins: int = from_yaml("report.calibration_bins")
 
 
 @dataclass
 class MLflowConfig:
-    tracking_uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite:///<outputs root>/mlflow.db
-    experiment: str | None = None  # null: "cnntrain" for single runs, the sweep's own experiment for a sweep's jobs
-    log_checkpoint: bool = False  # also store checkpoints/best.pt as an artifact
+    tracking_uri: str | None = from_yaml("mlflow.tracking_uri")
+    experiment: str | None = from_yaml("mlflow.experiment")
+    log_checkpoint: bool = from_yaml("mlflow.log_checkpoint")
 
 
 @dataclass
 class WandbConfig:
-    mode: str | None = None  # offline | online; null: $WANDB_MODE, else offline (`wandb sync` uploads later)
-    project: str | None = None  # null: $WANDB_PROJECT, else cnntrain
-    entity: str | None = None  # null: W&B's default (your user)
-    log_checkpoint: bool = False  # also save checkpoints/best.pt with the run's files
+    mode: str | None = from_yaml("wandb.mode")
+    project: str | None = from_yaml("wandb.project")
+    entity: str | None = from_yaml("wandb.entity")
+    log_checkpoint: bool = from_yaml("wandb.log_checkpoint")
 
 
 @dataclass
@@ -201,18 +226,25 @@ class TrainConfig:
     model: ModelConfig
     optimizer: Any
     scheduler: Any
-    seed: int = 42
-    device: str = "auto"
-    deterministic: bool = True
-    threads: Any = None
+    seed: int = from_yaml("seed")
+    device: str = from_yaml("device")
+    deterministic: bool = from_yaml("deterministic")
+    threads: Any = from_yaml("threads")
     data_root: str = "data"
-    resume: Any = None  # a run directory to continue (the CLI turns it into that run's own config)
+    resume: Any = from_yaml("resume")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     # one name or a list of csv, tensorboard, mlflow, wandb; validation makes it a list that starts with csv
     # (metrics.csv is always written). A saved run's `logger: csv` reads the same as [csv].
-    logger: Any = "csv"
+    logger: Any = from_yaml("logger")
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
+
+@functools.cache
+def _train_defaults() -> dict[str, Any]:
+    """configs/train.yaml as plain data, its interpolations left as written."""
+    data = OmegaConf.to_container(OmegaConf.load(config_dir() / "train.yaml"))
+    assert isinstance(data, dict)
+    return data  # type: ignore[return-value]

@@ -8,14 +8,22 @@ training loop and the report call every open logger the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import importlib.util
+from typing import Any, Protocol
 
 from cnntrain.config.names import STEP_COLUMNS, epoch_columns
+from cnntrain.config.schema import MLflowConfig, WandbConfig
+from cnntrain.errors import ConfigError
 from cnntrain.files import safe_folder
+from cnntrain.reporting.mlflow_logger import MLflowLogger
 from cnntrain.reporting.run_dir import MetricsCSV, RunDir, read_steps
+from cnntrain.reporting.tensorboard import TensorBoardLogger
+from cnntrain.reporting.trackers import Guarded
+from cnntrain.reporting.wandb_logger import WandbLogger
 
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
+INSTEAD = {"tensorboard": "or use logger=csv", "mlflow": "or leave mlflow out of logger",
+           "wandb": "or leave wandb out of logger"}
+"""The loggers that need a package of their own (an optional extra named as the logger), and the way out."""
 
 
 class Logger(Protocol):
@@ -55,31 +63,26 @@ class CSVLogger:
         pass
 
 
-def open_loggers(cfg: DictConfig, paths: RunDir, history: list[dict[str, Any]]) -> list[Logger]:
-    """csv (always), then each other logger `cfg.logger` names: tensorboard (event files under RUN_DIR/tensorboard),
-    mlflow, wandb. Each of those is guarded: a failure, opening it included, is one warning and costs only that
-    logger (cnntrain.reporting.trackers.Guarded). The trackers read their settings, parameters and tags from cfg."""
-    from cnntrain.config.validate import chosen_loggers
-    from cnntrain.reporting.trackers import Guarded
-
-    names = chosen_loggers(cfg.logger)
+def open_loggers(names: list[str], paths: RunDir, history: list[dict[str, Any]], *, task: str | None,
+                 config: dict[str, Any], mlflow: MLflowConfig, wandb: WandbConfig) -> list[Logger]:
+    """csv (always), then each other logger `names` lists (the validated `logger`): tensorboard (event files under
+    RUN_DIR/tensorboard), mlflow, wandb. Each of those is guarded: a failure, opening it included, is one warning
+    and costs only that logger (cnntrain.reporting.trackers.Guarded). The trackers get their own section and the
+    run's resolved `config` as plain data, which they record as its parameters."""
 
     def tensorboard() -> Logger:
-        from cnntrain.reporting.tensorboard import TensorBoardLogger
-
+        check_available("tensorboard")
         return TensorBoardLogger(safe_folder(paths.tensorboard, paths.root))
 
-    def mlflow() -> Logger:
-        from cnntrain.reporting.mlflow_logger import MLflowLogger
-
-        return MLflowLogger(cfg, paths)
-
-    def wandb() -> Logger:
-        from cnntrain.reporting.wandb_logger import WandbLogger
-
-        return WandbLogger(cfg, paths)
-
-    openers = {"tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
-    loggers: list[Logger] = [CSVLogger(paths, history, cfg.dataset.get("task"))]
+    openers = {"tensorboard": tensorboard, "mlflow": lambda: MLflowLogger(mlflow, config, paths),
+               "wandb": lambda: WandbLogger(wandb, config, paths)}
+    loggers: list[Logger] = [CSVLogger(paths, history, task)]
     loggers.extend(Guarded(name, openers[name]) for name in names if name in openers)
     return loggers
+
+
+def check_available(name: str) -> None:
+    """Fail before training, not after it, when the package a chosen logger needs is missing."""
+    if importlib.util.find_spec(name) is None:
+        raise ConfigError(f"logger={name} needs the {name} package: pip install 'cnntrain[{name}]' "
+                          f"({INSTEAD[name]})")

@@ -13,7 +13,6 @@ only here, and only once a run opens the logger.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cnntrain.config.names import MONITORS, STEP_COLUMNS
+from cnntrain.config.schema import MLflowConfig
 from cnntrain.errors import ConfigError, did_you_mean
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.trackers import (
@@ -48,13 +48,6 @@ database's name (postgresql+psycopg2). File stores (`file:`, a bare path) are no
 STATUS = {"done": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
 STEP_SERIES = STEP_COLUMNS[2:]  # a step row's values after its two axes (the global step, the fractional epoch)
 HTTP_RETRIES = "3"  # MLflow's default (7, with back-off) waits minutes on an unreachable server before it fails
-
-
-def check_available() -> None:
-    """Fail before training, not after it, when the package is missing."""
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("logger=mlflow needs the mlflow package: pip install 'cnntrain[mlflow]' "
-                          "(or leave mlflow out of logger)")
 
 
 def check_tracking_uri(configured: str | None) -> None:
@@ -102,24 +95,25 @@ class MLflowLogger:
     loss and learning rate (step = global optimizer step), the test metrics, and at the end the run's pictures
     and summary.json (and best.pt when mlflow.log_checkpoint is set) as artifacts."""
 
-    def __init__(self, cfg: Any, paths: RunDir) -> None:
+    def __init__(self, settings: MLflowConfig, config: dict[str, Any], paths: RunDir) -> None:
+        """`config`: the run's resolved config as plain data (its parameters and tags)."""
         from mlflow.tracking import MlflowClient
 
         _quiet_logging()
         self.paths = paths
         self.place = place_of(paths)
-        self.uri = tracking_uri(cfg.mlflow.tracking_uri, self.place.root)
+        self.uri = tracking_uri(settings.tracking_uri, self.place.root)
         if urlsplit(self.uri).scheme in ("http", "https"):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
         self.store = _sqlite_path(self.uri)
         if self.store is not None:
             self.store.parent.mkdir(parents=True, exist_ok=True)
-        self.with_checkpoint = bool(cfg.mlflow.log_checkpoint)
+        self.with_checkpoint = settings.log_checkpoint
         with self._lock():  # a new SQLite store is created (its tables migrated) when the client opens it
             self.client = MlflowClient(tracking_uri=self.uri)
-            self.run_id = self._continued() or self._started(cfg)
+            self.run_id = self._continued() or self._started(settings.experiment, config)
             save_tracker_id(paths, TRACKER, {"run_id": self.run_id, "tracking_uri": self.uri})
-            self._log_params(flat_config(cfg))
+            self._log_params(flat_config(config))
 
     def log_model(self, table: Any) -> None:
         with self._lock():
@@ -156,9 +150,9 @@ class MLflowLogger:
             return None
         return saved["run_id"]
 
-    def _started(self, cfg: Any) -> str:
-        experiment = cfg.mlflow.experiment or self.place.sweep or DEFAULT_EXPERIMENT
-        tags = run_tags(cfg, self.place)
+    def _started(self, experiment: str | None, config: dict[str, Any]) -> str:
+        experiment = experiment or self.place.sweep or DEFAULT_EXPERIMENT
+        tags = run_tags(config, self.place)
         if tags["git_commit"] != NO_COMMIT:
             tags["mlflow.source.git.commit"] = tags["git_commit"]  # shown by MLflow's UI
         run = self.client.create_run(self._experiment_id(experiment), run_name=self.place.name, tags=tags)

@@ -6,30 +6,18 @@ metrics.csv is written either way; this adds event files under RUN_DIR/tensorboa
 
 from __future__ import annotations
 
-import importlib.util
-import io
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from cnntrain.config.names import SCALARS, STEP_LOSS, TASK_EPOCH_METRICS
-from cnntrain.errors import ConfigError
-
-
-def check_available() -> None:
-    """Fail before training, not after it, when the package is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("logger=tensorboard needs the tensorboard package: pip install 'cnntrain[tensorboard]' "
-                          "(or use logger=csv)")
+from cnntrain.reporting.trackers import table_text
 
 
 class TensorBoardLogger:
     """A SummaryWriter with the few calls a run makes; steps are epoch numbers."""
 
     def __init__(self, log_dir: Path) -> None:
-        check_available()
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the optional tensorboard package, needed only here
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
@@ -46,9 +34,7 @@ class TensorBoardLogger:
 
     def log_model(self, table: Any) -> None:
         """The model summary table as monospaced text (TensorBoard renders markdown)."""
-        buffer = io.StringIO()
-        Console(file=buffer, width=120, no_color=True, force_terminal=False, force_jupyter=False).print(table)
-        self.writer.add_text("model/summary", "\n".join("    " + line for line in buffer.getvalue().splitlines()))
+        self.writer.add_text("model/summary", "\n".join("    " + line for line in table_text(table).splitlines()))
 
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None:
         """Test metrics at the last epoch's step; `misclassified()` draws the grid of wrong test images."""

@@ -62,23 +62,21 @@ def place_of(paths: RunDir) -> Place:
                  overrides=tuple(str(o) for o in overrides) if isinstance(overrides, list) else ())
 
 
-def flat_config(cfg: Any) -> dict[str, Any]:
-    """The resolved config as dotted keys (`optimizer.lr`), the form trackers show parameters in; lists stay
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's resolved config as dotted keys (`optimizer.lr`), the form trackers show parameters in; lists stay
     whole (`dataset.input_shape: [1, 28, 28]`)."""
-    from omegaconf import OmegaConf
-
-    return flatten(OmegaConf.to_container(cfg, resolve=True))
+    return flatten(config)
 
 
-def run_tags(cfg: Any, place: Place) -> dict[str, str]:
+def run_tags(config: dict[str, Any], place: Place) -> dict[str, str]:
     """What tells runs apart at a glance: model, dataset, git commit, cnntrain version, and a sweep job's sweep,
     number and overrides."""
     from cnntrain.reporting.provenance import git_commit
 
     git = git_commit()
-    tags = {"model": str(cfg.model.name), "dataset": str(cfg.dataset.name), "cnntrain_version": __version__,
-            "git_commit": git["commit"] if git else NO_COMMIT, "git_dirty": str(bool(git and git["dirty"])).lower(),
-            "run_dir": str(place.run_dir)}
+    tags = {"model": str(config["model"]["name"]), "dataset": str(config["dataset"]["name"]),
+            "cnntrain_version": __version__, "git_commit": git["commit"] if git else NO_COMMIT,
+            "git_dirty": str(bool(git and git["dirty"])).lower(), "run_dir": str(place.run_dir)}
     if place.sweep is not None:
         tags["sweep"] = place.sweep
         tags["job"] = str(place.job)

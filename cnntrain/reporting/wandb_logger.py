@@ -9,14 +9,13 @@ the same W&B run. The wandb package is an optional extra, imported only here, an
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from cnntrain.config.names import MONITORS, STEP_COLUMNS
-from cnntrain.errors import ConfigError
+from cnntrain.config.schema import WandbConfig
 from cnntrain.reporting.run_dir import RunDir
 from cnntrain.reporting.trackers import (
     artifact_files,
@@ -36,40 +35,33 @@ EXIT_CODES = {"done": 0, "stopped": 130, "failed": 1}
 EPOCH_AXIS, STEP_AXIS = STEP_COLUMNS[1], STEP_COLUMNS[0]  # W&B's x axes: the (fractional) epoch, the global step
 
 
-def check_available() -> None:
-    """Fail before training, not after it, when the package is missing."""
-    if importlib.util.find_spec("wandb") is None:
-        raise ConfigError("logger=wandb needs the wandb package: pip install 'cnntrain[wandb]' "
-                          "(or leave wandb out of logger)")
-
-
 class WandbLogger:
     """One W&B run: the config, tags, every optimizer step's loss and learning rate (W&B's step = the global
     optimizer step, each row with its fractional epoch), every epoch's metrics (x axis: epoch), the test
     metrics (also in the run's summary), and at the end the run's pictures and summary.json as files."""
 
-    def __init__(self, cfg: Any, paths: RunDir) -> None:
+    def __init__(self, settings: WandbConfig, config: dict[str, Any], paths: RunDir) -> None:
+        """`config`: the run's resolved config as plain data (the W&B run's config and tags)."""
         import wandb
-        from omegaconf import OmegaConf
 
         self.paths = paths
         place = place_of(paths)
         saved = tracker_id(paths, TRACKER)
         run_id = saved["run_id"] if saved and isinstance(saved.get("run_id"), str) else None  # None: W&B makes one
-        tags = [f"{key}:{value}"[:MAX_TAG_LENGTH] for key, value in run_tags(cfg, place).items()
+        tags = [f"{key}:{value}"[:MAX_TAG_LENGTH] for key, value in run_tags(config, place).items()
                 if key not in ("run_dir", "overrides")]
         self.run = wandb.init(
-            project=cfg.wandb.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-            entity=cfg.wandb.entity, mode=cfg.wandb.mode or os.environ.get("WANDB_MODE") or DEFAULT_MODE,
+            project=settings.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+            entity=settings.entity, mode=settings.mode or os.environ.get("WANDB_MODE") or DEFAULT_MODE,
             dir=str(paths.root), id=run_id, resume="allow", name=place.name, group=place.sweep,
             job_type="sweep-job" if place.sweep else "run", tags=tags, notes=str(place.run_dir),
-            config=OmegaConf.to_container(cfg, resolve=True), allow_val_change=True, reinit="finish_previous",
+            config=config, allow_val_change=True, reinit="finish_previous",
             settings=wandb.Settings(silent=True, console="off"))
         save_tracker_id(paths, TRACKER, {"run_id": self.run.id, "project": self.run.project})
         self.run.define_metric(EPOCH_AXIS)
         for name in MONITORS:
             self.run.define_metric(name, step_metric=EPOCH_AXIS)
-        self.with_checkpoint = bool(cfg.wandb.log_checkpoint)
+        self.with_checkpoint = settings.log_checkpoint
         self.step = 0  # W&B's step only grows: epoch rows and test metrics join the last optimizer step's row
 
     def log_model(self, table: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.device import resolve_device
 from cnntrain.errors import DeviceError
 
 
@@ -77,8 +78,12 @@ class Accel:
             self.scaler.update()
 
 
-def check_devices(device: torch.device, devices: int, sync_batchnorm: bool) -> None:
-    """trainer.devices=N processes need N GPUs on CUDA (one each); on the CPU they share the cores."""
+def check_machine(name: str, precision: str, devices: int = 1, sync_batchnorm: bool = False) -> None:
+    """`device`, trainer.precision, trainer.devices and trainer.sync_batchnorm against this machine (the preflight
+    asks, before anything is written): the device must exist and take the precision, and trainer.devices=N
+    processes need N GPUs on CUDA (one each); on the CPU they share the cores."""
+    device = resolve_device(name)
+    Accel(device, precision)
     if device.type == "cuda" and devices > torch.cuda.device_count():
         raise DeviceError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA device(s); "
                           f"use trainer.devices={torch.cuda.device_count()} or device=cpu")

@@ -12,13 +12,20 @@ data-parallel run has exactly one run directory whichever way it was started:
   environment gives the ranks and the rendezvous address (`cluster_ranks`).
 
 A rank that fails ends the whole run (the launcher stops the others) with one line naming the rank.
+
+The run (the data and model code) and submitit (an optional extra) are imported inside the functions that need
+them, so a process that only starts and watches the ranks never loads the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import multiprocessing
 import os
+import re
+import signal
 import socket
 import sys
 import time
@@ -122,8 +129,6 @@ def _forwarded_signals() -> Iterator[None]:
     """While the ranks run, the elastic agent turns these signals into a shutdown that sends the same signal to
     every rank (and SIGKILL after SHUTDOWN_SECONDS): the ranks save at their next step and stop. The agent
     installs its handlers and leaves them; ours are put back afterwards."""
-    import signal
-
     previous = {name: signal.getsignal(getattr(signal, name)) for name in FORWARDED_SIGNALS}
     variable = os.environ.get(SIGNALS_VARIABLE)  # the launcher sets it for the agent and leaves it
     try:
@@ -142,8 +147,6 @@ def _forwarded_signals() -> Iterator[None]:
 def _standard_start_method() -> Iterator[None]:
     """Spawned workers take their parent's multiprocessing start method; a job running in a joblib worker has
     loky's, which a fresh interpreter does not know. Use spawn's while the workers start."""
-    import multiprocessing
-
     method = multiprocessing.get_start_method(allow_none=True)
     if method in (None, "spawn", "fork", "forkserver"):
         yield
@@ -175,9 +178,6 @@ def _die_with_parent() -> None:
     """Ask Linux to end this worker if the cnntrain process that launched it dies (even by SIGKILL, which
     leaves it no time to stop its workers), so no rank outlives its run."""
     if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
@@ -252,9 +252,6 @@ def _failure(err: Any, run_dir: Path) -> UserError:
 def _stop_status(text: str) -> int:
     """The exit status of a stop whose line a rank wrote: 128 + the signal it names ('stopped by SIGUSR1'), 130
     for Ctrl-C."""
-    import re
-    import signal
-
     named = re.match(r"stopped by (SIG[A-Z0-9]+)", text)
     return 128 + int(signal.Signals[named.group(1)]) if named and named.group(1) in signal.Signals.__members__ else 130
 

@@ -1,8 +1,10 @@
 """One run, start to finish: setup -> fit -> test -> report, everything written into the run directory.
 
-This is the composition root of a training run: it reads the validated config and hands plain values
-to the parts that do the work (cnntrain.training.setup, .loop, cnntrain.reporting.report). Hydra stays
-in cnntrain.commands.
+This is the composition root of a training run: it takes the validated config (a DictConfig; Hydra itself stays
+in cnntrain.commands) and gives each part its section: setup builds the data, the model and the typed trainer
+section from it, the loop gets FitSettings over that section, the loggers their own sections and the resolved
+config as plain data. The report and the task (the loss, the checkpoint metric) still read the whole config.
+A resume starts from last.pt, read and checked as a RunState (cnntrain.training.run_state).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cnntrain.config.budgets import parse_duration
 from cnntrain.config.names import epoch_columns
 from cnntrain.config.saved import saved_config_data
+from cnntrain.config.schema import MLflowConfig, WandbConfig, section
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
 from cnntrain.data.balance import class_counts
@@ -38,16 +40,8 @@ from cnntrain.training.evaluation import unwrap
 from cnntrain.training.finetune import frozen_note, model_size
 from cnntrain.training.interruptions import StopRequested, StopSignals, stop_message, stop_status
 from cnntrain.training.loop import FitSettings, fit
-from cnntrain.training.progress import check_in_epoch, check_world, resume_point
-from cnntrain.training.saved_run import check_resume_state
+from cnntrain.training.run_state import RunState, check_resume, check_world, resume_point
 from cnntrain.training.setup import RunSetup, setup
-from cnntrain.training.tasks import SINGLE_LABEL, Task
-
-RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
-    "epoch": int, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)), "best": dict,
-    "early_stopping": dict, "rng": dict, "history": list, "config": dict,
-}
-"""What last.pt must hold for a resume, and the type of each value."""
 
 
 def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
@@ -119,26 +113,16 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"resume={run_dir}: no such run directory")
     path = RunDir(run_dir).last
     checkpoint = load_checkpoint(path)
-    missing = sorted(set(RESUME_KEYS) - set(checkpoint))
-    if missing:
-        raise CheckpointError(f"{path} cannot be resumed: it lacks {', '.join(missing)}")
-    check_resume_state(checkpoint, path, RESUME_KEYS)
-    check_in_epoch(checkpoint, path)
+    check_resume(checkpoint, path)
     return checkpoint
 
 
-def fit_settings(cfg: DictConfig, task: Task = SINGLE_LABEL) -> FitSettings:
-    t = cfg.trainer
-    monitor, mode = task.monitors(cfg)
-    return FitSettings(
-        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size, seed=cfg.seed,
-        checkpoint_monitor=monitor, checkpoint_mode=mode,
-        early_stopping=t.early_stopping.enabled, early_monitor=t.early_stopping.monitor,
-        early_mode=t.early_stopping.mode, patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta,
-        augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0),
-        tta=t.tta, finetune=t.finetune, sampler=t.sampler, every_steps=t.checkpoint.every_steps,
-        every_minutes=t.checkpoint.every_minutes, time_limit=parse_duration(t.time_limit),
-    )
+def fit_settings(cfg: DictConfig, run: RunSetup) -> FitSettings:
+    """What the loop runs with: the run's trainer section, the seed, the batch augmentation, and the checkpoint
+    metric its task watches."""
+    monitor, mode = run.task.monitors(cfg)
+    return FitSettings(run.trainer, cfg.seed, monitor, mode,
+                       augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0))
 
 
 def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
@@ -157,10 +141,14 @@ def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
 def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
          resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks,
          signals: StopSignals) -> float:
-    run = setup(cfg, description, ranks=ranks, weights=resume["model"] if resume else None)
-    ranks = run.ranks
+    state = RunState.read(resume) if resume is not None else None
+    run = setup(cfg, description, ranks=ranks, weights=state.model if state else None)
+    ranks, trainer = run.ranks, run.trainer
+    config = OmegaConf.to_container(cfg, resolve=True)  # as plain data: what checkpoints and trackers record
     if ranks.main:
-        loggers.extend(open_loggers(cfg, paths, resume["history"] if resume else []))
+        loggers.extend(open_loggers(cfg.logger, paths, state.history if state else [], task=cfg.dataset.get("task"),
+                                    config=config, mlflow=section(cfg.mlflow, MLflowConfig),
+                                    wandb=section(cfg.wandb, WandbConfig)))
     data = run.data
     where = f"rank {ranks.rank} of {ranks.world} ({ranks.backend}), " if ranks.enabled else ""
     reporter.print(f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
@@ -177,23 +165,22 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     reporter.print(model_table)
     size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen
     if size["params_frozen"]:
-        reporter.print(frozen_note(size, cfg.trainer.finetune))
+        reporter.print(frozen_note(size, trainer.finetune))
     for logger in loggers:
         logger.log_model(model_table)
     if resume:
         reporter.print(f"resuming {resume_point(resume)} from {markup(paths.last)}")
-    settings = fit_settings(cfg, run.task)
+    settings = fit_settings(cfg, run)
     if ranks.main and cfg.report.plots and settings.augment.enabled:
-        write_augment_preview(paths.augment_preview, data, settings.augment, settings.batch_size, cfg.seed)
-    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "data": data.description.as_dict()}
+        write_augment_preview(paths.augment_preview, data, settings.augment, trainer.batch_size, cfg.seed)
     train_started = time.perf_counter()
-    with reporter.epochs(settings.epochs, progress=cfg.trainer.progress and ranks.main, title="epochs",
+    with reporter.epochs(trainer.epochs, progress=trainer.progress and ranks.main, title="epochs",
                          columns=epoch_columns(cfg.dataset.get("task"))) as display:
         result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
-                     checkpoint_extra=extra, resume=resume,
+                     config=config, data=data.description.as_dict(), resume=state,
                      on_steps=lambda rows: [log.log_steps(rows) for log in loggers], signals=signals)
         test_started = time.perf_counter()
-        tested = _test_last_and_best(run, paths, result, settings, display)
+        tested = _test_last_and_best(run, paths, result, display)
     timing = {
         "startup_seconds": train_started - started,
         "train_seconds": result.train_seconds,
@@ -202,7 +189,7 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     if ranks.main:
         write_report = report_multilabel if run.task.name == "multilabel" else report
         write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-                     parallel_summary(cfg.trainer.batch_size, ranks), imbalance_summary(cfg, run), run.rows)
+                     parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg.dataset, run), run.rows)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
@@ -214,25 +201,24 @@ def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
             "batch_size_per_rank": share if rest == 0 else [share, share + 1]}
 
 
-def imbalance_summary(cfg: DictConfig, run: RunSetup) -> dict[str, Any]:
+def imbalance_summary(dataset: DictConfig, run: RunSetup) -> dict[str, Any]:
     """How the run met class imbalance, for summary.json: the training split's images per class, the class
     weights its loss was built with (null: unweighted), the sampler, and the cross-validation fold, if any."""
     weight = getattr(run.loss_fn, "weight", getattr(run.loss_fn, "pos_weight", None))
     counts = class_counts(run.data.train.labels, len(run.data.classes))
-    folds = cfg.dataset.get("folds")
+    folds = dataset.get("folds")
     return {"train_class_counts": dict(zip(run.data.classes, counts.tolist())),
-            "class_weights": weight.tolist() if weight is not None else None, "sampler": cfg.trainer.sampler,
-            "cross_validation": None if folds is None else {"folds": folds, "fold": cfg.dataset.fold}}
+            "class_weights": weight.tolist() if weight is not None else None, "sampler": run.trainer.sampler,
+            "cross_validation": None if folds is None else {"folds": folds, "fold": dataset.fold}}
 
 
-def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, settings: FitSettings,
-                        display: Any) -> Tested:
+def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, display: Any) -> Tested:
     """The test split with the last epoch's weights, then with the best checkpoint's (left in the model).
     When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer.
     Rank 0 reads best.pt and hands its weights to the other ranks (which may not see its disk)."""
-    ranks = run.ranks
-    last, matrix = run.task.test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel,
-                                 settings.tta, ranks)
+    ranks, trainer = run.ranks, run.trainer
+    last, matrix = run.task.test(run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel,
+                                 trainer.tta, ranks)
     names = [row.name for row in run.rows]
     if result.history and result.best_epoch == result.history[-1]["epoch"]:
         return Tested(best=last, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)
@@ -243,6 +229,6 @@ def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, setting
     ranks.broadcast_weights(unwrap(run.model))
     if ranks.enabled and run.task.thresholds:  # the other ranks take best.pt's thresholds from rank 0
         run.task.thresholds = ranks.gather_objects(run.task.thresholds)[0]
-    best, matrix = run.task.test(run.model, run.data, run.loss_fn, settings.eval_batch_size, display, run.accel,
-                                 settings.tta, ranks)
+    best, matrix = run.task.test(run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel,
+                                 trainer.tta, ranks)
     return Tested(best=best, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from cnntrain.config.schema import TrainerConfig, section
 from cnntrain.data.augment import check_augment, mixes
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
@@ -48,6 +49,7 @@ class RunSetup:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
+    trainer: TrainerConfig  # the config's trainer section, typed: what the loop and the test pass run with
     ranks: Ranks = SINGLE
     train_model: nn.Module | None = None  # the module that trains: DDP over `model` in a data-parallel run
     stepping: Stepping = field(default_factory=Stepping)  # accumulation, clipping, the weight average
@@ -69,7 +71,8 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     data (so the files are checked and a folder scanned once); the data's facts are written into cfg.dataset.
     One rank of several joins its process group here, on the GPU of its local rank where there are GPUs.
     """
-    configure_torch(cfg, ranks)
+    trainer = section(cfg.trainer, TrainerConfig)
+    configure_torch(cfg.seed, cfg.deterministic, cfg.threads, trainer.compile, ranks)
     device = distributed.rank_device(resolve_device(cfg.device), ranks)
     ranks = distributed.start(ranks, device)
     data = load_data(cfg.dataset, seed=cfg.seed, device=device, description=description)
@@ -85,36 +88,38 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
         data.description.fill(cfg.dataset)
     if weights is not None:
         model.load_state_dict(weights)
-    freeze_for_epoch(model, cfg.trainer.finetune, 1)
-    accel = Accel(device, cfg.trainer.precision, cfg.trainer.channels_last, cfg.trainer.compile)
+    freeze_for_epoch(model, trainer.finetune, 1)
+    accel = Accel(device, trainer.precision, trainer.channels_last, trainer.compile)
     model = accel.prepare_model(model)
-    train_model = distributed.wrap(model, ranks, device, sync_batchnorm=cfg.trainer.sync_batchnorm)
-    optimizer = build_optimizer(parameter_groups(model, cfg.trainer, cfg.optimizer), cfg.optimizer)
-    stepping = stepping_from(cfg.trainer, model)
-    steps = stepping.steps_per_epoch(num_batches(len(data.train), cfg.trainer.batch_size, False, ranks.world))
-    schedule = build_schedule(optimizer, cfg.scheduler, cfg.trainer.epochs, steps)
+    train_model = distributed.wrap(model, ranks, device, sync_batchnorm=trainer.sync_batchnorm)
+    optimizer = build_optimizer(parameter_groups(model, trainer, cfg.optimizer), cfg.optimizer)
+    stepping = stepping_from(trainer, model)
+    steps = stepping.steps_per_epoch(num_batches(len(data.train), trainer.batch_size, False, ranks.world))
+    schedule = build_schedule(optimizer, cfg.scheduler, trainer.epochs, steps)
     task = task_for(data.description.task, cfg, data.description.num_classes)
     loss_fn = task.loss(cfg, data, device)
-    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, ranks, train_model, stepping,
-                    task)
+    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, trainer, ranks, train_model,
+                    stepping, task)
 
 
-def configure_torch(cfg: DictConfig, ranks: Ranks = SINGLE) -> None:
-    """Threads, seeds and determinism, before any tensor is made.
+def configure_torch(seed: int, deterministic: bool, threads: int | None, compiled: bool,
+                    ranks: Ranks = SINGLE) -> None:
+    """Threads, seeds and determinism (the config's `seed`, `deterministic`, `threads`; `compiled`:
+    trainer.compile), before any tensor is made.
 
     Ranks on one machine share its cores: each takes cores / ranks-per-machine threads unless `threads`
     says otherwise. Deterministic mode uses warn_only: an op with no deterministic kernel (a few CUDA ones)
     warns instead of stopping a run; summary.json records the flags in force.
     """
-    threads = cfg.threads if cfg.threads is not None else distributed.threads_per_rank(ranks)
+    threads = threads if threads is not None else distributed.threads_per_rank(ranks)
     if threads is not None:
         torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    if cfg.deterministic:
+    torch.manual_seed(seed)
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable matmuls
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    set_deterministic(cfg.deterministic, compiled=cfg.trainer.compile)
+    set_deterministic(deterministic, compiled=compiled)
 
 
 def set_deterministic(mode: bool, *, compiled: bool) -> None:
