@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.data.sources import Source, SourceSplit, SourceSplits, source_for
 from cnntrain.data.split import fold_indices, fraction_indices, split_indices
@@ -264,5 +265,5 @@ def check_task(cfg: Any, found: DataDescription, source: Source) -> None:
     stated = cfg.get("task")
     if stated is not None and stated != found.task:
         raise DataError(f"dataset.task={stated} but {source.location()} gives "
-                        f"{'a set of labels' if found.task == 'multilabel' else 'one class'} per image "
+                        f"{'a set of labels' if found.task == TASK_MULTILABEL else 'one class'} per image "
                         f"({source.kind} data); set dataset.task={found.task} or null")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
+from cnntrain.config.names import CLASS_METRICS, TASK_MULTILABEL, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.errors import UserError
 from cnntrain.reporting.console import format_macs, format_metric
 from cnntrain.reporting.html import (
@@ -90,7 +90,7 @@ def run_page(root: Path) -> str:
     summary = read_summary(paths.summary_json)
     if not summary:
         raise UserError(f"{root} has no summary.json: the run has not finished, so there is no page to write")
-    if summary.get("task") == "multilabel":  # a set of labels per image: the view beside this one
+    if summary.get("task") == TASK_MULTILABEL:  # a set of labels per image: the view beside this one
         from cnntrain.reporting.label_page import label_run_page
 
         return label_run_page(root, summary)

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.errors import DataError
 
 DEFAULT_DELIMITER = " "
@@ -33,7 +34,7 @@ def is_multilabel(cfg: Any, rows: list[Row], label_col: str | None) -> bool:
     list in the label column)."""
     task = cfg.get("task")
     if task is not None:
-        return task == "multilabel"
+        return task == TASK_MULTILABEL
     if cfg.get("label_delimiter") is not None or cfg.get("label_columns") is not None:
         return True
     return label_col is not None and any(isinstance(row.get(label_col), list) for _, row in rows)

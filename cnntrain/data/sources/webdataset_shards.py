@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
@@ -88,7 +89,7 @@ class WebDatasetSource(Source):
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
         sets = f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}" \
-            if scan.task == "multilabel" else ""
+            if scan.task == TASK_MULTILABEL else ""
         return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}"
 
 
@@ -115,13 +116,13 @@ def scan_shards(cfg: Any) -> ShardScan:
     if not any(part.count for part in indexed["train"]):
         raise DataError(f"the training shards {cfg.train} hold no samples")
     return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]),
-                     "single" if delimiter is None else "multilabel", delimiter)
+                     TASK_SINGLE if delimiter is None else TASK_MULTILABEL, delimiter)
 
 
 def label_set_delimiter(cfg: Any) -> str | None:
     """Multi-label shards (dataset.task=multilabel, or a label_delimiter set): what splits a label entry; None: one
     class per sample."""
-    if cfg.get("task") == "multilabel" or cfg.get("label_delimiter") is not None:
+    if cfg.get("task") == TASK_MULTILABEL or cfg.get("label_delimiter") is not None:
         return str(cfg.get("label_delimiter") or " ")
     return None
 
