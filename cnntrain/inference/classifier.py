@@ -48,7 +48,9 @@ class ImageClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() == 3 and self.input_shape[0] == 1:
             images = images.unsqueeze(1)
-        return self.head(self.model(self.normalize(images.to(self.normalize.mean.device))))
+        if images.device != self.normalize.mean.device:  # a test, so an ONNX trace records no cast
+            images = images.to(self.normalize.mean.device)
+        return self.head(self.model(self.normalize(images)))
 
     def probabilities(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """Each class's probability (a set of labels: each label's), with the run's test-time augmentation."""
