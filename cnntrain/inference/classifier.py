@@ -52,15 +52,16 @@ class ImageClassifier(nn.Module):
             images = images.to(self.normalize.mean.device)
         return self.head(self.model(self.normalize(images)))
 
-    def probabilities(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        """Each class's probability (a set of labels: each label's), with the run's test-time augmentation."""
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Each class's probability (a set of labels: each label's) for images as `forward` takes them, with the
+        run's test-time augmentation."""
         with torch.inference_mode():
-            return self.task.probabilities(predict_with_tta(self, images_uint8, self.tta, self.task.merge_views))
+            return self.task.probabilities(predict_with_tta(self, images, self.tta, self.task.merge_views))
 
-    def predictions(self, images_uint8: torch.Tensor, top_k: int) -> list[Any]:
+    def predictions(self, images: torch.Tensor, top_k: int) -> list[Any]:
         """Per image, the task's answer: the top-k (class, probability) pairs, most likely first; for a set of
         labels, the labels at or above their thresholds and the top-k labels (cnntrain.training.multi_label)."""
-        return self.task.predictions(self.probabilities(images_uint8), self.classes, top_k)
+        return self.task.predictions(self.probabilities(images), self.classes, top_k)
 
     def images(self, images_or_paths: ImagesOrPaths) -> torch.Tensor:
         """uint8 [N,C,H,W] from image files (decoded and resized as the run's training images were) or from
