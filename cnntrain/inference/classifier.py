@@ -53,8 +53,8 @@ class ImageClassifier(nn.Module):
         return self.head(self.model(self.normalize(images)))
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Each class's probability (a set of labels: each label's) for images as `forward` takes them, with the
-        run's test-time augmentation."""
+        """Each class's probability (a set of labels: each label's) for images [N,C,H,W] (uint8, or float 0..1),
+        with the run's test-time augmentation."""
         with torch.inference_mode():
             return self.task.probabilities(predict_with_tta(self, images, self.tta, self.task.merge_views))
 
