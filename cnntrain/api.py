@@ -14,14 +14,14 @@ on it and the metrics are the command's, bit for bit. Afterwards the process is 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntrain.config.compose import quoted
+from cnntrain.config.compose import compose_train, hydra_session, override_value
 from cnntrain.errors import ConfigError, Interrupted, UserError
+from cnntrain.process_state import preserved
 from cnntrain.results import Run, Sweep
 
 if TYPE_CHECKING:
@@ -65,10 +65,8 @@ def load(path: str | os.PathLike[str] | Run) -> Run:
 def compose(*overrides: str, **keys: Any) -> DictConfig:
     """The config `train` would run with these overrides, composed and validated (checked against the schema,
     not yet against the data), for inspection. Nothing is written and the data is not read."""
-    from cnntrain.commands.preflight import check_group_choices, parse_overrides
-    from cnntrain.config.compose import compose_train, hydra_session
+    from cnntrain.commands.preflight import check_group_choices, parse_overrides  # omegaconf: when a call composes
     from cnntrain.config.validate import validate
-    from cnntrain.process_state import preserved
 
     extra_dir = _config_dir(keys)
     listed = _overrides(overrides, keys, sweep=False)
@@ -80,8 +78,7 @@ def compose(*overrides: str, **keys: Any) -> DictConfig:
 
 def _execute(argv: list[str]) -> Path:
     """The command's own code on `argv`, inside preserved process state; Ctrl-C in a run is RunInterrupted."""
-    from cnntrain.commands.train import execute
-    from cnntrain.process_state import preserved
+    from cnntrain.commands.train import execute  # omegaconf, rich: when a call runs
     from cnntrain.reporting.console import PLAIN_PROGRESS_ENV
 
     with preserved():
@@ -110,7 +107,7 @@ def _next_free_second(argv: list[str]) -> None:
 
 
 def _in_notebook() -> bool:
-    from rich.console import Console
+    from rich.console import Console  # rich: when a call runs
 
     return Console().is_jupyter
 
@@ -144,39 +141,3 @@ def _overrides(overrides: tuple[str, ...], keys: dict[str, Any], *, sweep: bool)
     for key, value in keys.items():
         listed.append(f"{key}={override_value(value, sweep=sweep)}")
     return listed
-
-
-PLAIN = re.compile(r"[\w./:+@-]*")  # a string Hydra's parser reads back as the same string when unquoted
-
-
-def override_value(value: Any, *, sweep: bool = False) -> str:
-    """A Python value in Hydra's override syntax. A string is used as typed (it may hold a sweep, a list or an
-    interpolation) unless it holds a space; in a sweep a list or tuple is the choice of its values."""
-    if isinstance(value, Run):
-        value = value.dir
-    if isinstance(value, str):
-        return quoted(value) if re.search(r"\s", value) and value.strip()[:1] not in ("'", '"') else value
-    if sweep and isinstance(value, (list, tuple, range)):
-        return ",".join(_element(item) for item in value)
-    return _element(value)
-
-
-def _element(value: Any) -> str:
-    if isinstance(value, Run):
-        value = value.dir
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, os.PathLike):
-        return quoted(os.fspath(value))
-    if isinstance(value, str):
-        return value if PLAIN.fullmatch(value) and value else quoted(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_element(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_element(str(k))}: {_element(v)}" for k, v in value.items()) + "}"
-    raise ConfigError(f"value {value!r} ({type(value).__name__}) cannot be written as an override; use a string, "
-                      f"number, boolean, None, path, list or dict")

@@ -3,9 +3,10 @@
 A command ends its process; an API call returns to a notebook that keeps going. Training goes through the
 same code as the command (Hydra's job runner, the run's torch set-up), which changes process-wide things:
 Hydra's global instance and job config, the logging handlers Hydra configures, the working directory and
-environment a job may set (hydra.job.env_set), signal handlers, and torch's threads, determinism flags,
-default dtype and global random state. `preserved()` records them before the call and restores them after
-it, whether the call returned, raised a UserError or was interrupted.
+environment a job may set (hydra.job.env_set), signal handlers, what the command keeps between its steps
+(cnntrain.commands.state), and torch's threads, determinism flags, default dtype and global random state.
+`preserved()` records them before the call and restores them after it, whether the call returned, raised a
+UserError or was interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from cnntrain.commands.state import COMMAND, CommandState
 
 
 @contextmanager
@@ -52,7 +55,7 @@ class ProcessState:
     logging_disable: int
     hydra: Any
     hydra_config: Any
-    cnntrain: dict[str, Any]
+    command: CommandState
     torch: dict[str, Any] | None = field(default=None)
 
     @classmethod
@@ -60,21 +63,17 @@ class ProcessState:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
 
-        from cnntrain.commands import entry, preflight
-
         return cls(
             cwd=os.getcwd(), argv=list(sys.argv), argv_list=sys.argv, environ=dict(os.environ),
             signals=_signal_handlers(), loggers=_loggers(), logging_disable=logging.root.manager.disable,
             hydra=GlobalHydra.instance().hydra, hydra_config=HydraConfig.instance().cfg,
-            cnntrain={"known_data": dict(preflight._known_data), "in_process_only": entry._in_process_only},
+            command=COMMAND.snapshot(),
             torch=_torch_settings() if torch_state else None,
         )
 
     def restore(self) -> None:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
-
-        from cnntrain.commands import entry, preflight
 
         if os.getcwd() != self.cwd:
             os.chdir(self.cwd)
@@ -87,9 +86,7 @@ class ProcessState:
         GlobalHydra.instance().clear()
         GlobalHydra.instance().hydra = self.hydra
         HydraConfig.instance().cfg = self.hydra_config
-        preflight._known_data.clear()
-        preflight._known_data.update(self.cnntrain["known_data"])
-        entry._in_process_only = self.cnntrain["in_process_only"]
+        COMMAND.restore(self.command)
         if self.torch is not None:
             _restore_torch(self.torch)
 

@@ -1,10 +1,10 @@
 """A finished run and a finished sweep as Python objects: their files read back, their model put to work.
 
 `Run` is a view over one run directory (RunDir): the summary, the per-epoch metrics and the config are read
-from its files when asked for; `model`, `predict`, `evaluate` and `export` reuse the code of cnntrain-predict,
-cnntrain-eval and cnntrain-export on its checkpoint. `Sweep` is a view over a sweep directory. Both show
-themselves in a notebook with the report page's pieces (cnntrain.reporting.page). Torch is imported only by
-the methods that need a model.
+from its files when asked for; `model`, `predict`, `evaluate` and `export` call the functions that
+cnntrain-predict, cnntrain-eval and cnntrain-export call (cnntrain.inference) on its checkpoint. `Sweep` is a
+view over a sweep directory. Both show themselves in a notebook with the report page's pieces
+(cnntrain.reporting.page). Torch is imported only by the methods that need a model.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnntrain.config.compose import override_value
+from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
+from cnntrain.reporting.html import esc
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # names for the annotations only: torch and omegaconf are imported when a method needs them
     from omegaconf import DictConfig
     from torch import nn
+
+    from cnntrain.inference.load import SavedRun
 
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # the file cnntrain.reporting.sweep_summary writes
 ImagesOrPaths = Any  # a path, a list of paths, or images: uint8 0..255 or float 0..1, [N,C,H,W], [N,H,W], [C,H,W]
@@ -39,6 +44,10 @@ class Run:
                 else "not a run directory: it has neither .hydra/ nor summary.json"
             raise UserError(f"{root} is {what}")
         self.dir = root.resolve()
+
+    def __fspath__(self) -> str:
+        """The run directory: a Run is accepted wherever a path is (resume=run, Path(run), os.fspath(run))."""
+        return str(self.dir)
 
     def __repr__(self) -> str:
         summary = self._summary_or_none()
@@ -63,7 +72,7 @@ class Run:
     def metrics_frame(self) -> Any:
         """The per-epoch metrics as a pandas DataFrame indexed by epoch (pandas is not a dependency of cnntrain)."""
         try:
-            import pandas
+            import pandas  # an optional dependency
         except ImportError:
             raise UserError("Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows "
                             "as dicts") from None
@@ -73,70 +82,52 @@ class Run:
     def config(self) -> DictConfig:
         """The run's composed config (.hydra/config.yaml) as a DictConfig. It is read as data: references between
         its own keys still resolve, but a resolver such as ${oc.env:...} is kept as the text it was."""
-        from omegaconf import OmegaConf
-
-        from cnntrain.config.saved import read_saved_yaml
+        from omegaconf import OmegaConf  # omegaconf: only when the config is asked for
 
         return OmegaConf.create(_escape_resolvers(read_saved_yaml(RunDir(self.dir).config_yaml) or {}))
 
     def model(self, checkpoint: str = "best", device: str = "cpu") -> nn.Module:
         """The trained model (checkpoint: best, last or a .pt path) in eval mode, taking images as uint8 0..255
-        or float 0..1, [N,C,H,W] or [N,H,W], and normalising them as training did. `.classes` names its outputs."""
-        from cnntrain.models.classifier import ImageClassifier
+        or float 0..1, [N,C,H,W] or [N,H,W], and normalising them as training did; it returns the network's outputs
+        (logits, or log-probabilities for a model that ends in log_softmax). `.classes` names them;
+        `.probabilities(images)` and `.predictions(images, top_k)` add the run's test-time augmentation and the
+        task's head (cnntrain.inference.classifier.ImageClassifier)."""
+        from cnntrain.inference.classifier import ImageClassifier  # torch: only when a model is asked for
 
-        saved = self._saved(checkpoint, device)
-        return ImageClassifier(saved.model, saved.description).to(saved.mean.device).eval()
+        return ImageClassifier(self._saved(checkpoint, device))
 
     def predict(self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best",
-                device: str = "cpu") -> list[list[tuple[str, float]]]:
-        """The top_k (class, probability) pairs of each image, most likely first, as cnntrain-predict computes them.
-        Image files are read as the training images were (colour, resize); tensors and arrays must have the
-        model's input size."""
-        from cnntrain.commands.predict import load_images, predict
-        from cnntrain.models.classifier import as_uint8_batch
+                device: str = "cpu") -> list[Any]:
+        """The top_k (class, probability) pairs of each image, most likely first, as cnntrain-predict computes them
+        (a multi-label run: each image's labels at or above their thresholds and its top_k labels, as
+        cnntrain-predict --json gives them). Image files are read as the training images were (colour, resize);
+        tensors and arrays must have the model's input size."""
+        from cnntrain.inference.predict import predict  # torch: only when a model is asked for
 
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k={top_k!r}: must be a whole number >= 1")
-        saved = self._saved(checkpoint, device)
-        if isinstance(images_or_paths, (str, os.PathLike)):
-            images_or_paths = [images_or_paths]
-        if isinstance(images_or_paths, (list, tuple)) and all(isinstance(p, (str, os.PathLike))
-                                                               for p in images_or_paths):
-            if not images_or_paths:
-                raise ConfigError("predict() got no images")
-            images = load_images([Path(p) for p in images_or_paths], saved.input_shape, saved.resize)
-        else:
-            images = as_uint8_batch(images_or_paths, saved.input_shape)
-        return predict(saved, images, top_k)
+        return predict(self._saved(checkpoint, device), images_or_paths, top_k)
 
     def evaluate(self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None,
                  **data_overrides: Any) -> dict[str, Any]:
         """Test the run's model again, as cnntrain-eval does: on its own test split, or on other data given as
         data_root=... or **{"dataset.root": ...}. Writes eval_summary.json into the run directory and returns it."""
-        from cnntrain.api import override_value
-        from cnntrain.commands.evaluate import apply_overrides, check_saved_config, evaluate_run
-        from cnntrain.config.validate import check_device
+        from cnntrain.config.validate import check_device  # omegaconf, rich, torch: only when a model is asked for
+        from cnntrain.inference.evaluate import evaluate
         from cnntrain.reporting.console import Reporter
-        from cnntrain.reporting.run_dir import write_summary
-        from cnntrain.training.saved_run import load_run
 
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ConfigError(f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's "
                               f"trainer.eval_batch_size)")
         check_device(device)
-        saved = load_run(self.dir, checkpoint)
-        check_saved_config(saved)
-        config = apply_overrides(saved.config, [f"{k}={override_value(v)}" for k, v in data_overrides.items()])
-        config.device = device
-        summary = evaluate_run(saved, config, batch_size or int(config.trainer.eval_batch_size), Reporter())
-        write_summary(RunDir(self.dir).eval_summary_json, summary)
-        return summary
+        overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
+        return evaluate(self.dir, overrides, Reporter(), checkpoint=checkpoint, device=device, batch_size=batch_size)
 
     def export(self, format: str = "torchscript", path: str | os.PathLike[str] | None = None,
                checkpoint: str = "best") -> Path:
         """Write the model as cnntrain-export does (torchscript or onnx, normalisation built in, a JSON of its input
         contract beside it); returns the file's path (default: export/model.pt or model.onnx in the run)."""
-        from cnntrain.commands.export import FORMATS, export_run
+        from cnntrain.inference.export import FORMATS, export_run  # torch: only when a model is asked for
 
         if format not in FORMATS:
             raise ConfigError(f"format={format!r}: expected one of {', '.join(sorted(FORMATS))}")
@@ -145,19 +136,17 @@ class Run:
         return export_run(saved, format, target)
 
     def _repr_html_(self) -> str:
-        from cnntrain.reporting.page import run_fragment
+        from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run
 
         try:
             return run_fragment(self.dir)
         except UserError as err:
-            from cnntrain.reporting.html import esc
-
             return f"<p>{esc(repr(self))}: {esc(str(err))}</p>"
 
-    def _saved(self, checkpoint: str, device: str) -> Any:
-        from cnntrain.config.validate import check_device
+    def _saved(self, checkpoint: str, device: str) -> SavedRun:
+        from cnntrain.config.validate import check_device  # omegaconf, torch: only when a model is asked for
         from cnntrain.device import resolve_device
-        from cnntrain.training.saved_run import load_run
+        from cnntrain.inference.load import load_run
 
         check_device(device)
         return load_run(self.dir, checkpoint, resolve_device(device))
@@ -200,7 +189,7 @@ class Sweep:
     @property
     def best(self) -> Run:
         """The job with the best value of the monitored metric (trainer.checkpoint.monitor)."""
-        from cnntrain.reporting.sweep_rows import collect
+        from cnntrain.reporting.sweep_rows import collect  # rich: only when the best job is asked for
 
         done = [row for row in collect(self.dir) if row.status == "done"]
         if not done:
@@ -208,7 +197,7 @@ class Sweep:
         return Run(self.dir / done[0].job)
 
     def _repr_html_(self) -> str:
-        from cnntrain.reporting.sweep_page import sweep_fragment
+        from cnntrain.reporting.sweep_page import sweep_fragment  # rich: only when a notebook shows it
         from cnntrain.reporting.sweep_rows import collect
 
         return sweep_fragment(self.dir, collect(self.dir))

@@ -65,10 +65,11 @@ def run_main(main, argv: list[str], cwd: Path, monkeypatch, **env: str) -> Resul
     the preflight's memory of data it described. The process exit becomes a SystemExit."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from cnntrain.commands import entry, preflight
+    from cnntrain.commands import entry
+    from cnntrain.commands.state import COMMAND
 
     monkeypatch.setattr(entry, "leave", lambda code: sys.exit(code))
-    monkeypatch.setattr(preflight, "_known_data", {})
+    monkeypatch.setattr(COMMAND, "known_data", {})
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["cnntrain", *argv])
     for key in ("CNNTRAIN_DEBUG", "HYDRA_FULL_ERROR"):

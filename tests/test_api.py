@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import cnntrain
-from cnntrain.api import override_value
+from cnntrain.config.compose import override_value
 from cnntrain.errors import ConfigError, UserError
 
 from helpers import REPO, cli_env, cnntrain_command

@@ -13,9 +13,9 @@ import torch
 from torchvision import models
 
 from cnntrain.commands import export, train
+from cnntrain.inference.load import load_run
 from cnntrain.models.architectures import Architecture, architectures, saved_weights
 from cnntrain.models.builder import build_model
-from cnntrain.training.saved_run import load_run
 
 from helpers import assert_one_line_error, compose_config, run_main, run_stopped_in_epoch
 from synthetic_images import make_folder

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from cnntrain.commands import evaluate, export, predict, reproduce, train
+from cnntrain.inference.load import load_run
 from cnntrain.training.checkpoints import load_checkpoint, save_checkpoint
 from cnntrain.training.run import load_resume_checkpoint
-from cnntrain.training.saved_run import load_run
 
 from helpers import TINY_RUN, assert_one_line_error, run_main
 

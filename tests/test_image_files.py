@@ -194,8 +194,9 @@ def test_the_cache_is_keyed_by_the_resize_mode(tmp_path):
 
 
 def test_predict_uses_the_runs_crop_and_export_records_it(tmp_path, monkeypatch):
-    from cnntrain.commands import export, predict, train
-    from cnntrain.training.saved_run import load_run
+    from cnntrain.commands import predict, train
+    from cnntrain.inference import classifier, export
+    from cnntrain.inference.load import load_run
 
     root = make_folder(tmp_path / "data", rgb=False, size=16, per_class=6)
     result = run_main(train.main, ["dataset=imagefolder", f"dataset.root={root}", "dataset.resize=crop",
@@ -208,8 +209,8 @@ def test_predict_uses_the_runs_crop_and_export_records_it(tmp_path, monkeypatch)
     assert export.metadata(saved, "torchscript", run_dir / "m.pt")["input"]["resize"]["mode"] == "crop"
 
     seen = []
-    real = predict.decode_image
-    monkeypatch.setattr(predict, "decode_image", lambda *a, **kw: seen.append(kw.get("resize")) or real(*a, **kw))
+    real = classifier.decode_image
+    monkeypatch.setattr(classifier, "decode_image", lambda *a, **kw: seen.append(kw.get("resize")) or real(*a, **kw))
     wide = tmp_path / "wide.png"
     ramp(48, 16, "x").save(wide)
     result = run_main(predict.main, [str(run_dir), str(wide), "--json"], tmp_path, monkeypatch)

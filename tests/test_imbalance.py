@@ -20,7 +20,7 @@ from cnntrain.data.loading import load_data, train_labels
 from cnntrain.data.split import fold_indices
 from cnntrain.errors import ConfigError, DataError
 from cnntrain.reporting.metrics import balanced_accuracy, class_metrics, macro_f1, top_k_hits
-from cnntrain.training.setup import make_loss
+from cnntrain.training.single_label import make_loss
 from cnntrain.training.weighted_loss import ClassWeightedLoss
 
 from helpers import TINY_RUN, compose_config, run_main

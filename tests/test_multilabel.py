@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cnntrain
 from cnntrain.commands import evaluate, export, predict, reproduce, train
 from cnntrain.data.loading import describe_data, load_data
 from cnntrain.data.mixing import mixup
@@ -232,6 +233,8 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     record = json.loads(result.stdout)[0]
     assert all(item["probability"] >= item["threshold"] for item in record["labels"])
     assert {item["label"] for item in record["top"]} == set(SHAPES)
+    run = cnntrain.load(run_dir)  # the Python API gives the same label sets as the command
+    assert run.predict(image, top_k=3) == [{key: value for key, value in record.items() if key != "image"}]
 
     for fmt in ("torchscript", "onnx"):
         out = tmp_path / f"model.{fmt}"
@@ -247,6 +250,8 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     scripted = torch.jit.load(str(tmp_path / "model.torchscript"))
     probabilities = scripted(torch.rand(2, 1, 16, 16))
     assert probabilities.shape == (2, 3) and bool(((probabilities >= 0) & (probabilities <= 1)).all())
+    images = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)  # one wrapper: the export's head is the task's
+    assert torch.allclose(run.model().probabilities(images), scripted(images), atol=1e-6)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from cnntrain.reporting.metrics import balanced_accuracy, macro_f1
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.evaluation import evaluate
 from cnntrain.training.run import run
-from cnntrain.training.setup import make_loss
+from cnntrain.training.single_label import make_loss
 
 
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -202,7 +202,7 @@ def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_c
     """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is named as such. The CPU checks every
     batch; an accelerator checks every 50 (and at the epoch's end), forced here on the CPU."""
     import cnntrain.training.loop as engine_module
-    import cnntrain.training.setup as train_module
+    import cnntrain.training.single_label as train_module
     from cnntrain.training.loop import TrainingDiverged
 
     monkeypatch.setattr(engine_module, "divergence_check_every", lambda device: check_every)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntrain.commands.export import metadata, metadata_path
 from cnntrain.data.loading import load_data
+from cnntrain.inference.export import metadata, metadata_path
+from cnntrain.inference.load import load_run
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.training import evaluation as engine
 from cnntrain.training.run import run
-from cnntrain.training.saved_run import load_run
-from cnntrain.training.setup import make_loss
+from cnntrain.training.single_label import make_loss
 
 from helpers import assert_one_line_error
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from cnntrain.commands.state import COMMAND
 from cnntrain.errors import Interrupted, UserError
 
 DEBUG_ENV = "CNNTRAIN_DEBUG"  # set to 1 to see the full traceback of any error
@@ -56,14 +57,10 @@ def run_command(command: Callable[[list[str]], None], argv: list[str] | None = N
     leave(0)
 
 
-_in_process_only = False
-
-
 def in_process_only() -> None:
     """Say that this command started no other process (a sweep's launcher may have), so `leave` may skip
     Python's teardown."""
-    global _in_process_only
-    _in_process_only = True
+    COMMAND.in_process_only = True
 
 
 def leave(code: int) -> None:
@@ -75,7 +72,7 @@ def leave(code: int) -> None:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    if _in_process_only and "torch" in sys.modules:
+    if COMMAND.in_process_only and "torch" in sys.modules:
         logging.shutdown()
         os._exit(code)
     sys.exit(code)

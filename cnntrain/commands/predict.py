@@ -9,6 +9,9 @@ With --cam, each image's class activation map for its top class (LayerCAM at the
 default the last feature map before the head) is written as an overlay PNG, `NAME.cam.png`, into --cam-dir
 (default predict_cam/ in the working directory: the run directory stays as the run left it). An overlay never
 replaces an input image and is never written through a symbolic link.
+
+The work is cnntrain.inference's (ImageClassifier reads and classifies, the task shapes each answer, write_cams
+draws the maps); this module parses the arguments, picks the overlay files and shows the answers.
 """
 
 from __future__ import annotations
@@ -19,20 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
+from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.validate import check_device
-from cnntrain.data.images import decode_image
 from cnntrain.device import resolve_device
 from cnntrain.errors import ConfigError, UserError
-from cnntrain.models.registry import parse_item
-from cnntrain.models.tta import predict_with_tta
+from cnntrain.inference.classifier import ImageClassifier
+from cnntrain.inference.load import SavedRun, load_run
+from cnntrain.inference.predict import write_cams
 from cnntrain.reporting.text import markup
-from cnntrain.training.saved_run import SavedRun, load_run
 
 
 def parser() -> ArgumentParser:
@@ -53,9 +54,6 @@ def parser() -> ArgumentParser:
 
 CAM_DIR = "predict_cam"
 CAM_SUFFIX = ".cam.png"
-CAM_PIXELS = 224  # an overlay's longer side at least (small images are enlarged, nearest neighbour)
-
-
 def cam_paths(images: list[Path], folder: Path) -> list[Path]:
     """One overlay file per image, `STEM.cam.png` in `folder` (`STEM-2.cam.png`, ... for a repeated stem); a
     UserError when one would replace an input image or write through a symbolic link, or `folder` is a file."""
@@ -77,76 +75,6 @@ def cam_paths(images: list[Path], folder: Path) -> list[Path]:
             raise UserError(f"{path} is one of the input images; choose another --cam-dir for the overlays")
         paths.append(path)
     return paths
-
-
-def write_cams(saved: SavedRun, images_uint8: torch.Tensor, classes: list[int], paths: list[Path]) -> str:
-    """The overlays of `classes` (one per image) into `paths`; returns the layer they were taken at."""
-    from cnntrain.files import atomic_write
-    from cnntrain.models.cam import class_activation_maps, find_cam_layer
-    from cnntrain.reporting.plots import cam_overlay
-
-    device = saved.mean.device
-    layer = find_cam_layer(saved.model, saved.input_shape, OmegaConf.select(saved.config, "report.cam_layer"),
-                           layer_names(saved.config))
-    if layer is None:
-        raise UserError(f"model {saved.config.model.name!r} has no feature map larger than 1x1 to take a class "
-                        f"activation map at; drop --cam")
-    cams = class_activation_maps(saved.model, layer, saved.normalize(images_uint8.to(device)),
-                                 torch.tensor(classes))
-    for image, cam, path in zip(images_uint8, cams, paths):
-        overlay = cam_overlay(image.cpu(), cam)
-        scale = max(1, -(-CAM_PIXELS // max(overlay.shape[1:])))
-        big = overlay.repeat_interleave(scale, 1).repeat_interleave(scale, 2).permute(1, 2, 0).contiguous()
-        picture = Image.fromarray(big.numpy())
-        atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
-    return layer.label
-
-
-def layer_names(config: DictConfig) -> list[str] | None:
-    """The config items' layer names (the model summary's), to name the CAM layer as the summary does."""
-    try:
-        return [parse_item(item)[0] for item in OmegaConf.to_container(config.model.layers, resolve=True)]
-    except Exception:  # names only label the layer; the saved model was built from these layers already
-        return None
-
-
-def load_images(paths: list[Path], input_shape: tuple[int, int, int], resize: str = "stretch") -> torch.Tensor:
-    """uint8 [N, C, H, W]: every file decoded (resized as the run's dataset.resize says) before anything is
-    predicted, so a bad one fails first."""
-    channels, height, width = input_shape
-    return torch.stack([decode_image(path, channels, height, width, resize=resize) for path in paths])
-
-
-def predict(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[list[tuple[str, float]]]:
-    """Top-k (class, probability) pairs per image, most likely first."""
-    device = saved.mean.device
-    with torch.inference_mode():
-        outputs = predict_with_tta(saved.model, saved.normalize(images_uint8.to(device)), saved.tta)
-        probs = outputs.softmax(dim=1)  # logits or log-probabilities alike
-    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    return [[(saved.classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(values.cpu(), indices.cpu())]
-
-
-def predict_sets(saved: SavedRun, images_uint8: torch.Tensor, top_k: int) -> list[dict[str, Any]]:
-    """Multi-label: per image, the labels at or above their thresholds (most likely first) with their
-    probabilities, and the top-k labels whether predicted or not."""
-    device = saved.mean.device
-    with torch.inference_mode():
-        inputs = saved.normalize(images_uint8.to(device))
-        logits = saved.model(inputs)
-        if saved.tta == "hflip":
-            logits = (logits + saved.model(inputs.flip(3))) / 2
-        probs = torch.sigmoid(logits.float()).cpu()
-    thresholds = saved.thresholds or [0.5] * len(saved.classes)
-    records = []
-    for row in probs:
-        order = torch.argsort(row, descending=True, stable=True).tolist()
-        label = lambda k, row=row: {"label": saved.classes[k], "probability": float(row[k]),
-                                    "threshold": thresholds[k], "predicted": float(row[k]) >= thresholds[k]}
-        records.append({"labels": [label(k) for k in order if float(row[k]) >= thresholds[k]],
-                        "top": [label(k) for k in order[:top_k]]})
-    return records
 
 
 def sets_table(path: Path, record: dict[str, Any]) -> Table:
@@ -192,11 +120,15 @@ def _main(argv: list[str]) -> None:
     check_device(args.device)
     cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
-    images = load_images(args.images, saved.input_shape, saved.resize)
-    if saved.task == "multilabel":
-        _print_sets(args, saved, images)
-        return
-    results = predict(saved, images, args.top_k)
+    classifier = ImageClassifier(saved)
+    images = classifier.images(args.images)
+    SHOW[saved.task.name](args, saved, classifier, images, cams)
+
+
+def _show_top(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
+              cams: list[Path] | None) -> None:
+    """One class per image: each image's top-k classes (and its class activation map), as tables or JSON."""
+    results = classifier.predictions(images, args.top_k)
     if cams is not None:
         write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
     if args.json:
@@ -207,12 +139,13 @@ def _main(argv: list[str]) -> None:
         console.print(as_table(path, top, cams[i] if cams else None))
 
 
-def _print_sets(args: Any, saved: SavedRun, images: torch.Tensor) -> None:
-    """Multi-label output: each image's predicted label set, as tables or JSON."""
-    if args.cam:
+def _show_sets(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
+               cams: list[Path] | None) -> None:
+    """A set of labels per image: each image's predicted label set, as tables or JSON."""
+    if cams is not None:
         raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop "
                           "--cam")
-    records = predict_sets(saved, images, args.top_k)
+    records = classifier.predictions(images, args.top_k)
     if args.json:
         sys.stdout.write(json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)],
                                     indent=2) + "\n")
@@ -220,6 +153,10 @@ def _print_sets(args: Any, saved: SavedRun, images: torch.Tensor) -> None:
     console = Console(highlight=False)
     for path, record in zip(args.images, records):
         console.print(sets_table(path, record))
+
+
+SHOW = {TASK_SINGLE: _show_top, TASK_MULTILABEL: _show_sets}
+"""How each task's answers are shown (the task computes them: cnntrain.training.tasks)."""
 
 
 def main() -> None:

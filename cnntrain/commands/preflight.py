@@ -2,8 +2,10 @@
 
 It parses the overrides, checks group choices, composes and validates the config of every job the command
 line asks for, then checks what needs torch once per distinct value: the device, the logger, the data
-files (an image folder is scanned here), and the model's shapes. What it learns about the data is kept
-(`known_data`), so the job does not read or scan the data a second time.
+files (an image folder is scanned here), and the model's shapes. It returns what it learned (`Checked`: the
+configs and each one's DataDescription); the descriptions are also kept in the command's state
+(cnntrain.commands.state, read back by `known_data`) for the jobs Hydra starts, so a job does not read or scan
+the data a second time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.hints import cut_override, own_config_hint
+from cnntrain.commands.state import COMMAND
 from cnntrain.config.compose import compose_train, config_dir, group_options, hydra_session
 from cnntrain.config.guard import check_overrides
 from cnntrain.config.names import CONFIG_GROUPS
@@ -35,12 +38,9 @@ class Checked:
     descriptions: list[Any] = field(default_factory=list)
 
 
-_known_data: dict[str, Any] = {}
-
-
 def known_data(dataset_cfg: Any) -> Any:
     """The DataDescription the preflight made for this dataset config in this process, or None."""
-    return _known_data.get(data_key(dataset_cfg))
+    return COMMAND.known_data.get(data_key(dataset_cfg))
 
 
 def data_key(dataset_cfg: Any) -> str:
@@ -171,19 +171,20 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
     from cnntrain.data.loading import describe_data
 
     seen: set[str] = set()
+    known = COMMAND.known_data
     for cfg in checked.configs:
         key = data_key(cfg.dataset)
-        if key not in _known_data:
-            _known_data[key] = describe_data(cfg.dataset)
-        checked.descriptions.append(_known_data[key])
-        _known_data[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
+        if key not in known:
+            known[key] = describe_data(cfg.dataset)
+        checked.descriptions.append(known[key])
+        known[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
         checks = {
             f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
                 lambda c=cfg: _check_machine(c.device, c.trainer.precision, c.trainer.devices,
                                              c.trainer.sync_batchnorm),
             f"logger:{list(cfg.logger)}:{cfg.mlflow.tracking_uri}": lambda c=cfg: check_logger(c),
             f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}":
-                lambda c=cfg, d=_known_data[key]: check_balance(c, d),
+                lambda c=cfg, d=known[key]: check_balance(c, d),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
             f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}:{cam_layer(cfg)}":
                 lambda c=cfg: check_model(c),

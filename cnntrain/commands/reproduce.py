@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
-from cnntrain.config.names import epoch_columns
+from cnntrain.config.names import TASK_MULTILABEL, epoch_columns
 from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of
@@ -179,7 +179,7 @@ def compare_runs(original: Path, rerun: Path, tolerance: Tolerance = EXACT) -> l
     """Every final metric of the two runs: summary values, then each per-epoch value of metrics.csv."""
     a, b = _summary(original), _summary(rerun)
     task = a.get("task")
-    keys = (*SUMMARY_METRICS, *LABEL_SUMMARY_METRICS) if task == "multilabel" else SUMMARY_METRICS
+    keys = (*SUMMARY_METRICS, *LABEL_SUMMARY_METRICS) if task == TASK_MULTILABEL else SUMMARY_METRICS
     rows = [Comparison(key, _dig(a, key), _dig(b, key), tolerance) for key in keys]
     fields = [f for f in epoch_columns(task) if f not in ("epoch", "seconds")]
     epochs_a, epochs_b = read_metrics(RunDir(original).metrics_csv), read_metrics(RunDir(rerun).metrics_csv)

@@ -5,7 +5,10 @@ that composition and learns what the data looks like, and the job runs on the sa
 description through Hydra's own job runner (run directory, .hydra/ files, callbacks, as `hydra.main`
 makes them). Sweeps (-m) and Hydra's informational flags go through `hydra.main`, after the preflight
 has checked every job. Torch is imported only once a run really starts (or a check needs it), so
-`--help` and config errors stay fast. Hydra is touched only here and in cnntrain.config.compose.
+`--help` and config errors stay fast. Composition is cnntrain.config.compose's; Hydra's job runner and
+`hydra.main` are driven from here alone (the preflight uses Hydra's override parser, a sweep's job and the
+sweep-end callback its job config). When the work began is left in cnntrain.commands.state, where Hydra's job
+function reads it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from cnntrain.commands.argv import CONFIG_DIR_FLAGS, INFO_FLAGS, flag_value, split_argv
 from cnntrain.commands.entry import debugging, in_process_only, run_command
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
+from cnntrain.commands.state import COMMAND, PROCESS_STARTED
 from cnntrain.config.compose import (
     CONFIG_NAME,
     VERSION_BASE,
@@ -35,8 +39,7 @@ from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.disk import raise_if_disk
 from cnntrain.errors import ConfigError, Interrupted, UserError, first_line
 
-PROCESS_STARTED = time.perf_counter()  # as early as the command can read a clock: start-up is measured from here
-_started = PROCESS_STARTED  # when the work of the current command (or API call) began
+
 def main() -> None:
     """Console-script entry point: preflight, then the job; user errors exit with status 2."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
@@ -136,8 +139,7 @@ def execute(argv: list[str], started: float = PROCESS_STARTED) -> Path | None:
     """Do what `cnntrain ARGV` asks (`started`: the perf_counter() reading its work is timed from); returns the
     run directory of a run, the sweep directory of a sweep, None for help and the informational flags. The
     command and the Python API (cnntrain.api) both come here, so they make the same runs."""
-    global _started
-    _started = started
+    COMMAND.started = started
     if _started_by_torchrun() and _follow_rank_zero():
         return None
     argv = legacy_augment_overrides(argv)
@@ -223,7 +225,7 @@ def _run_task(cfg: Any, description: Any) -> float:
     processes as trainer.devices asks for, or as torchrun started)."""
     from cnntrain.training.launch import train_job
 
-    return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=_started))
+    return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=COMMAND.started))
 
 
 def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None) -> float:
@@ -231,7 +233,7 @@ def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None)
     from cnntrain.training.run import resume_config
 
     cfg = resume_config(checkpoint, devices)
-    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=_started))
+    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=COMMAND.started))
 
 
 def _as_job(body: Any) -> float:
@@ -268,7 +270,7 @@ def _sweep_task(cfg: Any) -> float:
         cfg = validate(cfg)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             return sweep_job(cfg, run_dir, hydra_cfg.job.num)
-        return train_job(cfg, run_dir, started=_started, description=known_data(cfg.dataset))
+        return train_job(cfg, run_dir, started=COMMAND.started, description=known_data(cfg.dataset))
     except UserError as err:
         raise JobStopped(err) from err
 

@@ -91,6 +91,39 @@ def quoted(value: object) -> str:
     return f"'{text}'"
 
 
+PLAIN = re.compile(r"[\w./:+@-]*")  # a string Hydra's parser reads back as the same string when unquoted
+
+
+def override_value(value: Any, *, sweep: bool = False) -> str:
+    """A Python value in Hydra's override syntax. A string is used as typed (it may hold a sweep, a list or an
+    interpolation) unless it holds a space; in a sweep a list or tuple is the choice of its values. A path (or
+    anything with __fspath__, such as a cnntrain.Run) is quoted."""
+    if isinstance(value, str):
+        return quoted(value) if re.search(r"\s", value) and value.strip()[:1] not in ("'", '"') else value
+    if sweep and isinstance(value, (list, tuple, range)):
+        return ",".join(_element(item) for item in value)
+    return _element(value)
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, os.PathLike):
+        return quoted(os.fspath(value))
+    if isinstance(value, str):
+        return value if PLAIN.fullmatch(value) and value else quoted(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_element(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_element(str(k))}: {_element(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"value {value!r} ({type(value).__name__}) cannot be written as an override; use a string, "
+                      f"number, boolean, None, path, list or dict")
+
+
 def legacy_augment_overrides(overrides: list[str]) -> list[str]:
     """The old dotted overrides dataset.augment.translate=N and .hflip=B (typed, or replayed from a saved run's
     overrides.yaml) as the one override they mean, dataset.augment={translate: N, hflip: B}: dataset.augment is a

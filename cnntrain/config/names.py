@@ -21,7 +21,7 @@ EPOCH_COLUMNS = ("epoch", *SCALARS, "seconds")
 
 def epoch_columns(task: str | None) -> tuple[str, ...]:
     """The columns of metrics.csv and of the epoch table for a dataset.task (multi-label runs add val/map)."""
-    return (*EPOCH_COLUMNS, *TASK_EPOCH_METRICS) if task == "multilabel" else EPOCH_COLUMNS
+    return (*EPOCH_COLUMNS, *TASK_EPOCH_METRICS) if task == TASK_MULTILABEL else EPOCH_COLUMNS
 
 
 def label_set_monitor(monitor: str, mode: str) -> tuple[str, str]:
@@ -68,8 +68,11 @@ WANDB_MODES = ("offline", "online")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DATASET_KINDS = ("torchvision", "imagefolder", "labels", "huggingface", "webdataset")
 VAL_STRATEGIES = ("random", "stratified")
-TASKS = ("single", "multilabel")
-"""dataset.task: one class per image (softmax), or a set of labels per image (a sigmoid per label)."""
+TASK_SINGLE = "single"
+TASK_MULTILABEL = "multilabel"
+TASKS = (TASK_SINGLE, TASK_MULTILABEL)
+"""dataset.task: one class per image (softmax), or a set of labels per image (a sigmoid per label). The run asks
+its task object (cnntrain.training.tasks) what differs; these names are for configs, descriptions and files."""
 THRESHOLD_TUNE = "tune"
 """trainer.threshold=tune: each label's decision threshold is the one with the best F1 on the validation split."""
 SAMPLERS = ("shuffle", "balanced")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.saved import literal
 from cnntrain.config.schema import DatasetConfig
 
@@ -94,10 +95,10 @@ def _float32(values: Any) -> list[float]:
 
 def _task(value: Any) -> str:
     """A saved description's task: single (also for runs from before multi-label data) or multilabel."""
-    if value in (None, "single"):
-        return "single"
-    if value == "multilabel":
-        return "multilabel"
+    if value in (None, TASK_SINGLE):
+        return TASK_SINGLE
+    if value == TASK_MULTILABEL:
+        return TASK_MULTILABEL
     raise ValueError(f"task {value!r} is not single or multilabel")
 
 

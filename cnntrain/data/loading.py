@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import SourceSplit, TensorSplit
 from cnntrain.data.description import DataDescription, normalize
@@ -235,5 +236,5 @@ def check_task(cfg: DatasetConfig, found: DataDescription, source: Source) -> No
     stated = cfg.task
     if stated is not None and stated != found.task:
         raise DataError(f"dataset.task={stated} but {source.location()} gives "
-                        f"{'a set of labels' if found.task == 'multilabel' else 'one class'} per image "
+                        f"{'a set of labels' if found.task == TASK_MULTILABEL else 'one class'} per image "
                         f"({source.kind} data); set dataset.task={found.task} or null")

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from rich.table import Table
 
-from cnntrain.config.names import LABEL_METRICS, label_set_monitor, summary_key
+from cnntrain.config.names import LABEL_METRICS, TASK_MULTILABEL, label_set_monitor, summary_key
 from cnntrain.data.containers import images_at
 from cnntrain.data.loading import DataBundle
 from cnntrain.models.builder import LayerRow
@@ -61,7 +61,7 @@ def report_multilabel(cfg: DictConfig, paths: RunDir, reporter: Reporter, logger
     summary = build_summary(cfg, data, result, tested, [], size, started, timing, ({}, {}))
     for key in ("per_class_accuracy", "confusion_matrix"):
         summary.pop(key)
-    summary["task"] = "multilabel"
+    summary["task"] = TASK_MULTILABEL
     summary["best"] = {**summary["best"], **dict(zip(("monitor", "mode"), label_set_monitor(
         cfg.trainer.checkpoint.monitor, cfg.trainer.checkpoint.mode)))}
     summary["test"] = {**{summary_key(k): v for k, v in best.items()}, "weights": "best"}
@@ -98,7 +98,7 @@ def label_evaluation(result: EvalResult, classes: list[str], reporter: Reporter,
     names = ("test/map", "test/acc", *LABEL_METRICS[1:], "test/loss")
     reporter.print(key_value_table("evaluation", [*head, *((n, format_metric(n, values[n])) for n in names)]))
     test = {**{summary_key(k): v for k, v in values.items()}, "images": len(result.labels)}
-    return {"task": "multilabel", "test": test, "per_label": per_label,
+    return {"task": TASK_MULTILABEL, "test": test, "per_label": per_label,
             "thresholds": dict(zip(classes, result.thresholds or [])), "classes": list(classes)}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnntrain.config.names import CLASS_METRICS, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
+from cnntrain.config.names import CLASS_METRICS, TASK_MULTILABEL, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.errors import UserError
 from cnntrain.reporting.console import format_macs
 from cnntrain.reporting.html import cards, esc, figure, folded, number, page, section, table, write_page
@@ -69,7 +69,7 @@ def run_page(root: Path) -> str:
     summary = read_summary(paths.summary_json)
     if not summary:
         raise UserError(f"{root} has no summary.json: the run has not finished, so there is no page to write")
-    if summary.get("task") == "multilabel":  # a set of labels per image: the view beside this one
+    if summary.get("task") == TASK_MULTILABEL:  # a set of labels per image: the view beside this one
         return label_run_page(root, summary)
     classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
     analysis = summary.get("analysis") if isinstance(summary.get("analysis"), dict) else {}

@@ -1,11 +1,13 @@
 """The multi-label task: several labels per image, a sigmoid per label.
 
-It owns what differs from one class per image: the loss (BCE with logits; trainer.class_weights as per-label
-positive weights; label smoothing towards 1/2), the targets (float multi-hot [N, K], mixed as they are by
-mixup/cutmix), the prediction rule (a label is predicted when its probability reaches its threshold) and the
-metrics (cnntrain.reporting.label_metrics), which need every score of a split: a data-parallel run gathers the
-scores from the ranks and computes them once, so they are exact. The loop and the run ask the task
-(cnntrain.training.tasks) and never which kind it is.
+It owns what differs from one class per image (cnntrain.training.single_label): the loss (BCE with logits;
+trainer.class_weights as per-label positive weights; label smoothing towards 1/2), the targets (float multi-hot
+[N, K], mixed as they are by mixup/cutmix), the prediction rule (a label is predicted when its probability reaches
+its threshold), how test-time augmentation merges the views (the mean logits), the metrics
+(cnntrain.reporting.label_metrics), which need every score of a split: a data-parallel run gathers the scores from
+the ranks and computes them once, so they are exact; the report writer (cnntrain.reporting.label_report), the
+export head (a sigmoid per label) and cnntrain-predict's label sets. The loop, the run and the inference code ask
+the task (cnntrain.training.tasks) and never which kind it is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from cnntrain.config.names import BALANCED, THRESHOLD_TUNE, VAL_MAP, label_set_monitor
+from cnntrain.config.names import BALANCED, TASK_MULTILABEL, THRESHOLD_TUNE, VAL_MAP, label_set_monitor
 from cnntrain.config.validate import check_class_weights
 from cnntrain.data.balance import check_every_class
 from cnntrain.data.batches import batch_share, num_batches
@@ -27,8 +29,10 @@ from cnntrain.data.multilabel_splits import label_counts
 from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import ConfigError
 from cnntrain.models.builder import last_layer_name
-from cnntrain.reporting.console import EpochDisplay
+from cnntrain.models.tta import predict_with_tta
+from cnntrain.reporting.console import EpochDisplay, Reporter
 from cnntrain.reporting.label_metrics import exact_matches, mean_average_precision, tune_thresholds
+from cnntrain.reporting.label_report import label_evaluation, report_multilabel
 from cnntrain.reporting.metrics import EvalResult
 from cnntrain.training.accel import Accel
 from cnntrain.training.distributed import SINGLE, Ranks
@@ -55,7 +59,8 @@ class LabelSetLoss(nn.Module):
 class MultiLabel:
     """Label sets: BCE on logits, per-label thresholds, mAP as the default monitor."""
 
-    name = "multilabel"
+    name = TASK_MULTILABEL
+    write_report = staticmethod(report_multilabel)  # the end of a run: cnntrain.reporting.label_report
 
     def __init__(self, threshold: Any = 0.5, num_classes: int = 0) -> None:
         self.tune = threshold == THRESHOLD_TUNE
@@ -150,9 +155,7 @@ class MultiLabel:
             for step, (images, targets, index) in enumerate(batches, 1):
                 with accel.autocast():
                     inputs = accel.prepare_input(bundle.normalize(images))
-                    logits = model(inputs)
-                    if tta == "hflip":
-                        logits = (logits + model(inputs.flip(3))) / 2
+                    logits = predict_with_tta(model, inputs, tta, self.merge_views)
                     total += loss_fn(logits, targets).double() * targets.shape[0]
                 kept.append(torch.sigmoid(logits.float()).flatten())
                 if index is not None:
@@ -177,6 +180,52 @@ class MultiLabel:
         saved = checkpoint.get("thresholds")
         if isinstance(saved, list) and len(saved) == len(self.thresholds):
             self.thresholds = [float(t) for t in saved]
+
+    @staticmethod
+    def merge_views(mean_logits: torch.Tensor) -> torch.Tensor:
+        """TTA: the views' mean logits are the outputs (each label's sigmoid is taken after)."""
+        return mean_logits
+
+    def eval_summary(self, result: EvalResult, matrix: torch.Tensor | None, classes: list[str], reporter: Reporter,
+                     head: list[tuple[str, str]]) -> dict[str, Any]:
+        """cnntrain-eval: the multi-label tables and summary (no confusion matrix: `matrix` is None)."""
+        return label_evaluation(result, classes, reporter, head)
+
+    # -- a finished run's model ----------------------------------------------------------------------------------
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Each label's probability (a sigmoid per label, in float32)."""
+        return torch.sigmoid(outputs.float())
+
+    def export_head(self) -> nn.Module:
+        """An exported model ends in a sigmoid per label: its outputs are each label's probability."""
+        return nn.Sigmoid()
+
+    def predictions(self, probabilities: torch.Tensor, classes: list[str], top_k: int) -> list[Any]:
+        """cnntrain-predict's answer per image: the labels at or above their thresholds (most likely first) with
+        their probabilities, and the top-k labels whether predicted or not."""
+        thresholds = self.thresholds or [0.5] * len(classes)
+        records = []
+        for row in probabilities.cpu():
+            order = torch.argsort(row, descending=True, stable=True).tolist()
+            label = lambda k, row=row: {"label": classes[k], "probability": float(row[k]),
+                                        "threshold": thresholds[k], "predicted": float(row[k]) >= thresholds[k]}
+            records.append({"labels": [label(k) for k in order if float(row[k]) >= thresholds[k]],
+                            "top": [label(k) for k in order[:top_k]]})
+        return records
+
+    def export_output(self, classes: list[str], log_probs: bool) -> dict[str, Any]:
+        """The exported file's outputs, for its JSON contract: each label's probability and its threshold."""
+        return {"name": "outputs", "kind": "probabilities", "task": TASK_MULTILABEL, "labels": classes,
+                "thresholds": dict(zip(classes, self.thresholds)),
+                "decision": "a label is predicted when its probability is >= its threshold; any number of labels, "
+                            "none included"}
+
+    def export_tta_note(self) -> str:
+        """How to repeat the run's trainer.tta=hflip with the exported (one-pass) file."""
+        return ("the run's metrics averaged each image's logits with its mirror's (trainer.tta=hflip); this file "
+                "is one pass: run it on the image and on its left-right mirror and average the logits of the "
+                "probabilities, log(p / (1 - p))")
 
 
 def _number(value: float | None) -> float:

@@ -27,10 +27,9 @@ from cnntrain.data.description import DataDescription
 from cnntrain.errors import CheckpointError, Interrupted, Stopped
 from cnntrain.reporting.augment_preview import write_augment_preview
 from cnntrain.reporting.console import Reporter
-from cnntrain.reporting.label_report import report_multilabel
 from cnntrain.reporting.loggers import Logger, open_loggers
 from cnntrain.reporting.metrics import FitResult
-from cnntrain.reporting.report import Tested, report
+from cnntrain.reporting.report import Tested
 from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
 from cnntrain.reporting.text import markup
@@ -187,9 +186,9 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
     if ranks.main:
-        write_report = report_multilabel if run.task.name == "multilabel" else report
-        write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-                     parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg.dataset, run), run.rows)
+        run.task.write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
+                              parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg.dataset, run),
+                              run.rows)
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 

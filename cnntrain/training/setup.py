@@ -19,14 +19,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnntrain.config.schema import TrainerConfig, section
-from cnntrain.data.augment import check_augment, mixes
+from cnntrain.data.augment import check_augment
 from cnntrain.data.batches import num_batches
 from cnntrain.data.description import DataDescription
 from cnntrain.data.loading import DataBundle, load_data
 from cnntrain.device import resolve_device
-from cnntrain.errors import ConfigError
 from cnntrain.models.architectures import expected_stats, saved_weights
-from cnntrain.models.builder import LayerRow, build_model, check_outputs, ends_with_log_softmax
+from cnntrain.models.builder import LayerRow, build_model, check_outputs
 from cnntrain.training import distributed
 from cnntrain.training.accel import Accel
 from cnntrain.training.distributed import SINGLE, Ranks
@@ -34,7 +33,6 @@ from cnntrain.training.finetune import freeze_for_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer, build_schedule, parameter_groups
 from cnntrain.training.stepping import Stepping, stepping_from
 from cnntrain.training.tasks import task_for
-from cnntrain.training.weighted_loss import ClassWeightedLoss
 
 
 @dataclass
@@ -133,30 +131,3 @@ def set_deterministic(mode: bool, *, compiled: bool) -> None:
     else:
         torch._C._set_deterministic_algorithms(mode, warn_only=True)
 
-
-def make_loss(cfg: DictConfig, weights: list[float] | None = None, device: torch.device | None = None) -> nn.Module:
-    """cross_entropy on logits, or NLL for models that end in log_softmax (auto picks by the last layer),
-    weighted by class when `weights` are given (see cnntrain.training.weighted_loss).
-
-    NLL on logits trains without an error but not as meant, NLL has no label smoothing and takes no mixed
-    (mixup/cutmix) targets: all three are refused.
-    """
-    kind, smoothing = cfg.trainer.loss, cfg.trainer.label_smoothing
-    log_probs = ends_with_log_softmax(cfg.model.layers)
-    if kind == "auto":
-        kind = "nll" if log_probs else "cross_entropy"
-    if kind == "nll" and not log_probs:
-        raise ConfigError(f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
-                          f"ends in logits; use trainer.loss=cross_entropy (or auto)")
-    if kind == "nll" and mixes(cfg.dataset.augment):
-        raise ConfigError(f"dataset.augment has mixup/cutmix and model '{cfg.model.name}' ends in log_softmax, so "
-                          f"its loss is nll: NLLLoss takes class indices, not mixed targets; use "
-                          f"trainer.loss=cross_entropy and a model that ends in logits")
-    if kind == "nll" and smoothing > 0:
-        raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
-                          f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")
-    if weights is not None:
-        return ClassWeightedLoss(kind, torch.tensor(weights, dtype=torch.float32, device=device), smoothing)
-    if kind == "nll":
-        return nn.NLLLoss()
-    return nn.CrossEntropyLoss(label_smoothing=smoothing)

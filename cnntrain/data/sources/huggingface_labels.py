@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.data.sources.huggingface_scan import HFScan
 from cnntrain.errors import DataError
 
@@ -41,7 +42,7 @@ def find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
     """Class names from the ClassLabel feature, or the train split's sorted values (other splits must use them)."""
     inner = label_set_feature(feature, datasets)
     if inner is not None:  # label sets: the names are the labels; any set, the empty one included, is valid
-        scan.classes, scan.task, scan.label_kind = [str(n) for n in inner.names], "multilabel", KIND
+        scan.classes, scan.task, scan.label_kind = [str(n) for n in inner.names], TASK_MULTILABEL, KIND
         return
     if isinstance(feature, datasets.ClassLabel):
         scan.classes = [str(n) for n in feature.names]
@@ -84,7 +85,7 @@ def raw_labels(scan: HFScan, role: str) -> np.ndarray | None:
 def read_labels(scan: HFScan, role: str) -> torch.Tensor:
     """One split's int64 class indices (the label column only: cheap, no image is read); multi-hot [N, K] rows of
     a Sequence(ClassLabel) column."""
-    if scan.task == "multilabel":
+    if scan.task == TASK_MULTILABEL:
         return multi_hot(_column(scan, role), scan.classes, f"split '{scan.split_names[role]}' of {scan.name}")
     if scan.values is None:
         values = raw_labels(scan, role)

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import DataError
 
@@ -34,7 +35,7 @@ def is_multilabel(cfg: DatasetConfig, rows: list[Row], label_col: str | None) ->
     list in the label column)."""
     task = cfg.task
     if task is not None:
-        return task == "multilabel"
+        return task == TASK_MULTILABEL
     if cfg.label_delimiter is not None or cfg.label_columns is not None:
         return True
     return label_col is not None and any(isinstance(row.get(label_col), list) for _, row in rows)

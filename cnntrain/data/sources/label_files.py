@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
@@ -105,7 +106,7 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     task = f"; multi-label: {len(classes)} labels from {how}" if multilabel else ""
     layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}"
     return FileListing(file.parent, classes, shape, by_split["train"], by_split["val"] or None,
-                       by_split["test"] or None, layout, task="multilabel" if multilabel else "single")
+                       by_split["test"] or None, layout, task=TASK_MULTILABEL if multilabel else TASK_SINGLE)
 
 
 # -- reading the file -------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
@@ -90,7 +91,7 @@ class WebDatasetSource(Source):
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
         sets = f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}" \
-            if scan.task == "multilabel" else ""
+            if scan.task == TASK_MULTILABEL else ""
         return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}"
 
 
@@ -117,13 +118,13 @@ def scan_shards(cfg: DatasetConfig) -> ShardScan:
     if not any(part.count for part in indexed["train"]):
         raise DataError(f"the training shards {cfg.train} hold no samples")
     return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]),
-                     "single" if delimiter is None else "multilabel", delimiter)
+                     TASK_SINGLE if delimiter is None else TASK_MULTILABEL, delimiter)
 
 
 def label_set_delimiter(cfg: DatasetConfig) -> str | None:
     """Multi-label shards (dataset.task=multilabel, or a label_delimiter set): what splits a label entry; None: one
     class per sample."""
-    if cfg.task == "multilabel" or cfg.label_delimiter is not None:
+    if cfg.task == TASK_MULTILABEL or cfg.label_delimiter is not None:
         return str(cfg.label_delimiter or " ")
     return None
 
