@@ -19,7 +19,7 @@ from cnntrain.config.compose import override_value
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.reporting.html import esc
-from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
+from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir, read_metrics, read_summary
 
 if TYPE_CHECKING:  # names for the annotations only: torch and omegaconf are imported when a method needs them
     from omegaconf import DictConfig
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # names for the annotations only: torch and omegaconf are imp
 
     from cnntrain.inference.load import SavedRun
 
-SWEEP_SUMMARY_CSV = "sweep_summary.csv"  # the file cnntrain.reporting.sweep_summary writes
+
 ImagesOrPaths = Any  # a path, a list of paths, or images: uint8 0..255 or float 0..1, [N,C,H,W], [N,H,W], [C,H,W]
 
 

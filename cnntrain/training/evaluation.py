@@ -14,7 +14,6 @@ from cnntrain.config.names import TOP5_MIN_CLASSES
 from cnntrain.data.batches import num_batches
 from cnntrain.data.containers import iterate_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
-from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import UserError
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.analysis import Predictions, per_image_scores
@@ -47,7 +46,7 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     indices and put back in the split's order (result.labels pairs each prediction with its own label)."""
     accel = accel or default_accel(split)
     whole, split = split, shard(split, ranks.rank, ranks.world)
-    streamed = isinstance(split.images, StreamedImages)
+    streamed = split.images.keyed
     batches = split.images.indexed_batches(batch_size) if streamed else iterate_batches(split, batch_size,
                                                                                         shuffle=False)
     kept_labels, kept_index = [], []

@@ -26,7 +26,6 @@ from cnntrain.data.batches import batch_share, num_batches
 from cnntrain.data.containers import iterate_batches, shard
 from cnntrain.data.loading import DataBundle, TensorSplit
 from cnntrain.data.multilabel_splits import label_counts
-from cnntrain.data.streams import StreamedImages
 from cnntrain.errors import ConfigError
 from cnntrain.models.builder import last_layer_name
 from cnntrain.models.tta import predict_with_tta
@@ -141,7 +140,7 @@ class MultiLabel:
         the shares gathered (a streamed split's with their canonical indices, and put back in order)."""
         accel = accel or Accel(split.labels.device)
         whole, mine = split, shard(split, ranks.rank, ranks.world)
-        streamed = isinstance(mine.images, StreamedImages)
+        streamed = mine.images.keyed
         batches = mine.images.indexed_batches(batch_size) if streamed else \
             ((images, targets, None) for images, targets in iterate_batches(mine, batch_size, shuffle=False))
         n, k = len(whole), int(whole.labels.shape[1])
