@@ -35,6 +35,25 @@ def synthetic_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quarter of synthetic_data_root (MNIST/raw, 300 train / 100 test), for end-to-end runs whose assertions
+    do not depend on the data's size: a run here trains on a quarter of the images."""
+    root = tmp_path_factory.mktemp("small_data")
+    write_idx_dataset(root, "MNIST", n_train=300, n_test=100, seed=3)
+    return root
+
+
+@pytest.fixture
+def small_config(small_data_root: Path) -> Callable[..., object]:
+    """tiny_config on small_data_root."""
+
+    def make(*overrides: str):
+        return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=small_data_root)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory for a fresh root with one custom-size set: make_data_root(folder="MNIST", n_train=..., ...)."""
 
