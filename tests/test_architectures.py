@@ -27,10 +27,11 @@ FAST = ("trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
     """16x16 where the image size is not the point: below 64 pixels the stem keeps full resolution (small_input),
-    so a network's cost grows with the pixels; gray stays 28x28, MNIST's size, for the resized-weights run."""
+    so a network's cost grows with the pixels; gray stays 28x28, MNIST's size, for the resized-weights run (which
+    resizes to 64x64: half as many images)."""
     root = tmp_path_factory.mktemp("images")
     return {"rgb": make_folder(root / "rgb", rgb=True, size=16, per_class=12, test_per_class=4),
-            "gray": make_folder(root / "gray", rgb=False, size=28, per_class=12, test_per_class=4),
+            "gray": make_folder(root / "gray", rgb=False, size=28, per_class=6, test_per_class=2),
             "small": make_folder(root / "small", rgb=False, size=16, per_class=12, test_per_class=4)}
 
 

@@ -33,6 +33,12 @@ def empty_store(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A tracker logs what the run writes, whatever the data: the runs here train on the small set."""
+    return small_data_root
+
+
 @pytest.fixture
 def outputs(tmp_path, empty_store, monkeypatch) -> Path:
     """tmp_path/outputs holding a copy of the empty store, where a run under it logs by default."""

@@ -92,6 +92,12 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A tracker logs what the run writes, whatever the data: the runs here train on the small set."""
+    return small_data_root
+
+
 @pytest.fixture(autouse=True)
 def offline_by_default(monkeypatch):
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME"):
