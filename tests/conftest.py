@@ -35,6 +35,38 @@ def synthetic_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data_root: Path) -> Path:
+    """A finished one-epoch TINY_RUN on synthetic_data_root (run(cfg, folder): no .hydra folder), trained once per
+    session for the tests that read a run (eval, predict, the commands' mistakes). Read-only: a module copies it
+    (shutil.copytree) before anything writes into it."""
+    from cnntrain.training.run import run
+
+    folder = tmp_path_factory.mktemp("one_epoch_run")
+    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", data_root=synthetic_data_root),
+        folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quarter of synthetic_data_root (MNIST/raw, 300 train / 100 test), for end-to-end runs whose assertions
+    do not depend on the data's size: a run here trains on a quarter of the images."""
+    root = tmp_path_factory.mktemp("small_data")
+    write_idx_dataset(root, "MNIST", n_train=300, n_test=100, seed=3)
+    return root
+
+
+@pytest.fixture
+def small_config(small_data_root: Path) -> Callable[..., object]:
+    """tiny_config on small_data_root."""
+
+    def make(*overrides: str):
+        return compose_config(*TINY_RUN, "trainer.progress=false", *overrides, data_root=small_data_root)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory for a fresh root with one custom-size set: make_data_root(folder="MNIST", n_train=..., ...)."""
 
@@ -91,11 +123,21 @@ def tiny_config(synthetic_data_root: Path) -> Callable[..., object]:
 def train_cli(synthetic_data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     """`cnntrain TINY_RUN OVERRIDES hydra.run.dir=RUN_DIR` through the CLI's main in this process (preflight,
     Hydra's job, the run), on the synthetic data: tiny_config's settings, on the path users take."""
+    return _trainer(synthetic_data_root, monkeypatch)
+
+
+@pytest.fixture
+def small_train_cli(small_data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """train_cli on small_data_root, for runs whose assertions do not depend on the data's size."""
+    return _trainer(small_data_root, monkeypatch)
+
+
+def _trainer(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     from cnntrain.commands.train import main
 
     def train(run_dir: Path, *overrides: str):
         argv = [*TINY_RUN, "trainer.progress=false", *overrides, f"hydra.run.dir='{run_dir}'"]
-        result = run_main(main, argv, run_dir.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        result = run_main(main, argv, run_dir.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(data_root))
         assert result.returncode == 0, result.stderr
         return result
 

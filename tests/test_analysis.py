@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy
 import pytest
@@ -343,11 +344,9 @@ def test_the_analysis_and_the_cams_can_be_switched_off(tmp_path, tiny_config, mo
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, synthetic_data_root):
-    run_dir = tmp_path_factory.mktemp("finished")
-    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", data_root=synthetic_data_root),
-        run_dir)
-    return run_dir
+def finished_run(tmp_path_factory, one_epoch_run):
+    """A copy of the session's one-epoch run (predict --cam may write beside it)."""
+    return shutil.copytree(one_epoch_run, tmp_path_factory.mktemp("finished") / "run")
 
 
 def test_predict_cam_writes_an_overlay_per_image(finished_run, tmp_path, monkeypatch):

@@ -26,9 +26,13 @@ FAST = ("trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
+    """16x16 where the image size is not the point: below 64 pixels the stem keeps full resolution (small_input),
+    so a network's cost grows with the pixels; gray stays 28x28, MNIST's size, for the resized-weights run (which
+    resizes to 64x64: half as many images)."""
     root = tmp_path_factory.mktemp("images")
-    return {"rgb": make_folder(root / "rgb", rgb=True, size=32, per_class=12, test_per_class=4),
-            "gray": make_folder(root / "gray", rgb=False, size=28, per_class=12, test_per_class=4)}
+    return {"rgb": make_folder(root / "rgb", rgb=True, size=16, per_class=12, test_per_class=4),
+            "gray": make_folder(root / "gray", rgb=False, size=28, per_class=6, test_per_class=2),
+            "small": make_folder(root / "small", rgb=False, size=16, per_class=12, test_per_class=4)}
 
 
 @pytest.fixture(scope="module")
@@ -124,34 +128,33 @@ def test_a_named_architecture_trains_one_epoch_end_to_end(arch, last_block, fold
 @pytest.mark.slow
 def test_fine_tuning_freezes_then_unfreezes_and_exports(folders, resnet18_file, tmp_path, monkeypatch):
     """Epoch 1 trains the head only (backbone tensors, BatchNorm statistics included, stay the file's); epoch 2
-    trains everything at backbone_lr x lr. The fine-tuned run exports to TorchScript and ONNX."""
+    trains everything at backbone_lr x lr. A run stopped in epoch 2 shows the frozen epoch's weights and resumes
+    to the uninterrupted run's. The fine-tuned run exports to TorchScript and ONNX."""
     saved = torch.load(resnet18_file)
     common = ("model=resnet18", f"model.weights={resnet18_file}", "model.small_input=true",
               "trainer.finetune.freeze_epochs=1", "trainer.finetune.backbone_lr=0.1", "optimizer.lr=1e-3")
-    result, frozen = train_run(folders["gray"], tmp_path / "one", monkeypatch, *common, "trainer.epochs=1")
+    result, unfrozen = train_run(folders["small"], tmp_path / "two", monkeypatch, *common, "trainer.epochs=2")
     assert result.returncode == 0, result.stderr
-    weights = torch.load(frozen / "checkpoints" / "last.pt", weights_only=False)["model"]
-    backbone = {key: value for key, value in saved.items() if not key.startswith(("fc.", "conv1."))}
-    assert all(torch.equal(weights[f"0.net.{key}"], value) for key, value in backbone.items()), \
-        "a frozen backbone keeps every tensor, its BatchNorm running statistics too"
-    summary = json.loads((frozen / "summary.json").read_text())
+    summary = json.loads((unfrozen / "summary.json").read_text())
     assert summary["params_trainable"] == 512 * 3 + 3 and summary["params_frozen"] == summary["params"] - 1539
-
-    result, unfrozen = train_run(folders["gray"], tmp_path / "two", monkeypatch, *common, "trainer.epochs=2")
-    assert result.returncode == 0, result.stderr
     weights = torch.load(unfrozen / "checkpoints" / "last.pt", weights_only=False)
     assert not torch.equal(weights["model"]["0.net.layer1.0.conv1.weight"], saved["layer1.0.conv1.weight"])
     groups = weights["optimizer"]["param_groups"]
     assert [group["lr"] for group in groups] == pytest.approx([1e-3, 1e-4])
-    first = (frozen / "metrics.csv").read_text().splitlines()[1]
-    assert (unfrozen / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == first.split(",")[:5]
 
     from cnntrain.training.run import resume_run
 
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={folders['gray']}", *FAST, *common, "trainer.epochs=2")
-    run_stopped_in_epoch(cfg, tmp_path / "resumed", 2, monkeypatch)
-    resume_run(tmp_path / "resumed")
-    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    cfg = compose_config("dataset=imagefolder", f"dataset.root={folders['small']}", *FAST, *common, "trainer.epochs=2")
+    frozen = tmp_path / "resumed"
+    run_stopped_in_epoch(cfg, frozen, 2, monkeypatch)
+    after_one = torch.load(frozen / "checkpoints" / "last.pt", weights_only=False)["model"]
+    backbone = {key: value for key, value in saved.items() if not key.startswith(("fc.", "conv1."))}
+    assert all(torch.equal(after_one[f"0.net.{key}"], value) for key, value in backbone.items()), \
+        "a frozen backbone keeps every tensor, its BatchNorm running statistics too"
+    first = (frozen / "metrics.csv").read_text().splitlines()[1]
+    assert (unfrozen / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == first.split(",")[:5]
+    resume_run(frozen)
+    resumed = torch.load(frozen / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(resumed[key], value) for key, value in weights["model"].items()), \
         "resumed after the frozen epoch: bit-identical to the uninterrupted run"
 

@@ -123,14 +123,14 @@ def test_soft_targets_train_with_label_smoothing():
 
 
 @pytest.mark.slow
-def test_a_run_with_mixup_writes_the_preview_and_resumes_bit_identically(tmp_path, tiny_config, monkeypatch):
+def test_a_run_with_mixup_writes_the_preview_and_resumes_bit_identically(tmp_path, small_config, monkeypatch):
     """As tests/test_resume.py: a run stopped in epoch 2 and resumed equals the run that was never stopped."""
     from test_resume import without_seconds
     from test_run import read_summary
 
 
     policy = "dataset.augment=[{random_crop: 2},hflip,{random_erasing: 0.25},{mixup: 0.2},cutmix]"
-    cfg = tiny_config("trainer.epochs=2", policy, "report.plots=true")
+    cfg = small_config("trainer.epochs=2", policy, "report.plots=true")
     run(cfg, tmp_path / "reference")
     assert (tmp_path / "reference" / "augment_preview.png").stat().st_size > 1000
     run_stopped_in_epoch(cfg, tmp_path / "stopped", 2, monkeypatch)

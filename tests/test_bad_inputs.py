@@ -21,7 +21,7 @@ from PIL import Image
 
 from cnntrain.commands import evaluate, export, lr_find, predict, reproduce, train
 
-from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
+from helpers import TINY_RUN, assert_one_line_error, run_main
 from synthetic_hf import write_bad
 from synthetic_images import make_folder, make_labelled_images, write_label_file
 from synthetic_labelsets import write_sets
@@ -340,13 +340,9 @@ OTHER_COMMANDS = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, synthetic_data_root) -> Path:
-    from cnntrain.training.run import run
-
-    run_dir = tmp_path_factory.mktemp("finished")
-    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
-                       data_root=synthetic_data_root), run_dir)
-    return run_dir
+def finished_run(tmp_path_factory, one_epoch_run) -> Path:
+    """A copy of the session's one-epoch run: the tests check that a rejected command leaves it unchanged."""
+    return shutil.copytree(one_epoch_run, tmp_path_factory.mktemp("finished") / "run")
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_path):
-    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)}
+def test_benchmark_prints_three_rates_and_two_ratios(small_data_root, tmp_path):
+    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(small_data_root)}
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "epoch_throughput.py"), "model=cnn2",
-                          "trainer.batch_size=64", "--images", "256", "--rounds", "1"],
+                          "trainer.batch_size=64", "--images", "128", "--rounds", "1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rates = re.findall(r"^\s+\((a|b|c)\) .*?(\d+) images/s", out.stdout, flags=re.M)
@@ -27,10 +27,10 @@ def test_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_pa
     assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)
 
 
-def test_augment_benchmark_prints_three_rates_and_two_ratios(synthetic_data_root, tmp_path):
-    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)}
+def test_augment_benchmark_prints_three_rates_and_two_ratios(small_data_root, tmp_path):
+    env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(small_data_root)}
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "augment_throughput.py"), "model=cnn2",
-                          "trainer.batch_size=64", "--images", "256", "--rounds", "1"],
+                          "trainer.batch_size=64", "--images", "128", "--rounds", "1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "augment: random_crop, hflip, randaugment, random_erasing, mixup" in out.stdout
@@ -64,10 +64,11 @@ def test_cache_key_benchmark_prints_two_rates_and_the_ratio(tmp_path):
     assert re.search(r"^ratio a/b \(hashing time / decoding time\): \d+\.\d{3}$", out.stdout, flags=re.M)
 
 
-def test_checkpoint_overhead_benchmark_prints_the_ratio_and_changes_no_number(synthetic_data_root, tmp_path):
+def test_checkpoint_overhead_benchmark_prints_the_ratio_and_changes_no_number(small_data_root, tmp_path):
+    # 270 training images in batches of 32: 9 steps, a checkpoint after steps 3 and 6
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "checkpoint_overhead.py"), "--data-root",
-                          str(synthetic_data_root), "--every", "3", "--rounds", "1", "--", "model=cnn2",
-                          "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false", "report.html=false"],
+                          str(small_data_root), "--every", "3", "--rounds", "1", "--", "model=cnn2",
+                          "trainer.epochs=1", "trainer.batch_size=32", "report.plots=false", "report.html=false"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     found = re.search(r"without [\d.]+ s \(test acc ([\d.]+)%\) .* \(2 checkpoints inside epochs, test acc "

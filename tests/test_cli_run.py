@@ -12,8 +12,8 @@ from helpers import TINY_RUN
 pytestmark = pytest.mark.slow
 
 
-def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path):
-    result = run_cli(*TINY_RUN)
+def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path, small_data_root):
+    result = run_cli(*TINY_RUN, data_root=small_data_root)
     assert result.returncode == 0, result.stderr
     [run_dir] = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
     for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "train.log", "metrics.csv",
@@ -25,8 +25,9 @@ def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path):
     assert "test/acc (best checkpoint)" in result.stdout and "50,186" in result.stdout
 
 
-def test_multirun_runs_each_job_in_its_own_directory(run_cli, tmp_path):
-    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false")
+def test_multirun_runs_each_job_in_its_own_directory(run_cli, tmp_path, small_data_root):
+    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false",
+                     data_root=small_data_root)
     assert result.returncode == 0, result.stderr
     [sweep_dir] = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     summaries = {}

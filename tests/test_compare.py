@@ -21,9 +21,9 @@ COMPARE_WIDTH = round(100 * (LEFT + len(PANELS) * PANEL_W + (len(PANELS) - 1) * 
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, synthetic_data_root) -> Path:
+def sweep_dir(tmp_path_factory, small_data_root) -> Path:
     """The 4-job sweep of test_sweep_plot.py (jobs 0, 1: lenet with lr 1e-3, 1e-2; jobs 2, 3: cnn2 with both)."""
-    return four_job_sweep(tmp_path_factory, synthetic_data_root)[0]
+    return four_job_sweep(tmp_path_factory, small_data_root)[0]
 
 
 def copy_run(source: Path, target: Path) -> Path:

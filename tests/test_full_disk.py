@@ -97,10 +97,10 @@ def _footprint(folder: Path) -> int:
 
 
 @pytest.mark.slow
-def test_a_run_that_fills_the_disk_in_epoch_two_ends_in_one_line(small_disk, tmp_path, synthetic_data_root):
+def test_a_run_that_fills_the_disk_in_epoch_two_ends_in_one_line(small_disk, tmp_path, small_data_root):
     """Epoch 1 fits (measured by a one-epoch run of the same command); epoch 2's checkpoint does not."""
     command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "report.html=false", "threads=1"]
-    env = cli_env(synthetic_data_root)
+    env = cli_env(small_data_root)
     sizing = subprocess.run([*command, "trainer.epochs=1", f"hydra.run.dir='{tmp_path / 'sizing'}'"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
     assert sizing.returncode == 0, sizing.stderr
@@ -125,11 +125,11 @@ def _file_size_limit(limit: int):
 
 
 @pytest.mark.slow
-def test_run_past_a_file_size_limit(tmp_path, synthetic_data_root):
+def test_run_past_a_file_size_limit(tmp_path, small_data_root):
     """No root needed: a file-size limit makes the kernel refuse the checkpoint's write (EFBIG) mid-file."""
     command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "trainer.epochs=1", "threads=1",
                f"hydra.run.dir='{tmp_path / 'run'}'"]
-    result = subprocess.run(command, cwd=tmp_path, env=cli_env(synthetic_data_root), capture_output=True,
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env(small_data_root), capture_output=True,
                             text=True, timeout=300, preexec_fn=_file_size_limit(100_000))
     assert_one_line_error(result, f"cannot write {tmp_path / 'run' / 'checkpoints'}", "file too large")
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()

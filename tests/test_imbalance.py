@@ -259,16 +259,16 @@ def test_balancing_an_imbalanced_set_raises_balanced_accuracy(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_three_fold_sweep_reports_mean_and_std_per_configuration(tmp_path, monkeypatch, synthetic_data_root):
+def test_a_three_fold_sweep_reports_mean_and_std_per_configuration(tmp_path, monkeypatch, small_data_root):
     from cnntrain.commands import train
 
     result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
                                    "report.plots=false", "dataset.folds=3", "dataset.fold=0,1,2",
                                    "hydra.sweep.dir=cv"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+                      CNNTRAIN_DATA_ROOT=str(small_data_root))
     assert result.returncode == 0, result.stderr
     summaries = [json.loads((tmp_path / "cv" / str(job) / "summary.json").read_text()) for job in range(3)]
-    assert [s["sizes"]["val"] for s in summaries] == [400, 400, 400]
+    assert [s["sizes"]["val"] for s in summaries] == [100, 100, 100]  # 300 training images in 3 folds
     assert [s["cross_validation"] for s in summaries] == [{"folds": 3, "fold": i} for i in range(3)]
     with (tmp_path / "cv" / "sweep_folds.csv").open(newline="") as f:
         (row,) = list(csv.DictReader(f))

@@ -269,7 +269,7 @@ def test_a_two_rank_run_on_a_label_file(tmp_path):
     drawn = make_labelled_images(tmp_path / "data", per_class=20)
     file = write_label_file(tmp_path / "data" / "labels.jsonl", rows(drawn, split=False))
     run_dir = tmp_path / "run"
-    result = subprocess.run([*cnntrain_command(), *RUN, f"dataset.file={file}", "trainer.devices=2",
+    result = subprocess.run([*cnntrain_command(), *RUN, f"dataset.file={file}", "trainer.devices=2", "trainer.epochs=1",
                              "trainer.early_stopping.enabled=false", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -33,6 +33,12 @@ def empty_store(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A tracker logs what the run writes, whatever the data: the runs here train on the small set."""
+    return small_data_root
+
+
 @pytest.fixture
 def outputs(tmp_path, empty_store, monkeypatch) -> Path:
     """tmp_path/outputs holding a copy of the empty store, where a run under it logs by default."""
@@ -118,11 +124,11 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
 
 
 @pytest.mark.slow
-def test_a_sweep_is_one_experiment_with_a_run_per_job(outputs, monkeypatch, synthetic_data_root):
+def test_a_sweep_is_one_experiment_with_a_run_per_job(outputs, monkeypatch, small_data_root):
     result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
                                    "report.plots=false", "optimizer.lr=1e-3,2e-3,3e-3", "logger=[csv,mlflow]",
                                    "hydra.sweep.dir=outputs/multirun/lr"],
-                      outputs.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+                      outputs.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(small_data_root))
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
 

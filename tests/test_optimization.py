@@ -96,18 +96,18 @@ def test_accumulating_two_half_batches_matches_one_full_batch(tmp_path, syntheti
 
 
 @pytest.mark.slow
-def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, synthetic_data_root, monkeypatch):
+def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, small_data_root, monkeypatch):
     from cnntrain.training.run import resume_run, run
 
     overrides = (*TINY_RUN, "model=fast-cnn3", "trainer.epochs=2", "trainer.progress=false", "report.plots=false",
                  "trainer.ema.decay=0.9", "trainer.grad_clip=5.0", "trainer.accumulate=2")
-    run(compose_config(*overrides, data_root=synthetic_data_root), tmp_path / "whole")
+    run(compose_config(*overrides, data_root=small_data_root), tmp_path / "whole")
     last = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=False)
     assert any(not torch.equal(last["model"][key], last["train_weights"][key]) for key in last["model"]), \
         "best.pt and last.pt hold the average under 'model', the raw weights under 'train_weights'"
     assert last["ema"]["steps"] > last["ema"]["updates"] - 1 > 0
 
-    run_stopped_in_epoch(compose_config(*overrides, data_root=synthetic_data_root), tmp_path / "resumed", 2,
+    run_stopped_in_epoch(compose_config(*overrides, data_root=small_data_root), tmp_path / "resumed", 2,
                          monkeypatch)
     resume_run(tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)

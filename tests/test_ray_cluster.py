@@ -104,9 +104,9 @@ def ray_head() -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_sweep_runs_on_a_ray_cluster(ray_head, tmp_path, synthetic_data_root):
+def test_sweep_runs_on_a_ray_cluster(ray_head, tmp_path, small_data_root):
     sweep_dir = tmp_path / "sweep"
-    env = {k: v for k, v in cli_env(synthetic_data_root, **RAY_ENV).items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in cli_env(small_data_root, **RAY_ENV).items() if k != "RAY_ADDRESS"}
     # Ray's workers run in the folder and environment of `ray start` (here: pytest's), not of this command:
     # cnntrain pins the relative sweep directory and CNNTRAIN_DATA_ROOT as absolute paths before launching.
     result = subprocess.run(

@@ -81,6 +81,12 @@ def check_self_contained(text: str) -> Parsed:
 _shared: dict[str, Path] = {}
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """The pages show whatever a run measured: the runs here train on the small set."""
+    return small_data_root
+
+
 def train(folder: Path, data_root: Path, *overrides: str) -> Path:
     """A tiny run through the CLI's main in this process, into folder/run; returns the run directory."""
     with pytest.MonkeyPatch.context() as monkeypatch:

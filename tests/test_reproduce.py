@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +26,12 @@ from helpers import assert_one_line_error, cnntrain_command, run_main
 
 TWO_EPOCHS = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 REPRODUCE = cnntrain_command("cnntrain-reproduce", "cnntrain.reproduce")
+
+
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A run is compared with its re-run, whatever the data: the runs here train on the small set."""
+    return small_data_root
 
 
 @pytest.mark.slow

@@ -18,6 +18,12 @@ from helpers import run_stopped_in_epoch
 THREE_EPOCHS = ("model=cnn2", "trainer.epochs=3", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A resumed run is compared with an uninterrupted one, whatever the data: the runs here train on the small set."""
+    return small_data_root
+
+
 def without_seconds(run_dir: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in read_rows(run_dir)]
 

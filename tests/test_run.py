@@ -112,17 +112,17 @@ def test_test_metrics_come_from_the_best_weights(tmp_path, tiny_config, train_cl
     assert summary["test"]["loss"] == pytest.approx(again.loss, rel=1e-5)
 
 
-def test_same_command_twice_gives_same_metrics(tmp_path, train_cli):
-    train_cli(tmp_path / "a")
-    train_cli(tmp_path / "b")
+def test_same_command_twice_gives_same_metrics(tmp_path, small_train_cli):
+    small_train_cli(tmp_path / "a")
+    small_train_cli(tmp_path / "b")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
     assert read_summary(tmp_path / "a")["test"] == read_summary(tmp_path / "b")["test"]
 
 
-def test_different_seed_gives_different_run(tmp_path, train_cli):
-    train_cli(tmp_path / "a", "trainer.epochs=1")
-    train_cli(tmp_path / "b", "trainer.epochs=1", "seed=7")
+def test_different_seed_gives_different_run(tmp_path, small_train_cli):
+    small_train_cli(tmp_path / "a", "trainer.epochs=1")
+    small_train_cli(tmp_path / "b", "trainer.epochs=1", "seed=7")
     assert read_rows(tmp_path / "a")[0]["train/loss"] != read_rows(tmp_path / "b")[0]["train/loss"]
 
 
@@ -134,9 +134,9 @@ def test_early_stopping_stops_after_patience(tmp_path, train_cli):
     assert len(read_rows(tmp_path)) == 3
 
 
-def test_early_stopping_can_be_disabled(tmp_path, train_cli):
-    train_cli(tmp_path, "trainer.epochs=3", "trainer.early_stopping.mode=max", "trainer.early_stopping.patience=0",
-              "trainer.early_stopping.enabled=false")
+def test_early_stopping_can_be_disabled(tmp_path, small_train_cli):
+    small_train_cli(tmp_path, "trainer.epochs=3", "trainer.early_stopping.mode=max",
+                    "trainer.early_stopping.patience=0", "trainer.early_stopping.enabled=false")
     assert read_summary(tmp_path)["epochs_run"] == 3
 
 
@@ -147,8 +147,8 @@ def test_plateau_cuts_lr_when_monitored_metric_stalls(tmp_path, train_cli):
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
 
 
-def test_step_schedule_is_per_epoch(tmp_path, train_cli):
-    train_cli(tmp_path, "trainer.epochs=3", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.1")
+def test_step_schedule_is_per_epoch(tmp_path, small_train_cli):
+    small_train_cli(tmp_path, "trainer.epochs=3", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.1")
     assert [float(r["lr"]) for r in read_rows(tmp_path)] == pytest.approx([1e-3, 1e-4, 1e-5])
 
 
@@ -168,16 +168,16 @@ def test_cosine_with_warmup(tmp_path, train_cli):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw", "rmsprop"])
-def test_each_optimizer_trains(tmp_path, train_cli, optimizer):
-    train_cli(tmp_path, "trainer.epochs=1", f"optimizer={optimizer}", "optimizer.lr=0.001")
+def test_each_optimizer_trains(tmp_path, small_train_cli, optimizer):
+    small_train_cli(tmp_path, "trainer.epochs=1", f"optimizer={optimizer}", "optimizer.lr=0.001")
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer"]
     assert read_summary(tmp_path)["epochs_run"] == 1 and state["param_groups"][0]["lr"] == pytest.approx(0.001)
 
 
-def test_log_softmax_model_trains_with_nll(tmp_path, tiny_config, train_cli):
+def test_log_softmax_model_trains_with_nll(tmp_path, tiny_config, small_train_cli):
     cfg = tiny_config("model=leaky-cnn3", "trainer.epochs=1")
     assert isinstance(make_loss(cfg), torch.nn.NLLLoss)
-    train_cli(tmp_path, "model=leaky-cnn3", "trainer.epochs=1")
+    small_train_cli(tmp_path, "model=leaky-cnn3", "trainer.epochs=1")
     assert read_summary(tmp_path)["test"]["loss"] > 0
 
 

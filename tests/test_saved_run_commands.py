@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,14 +27,9 @@ from helpers import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, synthetic_data_root) -> Path:
-    from helpers import TINY_RUN, compose_config
-
-    cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
-                         data_root=synthetic_data_root)
-    folder = tmp_path_factory.mktemp("finished")
-    run(cfg, folder)
-    return folder
+def run_dir(tmp_path_factory, one_epoch_run) -> Path:
+    """A copy of the session's one-epoch run (eval writes eval_summary.json into it)."""
+    return shutil.copytree(one_epoch_run, tmp_path_factory.mktemp("finished") / "run")
 
 
 def command(name: str, *args: str, data_root: Path | None = None) -> subprocess.CompletedProcess:

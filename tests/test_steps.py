@@ -18,11 +18,12 @@ from cnntrain.training.run import run
 
 
 @pytest.fixture(scope="module")
-def onecycle_run(tmp_path_factory, synthetic_data_root) -> Path:
+def onecycle_run(tmp_path_factory, small_data_root) -> Path:
+    """Counts come from the run's own sizes: the small set serves."""
     from helpers import compose_config
 
     cfg = compose_config("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
-                         "scheduler=onecycle", "optimizer.lr=0.01", data_root=synthetic_data_root)
+                         "scheduler=onecycle", "optimizer.lr=0.01", data_root=small_data_root)
     run_dir = tmp_path_factory.mktemp("onecycle") / "run"
     run(cfg, run_dir)
     return run_dir

@@ -37,8 +37,9 @@ _shared: dict[str, object] = {}
 
 
 def four_job_sweep(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, str]:
-    """The sweep directory of `cnntrain SWEEP` (4 jobs: lenet and cnn2, each with lr 1e-3 and 1e-2) and what the
-    command printed; run once per test session, through the CLI's main in this process."""
+    """The sweep directory of `cnntrain SWEEP` (4 jobs: lenet and cnn2, each with lr 1e-3 and 1e-2) on data_root
+    (the small set: nothing here depends on its size) and what the command printed; run once per test session,
+    through the CLI's main in this process."""
     if "sweep" not in _shared:
         from cnntrain.commands.train import main
 
@@ -52,8 +53,8 @@ def four_job_sweep(tmp_path_factory: pytest.TempPathFactory, data_root: Path) ->
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, synthetic_data_root) -> tuple[Path, str]:
-    return four_job_sweep(tmp_path_factory, synthetic_data_root)
+def sweep(tmp_path_factory, small_data_root) -> tuple[Path, str]:
+    return four_job_sweep(tmp_path_factory, small_data_root)
 
 
 def job(number: int, overrides: list[str], best: float | None, status: str = "done", monitor: str = "val/acc",

@@ -13,6 +13,12 @@ TINY_JOB = ("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.
             "report.plots=false")
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """Sweeps train several jobs; none of these tests depends on the data's size, so run_cli uses the small set."""
+    return small_data_root
+
+
 def read_sweep_summary(sweep_dir: Path) -> list[dict[str, str]]:
     with (sweep_dir / "sweep_summary.csv").open(newline="") as f:
         return list(csv.DictReader(f))

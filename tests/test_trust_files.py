@@ -42,6 +42,12 @@ from helpers import (
 from synthetic_images import CLASSES, make_folder
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """The runs here are what hostile files meet, whatever the data: they train on the small set."""
+    return small_data_root
+
+
 def snapshot(folder: Path) -> dict[str, object]:
     """Every entry under `folder` (not following links): a file's bytes' hash, a link's target, a folder."""
     found: dict[str, object] = {}

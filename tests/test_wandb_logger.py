@@ -92,6 +92,12 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.fixture(scope="module")
+def synthetic_data_root(small_data_root: Path) -> Path:
+    """A tracker logs what the run writes, whatever the data: the runs here train on the small set."""
+    return small_data_root
+
+
 @pytest.fixture(autouse=True)
 def offline_by_default(monkeypatch):
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME"):
@@ -135,11 +141,11 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
 
 
 @pytest.mark.slow
-def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, synthetic_data_root):
+def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, small_data_root):
     result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
                                    "report.plots=false", "seed=1,2", "logger=[csv,wandb]",
                                    "hydra.sweep.dir=outputs/multirun/seeds"],
-                      tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+                      tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(small_data_root))
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     assert result.stdout.count("upload it with: wandb sync") == 2
