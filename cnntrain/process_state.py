@@ -7,6 +7,9 @@ environment a job may set (hydra.job.env_set), signal handlers, what the command
 (cnntrain.commands.state), and torch's threads, determinism flags, default dtype and global random state.
 `preserved()` records them before the call and restores them after it, whether the call returned, raised a
 UserError or was interrupted.
+
+torch and Hydra are imported only inside the functions that save and put back their state, so the
+API's first import stays light.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ first, so a fine-tune's slower backbone stays slower); the test stops early once
 its lowest. It writes the loss-vs-lr curve (`--out`, lr_find.png) and its numbers (lr_find.csv beside it),
 and suggests the rate where the smoothed loss falls fastest, the usual reading of the curve. Nothing of the
 trial is kept: the run itself starts from fresh weights.
+
+torch and the run's setup are imported inside the functions that use them, so `--help` and a bad
+argument answer without them.
 """
 
 from __future__ import annotations

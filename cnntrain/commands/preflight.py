@@ -6,6 +6,9 @@ files (an image folder is scanned here), and the model's shapes. It returns what
 configs and each one's DataDescription); the descriptions are also kept in the command's state
 (cnntrain.commands.state, read back by `known_data`) for the jobs Hydra starts, so a job does not read or scan
 the data a second time.
+
+torch, the data and the model code are imported inside the checks that need them: the config half runs,
+and fails in one line, without them.
 """
 
 from __future__ import annotations

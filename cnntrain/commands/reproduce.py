@@ -10,6 +10,9 @@ cnntrain.reporting.provenance): where it is the same, the final metrics must be 
 compared exactly; where it differs, the differences are named, float results may differ, and each float is
 compared within a stated tolerance (--rtol, --atol; --exact insists on equality). Counts compare exactly.
 Exit status: 0 equal (or --no-compare), 1 some metric differs, 2 a user mistake, else the re-run's own.
+
+Hydra and the run are imported inside the functions that use them, so `--help` and a bad argument
+answer without them.
 """
 
 from __future__ import annotations

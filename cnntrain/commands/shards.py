@@ -5,6 +5,9 @@ split is written to DIR/<split>-000000.tar, ... (`--shard-size` samples a shard)
 (lossless: the uint8 pixels a run on the folder trains on) and `<key>.cls` (the class index), plus
 DIR/classes.txt (one name a line, which dataset=webdataset reads by default) and DIR/sizes.json. Train on them
 with: cnntrain dataset=webdataset "dataset.train='DIR/train-{000000..00000N}.tar'" dataset.val=... dataset.test=...
+
+torch, Pillow, Hydra and webdataset (an optional extra) are imported inside the functions that use them,
+so `--help` and a bad argument answer without them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Running a sweep again with the same command and the same hydra.sweep.dir continu
 summary.json says done is kept as it is, a job with a checkpoints/last.pt resumes from it, the others start.
 A job directory that holds a run of another config stops the sweep with one line rather than mixing two
 sweeps' results (Hydra has only rewritten that job's .hydra/ by then).
+
+Hydra, torch and the run are imported inside the functions that use them: a sweep's parent process and
+`cnntrain --help` import this module without them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ has checked every job. Torch is imported only once a run really starts (or a che
 `hydra.main` are driven from here alone (the preflight uses Hydra's override parser, a sweep's job and the
 sweep-end callback its job config). When the work began is left in cnntrain.commands.state, where Hydra's job
 function reads it.
+
+Hydra, torch and the run are imported inside the functions that use them, so `cnntrain --help` and the
+one-line errors start without them (benchmarks/startup.py measures it).
 """
 
 from __future__ import annotations
