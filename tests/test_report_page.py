@@ -410,6 +410,32 @@ def test_the_sweep_page_links_each_job_relatively(two_job_sweep, tmp_path):
     assert "2 done, 1 failed" in " ".join(parsed.text) and "no summary.json" in " ".join(parsed.text)
 
 
+def test_the_sweep_in_a_notebook_links_pages_that_open_from_the_notebook(tmp_path, monkeypatch):
+    """Sweep._repr_html_'s links: relative to the kernel's folder (Jupyter resolves them against the notebook's)
+    when the sweep lies below it, an absolute file:// URI when it does not; the sweep's own page stays relative."""
+    from cnntrain.reporting.sweep_page import sweep_fragment, sweep_page
+    from cnntrain.reporting.sweep_rows import JobRow
+
+    sweep = tmp_path / "notebooks" / "multirun" / "my sweep"
+    for job in ("0", "1"):
+        (sweep / job).mkdir(parents=True)
+        (sweep / job / "report.html").write_text("<html></html>")
+    rows = [JobRow(job, "done", [f"optimizer.lr={lr}"], {"best": 0.5}) for job, lr in (("0", 0.1), ("1", 0.2))]
+
+    def links(text: str) -> list[str]:
+        return [str(a["href"]) for a in Parsed(text).all("a") if not str(a["href"]).startswith("#")]
+
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert links(sweep_fragment(sweep, rows)) == [
+        "multirun/my%20sweep/0/report.html",
+        "multirun/my%20sweep/1/report.html",
+    ]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert links(sweep_fragment(sweep, rows)) == [(sweep / job / "report.html").resolve().as_uri() for job in "01"]
+    assert links(sweep_page(sweep, rows)) == ["0/report.html", "1/report.html"]
+
+
 @pytest.mark.slow
 def test_the_compare_page(two_job_sweep, finished_run, tmp_path, monkeypatch):
     out = tmp_path / "pages" / "compare.html"
