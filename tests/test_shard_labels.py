@@ -4,6 +4,7 @@ own TarWriter from drawn images."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,16 @@ from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes
 
 from helpers import assert_one_line_error, compose_config, dataset_section, run_main
 from synthetic_images import draw
-from test_webdataset import RUN, png
 
 wds = pytest.importorskip("webdataset")
+
+RUN = ("model=cnn2", "trainer.epochs=1", "report.plots=false", "trainer.progress=false", "dataset.num_workers=0")
+
+
+def png(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def write(folder: Path, labels: list[str]) -> str:
