@@ -35,11 +35,11 @@ def read_records(path: Path) -> list:
         if left < HEADER:  # a block's tail too short for a record header is padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
         if kind == 0:
             pos += left
             continue
-        pending += data[pos + HEADER:pos + HEADER + length]
+        pending += data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind in (1, 4):  # a whole record, or the last piece of one
             record = wandb_internal_pb2.Record()
@@ -77,8 +77,9 @@ def history(records: list) -> list[dict[str, float]]:
     rows = []
     for record in records:
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
+            rows.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return rows
 
 
@@ -129,17 +130,40 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
     assert [row["test/acc"] for row in rows if "test/acc" in row] == [pytest.approx(summary["test"]["acc"])]
 
     saved = {f.path for r in records if r.WhichOneof("record_type") == "files" for f in r.files.files}
-    assert {"summary.json", "curves.png", "confusion_matrix.png", "misclassified.png", "model.txt"} <= saved
+    assert {
+        "summary.json",
+        "curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "model.txt",
+        "report.html",
+        "worst_mistakes.png",
+        "reliability.png",
+        "per_class.png",
+    } <= saved
     assert json.loads((offline / "files" / "summary.json").read_text()) == summary
     assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0]
 
 
 @pytest.mark.slow
 def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, synthetic_data_root):
-    result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
-                                   "report.plots=false", "seed=1,2", "logger=[csv,wandb]",
-                                   "hydra.sweep.dir=outputs/multirun/seeds"],
-                      tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        train.main,
+        [
+            "-m",
+            *TINY_RUN,
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "threads=1",
+            "report.plots=false",
+            "seed=1,2",
+            "logger=[csv,wandb]",
+            "hydra.sweep.dir=outputs/multirun/seeds",
+        ],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     assert result.stdout.count("upload it with: wandb sync") == 2
@@ -148,10 +172,14 @@ def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, syntheti
         (offline,) = offline_runs(tmp_path / "outputs" / "multirun" / "seeds" / job)
         records = finished_records(next(offline.glob("run-*.wandb")))
         run = the_run(records)
-        assert (run.run_group, run.display_name, run.job_type) == ("multirun/seeds", f"multirun/seeds/{job}",
-                                                                    "sweep-job")
-        assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0], \
+        assert (run.run_group, run.display_name, run.job_type) == (
+            "multirun/seeds",
+            f"multirun/seeds/{job}",
+            "sweep-job",
+        )
+        assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0], (
             "each job's run is finished before the next starts"
+        )
         ids.add(run.run_id)
     assert len(ids) == 2
 
