@@ -61,16 +61,9 @@ def report_multilabel(
     last, _ = label_results(tested.last, data.classes)
     for logger in loggers:
         logger.log_test(best, len(result.history), lambda: None)
-    worst = worst_errors(tested.best, data.classes, cfg.report.worst)
     if cfg.report.plots:
         plot_curves(result.history, paths.plots[0])
-        plot_label_bars(per_label, paths.per_class_png)
-        plot_pr_curves(
-            tested.best.scores, tested.best.labels, data.classes, per_label, paths.pr_curves_png, WORST_LABELS
-        )
-        if worst:
-            images = images_at(data.test.images, [w["index"] for w in worst])
-            plot_worst_sets(images, worst, paths.worst_mistakes_png)
+    worst = label_analysis(cfg, paths, data, tested.best, per_label)["worst_errors"]
     summary = build_summary(cfg, data, result, tested, [], size, started, timing, ({}, {}))
     for key in ("per_class_accuracy", "confusion_matrix"):
         summary.pop(key)
@@ -119,6 +112,21 @@ def report_multilabel(
             ],
         )
     )
+
+
+def label_analysis(
+    cfg: DictConfig, paths: RunDir, data: DataBundle, result: EvalResult, per_label: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The analysis of a multi-label test pass (the end of a run and cnntrain-eval alike): the largest errors, and
+    with report.plots each label's AP and F1, the worst labels' precision-recall curves and the worst images."""
+    worst = worst_errors(result, data.classes, cfg.report.worst)
+    if cfg.report.plots:
+        plot_label_bars(per_label, paths.per_class_png)
+        plot_pr_curves(result.scores, result.labels, data.classes, per_label, paths.pr_curves_png, WORST_LABELS)
+        if worst:
+            images = images_at(data.test.images, [w["index"] for w in worst])
+            plot_worst_sets(images, worst, paths.worst_mistakes_png)
+    return {"worst_errors": worst}
 
 
 def label_evaluation(

@@ -110,6 +110,19 @@ def run_fragment(root: Path) -> str:
     return f"<div><h3>{esc(title)}</h3>" + "".join(body for _, _, body in parts) + "</div>"
 
 
+def analysis_sections(paths: RunDir, summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The analysis's sections of a page (per class, worst mistakes, calibration) over `summary` and the pictures
+    in `paths`: the run's page and cnntrain-eval's (eval_page.py) share them."""
+    classes = summary.get("classes") if isinstance(summary.get("classes"), list) else []
+    analysis = summary.get("analysis") if isinstance(summary.get("analysis"), dict) else {}
+    parts = [
+        _per_class(paths, paths.root, summary, classes, analysis),
+        _worst(paths, paths.root, analysis),
+        _calibration(paths, paths.root, analysis),
+    ]
+    return [part for part in parts if part is not None]
+
+
 def write_run_page(root: Path) -> Path:
     """Write (or write again) report.html in the run directory `root`; returns its path."""
     root = Path(root)

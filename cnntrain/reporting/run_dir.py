@@ -63,6 +63,11 @@ class RunDir:
         return self.root / "eval_summary.json"
 
     @property
+    def eval_dir(self) -> Path:
+        """cnntrain-eval's analysis pictures and its report.html (as the run's own, named alike, in a folder)."""
+        return self.root / "eval"
+
+    @property
     def bad_images(self) -> Path:
         """The image files a run left out because they do not decode (dataset.skip_bad_images): file<TAB>reason."""
         return self.root / "bad_images.txt"
