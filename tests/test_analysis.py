@@ -342,7 +342,6 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
         return real_summary(table, *args, **kwargs)
 
     monkeypatch.setattr(cam, "class_activation_maps", spy_cams)
-    monkeypatch.setattr("cnntrain.reporting.report.class_activation_maps", spy_cams)  # the name report imported
     monkeypatch.setattr("cnntrain.reporting.report.analysis_summary", spy_summary)
     run(
         tiny_config(
@@ -383,10 +382,6 @@ def test_the_analysis_and_the_cams_can_be_switched_off(tmp_path, tiny_config, mo
     import cnntrain.models.cam as cam
 
     monkeypatch.setattr(cam, "class_activation_maps", lambda *a: pytest.fail("a CAM was computed"))
-    monkeypatch.setattr(
-        "cnntrain.reporting.report.class_activation_maps",  # the name report imported
-        lambda *a: pytest.fail("a CAM was computed"),
-    )
     run(tiny_config("trainer.epochs=1", "report.plots=true", switch), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(name for name in ANALYSIS_PNGS if (tmp_path / name).exists()) == sorted(pictures)
@@ -454,3 +449,29 @@ def test_predict_cam_never_replaces_an_input_or_follows_a_link(finished_run, tmp
     )
     assert_one_line_error(result, "links/x.cam.png is a symbolic link")
     assert not target.exists()
+
+
+def test_the_maps_under_hflip_are_of_what_was_predicted():
+    """trainer.tta=hflip predicts from the image and its mirror: the map is the mean of both views' maps (the
+    mirror's flipped back), so a model that sees a mirrored input the same way gives the plain map, and a map is
+    symmetric when its input is."""
+    from cnntrain.models.cam import cam_available, find_cam_layer, predicted_maps
+
+    if not cam_available():
+        pytest.skip("torchcam is not installed (Python < 3.11)")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    layer = find_cam_layer(model, (1, 8, 8), None, None)
+    inputs = torch.rand(2, 1, 8, 8)
+    classes = torch.tensor([0, 2])
+    plain, merged = (
+        predicted_maps(model, layer, inputs, classes, "none"),
+        predicted_maps(model, layer, inputs, classes, "hflip"),
+    )
+    mirrored = predicted_maps(model, layer, inputs.flip(-1), classes, "none").flip(-1)
+    mean = (plain + mirrored) / 2
+    assert torch.allclose(merged, mean / mean.flatten(1).amax(1)[:, None, None], atol=1e-6)
+    assert float(merged.amax()) == pytest.approx(1.0) and float(merged.amin()) >= 0
+    symmetric = torch.cat([inputs[:, :, :, :4], inputs[:, :, :, :4].flip(-1)], dim=-1)
+    both = predicted_maps(model, layer, symmetric, classes, "hflip")
+    assert torch.allclose(both, both.flip(-1), atol=1e-6)

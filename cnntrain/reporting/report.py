@@ -20,7 +20,7 @@ from cnntrain.data.containers import images_at
 from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError, first_line
 from cnntrain.models.builder import LayerRow
-from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
+from cnntrain.models.cam import CAM_METHOD, cam_available, find_cam_layer, predicted_maps
 from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.analysis import analysis_summary, worst_mistakes
 from cnntrain.reporting.console import Reporter, format_metric
@@ -201,7 +201,7 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
         )
         if layer is not None:
             inputs = data.normalize(images.to(data.mean.device)).to(next(tested.model.parameters()).device)
-            cams = class_activation_maps(tested.model, layer, inputs, table.preds[worst])
+            cams = predicted_maps(tested.model, layer, inputs, table.preds[worst], cfg.trainer.tta)
             cam = {"method": CAM_METHOD, "layer": layer.label}
     analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
     if images is not None:
