@@ -475,3 +475,22 @@ def test_the_maps_under_hflip_are_of_what_was_predicted():
     symmetric = torch.cat([inputs[:, :, :, :4], inputs[:, :, :, :4].flip(-1)], dim=-1)
     both = predicted_maps(model, layer, symmetric, classes, "hflip")
     assert torch.allclose(both, both.flip(-1), atol=1e-6)
+
+
+def test_a_hflip_run_draws_its_worst_mistakes_with_the_merged_maps(tmp_path, tiny_config, monkeypatch):
+    """End to end: under trainer.tta=hflip the run's worst mistakes take predicted_maps with the run's TTA."""
+    import cnntrain.models.cam as cam
+
+    seen = []
+    real = cam.predicted_maps
+
+    def spy(model, layer, inputs, classes, tta):
+        seen.append(tta)
+        return real(model, layer, inputs, classes, tta)
+
+    monkeypatch.setattr("cnntrain.reporting.report.predicted_maps", spy)
+    run(tiny_config("trainer.epochs=1", "trainer.tta=hflip", "report.plots=true", "report.worst=3"), tmp_path)
+    analysis = json.loads((tmp_path / "summary.json").read_text())["analysis"]
+    if analysis["cam"] is None:
+        pytest.skip("torchcam is not installed (Python < 3.11)")
+    assert seen == ["hflip"] and (tmp_path / "worst_mistakes.png").is_file()
