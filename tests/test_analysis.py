@@ -94,12 +94,30 @@ def test_precision_recall_f1_and_support_of_a_known_matrix():
     assert absent == {"precision": None, "recall": None, "f1": None, "support": 0}
 
 
+def test_one_f1_for_a_class_absent_from_the_test_split():
+    """The analysis, the page's fallback and the macro-F1 score a class predicted but absent from the test split
+    the same (0, counted in the mean); a class neither present nor predicted has no F1 and is left out."""
+    from cnntrain.reporting.page import per_class_from_matrix
+
+    rows = [[3, 1, 0, 0], [0, 2, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]  # c: predicted, absent; d: neither
+    names = ["a", "b", "c", "d"]
+    analysed, fallback = per_class(torch.tensor(rows), names), per_class_from_matrix(names, rows)
+    assert analysed == fallback
+    assert analysed["c"]["f1"] == 0.0 and analysed["d"]["f1"] is None
+    seen = [m["f1"] for m in analysed.values() if m["f1"] is not None]
+    assert sum(seen) / len(seen) == pytest.approx(macro_f1(torch.tensor(rows)))
+
+
 def test_most_confused_pairs_are_off_diagonal_most_first_and_capped():
     matrix = torch.tensor([[9, 4, 1], [4, 8, 0], [2, 7, 5]])
     pairs = most_confused(matrix, ["cat", "dog", "fox"])
-    assert pairs == [{"true": "fox", "predicted": "dog", "count": 7}, {"true": "cat", "predicted": "dog", "count": 4},
-                     {"true": "dog", "predicted": "cat", "count": 4}, {"true": "fox", "predicted": "cat", "count": 2},
-                     {"true": "cat", "predicted": "fox", "count": 1}]
+    assert pairs == [
+        {"true": "fox", "predicted": "dog", "count": 7},
+        {"true": "cat", "predicted": "dog", "count": 4},
+        {"true": "dog", "predicted": "cat", "count": 4},
+        {"true": "fox", "predicted": "cat", "count": 2},
+        {"true": "cat", "predicted": "fox", "count": 1},
+    ]
     assert most_confused(matrix, ["cat", "dog", "fox"], top=2) == pairs[:2]
     assert most_confused(torch.eye(3, dtype=torch.int64) * 5, ["a", "b", "c"]) == []
     big = torch.ones(6, 6, dtype=torch.int64)
@@ -107,9 +125,12 @@ def test_most_confused_pairs_are_off_diagonal_most_first_and_capped():
 
 
 def test_worst_mistakes_are_the_wrong_ones_by_loss_confident_first():
-    t = table(labels=[0, 1, 1, 0, 2, 2], preds=[1, 1, 0, 2, 0, 0],
-              probability=[0.9, 0.99, 0.6, 0.97, 0.5, 0.5],
-              true_probability=[0.05, 0.99, 0.3, 0.01, 0.2, 0.2])
+    t = table(
+        labels=[0, 1, 1, 0, 2, 2],
+        preds=[1, 1, 0, 2, 0, 0],
+        probability=[0.9, 0.99, 0.6, 0.97, 0.5, 0.5],
+        true_probability=[0.05, 0.99, 0.3, 0.01, 0.2, 0.2],
+    )
     assert worst_mistakes(t, 10) == [3, 0, 4, 5, 2]  # image 1 is right; 4 and 5 tie, the lower index first
     assert worst_mistakes(t, 2) == [3, 0]
     assert worst_mistakes(t, 0) == []
@@ -121,8 +142,16 @@ def test_analysis_summary_has_the_keys_the_report_page_renders():
     matrix = confusion_matrix(t.preds, t.labels, 2)
     got = analysis_summary(t, matrix, ["a", "b"], worst=5, bins=15, cam={"method": "LayerCAM", "layer": "2"})
     assert set(got) == {"per_class", "most_confused", "calibration", "worst_mistakes", "cam"}
-    assert got["worst_mistakes"] == [{"index": 1, "true": "b", "predicted": "a", "probability": pytest.approx(0.7),
-                                      "true_probability": pytest.approx(0.3), "loss": pytest.approx(-math.log(0.3))}]
+    assert got["worst_mistakes"] == [
+        {
+            "index": 1,
+            "true": "b",
+            "predicted": "a",
+            "probability": pytest.approx(0.7),
+            "true_probability": pytest.approx(0.3),
+            "loss": pytest.approx(-math.log(0.3)),
+        }
+    ]
     assert set(got["calibration"]) == {"ece", "bins", "confidence", "accuracy", "count"}
     assert got["most_confused"] == [{"true": "b", "predicted": "a", "count": 1}]
     assert set(got["per_class"]["a"]) == {"precision", "recall", "f1", "support"}
@@ -140,7 +169,7 @@ class Mask(nn.Module):
         mask = torch.zeros(1, 1, size, size)
         half = size // 2
         top, left = (quadrant // 2) * half, (quadrant % 2) * half
-        mask[..., top:top + half, left:left + half] = 1
+        mask[..., top : top + half, left : left + half] = 1
         self.register_buffer("mask", mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +200,7 @@ def test_the_cam_peak_is_in_the_quadrant_the_class_depends_on(quadrant):
         cams = class_activation_maps(model, layer, images, torch.zeros(6, dtype=torch.int64))
         assert cams.shape == (6, 16, 16) and float(cams.max()) == pytest.approx(1.0)
         inside = torch.zeros(16, 16, dtype=torch.bool)
-        inside[top:top + half, left:left + half] = True
+        inside[top : top + half, left : left + half] = True
         for cam in cams:
             row, col = divmod(int(cam.argmax()), 16)
             assert inside[row, col], (name, quadrant, row, col)
@@ -179,8 +208,10 @@ def test_the_cam_peak_is_in_the_quadrant_the_class_depends_on(quadrant):
 
 
 def test_a_cam_leaves_the_model_as_it_was():
-    model, _ = build_model([{"conv_block": {"out_channels": 8, "batchnorm": True}}, {"conv_block": 8}, "flatten",
-                            {"linear": 3}], [1, 12, 12])
+    model, _ = build_model(
+        [{"conv_block": {"out_channels": 8, "batchnorm": True}}, {"conv_block": 8}, "flatten", {"linear": 3}],
+        [1, 12, 12],
+    )
     model.train()
     model[0][0].weight.requires_grad_(False)  # a frozen part stays frozen, the rest trainable
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -196,20 +227,25 @@ def test_a_cam_leaves_the_model_as_it_was():
     assert all(p.grad is None for p in model.parameters())
     frozen_all, _ = build_model([{"conv_block": 4}, "flatten", {"linear": 2}], [1, 8, 8])
     frozen_all.requires_grad_(False)  # a fully frozen model still has a graph to the layer
-    cams = class_activation_maps(frozen_all, find_cam_layer(frozen_all, (1, 8, 8)), torch.randn(2, 1, 8, 8),
-                                 torch.tensor([0, 1]))
+    cams = class_activation_maps(
+        frozen_all, find_cam_layer(frozen_all, (1, 8, 8)), torch.randn(2, 1, 8, 8), torch.tensor([0, 1])
+    )
     assert cams.shape == (2, 8, 8) and not any(p.requires_grad for p in frozen_all.parameters())
 
 
-@pytest.mark.parametrize(("overrides", "shape", "expected"), [
-    (["model=cnn2"], [1, 28, 28], "2 (conv_block, 64x7x7)"),
-    (["model=lenet"], [1, 28, 28], "6 (maxpool2d, 50x4x4)"),
-    (["model=cnn3"], [1, 28, 28], "3 (conv_block, 128x4x4)"),
-    (["model=cnn3"], [3, 32, 32], "3 (conv_block, 128x5x5)"),
-    (["model=resnet18"], [3, 32, 32], "1.8 (layer4, 512x4x4)"),
-    (["model=timm", "model.arch=resnet10t"], [3, 32, 32], "1.8 (layer4, 512x2x2)"),
-    (["model=timm", "model.arch=convnext_atto"], [3, 32, 32], "1.2 (stages, 320x3x3)"),
-], ids=["cnn2", "lenet", "cnn3", "cnn3-rgb", "resnet18", "timm-resnet10t", "timm-convnext_atto"])
+@pytest.mark.parametrize(
+    ("overrides", "shape", "expected"),
+    [
+        (["model=cnn2"], [1, 28, 28], "2 (conv_block, 64x7x7)"),
+        (["model=lenet"], [1, 28, 28], "6 (maxpool2d, 50x4x4)"),
+        (["model=cnn3"], [1, 28, 28], "3 (conv_block, 128x4x4)"),
+        (["model=cnn3"], [3, 32, 32], "3 (conv_block, 128x5x5)"),
+        (["model=resnet18"], [3, 32, 32], "1.8 (layer4, 512x4x4)"),
+        (["model=timm", "model.arch=resnet10t"], [3, 32, 32], "1.8 (layer4, 512x2x2)"),
+        (["model=timm", "model.arch=convnext_atto"], [3, 32, 32], "1.2 (stages, 320x3x3)"),
+    ],
+    ids=["cnn2", "lenet", "cnn3", "cnn3-rgb", "resnet18", "timm-resnet10t", "timm-convnext_atto"],
+)
 def test_the_cam_layer_is_found_for_each_kind_of_model(overrides, shape, expected):
     if "model=timm" in overrides:
         pytest.importorskip("timm")
@@ -230,8 +266,11 @@ def test_a_cam_layer_is_named_by_number_or_by_a_unique_name():
     cnn2, rows = build_model(compose_config("model=cnn2").model.layers, [1, 28, 28], count_macs=False)
     with pytest.raises(Exception, match="several layers are called 'conv_block'; give its number"):
         find_cam_layer(cnn2, (1, 28, 28), "conv_block", [row.name for row in rows])
-    with pytest.raises(Exception, match=r"no such layer.*candidates \(the model summary's #\): 1 \(conv_block, "
-                                        r"32x14x14\), 2 \(conv_block, 64x7x7\)$"):
+    with pytest.raises(
+        Exception,
+        match=r"no such layer.*candidates \(the model summary's #\): 1 \(conv_block, "
+        r"32x14x14\), 2 \(conv_block, 64x7x7\)$",
+    ):
         find_cam_layer(cnn2, (1, 28, 28), "3", [row.name for row in rows])
     mlp, _ = build_model(["flatten", {"linear": 4}], [1, 8, 8])
     assert cam_layers(mlp, (1, 8, 8)) == [] and find_cam_layer(mlp, (1, 8, 8)) is None
@@ -246,8 +285,13 @@ def only_run_dir(tmp_path):
 
 
 def test_a_run_writes_the_analysis_its_pictures_and_the_console_table(tmp_path, monkeypatch, synthetic_data_root):
-    result = run_main(train.main, [*TINY_RUN, "trainer.epochs=1", "report.plots=true", "trainer.progress=false"],
-                      tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        train.main,
+        [*TINY_RUN, "trainer.epochs=1", "report.plots=true", "trainer.progress=false"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -277,8 +321,10 @@ def test_a_run_writes_the_analysis_its_pictures_and_the_console_table(tmp_path, 
     assert hot > 500, "worst_mistakes.png shows no class activation map"
     assert "most confused" in result.stdout
     first = found["most_confused"][0]
-    assert any(first["true"] in line and first["predicted"] in line and str(first["count"]) in line
-               for line in result.stdout.splitlines())
+    assert any(
+        first["true"] in line and first["predicted"] in line and str(first["count"]) in line
+        for line in result.stdout.splitlines()
+    )
 
 
 def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monkeypatch):
@@ -297,10 +343,13 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
         return real_summary(table, *args, **kwargs)
 
     monkeypatch.setattr(cam, "class_activation_maps", spy_cams)
-    monkeypatch.setattr("cnntrain.reporting.report.class_activation_maps", spy_cams)  # the name report imported
     monkeypatch.setattr("cnntrain.reporting.report.analysis_summary", spy_summary)
-    run(tiny_config("trainer.epochs=2", "trainer.ema.decay=0.9", "report.plots=true", "report.worst=5",
-                    "report.cam_layer=1"), tmp_path)
+    run(
+        tiny_config(
+            "trainer.epochs=2", "trainer.ema.decay=0.9", "report.plots=true", "report.worst=5", "report.cam_layer=1"
+        ),
+        tmp_path,
+    )
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert seen["count"] == 5
     assert all(torch.equal(seen["weights"][k], best["model"][k]) for k in best["model"])
@@ -314,22 +363,26 @@ def test_the_cams_of_an_ema_run_use_the_ema_weights(tmp_path, tiny_config, monke
 
 
 def test_without_plots_the_numbers_are_still_written(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=1", "report.plots=false", "report.calibration_bins=4", "report.worst=3"),
-        tmp_path)
+    run(tiny_config("trainer.epochs=1", "report.plots=false", "report.calibration_bins=4", "report.worst=3"), tmp_path)
     found = json.loads((tmp_path / "summary.json").read_text())["analysis"]
     assert found["cam"] is None and len(found["worst_mistakes"]) == 3
     assert len(found["calibration"]["count"]) == 4 and found["per_class"]
     assert not any((tmp_path / name).exists() for name in ANALYSIS_PNGS)
 
 
-@pytest.mark.parametrize(("switch", "pictures"), [("report.analysis=false", ()),
-                                                  ("report.cam=false", ANALYSIS_PNGS)])
+def test_worst_zero_draws_no_worst_mistakes_picture(tmp_path, tiny_config):
+    """report.worst=0 asks for no worst mistakes: no picture of none, the other two pictures still drawn."""
+    run(tiny_config("trainer.epochs=1", "report.plots=true", "report.worst=0"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["analysis"]["worst_mistakes"] == []
+    assert not (tmp_path / "worst_mistakes.png").exists()
+    assert (tmp_path / "reliability.png").is_file() and (tmp_path / "per_class.png").is_file()
+
+
+@pytest.mark.parametrize(("switch", "pictures"), [("report.analysis=false", ()), ("report.cam=false", ANALYSIS_PNGS)])
 def test_the_analysis_and_the_cams_can_be_switched_off(tmp_path, tiny_config, monkeypatch, switch, pictures):
     import cnntrain.models.cam as cam
 
     monkeypatch.setattr(cam, "class_activation_maps", lambda *a: pytest.fail("a CAM was computed"))
-    monkeypatch.setattr("cnntrain.reporting.report.class_activation_maps",  # the name report imported
-                        lambda *a: pytest.fail("a CAM was computed"))
     run(tiny_config("trainer.epochs=1", "report.plots=true", switch), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(name for name in ANALYSIS_PNGS if (tmp_path / name).exists()) == sorted(pictures)
@@ -357,8 +410,9 @@ def test_predict_cam_writes_an_overlay_per_image(finished_run, tmp_path, monkeyp
         picture.paste(255, (4, 4, 12, 12))
         picture.save(path)
     before = first.read_bytes()
-    result = run_main(predict.main, [str(finished_run), str(first), str(second), "--cam", "--json"], tmp_path,
-                      monkeypatch)
+    result = run_main(
+        predict.main, [str(finished_run), str(first), str(second), "--cam", "--json"], tmp_path, monkeypatch
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert [r["cam"] for r in records] == ["predict_cam/digit.cam.png", "predict_cam/digit-2.cam.png"]
@@ -368,8 +422,7 @@ def test_predict_cam_writes_an_overlay_per_image(finished_run, tmp_path, monkeyp
             colours = image.getcolors(maxcolors=1 << 16)
             assert colours is not None and len(colours) > 10, "an overlay is more than a flat picture"
     assert first.read_bytes() == before
-    shown = run_main(predict.main, [str(finished_run), str(first), "--cam", "--cam-dir", "maps"], tmp_path,
-                     monkeypatch)
+    shown = run_main(predict.main, [str(finished_run), str(first), "--cam", "--cam-dir", "maps"], tmp_path, monkeypatch)
     assert shown.returncode == 0 and "cam: maps/digit.cam.png" in shown.stdout
     assert (tmp_path / "maps" / "digit.cam.png").is_file()
 
@@ -380,14 +433,64 @@ def test_predict_cam_never_replaces_an_input_or_follows_a_link(finished_run, tmp
     clash = tmp_path / "x.cam.png"
     Image.new("L", (28, 28), 10).save(clash)
     kept = clash.read_bytes()
-    result = run_main(predict.main, [str(finished_run), str(image), str(clash), "--cam", "--cam-dir", str(tmp_path)],
-                      tmp_path, monkeypatch)
+    result = run_main(
+        predict.main,
+        [str(finished_run), str(image), str(clash), "--cam", "--cam-dir", str(tmp_path)],
+        tmp_path,
+        monkeypatch,
+    )
     assert_one_line_error(result, "x.cam.png is one of the input images; choose another --cam-dir")
     assert clash.read_bytes() == kept
     (tmp_path / "links").mkdir()
     target = tmp_path / "elsewhere.png"
     (tmp_path / "links" / "x.cam.png").symlink_to(target)
-    result = run_main(predict.main, [str(finished_run), str(image), "--cam", "--cam-dir", "links"], tmp_path,
-                      monkeypatch)
+    result = run_main(
+        predict.main, [str(finished_run), str(image), "--cam", "--cam-dir", "links"], tmp_path, monkeypatch
+    )
     assert_one_line_error(result, "links/x.cam.png is a symbolic link")
     assert not target.exists()
+
+
+def test_the_maps_under_hflip_are_of_what_was_predicted():
+    """trainer.tta=hflip predicts from the image and its mirror: the map is the mean of both views' maps (the
+    mirror's flipped back), so a model that sees a mirrored input the same way gives the plain map, and a map is
+    symmetric when its input is."""
+    from cnntrain.models.cam import cam_available, find_cam_layer, predicted_maps
+
+    if not cam_available():
+        pytest.skip("torchcam is not installed (Python < 3.11)")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    layer = find_cam_layer(model, (1, 8, 8), None, None)
+    inputs = torch.rand(2, 1, 8, 8)
+    classes = torch.tensor([0, 2])
+    plain, merged = (
+        predicted_maps(model, layer, inputs, classes, "none"),
+        predicted_maps(model, layer, inputs, classes, "hflip"),
+    )
+    mirrored = predicted_maps(model, layer, inputs.flip(-1), classes, "none").flip(-1)
+    mean = (plain + mirrored) / 2
+    assert torch.allclose(merged, mean / mean.flatten(1).amax(1)[:, None, None], atol=1e-6)
+    assert float(merged.amax()) == pytest.approx(1.0) and float(merged.amin()) >= 0
+    symmetric = torch.cat([inputs[:, :, :, :4], inputs[:, :, :, :4].flip(-1)], dim=-1)
+    both = predicted_maps(model, layer, symmetric, classes, "hflip")
+    assert torch.allclose(both, both.flip(-1), atol=1e-6)
+
+
+def test_a_hflip_run_draws_its_worst_mistakes_with_the_merged_maps(tmp_path, tiny_config, monkeypatch):
+    """End to end: under trainer.tta=hflip the run's worst mistakes take predicted_maps with the run's TTA."""
+    import cnntrain.models.cam as cam
+
+    seen = []
+    real = cam.predicted_maps
+
+    def spy(model, layer, inputs, classes, tta):
+        seen.append(tta)
+        return real(model, layer, inputs, classes, tta)
+
+    monkeypatch.setattr("cnntrain.reporting.report.predicted_maps", spy)
+    run(tiny_config("trainer.epochs=1", "trainer.tta=hflip", "report.plots=true", "report.worst=3"), tmp_path)
+    analysis = json.loads((tmp_path / "summary.json").read_text())["analysis"]
+    if analysis["cam"] is None:
+        pytest.skip("torchcam is not installed (Python < 3.11)")
+    assert seen == ["hflip"] and (tmp_path / "worst_mistakes.png").is_file()

@@ -20,7 +20,17 @@ from helpers import TINY_RUN, run_main, run_stopped_in_epoch
 
 pytest.importorskip("mlflow")
 
-ARTIFACTS = {"curves.png", "confusion_matrix.png", "misclassified.png", "summary.json", "model.txt"}
+ARTIFACTS = {
+    "curves.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "summary.json",
+    "model.txt",
+    "report.html",
+    "worst_mistakes.png",
+    "reliability.png",
+    "per_class.png",
+}  # what the run directory shows
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +103,10 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
     client = client_of(outputs)
     (run,) = runs_in(client, "cnntrain")
     store = f"sqlite:///{outputs / 'mlflow.db'}"
-    assert f"mlflow: run {run.info.run_id} logged to {store}; look with: mlflow ui --backend-store-uri {store}" \
-        in result.stdout, "the run says where its store is"
+    assert (
+        f"mlflow: run {run.info.run_id} logged to {store}; look with: mlflow ui --backend-store-uri {store}"
+        in result.stdout
+    ), "the run says where its store is"
     assert json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"] == run.info.run_id
     assert run.info.status == "FINISHED" and run.info.run_name == "2026-11-23/10-00-00"
     params = run.data.params
@@ -107,11 +119,13 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
 
     rows = csv_rows(run_dir / "metrics.csv")
     for key in EPOCH_METRICS:
-        assert history(client, run.info.run_id, key) == [(e, pytest.approx(float(rows[e - 1][key]), rel=1e-6))
-                                                         for e in (1, 2)], key
+        assert history(client, run.info.run_id, key) == [
+            (e, pytest.approx(float(rows[e - 1][key]), rel=1e-6)) for e in (1, 2)
+        ], key
     steps = csv_rows(run_dir / "steps.csv")
     assert history(client, run.info.run_id, STEP_LOSS) == [
-        (int(float(s["step"])), pytest.approx(float(s[STEP_LOSS]), rel=1e-6)) for s in steps]
+        (int(float(s["step"])), pytest.approx(float(s[STEP_LOSS]), rel=1e-6)) for s in steps
+    ]
     assert [step for step, _ in history(client, run.info.run_id, "lr")] == [int(float(s["step"])) for s in steps]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert run.data.metrics["test/acc"] == pytest.approx(summary["test"]["acc"])
@@ -144,7 +158,7 @@ def test_a_sweep_is_one_experiment_with_a_run_per_job(outputs, monkeypatch, smal
     for run in runs:
         assert run.info.status == "FINISHED"
         assert [step for step, _ in history(client, run.info.run_id, "val/acc")] == [1]
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"summary.json", "model.txt"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"summary.json", "model.txt", "report.html"}
     assert client.get_experiment_by_name("cnntrain") is None
 
 
@@ -154,8 +168,17 @@ def test_parallel_jobs_share_a_new_store(run_cli, tmp_path, monkeypatch):
     if importlib_missing("hydra_plugins.hydra_joblib_launcher"):
         pytest.skip("hydra-joblib-launcher not installed (pip install 'cnntrain[joblib]')")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_cli("-m", "hydra/launcher=local_parallel", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false",
-                     "report.plots=false", "seed=1,2", "logger=[csv,mlflow]", "hydra.sweep.dir=outputs/multirun/par")
+    result = run_cli(
+        "-m",
+        "hydra/launcher=local_parallel",
+        *TINY_RUN,
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "report.plots=false",
+        "seed=1,2",
+        "logger=[csv,mlflow]",
+        "hydra.sweep.dir=outputs/multirun/par",
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr and "locked" not in result.stderr, result.stderr
     runs = runs_in(client_of(tmp_path / "outputs"), "multirun/par")
@@ -183,7 +206,8 @@ def test_a_resumed_run_continues_its_mlflow_run(outputs, tiny_config, monkeypatc
     assert json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"] == first.info.run_id
     rows = csv_rows(run_dir / "metrics.csv")
     assert history(client, first.info.run_id, "val/acc") == [
-        (e, pytest.approx(float(rows[e - 1]["val/acc"]), rel=1e-6)) for e in (1, 2, 3)], "each epoch once"
+        (e, pytest.approx(float(rows[e - 1]["val/acc"]), rel=1e-6)) for e in (1, 2, 3)
+    ], "each epoch once"
     steps = [step for step, _ in history(client, first.info.run_id, STEP_LOSS)]
     assert steps == sorted(set(steps)) and len(steps) == len(csv_rows(run_dir / "steps.csv"))
 
@@ -195,11 +219,15 @@ def test_an_unreachable_server_costs_one_warning(tmp_path, train_cli, monkeypatc
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     run_dir = tmp_path / "run"
-    result = train_cli(run_dir, "logger=[csv,mlflow]", f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}",
-                       "report.plots=true")
+    result = train_cli(
+        run_dir, "logger=[csv,mlflow]", f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}", "report.plots=true"
+    )
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("warning: mlflow logger stopped: ") and \
-        lines[0].endswith("; the run goes on"), result.stderr
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("warning: mlflow logger stopped: ")
+        and lines[0].endswith("; the run goes on")
+    ), result.stderr
     assert_complete(run_dir, 2)
     assert not (run_dir / "trackers.json").exists()
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from torch import nn
 
 from cnntrain.models.builder import build_model, count_parameters, ends_with_log_softmax
-from cnntrain.models.registry import register, unregister
+from cnntrain.models.registry import fmt_shape, register, unregister
 from cnntrain.reporting.console import format_macs
 from cnntrain.reporting.tables import summary_table
 
@@ -99,7 +99,15 @@ def test_speedrun_cnn_macs_match_its_comment():
 
 def test_format_macs():
     assert [format_macs(n) for n in (0, 512, 1000, 5120, 523_264, 999_999, 2_293_000, 1_814_073_344)] == [
-        "0", "512", "1K", "5.12K", "523K", "1M", "2.29M", "1.81G"]
+        "0",
+        "512",
+        "1K",
+        "5.12K",
+        "523K",
+        "1M",
+        "2.29M",
+        "1.81G",
+    ]
 
 
 def test_summary_table_shows_macs_and_indented_blocks():
@@ -122,3 +130,26 @@ def test_summary_table_shows_macs_and_indented_blocks():
     assert "1.2" in lines[first + 2] and "   classifier" in lines[first + 2] and "7.84K" in lines[first + 2]
     total = next(line for line in lines if "total" in line)
     assert "7,850" in total and "7.84K" in total and "15,700" not in total, "blocks are not counted twice"
+
+
+def test_a_narrow_console_folds_the_text_and_keeps_the_numbers_whole():
+    """The model table at 56 columns: shapes, parameters and MACs are never cut; the details fold instead."""
+    cfg = load("cnn3")
+    _, rows = build_model(cfg.layers, (1, 28, 28), cfg.name)
+    console = Console(record=True, width=56)
+    console.print(summary_table(rows, cfg.name, (1, 28, 28)))
+    text = console.export_text()
+    assert "…" not in text
+    for row in rows:
+        assert f"{row.params:,}" in text and format_macs(row.macs) in text and fmt_shape(row.output_shape) in text
+    assert f"{sum(r.params for r in rows):,}" in text
+
+
+def test_output_to_a_pipe_is_wide_enough_for_the_model_table(monkeypatch):
+    """Not a terminal (a CI log, `| tee`): PIPED_WIDTH columns, not rich's 80; COLUMNS still wins."""
+    from cnntrain.reporting.console import PIPED_WIDTH, output_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert output_console().width == PIPED_WIDTH
+    monkeypatch.setenv("COLUMNS", "90")
+    assert output_console().width == 90

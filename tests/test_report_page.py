@@ -25,8 +25,18 @@ from synthetic_images import draw
 
 PNG = b"\x89PNG\r\n\x1a\n"
 HOSTILE = ("<script>alert(1)</script>", "[/bold]")
-RUN_SECTIONS = ("results", "curves", "per-class", "worst", "calibration", "augment", "misclassified", "model", "config",
-                "provenance")
+RUN_SECTIONS = (
+    "results",
+    "curves",
+    "per-class",
+    "worst",
+    "calibration",
+    "augment",
+    "misclassified",
+    "model",
+    "config",
+    "provenance",
+)
 
 
 class Parsed(HTMLParser):
@@ -69,8 +79,9 @@ def check_self_contained(text: str) -> Parsed:
             if name == "src":
                 assert value.startswith("data:image/png;base64,")
             if name == "href":
-                assert value.startswith("#") or not ("://" in value or value.startswith(("/", "//", "data:",
-                                                                                         "javascript:")))
+                assert value.startswith("#") or not (
+                    "://" in value or value.startswith(("/", "//", "data:", "javascript:"))
+                )
             assert not value.startswith(("http:", "https:", "//", "ftp:", "file:")), (tag, name, value)
             assert not name.startswith("on"), f"event handler {name} on <{tag}>"
     lowered = text.lower()
@@ -90,9 +101,13 @@ def synthetic_data_root(small_data_root: Path) -> Path:
 def train(folder: Path, data_root: Path, *overrides: str) -> Path:
     """A tiny run through the CLI's main in this process, into folder/run; returns the run directory."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        result = run_main(train_main, [*TINY_RUN, "trainer.progress=false", *overrides,
-                                       f"hydra.run.dir='{folder / 'run'}'"], folder, monkeypatch,
-                          CNNTRAIN_DATA_ROOT=str(data_root))
+        result = run_main(
+            train_main,
+            [*TINY_RUN, "trainer.progress=false", *overrides, f"hydra.run.dir='{folder / 'run'}'"],
+            folder,
+            monkeypatch,
+            CNNTRAIN_DATA_ROOT=str(data_root),
+        )
     assert result.returncode == 0, result.stderr
     return folder / "run"
 
@@ -101,8 +116,12 @@ def train(folder: Path, data_root: Path, *overrides: str) -> Path:
 def finished_run(tmp_path_factory, synthetic_data_root) -> Path:
     """A tiny run with its pictures (and an augmentation preview)."""
     if "run" not in _shared:
-        _shared["run"] = train(tmp_path_factory.mktemp("page"), synthetic_data_root, "report.plots=true",
-                               "dataset.augment=[{translate: 2}]")
+        _shared["run"] = train(
+            tmp_path_factory.mktemp("page"),
+            synthetic_data_root,
+            "report.plots=true",
+            "dataset.augment=[{translate: 2}]",
+        )
     return _shared["run"]
 
 
@@ -112,18 +131,41 @@ def test_the_run_page_holds_every_part_inline(finished_run):
     parsed = check_self_contained(page.read_text(encoding="utf-8"))
     assert parsed.sections == list(RUN_SECTIONS)
     images = parsed.all("img")
-    assert [attrs["alt"] for attrs in images] == ["curves.png", "confusion_matrix.png", "per_class.png",
-                                                  "worst_mistakes.png", "reliability.png", "augment_preview.png",
-                                                  "misclassified.png"]
+    assert [attrs["alt"] for attrs in images] == [
+        "curves.png",
+        "confusion_matrix.png",
+        "per_class.png",
+        "worst_mistakes.png",
+        "reliability.png",
+        "augment_preview.png",
+        "misclassified.png",
+    ]
     for attrs in images:  # exactly the PNG the run wrote, inlined
         data = base64.b64decode((attrs["src"] or "").split(",", 1)[1])
         assert data == (finished_run / str(attrs["alt"])).read_bytes()
     summary = json.loads((finished_run / "summary.json").read_text())
     text = " ".join(parsed.text)
-    for fragment in ("test/acc", "best checkpoint", "last epoch", "balanced accuracy", "macro-F1", "Most confused",
-                     "Per class", "precision", "from the run's analysis", "LayerCAM", "ECE", "output shape", "MACs",
-                     summary["versions"]["torch"], "model:", "name: cnn2", "translate", "cpu instruction set",
-                     summary["cpu"]["capability"]):
+    for fragment in (
+        "test/acc",
+        "best checkpoint",
+        "last epoch",
+        "balanced accuracy",
+        "macro-F1",
+        "Most confused",
+        "Per class",
+        "precision",
+        "from the run's analysis",
+        "LayerCAM",
+        "ECE",
+        "output shape",
+        "MACs",
+        summary["versions"]["torch"],
+        "model:",
+        "name: cnn2",
+        "translate",
+        "cpu instruction set",
+        summary["cpu"]["capability"],
+    ):
         assert fragment in text, fragment
     assert f"{summary['test']['acc'] * 100:.2f}%" in text
     assert sum(summary["classes"][0] in part for part in parsed.text) >= 2  # per-class table and confused pairs
@@ -176,15 +218,36 @@ def fake_analysis_run(source: Path, target: Path) -> Path:
     summary = json.loads((target / "summary.json").read_text())
     classes = summary["classes"]
     summary["analysis"] = {
-        "per_class": {name: {"precision": 0.9, "recall": 0.25 if i == 1 else 0.8, "f1": 0.7, "support": 30}
-                      for i, name in enumerate(classes)},
+        "per_class": {
+            name: {"precision": 0.9, "recall": 0.25 if i == 1 else 0.8, "f1": 0.7, "support": 30}
+            for i, name in enumerate(classes)
+        },
         "most_confused": [{"true": classes[1], "predicted": classes[2], "count": 7}],
-        "calibration": {"ece": 0.0421, "bins": 3, "confidence": [0.2, 0.5, 0.9], "accuracy": [0.1, 0.6, 0.95],
-                        "count": [5, 10, 285]},
-        "worst_mistakes": [{"index": 17, "true": classes[1], "predicted": classes[2], "probability": 0.99,
-                            "true_probability": 0.004, "loss": 5.52},
-                           {"index": 3, "true": classes[0], "predicted": classes[1], "probability": 0.8,
-                            "true_probability": 0.1, "loss": 2.3}],
+        "calibration": {
+            "ece": 0.0421,
+            "bins": 3,
+            "confidence": [0.2, 0.5, 0.9],
+            "accuracy": [0.1, 0.6, 0.95],
+            "count": [5, 10, 285],
+        },
+        "worst_mistakes": [
+            {
+                "index": 17,
+                "true": classes[1],
+                "predicted": classes[2],
+                "probability": 0.99,
+                "true_probability": 0.004,
+                "loss": 5.52,
+            },
+            {
+                "index": 3,
+                "true": classes[0],
+                "predicted": classes[1],
+                "probability": 0.8,
+                "true_probability": 0.1,
+                "loss": 2.3,
+            },
+        ],
         "cam": {"method": "gradcam", "layer": "conv_block 3"},
     }
     (target / "summary.json").write_text(json.dumps(summary))
@@ -197,13 +260,22 @@ def fake_analysis_run(source: Path, target: Path) -> Path:
 def test_the_analysis_is_rendered_when_present(finished_run, tmp_path):
     run = fake_analysis_run(finished_run, tmp_path / "analysed")
     parsed = check_self_contained(write_run_page(run).read_text())
-    assert parsed.sections == ["results", "curves", "per-class", "worst", "calibration", "augment", "misclassified",
-                               "model", "config", "provenance"]
+    assert parsed.sections == [
+        "results",
+        "curves",
+        "per-class",
+        "worst",
+        "calibration",
+        "augment",
+        "misclassified",
+        "model",
+        "config",
+        "provenance",
+    ]
     alts = [attrs["alt"] for attrs in parsed.all("img")]
     assert {"per_class.png", "worst_mistakes.png", "reliability.png"} <= set(alts)
     text = " ".join(parsed.text)
-    for fragment in ("0.0421", "gradcam", "conv_block 3", "5.520", "0.004", "from the run's analysis",
-                     "2 mistakes"):
+    for fragment in ("0.0421", "gradcam", "conv_block 3", "5.520", "0.004", "from the run's analysis", "2 mistakes"):
         assert fragment in text, fragment
     assert len(parsed.all("tr")) >= 2 + 1 + 3 + 1, "worst mistakes and bins tables"
     bad_rows = [attrs for attrs in parsed.all("tr") if attrs.get("class") == "bad"]
@@ -213,7 +285,7 @@ def test_the_analysis_is_rendered_when_present(finished_run, tmp_path):
 def test_per_class_fallback_from_the_confusion_matrix():
     metrics = per_class_from_matrix(["a", "b"], [[8, 2], [0, 0]])
     assert metrics["a"] == {"precision": 1.0, "recall": 0.8, "f1": pytest.approx(2 * 0.8 / 1.8), "support": 10}
-    assert metrics["b"] == {"precision": 0.0, "recall": None, "f1": None, "support": 0}
+    assert metrics["b"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}  # predicted, never present
     assert per_class_from_matrix(["a"], [[1, 2]]) == {} and per_class_from_matrix(["a"], "nope") == {}
 
 
@@ -224,8 +296,10 @@ def test_hostile_names_are_text(finished_run, tmp_path, synthetic_data_root):
     summary = json.loads((run / "summary.json").read_text())
     old = summary["classes"][:2]
     summary["classes"][:2] = HOSTILE
-    summary["analysis"]["per_class"] = {HOSTILE[i] if name in old else name: value
-                                        for i, (name, value) in enumerate(summary["analysis"]["per_class"].items())}
+    summary["analysis"]["per_class"] = {
+        HOSTILE[i] if name in old else name: value
+        for i, (name, value) in enumerate(summary["analysis"]["per_class"].items())
+    }
     summary["analysis"]["worst_mistakes"][0].update(true=HOSTILE[0], predicted=HOSTILE[1])
     summary["analysis"]["most_confused"][0]["true"] = HOSTILE[1]
     summary["model"] = "<i>model</i>"
@@ -252,8 +326,14 @@ def test_hostile_class_folders_train_and_render_as_text(tmp_path):
         folder.mkdir(parents=True)
         for i in range(20):
             draw(label, 16, rng, False).save(folder / f"{i}.png")
-    run = train(tmp_path, tmp_path, "dataset=imagefolder", f"dataset.root='{tmp_path / 'data'}'",
-                "trainer.batch_size=16", "report.plots=true")
+    run = train(
+        tmp_path,
+        tmp_path,
+        "dataset=imagefolder",
+        f"dataset.root='{tmp_path / 'data'}'",
+        "trainer.batch_size=16",
+        "report.plots=true",
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert sorted(summary["classes"]) == sorted(names)
     text = (run / "report.html").read_text()
@@ -266,8 +346,9 @@ def test_hostile_class_folders_train_and_render_as_text(tmp_path):
 def test_the_page_is_never_written_or_read_through_a_symlink(tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"status": "done", "model": "m", "dataset": "d", "classes": ["a"],
-                                                  "confusion_matrix": [[1]]}))
+    (run / "summary.json").write_text(
+        json.dumps({"status": "done", "model": "m", "dataset": "d", "classes": ["a"], "confusion_matrix": [[1]]})
+    )
     secret = tmp_path / "secret.png"
     Image.new("RGB", (4, 4), "white").save(secret)
     (run / "curves.png").symlink_to(secret)
@@ -286,15 +367,27 @@ def test_the_page_is_never_written_or_read_through_a_symlink(tmp_path):
 
 # ---------------------------------------------------------------- the sweep and compare pages
 
+
 @pytest.fixture(scope="module")
 def two_job_sweep(tmp_path_factory, synthetic_data_root) -> Path:
     if "sweep" not in _shared:
         folder = tmp_path_factory.mktemp("sweep")
         with pytest.MonkeyPatch.context() as monkeypatch:
-            result = run_main(train_main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false",
-                                           "report.plots=true", "optimizer.lr=1e-3,1e-2",
-                                           f"hydra.sweep.dir='{folder / 'sweep'}'"], folder, monkeypatch,
-                              CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+            result = run_main(
+                train_main,
+                [
+                    "-m",
+                    *TINY_RUN,
+                    "trainer.epochs=1",
+                    "trainer.progress=false",
+                    "report.plots=true",
+                    "optimizer.lr=1e-3,1e-2",
+                    f"hydra.sweep.dir='{folder / 'sweep'}'",
+                ],
+                folder,
+                monkeypatch,
+                CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+            )
         assert result.returncode == 0, result.stderr
         assert "report.html" in result.stdout
         _shared["sweep"] = folder / "sweep"
@@ -323,12 +416,42 @@ def test_the_sweep_page_links_each_job_relatively(two_job_sweep, tmp_path):
     assert "2 done, 1 failed" in " ".join(parsed.text) and "no summary.json" in " ".join(parsed.text)
 
 
+def test_the_sweep_in_a_notebook_links_pages_that_open_from_the_notebook(tmp_path, monkeypatch):
+    """Sweep._repr_html_'s links: relative to the kernel's folder (Jupyter resolves them against the notebook's)
+    when the sweep lies below it, an absolute file:// URI when it does not; the sweep's own page stays relative."""
+    from cnntrain.reporting.sweep_page import sweep_fragment, sweep_page
+    from cnntrain.reporting.sweep_rows import JobRow
+
+    sweep = tmp_path / "notebooks" / "multirun" / "my sweep"
+    for job in ("0", "1"):
+        (sweep / job).mkdir(parents=True)
+        (sweep / job / "report.html").write_text("<html></html>")
+    rows = [JobRow(job, "done", [f"optimizer.lr={lr}"], {"best": 0.5}) for job, lr in (("0", 0.1), ("1", 0.2))]
+
+    def links(text: str) -> list[str]:
+        return [str(a["href"]) for a in Parsed(text).all("a") if not str(a["href"]).startswith("#")]
+
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert links(sweep_fragment(sweep, rows)) == [
+        "multirun/my%20sweep/0/report.html",
+        "multirun/my%20sweep/1/report.html",
+    ]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert links(sweep_fragment(sweep, rows)) == [(sweep / job / "report.html").resolve().as_uri() for job in "01"]
+    assert links(sweep_page(sweep, rows)) == ["0/report.html", "1/report.html"]
+
+
 @pytest.mark.slow
 def test_the_compare_page(two_job_sweep, finished_run, tmp_path, monkeypatch):
     out = tmp_path / "pages" / "compare.html"
     out.parent.mkdir()
-    result = run_main(compare.main, [str(two_job_sweep), str(finished_run), "--out", str(tmp_path / "c.png"),
-                                     "--html", str(out)], tmp_path, monkeypatch)
+    result = run_main(
+        compare.main,
+        [str(two_job_sweep), str(finished_run), "--out", str(tmp_path / "c.png"), "--html", str(out)],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     parsed = check_self_contained(out.read_text())
     assert [attrs["alt"] for attrs in parsed.all("img")] == ["c.png"]
@@ -342,25 +465,39 @@ def test_the_compare_page(two_job_sweep, finished_run, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- a real browser
 
+
 def chromium_binary() -> str | None:
-    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (path := shutil.which(name))), None)
+    return next(
+        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+    )
 
 
-needs_chromium = pytest.mark.skipif(chromium_binary() is None,
-                                    reason="chromium not installed (Debian: apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium not installed (Debian: apt-get install chromium)"
+)
 
 # The test harness may use a script (the page never does): count the images and what failed to load, and any
 # resource the page fetched (a data: URI is not one), into the title that --dump-dom prints.
-PROBE = ('<script>addEventListener("load", () => { const all = [...document.images]; const broken = all.filter('
-         'i => !(i.complete && i.naturalWidth > 0)).length; document.title = "probe images=" + all.length + '
-         '" broken=" + broken + " fetched=" + performance.getEntriesByType("resource").length; });</script>')
+PROBE = (
+    '<script>addEventListener("load", () => { const all = [...document.images]; const broken = all.filter('
+    'i => !(i.complete && i.naturalWidth > 0)).length; document.title = "probe images=" + all.length + '
+    '" broken=" + broken + " fetched=" + performance.getEntriesByType("resource").length; });</script>'
+)
 
 
 def chromium(page: Path, *flags: str, home: Path) -> subprocess.CompletedProcess:
-    command = [str(chromium_binary()), "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-               "--hide-scrollbars", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND", *flags,
-               page.resolve().as_uri()]
+    command = [
+        str(chromium_binary()),
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        *flags,
+        page.resolve().as_uri(),
+    ]
     env = {**os.environ, "HOME": str(home)}
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
 
@@ -388,7 +525,7 @@ def render(page: Path, shot: Path, home: Path, size: str = "1280,2400") -> dict[
 
 def _title(dom: str) -> str:
     start = dom.find("<title>")
-    return dom[start + len("<title>"):dom.find("</title>", start)] if start >= 0 else ""
+    return dom[start + len("<title>") : dom.find("</title>", start)] if start >= 0 else ""
 
 
 @pytest.mark.slow
@@ -407,8 +544,12 @@ def test_chromium_renders_the_sweep_and_compare_pages(two_job_sweep, finished_ru
     probe = render(two_job_sweep / "report.html", tmp_path / "sweep.png", tmp_path, "1280,1400")
     assert probe == {"images": 1, "broken": 0, "fetched": 0}, probe
     out = tmp_path / "compare.html"
-    result = run_main(compare.main, [str(two_job_sweep), str(finished_run), "--out", str(tmp_path / "c.png"),
-                                     "--html", str(out)], tmp_path, monkeypatch)
+    result = run_main(
+        compare.main,
+        [str(two_job_sweep), str(finished_run), "--out", str(tmp_path / "c.png"), "--html", str(out)],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     probe = render(out, tmp_path / "compare-shot.png", tmp_path, "1280,1400")
     assert probe == {"images": 1, "broken": 0, "fetched": 0}, probe
@@ -421,10 +562,12 @@ def test_the_probe_sees_a_broken_image(tmp_path):
     Image.new("RGB", (300, 200), "teal").save(good, format="PNG")
     uri = "data:image/png;base64," + base64.b64encode(good.getvalue()).decode()
     page = tmp_path / "p.html"
-    page.write_text(f"<!DOCTYPE html><html><head><title>t</title></head><body><h1>some text here</h1>"
-                    f"<img src='{uri}'><img src='data:image/png;base64,AAAA'>"
-                    + "".join(f"<p style='color:#{i:02x}{i:02x}80'>line {i}</p>" for i in range(0, 250, 3))
-                    + "</body></html>")
+    page.write_text(
+        f"<!DOCTYPE html><html><head><title>t</title></head><body><h1>some text here</h1>"
+        f"<img src='{uri}'><img src='data:image/png;base64,AAAA'>"
+        + "".join(f"<p style='color:#{i:02x}{i:02x}80'>line {i}</p>" for i in range(0, 250, 3))
+        + "</body></html>"
+    )
     assert render(page, tmp_path / "p.png", tmp_path, "800,1200") == {"images": 2, "broken": 1, "fetched": 0}
 
 

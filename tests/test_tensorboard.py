@@ -34,3 +34,14 @@ def test_tensorboard_event_files_hold_the_scalars(tmp_path, tiny_config):
 def test_csv_logger_writes_no_event_files(tmp_path, tiny_config):
     run(tiny_config("trainer.epochs=1", "report.plots=false"), tmp_path)
     assert not (tmp_path / "tensorboard").exists() and (tmp_path / "metrics.csv").is_file()
+
+
+def test_tensorboard_gets_the_run_pictures_and_names_its_page(tmp_path, tiny_config):
+    """The tracker shows what the run directory holds: every picture drawn (the analysis's too) as an image
+    under report/, and the report page's location as text (TensorBoard keeps no files)."""
+    run(tiny_config("trainer.epochs=1", "logger=tensorboard", "report.plots=true"), tmp_path)
+    tags = read_events(tmp_path / "tensorboard").Tags()
+    drawn = {f"report/{p.stem}" for p in tmp_path.glob("*.png") if p.stem != "augment_preview"}
+    assert {"report/curves", "report/worst_mistakes", "report/reliability", "report/per_class"} <= drawn
+    assert {tag for tag in tags["images"] if tag.startswith("report/")} == drawn
+    assert any("report/page" in tag for tag in tags["tensors"])

@@ -18,13 +18,16 @@ from cnntrain.reporting.trackers import Guarded, flat_config, place_of, run_outc
 from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("csv", ["csv"]),
-    ("mlflow", ["csv", "mlflow"]),
-    (["tensorboard", "wandb"], ["csv", "tensorboard", "wandb"]),
-    (["mlflow", "csv", "mlflow"], ["csv", "mlflow"]),
-    ([], ["csv"]),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("csv", ["csv"]),
+        ("mlflow", ["csv", "mlflow"]),
+        (["tensorboard", "wandb"], ["csv", "tensorboard", "wandb"]),
+        (["mlflow", "csv", "mlflow"], ["csv", "mlflow"]),
+        ([], ["csv"]),
+    ],
+)
 def test_logger_is_a_list_that_starts_with_csv(value, expected):
     assert chosen_loggers(value) == expected
 
@@ -52,15 +55,17 @@ def test_the_outputs_root_and_the_sweep_of_a_run(tmp_path):
     single = tmp_path / "outputs" / "2026-11-23" / "10-00-00"
     write_hydra_files(single, "RUN")
     place = place_of(RunDir(single))
-    assert (place.root, place.name, place.sweep, place.job) == (tmp_path / "outputs", "2026-11-23/10-00-00", None,
-                                                                 None)
+    assert (place.root, place.name, place.sweep, place.job) == (tmp_path / "outputs", "2026-11-23/10-00-00", None, None)
 
     job = tmp_path / "outputs" / "multirun" / "2026-11-23" / "10-00-00" / "3"
     write_hydra_files(job, "MULTIRUN", 3, "- optimizer.lr=0.1\n- seed=2")
     place = place_of(RunDir(job))
     assert place.root == tmp_path / "outputs" and place.sweep == "multirun/2026-11-23/10-00-00"
-    assert (place.name, place.job, place.overrides) == ("multirun/2026-11-23/10-00-00/3", 3,
-                                                        ("optimizer.lr=0.1", "seed=2"))
+    assert (place.name, place.job, place.overrides) == (
+        "multirun/2026-11-23/10-00-00/3",
+        3,
+        ("optimizer.lr=0.1", "seed=2"),
+    )
 
     named = tmp_path / "multirun" / "lr-sweep" / "0"  # hydra.sweep.dir=multirun/lr-sweep: outside outputs/
     write_hydra_files(named, "MULTIRUN")
@@ -130,35 +135,85 @@ def test_run_outcome(tmp_path):
         assert run_outcome(paths) == "failed"
 
 
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("htp:/x", "mlflow.tracking_uri=htp:/x: unsupported scheme 'htp' (did you mean 'http'?); expected sqlite:///"),
-    ("ftp://host/x", "mlflow.tracking_uri=ftp://host/x: unsupported scheme 'ftp'"),
-    ("http:/x", "mlflow.tracking_uri=http:/x: names no host; expected http://HOST[:PORT]"),
-    ("http://127.0.0.1:port", "mlflow.tracking_uri=http://127.0.0.1:port: Port could not be cast"),
-    ("sqlite:/mlflow.db", "expected sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db"),
-    ("file:///tmp/mlruns", "MLflow 3 no longer creates file stores; use a database such as sqlite:///PATH/mlflow.db"),
-    ("mlruns", "mlflow.tracking_uri=mlruns: MLflow 3 no longer creates file stores"),
-])
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("htp:/x", "mlflow.tracking_uri=htp:/x: unsupported scheme 'htp' (did you mean 'http'?); expected sqlite:///"),
+        ("ftp://host/x", "mlflow.tracking_uri=ftp://host/x: unsupported scheme 'ftp'"),
+        ("http:/x", "mlflow.tracking_uri=http:/x: names no host; expected http://HOST[:PORT]"),
+        ("http://127.0.0.1:port", "mlflow.tracking_uri=http://127.0.0.1:port: Port could not be cast"),
+        ("sqlite:/mlflow.db", "expected sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db"),
+        (
+            "file:///tmp/mlruns",
+            "MLflow 3 no longer creates file stores; use a database such as sqlite:///PATH/mlflow.db",
+        ),
+        ("mlruns", "mlflow.tracking_uri=mlruns: MLflow 3 no longer creates file stores"),
+    ],
+)
 def test_a_malformed_tracking_uri_is_one_line(tmp_path, monkeypatch, synthetic_data_root, uri, expected):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_main(train.main, [*TINY_RUN, "logger=[csv,mlflow]", f"mlflow.tracking_uri='{uri}'"], tmp_path,
-                      monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        train.main,
+        [*TINY_RUN, "logger=[csv,mlflow]", f"mlflow.tracking_uri='{uri}'"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert_one_line_error(result, expected, cwd=tmp_path)
 
 
 def test_a_malformed_tracking_uri_in_the_environment_is_named(tmp_path, monkeypatch, synthetic_data_root):
-    result = run_main(train.main, [*TINY_RUN, "logger=mlflow"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root), MLFLOW_TRACKING_URI="htps://server:5000")
-    assert_one_line_error(result, "MLFLOW_TRACKING_URI=htps://server:5000: unsupported scheme 'htps' (did you mean "
-                                  "'https'?)", cwd=tmp_path)
+    result = run_main(
+        train.main,
+        [*TINY_RUN, "logger=mlflow"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+        MLFLOW_TRACKING_URI="htps://server:5000",
+    )
+    assert_one_line_error(
+        result,
+        "MLFLOW_TRACKING_URI=htps://server:5000: unsupported scheme 'htps' (did you mean 'https'?)",
+        cwd=tmp_path,
+    )
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb", "tensorboard"])
 def test_a_missing_package_names_its_extra(tmp_path, monkeypatch, synthetic_data_root, tracker):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == tracker else
-                        real_find_spec(name, *a))
-    result = run_main(train.main, [*TINY_RUN, f"logger=[csv,{tracker}]"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
-    assert_one_line_error(result, f"logger={tracker} needs the {tracker} package: pip install 'cnntrain[{tracker}]'",
-                          cwd=tmp_path)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == tracker else real_find_spec(name, *a)
+    )
+    result = run_main(
+        train.main,
+        [*TINY_RUN, f"logger=[csv,{tracker}]"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
+    assert_one_line_error(
+        result, f"logger={tracker} needs the {tracker} package: pip install 'cnntrain[{tracker}]'", cwd=tmp_path
+    )
+
+
+def test_the_trackers_keep_the_page_and_every_picture_the_run_drew(tmp_path):
+    """artifact_files: the pictures that exist (the multi-label pr_curves.png included), report.html, summary.json,
+    best.pt only when asked; nothing that is not there."""
+    from cnntrain.reporting.trackers import artifact_files
+
+    paths = RunDir(tmp_path)
+    names = [
+        "curves.png",
+        "worst_mistakes.png",
+        "reliability.png",
+        "per_class.png",
+        "pr_curves.png",
+        "report.html",
+        "summary.json",
+    ]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.pt").write_text("x")
+    assert sorted(path.name for path, folder in artifact_files(paths, False)) == sorted(names)
+    assert "checkpoints" in {folder for _, folder in artifact_files(paths, True)}

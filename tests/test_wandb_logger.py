@@ -35,11 +35,11 @@ def read_records(path: Path) -> list:
         if left < HEADER:  # a block's tail too short for a record header is padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
         if kind == 0:
             pos += left
             continue
-        pending += data[pos + HEADER:pos + HEADER + length]
+        pending += data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind in (1, 4):  # a whole record, or the last piece of one
             record = wandb_internal_pb2.Record()
@@ -77,8 +77,9 @@ def history(records: list) -> list[dict[str, float]]:
     rows = []
     for record in records:
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
+            rows.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return rows
 
 
@@ -135,7 +136,17 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
     assert [row["test/acc"] for row in rows if "test/acc" in row] == [pytest.approx(summary["test"]["acc"])]
 
     saved = {f.path for r in records if r.WhichOneof("record_type") == "files" for f in r.files.files}
-    assert {"summary.json", "curves.png", "confusion_matrix.png", "misclassified.png", "model.txt"} <= saved
+    assert {
+        "summary.json",
+        "curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "model.txt",
+        "report.html",
+        "worst_mistakes.png",
+        "reliability.png",
+        "per_class.png",
+    } <= saved
     assert json.loads((offline / "files" / "summary.json").read_text()) == summary
     assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0]
 
@@ -154,10 +165,14 @@ def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, small_da
         (offline,) = offline_runs(tmp_path / "outputs" / "multirun" / "seeds" / job)
         records = finished_records(next(offline.glob("run-*.wandb")))
         run = the_run(records)
-        assert (run.run_group, run.display_name, run.job_type) == ("multirun/seeds", f"multirun/seeds/{job}",
-                                                                    "sweep-job")
-        assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0], \
+        assert (run.run_group, run.display_name, run.job_type) == (
+            "multirun/seeds",
+            f"multirun/seeds/{job}",
+            "sweep-job",
+        )
+        assert [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0], (
             "each job's run is finished before the next starts"
+        )
         ids.add(run.run_id)
     assert len(ids) == 2
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
@@ -27,7 +26,7 @@ from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import UserError, first_line
 from cnntrain.files import kind_of
 from cnntrain.reporting.compare_plot import Curves, plot_compare
-from cnntrain.reporting.console import format_metric
+from cnntrain.reporting.console import format_metric, output_console
 from cnntrain.reporting.html import write_page
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_steps, read_summary
 from cnntrain.reporting.sweep_page import compare_page
@@ -35,7 +34,7 @@ from cnntrain.reporting.sweep_rows import job_order
 from cnntrain.reporting.text import markup, plain
 
 DEFAULT_OUT = Path("compare.png")
-MAX_KEY_COLUMNS = 4   # more differing keys than this share one "differs" column
+MAX_KEY_COLUMNS = 4  # more differing keys than this share one "differs" column
 MAX_VALUE_CHARS = 28  # a config value longer than this (a layer list) is cut in the table and the legend
 
 
@@ -57,18 +56,32 @@ class Run:
             value = value.get(part) if isinstance(value, dict) else None
         if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             return value
-        raise UserError(f"{RunDir(self.path).summary_json}: '{dotted}' is {kind_of(value)}, not a number; restore "
-                        f"the file from a copy of the run")
+        raise UserError(
+            f"{RunDir(self.path).summary_json}: '{dotted}' is {kind_of(value)}, not a number; restore "
+            f"the file from a copy of the run"
+        )
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="cnntrain-compare",
-                       description="Overlay the learning curves of runs in one PNG and list how the runs differ.")
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
-                   help="run directories written by cnntrain, or sweep directories (each of their jobs)")
+    p = ArgumentParser(
+        prog="cnntrain-compare",
+        description="Overlay the learning curves of runs in one PNG and list how the runs differ.",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directories written by cnntrain, or sweep directories (each of their jobs)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the PNG to write (default: compare.png here)")
-    p.add_argument("--html", type=Path, default=None, metavar="PAGE",
-                   help="also write a self-contained page (.html): the table, the picture, links to each run's page")
+    p.add_argument(
+        "--html",
+        type=Path,
+        default=None,
+        metavar="PAGE",
+        help="also write a self-contained page (.html): the table, the picture, links to each run's page",
+    )
     return p
 
 
@@ -84,14 +97,18 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             raise UserError(f"{path} is a file; give a run directory or a sweep directory")
         if _is_run(path):
             if not RunDir(path).metrics_csv.is_file():
-                raise UserError(f"{path} has no metrics.csv, so no curve to draw: the run stopped before its first "
-                                f"epoch ended; leave it out")
+                raise UserError(
+                    f"{path} has no metrics.csv, so no curve to draw: the run stopped before its first "
+                    f"epoch ended; leave it out"
+                )
             found.append(path)
             continue
         jobs = sorted((d for d in path.iterdir() if d.is_dir() and _is_run(d)), key=lambda d: job_order(d.name))
         if not jobs:
-            raise UserError(f"{path} is not a cnntrain run or sweep directory (no .hydra/config.yaml in it or in its "
-                            f"sub-directories)")
+            raise UserError(
+                f"{path} is not a cnntrain run or sweep directory (no .hydra/config.yaml in it or in its "
+                f"sub-directories)"
+            )
         for job in jobs:
             if RunDir(job).metrics_csv.is_file():
                 found.append(job)
@@ -110,8 +127,10 @@ def read_run(path: Path, name: str) -> Run:
     paths = RunDir(path)
     config = read_saved_yaml(paths.config_yaml)  # bounded, never resolved: a run may come from anyone
     if not isinstance(config, dict):
-        raise UserError(f"{paths.config_yaml} holds {kind_of(config)}, not the mapping of the run's config; restore "
-                        f"it from a copy of the run")
+        raise UserError(
+            f"{paths.config_yaml} holds {kind_of(config)}, not the mapping of the run's config; restore "
+            f"it from a copy of the run"
+        )
     summary = read_summary(paths.summary_json)
     status = str(summary.get("status", "?")) if paths.summary_json.is_file() else "unfinished"
     return Run(path, name, status, _epochs(paths.metrics_csv), summary, flatten(config))
@@ -123,7 +142,7 @@ def differing_keys(configs: list[dict[str, Any]]) -> tuple[list[str], list[str]]
     missing = object()
     keys = list(dict.fromkeys(key for config in configs for key in config))
     differ = [key for key in keys if len({repr(c.get(key, missing)) for c in configs}) > 1]
-    named = {key[:-len("name")] for key in differ if key.endswith(".name")}
+    named = {key[: -len("name")] for key in differ if key.endswith(".name")}
     implied = [key for key in differ if not key.endswith(".name") and any(key.startswith(g) for g in named)]
     return [key for key in differ if key not in implied], implied
 
@@ -132,7 +151,7 @@ def differs_line(shown: list[str], implied: list[str]) -> str:
     """'config keys that differ: model.name, optimizer.lr; with model.name also model.layers, ...'."""
     line = f"config keys that differ: {', '.join(shown) if shown else 'none'}"
     for key in (key for key in shown if key.endswith(".name")):
-        following = [k for k in implied if k.startswith(key[:-len("name")])]
+        following = [k for k in implied if k.startswith(key[: -len("name")])]
         if following:
             line += f"; with {key} also {', '.join(following)}"
     return line
@@ -155,11 +174,13 @@ def short_names(paths: list[Path]) -> list[str]:
 
 def labels(runs: list[Run], keys: list[str]) -> list[str]:
     """Legend labels: the run's short name and its values of the differing keys."""
-    shorts = [key[:-len(".name")] if key.endswith(".name") else key.rsplit(".", 1)[-1] for key in keys]
+    shorts = [key[: -len(".name")] if key.endswith(".name") else key.rsplit(".", 1)[-1] for key in keys]
     if len(set(shorts)) < len(shorts):
         shorts = keys
-    return [run.name + (": " + ", ".join(f"{s}={show(run.config.get(k))}" for s, k in zip(shorts, keys))
-                        if keys else "") for run in runs]
+    return [
+        run.name + (": " + ", ".join(f"{s}={show(run.config.get(k))}" for s, k in zip(shorts, keys)) if keys else "")
+        for run in runs
+    ]
 
 
 def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -171,9 +192,17 @@ def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list
     best_header = f"best {next(iter(monitors))} (epoch)" if one_monitor else "best monitored (epoch)"
     per_key = len(keys) <= MAX_KEY_COLUMNS
     with_map = any(run.number("test.map") is not None for run in runs)  # multi-label runs: their mAP too
-    headers = ["run", "status", "test/acc", *(["test/map"] if with_map else []), "test/loss", best_header, "epochs",
-               "train s",
-               *(keys if per_key else ["differs"])]
+    headers = [
+        "run",
+        "status",
+        "test/acc",
+        *(["test/map"] if with_map else []),
+        "test/loss",
+        best_header,
+        "epochs",
+        "train s",
+        *(keys if per_key else ["differs"]),
+    ]
     rows = []
     for run in runs:
         monitor = run.summary.get("best", {}).get("monitor") if isinstance(run.summary.get("best"), dict) else None
@@ -186,11 +215,14 @@ def compare_rows(runs: list[Run], keys: list[str]) -> tuple[list[str], list[list
             best_cell += f" ({int(epoch)})"
         seconds = run.number("timing.train_seconds")
         seconds = run.number("train_seconds") if seconds is None else seconds
-        cells = [format_metric("test/acc", run.number("test.acc")),
-                 *([format_metric("test/map", run.number("test.map"))] if with_map else []),
-                 format_metric("test/loss", run.number("test.loss")),
-                 best_cell, str(int(epochs_run)) if epochs_run is not None else str(len(run.epochs)),
-                 "-" if seconds is None else f"{seconds:.1f}"]
+        cells = [
+            format_metric("test/acc", run.number("test.acc")),
+            *([format_metric("test/map", run.number("test.map"))] if with_map else []),
+            format_metric("test/loss", run.number("test.loss")),
+            best_cell,
+            str(int(epochs_run)) if epochs_run is not None else str(len(run.epochs)),
+            "-" if seconds is None else f"{seconds:.1f}",
+        ]
         if per_key:
             cells += [show(run.config.get(key)) for key in keys]
         else:
@@ -224,7 +256,7 @@ def show(value: Any) -> str:
         text = f"{value:g}"
     else:
         text = plain(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def _main(argv: list[str]) -> None:
@@ -243,7 +275,7 @@ def _main(argv: list[str]) -> None:
     paths, notes = find_runs(args.runs)
     runs = [read_run(path, name) for path, name in zip(paths, short_names(paths))]
     shown, implied = differing_keys([run.config for run in runs])
-    console = Console(highlight=False)
+    console = output_console()
     if not console.is_terminal:
         console.width = 120  # pipes and CI logs do not wrap; the default 80 columns would crop the table
     for note in notes:
@@ -251,10 +283,15 @@ def _main(argv: list[str]) -> None:
     console.print(compare_table(runs, shown))
     if len(runs) > 1:
         console.print(markup(differs_line(shown, implied)), soft_wrap=True)
-    curves = [Curves(label, tuple(row["epoch"] for row in run.epochs),
-                     {metric: tuple(row[metric] for row in run.epochs) for metric in EPOCH_METRICS},
-                     tuple((row["epoch"], row[STEP_LOSS]) for row in read_steps(RunDir(run.path).steps_csv)))
-              for run, label in zip(runs, labels(runs, shown))]
+    curves = [
+        Curves(
+            label,
+            tuple(row["epoch"] for row in run.epochs),
+            {metric: tuple(row[metric] for row in run.epochs) for metric in EPOCH_METRICS},
+            tuple((row["epoch"], row[STEP_LOSS]) for row in read_steps(RunDir(run.path).steps_csv)),
+        )
+        for run, label in zip(runs, labels(runs, shown))
+    ]
     common = os.path.commonpath([p.resolve() for p in paths]) if len(paths) > 1 else str(paths[0].resolve())
     try:
         plot_compare(curves, out, f"learning curves of {len(runs)} run{'s' if len(runs) != 1 else ''} ({common})")
@@ -282,8 +319,9 @@ def _epochs(path: Path) -> list[dict[str, Any]]:
             try:
                 values[key] = float(cell) if cell else None
             except ValueError:
-                raise UserError(f"{path} row {number}: {key} is '{cell}', not a number; restore the file from a "
-                                f"copy of the run") from None
+                raise UserError(
+                    f"{path} row {number}: {key} is '{cell}', not a number; restore the file from a copy of the run"
+                ) from None
         if values["epoch"] is None or not math.isfinite(values["epoch"]):
             raise UserError(f"{path} row {number}: no epoch number; restore the file from a copy of the run")
         values["epoch"] = int(values["epoch"])
@@ -293,7 +331,6 @@ def _epochs(path: Path) -> list[dict[str, Any]]:
 
 def _is_run(path: Path) -> bool:
     return RunDir(path).config_yaml.is_file()
-
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ are (cnntrain.commands.train and .preflight) and only call here to say what to t
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from cnntrain.config.flat import flatten
@@ -24,7 +25,7 @@ def key_like_flag(arg: str, argv: list[str]) -> str | None:
     flag, has_value, value = arg.partition("=")
     if not flag.lstrip("-"):
         return None
-    following = argv[argv.index(arg) + 1:argv.index(arg) + 2]
+    following = argv[argv.index(arg) + 1 : argv.index(arg) + 2]
     if not has_value and following and "=" not in following[0] and not following[0].startswith("-"):
         value = following[0]
     meant = flag_as_override(flag, value or None)
@@ -75,7 +76,7 @@ def cut_override(overrides: list[str], index: int) -> str | None:
     """The whole override a shell cut at its spaces (`dataset.augment=[{random_crop:` `4},hflip]`), put back
     together from the pieces that follow, when overrides[index] opens more brackets than it closes."""
     pieces = [overrides[index]]
-    for piece in overrides[index + 1:]:
+    for piece in overrides[index + 1 :]:
         if _depth(" ".join(pieces)) <= 0:
             break
         pieces.append(piece)
@@ -87,6 +88,17 @@ def _depth(text: str) -> int:
     return sum(text.count(c) for c in "[{(") - sum(text.count(c) for c in "]})")
 
 
+def home_path_hint(override: str) -> str | None:
+    """`dataset.root=~/photos`: no shell expands a `~` after `=`, and Hydra's lexer takes none in a value (quoted,
+    it would stay a folder named `~`). The end of the error with the path written out; None without a `~`."""
+    key, _, value = override.partition("=")
+    if "~" not in value:
+        return None
+    if value.startswith("~"):
+        return f"; a '~' is not expanded after '=': write the path out, {key}={os.path.expanduser(value)}"
+    return f"; a '~' is not expanded after '=': write the path out in full (or \"{key}=$HOME/...\" for the shell)"
+
+
 def own_config_hint(group: str, value: str, extra_dir: str | None) -> str:
     """Where a file of one's own goes: DIR/GROUP/VALUE.yaml and --config-dir DIR (named, when the file is found
     in the usual places under the current folder)."""
@@ -94,10 +106,16 @@ def own_config_hint(group: str, value: str, extra_dir: str | None) -> str:
         return f"; {Path(extra_dir) / group / (value + '.yaml')} does not exist either"
     for folder in (Path("configs"), Path("."), Path("conf")):
         if (folder / group / f"{value}.yaml").is_file():
-            return f"; {folder / group / (value + '.yaml')} is there: pass its folder, cnntrain --config-dir " \
-                   f"{folder} {group}={value}"
+            return (
+                f"; {folder / group / (value + '.yaml')} is there: pass its folder, cnntrain --config-dir "
+                f"{folder} {group}={value}"
+            )
     if Path(f"{value}.yaml").is_file():
-        return f"; ./{value}.yaml is there: move it to my_configs/{group}/{value}.yaml and run cnntrain " \
-               f"--config-dir my_configs {group}={value}"
-    return (f"; a {group} of your own: save it as DIR/{group}/{value}.yaml and pass the folder, cnntrain "
-            f"--config-dir DIR {group}={value}")
+        return (
+            f"; ./{value}.yaml is there: move it to my_configs/{group}/{value}.yaml and run cnntrain "
+            f"--config-dir my_configs {group}={value}"
+        )
+    return (
+        f"; a {group} of your own: save it as DIR/{group}/{value}.yaml and pass the folder, cnntrain "
+        f"--config-dir DIR {group}={value}"
+    )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnntrain.commands.hints import cut_override, own_config_hint
+from cnntrain.commands.hints import cut_override, home_path_hint, own_config_hint
 from cnntrain.commands.state import COMMAND
 from cnntrain.config.compose import compose_train, config_dir, group_options, hydra_session
 from cnntrain.config.guard import check_overrides
@@ -52,8 +52,9 @@ def data_key(dataset_cfg: Any) -> str:
     return OmegaConf.to_yaml(dataset_cfg, resolve=True)
 
 
-def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None,
-              keep_hydra: bool = False) -> Checked:
+def preflight(
+    overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None, keep_hydra: bool = False
+) -> Checked:
     """Check every job's config. With keep_hydra (a single run), the one composition is made with its hydra
     node and logging set up, as the job will run it; a sweep's jobs are composed one by one to be checked."""
     checked = check_configs(overrides, multirun, hydra=hydra, extra_dir=extra_dir, keep_hydra=keep_hydra)
@@ -61,8 +62,9 @@ def preflight(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_
     return checked
 
 
-def check_configs(overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None,
-                  keep_hydra: bool = False) -> Checked:
+def check_configs(
+    overrides: list[str], multirun: bool, *, hydra: Any = None, extra_dir: str | None = None, keep_hydra: bool = False
+) -> Checked:
     """The preflight's first half: the overrides parsed, the group choices checked, every job composed and
     validated; nothing read from the data or the machine (what the docs test runs on README's commands)."""
     parsed = parse_overrides(overrides)
@@ -105,10 +107,14 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
         except OverrideParseException as err:
             hint, whole = "", cut_override(overrides, index)
             if whole is not None:  # the shell split an unquoted list at its spaces
-                hint = f"; the shell cut it at a space: quote it whole, \"{whole}\""
+                hint = f'; the shell cut it at a space: quote it whole, "{whole}"'
+            elif (tilde := home_path_hint(text)) is not None:  # `~/photos`: Hydra's lexer has no `~` in a value
+                hint = tilde
             elif "{" in text.partition("=")[2]:  # a shard range: Hydra reads '{' as the start of a mapping
-                hint = (f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
-                        f"(the double quotes for the shell)")
+                hint = (
+                    f"; quote a brace range for Hydra: \"{key}='{text.split('=', 1)[1]}'\" "
+                    f"(the double quotes for the shell)"
+                )
             raise ConfigError(f"cannot parse override '{text}': {first_line(err)}{hint}") from None
     check_overrides([o.key_or_group for o in parsed if not o.is_delete()])
     return parsed
@@ -122,14 +128,21 @@ def check_group_choices(parsed: list[Any], multirun: bool, extra_dir: str | None
             continue
         if override.is_sweep_override() and not multirun:
             raise ConfigError(f"'{override.input_line}' lists several values; add -m to run a sweep")
-        values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else \
-            [override.get_value_element_as_str()] if not override.is_sweep_override() else []
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_discrete_sweep()
+            else [override.get_value_element_as_str()]
+            if not override.is_sweep_override()
+            else []
+        )
         options = group_options(group, extra_dir)
         for value in values:
             if value not in options:
                 close = did_you_mean(value, options)
-                raise ConfigError(f"unknown {group} '{value}'{close}; available: {', '.join(options)}"
-                                  f"{'' if close else own_config_hint(group, value, extra_dir)}")
+                raise ConfigError(
+                    f"unknown {group} '{value}'{close}; available: {', '.join(options)}"
+                    f"{'' if close else own_config_hint(group, value, extra_dir)}"
+                )
             check_group_file(group, value, extra_dir)
 
 
@@ -141,8 +154,10 @@ def check_group_file(group: str, value: str, extra_dir: str | None) -> None:
     ours = config_dir() / group / f"{value}.yaml"
     theirs = Path(extra_dir) / group / f"{value}.yaml" if extra_dir else None
     if theirs is not None and theirs.is_file() and ours.is_file():
-        raise ConfigError(f"{theirs}: {group}/{value}.yaml has the name of a built-in {group}, which Hydra reads "
-                          f"instead; rename the file (and choose it with {group}=NEW_NAME)")
+        raise ConfigError(
+            f"{theirs}: {group}/{value}.yaml has the name of a built-in {group}, which Hydra reads "
+            f"instead; rename the file (and choose it with {group}=NEW_NAME)"
+        )
     path = theirs if theirs is not None and theirs.is_file() else ours
     read_yaml(path, fix="fix the file")  # a syntax error, named with its line
     content = yaml.safe_load(path.read_text(encoding="utf-8"))  # OmegaConf would make a bare word a key
@@ -161,8 +176,9 @@ def expand_jobs(parsed: list[Any]) -> list[list[str]]:
             if override.is_discrete_sweep():
                 choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
         else:
-            choices.append([f"{key}={override.get_value_element_as_str()}" if not override.is_delete()
-                            else override.input_line])
+            choices.append(
+                [f"{key}={override.get_value_element_as_str()}" if not override.is_delete() else override.input_line]
+            )
     return [list(combo) for combo in itertools.islice(itertools.product(*choices), PREFLIGHT_JOB_LIMIT)]
 
 
@@ -181,16 +197,19 @@ def check_environment(checked: Checked, *, devices_here: bool = True) -> None:
             known[key] = describe_data(cfg.dataset)
         checked.descriptions.append(known[key])
         known[key].fill(cfg.dataset)  # an image folder's shape and classes, for the model
+        machine = f"{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}"
         checks = {
-            f"device:{cfg.device}:{cfg.trainer.precision}:{cfg.trainer.devices}:{cfg.trainer.sync_batchnorm}":
-                lambda c=cfg: _check_machine(c.device, c.trainer.precision, c.trainer.devices,
-                                             c.trainer.sync_batchnorm),
+            f"device:{machine}": lambda c=cfg: _check_machine(
+                c.device, c.trainer.precision, c.trainer.devices, c.trainer.sync_batchnorm
+            ),
             f"logger:{list(cfg.logger)}:{cfg.mlflow.tracking_uri}": lambda c=cfg: check_logger(c),
-            f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}":
-                lambda c=cfg, d=known[key]: check_balance(c, d),
+            f"balance:{key}:{cfg.seed}:{cfg.trainer.class_weights}:{cfg.trainer.sampler}": lambda c=cfg, d=known[key]: (
+                check_balance(c, d)
+            ),
             f"model:{OmegaConf.to_yaml(cfg.model)}:{OmegaConf.to_yaml(cfg.dataset)}:{OmegaConf.to_yaml(cfg.trainer)}:"
-            f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}:{cam_layer(cfg)}":
-                lambda c=cfg: check_model(c),
+            f"{OmegaConf.to_yaml(cfg.optimizer)}:{OmegaConf.to_yaml(cfg.scheduler)}:{cam_layer(cfg)}": lambda c=cfg: (
+                check_model(c)
+            ),
         }
         if not devices_here:
             checks = {name: check for name, check in checks.items() if not name.startswith("device:")}

@@ -33,6 +33,7 @@ from cnntrain.config.names import TASK_MULTILABEL, epoch_columns
 from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of
+from cnntrain.reporting.console import output_console
 from cnntrain.reporting.float_facts import environment_changes
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
 from cnntrain.reporting.text import markup
@@ -269,7 +270,7 @@ def main() -> None:
 
 def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
-    console = Console(highlight=False)
+    console = output_console()
     overrides, left_out = replayed_overrides(args.run_dir)
     summary = _summary(args.run_dir) if not args.no_compare else {}
     if not args.no_compare:

@@ -14,7 +14,7 @@ from cnntrain.errors import UserError
 from cnntrain.files import atomic_write
 from cnntrain.inference.classifier import ImageClassifier, ImagesOrPaths
 from cnntrain.inference.load import SavedRun
-from cnntrain.models.cam import class_activation_maps, find_cam_layer
+from cnntrain.models.cam import find_cam_layer, predicted_maps
 from cnntrain.models.registry import parse_item
 from cnntrain.reporting.plots import cam_overlay
 
@@ -32,13 +32,17 @@ def predict(saved: SavedRun, images_or_paths: ImagesOrPaths, top_k: int) -> list
 def write_cams(saved: SavedRun, images_uint8: torch.Tensor, classes: list[int], paths: list[Path]) -> str:
     """The overlays of `classes` (one per image) into `paths`; returns the layer they were taken at."""
     device = saved.mean.device
-    layer = find_cam_layer(saved.model, saved.input_shape, OmegaConf.select(saved.config, "report.cam_layer"),
-                           layer_names(saved.config))
+    layer = find_cam_layer(
+        saved.model, saved.input_shape, OmegaConf.select(saved.config, "report.cam_layer"), layer_names(saved.config)
+    )
     if layer is None:
-        raise UserError(f"model {saved.config.model.name!r} has no feature map larger than 1x1 to take a class "
-                        f"activation map at; drop --cam")
-    cams = class_activation_maps(saved.model, layer, saved.normalize(images_uint8.to(device)),
-                                 torch.tensor(classes))
+        raise UserError(
+            f"model {saved.config.model.name!r} has no feature map larger than 1x1 to take a class "
+            f"activation map at; drop --cam"
+        )
+    cams = predicted_maps(
+        saved.model, layer, saved.normalize(images_uint8.to(device)), torch.tensor(classes), saved.tta
+    )  # the classes were predicted with the run's TTA: so are their maps
     for image, cam, path in zip(images_uint8, cams, paths):
         overlay = cam_overlay(image.cpu(), cam)
         scale = max(1, -(-CAM_PIXELS // max(overlay.shape[1:])))

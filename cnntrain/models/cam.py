@@ -50,9 +50,14 @@ def cam_layers(model: nn.Module, input_shape: tuple[int, ...], names: Sequence[s
         rows.append((str(i), names[i - 1] if names and i <= len(names) else type(item).__name__.lower(), item))
         rows += [(f"{i}.{j}", name, block) for j, (name, block) in enumerate(summary_blocks(item), 1)]
     shapes: dict[int, tuple[int, ...]] = {}
-    handles = [module.register_forward_hook(
-        lambda _m, _i, out, k=k: shapes.__setitem__(k, tuple(out.shape[1:])) if isinstance(out, torch.Tensor) else None)
-        for k, (_, _, module) in enumerate(rows)]
+    handles = [
+        module.register_forward_hook(
+            lambda _m, _i, out, k=k: (
+                shapes.__setitem__(k, tuple(out.shape[1:])) if isinstance(out, torch.Tensor) else None
+            )
+        )
+        for k, (_, _, module) in enumerate(rows)
+    ]
     flags = _training_flags(model)
     model.eval()
     try:
@@ -63,13 +68,16 @@ def cam_layers(model: nn.Module, input_shape: tuple[int, ...], names: Sequence[s
         for handle in handles:
             handle.remove()
         _restore(flags)
-    return [CamLayer(index, name, module, shapes[k]) for k, (index, name, module) in enumerate(rows)
-            if len(shapes.get(k, ())) == 3 and shapes[k][1] * shapes[k][2] > 1
-            and not isinstance(module, nn.Identity)]  # a placeholder (timm's norm_pre) repeats the layer before it
+    return [
+        CamLayer(index, name, module, shapes[k])
+        for k, (index, name, module) in enumerate(rows)
+        if len(shapes.get(k, ())) == 3 and shapes[k][1] * shapes[k][2] > 1 and not isinstance(module, nn.Identity)
+    ]  # a placeholder (timm's norm_pre) repeats the layer before it
 
 
-def find_cam_layer(model: nn.Module, input_shape: tuple[int, ...], name: str | None = None,
-                   names: Sequence[str] | None = None) -> CamLayer | None:
+def find_cam_layer(
+    model: nn.Module, input_shape: tuple[int, ...], name: str | None = None, names: Sequence[str] | None = None
+) -> CamLayer | None:
     """The layer `name` names (report.cam_layer), or with None the last feature map before the head (None when
     the model has none, e.g. a model of linear layers only). An unknown name is a ConfigError listing them all."""
     layers = cam_layers(model, input_shape, names)
@@ -81,12 +89,19 @@ def find_cam_layer(model: nn.Module, input_shape: tuple[int, ...], name: str | N
     if by_index or len(by_name) == 1:
         return (by_index or by_name)[0]
     if not layers:
-        raise ConfigError(f"report.cam_layer={name}: this model has no layer whose output is a feature map larger "
-                          f"than 1x1; set report.cam_layer=null (or report.cam=false)")
-    why = f"several layers are called '{name}'; give its number" if by_name else \
-        f"no such layer{did_you_mean(name, [layer.index for layer in layers] + [layer.name for layer in layers])}"
-    raise ConfigError(f"report.cam_layer={name}: {why}; candidates (the model summary's #): "
-                      f"{', '.join(layer.label for layer in layers)}")
+        raise ConfigError(
+            f"report.cam_layer={name}: this model has no layer whose output is a feature map larger "
+            f"than 1x1; set report.cam_layer=null (or report.cam=false)"
+        )
+    why = (
+        f"several layers are called '{name}'; give its number"
+        if by_name
+        else f"no such layer{did_you_mean(name, [layer.index for layer in layers] + [layer.name for layer in layers])}"
+    )
+    raise ConfigError(
+        f"report.cam_layer={name}: {why}; candidates (the model summary's #): "
+        f"{', '.join(layer.label for layer in layers)}"
+    )
 
 
 def cam_available() -> bool:
@@ -94,8 +109,9 @@ def cam_available() -> bool:
     return importlib.util.find_spec("torchcam") is not None
 
 
-def class_activation_maps(model: nn.Module, layer: CamLayer, inputs: torch.Tensor, classes: torch.Tensor
-                          ) -> torch.Tensor:
+def class_activation_maps(
+    model: nn.Module, layer: CamLayer, inputs: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
     """LayerCAM of each normalised input [N, C, H, W] for its class in `classes` [N]: float [N, H, W] in [0, 1]
     (each map scaled to its own peak), upsampled to the input's size. The model is run in eval mode and left as it
     was: its weights, their requires_grad flags, its modes, and no .grad written (gradients are taken with respect
@@ -117,11 +133,26 @@ def class_activation_maps(model: nn.Module, layer: CamLayer, inputs: torch.Tenso
         _restore(flags)
     cams = torch.nan_to_num(cams.detach().float(), nan=0.0)
     if cams.shape[-2:] != inputs.shape[-2:]:
-        cams = F.interpolate(cams.unsqueeze(1), size=tuple(inputs.shape[-2:]), mode="bilinear",
-                             align_corners=False).squeeze(1)
+        cams = F.interpolate(
+            cams.unsqueeze(1), size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False
+        ).squeeze(1)
     low = cams.flatten(1).amin(1)[:, None, None]
     high = cams.flatten(1).amax(1)[:, None, None]
     return ((cams - low) / (high - low).clamp(min=1e-8)).cpu()
+
+
+def predicted_maps(
+    model: nn.Module, layer: CamLayer, inputs: torch.Tensor, classes: torch.Tensor, tta: str
+) -> torch.Tensor:
+    """The maps of what was predicted: with tta='hflip' the prediction averaged the image and its mirror, so the
+    map is the mean of both views' maps (the mirror's flipped back), scaled to its peak again; else the plain
+    image's map (class_activation_maps)."""
+    cams = class_activation_maps(model, layer, inputs, classes)
+    if tta != "hflip" or inputs.shape[0] == 0:
+        return cams
+    mirrored = class_activation_maps(model, layer, inputs.flip(-1), classes).flip(-1)
+    mean = (cams + mirrored) / 2
+    return mean / mean.flatten(1).amax(1).clamp(min=1e-8)[:, None, None]
 
 
 def _training_flags(model: nn.Module) -> list[tuple[nn.Module, bool]]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from cnntrain.reporting.class_scores import class_scores
+
 MOST_CONFUSED = 10  # pairs of (true, predicted) classes in summary.json and the console table
 
 
@@ -29,15 +31,31 @@ class Predictions:
     loss: torch.Tensor  # float64 -log p(true class), computed in log space (no inf from a rounded-off 0)
 
     @classmethod
-    def of(cls, labels: torch.Tensor, preds: torch.Tensor, probability: torch.Tensor,
-           true_probability: torch.Tensor, loss: torch.Tensor) -> Predictions:
-        return cls(*(t.detach().cpu().to(dtype) for t, dtype in (
-            (labels, torch.int64), (preds, torch.int64), (probability, torch.float64),
-            (true_probability, torch.float64), (loss, torch.float64))))
+    def of(
+        cls,
+        labels: torch.Tensor,
+        preds: torch.Tensor,
+        probability: torch.Tensor,
+        true_probability: torch.Tensor,
+        loss: torch.Tensor,
+    ) -> Predictions:
+        return cls(
+            *(
+                t.detach().cpu().to(dtype)
+                for t, dtype in (
+                    (labels, torch.int64),
+                    (preds, torch.int64),
+                    (probability, torch.float64),
+                    (true_probability, torch.float64),
+                    (loss, torch.float64),
+                )
+            )
+        )
 
 
-def per_image_scores(logits: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def per_image_scores(
+    logits: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(probability of the prediction, probability of the true class, -log of it) for a batch of outputs, which may
     be logits or log-probabilities alike (log_softmax of log-probabilities changes nothing)."""
     log_probs = logits.float().log_softmax(dim=1)
@@ -69,14 +87,13 @@ def most_confused(matrix: torch.Tensor, classes: list[str], top: int = MOST_CONF
 def per_class(matrix: torch.Tensor, classes: list[str]) -> dict[str, dict[str, Any]]:
     """Precision, recall, F1 and support (true images) of each class from the confusion matrix [true, predicted];
     a ratio whose denominator is 0 is None (precision of a class never predicted, recall of an absent class),
-    and F1 is None only when the class is neither present nor predicted."""
+    and F1 is None only when the class is neither present nor predicted (class_scores: the one definition)."""
     m = matrix.detach().cpu().double()
     tp, predicted, support = m.diagonal(), m.sum(dim=0), m.sum(dim=1)
     out = {}
     for i, name in enumerate(classes):
         hits, pred_n, true_n = float(tp[i]), float(predicted[i]), float(support[i])
-        out[name] = {"precision": hits / pred_n if pred_n else None, "recall": hits / true_n if true_n else None,
-                     "f1": 2 * hits / (pred_n + true_n) if pred_n + true_n else None, "support": int(true_n)}
+        out[name] = {**class_scores(hits, pred_n, true_n), "support": int(true_n)}
     return out
 
 
@@ -96,22 +113,33 @@ def calibration(table: Predictions, bins: int) -> dict[str, Any]:
     accuracy = torch.where(filled, hit_sum / count.clamp(min=1), torch.zeros_like(count))
     total = max(1.0, float(count.sum()))
     ece = float(((count / total) * (accuracy - mean_conf).abs()).sum())
-    return {"ece": ece, "bins": bins,
-            "confidence": [float(c) if f else None for c, f in zip(mean_conf.tolist(), filled.tolist())],
-            "accuracy": [float(a) if f else None for a, f in zip(accuracy.tolist(), filled.tolist())],
-            "count": [int(c) for c in count.tolist()]}
+    return {
+        "ece": ece,
+        "bins": bins,
+        "confidence": [float(c) if f else None for c, f in zip(mean_conf.tolist(), filled.tolist())],
+        "accuracy": [float(a) if f else None for a, f in zip(accuracy.tolist(), filled.tolist())],
+        "count": [int(c) for c in count.tolist()],
+    }
 
 
-def analysis_summary(table: Predictions, matrix: torch.Tensor, classes: list[str], worst: int, bins: int,
-                     cam: dict[str, str] | None) -> dict[str, Any]:
+def analysis_summary(
+    table: Predictions, matrix: torch.Tensor, classes: list[str], worst: int, bins: int, cam: dict[str, str] | None
+) -> dict[str, Any]:
     """summary.json's "analysis": everything above as plain JSON (the report page renders it)."""
     return {
         "per_class": per_class(matrix, classes),
         "most_confused": most_confused(matrix, classes),
         "calibration": calibration(table, bins),
-        "worst_mistakes": [{"index": i, "true": classes[int(table.labels[i])],
-                            "predicted": classes[int(table.preds[i])], "probability": float(table.probability[i]),
-                            "true_probability": float(table.true_probability[i]), "loss": float(table.loss[i])}
-                           for i in worst_mistakes(table, worst)],
+        "worst_mistakes": [
+            {
+                "index": i,
+                "true": classes[int(table.labels[i])],
+                "predicted": classes[int(table.preds[i])],
+                "probability": float(table.probability[i]),
+                "true_probability": float(table.true_probability[i]),
+                "loss": float(table.loss[i]),
+            }
+            for i in worst_mistakes(table, worst)
+        ],
         "cam": cam,
     }

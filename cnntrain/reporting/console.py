@@ -27,6 +27,19 @@ PLAIN_PROGRESS_ENV = "CNNTRAIN_PLAIN_PROGRESS"
 to the notebook's output, where a live display would arrive as a stream of redrawn frames, not in place."""
 
 
+PIPED_WIDTH = 120
+"""The width of output that goes to a file or a pipe (a CI log, `| tee`): rich's default there is 80 columns,
+which cuts the model table; a terminal keeps its own width, and COLUMNS, when set, wins."""
+
+
+def output_console() -> Console:
+    """The console a command prints to: the terminal's width, or PIPED_WIDTH when the output is not a terminal."""
+    console = Console(highlight=False)
+    if not console.is_terminal and not console.is_jupyter and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
 def format_metric(key: str, value: Any) -> str:
     """One spelling of each metric for the table, the log and the summary printout."""
     if value is None:
@@ -42,7 +55,6 @@ def format_metric(key: str, value: Any) -> str:
     return f"{value:.4f}"
 
 
-
 def format_macs(macs: int) -> str:
     """Multiply-adds in three significant digits (512, 523K, 2.29M, 1.81G): one spelling wherever they are shown."""
     if macs < 1000:
@@ -54,17 +66,20 @@ def format_macs(macs: int) -> str:
         value, unit = value / 1000, next_unit
     return f"{value:.3g}{unit}"
 
+
 class Reporter:
     """Prints to the terminal and mirrors everything, without colour, into a log file."""
 
     def __init__(self, log_path: Path | None = None, *, console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or output_console()
         self._log_path = log_path
         self._log: TextIO | None = open_append(log_path) if log_path else None
         self._file_console = (
-            Console(file=self._log, width=120, no_color=True, force_terminal=False, force_jupyter=False,
-                    highlight=False)  # not jupyter: in a notebook rich would show the log's copy, not write it
-            if self._log else None
+            Console(
+                file=self._log, width=120, no_color=True, force_terminal=False, force_jupyter=False, highlight=False
+            )  # not jupyter: in a notebook rich would show the log's copy, not write it
+            if self._log
+            else None
         )
 
     def print(self, *objects: Any, log_only: bool = False) -> None:
@@ -75,8 +90,9 @@ class Reporter:
                 self._file_console.print(*objects, soft_wrap=isinstance(objects[0], str))
                 self._log.flush()
 
-    def epochs(self, total_epochs: int, *, progress: bool, title: str = "",
-               columns: tuple[str, ...] = EPOCH_COLUMNS) -> EpochDisplay:
+    def epochs(
+        self, total_epochs: int, *, progress: bool, title: str = "", columns: tuple[str, ...] = EPOCH_COLUMNS
+    ) -> EpochDisplay:
         return EpochDisplay(self, total_epochs, progress=progress, title=title, columns=columns)
 
     def close(self) -> None:
@@ -95,8 +111,15 @@ class EpochDisplay:
 
     REFRESH_SECONDS = 0.25  # how often the live loss is read back (a device sync on GPUs)
 
-    def __init__(self, reporter: Reporter, total_epochs: int, *, progress: bool, title: str,
-                 columns: tuple[str, ...] = EPOCH_COLUMNS) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        total_epochs: int,
+        *,
+        progress: bool,
+        title: str,
+        columns: tuple[str, ...] = EPOCH_COLUMNS,
+    ) -> None:
         self.reporter = reporter
         self.columns = columns
         self.total_epochs = total_epochs
@@ -107,8 +130,14 @@ class EpochDisplay:
             self.table.add_column(name, justify="right")
         self.table.add_column("best", justify="center")
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=reporter.console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=reporter.console,
+            transient=True,
         )
         self._live: Live | None = None
         self._task: Any = None
@@ -116,8 +145,9 @@ class EpochDisplay:
 
     def __enter__(self) -> EpochDisplay:
         if self.live_mode:
-            self._live = Live(Group(self.table, self.progress), console=self.reporter.console,
-                              refresh_per_second=8, transient=False)
+            self._live = Live(
+                Group(self.table, self.progress), console=self.reporter.console, refresh_per_second=8, transient=False
+            )
             self._live.__enter__()
         self.reporter.print(_line(self.columns, self.columns), log_only=self.live_mode or self.notebook is not None)
         if self.notebook is not None:

@@ -21,8 +21,11 @@ from cnntrain.reporting.tensorboard import TensorBoardLogger
 from cnntrain.reporting.trackers import Guarded
 from cnntrain.reporting.wandb_logger import WandbLogger
 
-INSTEAD = {"tensorboard": "or use logger=csv", "mlflow": "or leave mlflow out of logger",
-           "wandb": "or leave wandb out of logger"}
+INSTEAD = {
+    "tensorboard": "or use logger=csv",
+    "mlflow": "or leave mlflow out of logger",
+    "wandb": "or leave wandb out of logger",
+}
 """The loggers that need a package of their own (an optional extra named as the logger), and the way out."""
 
 
@@ -63,8 +66,16 @@ class CSVLogger:
         pass
 
 
-def open_loggers(names: list[str], paths: RunDir, history: list[dict[str, Any]], *, task: str | None,
-                 config: dict[str, Any], mlflow: MLflowConfig, wandb: WandbConfig) -> list[Logger]:
+def open_loggers(
+    names: list[str],
+    paths: RunDir,
+    history: list[dict[str, Any]],
+    *,
+    task: str | None,
+    config: dict[str, Any],
+    mlflow: MLflowConfig,
+    wandb: WandbConfig,
+) -> list[Logger]:
     """csv (always), then each other logger `names` lists (the validated `logger`): tensorboard (event files under
     RUN_DIR/tensorboard), mlflow, wandb. Each of those is guarded: a failure, opening it included, is one warning
     and costs only that logger (cnntrain.reporting.trackers.Guarded). The trackers get their own section and the
@@ -72,10 +83,13 @@ def open_loggers(names: list[str], paths: RunDir, history: list[dict[str, Any]],
 
     def tensorboard() -> Logger:
         check_available("tensorboard")
-        return TensorBoardLogger(safe_folder(paths.tensorboard, paths.root))
+        return TensorBoardLogger(safe_folder(paths.tensorboard, paths.root), paths)
 
-    openers = {"tensorboard": tensorboard, "mlflow": lambda: MLflowLogger(mlflow, config, paths),
-               "wandb": lambda: WandbLogger(wandb, config, paths)}
+    openers = {
+        "tensorboard": tensorboard,
+        "mlflow": lambda: MLflowLogger(mlflow, config, paths),
+        "wandb": lambda: WandbLogger(wandb, config, paths),
+    }
     loggers: list[Logger] = [CSVLogger(paths, history, task)]
     loggers.extend(Guarded(name, openers[name]) for name in names if name in openers)
     return loggers
@@ -84,5 +98,4 @@ def open_loggers(names: list[str], paths: RunDir, history: list[dict[str, Any]],
 def check_available(name: str) -> None:
     """Fail before training, not after it, when the package a chosen logger needs is missing."""
     if importlib.util.find_spec(name) is None:
-        raise ConfigError(f"logger={name} needs the {name} package: pip install 'cnntrain[{name}]' "
-                          f"({INSTEAD[name]})")
+        raise ConfigError(f"logger={name} needs the {name} package: pip install 'cnntrain[{name}]' ({INSTEAD[name]})")

@@ -20,7 +20,7 @@ from cnntrain.data.containers import images_at
 from cnntrain.data.loading import DataBundle
 from cnntrain.errors import UserError, first_line
 from cnntrain.models.builder import LayerRow
-from cnntrain.models.cam import CAM_METHOD, cam_available, class_activation_maps, find_cam_layer
+from cnntrain.models.cam import CAM_METHOD, cam_available, find_cam_layer, predicted_maps
 from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.analysis import analysis_summary, worst_mistakes
 from cnntrain.reporting.console import Reporter, format_metric
@@ -57,10 +57,22 @@ class Tested:
         return class_metrics(self.matrix, self.best.acc5), class_metrics(last, self.last.acc5)
 
 
-def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], data: DataBundle,
-           size: dict[str, int], device: torch.device, result: FitResult, tested: Tested, started: float,
-           timing: dict[str, float], parallel: dict[str, Any], imbalance: dict[str, Any] | None = None,
-           rows: list[LayerRow] | None = None) -> None:
+def report(
+    cfg: DictConfig,
+    paths: RunDir,
+    reporter: Reporter,
+    loggers: list[Logger],
+    data: DataBundle,
+    size: dict[str, int],
+    device: torch.device,
+    result: FitResult,
+    tested: Tested,
+    started: float,
+    timing: dict[str, float],
+    parallel: dict[str, Any],
+    imbalance: dict[str, Any] | None = None,
+    rows: list[LayerRow] | None = None,
+) -> None:
     """Log the test metrics, draw the plots, write summary.json and print the result tables.
 
     `parallel` says how the run was spread over processes (world size, backend, global and per-rank batch);
@@ -74,14 +86,17 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
         return misclassified_figure(data.test.images, data.test.labels, tested.best.preds, data.classes)
 
     for logger in loggers:
-        logger.log_test({**dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), **best_metrics},
-                        len(result.history), misclassified)
+        logger.log_test(
+            {**dict(zip(TEST_METRICS, (tested.best.acc, tested.best.loss))), **best_metrics},
+            len(result.history),
+            misclassified,
+        )
     if cfg.report.plots:
-        write_plots(paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds,
-                    data.classes)
+        write_plots(
+            paths, result.history, tested.matrix, data.test.images, data.test.labels, tested.best.preds, data.classes
+        )
     analysis = analyse(cfg, paths, data, tested) if cfg.report.analysis and tested.best.table is not None else None
-    summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing,
-                            (best_metrics, last_metrics))
+    summary = build_summary(cfg, data, result, tested, accuracies, size, started, timing, (best_metrics, last_metrics))
     summary["analysis"] = analysis
     page = write_outputs(cfg, paths, reporter, summary, device, parallel, imbalance, rows)
     stop_note = stopped_note(result)
@@ -89,24 +104,36 @@ def report(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Log
     reporter.print(per_class_table(data.classes, accuracies, tested.matrix))
     if analysis and analysis["most_confused"]:
         reporter.print(most_confused_table(analysis["most_confused"]))
-    reporter.print(key_value_table("result", [
-        ("test/acc (best checkpoint)", format_metric("acc", tested.best.acc)),
-        ("test/loss (best checkpoint)", format_metric("loss", tested.best.loss)),
-        *((f"{name} (best checkpoint)", format_metric(name, value)) for name, value in best_metrics.items()),
-        ("test/acc (last epoch)", format_metric("acc", tested.last.acc)),
-        (f"best {monitor}", f"{format_metric(monitor, result.best_value)} at epoch {result.best_epoch}"),
-        ("epochs", stop_note),
-        ("training time", f"{result.train_seconds:.1f} s"),
-    ]))
+    reporter.print(
+        key_value_table(
+            "result",
+            [
+                ("test/acc (best checkpoint)", format_metric("acc", tested.best.acc)),
+                ("test/loss (best checkpoint)", format_metric("loss", tested.best.loss)),
+                *((f"{name} (best checkpoint)", format_metric(name, value)) for name, value in best_metrics.items()),
+                ("test/acc (last epoch)", format_metric("acc", tested.last.acc)),
+                (f"best {monitor}", f"{format_metric(monitor, result.best_value)} at epoch {result.best_epoch}"),
+                ("epochs", stop_note),
+                ("training time", f"{result.train_seconds:.1f} s"),
+            ],
+        )
+    )
     # paths on lines of their own: a table column would cut a long one off on a narrow terminal
     reporter.print(f"outputs: {markup(paths.root)}")
     if page:
         reporter.print(f"report: {markup(page)}")
 
 
-def write_outputs(cfg: DictConfig, paths: RunDir, reporter: Reporter, summary: dict[str, Any], device: torch.device,
-                  parallel: dict[str, Any], imbalance: dict[str, Any] | None, rows: list[LayerRow] | None
-                  ) -> Path | None:
+def write_outputs(
+    cfg: DictConfig,
+    paths: RunDir,
+    reporter: Reporter,
+    summary: dict[str, Any],
+    device: torch.device,
+    parallel: dict[str, Any],
+    imbalance: dict[str, Any] | None,
+    rows: list[LayerRow] | None,
+) -> Path | None:
     """What every task's summary.json ends with (how the run was spread, imbalance, the model's table, provenance),
     written; then report.html when asked. Returns the page's path, or None."""
     summary["parallel"] = parallel
@@ -131,11 +158,28 @@ def model_summary(rows: list[LayerRow]) -> list[dict[str, Any]]:
     blocks (index "3.1", part_of "3"; not counted again in totals), with output shape, parameters and MACs."""
     plain = []
     for row in rows:
-        plain.append({"index": str(row.index), "layer": row.name, "detail": row.detail,
-                      "output": fmt_shape(row.output_shape), "params": row.params, "macs": row.macs})
-        plain += [{"index": f"{row.index}.{block.index}", "layer": block.name, "detail": block.detail,
-                   "output": fmt_shape(block.output_shape), "params": block.params, "macs": block.macs,
-                   "part_of": str(row.index)} for block in row.blocks]
+        plain.append(
+            {
+                "index": str(row.index),
+                "layer": row.name,
+                "detail": row.detail,
+                "output": fmt_shape(row.output_shape),
+                "params": row.params,
+                "macs": row.macs,
+            }
+        )
+        plain += [
+            {
+                "index": f"{row.index}.{block.index}",
+                "layer": block.name,
+                "detail": block.detail,
+                "output": fmt_shape(block.output_shape),
+                "params": block.params,
+                "macs": block.macs,
+                "part_of": str(row.index),
+            }
+            for block in row.blocks
+        ]
     return plain
 
 
@@ -146,29 +190,43 @@ def analyse(cfg: DictConfig, paths: RunDir, data: DataBundle, tested: Tested) ->
     assert table is not None
     report = cfg.report
     worst = worst_mistakes(table, report.worst)
-    images = images_at(data.test.images, worst) if report.plots else None  # only pictures need them (a stream's:
-    cams, cam = None, None                                                 # one more pass over its shards)
+    shown = report.plots and report.worst > 0  # report.worst=0: no worst_mistakes.png at all
+    images = images_at(data.test.images, worst) if shown else None  # only the picture needs them (a stream's:
+    cams, cam = None, None  # one more pass over its shards)
     if report.plots and report.cam and worst and tested.model is not None:
-        layer = None if not cam_available() else \
-            find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
+        layer = (
+            None
+            if not cam_available()
+            else find_cam_layer(tested.model, data.input_shape, report.cam_layer, tested.layer_names)
+        )
         if layer is not None:
             inputs = data.normalize(images.to(data.mean.device)).to(next(tested.model.parameters()).device)
-            cams = class_activation_maps(tested.model, layer, inputs, table.preds[worst])
+            cams = predicted_maps(tested.model, layer, inputs, table.preds[worst], cfg.trainer.tta)
             cam = {"method": CAM_METHOD, "layer": layer.label}
     analysis = analysis_summary(table, tested.matrix, data.classes, report.worst, report.calibration_bins, cam)
     if images is not None:
         titles = [f"{m['predicted']} p={m['probability']:.2f}\n({m['true']})" for m in analysis["worst_mistakes"]]
-        header = f"worst {len(worst)} test mistakes: predicted p=probability (true)" + \
-            (f", {cam['method']} of the prediction at layer {cam['layer']}" if cam else "")
+        header = f"worst {len(worst)} test mistakes: predicted p=probability (true)" + (
+            f", {cam['method']} of the prediction at layer {cam['layer']}" if cam else ""
+        )
         plot_worst_mistakes(images, cams, titles, paths.worst_mistakes_png, header)
+    if report.plots:
         plot_reliability(analysis["calibration"], paths.reliability_png)
         plot_per_class(analysis["per_class"], paths.per_class_png)
     return analysis
 
 
-def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: Tested,
-                  accuracies: list[float | None], size: dict[str, int], started: float,
-                  timing: dict[str, float], metrics: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+def build_summary(
+    cfg: DictConfig,
+    data: DataBundle,
+    result: FitResult,
+    tested: Tested,
+    accuracies: list[float | None],
+    size: dict[str, int],
+    started: float,
+    timing: dict[str, float],
+    metrics: tuple[dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
     """Everything a person (or a sweep table) wants to know about a finished run, as plain JSON (provenance
     follows it in summary.json). `metrics` are the best and the last weights' class metrics (Tested.class_metrics).
     """
@@ -176,13 +234,20 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
     return {
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
-        "data": {"kind": cfg.dataset.get("kind") or "torchvision", "layout": data.layout,
-                 "skipped_images": len(data.skipped)},
+        "data": {
+            "kind": cfg.dataset.get("kind") or "torchvision",
+            "layout": data.layout,
+            "skipped_images": len(data.skipped),
+        },
         "test": {"loss": tested.best.loss, "acc": tested.best.acc, **best, "weights": "best"},
         "test_last": {"loss": tested.last.loss, "acc": tested.last.acc, **last, "weights": "last"},
         "status": "done",
-        "best": {"monitor": cfg.trainer.checkpoint.monitor, "mode": cfg.trainer.checkpoint.mode,
-                 "value": result.best_value, "epoch": result.best_epoch},
+        "best": {
+            "monitor": cfg.trainer.checkpoint.monitor,
+            "mode": cfg.trainer.checkpoint.mode,
+            "value": result.best_value,
+            "epoch": result.best_epoch,
+        },
         "final_epoch": result.history[-1] if result.history else None,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
@@ -202,8 +267,10 @@ def build_summary(cfg: DictConfig, data: DataBundle, result: FitResult, tested: 
         "seed": cfg.seed,
         "optimization": {  # how batches became optimizer steps
             "effective_batch_size": cfg.trainer.batch_size * cfg.trainer.accumulate,
-            "accumulate": cfg.trainer.accumulate, "grad_clip": cfg.trainer.grad_clip,
-            "ema_decay": cfg.trainer.ema.decay or None, "decay_norm_and_bias": cfg.trainer.decay_norm_and_bias,
+            "accumulate": cfg.trainer.accumulate,
+            "grad_clip": cfg.trainer.grad_clip,
+            "ema_decay": cfg.trainer.ema.decay or None,
+            "decay_norm_and_bias": cfg.trainer.decay_norm_and_bias,
         },
     }
 
@@ -212,8 +279,10 @@ def stopped_note(result: FitResult) -> str:
     """Why training ended, for the console: all epochs, early stopping, or the time budget."""
     reason, epochs = result.stopped.get("reason"), len(result.history)
     if reason == "time_limit":
-        return (f"stopped at the time limit ({result.stopped['limit_seconds']:g} s) in epoch {result.stopped['epoch']} "
-                f"after {result.stopped['steps_in_epoch']} of {result.stopped['steps_per_epoch']} steps")
+        return (
+            f"stopped at the time limit ({result.stopped['limit_seconds']:g} s) in epoch {result.stopped['epoch']} "
+            f"after {result.stopped['steps_in_epoch']} of {result.stopped['steps_per_epoch']} steps"
+        )
     if reason == "early_stopping":
         return f"stopped early after epoch {epochs}"
     return f"ran all {epochs} epochs"

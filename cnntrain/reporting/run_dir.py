@@ -63,6 +63,11 @@ class RunDir:
         return self.root / "eval_summary.json"
 
     @property
+    def eval_dir(self) -> Path:
+        """cnntrain-eval's analysis pictures and its report.html (as the run's own, named alike, in a folder)."""
+        return self.root / "eval"
+
+    @property
     def bad_images(self) -> Path:
         """The image files a run left out because they do not decode (dataset.skip_bad_images): file<TAB>reason."""
         return self.root / "bad_images.txt"
@@ -122,6 +127,17 @@ class RunDir:
         return self.worst_mistakes_png, self.reliability_png, self.per_class_png
 
     @property
+    def pr_curves_png(self) -> Path:
+        """A multi-label run's precision-recall curves of its worst labels."""
+        return self.root / "pr_curves.png"
+
+    @property
+    def tracked_pictures(self) -> tuple[Path, ...]:
+        """Every picture a run may draw for its reader, the analysis's and the multi-label ones included: what the
+        trackers get (those that exist)."""
+        return (*self.plots, *self.analysis_plots, self.pr_curves_png)
+
+    @property
     def augment_preview(self) -> Path:
         """The first training images as the model sees them after dataset.augment, drawn as training starts."""
         return self.root / "augment_preview.png"
@@ -155,8 +171,9 @@ class MetricsCSV:
     rows from epochs after the checkpoint are dropped, never duplicated.
     """
 
-    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None,
-                 columns: tuple[str, ...] = EPOCH_COLUMNS) -> None:
+    def __init__(
+        self, path: Path, rows: list[dict[str, Any]] | None = None, columns: tuple[str, ...] = EPOCH_COLUMNS
+    ) -> None:
         self.path = path
         self.columns = columns
         buffer = io.StringIO(newline="")
@@ -178,8 +195,10 @@ def read_steps(path: Path, through_epoch: float | None = None) -> list[dict[str,
     missing (runs from before steps were recorded) or unreadable, since the curves can do without them."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = [{key: int(value) if key == "step" else float(value) for key, value in row.items()}
-                    for row in csv.DictReader(f)]
+            rows = [
+                {key: int(value) if key == "step" else float(value) for key, value in row.items()}
+                for row in csv.DictReader(f)
+            ]
     except (OSError, ValueError, TypeError, csv.Error):
         return []
     if rows and set(STEP_COLUMNS) - set(rows[0]):
@@ -199,13 +218,17 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
     header = lines[0][1] if lines else []
     missing = [name for name in EPOCH_COLUMNS if name not in header]
     if missing:
-        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; its header "
-                        f"must be {','.join(EPOCH_COLUMNS)} (restore it from a copy of the run)")
+        raise UserError(
+            f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; its header "
+            f"must be {','.join(EPOCH_COLUMNS)} (restore it from a copy of the run)"
+        )
     rows = [(number, cells) for number, cells in lines[1:] if cells]
     for number, cells in rows:
         if len(cells) != len(header):
-            raise UserError(f"{path} line {number} has {len(cells)} cells, not the header's {len(header)}; restore "
-                            f"the file from a copy of the run")
+            raise UserError(
+                f"{path} line {number} has {len(cells)} cells, not the header's {len(header)}; restore "
+                f"the file from a copy of the run"
+            )
     return [dict(zip(header, cells)) for _, cells in rows]
 
 
@@ -228,8 +251,9 @@ def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> 
         return {}
     try:
         if path.stat().st_size > MAX_SUMMARY_BYTES:
-            raise UserError(f"{path} is larger than {MAX_SUMMARY_BYTES:,} bytes, far more than a run writes; refused; "
-                            f"{fix}")
+            raise UserError(
+                f"{path} is larger than {MAX_SUMMARY_BYTES:,} bytes, far more than a run writes; refused; {fix}"
+            )
         summary = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); {fix}") from None
@@ -245,7 +269,8 @@ def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> 
 def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:
     """The summary.json of a sweep job that failed, so the sweep summary can list it."""
     try:
-        write_summary(path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds,
-                             "command": command_line()})
+        write_summary(
+            path, {"status": "failed", "error": error, "elapsed_seconds": elapsed_seconds, "command": command_line()}
+        )
     except OutputError:
         pass  # the disk that refused the run's files refuses this one too: the error already says so

@@ -23,19 +23,36 @@ def summary_table(rows: list[LayerRow], model_name: str, input_shape: Sequence[i
     multiply-adds per image; a composite layer's blocks follow it, indented, so a whole network stays a
     dozen lines. Totals count the config items only (their blocks are part of them)."""
     table = Table(title=f"model {markup(model_name)}", show_footer=True)
-    table.add_column("#", justify="right")
-    table.add_column("layer", footer="total")
-    table.add_column("details")
-    table.add_column("output shape", justify="right")
-    table.add_column("params", justify="right", footer=f"{sum(r.params for r in rows):,}")
-    table.add_column("MACs", justify="right", footer=format_macs(sum(r.macs for r in rows)))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("layer", footer="total", overflow="fold")
+    table.add_column("details", overflow="fold", ratio=1)  # on a narrow console the text folds, numbers stay whole
+    for name, footer in (
+        ("output shape", None),
+        ("params", f"{sum(r.params for r in rows):,}"),
+        ("MACs", format_macs(sum(r.macs for r in rows))),
+    ):
+        table.add_column(
+            name, justify="right", no_wrap=True, footer=footer or "", min_width=max(len(name), len(footer or ""))
+        )
     table.add_row("", "input", "", fmt_shape(tuple(to_plain(input_shape))), "", "")
     for r in rows:
-        table.add_row(str(r.index), markup(r.name), markup(r.detail), fmt_shape(r.output_shape), f"{r.params:,}",
-                      format_macs(r.macs))
+        table.add_row(
+            str(r.index),
+            markup(r.name),
+            markup(r.detail),
+            fmt_shape(r.output_shape),
+            f"{r.params:,}",
+            format_macs(r.macs),
+        )
         for b in r.blocks:
-            table.add_row(f"{r.index}.{b.index}", Text(f"  {plain(b.name)}"), markup(b.detail),
-                          fmt_shape(b.output_shape), f"{b.params:,}", format_macs(b.macs))
+            table.add_row(
+                f"{r.index}.{b.index}",
+                Text(f"  {plain(b.name)}"),
+                markup(b.detail),
+                fmt_shape(b.output_shape),
+                f"{b.params:,}",
+                format_macs(b.macs),
+            )
     return table
 
 

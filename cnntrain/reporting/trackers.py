@@ -56,10 +56,14 @@ def place_of(paths: RunDir) -> Place:
     root = next((folder for folder in run_dir.parents if folder.name == OUTPUTS), (sweep_dir or run_dir).parent)
     job = (hydra.get("job") or {}).get("num") if sweep_dir is not None else None
     overrides = _yaml_or_none(paths.overrides_yaml)
-    return Place(run_dir=run_dir, root=root, name=_relative(run_dir, root),
-                 sweep=_relative(sweep_dir, root) if sweep_dir is not None else None,
-                 job=job if isinstance(job, int) else None,
-                 overrides=tuple(str(o) for o in overrides) if isinstance(overrides, list) else ())
+    return Place(
+        run_dir=run_dir,
+        root=root,
+        name=_relative(run_dir, root),
+        sweep=_relative(sweep_dir, root) if sweep_dir is not None else None,
+        job=job if isinstance(job, int) else None,
+        overrides=tuple(str(o) for o in overrides) if isinstance(overrides, list) else (),
+    )
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +78,14 @@ def run_tags(config: dict[str, Any], place: Place) -> dict[str, str]:
     from cnntrain.reporting.provenance import git_commit
 
     git = git_commit()
-    tags = {"model": str(config["model"]["name"]), "dataset": str(config["dataset"]["name"]),
-            "cnntrain_version": __version__, "git_commit": git["commit"] if git else NO_COMMIT,
-            "git_dirty": str(bool(git and git["dirty"])).lower(), "run_dir": str(place.run_dir)}
+    tags = {
+        "model": str(config["model"]["name"]),
+        "dataset": str(config["dataset"]["name"]),
+        "cnntrain_version": __version__,
+        "git_commit": git["commit"] if git else NO_COMMIT,
+        "git_dirty": str(bool(git and git["dirty"])).lower(),
+        "run_dir": str(place.run_dir),
+    }
     if place.sweep is not None:
         tags["sweep"] = place.sweep
         tags["job"] = str(place.job)
@@ -99,9 +108,11 @@ def save_tracker_id(paths: RunDir, tracker: str, entry: dict[str, Any]) -> None:
 
 
 def artifact_files(paths: RunDir, with_checkpoint: bool) -> list[tuple[Path, str | None]]:
-    """The files a tracker keeps at the end, as (file, folder in the tracked run): the pictures and summary.json
-    the run wrote, and checkpoints/best.pt when asked for."""
-    files: list[tuple[Path, str | None]] = [(path, None) for path in (*paths.plots, paths.summary_json)]
+    """The files a tracker keeps at the end, as (file, folder in the tracked run): the pictures (the analysis's
+    and the multi-label ones too), report.html and summary.json the run wrote, and checkpoints/best.pt when asked
+    for, so the tracker's page shows what the run directory holds."""
+    kept = (*paths.tracked_pictures, paths.report_html, paths.summary_json)
+    files: list[tuple[Path, str | None]] = [(path, None) for path in kept]
     if with_checkpoint:
         files.append((paths.best, paths.checkpoints.name))
     return [(path, folder) for path, folder in files if path.is_file()]
@@ -184,5 +195,3 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
-
-

@@ -31,8 +31,9 @@ from cnntrain.models.builder import last_layer_name
 from cnntrain.models.tta import predict_with_tta
 from cnntrain.reporting.console import EpochDisplay, Reporter
 from cnntrain.reporting.label_metrics import exact_matches, mean_average_precision, tune_thresholds
-from cnntrain.reporting.label_report import label_evaluation, report_multilabel
+from cnntrain.reporting.label_report import label_analysis, label_evaluation, label_results, report_multilabel
 from cnntrain.reporting.metrics import EvalResult
+from cnntrain.reporting.run_dir import RunDir
 from cnntrain.training.accel import Accel
 from cnntrain.training.distributed import SINGLE, Ranks
 
@@ -72,13 +73,17 @@ class MultiLabel:
         """One line for each single-label setting that has no meaning here."""
         loss = cfg.trainer.loss
         if loss not in ("auto", "bce"):
-            raise ConfigError(f"trainer.loss={loss} takes one class per image, and dataset {cfg.dataset.name} gives a "
-                              f"set of labels per image (multi-label): use trainer.loss=auto (binary cross-entropy "
-                              f"per label)")
+            raise ConfigError(
+                f"trainer.loss={loss} takes one class per image, and dataset {cfg.dataset.name} gives a "
+                f"set of labels per image (multi-label): use trainer.loss=auto (binary cross-entropy "
+                f"per label)"
+            )
         end = last_layer_name(cfg.model.layers)
         if end in PROBABILITY_ENDS:
-            raise ConfigError(f"model '{cfg.model.name}' ends in {end}, and a multi-label model must end in logits "
-                              f"(one per label; the loss applies the sigmoid): remove its last layer ({end})")
+            raise ConfigError(
+                f"model '{cfg.model.name}' ends in {end}, and a multi-label model must end in logits "
+                f"(one per label; the loss applies the sigmoid): remove its last layer ({end})"
+            )
         check_class_weights(cfg.trainer.class_weights, cfg.dataset.get("num_classes"))
 
     def loss(self, cfg: DictConfig, data: DataBundle, device: torch.device) -> nn.Module:
@@ -107,10 +112,21 @@ class MultiLabel:
 
     # -- evaluation ----------------------------------------------------------------------------------------------
 
-    def evaluate(self, model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module,
-                 batch_size: int, *, keep_preds: bool = False, display: EpochDisplay | None = None,
-                 label: str = "validate", accel: Accel | None = None, tta: str = "none",
-                 ranks: Ranks = SINGLE) -> EvalResult:
+    def evaluate(
+        self,
+        model: nn.Module,
+        split: TensorSplit,
+        bundle: DataBundle,
+        loss_fn: nn.Module,
+        batch_size: int,
+        *,
+        keep_preds: bool = False,
+        display: EpochDisplay | None = None,
+        label: str = "validate",
+        accel: Accel | None = None,
+        tta: str = "none",
+        ranks: Ranks = SINGLE,
+    ) -> EvalResult:
         """Loss, exact-match accuracy and mAP over a split, from every image's scores gathered over the ranks.
         On the validation split with threshold=tune the thresholds are tuned here (best F1 per label)."""
         scores, loss = self.scores(model, split, bundle, loss_fn, batch_size, display, label, accel, tta, ranks)
@@ -118,31 +134,66 @@ class MultiLabel:
         if self.tune and not keep_preds:
             self.thresholds = tune_thresholds(scores, labels)
         n = max(1, len(split))
-        result = EvalResult(loss=loss, acc=exact_matches(scores, labels, self.thresholds) / n,
-                            epoch_metrics={VAL_MAP: _number(mean_average_precision(scores, labels))},
-                            thresholds=list(self.thresholds))
+        result = EvalResult(
+            loss=loss,
+            acc=exact_matches(scores, labels, self.thresholds) / n,
+            epoch_metrics={VAL_MAP: _number(mean_average_precision(scores, labels))},
+            thresholds=list(self.thresholds),
+        )
         if keep_preds:
             limits = torch.tensor(self.thresholds, dtype=scores.dtype)
             result.scores, result.labels, result.preds = scores, labels, (scores >= limits).to(torch.int64)
         return result
 
-    def test(self, model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-             display: EpochDisplay | None = None, accel: Accel | None = None, tta: str = "none",
-             ranks: Ranks = SINGLE) -> tuple[EvalResult, None]:
+    def test(
+        self,
+        model: nn.Module,
+        bundle: DataBundle,
+        loss_fn: nn.Module,
+        batch_size: int,
+        display: EpochDisplay | None = None,
+        accel: Accel | None = None,
+        tta: str = "none",
+        ranks: Ranks = SINGLE,
+    ) -> tuple[EvalResult, None]:
         """The test split with every score kept (no confusion matrix: an image has several true labels)."""
-        return self.evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display,
-                             label="test", accel=accel, tta=tta, ranks=ranks), None
+        return self.evaluate(
+            model,
+            bundle.test,
+            bundle,
+            loss_fn,
+            batch_size,
+            keep_preds=True,
+            display=display,
+            label="test",
+            accel=accel,
+            tta=tta,
+            ranks=ranks,
+        ), None
 
-    def scores(self, model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module,
-               batch_size: int, display: EpochDisplay | None = None, label: str = "validate",
-               accel: Accel | None = None, tta: str = "none", ranks: Ranks = SINGLE) -> tuple[torch.Tensor, float]:
+    def scores(
+        self,
+        model: nn.Module,
+        split: TensorSplit,
+        bundle: DataBundle,
+        loss_fn: nn.Module,
+        batch_size: int,
+        display: EpochDisplay | None = None,
+        label: str = "validate",
+        accel: Accel | None = None,
+        tta: str = "none",
+        ranks: Ranks = SINGLE,
+    ) -> tuple[torch.Tensor, float]:
         """(sigmoid scores [N, K] float32 on the CPU in the split's order, mean loss): this rank's share scored,
         the shares gathered (a streamed split's with their canonical indices, and put back in order)."""
         accel = accel or Accel(split.labels.device)
         whole, mine = split, shard(split, ranks.rank, ranks.world)
         streamed = mine.images.keyed
-        batches = mine.images.indexed_batches(batch_size) if streamed else \
-            ((images, targets, None) for images, targets in iterate_batches(mine, batch_size, shuffle=False))
+        batches = (
+            mine.images.indexed_batches(batch_size)
+            if streamed
+            else ((images, targets, None) for images, targets in iterate_batches(mine, batch_size, shuffle=False))
+        )
         n, k = len(whole), int(whole.labels.shape[1])
         total = torch.zeros((), dtype=torch.float64, device=whole.labels.device)
         kept: list[torch.Tensor] = []
@@ -185,10 +236,31 @@ class MultiLabel:
         """TTA: the views' mean logits are the outputs (each label's sigmoid is taken after)."""
         return mean_logits
 
-    def eval_summary(self, result: EvalResult, matrix: torch.Tensor | None, classes: list[str], reporter: Reporter,
-                     head: list[tuple[str, str]]) -> dict[str, Any]:
+    def eval_summary(
+        self,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        classes: list[str],
+        reporter: Reporter,
+        head: list[tuple[str, str]],
+    ) -> dict[str, Any]:
         """cnntrain-eval: the multi-label tables and summary (no confusion matrix: `matrix` is None)."""
         return label_evaluation(result, classes, reporter, head)
+
+    def eval_analysis(
+        self,
+        cfg: DictConfig,
+        paths: RunDir,
+        data: DataBundle,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        model: nn.Module,
+        reporter: Reporter,
+    ) -> dict[str, Any] | None:
+        """cnntrain-eval's analysis: the run's own (label_report.label_analysis), its pictures in `paths`."""
+        if not cfg.report.analysis:
+            return None
+        return label_analysis(cfg, paths, data, result, label_results(result, data.classes)[1])
 
     # -- a finished run's model ----------------------------------------------------------------------------------
 
@@ -207,24 +279,39 @@ class MultiLabel:
         records = []
         for row in probabilities.cpu():
             order = torch.argsort(row, descending=True, stable=True).tolist()
-            label = lambda k, row=row: {"label": classes[k], "probability": float(row[k]),
-                                        "threshold": thresholds[k], "predicted": float(row[k]) >= thresholds[k]}
-            records.append({"labels": [label(k) for k in order if float(row[k]) >= thresholds[k]],
-                            "top": [label(k) for k in order[:top_k]]})
+            label = lambda k, row=row: {
+                "label": classes[k],
+                "probability": float(row[k]),
+                "threshold": thresholds[k],
+                "predicted": float(row[k]) >= thresholds[k],
+            }
+            records.append(
+                {
+                    "labels": [label(k) for k in order if float(row[k]) >= thresholds[k]],
+                    "top": [label(k) for k in order[:top_k]],
+                }
+            )
         return records
 
     def export_output(self, classes: list[str], log_probs: bool) -> dict[str, Any]:
         """The exported file's outputs, for its JSON contract: each label's probability and its threshold."""
-        return {"name": "outputs", "kind": "probabilities", "task": TASK_MULTILABEL, "labels": classes,
-                "thresholds": dict(zip(classes, self.thresholds)),
-                "decision": "a label is predicted when its probability is >= its threshold; any number of labels, "
-                            "none included"}
+        return {
+            "name": "outputs",
+            "kind": "probabilities",
+            "task": TASK_MULTILABEL,
+            "labels": classes,
+            "thresholds": dict(zip(classes, self.thresholds)),
+            "decision": "a label is predicted when its probability is >= its threshold; any number of labels, "
+            "none included",
+        }
 
     def export_tta_note(self) -> str:
         """How to repeat the run's trainer.tta=hflip with the exported (one-pass) file."""
-        return ("the run's metrics averaged each image's logits with its mirror's (trainer.tta=hflip); this file "
-                "is one pass: run it on the image and on its left-right mirror and average the logits of the "
-                "probabilities, log(p / (1 - p))")
+        return (
+            "the run's metrics averaged each image's logits with its mirror's (trainer.tta=hflip); this file "
+            "is one pass: run it on the image and on its left-right mirror and average the logits of the "
+            "probabilities, log(p / (1 - p))"
+        )
 
 
 def _number(value: float | None) -> float:

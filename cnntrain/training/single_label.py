@@ -24,8 +24,9 @@ from cnntrain.models.builder import ends_with_log_softmax
 from cnntrain.models.tta import log_probabilities
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.metrics import EvalResult, per_class_accuracy
-from cnntrain.reporting.report import report
-from cnntrain.reporting.tables import key_value_table, per_class_table
+from cnntrain.reporting.report import Tested, analyse, report
+from cnntrain.reporting.run_dir import RunDir
+from cnntrain.reporting.tables import key_value_table, most_confused_table, per_class_table
 from cnntrain.training import evaluation
 from cnntrain.training.weighted_loss import ClassWeightedLoss
 
@@ -50,8 +51,10 @@ class SingleLabel:
     def monitors(self, cfg: DictConfig) -> tuple[str, str]:
         watched = (cfg.trainer.checkpoint.monitor, cfg.trainer.early_stopping.monitor, cfg.scheduler.get("monitor"))
         if VAL_MAP in watched:
-            raise ConfigError(f"val/map is measured in multi-label runs only, and dataset {cfg.dataset.name} gives "
-                              f"one class per image: monitor val/acc or val/loss")
+            raise ConfigError(
+                f"val/map is measured in multi-label runs only, and dataset {cfg.dataset.name} gives "
+                f"one class per image: monitor val/acc or val/loss"
+            )
         return cfg.trainer.checkpoint.monitor, cfg.trainer.checkpoint.mode
 
     # -- training and evaluation ---------------------------------------------------------------------------------
@@ -68,17 +71,53 @@ class SingleLabel:
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Nothing beyond the weights."""
 
-    def eval_summary(self, result: EvalResult, matrix: torch.Tensor | None, classes: list[str], reporter: Reporter,
-                     head: list[tuple[str, str]]) -> dict[str, Any]:
+    def eval_summary(
+        self,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        classes: list[str],
+        reporter: Reporter,
+        head: list[tuple[str, str]],
+    ) -> dict[str, Any]:
         """cnntrain-eval: print the per-class and result tables (after the `head` rows), return the summary's keys."""
         assert matrix is not None
         accuracies = per_class_accuracy(matrix)
         reporter.print(per_class_table(classes, accuracies, matrix))
-        reporter.print(key_value_table("evaluation", [
-            *head, ("test/acc", format_metric("acc", result.acc)), ("test/loss", format_metric("loss", result.loss))]))
-        return {"test": {"loss": result.loss, "acc": result.acc, "images": len(result.labels)},
-                "per_class_accuracy": dict(zip(classes, accuracies)), "confusion_matrix": matrix.tolist(),
-                "classes": list(classes)}
+        reporter.print(
+            key_value_table(
+                "evaluation",
+                [
+                    *head,
+                    ("test/acc", format_metric("acc", result.acc)),
+                    ("test/loss", format_metric("loss", result.loss)),
+                ],
+            )
+        )
+        return {
+            "test": {"loss": result.loss, "acc": result.acc, "images": len(result.labels)},
+            "per_class_accuracy": dict(zip(classes, accuracies)),
+            "confusion_matrix": matrix.tolist(),
+            "classes": list(classes),
+        }
+
+    def eval_analysis(
+        self,
+        cfg: DictConfig,
+        paths: RunDir,
+        data: DataBundle,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        model: nn.Module,
+        reporter: Reporter,
+    ) -> dict[str, Any] | None:
+        """cnntrain-eval's analysis: the run's own (reporting.report.analyse) over this test pass, its pictures in
+        `paths`, the most confused pairs printed as at the end of a run; None with report.analysis=false."""
+        if not cfg.report.analysis or result.table is None or matrix is None:
+            return None
+        analysis = analyse(cfg, paths, data, Tested(best=result, last=result, matrix=matrix, model=model))
+        if analysis["most_confused"]:
+            reporter.print(most_confused_table(analysis["most_confused"]))
+        return analysis
 
     # -- a finished run's model ----------------------------------------------------------------------------------
 
@@ -93,8 +132,10 @@ class SingleLabel:
     def predictions(self, probabilities: torch.Tensor, classes: list[str], top_k: int) -> list[Any]:
         """cnntrain-predict's answer per image: the top-k (class, probability) pairs, most likely first."""
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
-        return [[(classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-                for row_p, row_i in zip(values.cpu(), indices.cpu())]
+        return [
+            [(classes[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values.cpu(), indices.cpu())
+        ]
 
     def export_output(self, classes: list[str], log_probs: bool) -> dict[str, Any]:
         """The exported file's outputs, for its JSON contract."""
@@ -102,9 +143,11 @@ class SingleLabel:
 
     def export_tta_note(self) -> str:
         """How to repeat the run's trainer.tta=hflip with the exported (one-pass) file."""
-        return ("the run's metrics averaged each prediction with the mirrored image's (trainer.tta=hflip); this "
-                "file is one pass: run it on the image and on its left-right mirror and average the log-softmax "
-                "outputs")
+        return (
+            "the run's metrics averaged each prediction with the mirrored image's (trainer.tta=hflip); this "
+            "file is one pass: run it on the image and on its left-right mirror and average the log-softmax "
+            "outputs"
+        )
 
 
 SINGLE_LABEL = SingleLabel()
@@ -122,15 +165,21 @@ def make_loss(cfg: DictConfig, weights: list[float] | None = None, device: torch
     if kind == "auto":
         kind = "nll" if log_probs else "cross_entropy"
     if kind == "nll" and not log_probs:
-        raise ConfigError(f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
-                          f"ends in logits; use trainer.loss=cross_entropy (or auto)")
+        raise ConfigError(
+            f"trainer.loss=nll needs a model that ends in log_softmax, and model '{cfg.model.name}' "
+            f"ends in logits; use trainer.loss=cross_entropy (or auto)"
+        )
     if kind == "nll" and mixes(cfg.dataset.augment):
-        raise ConfigError(f"dataset.augment has mixup/cutmix and model '{cfg.model.name}' ends in log_softmax, so "
-                          f"its loss is nll: NLLLoss takes class indices, not mixed targets; use "
-                          f"trainer.loss=cross_entropy and a model that ends in logits")
+        raise ConfigError(
+            f"dataset.augment has mixup/cutmix and model '{cfg.model.name}' ends in log_softmax, so "
+            f"its loss is nll: NLLLoss takes class indices, not mixed targets; use "
+            f"trainer.loss=cross_entropy and a model that ends in logits"
+        )
     if kind == "nll" and smoothing > 0:
-        raise ConfigError(f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
-                          f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0")
+        raise ConfigError(
+            f"trainer.label_smoothing={smoothing} works with the cross_entropy loss only; model "
+            f"'{cfg.model.name}' ends in log_softmax, so its loss is nll: set trainer.label_smoothing=0"
+        )
     if weights is not None:
         return ClassWeightedLoss(kind, torch.tensor(weights, dtype=torch.float32, device=device), smoothing)
     if kind == "nll":

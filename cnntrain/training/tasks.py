@@ -19,6 +19,7 @@ from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.data.loading import DataBundle
 from cnntrain.reporting.console import Reporter
 from cnntrain.reporting.metrics import EvalResult
+from cnntrain.reporting.run_dir import RunDir
 from cnntrain.training.multi_label import MultiLabel
 from cnntrain.training.single_label import SINGLE_LABEL
 
@@ -36,8 +37,24 @@ class Task(Protocol):
     def evaluate(self, *args: Any, **kwargs: Any) -> Any: ...
     def test(self, *args: Any, **kwargs: Any) -> Any: ...
     def restore(self, checkpoint: dict[str, Any]) -> None: ...
-    def eval_summary(self, result: EvalResult, matrix: torch.Tensor | None, classes: list[str], reporter: Reporter,
-                     head: list[tuple[str, str]]) -> dict[str, Any]: ...
+    def eval_summary(
+        self,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        classes: list[str],
+        reporter: Reporter,
+        head: list[tuple[str, str]],
+    ) -> dict[str, Any]: ...
+    def eval_analysis(
+        self,
+        cfg: DictConfig,
+        paths: RunDir,
+        data: DataBundle,
+        result: EvalResult,
+        matrix: torch.Tensor | None,
+        model: nn.Module,
+        reporter: Reporter,
+    ) -> dict[str, Any] | None: ...
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor: ...
     def export_head(self) -> nn.Module: ...
     def predictions(self, probabilities: torch.Tensor, classes: list[str], top_k: int) -> list[Any]: ...

@@ -2,8 +2,8 @@
 
 A file gives its sets one of three ways:
 
-    path,labels                 one column of labels split by dataset.label_delimiter (' ' by default when
-    a.png,cat dog               dataset.task=multilabel); an empty cell is an image with no label (valid data)
+    path,labels                 one column of labels split by dataset.label_delimiter (when not given, found:
+    a.png,cat;dog               `;`, `,`, `|` or a space, label_delimiters.py); an empty cell has no label
     path,cat,dog,bird           one 0/1 column per label, named by dataset.label_columns (the column names are
     a.png,1,1,0                 the label names)
     {"path": "a.png", "labels": ["cat", "dog"]}     JSON Lines: a list of labels (found without any setting)
@@ -21,9 +21,9 @@ from typing import Any
 
 from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.sources.label_delimiters import find_delimiter
 from cnntrain.errors import DataError
 
-DEFAULT_DELIMITER = " "
 WHOLE_NUMBER = re.compile(r"[+-]?\d+")
 TRUE_CELLS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}
 
@@ -41,25 +41,40 @@ def is_multilabel(cfg: DatasetConfig, rows: list[Row], label_col: str | None) ->
     return label_col is not None and any(isinstance(row.get(label_col), list) for _, row in rows)
 
 
-def label_sets(cfg: DatasetConfig, file: Path, rows: list[Row], columns: list[str], label_col: str | None
-               ) -> tuple[list[str], list[tuple[int, ...]], str]:
+def label_sets(
+    cfg: DatasetConfig, file: Path, rows: list[Row], columns: list[str], label_col: str | None
+) -> tuple[list[str], list[tuple[int, ...]], str]:
     """(label names, each row's multi-hot tuple, how the file gave them: for the layout line)."""
     if cfg.label_columns is not None:
         names = [str(c) for c in cfg.label_columns]
         missing = [name for name in names if name not in columns]
         if missing:
-            raise DataError(f"label file {file}: dataset.label_columns names '{missing[0]}', not one of its columns "
-                            f"({', '.join(columns)})")
+            raise DataError(
+                f"label file {file}: dataset.label_columns names '{missing[0]}', not one of its columns "
+                f"({', '.join(columns)})"
+            )
         if cfg.classes is not None and [str(c) for c in cfg.classes] != names:
-            raise DataError(f"label file {file}: dataset.classes ({', '.join(map(str, cfg.classes))}) differs from "
-                            f"dataset.label_columns ({', '.join(names)}); with 0/1 columns the columns name the "
-                            f"labels: set dataset.classes=null")
+            raise DataError(
+                f"label file {file}: dataset.classes ({', '.join(map(str, cfg.classes))}) differs from "
+                f"dataset.label_columns ({', '.join(names)}); with 0/1 columns the columns name the "
+                f"labels: set dataset.classes=null"
+            )
         hot = [tuple(_zero_one(file, line, row.get(name), name) for name in names) for line, row in rows]
         return names, hot, f"one 0/1 column per label ({', '.join(names)})"
     if label_col is None:
-        raise DataError(f"label file {file}: no label column; name it with dataset.label_column, or list 0/1 "
-                        f"columns with dataset.label_columns")
-    delimiter = str(cfg.label_delimiter or DEFAULT_DELIMITER)
+        raise DataError(
+            f"label file {file}: no label column; name it with dataset.label_column, or list 0/1 "
+            f"columns with dataset.label_columns"
+        )
+    given = cfg.label_delimiter is not None
+    delimiter = (
+        str(cfg.label_delimiter)
+        if given
+        else find_delimiter(
+            (str(row[label_col]) for _, row in rows if isinstance(row.get(label_col), str)),
+            f"label file {file}, column '{label_col}'",
+        )
+    )
     sets = [_split_cell(file, line, row.get(label_col), label_col, delimiter) for line, row in rows]
     names = _names(cfg, file, [line for line, _ in rows], sets)
     index = {name: i for i, name in enumerate(names)}
@@ -69,15 +84,15 @@ def label_sets(cfg: DatasetConfig, file: Path, rows: list[Row], columns: list[st
         for label in labels:
             row[index[label]] = 1
         hot.append(tuple(row))
-    return names, hot, f"column '{label_col}' split on {json.dumps(delimiter)}"
+    found = "" if given else " (found; dataset.label_delimiter chooses another)"
+    return names, hot, f"column '{label_col}' split on {json.dumps(delimiter)}{found}"
 
 
 def _zero_one(file: Path, line: int, value: Any, column: str) -> int:
     text = str(value).strip().lower() if isinstance(value, (str, int, float, bool)) else ""
     if text not in TRUE_CELLS:
         shown = "empty" if value is None or text == "" else json.dumps(value)
-        raise DataError(f"label file {file}, line {line}: column '{column}' is {shown}; each label column holds "
-                        f"0 or 1")
+        raise DataError(f"label file {file}, line {line}: column '{column}' is {shown}; each label column holds 0 or 1")
     return TRUE_CELLS[text]
 
 
@@ -90,13 +105,17 @@ def _split_cell(file: Path, line: int, value: Any, column: str, delimiter: str) 
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
         items = str(value).split(delimiter)
     else:
-        raise DataError(f"label file {file}, line {line}: {column} is {json.dumps(value)}; expected labels split "
-                        f"by {json.dumps(delimiter)} or a JSON list of labels")
+        raise DataError(
+            f"label file {file}, line {line}: {column} is {json.dumps(value)}; expected labels split "
+            f"by {json.dumps(delimiter)} or a JSON list of labels"
+        )
     labels: list[str] = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise DataError(f"label file {file}, line {line}: {column} holds {json.dumps(item)}; a label is a name "
-                            f"or a whole number")
+            raise DataError(
+                f"label file {file}, line {line}: {column} holds {json.dumps(item)}; a label is a name "
+                f"or a whole number"
+            )
         text = str(item).strip()
         if WHOLE_NUMBER.fullmatch(text):
             text = str(int(text))
@@ -124,6 +143,8 @@ def _names(cfg: DatasetConfig, file: Path, lines: list[int], sets: list[list[str
             if label.isdigit() and int(label) < len(names):
                 labels[i] = names[int(label)]
                 continue
-            raise DataError(f"label file {file}, line {line}: label '{label}' is not in dataset.classes "
-                            f"({', '.join(names)}) nor an index 0..{len(names) - 1} into it")
+            raise DataError(
+                f"label file {file}, line {line}: label '{label}' is not in dataset.classes "
+                f"({', '.join(names)}) nor an index 0..{len(names) - 1} into it"
+            )
     return names

@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 
-from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
+from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
-from cnntrain.data.shard_index import read_member, shard_index
+from cnntrain.data.shard_index import ShardIndex, read_member, shard_index
 from cnntrain.data.sources.base import Source, SourceSplits
+from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, first_line
 
@@ -53,6 +54,7 @@ class ShardScan:
     input_shape: tuple[int, int, int]
     task: str = "single"  # multilabel: each label entry is a set of labels (label_delimiter)
     label_delimiter: str | None = None
+    note: str = ""  # for the data line: where the class names came from, label sets a single-label run sees
 
 
 class WebDatasetSource(Source):
@@ -68,10 +70,17 @@ class WebDatasetSource(Source):
     def read(self, description: DataDescription) -> SourceSplits:
         scan = self.found(description)
         cfg = self.cfg
-        settings = StreamSettings(read_parts, tuple(description.input_shape), image_keys(cfg), str(cfg.label_key),
-                                  tuple(scan.classes), int(cfg.shuffle_buffer),
-                                  int(cfg.num_workers), str(cfg.resize),
-                                  scan.label_delimiter)
+        settings = StreamSettings(
+            read_parts,
+            tuple(description.input_shape),
+            image_keys(cfg),
+            str(cfg.label_key),
+            tuple(scan.classes),
+            int(cfg.shuffle_buffer),
+            int(cfg.num_workers),
+            str(cfg.resize),
+            scan.label_delimiter,
+        )
 
         def split(parts: list[ShardPart] | None) -> SourceSplit | None:
             if parts is None:
@@ -86,14 +95,19 @@ class WebDatasetSource(Source):
 
     def layout(self, description: DataDescription) -> str:
         scan = self.found(description)
-        given = [f"{name} {len(parts)} shard(s), {sum(p.count for p in parts)} samples"
-                 for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test)) if parts]
+        given = [
+            f"{name} {len(parts)} shard(s), {sum(p.count for p in parts)} samples"
+            for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test))
+            if parts
+        ]
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
-        sets = f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}" \
-            if scan.task == TASK_MULTILABEL else ""
-        return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}"
-
+        sets = (
+            f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}"
+            if scan.task == TASK_MULTILABEL
+            else ""
+        )
+        return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}{scan.note}"
 
 
 def image_keys(cfg: DatasetConfig) -> tuple[str, ...]:
@@ -105,28 +119,36 @@ def scan_shards(cfg: DatasetConfig) -> ShardScan:
     _webdataset()
     if not cfg.train:
         raise DataError(f"dataset.train is empty: name the training shards; {QUOTE_HINT}")
-    specs = {name: shard_paths(getattr(cfg, name), f"dataset.{name}") if getattr(cfg, name) else None
-             for name in ("train", "val", "test")}
-    classes = class_names(cfg, specs["train"][0])
+    specs = {
+        name: shard_paths(getattr(cfg, name), f"dataset.{name}") if getattr(cfg, name) else None
+        for name in ("train", "val", "test")
+    }
     keys = image_keys(cfg)
-    delimiter = label_set_delimiter(cfg)
-    first: list[tuple[str, bytes]] = []
     label_key, cache_dir = str(cfg.label_key), cfg.cache_dir
-    indexed = {name: None if paths is None else [index_shard(p, keys, label_key, classes, first, delimiter, cache_dir)
-                                                 for p in paths]
-               for name, paths in specs.items()}
+    indexes = {
+        name: None if paths is None else [(p, shard_index(p, keys, label_key, cache_dir)) for p in paths]
+        for name, paths in specs.items()
+    }
+    entries = [text for found in indexes.values() for _, index in found or [] for text in index.labels]
+    delimiter = entry_delimiter(cfg, entries)  # the classes and the task follow from the entries (shard_labels.py)
+    classes, named = shard_classes(cfg, specs["train"][0], entries, delimiter)
+    first: list[tuple[str, bytes]] = []
+    indexed = {
+        name: None if found is None else [index_shard(p, index, classes, first, delimiter) for p, index in found]
+        for name, found in indexes.items()
+    }
     if not any(part.count for part in indexed["train"]):
         raise DataError(f"the training shards {cfg.train} hold no samples")
-    return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]),
-                     TASK_SINGLE if delimiter is None else TASK_MULTILABEL, delimiter)
-
-
-def label_set_delimiter(cfg: DatasetConfig) -> str | None:
-    """Multi-label shards (dataset.task=multilabel, or a label_delimiter set): what splits a label entry; None: one
-    class per sample."""
-    if cfg.task == TASK_MULTILABEL or cfg.label_delimiter is not None:
-        return str(cfg.label_delimiter or " ")
-    return None
+    return ShardScan(
+        indexed["train"],
+        indexed["val"],
+        indexed["test"],
+        classes,
+        _input_shape(cfg, first[0]),
+        task_of(delimiter),
+        delimiter,
+        named + single_label_note(entries, delimiter),
+    )
 
 
 def shard_paths(spec: Any, key: str) -> list[str]:
@@ -144,20 +166,6 @@ def shard_paths(spec: Any, key: str) -> list[str]:
                 raise DataError(f"{key}: no shard matches {name}" + (f" (from {item})" if name != item else ""))
             paths.extend(p for p in matched if p not in paths)
     return paths
-
-
-def class_names(cfg: DatasetConfig, first_shard: str) -> list[str]:
-    """dataset.classes, else the lines of dataset.classes_file, else classes.txt beside the first train shard."""
-    if cfg.classes:
-        return [str(c) for c in cfg.classes]
-    path = Path(str(cfg.classes_file)) if cfg.classes_file else Path(first_shard).parent / "classes.txt"
-    if not path.is_file():
-        raise DataError(f"no class names for the shards: set dataset.classes=[...] or dataset.classes_file (one name "
-                        f"a line); {path} not found")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(names) < 2:
-        raise DataError(f"classes file {path} names {len(names)} class(es); it needs one name a line, at least 2")
-    return names
 
 
 def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | None = None) -> Any:
@@ -186,14 +194,15 @@ def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | No
     return label
 
 
-def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
-                first: list[tuple[str, bytes]], delimiter: str | None = None,
-                cache_dir: str | None = None) -> ShardPart:
+def index_shard(
+    path: str, index: ShardIndex, classes: list[str], first: list[tuple[str, bytes]], delimiter: str | None = None
+) -> ShardPart:
     """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
     entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
-    index = shard_index(path, keys, label_key, cache_dir)
-    labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
-                   for key, text in zip(index.keys, index.labels))
+    labels = tuple(
+        parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
+        for key, text in zip(index.keys, index.labels)
+    )
     if not first and index.first_image is not None:
         first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
     return ShardPart(path, index.keys, labels)
