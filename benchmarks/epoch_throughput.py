@@ -32,8 +32,8 @@ from cnntrain.config.compose import compose_train
 from cnntrain.config.validate import validate
 from cnntrain.data.containers import TensorSplit
 from cnntrain.reporting.console import EpochDisplay, Reporter
+from cnntrain.training.epoch import train_epoch
 from cnntrain.training.evaluation import unwrap
-from cnntrain.training.loop import train_epoch
 from cnntrain.training.optim import LRSchedule, build_optimizer
 from cnntrain.training.setup import setup
 

@@ -187,7 +187,7 @@ def test_label_smoothing_reaches_the_loss(tiny_config):
 
 
 def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
-    from cnntrain.training.loop import TrainingDiverged
+    from cnntrain.training.epoch import TrainingDiverged
 
     cfg = tiny_config("trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false",
                       "optimizer.momentum=0")
@@ -201,9 +201,9 @@ def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_c
                                                                 batches_run):
     """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is named as such. The CPU checks every
     batch; an accelerator checks every 50 (and at the epoch's end), forced here on the CPU."""
-    import cnntrain.training.loop as engine_module
+    import cnntrain.training.epoch as engine_module
     import cnntrain.training.single_label as train_module
-    from cnntrain.training.loop import TrainingDiverged
+    from cnntrain.training.epoch import TrainingDiverged
 
     monkeypatch.setattr(engine_module, "divergence_check_every", lambda device: check_every)
 
