@@ -16,7 +16,7 @@ from cnntrain.inference.classifier import ImageClassifier, ImagesOrPaths
 from cnntrain.inference.load import SavedRun
 from cnntrain.models.cam import find_cam_layer, predicted_maps
 from cnntrain.models.registry import parse_item
-from cnntrain.reporting.plots import cam_overlay
+from cnntrain.reporting.analysis_plots import cam_overlay
 
 CAM_PIXELS = 224  # an overlay's longer side at least (small images are enlarged, nearest neighbour)
 

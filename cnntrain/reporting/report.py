@@ -23,17 +23,12 @@ from cnntrain.models.builder import LayerRow
 from cnntrain.models.cam import CAM_METHOD, cam_available, find_cam_layer, predicted_maps
 from cnntrain.models.registry import fmt_shape
 from cnntrain.reporting.analysis import analysis_summary, worst_mistakes
+from cnntrain.reporting.analysis_plots import plot_per_class, plot_reliability, plot_worst_mistakes
 from cnntrain.reporting.console import Reporter, format_metric
 from cnntrain.reporting.loggers import Logger
 from cnntrain.reporting.metrics import EvalResult, FitResult, class_metrics, confusion_matrix, per_class_accuracy
 from cnntrain.reporting.page import write_run_page
-from cnntrain.reporting.plots import (
-    misclassified_figure,
-    plot_per_class,
-    plot_reliability,
-    plot_worst_mistakes,
-    write_plots,
-)
+from cnntrain.reporting.plots import misclassified_figure, write_plots
 from cnntrain.reporting.provenance import provenance
 from cnntrain.reporting.run_dir import RunDir, write_summary
 from cnntrain.reporting.tables import key_value_table, most_confused_table, per_class_table
