@@ -19,41 +19,66 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.validate import check_device
-from cnntrain.device import resolve_device
 from cnntrain.errors import ConfigError, UserError
-from cnntrain.inference.classifier import ImageClassifier
-from cnntrain.inference.load import SavedRun, load_run
-from cnntrain.inference.predict import write_cams
+from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
 from cnntrain.reporting.text import markup
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnntrain.inference.classifier import ImageClassifier
+    from cnntrain.inference.load import SavedRun
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="cnntrain-predict", description="Classify image files with a trained run.")
-    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                   help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour")
+    p = ArgumentParser(
+        prog="cnntrain-predict", description="Classify image files with a trained run or a file cnntrain-export wrote."
+    )
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR|MODEL",
+        help="a run directory written by cnntrain, or an exported model.onnx, model.xml or model.pt2 (its "
+        "JSON beside it); ONNX and OpenVINO files run without torch",
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour",
+    )
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N | mps")
-    p.add_argument("--cam", action="store_true",
-                   help="also write each image's class activation map for its top class as NAME.cam.png")
-    p.add_argument("--cam-dir", type=Path, default=Path(CAM_DIR), metavar="DIR",
-                   help=f"where --cam writes its overlays (default {CAM_DIR}/ in the working directory)")
+    p.add_argument(
+        "--cam",
+        action="store_true",
+        help="also write each image's class activation map for its top class as NAME.cam.png",
+    )
+    p.add_argument(
+        "--cam-dir",
+        type=Path,
+        default=Path(CAM_DIR),
+        metavar="DIR",
+        help=f"where --cam writes its overlays (default {CAM_DIR}/ in the working directory)",
+    )
     return p
 
 
 CAM_DIR = "predict_cam"
 CAM_SUFFIX = ".cam.png"
+
+
 def cam_paths(images: list[Path], folder: Path) -> list[Path]:
     """One overlay file per image, `STEM.cam.png` in `folder` (`STEM-2.cam.png`, ... for a repeated stem); a
     UserError when one would replace an input image or write through a symbolic link, or `folder` is a file."""
@@ -69,8 +94,10 @@ def cam_paths(images: list[Path], folder: Path) -> list[Path]:
         taken.add(name)
         path = folder / name
         if path.is_symlink():
-            raise UserError(f"{path} is a symbolic link; cnntrain-predict --cam does not write through links "
-                            f"(remove it, or choose another --cam-dir)")
+            raise UserError(
+                f"{path} is a symbolic link; cnntrain-predict --cam does not write through links "
+                f"(remove it, or choose another --cam-dir)"
+            )
         if path.resolve() in inputs:
             raise UserError(f"{path} is one of the input images; choose another --cam-dir for the overlays")
         paths.append(path)
@@ -81,13 +108,21 @@ def sets_table(path: Path, record: dict[str, Any]) -> Table:
     """One image's predicted labels, then the other top-k labels, with probability and threshold."""
     names = ", ".join(markup(item["label"]) for item in record["labels"]) or "(none)"
     table = Table(title=f"{markup(path)}: {names}", title_justify="left")
-    for column, justify in (("label", "left"), ("probability", "right"), ("threshold", "right"),
-                            ("predicted", "center")):
+    for column, justify in (
+        ("label", "left"),
+        ("probability", "right"),
+        ("threshold", "right"),
+        ("predicted", "center"),
+    ):
         table.add_column(column, justify=justify)
     shown = record["labels"] + [item for item in record["top"] if not item["predicted"]]
     for item in shown:
-        table.add_row(markup(item["label"]), f"{100 * item['probability']:.2f}%", f"{item['threshold']:.3f}",
-                      "yes" if item["predicted"] else "")
+        table.add_row(
+            markup(item["label"]),
+            f"{100 * item['probability']:.2f}%",
+            f"{item['threshold']:.3f}",
+            "yes" if item["predicted"] else "",
+        )
     return table
 
 
@@ -102,8 +137,9 @@ def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: lis
 
 
 def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
-    table = Table(title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None,
-                  caption_justify="left")
+    table = Table(
+        title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None, caption_justify="left"
+    )
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
@@ -118,6 +154,13 @@ def _main(argv: list[str]) -> None:
     if args.top_k < 1:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")
     check_device(args.device)
+    if args.run_dir.suffix.lower() in MODEL_FILES and not args.run_dir.is_dir():
+        _predict_from_file(args)
+        return
+    from cnntrain.device import resolve_device  # torch: start-up lazy, a model file needs none
+    from cnntrain.inference.classifier import ImageClassifier
+    from cnntrain.inference.load import load_run
+
     cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
     classifier = ImageClassifier(saved)
@@ -125,12 +168,40 @@ def _main(argv: list[str]) -> None:
     SHOW[saved.task.name](args, saved, classifier, images, cams)
 
 
-def _show_top(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
-              cams: list[Path] | None) -> None:
+def _predict_from_file(args: Any) -> None:
+    """An exported file's answers, shown as a run's are (cnntrain.inference.runtime: no torch for ONNX/OpenVINO)."""
+    given = {
+        "--checkpoint": args.checkpoint != "best",
+        "--device": args.device != "cpu",
+        "--cam": args.cam,
+        "--cam-dir": args.cam_dir != Path(CAM_DIR),
+    }
+    for flag in (flag for flag, set_ in given.items() if set_):
+        raise ConfigError(
+            f"{flag} is for predicting from a run directory; {args.run_dir.name} is an exported "
+            f"file (it runs on the CPU as exported): drop {flag}"
+        )
+    model = ExportedModel(args.run_dir)
+    results = model.predict(args.images, args.top_k)
+    if model.contract.thresholds is None:
+        _show_answers(args, results, None)
+    else:
+        _show_label_sets(args, results)
+
+
+def _show_top(
+    args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor, cams: list[Path] | None
+) -> None:
     """One class per image: each image's top-k classes (and its class activation map), as tables or JSON."""
+    from cnntrain.inference.predict import write_cams  # torch: start-up lazy, as in _main
+
     results = classifier.predictions(images, args.top_k)
     if cams is not None:
         write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
+    _show_answers(args, results, cams)
+
+
+def _show_answers(args: Any, results: list[list[tuple[str, float]]], cams: list[Path] | None) -> None:
     if args.json:
         sys.stdout.write(as_json(args.images, results, cams) + "\n")
         return
@@ -139,16 +210,20 @@ def _show_top(args: Any, saved: SavedRun, classifier: ImageClassifier, images: t
         console.print(as_table(path, top, cams[i] if cams else None))
 
 
-def _show_sets(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
-               cams: list[Path] | None) -> None:
+def _show_sets(
+    args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor, cams: list[Path] | None
+) -> None:
     """A set of labels per image: each image's predicted label set, as tables or JSON."""
     if cams is not None:
-        raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop "
-                          "--cam")
-    records = classifier.predictions(images, args.top_k)
+        raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop --cam")
+    _show_label_sets(args, classifier.predictions(images, args.top_k))
+
+
+def _show_label_sets(args: Any, records: list[dict[str, Any]]) -> None:
     if args.json:
-        sys.stdout.write(json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)],
-                                    indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)], indent=2) + "\n"
+        )
         return
     console = Console(highlight=False)
     for path, record in zip(args.images, records):
