@@ -13,7 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
-from cnntrain.inference.export import ACCURACY_BUDGET, CALIBRATION, FORMATS, check_options, export_run, metadata_path
+from cnntrain.inference.export import (
+    ACCURACY_BUDGET,
+    CALIBRATION,
+    FORMATS,
+    check_options,
+    check_output,
+    export_run,
+    metadata_path,
+)
 from cnntrain.inference.load import load_run
 from cnntrain.reporting.run_dir import RunDir
 
@@ -64,8 +72,9 @@ def _main(argv: list[str]) -> None:
     in_process_only()
     args = parser().parse_args(argv)
     check_options(args.format, args.int8, args.calibration, args.accuracy_budget)
-    saved = load_run(args.run_dir, args.checkpoint)
     path = args.output or RunDir(args.run_dir).export(("-int8" if args.int8 else "") + FORMATS[args.format])
+    check_output(path, args.format)  # before the model is loaded: a bad --output costs nothing
+    saved = load_run(args.run_dir, args.checkpoint)
     export_run(
         saved,
         args.format,

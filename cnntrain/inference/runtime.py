@@ -136,7 +136,7 @@ def load_runner(model: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
         if fmt == "openvino":
             return _openvino_runner(model)
         return _pt2_runner(model)
-    except ModuleNotFoundError as err:
+    except ImportError as err:
         module, extra = EXTRAS.get(fmt, ("torch", "torch"))
         if err.name is not None and err.name.split(".")[0] != module:
             raise
