@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnntrain.commands import export, predict, train
+from cnntrain.commands import evaluate, export, predict, train
 
 from helpers import TINY_RUN, assert_one_line_error, run_main
 from synthetic_labelsets import SHAPES, write_sets
@@ -312,3 +312,20 @@ def test_predict_from_a_file_says_what_is_wrong_in_one_line(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     result = run_main(predict.main, [str(model), str(image)], tmp_path, monkeypatch)
     assert_one_line_error(result, "needs onnxruntime", "pip install 'cnntrain[onnx]'")
+
+
+@pytest.mark.slow
+@needs_onnx
+def test_eval_of_an_exported_file_on_the_test_split(single_run, label_run, synthetic_data_root, tmp_path, monkeypatch):
+    out, contract = exported(single_run, "onnx", tmp_path, monkeypatch, env=synthetic_data_root)
+    argv = [str(single_run), "--model", str(out)]
+    result = run_main(evaluate.main, argv, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert result.returncode == 0, result.stderr
+    assert f"(onnx, float32) on 300 test images: accuracy {contract['check']['exported']:.2f}%" in result.stdout
+    assert "top-1 agreement 100.00%" in result.stdout
+    (tmp_path / "labels").mkdir()
+    other, _ = exported(label_run, "onnx", tmp_path / "labels", monkeypatch)
+    result = run_main(evaluate.main, [str(single_run), "--model", str(other)], tmp_path, monkeypatch)
+    assert_one_line_error(result, "takes 1x16x16 images into 3 classes", "evaluate a file exported from this run")
+    result = run_main(evaluate.main, [*argv, "--batch-size", "8"], tmp_path, monkeypatch)
+    assert_one_line_error(result, "--batch-size is for the checkpoint")

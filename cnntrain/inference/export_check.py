@@ -8,19 +8,17 @@ of its training split to calibrate an int8 file on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from cnntrain.config.validate import validate
 from cnntrain.data.containers import TensorSplit
 from cnntrain.data.loading import DataBundle, load_data
-from cnntrain.errors import CheckpointError, ConfigError
 from cnntrain.inference.classifier import ImageClassifier
+from cnntrain.inference.evaluate import apply_overrides, check_saved_config
 from cnntrain.inference.load import SavedRun
 from cnntrain.inference.runtime import PROBABILITIES, as_float, as_probabilities
 from cnntrain.reporting.label_metrics import mean_average_precision
@@ -29,18 +27,12 @@ CHECK_IMAGES = 512  # test images an export is compared on: enough to see a flip
 CALIBRATION_SEED = 0  # the training images an int8 file is calibrated on do not move between exports
 
 
-def run_data(saved: SavedRun) -> DataBundle:
-    """The run's splits, read as the run read them (its saved, validated config; its mean/std)."""
-    config = OmegaConf.create(OmegaConf.to_container(saved.config, resolve=False))
-    try:
-        config = validate(config)
-    except ConfigError as err:
-        raise CheckpointError(
-            f"{saved.checkpoint_path}: its 'config' is not valid today ({err}); export a "
-            f"checkpoint written by a run of this version"
-        ) from None
-    description = saved.description
-    return load_data(config.dataset, int(config.seed), "cpu", description=description)
+def run_data(saved: SavedRun, overrides: Sequence[str] = ()) -> DataBundle:
+    """The run's splits, read as the run read them (its saved, validated config; its mean/std), with dataset
+    KEY=VALUE `overrides` as cnntrain-eval takes them (another root for the same data)."""
+    check_saved_config(saved)
+    config = apply_overrides(saved.config, list(overrides))
+    return load_data(config.dataset, int(config.seed), "cpu", description=saved.description)
 
 
 def first_images(split: TensorSplit, limit: int) -> tuple[np.ndarray, np.ndarray]:
