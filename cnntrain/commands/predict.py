@@ -1,5 +1,7 @@
 """`cnntrain-predict RUN_DIR IMAGE...`: classify image files with a finished run's model (a multi-label run's: each
-image's labels at or above their thresholds, with their probabilities).
+image's labels at or above their thresholds, with their probabilities); `cnntrain-predict model.onnx|model.xml|
+model.pt2 IMAGE...` gives the same answers from a file cnntrain-export wrote, ONNX and OpenVINO without importing
+torch (cnntrain.inference.runtime; torch is imported only on the run directory's path).
 
 Each image file is converted the way the training images were (grayscale or RGB, resized to the model's
 input size with the run's dataset.resize, the run's normalisation), then the top-k classes are shown per

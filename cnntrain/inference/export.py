@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cnntrain.errors import ConfigError, UserError
+from cnntrain.errors import ConfigError, UserError, first_line
 from cnntrain.files import safe_folder, write_text
 from cnntrain.inference import export_check, export_onnx, export_openvino, export_pt2, export_torchscript
 from cnntrain.inference.classifier import ImageClassifier
@@ -107,12 +107,20 @@ def export_run(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
     try:
         staged = staging / path.name
-        facts = {
-            "precision": "int8" if int8 else "float32",
-            **EXPORTERS[fmt].write(module, torch.rand(2, *saved.input_shape), staged, say),
-        }
-        if int8:
-            facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
+        try:
+            facts = {
+                "precision": "int8" if int8 else "float32",
+                **EXPORTERS[fmt].write(module, torch.rand(2, *saved.input_shape), staged, say),
+            }
+            if int8:
+                facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
+        except UserError:
+            raise
+        except Exception as err:  # torch.export, onnxscript, OpenVINO and NNCF each raise their own types
+            raise UserError(
+                f"the {fmt} export{' (int8)' if int8 else ''} cannot take model {saved.config.model.name!r}: "
+                f"{first_line(err)} (another --format may)"
+            ) from None
         check = export_check.compare(
             load_runner(staged, fmt) if fmt != "torchscript" else export_torchscript.runner(staged),
             eager,
