@@ -8,6 +8,7 @@ measures on the run's test split (up to --images):
   p50 / p95 latency of one image (batch 1), over --latency-runs calls after a warm-up
   throughput at batch 32, images/s, best of --rounds
   file size
+  and a whole `cnntrain-predict` process on one image: from the ONNX file (no torch) against from the run directory
 
 Ratios are against eager float32 measured in the same process, formats interleaved round by round, so load on
 a shared machine moves every row alike (it still moves the figures: say where they were taken). The threads are
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cnntrain.inference import export_check
 from cnntrain.inference.classifier import ImageClassifier
@@ -112,6 +114,26 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in [path, path.with_suffix(".bin")] if p.is_file())
 
 
+def predict_processes(run_dir: Path, onnx: Path, image: Path, rounds: int) -> None:
+    """Whole `cnntrain-predict` processes, one image: from the ONNX file (no torch) against from the run directory,
+    interleaved, median of `rounds` each (python -m, as the console script runs the same main)."""
+    commands = {"predict model.onnx": [str(onnx), str(image)], "predict RUN_DIR": [str(run_dir), str(image)]}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "cnntrain.commands.predict", *argv], check=True, stdout=subprocess.DEVNULL
+            )
+            times[name].append(time.perf_counter() - started)
+    median = {name: float(np.median(values)) for name, values in times.items()}
+    print(
+        f"\nwhole process, one image, median of {rounds}: "
+        + ", ".join(f"{n} {t:.2f} s" for n, t in median.items())
+        + f"; ratio {median['predict RUN_DIR'] / median['predict model.onnx']:.1f}x"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("overrides", nargs="*", help="cnntrain overrides for the tiny run this script trains")
@@ -169,6 +191,11 @@ def main() -> None:
             rows[name]["p50"] = min(rows[name].get("p50", 1e9), p50)
             rows[name]["p95"] = min(rows[name].get("p95", 1e9), p95)
             rows[name]["tput"] = max(rows[name].get("tput", 0.0), throughput(run, batch))
+    image = folder / "one.png"
+    Image.fromarray(
+        images[0].transpose(1, 2, 0).squeeze(-1) if images.shape[1] == 1 else images[0].transpose(1, 2, 0)
+    ).save(image)
+    predict_processes(run_dir, files["onnx"][0], image, args.rounds * 2)
     base = rows["eager fp32"]
     metric = "mAP" if kind == "probabilities" else "acc"
     print(

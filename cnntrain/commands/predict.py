@@ -28,7 +28,6 @@ from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
-from cnntrain.config.validate import check_device
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
 from cnntrain.reporting.text import markup
@@ -155,14 +154,15 @@ def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")
-    check_device(args.device)
     if args.run_dir.suffix.lower() in MODEL_FILES and not args.run_dir.is_dir():
         _predict_from_file(args)
         return
-    from cnntrain.device import resolve_device  # torch: start-up lazy, a model file needs none
+    from cnntrain.config.validate import check_device  # omegaconf, torch: start-up lazy, a model file needs none
+    from cnntrain.device import resolve_device
     from cnntrain.inference.classifier import ImageClassifier
     from cnntrain.inference.load import load_run
 
+    check_device(args.device)
     cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
     classifier = ImageClassifier(saved)

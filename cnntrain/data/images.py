@@ -31,12 +31,13 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cnntrain.config.names import RESIZE_MODES
-from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import open_regular
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: predicting from an exported file imports neither torch nor omegaconf
     import torch
+
+    from cnntrain.config.schema import DatasetConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # compared lower-cased
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
