@@ -188,7 +188,11 @@ def test_int8_is_calibrated_on_the_training_split_and_measured(single_run, synth
             "--output",
             str(out),
         ]
-        result = run_main(export.main, argv, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        if fmt == "onnx":  # where the data is: the environment the run saw, or an override as cnntrain-eval takes
+            result = run_main(export.main, argv, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        else:
+            monkeypatch.delenv("CNNTRAIN_DATA_ROOT", raising=False)
+            result = run_main(export.main, [*argv, f"data_root={synthetic_data_root}"], tmp_path, monkeypatch)
         assert result.returncode == 0, result.stderr
         train_images = json.loads((single_run / "summary.json").read_text())["sizes"]["train"]
         assert f"--calibration 5000: the training split has {train_images} images" in result.stdout

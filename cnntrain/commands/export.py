@@ -33,6 +33,13 @@ def parser() -> ArgumentParser:
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
     p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="where the run's data is now, for the check and int8 calibration, as cnntrain-eval takes it: "
+        "dataset.root=/data or data_root=/data",
+    )
+    p.add_argument(
         "--format",
         required=True,
         choices=list(FORMATS),
@@ -70,7 +77,7 @@ def parser() -> ArgumentParser:
 
 def _main(argv: list[str]) -> None:
     in_process_only()
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     check_options(args.format, args.int8, args.calibration, args.accuracy_budget)
     path = args.output or RunDir(args.run_dir).export(("-int8" if args.int8 else "") + FORMATS[args.format])
     check_output(path, args.format)  # before the model is loaded: a bad --output costs nothing
@@ -81,6 +88,7 @@ def _main(argv: list[str]) -> None:
         path,
         root=None if args.output else args.run_dir,
         int8=args.int8,
+        overrides=args.overrides,
         calibration=args.calibration,
         accuracy_budget=args.accuracy_budget,
         say=print,

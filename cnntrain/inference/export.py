@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -92,15 +92,17 @@ def export_run(
     calibration: int = CALIBRATION,
     accuracy_budget: float = ACCURACY_BUDGET,
     say: Callable[[str], None] = lambda line: None,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Write the export and its JSON contract (contract_path) inside `root` (the run directory, for the default
     export/ folder: one that links out of it is refused), once it has been checked against the eager model on the
-    run's test images; return the export's path. `say` gets the one-line notices (fallbacks, clamps, flags)."""
+    run's test images (dataset KEY=VALUE `overrides` say where its data is now); return the export's path. `say`
+    gets the one-line notices (fallbacks, clamps, flags)."""
     check_options(fmt, int8, calibration, accuracy_budget)
     files = check_output(path, fmt)
     safe_folder(path.parent, root)
     module = ImageClassifier(saved, export_head=True).cpu()
-    data = export_check.run_data(saved)
+    data = export_check.run_data(saved, overrides)
     images, labels = export_check.first_images(data.test, export_check.CHECK_IMAGES)
     eager = export_check.eager_outputs(module, images)
     kind = "probabilities" if saved.thresholds is not None else "logits"
