@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cnntrain.errors import ConfigError, UserError, first_line
+from cnntrain.errors import ConfigError, DataError, UserError, first_line
 from cnntrain.files import safe_folder, write_text
 from cnntrain.inference import export_check, export_onnx, export_openvino, export_pt2, export_torchscript
 from cnntrain.inference.classifier import ImageClassifier
@@ -104,6 +104,8 @@ def export_run(
     module = ImageClassifier(saved, export_head=True).cpu()
     data = export_check.run_data(saved, overrides)
     images, labels = export_check.first_images(data.test, export_check.CHECK_IMAGES)
+    if not len(images):
+        raise DataError(f"the run's test split ({saved.config.dataset.name}) has no images to check the export on")
     eager = export_check.eager_outputs(module, images)
     kind = "probabilities" if saved.thresholds is not None else "logits"
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
