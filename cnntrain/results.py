@@ -38,10 +38,14 @@ class Run:
         root = Path(path).expanduser()
         if not root.is_dir():
             raise UserError(f"run directory not found: {root}")
-        if (root / SWEEP_SUMMARY_CSV).is_file() or not (RunDir(root).hydra.is_dir() or RunDir(root).summary_json
-                                                          .is_file()):
-            what = "a sweep directory (open it with cnntrain.Sweep(path))" if (root / SWEEP_SUMMARY_CSV).is_file() \
+        if (root / SWEEP_SUMMARY_CSV).is_file() or not (
+            RunDir(root).hydra.is_dir() or RunDir(root).summary_json.is_file()
+        ):
+            what = (
+                "a sweep directory (open it with cnntrain.Sweep(path))"
+                if (root / SWEEP_SUMMARY_CSV).is_file()
                 else "not a run directory: it has neither .hydra/ nor summary.json"
+            )
             raise UserError(f"{root} is {what}")
         self.dir = root.resolve()
 
@@ -74,8 +78,9 @@ class Run:
         try:
             import pandas  # an optional dependency
         except ImportError:
-            raise UserError("Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows "
-                            "as dicts") from None
+            raise UserError(
+                "Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows as dicts"
+            ) from None
         return pandas.DataFrame(self.metrics).set_index("epoch")
 
     @property
@@ -96,8 +101,9 @@ class Run:
 
         return ImageClassifier(self._saved(checkpoint, device))
 
-    def predict(self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best",
-                device: str = "cpu") -> list[Any]:
+    def predict(
+        self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best", device: str = "cpu"
+    ) -> list[Any]:
         """The top_k (class, probability) pairs of each image, most likely first, as cnntrain-predict computes them
         (a multi-label run: each image's labels at or above their thresholds and its top_k labels, as
         cnntrain-predict --json gives them). Image files are read as the training images were (colour, resize);
@@ -108,8 +114,9 @@ class Run:
             raise ConfigError(f"top_k={top_k!r}: must be a whole number >= 1")
         return predict(self._saved(checkpoint, device), images_or_paths, top_k)
 
-    def evaluate(self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None,
-                 **data_overrides: Any) -> dict[str, Any]:
+    def evaluate(
+        self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None, **data_overrides: Any
+    ) -> dict[str, Any]:
         """Test the run's model again, as cnntrain-eval does: on its own test split, or on other data given as
         data_root=... or **{"dataset.root": ...}. Writes eval_summary.json into the run directory and returns it."""
         from cnntrain.config.validate import check_device  # omegaconf, rich, torch: only when a model is asked for
@@ -117,23 +124,37 @@ class Run:
         from cnntrain.reporting.console import Reporter
 
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ConfigError(f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's "
-                              f"trainer.eval_batch_size)")
+            raise ConfigError(
+                f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's trainer.eval_batch_size)"
+            )
         check_device(device)
         overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
         return evaluate(self.dir, overrides, Reporter(), checkpoint=checkpoint, device=device, batch_size=batch_size)
 
-    def export(self, format: str = "torchscript", path: str | os.PathLike[str] | None = None,
-               checkpoint: str = "best") -> Path:
-        """Write the model as cnntrain-export does (torchscript or onnx, normalisation built in, a JSON of its input
-        contract beside it); returns the file's path (default: export/model.pt or model.onnx in the run)."""
-        from cnntrain.inference.export import FORMATS, export_run  # torch: only when a model is asked for
+    def export(
+        self,
+        format: str = "torchscript",
+        path: str | os.PathLike[str] | None = None,
+        checkpoint: str = "best",
+        *,
+        int8: bool = False,
+        calibration: int = 300,
+        accuracy_budget: float = 0.5,
+    ) -> Path:
+        """Write the model as cnntrain-export does (torchscript, pt2, onnx or openvino, normalisation built in,
+        checked against the eager model on the run's test images, a JSON contract beside it; int8 for onnx and
+        openvino); returns the file's path (default: export/model.EXT, model-int8.EXT, in the run)."""
+        from cnntrain.inference.export import FORMATS, check_options, export_run  # torch: only when asked for
 
         if format not in FORMATS:
             raise ConfigError(f"format={format!r}: expected one of {', '.join(sorted(FORMATS))}")
+        check_options(format, int8, calibration, accuracy_budget)
         saved = self._saved(checkpoint, "cpu")
-        target = Path(path) if path is not None else RunDir(self.dir).export(FORMATS[format])
-        return export_run(saved, format, target)
+        suffix = ("-int8" if int8 else "") + FORMATS[format]
+        target = Path(path) if path is not None else RunDir(self.dir).export(suffix)
+        return export_run(
+            saved, format, target, int8=int8, calibration=calibration, accuracy_budget=accuracy_budget, say=print
+        )
 
     def _repr_html_(self) -> str:
         from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run
@@ -183,8 +204,13 @@ class Sweep:
         if not path.is_file():
             raise UserError(f"{path} not found: the sweep has not finished (or was not run by cnntrain)")
         with path.open(newline="", encoding="utf-8") as f:
-            return [{key: _number(value) if key not in ("job", "status", "overrides", "monitor", "error") else value
-                     for key, value in row.items()} for row in csv.DictReader(f)]
+            return [
+                {
+                    key: _number(value) if key not in ("job", "status", "overrides", "monitor", "error") else value
+                    for key, value in row.items()
+                }
+                for row in csv.DictReader(f)
+            ]
 
     @property
     def best(self) -> Run:

@@ -1,9 +1,10 @@
-"""`cnntrain-export RUN_DIR --format torchscript|onnx`: a self-contained model file to ship.
+"""`cnntrain-export RUN_DIR --format onnx|openvino|pt2|torchscript [--int8]`: a self-contained model file to ship.
 
-The exported module takes images as float32 in [0, 1] (TorchScript also takes uint8 0..255), NCHW,
-and normalises them itself with the run's mean/std, so callers never need the training config.
-A JSON file next to the export records the input contract, the classes and where it came from. A multi-label
-model's export gives each label's probability (a sigmoid at its end); the JSON adds each label's threshold.
+Every format takes images as float32 in [0, 1] (TorchScript also takes uint8 0..255), NCHW, any batch size, and
+normalises them itself with the run's mean/std, so callers never need the training config. A JSON file next to
+the export records the input contract, the classes (a multi-label model's thresholds), where it came from, and
+how it compared with the eager model on the run's test images; a float32 file that disagrees is not kept. With
+--int8 (onnx, openvino) the file is quantized after training, calibrated on the run's training images.
 The work is cnntrain.inference.export's; this module parses the arguments and says what it wrote.
 """
 
@@ -12,27 +13,86 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
-from cnntrain.inference.export import FORMATS, export_run, metadata_path
+from cnntrain.inference.export import (
+    ACCURACY_BUDGET,
+    CALIBRATION,
+    FORMATS,
+    check_options,
+    check_output,
+    export_run,
+    metadata_path,
+)
 from cnntrain.inference.load import load_run
 from cnntrain.reporting.run_dir import RunDir
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="cnntrain-export", description="Export a trained run to TorchScript or ONNX.")
+    p = ArgumentParser(
+        prog="cnntrain-export",
+        description="Export a trained run to ONNX, OpenVINO IR, torch.export (.pt2) or TorchScript.",
+    )
     p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="torchscript or onnx")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="where the run's data is now, for the check and int8 calibration, as cnntrain-eval takes it: "
+        "dataset.root=/data or data_root=/data",
+    )
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=list(FORMATS),
+        help="torchscript (legacy), pt2 (torch.export), onnx, or openvino",
+    )
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
-    p.add_argument("--output", type=Path, default=None,
-                   help="file to write (default: RUN_DIR/export/model.pt or model.onnx)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="file to write (default: RUN_DIR/export/model.EXT, model-int8.EXT with --int8)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize to int8 after training (onnx: ONNX Runtime static QDQ; openvino: NNCF)",
+    )
+    p.add_argument(
+        "--calibration",
+        type=int,
+        default=CALIBRATION,
+        metavar="N",
+        help=f"training images to calibrate --int8 on (default {CALIBRATION})",
+    )
+    p.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=ACCURACY_BUDGET,
+        metavar="PT",
+        help=f"points of test accuracy (mAP for a set of labels) --int8 may lose before the file is "
+        f"flagged (default {ACCURACY_BUDGET:g})",
+    )
     return p
 
 
 def _main(argv: list[str]) -> None:
     in_process_only()
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
+    check_options(args.format, args.int8, args.calibration, args.accuracy_budget)
+    path = args.output or RunDir(args.run_dir).export(("-int8" if args.int8 else "") + FORMATS[args.format])
+    check_output(path, args.format)  # before the model is loaded: a bad --output costs nothing
     saved = load_run(args.run_dir, args.checkpoint)
-    path = args.output or RunDir(args.run_dir).export(FORMATS[args.format])
-    export_run(saved, args.format, path, root=None if args.output else args.run_dir)
+    export_run(
+        saved,
+        args.format,
+        path,
+        root=None if args.output else args.run_dir,
+        int8=args.int8,
+        overrides=args.overrides,
+        calibration=args.calibration,
+        accuracy_budget=args.accuracy_budget,
+        say=print,
+    )
     print(f"wrote {path} and {metadata_path(path)}")
 
 

@@ -1,5 +1,7 @@
 """`cnntrain-predict RUN_DIR IMAGE...`: classify image files with a finished run's model (a multi-label run's: each
-image's labels at or above their thresholds, with their probabilities).
+image's labels at or above their thresholds, with their probabilities); `cnntrain-predict model.onnx|model.xml|
+model.pt2 IMAGE...` gives the same answers from a file cnntrain-export wrote, ONNX and OpenVINO without importing
+torch (cnntrain.inference.runtime; torch is imported only on the run directory's path).
 
 Each image file is converted the way the training images were (grayscale or RGB, resized to the model's
 input size with the run's dataset.resize, the run's normalisation), then the top-k classes are shown per
@@ -19,26 +21,35 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
-from cnntrain.config.validate import check_device
-from cnntrain.device import resolve_device
 from cnntrain.errors import ConfigError, UserError
-from cnntrain.inference.classifier import ImageClassifier
-from cnntrain.inference.load import SavedRun, load_run
-from cnntrain.inference.predict import write_cams
+from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
 from cnntrain.reporting.console import output_console
 from cnntrain.reporting.text import markup
 
+if TYPE_CHECKING:
+    import torch
+
+    from cnntrain.inference.classifier import ImageClassifier
+    from cnntrain.inference.load import SavedRun
+
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="cnntrain-predict", description="Classify image files with a trained run.")
-    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
+    p = ArgumentParser(
+        prog="cnntrain-predict", description="Classify image files with a trained run or a file cnntrain-export wrote."
+    )
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR|MODEL",
+        help="a run directory written by cnntrain, or an exported model.onnx, model.xml or model.pt2 (its "
+        "JSON beside it); ONNX and OpenVINO files run without torch",
+    )
     p.add_argument(
         "images",
         nargs="+",
@@ -143,6 +154,14 @@ def _main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top-k={args.top_k}: must be >= 1")
+    if args.run_dir.suffix.lower() in MODEL_FILES and not args.run_dir.is_dir():
+        _predict_from_file(args)
+        return
+    from cnntrain.config.validate import check_device  # omegaconf, torch: start-up lazy, a model file needs none
+    from cnntrain.device import resolve_device
+    from cnntrain.inference.classifier import ImageClassifier
+    from cnntrain.inference.load import load_run
+
     check_device(args.device)
     cams = cam_paths(args.images, args.cam_dir) if args.cam else None
     saved = load_run(args.run_dir, args.checkpoint, resolve_device(args.device))
@@ -151,13 +170,40 @@ def _main(argv: list[str]) -> None:
     SHOW[saved.task.name](args, saved, classifier, images, cams)
 
 
+def _predict_from_file(args: Any) -> None:
+    """An exported file's answers, shown as a run's are (cnntrain.inference.runtime: no torch for ONNX/OpenVINO)."""
+    given = {
+        "--checkpoint": args.checkpoint != "best",
+        "--device": args.device != "cpu",
+        "--cam": args.cam,
+        "--cam-dir": args.cam_dir != Path(CAM_DIR),
+    }
+    for flag in (flag for flag, set_ in given.items() if set_):
+        raise ConfigError(
+            f"{flag} is for predicting from a run directory; {args.run_dir.name} is an exported "
+            f"file (it runs on the CPU as exported): drop {flag}"
+        )
+    model = ExportedModel(args.run_dir)
+    results = model.predict(args.images, args.top_k)
+    if model.contract.thresholds is None:
+        _show_answers(args, results, None)
+    else:
+        _show_label_sets(args, results)
+
+
 def _show_top(
     args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor, cams: list[Path] | None
 ) -> None:
     """One class per image: each image's top-k classes (and its class activation map), as tables or JSON."""
+    from cnntrain.inference.predict import write_cams  # torch: start-up lazy, as in _main
+
     results = classifier.predictions(images, args.top_k)
     if cams is not None:
         write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
+    _show_answers(args, results, cams)
+
+
+def _show_answers(args: Any, results: list[list[tuple[str, float]]], cams: list[Path] | None) -> None:
     if args.json:
         sys.stdout.write(as_json(args.images, results, cams) + "\n")
         return
@@ -172,7 +218,10 @@ def _show_sets(
     """A set of labels per image: each image's predicted label set, as tables or JSON."""
     if cams is not None:
         raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop --cam")
-    records = classifier.predictions(images, args.top_k)
+    _show_label_sets(args, classifier.predictions(images, args.top_k))
+
+
+def _show_label_sets(args: Any, records: list[dict[str, Any]]) -> None:
     if args.json:
         sys.stdout.write(
             json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)], indent=2) + "\n"

@@ -26,15 +26,18 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from cnntrain.config.names import RESIZE_MODES
-from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import open_regular
+
+if TYPE_CHECKING:  # annotations only: predicting from an exported file imports neither torch nor omegaconf
+    import torch
+
+    from cnntrain.config.schema import DatasetConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")  # compared lower-cased
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
@@ -73,14 +76,16 @@ def image_input_shape(cfg: DatasetConfig, first_image: Path) -> tuple[int, int, 
     return int(channels), int(size[0]), int(size[1])
 
 
-def decode_image(source: ImageSource, channels: int, height: int, width: int, *,
-                 resize: str = "stretch") -> torch.Tensor:
+def decode_image(
+    source: ImageSource, channels: int, height: int, width: int, *, resize: str = "stretch"
+) -> torch.Tensor:
     """Read an image file (or binary file object) of any size or colour mode as uint8 [channels, height, width]."""
+    import torch  # start-up lazy: predicting from an exported file decodes through decode_array with no torch
+
     return torch.from_numpy(decode_array(source, channels, height, width, resize=resize))
 
 
-def decode_array(source: ImageSource, channels: int, height: int, width: int, *,
-                 resize: str = "stretch") -> np.ndarray:
+def decode_array(source: ImageSource, channels: int, height: int, width: int, *, resize: str = "stretch") -> np.ndarray:
     """decode_image as a numpy array (what decoding processes send back: no torch needed to pickle it)."""
     from PIL import Image, UnidentifiedImageError
 
