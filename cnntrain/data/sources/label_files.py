@@ -20,10 +20,10 @@ open the file at the mistake. The file is read once per run (describe), without 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from cnntrain.data.images import IMAGE_SUFFIXES, image_input_shape
 from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.data.sources.label_file_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
-from cnntrain.files import open_regular
+from cnntrain.reading import MAX_LABEL_FILE_BYTES, check_fields, json_value, text_lines
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
 PATH_NAMES = ("path", "image", "file", "filename", "filepath", "image_path")
@@ -62,13 +62,16 @@ class LabelFileSource(FileListSource):
 def scan_label_file(cfg: DatasetConfig) -> FileListing:
     """Read and check dataset.file; raise DataError naming the file, the line and what is allowed."""
     if not cfg.file:
-        raise DataError("dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image "
-                        "paths and labels")
+        raise DataError(
+            "dataset.file is not set: name a label file (.csv, .tsv, .jsonl or .ndjson) of image paths and labels"
+        )
     file = Path(str(cfg.file))
     suffix = file.suffix.lower()
     if suffix not in FORMATS:
-        raise DataError(f"label file {file}: unknown format '{file.suffix or '(no suffix)'}'; expected "
-                        f"{', '.join(FORMATS)} (comma-separated, tab-separated, JSON Lines)")
+        raise DataError(
+            f"label file {file}: unknown format '{file.suffix or '(no suffix)'}'; expected "
+            f"{', '.join(FORMATS)} (comma-separated, tab-separated, JSON Lines)"
+        )
     if not file.exists():
         raise DataError(f"label file {file} not found; set dataset.file to a {', '.join(FORMATS)} file")
     try:
@@ -95,8 +98,10 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
         raise DataError(f"label file {file}: no row has {split_col}=train; the training split needs rows")
     used = sorted(set(indices))
     if not multilabel and len(used) < 2:
-        raise DataError(f"label file {file}: column '{label_col}' holds one class ({classes[used[0]]}); "
-                        f"a classifier needs at least 2")
+        raise DataError(
+            f"label file {file}: column '{label_col}' holds one class ({classes[used[0]]}); "
+            f"a classifier needs at least 2"
+        )
     format_name = FORMATS[suffix]
     shape = image_input_shape(cfg, by_split["train"][0][0])
     named = "/".join(c for c in (path_col, None if cfg.label_columns else label_col, split_col) if c)
@@ -105,62 +110,85 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
     task = f"; multi-label: {len(classes)} labels from {how}" if multilabel else ""
     layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}"
-    return FileListing(file.parent, classes, shape, by_split["train"], by_split["val"] or None,
-                       by_split["test"] or None, layout, task=TASK_MULTILABEL if multilabel else TASK_SINGLE)
+    return FileListing(
+        file.parent,
+        classes,
+        shape,
+        by_split["train"],
+        by_split["val"] or None,
+        by_split["test"] or None,
+        layout,
+        task=TASK_MULTILABEL if multilabel else TASK_SINGLE,
+    )
 
 
 # -- reading the file -------------------------------------------------------------------------------------------
 
+
 def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
     """A CSV/TSV file's header and its non-blank rows, each with the file line it starts on."""
-    # -sig: the BOM spreadsheets write; open_regular: a FIFO named as the label file would never end
-    with io.TextIOWrapper(open_regular(file), newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+    # -sig: the BOM spreadsheets write; text_lines: a regular file (a FIFO would never end), bounded in size and
+    # line length (a 70 MB line of 300,000 columns would take gigabytes)
+    lines = text_lines(file, MAX_LABEL_FILE_BYTES, "label file", newline="")
+    with closing(lines):
+        reader = csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
         try:
             header = next(reader, None)
             if header is None or not any(cell.strip() for cell in header):
-                raise DataError(f"label file {file} is empty; its first line must be a header naming the columns "
-                                f"(e.g. path,label,split)")
+                raise DataError(
+                    f"label file {file} is empty; its first line must be a header naming the columns "
+                    f"(e.g. path,label,split)"
+                )
+            check_fields(header, "label file", file, 1)
             header = [cell.strip() for cell in header]
             rows: list[Row] = []
             line = reader.line_num + 1
             for cells in reader:
                 if any(cell.strip() for cell in cells):
                     if len(cells) > len(header):
-                        raise DataError(f"label file {file}, line {line}: {len(cells)} fields but the header names "
-                                        f"{len(header)} ({', '.join(header)})")
+                        raise DataError(
+                            f"label file {file}, line {line}: {len(cells)} fields but the header names "
+                            f"{len(header)} ({', '.join(header)})"
+                        )
                     rows.append((line, dict(zip(header, cells))))
                 line = reader.line_num + 1
         except csv.Error as err:
-            raise DataError(f"label file {file}, line {reader.line_num}: not valid {FORMATS[suffix]} "
-                            f"({first_line(err)})") from None
+            raise DataError(
+                f"label file {file}, line {reader.line_num}: not valid {FORMATS[suffix]} ({first_line(err)})"
+            ) from None
     return header, rows
 
 
 def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
     """A JSON Lines file's objects (blank lines skipped); the columns are the first object's keys."""
     rows: list[Row] = []
-    with io.TextIOWrapper(open_regular(file), encoding="utf-8-sig") as handle:
-        for line, text in enumerate(handle, start=1):
+    lines = text_lines(file, MAX_LABEL_FILE_BYTES, "label file")
+    with closing(lines):
+        for line, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
-                value = json.loads(text)
+                value = json_value(text, "label file", f"{file}, line {line}")
             except ValueError as err:
-                raise DataError(f"label file {file}, line {line}: not valid JSON ({first_line(err)}); JSON Lines "
-                                f"hold one object per line, e.g. {EXAMPLE_JSON}") from None
+                raise DataError(
+                    f"label file {file}, line {line}: not valid JSON ({first_line(err)}); JSON Lines "
+                    f"hold one object per line, e.g. {EXAMPLE_JSON}"
+                ) from None
             if not isinstance(value, dict):
-                raise DataError(f"label file {file}, line {line}: a JSON {type(value).__name__}, not an object; "
-                                f"JSON Lines hold one object per line, e.g. {EXAMPLE_JSON}")
+                raise DataError(
+                    f"label file {file}, line {line}: a JSON {type(value).__name__}, not an object; "
+                    f"JSON Lines hold one object per line, e.g. {EXAMPLE_JSON}"
+                )
+            check_fields(list(value), "label file", file, line)
             rows.append((line, value))
     if not rows:
-        raise DataError(f"label file {file} is empty; expected one JSON object per line, e.g. "
-                        f"{EXAMPLE_JSON}")
+        raise DataError(f"label file {file} is empty; expected one JSON object per line, e.g. {EXAMPLE_JSON}")
     return list(rows[0][1]), rows
 
 
-def _column(cfg: DatasetConfig, key: str, usual: tuple[str, ...], columns: list[str], file: Path,
-            required: bool) -> str | None:
+def _column(
+    cfg: DatasetConfig, key: str, usual: tuple[str, ...], columns: list[str], file: Path, required: bool
+) -> str | None:
     """The configured column (it must exist), else the first usual name the header has."""
     has = ", ".join(columns) or "none"
     chosen = getattr(cfg, key)
@@ -170,24 +198,29 @@ def _column(cfg: DatasetConfig, key: str, usual: tuple[str, ...], columns: list[
         return str(chosen)
     found = next((name for name in usual if name in columns), None)
     if found is None and required:
-        raise DataError(f"label file {file}: no {key.split('_')[0]} column (looked for {', '.join(usual)}); its "
-                        f"columns: {has}; name it with dataset.{key}")
+        raise DataError(
+            f"label file {file}: no {key.split('_')[0]} column (looked for {', '.join(usual)}); its "
+            f"columns: {has}; name it with dataset.{key}"
+        )
     return found
 
 
 # -- checking the rows ------------------------------------------------------------------------------------------
+
 
 def _label_text(file: Path, line: int, value: Any, column: str) -> str:
     """A label as text: a name, or a whole number written in its plain form."""
     if value is None:
         value = ""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DataError(f"label file {file}, line {line}: {column} is {json.dumps(value)}; expected a class name "
-                        f"or a whole number")
+        raise DataError(
+            f"label file {file}, line {line}: {column} is {json.dumps(value)}; expected a class name or a whole number"
+        )
     text = str(value).strip()
     if not text:
-        raise DataError(f"label file {file}, line {line}: {column} is empty; every row needs a class name or a "
-                        f"whole number")
+        raise DataError(
+            f"label file {file}, line {line}: {column} is empty; every row needs a class name or a whole number"
+        )
     return str(int(text)) if WHOLE_NUMBER.fullmatch(text) else text
 
 
@@ -209,8 +242,10 @@ def _classes(cfg: DatasetConfig, file: Path, lines: list[int], texts: list[str])
         elif WHOLE_NUMBER.fullmatch(text) and 0 <= int(text) < len(classes):
             indices.append(int(text))
         else:
-            raise DataError(f"label file {file}, line {line}: label '{text}' is not in dataset.classes "
-                            f"({', '.join(classes)}) nor an index 0..{len(classes) - 1} into it")
+            raise DataError(
+                f"label file {file}, line {line}: label '{text}' is not in dataset.classes "
+                f"({', '.join(classes)}) nor an index 0..{len(classes) - 1} into it"
+            )
     return classes, indices
 
 
@@ -232,12 +267,15 @@ def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             path = _with_image_suffix(path)
             if path.suffix and path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"label file {file}, line {line}: {text} is not an image file; expected "
-                                f"{', '.join(IMAGE_SUFFIXES)} (or a name that is one without its suffix)")
+                raise DataError(
+                    f"label file {file}, line {line}: {text} is not an image file; expected "
+                    f"{', '.join(IMAGE_SUFFIXES)} (or a name that is one without its suffix)"
+                )
         key = os.path.normcase(os.path.normpath(os.path.abspath(path)))
         if key in first_line_of:
-            raise DataError(f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image "
-                            f"may appear once")
+            raise DataError(
+                f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image may appear once"
+            )
         first_line_of[key] = line
         if not path.is_file():
             missing.append((line, path))
@@ -245,8 +283,10 @@ def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None
     if missing:
         (line, path), more = missing[0], len(missing) - 1
         also = f", and {more} more image(s) are missing" if more else ""
-        raise DataError(f"label file {file}, line {line}: image {path} not found{also}; relative paths are read "
-                        f"from {folder} (dataset.image_dir)")
+        raise DataError(
+            f"label file {file}, line {line}: image {path} not found{also}; relative paths are read "
+            f"from {folder} (dataset.image_dir)"
+        )
     return paths
 
 
@@ -264,6 +304,8 @@ def _split(file: Path, line: int, value: Any, column: str) -> str:
     text = str(value).strip().lower() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     if text not in SPLIT_VALUES:
         shown = "empty" if value is None or not str(value).strip() else f"'{value}'"
-        raise DataError(f"label file {file}, line {line}: {column} is {shown}; expected one of "
-                        f"{', '.join(SPLIT_VALUES)} on every row (drop the column to split everything off train)")
+        raise DataError(
+            f"label file {file}, line {line}: {column} is {shown}; expected one of "
+            f"{', '.join(SPLIT_VALUES)} on every row (drop the column to split everything off train)"
+        )
     return SPLIT_VALUES[text]

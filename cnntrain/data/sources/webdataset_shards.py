@@ -12,7 +12,6 @@ opened by us (no `pipe:` URLs, no environment substitution).
 
 from __future__ import annotations
 
-import glob
 import json
 import random
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import read_member, shard_index
+from cnntrain.data.shard_names import expand_all
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
-from cnntrain.errors import DataError, first_line
+from cnntrain.errors import DataError, UserError, first_line
+from cnntrain.reading import MAX_CLASS_LIST_BYTES, MAX_SHARD_BYTES, open_bounded, text_lines
 
 QUOTE_HINT = "quote a brace range for Hydra: \"dataset.train='/data/train-{000000..000099}.tar'\""
 
@@ -68,10 +69,17 @@ class WebDatasetSource(Source):
     def read(self, description: DataDescription) -> SourceSplits:
         scan = self.found(description)
         cfg = self.cfg
-        settings = StreamSettings(read_parts, tuple(description.input_shape), image_keys(cfg), str(cfg.label_key),
-                                  tuple(scan.classes), int(cfg.shuffle_buffer),
-                                  int(cfg.num_workers), str(cfg.resize),
-                                  scan.label_delimiter)
+        settings = StreamSettings(
+            read_parts,
+            tuple(description.input_shape),
+            image_keys(cfg),
+            str(cfg.label_key),
+            tuple(scan.classes),
+            int(cfg.shuffle_buffer),
+            int(cfg.num_workers),
+            str(cfg.resize),
+            scan.label_delimiter,
+        )
 
         def split(parts: list[ShardPart] | None) -> SourceSplit | None:
             if parts is None:
@@ -86,14 +94,19 @@ class WebDatasetSource(Source):
 
     def layout(self, description: DataDescription) -> str:
         scan = self.found(description)
-        given = [f"{name} {len(parts)} shard(s), {sum(p.count for p in parts)} samples"
-                 for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test)) if parts]
+        given = [
+            f"{name} {len(parts)} shard(s), {sum(p.count for p in parts)} samples"
+            for name, parts in (("train", scan.train), ("val", scan.val), ("test", scan.test))
+            if parts
+        ]
         missing = [name for name, parts in (("validation", scan.val), ("test", scan.test)) if parts is None]
         rest = f"; {' and '.join(missing)} taken from train by key hash" if missing else ""
-        sets = f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}" \
-            if scan.task == TASK_MULTILABEL else ""
+        sets = (
+            f"; multi-label: {len(scan.classes)} labels, entries split on {json.dumps(scan.label_delimiter)}"
+            if scan.task == TASK_MULTILABEL
+            else ""
+        )
         return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}"
-
 
 
 def image_keys(cfg: DatasetConfig) -> tuple[str, ...]:
@@ -105,20 +118,32 @@ def scan_shards(cfg: DatasetConfig) -> ShardScan:
     _webdataset()
     if not cfg.train:
         raise DataError(f"dataset.train is empty: name the training shards; {QUOTE_HINT}")
-    specs = {name: shard_paths(getattr(cfg, name), f"dataset.{name}") if getattr(cfg, name) else None
-             for name in ("train", "val", "test")}
+    specs = {
+        name: shard_paths(getattr(cfg, name), f"dataset.{name}") if getattr(cfg, name) else None
+        for name in ("train", "val", "test")
+    }
     classes = class_names(cfg, specs["train"][0])
     keys = image_keys(cfg)
     delimiter = label_set_delimiter(cfg)
     first: list[tuple[str, bytes]] = []
     label_key, cache_dir = str(cfg.label_key), cfg.cache_dir
-    indexed = {name: None if paths is None else [index_shard(p, keys, label_key, classes, first, delimiter, cache_dir)
-                                                 for p in paths]
-               for name, paths in specs.items()}
+    indexed = {
+        name: None
+        if paths is None
+        else [index_shard(p, keys, label_key, classes, first, delimiter, cache_dir) for p in paths]
+        for name, paths in specs.items()
+    }
     if not any(part.count for part in indexed["train"]):
         raise DataError(f"the training shards {cfg.train} hold no samples")
-    return ShardScan(indexed["train"], indexed["val"], indexed["test"], classes, _input_shape(cfg, first[0]),
-                     TASK_SINGLE if delimiter is None else TASK_MULTILABEL, delimiter)
+    return ShardScan(
+        indexed["train"],
+        indexed["val"],
+        indexed["test"],
+        classes,
+        _input_shape(cfg, first[0]),
+        TASK_SINGLE if delimiter is None else TASK_MULTILABEL,
+        delimiter,
+    )
 
 
 def label_set_delimiter(cfg: DatasetConfig) -> str | None:
@@ -130,20 +155,12 @@ def label_set_delimiter(cfg: DatasetConfig) -> str | None:
 
 
 def shard_paths(spec: Any, key: str) -> list[str]:
-    """A brace range, a glob or a list of them -> the shard files, in order (each once)."""
-    import braceexpand
-
+    """A brace range, a glob or a list of them -> the shard files, in order (each once), counted before expanding
+    (cnntrain.data.shard_names)."""
     items = [spec] if isinstance(spec, str) else list(spec) if hasattr(spec, "__iter__") else None
     if items is None or not all(isinstance(item, str) for item in items):
         raise DataError(f"{key}={spec}: expected shard files as a brace range, a glob or a list; {QUOTE_HINT}")
-    paths: list[str] = []
-    for item in items:
-        for name in braceexpand.braceexpand(item):
-            matched = sorted(glob.glob(name)) if glob.has_magic(name) else [name] if Path(name).is_file() else []
-            if not matched:
-                raise DataError(f"{key}: no shard matches {name}" + (f" (from {item})" if name != item else ""))
-            paths.extend(p for p in matched if p not in paths)
-    return paths
+    return expand_all(items, key)
 
 
 def class_names(cfg: DatasetConfig, first_shard: str) -> list[str]:
@@ -151,10 +168,15 @@ def class_names(cfg: DatasetConfig, first_shard: str) -> list[str]:
     if cfg.classes:
         return [str(c) for c in cfg.classes]
     path = Path(str(cfg.classes_file)) if cfg.classes_file else Path(first_shard).parent / "classes.txt"
-    if not path.is_file():
-        raise DataError(f"no class names for the shards: set dataset.classes=[...] or dataset.classes_file (one name "
-                        f"a line); {path} not found")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not path.exists():
+        raise DataError(
+            f"no class names for the shards: set dataset.classes=[...] or dataset.classes_file (one name "
+            f"a line); {path} not found"
+        )
+    try:
+        names = [line.strip() for line in text_lines(path, MAX_CLASS_LIST_BYTES, "classes file") if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read classes file {path}: {first_line(err)}") from None
     if len(names) < 2:
         raise DataError(f"classes file {path} names {len(names)} class(es); it needs one name a line, at least 2")
     return names
@@ -186,14 +208,22 @@ def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | No
     return label
 
 
-def index_shard(path: str, keys: tuple[str, ...], label_key: str, classes: list[str],
-                first: list[tuple[str, bytes]], delimiter: str | None = None,
-                cache_dir: str | None = None) -> ShardPart:
+def index_shard(
+    path: str,
+    keys: tuple[str, ...],
+    label_key: str,
+    classes: list[str],
+    first: list[tuple[str, bytes]],
+    delimiter: str | None = None,
+    cache_dir: str | None = None,
+) -> ShardPart:
     """One shard's sample keys and labels, from its index (cnntrain.data.shard_index: the member names and label
     entries, cached); the very first image of all is read and kept in `first`, for the input shape."""
     index = shard_index(path, keys, label_key, cache_dir)
-    labels = tuple(parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
-                   for key, text in zip(index.keys, index.labels))
+    labels = tuple(
+        parse_label(text.encode(), classes, f"shard {path}, sample {key}", delimiter)
+        for key, text in zip(index.keys, index.labels)
+    )
     if not first and index.first_image is not None:
         first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
     return ShardPart(path, index.keys, labels)
@@ -232,8 +262,8 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
     def opened() -> Any:
         for part in mine:
             try:
-                stream = open(part.path, "rb")
-            except OSError as err:
+                stream = open_bounded(part.path, MAX_SHARD_BYTES, "shard")  # a regular file (a FIFO would block)
+            except (OSError, UserError) as err:
                 raise DataError(f"cannot read shard {part.path}: {first_line(err)}") from None
             try:
                 yield {"url": part.path, "stream": stream}
