@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnntrain.config.compose import override_value
-from cnntrain.config.saved import read_saved_yaml
+from cnntrain.config.saved import run_config_data
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.reporting.html import esc
 from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir, read_metrics, read_summary
@@ -38,10 +37,14 @@ class Run:
         root = Path(path).expanduser()
         if not root.is_dir():
             raise UserError(f"run directory not found: {root}")
-        if (root / SWEEP_SUMMARY_CSV).is_file() or not (RunDir(root).hydra.is_dir() or RunDir(root).summary_json
-                                                          .is_file()):
-            what = "a sweep directory (open it with cnntrain.Sweep(path))" if (root / SWEEP_SUMMARY_CSV).is_file() \
+        if (root / SWEEP_SUMMARY_CSV).is_file() or not (
+            RunDir(root).hydra.is_dir() or RunDir(root).summary_json.is_file()
+        ):
+            what = (
+                "a sweep directory (open it with cnntrain.Sweep(path))"
+                if (root / SWEEP_SUMMARY_CSV).is_file()
                 else "not a run directory: it has neither .hydra/ nor summary.json"
+            )
             raise UserError(f"{root} is {what}")
         self.dir = root.resolve()
 
@@ -74,8 +77,9 @@ class Run:
         try:
             import pandas  # an optional dependency
         except ImportError:
-            raise UserError("Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows "
-                            "as dicts") from None
+            raise UserError(
+                "Run.metrics_frame() needs pandas (pip install pandas); Run.metrics has the same rows as dicts"
+            ) from None
         return pandas.DataFrame(self.metrics).set_index("epoch")
 
     @property
@@ -84,7 +88,7 @@ class Run:
         its own keys still resolve, but a resolver such as ${oc.env:...} is kept as the text it was."""
         from omegaconf import OmegaConf  # omegaconf: only when the config is asked for
 
-        return OmegaConf.create(_escape_resolvers(read_saved_yaml(RunDir(self.dir).config_yaml) or {}))
+        return OmegaConf.create(run_config_data(RunDir(self.dir).config_yaml))
 
     def model(self, checkpoint: str = "best", device: str = "cpu") -> nn.Module:
         """The trained model (checkpoint: best, last or a .pt path) in eval mode, taking images as uint8 0..255
@@ -96,8 +100,9 @@ class Run:
 
         return ImageClassifier(self._saved(checkpoint, device))
 
-    def predict(self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best",
-                device: str = "cpu") -> list[Any]:
+    def predict(
+        self, images_or_paths: ImagesOrPaths, top_k: int = 5, checkpoint: str = "best", device: str = "cpu"
+    ) -> list[Any]:
         """The top_k (class, probability) pairs of each image, most likely first, as cnntrain-predict computes them
         (a multi-label run: each image's labels at or above their thresholds and its top_k labels, as
         cnntrain-predict --json gives them). Image files are read as the training images were (colour, resize);
@@ -108,8 +113,9 @@ class Run:
             raise ConfigError(f"top_k={top_k!r}: must be a whole number >= 1")
         return predict(self._saved(checkpoint, device), images_or_paths, top_k)
 
-    def evaluate(self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None,
-                 **data_overrides: Any) -> dict[str, Any]:
+    def evaluate(
+        self, checkpoint: str = "best", device: str = "auto", batch_size: int | None = None, **data_overrides: Any
+    ) -> dict[str, Any]:
         """Test the run's model again, as cnntrain-eval does: on its own test split, or on other data given as
         data_root=... or **{"dataset.root": ...}. Writes eval_summary.json into the run directory and returns it."""
         from cnntrain.config.validate import check_device  # omegaconf, rich, torch: only when a model is asked for
@@ -117,23 +123,24 @@ class Run:
         from cnntrain.reporting.console import Reporter
 
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ConfigError(f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's "
-                              f"trainer.eval_batch_size)")
+            raise ConfigError(
+                f"batch_size={batch_size!r}: must be a whole number >= 1 (None: the run's trainer.eval_batch_size)"
+            )
         check_device(device)
         overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
         return evaluate(self.dir, overrides, Reporter(), checkpoint=checkpoint, device=device, batch_size=batch_size)
 
-    def export(self, format: str = "torchscript", path: str | os.PathLike[str] | None = None,
-               checkpoint: str = "best") -> Path:
+    def export(
+        self, format: str = "torchscript", path: str | os.PathLike[str] | None = None, checkpoint: str = "best"
+    ) -> Path:
         """Write the model as cnntrain-export does (torchscript or onnx, normalisation built in, a JSON of its input
         contract beside it); returns the file's path (default: export/model.pt or model.onnx in the run)."""
-        from cnntrain.inference.export import FORMATS, export_run  # torch: only when a model is asked for
+        from cnntrain.commands.export import export_to  # torch: only when a model is asked for
+        from cnntrain.inference.export import FORMATS
 
         if format not in FORMATS:
             raise ConfigError(f"format={format!r}: expected one of {', '.join(sorted(FORMATS))}")
-        saved = self._saved(checkpoint, "cpu")
-        target = Path(path) if path is not None else RunDir(self.dir).export(FORMATS[format])
-        return export_run(saved, format, target)
+        return export_to(self._saved(checkpoint, "cpu"), format, self.dir, Path(path) if path is not None else None)
 
     def _repr_html_(self) -> str:
         from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run
@@ -183,8 +190,13 @@ class Sweep:
         if not path.is_file():
             raise UserError(f"{path} not found: the sweep has not finished (or was not run by cnntrain)")
         with path.open(newline="", encoding="utf-8") as f:
-            return [{key: _number(value) if key not in ("job", "status", "overrides", "monitor", "error") else value
-                     for key, value in row.items()} for row in csv.DictReader(f)]
+            return [
+                {
+                    key: _number(value) if key not in ("job", "status", "overrides", "monitor", "error") else value
+                    for key, value in row.items()
+                }
+                for row in csv.DictReader(f)
+            ]
 
     @property
     def best(self) -> Run:
@@ -220,17 +232,3 @@ def _dig(data: Any, *keys: str) -> Any:
     for key in keys:
         data = data.get(key) if isinstance(data, dict) else None
     return data
-
-
-RESOLVER = re.compile(r"\$\{(?=\s*[\w.-]+\s*:)")  # ${name:...}: a resolver call, not a reference to a key
-
-
-def _escape_resolvers(value: Any) -> Any:
-    """A config read from a file with every resolver call (${oc.env:...}) made literal text."""
-    if isinstance(value, dict):
-        return {key: _escape_resolvers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escape_resolvers(item) for item in value]
-    if isinstance(value, str):
-        return RESOLVER.sub(r"\\${", value)
-    return value

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.inference.export import FORMATS, export_run, metadata_path
-from cnntrain.inference.load import load_run
+from cnntrain.inference.load import SavedRun, load_run
 from cnntrain.reporting.run_dir import RunDir
 
 
@@ -22,18 +22,25 @@ def parser() -> ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
     p.add_argument("--format", required=True, choices=sorted(FORMATS), help="torchscript or onnx")
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
-    p.add_argument("--output", type=Path, default=None,
-                   help="file to write (default: RUN_DIR/export/model.pt or model.onnx)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="file to write (default: RUN_DIR/export/model.pt or model.onnx)"
+    )
     return p
 
 
 def _main(argv: list[str]) -> None:
     in_process_only()
     args = parser().parse_args(argv)
-    saved = load_run(args.run_dir, args.checkpoint)
-    path = args.output or RunDir(args.run_dir).export(FORMATS[args.format])
-    export_run(saved, args.format, path, root=None if args.output else args.run_dir)
+    path = export_to(load_run(args.run_dir, args.checkpoint), args.format, args.run_dir, args.output)
     print(f"wrote {path} and {metadata_path(path)}")
+
+
+def export_to(saved: SavedRun, fmt: str, run_dir: Path, output: Path | None) -> Path:
+    """Where an export goes, for this command and results.Run.export alike: `output` as named, else export/ in the
+    run directory, where no folder may link out of the run (cnntrain.files.safe_folder). Returns the file."""
+    path = output or RunDir(run_dir).export(FORMATS[fmt])
+    export_run(saved, fmt, path, root=None if output else run_dir)
+    return path
 
 
 def main() -> None:

@@ -55,21 +55,42 @@ def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
     return _literal(config)
 
 
+def run_config_data(path: Path, *, fix: str = RESTORE) -> dict[str, Any]:
+    """A run directory's .hydra/config.yaml as plain data for OmegaConf.create, the one reading every caller (the
+    Python API's Run.config among them) shares: bounded (read_saved_yaml), and with every interpolation that
+    calls a resolver made literal text, so `${oc.env:TOKEN}` never reads this machine; a plain reference to
+    another key of the same config (`${dataset.num_classes}`) stays one, as Hydra composed it."""
+    data = read_saved_yaml(path, fix=fix) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds {type(data).__name__}, not the mapping a run's config is; {fix}")
+    walk(data, str(path), fix=fix)
+    return _literal(data, keep_references=True)
+
+
 def check_saved_overrides(overrides: list[str], where: str, *, fix: str = RESTORE) -> None:
     """Override strings read from a run (overrides.yaml): no resolver interpolation in any of them; a plain
     reference to another key (`${dataset.num_classes}`) is fine."""
     for number, override in enumerate(overrides, 1):
         if "${" in override and not _plain_interpolations(override):
-            raise UserError(f"{where}: override {number} ({override[:80]!r}) holds an interpolation that calls a "
-                            f"resolver; a saved run is data and is never resolved against this machine (its "
-                            f"environment, files or code); {fix}")
+            raise UserError(
+                f"{where}: override {number} ({override[:80]!r}) holds an interpolation that calls a "
+                f"resolver; a saved run is data and is never resolved against this machine (its "
+                f"environment, files or code); {fix}"
+            )
 
 
-def literal(text: str) -> str:
-    """`text` escaped for OmegaConf so that it reads back exactly as written: no `${...}` in it is resolved."""
+def literal(text: str, *, keep_references: bool = False) -> str:
+    """`text` escaped for OmegaConf so that it reads back exactly as written: no `${...}` in it is resolved (with
+    keep_references, a plain reference to another key, `${dataset.num_classes}`, stays one)."""
     if "${" not in text:
         return text
-    return _INTERPOLATION_START.sub(lambda match: match.group(1) * 2 + "\\${", text)
+
+    def escape(match: re.Match[str]) -> str:
+        if keep_references and _PLAIN_REFERENCE.match(text, match.end() - 2):
+            return match.group()
+        return match.group(1) * 2 + "\\${"
+
+    return _INTERPOLATION_START.sub(escape, text)
 
 
 def walk(value: Any, where: str, *, limit: int = MAX_NODES, plain_only: bool = True, fix: str = RESTORE) -> None:
@@ -83,8 +104,10 @@ def walk(value: Any, where: str, *, limit: int = MAX_NODES, plain_only: bool = T
         key, item, depth = stack.pop()
         seen += 1
         if seen > limit:
-            raise UserError(f"{where}: more than {limit:,} values (shared references count each time), far more "
-                            f"than cnntrain writes; refused; {fix}")
+            raise UserError(
+                f"{where}: more than {limit:,} values (shared references count each time), far more "
+                f"than cnntrain writes; refused; {fix}"
+            )
         if depth > MAX_DEPTH:
             raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep at '{key}'; refused; {fix}")
         if isinstance(item, dict):
@@ -103,13 +126,13 @@ def _plain_interpolations(text: str) -> bool:
     return all(_PLAIN_REFERENCE.match(text, match.start()) for match in _INTERPOLATION.finditer(text))
 
 
-def _literal(value: Any) -> Any:
+def _literal(value: Any, keep_references: bool = False) -> Any:
     if isinstance(value, str):
-        return literal(value)
+        return literal(value, keep_references=keep_references)
     if isinstance(value, dict):
-        return {key: _literal(item) for key, item in value.items()}
+        return {key: _literal(item, keep_references) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_literal(item) for item in value]
+        return [_literal(item, keep_references) for item in value]
     return value
 
 
@@ -135,8 +158,10 @@ def _check_events(events: Iterator[Any], path: Path, fix: str) -> None:
     nodes = depth = 0
     for event in events:
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise UserError(f"{path}: holds a YAML anchor or alias (&, *), which cnntrain and Hydra never write; "
-                            f"refused (aliases can expand a small file into billions of values); {fix}")
+            raise UserError(
+                f"{path}: holds a YAML anchor or alias (&, *), which cnntrain and Hydra never write; "
+                f"refused (aliases can expand a small file into billions of values); {fix}"
+            )
         if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             nodes += 1
             if nodes > MAX_NODES:

@@ -27,6 +27,7 @@ from cnntrain.config.flat import flatten
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import Interrupted, UserError, first_line
 from cnntrain.files import write_text
+from cnntrain.reading import MAX_RUN_FILE_BYTES, json_value, read_bytes
 from cnntrain.reporting.run_dir import RunDir, read_summary
 from cnntrain.version import __version__
 
@@ -56,10 +57,14 @@ def place_of(paths: RunDir) -> Place:
     root = next((folder for folder in run_dir.parents if folder.name == OUTPUTS), (sweep_dir or run_dir).parent)
     job = (hydra.get("job") or {}).get("num") if sweep_dir is not None else None
     overrides = _yaml_or_none(paths.overrides_yaml)
-    return Place(run_dir=run_dir, root=root, name=_relative(run_dir, root),
-                 sweep=_relative(sweep_dir, root) if sweep_dir is not None else None,
-                 job=job if isinstance(job, int) else None,
-                 overrides=tuple(str(o) for o in overrides) if isinstance(overrides, list) else ())
+    return Place(
+        run_dir=run_dir,
+        root=root,
+        name=_relative(run_dir, root),
+        sweep=_relative(sweep_dir, root) if sweep_dir is not None else None,
+        job=job if isinstance(job, int) else None,
+        overrides=tuple(str(o) for o in overrides) if isinstance(overrides, list) else (),
+    )
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +79,14 @@ def run_tags(config: dict[str, Any], place: Place) -> dict[str, str]:
     from cnntrain.reporting.provenance import git_commit
 
     git = git_commit()
-    tags = {"model": str(config["model"]["name"]), "dataset": str(config["dataset"]["name"]),
-            "cnntrain_version": __version__, "git_commit": git["commit"] if git else NO_COMMIT,
-            "git_dirty": str(bool(git and git["dirty"])).lower(), "run_dir": str(place.run_dir)}
+    tags = {
+        "model": str(config["model"]["name"]),
+        "dataset": str(config["dataset"]["name"]),
+        "cnntrain_version": __version__,
+        "git_commit": git["commit"] if git else NO_COMMIT,
+        "git_dirty": str(bool(git and git["dirty"])).lower(),
+        "run_dir": str(place.run_dir),
+    }
     if place.sweep is not None:
         tags["sweep"] = place.sweep
         tags["job"] = str(place.job)
@@ -166,8 +176,10 @@ class Guarded:
 
 def _tracker_ids(paths: RunDir) -> dict[str, Any]:
     try:
-        found = json.loads(paths.tracker_ids.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        found = json_value(
+            read_bytes(paths.tracker_ids, MAX_RUN_FILE_BYTES, "trackers file"), "trackers file", str(paths.tracker_ids)
+        )
+    except (OSError, ValueError, UserError):  # missing, torn, not a regular file, too large or too deep: none
         return {}
     return found if isinstance(found, dict) else {}
 
@@ -184,5 +196,3 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
-
-
