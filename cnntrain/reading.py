@@ -121,7 +121,7 @@ def json_value(text: str | bytes, what: str, where: str) -> Any:
     deepens; ValueError from the parser passes through for the caller's message."""
     depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:
-        raise DataError(f"{what} {where}: nested more than {MAX_JSON_DEPTH} levels deep; refused")
+        raise DataError(f"{what} {where}: nested too deeply (more than {MAX_JSON_DEPTH} levels); refused")
     return json.loads(text)
 
 

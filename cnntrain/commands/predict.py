@@ -39,24 +39,44 @@ from cnntrain.reporting.text import markup
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="cnntrain-predict", description="Classify image files with a trained run.")
     p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                   help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour",
+    )
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N | mps")
-    p.add_argument("--cam", action="store_true",
-                   help="also write each image's class activation map for its top class as NAME.cam.png")
-    p.add_argument("--cam-dir", type=Path, default=Path(CAM_DIR), metavar="DIR",
-                   help=f"where --cam writes its overlays (default {CAM_DIR}/ in the working directory)")
+    p.add_argument(
+        "--cam",
+        action="store_true",
+        help="also write each image's class activation map for its top class as NAME.cam.png",
+    )
+    p.add_argument(
+        "--cam-dir",
+        type=Path,
+        default=Path(CAM_DIR),
+        metavar="DIR",
+        help=f"where --cam writes its overlays (default {CAM_DIR}/ in the working directory)",
+    )
     return p
 
 
 CAM_DIR = "predict_cam"
 CAM_SUFFIX = ".cam.png"
+
+
 def cam_paths(images: list[Path], folder: Path) -> list[Path]:
     """One overlay file per image, `STEM.cam.png` in `folder` (`STEM-2.cam.png`, ... for a repeated stem); a
     UserError when one would replace an input image or write through a symbolic link, or `folder` is a file."""
+    if folder.is_symlink():  # a default `cams` planted in a shared folder would send the overlays elsewhere
+        raise UserError(
+            f"--cam-dir {folder} is a symbolic link; cnntrain writes no output folder through a link "
+            f"(name the folder it points to, or another one)"
+        )
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--cam-dir {folder}: exists and is not a folder")
     inputs = {path.resolve() for path in images}
@@ -69,8 +89,10 @@ def cam_paths(images: list[Path], folder: Path) -> list[Path]:
         taken.add(name)
         path = folder / name
         if path.is_symlink():
-            raise UserError(f"{path} is a symbolic link; cnntrain-predict --cam does not write through links "
-                            f"(remove it, or choose another --cam-dir)")
+            raise UserError(
+                f"{path} is a symbolic link; cnntrain-predict --cam does not write through links "
+                f"(remove it, or choose another --cam-dir)"
+            )
         if path.resolve() in inputs:
             raise UserError(f"{path} is one of the input images; choose another --cam-dir for the overlays")
         paths.append(path)
@@ -81,13 +103,21 @@ def sets_table(path: Path, record: dict[str, Any]) -> Table:
     """One image's predicted labels, then the other top-k labels, with probability and threshold."""
     names = ", ".join(markup(item["label"]) for item in record["labels"]) or "(none)"
     table = Table(title=f"{markup(path)}: {names}", title_justify="left")
-    for column, justify in (("label", "left"), ("probability", "right"), ("threshold", "right"),
-                            ("predicted", "center")):
+    for column, justify in (
+        ("label", "left"),
+        ("probability", "right"),
+        ("threshold", "right"),
+        ("predicted", "center"),
+    ):
         table.add_column(column, justify=justify)
     shown = record["labels"] + [item for item in record["top"] if not item["predicted"]]
     for item in shown:
-        table.add_row(markup(item["label"]), f"{100 * item['probability']:.2f}%", f"{item['threshold']:.3f}",
-                      "yes" if item["predicted"] else "")
+        table.add_row(
+            markup(item["label"]),
+            f"{100 * item['probability']:.2f}%",
+            f"{item['threshold']:.3f}",
+            "yes" if item["predicted"] else "",
+        )
     return table
 
 
@@ -102,8 +132,9 @@ def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: lis
 
 
 def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
-    table = Table(title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None,
-                  caption_justify="left")
+    table = Table(
+        title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None, caption_justify="left"
+    )
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
@@ -125,8 +156,9 @@ def _main(argv: list[str]) -> None:
     SHOW[saved.task.name](args, saved, classifier, images, cams)
 
 
-def _show_top(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
-              cams: list[Path] | None) -> None:
+def _show_top(
+    args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor, cams: list[Path] | None
+) -> None:
     """One class per image: each image's top-k classes (and its class activation map), as tables or JSON."""
     results = classifier.predictions(images, args.top_k)
     if cams is not None:
@@ -139,16 +171,17 @@ def _show_top(args: Any, saved: SavedRun, classifier: ImageClassifier, images: t
         console.print(as_table(path, top, cams[i] if cams else None))
 
 
-def _show_sets(args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor,
-               cams: list[Path] | None) -> None:
+def _show_sets(
+    args: Any, saved: SavedRun, classifier: ImageClassifier, images: torch.Tensor, cams: list[Path] | None
+) -> None:
     """A set of labels per image: each image's predicted label set, as tables or JSON."""
     if cams is not None:
-        raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop "
-                          "--cam")
+        raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop --cam")
     records = classifier.predictions(images, args.top_k)
     if args.json:
-        sys.stdout.write(json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)],
-                                    indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)], indent=2) + "\n"
+        )
         return
     console = Console(highlight=False)
     for path, record in zip(args.images, records):

@@ -72,6 +72,7 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
     if run_dir.is_dir():
         refuse_links_out(run_dir)  # a shared run directory's links out are refused before anything is written
     checkpoint = load_resume_checkpoint(run_dir)
+    _say_local_destinations(checkpoint, run_dir)
     if _finished(run_dir):
         raise ConfigError(
             f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
@@ -82,6 +83,16 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
 
         resume_config(checkpoint, devices)  # the saved config with N processes must still be valid
     return run_dir, checkpoint, devices
+
+
+def _say_local_destinations(checkpoint: dict[str, Any], run_dir: Path) -> None:
+    """One line when the checkpoint names trackers or a cache folder of its own, which a resume does not take
+    (cnntrain.config.saved.local_destinations)."""
+    from cnntrain.config.saved import destinations_notice, local_destinations
+
+    changed = local_destinations(checkpoint["config"])[1] if isinstance(checkpoint.get("config"), dict) else []
+    if changed:
+        print(destinations_notice(changed, f"the checkpoint of {run_dir}"), file=sys.stderr, flush=True)
 
 
 def _resume_devices(overrides: list[str]) -> int | None:

@@ -45,6 +45,42 @@ def read_saved_yaml(path: Path, *, fix: str = RESTORE) -> Any:
         raise yaml_error(path, _python_parser_error(text) or err, fix) from None
 
 
+DESTINATIONS = ("logger", "mlflow", "wandb")
+"""Config keys that say where a run sends what it writes (trackers): this machine's, never a saved run's."""
+
+
+def local_destinations(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A saved config (plain data) with the trackers (logger, mlflow, wandb) and dataset.cache_dir set to this
+    machine's defaults, and the keys whose saved value differed: a checkpoint someone sent chooses no MLflow
+    store, W&B project or cache folder here."""
+    from cnntrain.config.schema import from_yaml
+
+    changed: list[str] = []
+    result = dict(config)
+    for key in DESTINATIONS:
+        default = from_yaml(key).default_factory()  # type: ignore[misc]
+        if key in result and _as_list(result[key], key) != _as_list(default, key):
+            changed.append(key)
+        result[key] = default
+    dataset = result.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("cache_dir") is not None:
+        changed.append("dataset.cache_dir")
+        result["dataset"] = {**dataset, "cache_dir": None}
+    return result, changed
+
+
+def destinations_notice(changed: list[str], where: str) -> str:
+    """The one line that says which saved destinations were not taken."""
+    return (
+        f"notice: {where} names its own {', '.join(changed)}; not taken (a saved run chooses no destination "
+        f"on this machine): this run uses this machine's defaults"
+    )
+
+
+def _as_list(value: Any, key: str) -> Any:
+    return [value] if key == "logger" and isinstance(value, str) else value
+
+
 def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
     """A config from a checkpoint (`where` names it in messages) as plain data to give OmegaConf: checked to be
     mappings with string keys, lists, strings, numbers, booleans and nulls within the node and depth budgets,
@@ -52,6 +88,8 @@ def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
     text (a class folder may be named so): it is kept as written and never resolved (an `${oc.env:TOKEN}`
     would copy a secret of this machine into the outputs)."""
     walk(config, where, fix=fix)
+    if isinstance(config, dict):
+        config = local_destinations(config)[0]
     return _literal(config)
 
 

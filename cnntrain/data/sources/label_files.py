@@ -89,7 +89,7 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     else:
         texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
         classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
-    paths = _image_paths(file, rows, path_col, cfg.image_dir)
+    paths = _image_paths(file, rows, path_col, cfg.image_dir, cfg.allow_outside_paths)
     split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
     by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
     for path, index, split in zip(paths, indices, split_of):
@@ -109,7 +109,8 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     missing = [word for name, word in (("val", "validation"), ("test", "test")) if not by_split[name]]
     rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
     task = f"; multi-label: {len(classes)} labels from {how}" if multilabel else ""
-    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}"
+    outside = "; images outside its folder allowed (dataset.allow_outside_paths)" if cfg.allow_outside_paths else ""
+    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}{outside}"
     return FileListing(
         file.parent,
         classes,
@@ -249,11 +250,13 @@ def _classes(cfg: DatasetConfig, file: Path, lines: list[int], texts: list[str])
     return classes, indices
 
 
-def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None) -> list[Path]:
+def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None, outside: bool = False) -> list[Path]:
     """Each row's image, relative to dataset.image_dir (null: the label file's folder); every one an image file
-    that exists, none twice. A name without an image suffix (an id, as many label files give them) is the file of
-    that name with one."""
+    that exists, none twice, and (unless dataset.allow_outside_paths) inside that folder once links are followed:
+    a shared label file cannot pull files from elsewhere into a run and its report. A name without an image suffix
+    (an id, as many label files give them) is the file of that name with one."""
     folder = file.parent if not image_dir else file.parent / str(image_dir)  # an absolute image_dir stays as it is
+    inside = os.path.realpath(folder)
     paths: list[Path] = []
     first_line_of: dict[str, int] = {}
     missing: list[tuple[int, Path]] = []
@@ -277,6 +280,12 @@ def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None
                 f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image may appear once"
             )
         first_line_of[key] = line
+        if not outside and os.path.commonpath([inside, os.path.realpath(path)]) != inside:
+            raise DataError(
+                f"label file {file}, line {line}: {text} leads outside {folder} (to "
+                f"{os.path.realpath(path)}); rows name images inside the dataset's folder unless "
+                f"dataset.allow_outside_paths=true"
+            )
         if not path.is_file():
             missing.append((line, path))
         paths.append(path)
