@@ -462,3 +462,31 @@ def test_a_saved_hugging_face_folder_naming_files_outside_or_a_fifo_is_refused(t
     sparse(folder / "state.json", 2 * GIB, b"{")
     with pytest.raises(DataError, match="larger than 16,777,216 bytes"):
         check_saved_folder(folder)
+
+
+def test_hugging_face_rows_naming_image_files_outside_the_folder_are_refused(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="the hf extra is not installed")
+    from cnntrain.data.loading import load_data
+    from cnntrain.errors import DataError
+
+    from helpers import dataset_section
+
+    (tmp_path / "elsewhere").mkdir()
+    paths = []
+    for index in range(12):
+        Image.new("L", (8, 8), 20 * index).save(tmp_path / "elsewhere" / f"{index}.png")
+        paths.append(str(tmp_path / "elsewhere" / f"{index}.png"))
+    features = datasets.Features(
+        {"image": datasets.Image(decode=False), "label": datasets.ClassLabel(names=["a", "b"])}
+    )
+    table = datasets.Dataset.from_dict(
+        {"image": [{"path": p, "bytes": None} for p in paths], "label": [i % 2 for i in range(12)]}, features=features
+    )
+    (tmp_path / "shared").mkdir()
+    table.to_parquet(str(tmp_path / "shared" / "train.parquet"))  # save_to_disk would embed the bytes
+    cfg = {"name": "huggingface", "kind": "huggingface", "root": ".", "path": str(tmp_path / "shared")}
+    with pytest.raises(DataError, match=r"leads outside the dataset's folder .*allow_outside_paths=true"):
+        load_data(dataset_section(cfg), seed=0)
+    bundle = load_data(dataset_section({**cfg, "allow_outside_paths": True}), seed=0)
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 12
+    assert "images outside its folder allowed" in bundle.layout

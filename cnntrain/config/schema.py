@@ -91,7 +91,7 @@ class DatasetConfig:
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None
     image_dir: str | None = None  # labels: the folder relative image paths are read from; null: the label file's
-    allow_outside_paths: bool = False  # labels: rows may name images outside that folder (absolute, ../, links)
+    allow_outside_paths: bool = False  # labels, huggingface: rows may name image files outside the dataset's folder
     path_column: str | None = None  # labels: null: the first of path, image, file, filename, filepath, image_path
     # labels: null: the first of label, class, target, category, labels; huggingface: null: the ClassLabel column
     # (else one named label, labels or target)

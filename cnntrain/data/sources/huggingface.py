@@ -16,6 +16,7 @@ fingerprint and the target shape, or per batch by DataLoader workers (dataset.in
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,8 @@ class HuggingFaceSource(Source):
         unused = f" (not used: {', '.join(f'{k} {v}' for k, v in scan.unused.items())})" if scan.unused else ""
         missing = [word for role, word in (("val", "validation"), ("test", "test")) if role not in scan.tables]
         rest = f"; {' and '.join(missing)} split off train (stratified)" if missing else ""
+        if self.cfg.allow_outside_paths:
+            rest += "; images outside its folder allowed (dataset.allow_outside_paths)"
         return (
             f"Hugging Face dataset {scan.name} ({scan.form}): splits {used}{unused}; image column "
             f"'{scan.image_column}', label column '{scan.label_column}' ({scan.label_kind}, "
@@ -229,6 +232,7 @@ def scan_dataset(cfg: DatasetConfig) -> HFScan:
         cache_root(folder, name, cfg.cache_dir),
         fingerprints,
         resize=str(cfg.resize),
+        inside=None if cfg.allow_outside_paths or folder is None else os.path.realpath(folder),
     )
     find_classes(scan, label, datasets)
     for role in [r for r in ("val", "test") if r in scan.tables and scan.values is None and scan.task == "single"]:
