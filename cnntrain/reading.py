@@ -32,7 +32,7 @@ MAX_MEMBER_BYTES = 256 << 20  # one file inside a shard (an image of 8192x8192 p
 MAX_HASHED_BYTES = 1 << 30  # one file hashed for a cache key (an image, a shard)
 MAX_RUN_FILE_BYTES = 64_000_000  # a run directory's steps.csv, metrics.csv, summary.json
 CHUNK = 1 << 20
-_SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
+_SPECIAL_ROOTS = ("/proc", "/sys")  # kernel files that call themselves regular; /dev/shm holds real files
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # a string (skipped whole) or a bracket
 
 
