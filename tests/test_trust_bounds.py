@@ -490,3 +490,15 @@ def test_hugging_face_rows_naming_image_files_outside_the_folder_are_refused(tmp
     bundle = load_data(dataset_section({**cfg, "allow_outside_paths": True}), seed=0)
     assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 12
     assert "images outside its folder allowed" in bundle.layout
+
+
+def test_an_export_path_that_is_a_folder_is_one_line_before_any_work(tmp_path):
+    from cnntrain.errors import UserError
+    from cnntrain.inference.export import export_run
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match=r"export path .*out is an existing folder; name the file to write"):
+        export_run(None, "onnx", tmp_path / "out")  # refused before the model is touched
+    (tmp_path / "model.onnx.json").mkdir()
+    with pytest.raises(UserError, match=r"model.onnx.json is an existing folder"):
+        export_run(None, "onnx", tmp_path / "model.onnx")
