@@ -39,10 +39,8 @@ def export_run(saved: SavedRun, fmt: str, path: Path, *, root: Path | None = Non
     safe_folder(path.parent, root)
     for target in (path, metadata_path(path)):
         if target.is_dir():
-            raise UserError(
-                f"export path {target} is an existing folder; name the file to write (e.g. "
-                f"{target / ('model' + FORMATS.get(fmt, '.pt'))})"
-            )
+            raise UserError(f"export path {target} is an existing folder; name the file to write (e.g. "
+                            f"{target / ('model' + FORMATS.get(fmt, '.pt'))})")
     module = ImageClassifier(saved, export_head=True).cpu()
     if fmt == "torchscript":
         export_torchscript(module, path)
@@ -64,19 +62,10 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise UserError("ONNX export needs the onnx package: pip install 'cnntrain[onnx]'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-        atomic_write(
-            path,
-            lambda tmp: torch.onnx.export(
-                module,
-                (example,),
-                str(tmp),
-                input_names=["images"],
-                output_names=["outputs"],
-                dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            ),
-        )
+        atomic_write(path, lambda tmp: torch.onnx.export(
+            module, (example,), str(tmp), input_names=["images"], output_names=["outputs"],
+            dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}}, opset_version=ONNX_OPSET,
+            dynamo=False))
 
 
 def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
@@ -85,29 +74,17 @@ def metadata(saved: SavedRun, fmt: str, path: Path) -> dict[str, Any]:
     return {
         "file": path.name,
         "format": fmt,
-        "input": {
-            "name": "images",
-            "layout": "NCHW",
-            "shape": ["batch", channels, height, width],
-            "dtype": "float32" if fmt == "onnx" else "float32 or uint8",
-            "range": "[0, 1] (uint8 0..255 is divided by 255)" if fmt == "torchscript" else "[0, 1]",
-            "color": "grayscale" if channels == 1 else "RGB",
-            "resize": {"mode": saved.resize, "how": RESIZE_HOW.get(saved.resize, "unknown")},
-        },
-        "normalization": {
-            "baked_in": True,
-            "mean": saved.description.mean,
-            "std": saved.description.std,
-            "formula": "(x - mean) / std per channel",
-        },
+        "input": {"name": "images", "layout": "NCHW", "shape": ["batch", channels, height, width],
+                  "dtype": "float32" if fmt == "onnx" else "float32 or uint8",
+                  "range": "[0, 1] (uint8 0..255 is divided by 255)" if fmt == "torchscript" else "[0, 1]",
+                  "color": "grayscale" if channels == 1 else "RGB",
+                  "resize": {"mode": saved.resize, "how": RESIZE_HOW.get(saved.resize, "unknown")}},
+        "normalization": {"baked_in": True, "mean": saved.description.mean,
+                          "std": saved.description.std, "formula": "(x - mean) / std per channel"},
         "output": saved.task.export_output(saved.classes, saved.outputs_log_probs),
         "test_time_augmentation": "none" if saved.tta == "none" else saved.task.export_tta_note(),
-        "source": {
-            "run_dir": str(saved.run_dir),
-            "checkpoint": str(saved.checkpoint_path),
-            "epoch": saved.epoch,
-            "model": str(saved.config.model.name),
-        },
+        "source": {"run_dir": str(saved.run_dir), "checkpoint": str(saved.checkpoint_path), "epoch": saved.epoch,
+                   "model": str(saved.config.model.name)},
         "versions": versions(),
     }
 
