@@ -47,7 +47,11 @@ def atomic_write(path: Path, write: Callable[[Path], object], *, root: Path | No
 
 def write_text(path: Path, text: str, *, root: Path | None = None) -> None:
     """atomic_write for a text file (JSON, CSV, YAML)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), root=root)
+    # backslashreplace: a lone surrogate (from a file name, a JSON escape) is written as `\udc80`, the escape
+    # cnntrain.reporting.text shows it as, rather than failing the whole file
+    atomic_write(
+        path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="backslashreplace", newline=""), root=root
+    )
 
 
 def open_append(path: Path, *, root: Path | None = None) -> TextIO:
@@ -59,15 +63,16 @@ def open_append(path: Path, *, root: Path | None = None) -> TextIO:
         fd = os.open(folder / path.name, flags, 0o666)
     except OSError as err:
         if os.path.islink(folder / path.name):
-            raise UnsafePathError(f"{path} is a symbolic link; cnntrain appends to no file through a link "
-                                  f"(remove the link)") from None
+            raise UnsafePathError(
+                f"{path} is a symbolic link; cnntrain appends to no file through a link (remove the link)"
+            ) from None
         raise_if_disk(err, path)
         raise UnsafePathError(f"cannot append to {path}: {first_line(err)}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UnsafePathError(f"{path} is not a regular file; cnntrain appends only to regular files (remove it)")
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "a", encoding="utf-8", newline="")
+    return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace", newline="")
 
 
 def safe_folder(folder: Path, root: Path | None = None) -> Path:
@@ -95,8 +100,10 @@ def safe_folder(folder: Path, root: Path | None = None) -> Path:
         if stat.S_ISLNK(mode):
             target = os.path.realpath(current)
             if os.path.commonpath([real_root, target]) != real_root:
-                raise UnsafePathError(f"{current} is a symbolic link to {target}, outside {root}; cnntrain writes "
-                                      f"only inside {root} (remove the link)")
+                raise UnsafePathError(
+                    f"{current} is a symbolic link to {target}, outside {root}; cnntrain writes "
+                    f"only inside {root} (remove the link)"
+                )
             mode = os.stat(current).st_mode
         if not stat.S_ISDIR(mode):
             raise UnsafePathError(f"{current} is not a folder; cnntrain needs a folder there (remove it)")
@@ -120,8 +127,10 @@ def refuse_links_out(root: Path, depth: int = 2) -> None:
                 if entry.is_symlink():
                     target = os.path.realpath(entry.path)
                     if os.path.commonpath([real_root, target]) != real_root:
-                        raise UnsafePathError(f"{entry.path} is a symbolic link to {target}, outside {root}; cnntrain "
-                                              f"writes nothing through a link out of a run directory (remove it)")
+                        raise UnsafePathError(
+                            f"{entry.path} is a symbolic link to {target}, outside {root}; cnntrain "
+                            f"writes nothing through a link out of a run directory (remove it)"
+                        )
                 elif entry.is_dir(follow_symlinks=False):
                     below.append(Path(entry.path))
         folders = below
@@ -157,8 +166,13 @@ class _Reader(io.BufferedReader):
 
 
 def _kind_of_file(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
@@ -207,8 +221,9 @@ def kind_of(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value),
-                                                                                        type(value).__name__)
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _yaml_where(path: Path, err: Exception) -> str:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnntrain.config.compose import override_value
-from cnntrain.config.saved import read_saved_yaml
+from cnntrain.config.saved import run_config_data
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.reporting.html import esc
 from cnntrain.reporting.run_dir import SWEEP_SUMMARY_CSV, RunDir, read_metrics, read_summary
@@ -89,7 +88,7 @@ class Run:
         its own keys still resolve, but a resolver such as ${oc.env:...} is kept as the text it was."""
         from omegaconf import OmegaConf  # omegaconf: only when the config is asked for
 
-        return OmegaConf.create(_escape_resolvers(read_saved_yaml(RunDir(self.dir).config_yaml) or {}))
+        return OmegaConf.create(run_config_data(RunDir(self.dir).config_yaml))
 
     def model(self, checkpoint: str = "best", device: str = "cpu") -> nn.Module:
         """The trained model (checkpoint: best, last or a .pt path) in eval mode, taking images as uint8 0..255
@@ -144,16 +143,29 @@ class Run:
         """Write the model as cnntrain-export does (torchscript, pt2, onnx or openvino, normalisation built in,
         checked against the eager model on the run's test images, a JSON contract beside it; int8 for onnx and
         openvino); returns the file's path (default: export/model.EXT, model-int8.EXT, in the run)."""
-        from cnntrain.inference.export import FORMATS, check_options, export_run  # torch: only when asked for
+        from cnntrain.inference.export import (  # torch: only when asked for
+            FORMATS,
+            check_options,
+            check_output,
+            export_run,
+            export_target,
+        )
 
         if format not in FORMATS:
             raise ConfigError(f"format={format!r}: expected one of {', '.join(sorted(FORMATS))}")
         check_options(format, int8, calibration, accuracy_budget)
+        target, root = export_target(self.dir, format, int8, Path(path) if path is not None else None)
+        check_output(target, format)
         saved = self._saved(checkpoint, "cpu")
-        suffix = ("-int8" if int8 else "") + FORMATS[format]
-        target = Path(path) if path is not None else RunDir(self.dir).export(suffix)
         return export_run(
-            saved, format, target, int8=int8, calibration=calibration, accuracy_budget=accuracy_budget, say=print
+            saved,
+            format,
+            target,
+            root=root,
+            int8=int8,
+            calibration=calibration,
+            accuracy_budget=accuracy_budget,
+            say=print,
         )
 
     def _repr_html_(self) -> str:
@@ -246,17 +258,3 @@ def _dig(data: Any, *keys: str) -> Any:
     for key in keys:
         data = data.get(key) if isinstance(data, dict) else None
     return data
-
-
-RESOLVER = re.compile(r"\$\{(?=\s*[\w.-]+\s*:)")  # ${name:...}: a resolver call, not a reference to a key
-
-
-def _escape_resolvers(value: Any) -> Any:
-    """A config read from a file with every resolver call (${oc.env:...}) made literal text."""
-    if isinstance(value, dict):
-        return {key: _escape_resolvers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escape_resolvers(item) for item in value]
-    if isinstance(value, str):
-        return RESOLVER.sub(r"\\${", value)
-    return value

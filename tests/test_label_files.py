@@ -107,8 +107,11 @@ def test_relative_and_absolute_paths_and_a_relative_label_file(tmp_path, drawn, 
     write_label_file(tmp_path / "data" / "lists" / "labels.csv",
                      [{**r, "path": r["path"] if Path(r["path"]).is_absolute() else f"../{r['path']}"} for r in made])
     monkeypatch.chdir(tmp_path)
-    bundle = load_data(label_cfg("data/lists/labels.csv"), seed=0)
+    with pytest.raises(DataError, match=r"labels\.csv, line 2: .* leads outside data/lists .*allow_outside_paths=true"):
+        load_data(label_cfg("data/lists/labels.csv"), seed=0)  # a shared label file reads only its own folder
+    bundle = load_data(label_cfg("data/lists/labels.csv", allow_outside_paths=True), seed=0)
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (24, 3, 3)
+    assert "images outside its folder allowed (dataset.allow_outside_paths)" in bundle.layout
     assert image_cache.fallback_cache_dir(tmp_path / "data" / "lists").is_dir(), "cached for the label file's folder"
 
 

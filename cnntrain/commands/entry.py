@@ -41,6 +41,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def run_command(command: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
     """Run a console script's body; report UserErrors as one line with their exit status."""
+    encodable_streams()
     try:
         command(sys.argv[1:] if argv is None else argv)
     except UserError as err:
@@ -55,6 +56,15 @@ def run_command(command: Callable[[list[str]], None], argv: list[str] | None = N
         report("interrupted")
         leave(143 if str(err) == "SIGTERM" else 130)
     leave(0)
+
+
+def encodable_streams() -> None:
+    """stdout and stderr escape what their encoding cannot hold (a lone surrogate from a file name, a class name
+    on a Latin-1 terminal) as `\udc80`, the escape cnntrain.reporting.text uses, instead of raising mid-line."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def in_process_only() -> None:

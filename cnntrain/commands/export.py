@@ -20,10 +20,10 @@ from cnntrain.inference.export import (
     check_options,
     check_output,
     export_run,
+    export_target,
     metadata_path,
 )
 from cnntrain.inference.load import load_run
-from cnntrain.reporting.run_dir import RunDir
 
 
 def parser() -> ArgumentParser:
@@ -79,14 +79,14 @@ def _main(argv: list[str]) -> None:
     in_process_only()
     args = parser().parse_intermixed_args(argv)
     check_options(args.format, args.int8, args.calibration, args.accuracy_budget)
-    path = args.output or RunDir(args.run_dir).export(("-int8" if args.int8 else "") + FORMATS[args.format])
+    path, root = export_target(args.run_dir, args.format, args.int8, args.output)
     check_output(path, args.format)  # before the model is loaded: a bad --output costs nothing
     saved = load_run(args.run_dir, args.checkpoint)
     export_run(
         saved,
         args.format,
         path,
-        root=None if args.output else args.run_dir,
+        root=root,
         int8=args.int8,
         overrides=args.overrides,
         calibration=args.calibration,

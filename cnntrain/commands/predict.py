@@ -83,6 +83,11 @@ CAM_SUFFIX = ".cam.png"
 def cam_paths(images: list[Path], folder: Path) -> list[Path]:
     """One overlay file per image, `STEM.cam.png` in `folder` (`STEM-2.cam.png`, ... for a repeated stem); a
     UserError when one would replace an input image or write through a symbolic link, or `folder` is a file."""
+    if folder.is_symlink():  # a default `cams` planted in a shared folder would send the overlays elsewhere
+        raise UserError(
+            f"--cam-dir {folder} is a symbolic link; cnntrain writes no output folder through a link "
+            f"(name the folder it points to, or another one)"
+        )
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--cam-dir {folder}: exists and is not a folder")
     inputs = {path.resolve() for path in images}

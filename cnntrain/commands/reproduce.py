@@ -29,8 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cnntrain.commands.entry import ArgumentParser, run_command
+from cnntrain.commands.replayed import check_dataset_path, replayed_overrides
+from cnntrain.commands.replayed import saved_command as saved_command  # the name callers know it by here
 from cnntrain.config.names import TASK_MULTILABEL, epoch_columns
-from cnntrain.config.saved import RESTORE, check_saved_overrides, read_saved_yaml
+from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.files import kind_of
 from cnntrain.reporting.console import output_console
@@ -38,12 +40,16 @@ from cnntrain.reporting.float_facts import environment_changes
 from cnntrain.reporting.run_dir import RunDir, read_metrics, read_summary
 from cnntrain.reporting.text import markup
 
-NOT_REPLAYED = ("hydra", "logger", "mlflow", "wandb", "resume")
-"""Top-level keys (and groups) of saved overrides a re-run leaves out: Hydra's settings (callbacks, where files go,
-environment variables) and the trackers (where metrics are sent) belong to the original launch; resume= to
-another command. None of them changes what the run computes."""
-SUMMARY_METRICS = ("test.acc", "test.loss", "test_last.acc", "test_last.loss", "best.value", "best.epoch",
-                   "epochs_run", "stopped_early")
+SUMMARY_METRICS = (
+    "test.acc",
+    "test.loss",
+    "test_last.acc",
+    "test_last.loss",
+    "best.value",
+    "best.epoch",
+    "epochs_run",
+    "stopped_early",
+)
 LABEL_SUMMARY_METRICS = ("test.map", "test_last.map", "test.micro_f1", "test.hamming_loss")
 """Compared too when the runs are multi-label (and val/map per epoch)."""
 RTOL, ATOL = 0.02, 0.005  # another CPU family: the issue's MNIST loss moved 1.0% relative, accuracy 0.07 points
@@ -84,8 +90,11 @@ class Comparison:
         if self.identical or self.tolerance.exact:
             return self.identical
         a, b = _float(self.original), _float(self.rerun)
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=self.tolerance.rtol,
-                                                                abs_tol=self.tolerance.atol)
+        return (
+            a is not None
+            and b is not None
+            and math.isclose(a, b, rel_tol=self.tolerance.rtol, abs_tol=self.tolerance.atol)
+        )
 
 
 def _float(value: Any) -> float | None:
@@ -97,37 +106,6 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if isinstance(value, str) and number.is_integer() and "." not in value else number
-
-
-def saved_command(run_dir: Path) -> list[str]:
-    """The overrides a re-run of run_dir replays (see replayed_overrides)."""
-    return replayed_overrides(run_dir)[0]
-
-
-def replayed_overrides(run_dir: Path) -> tuple[list[str], list[str]]:
-    """(replayed, left out): the task overrides saved in run_dir, each parsed as Hydra parses it and checked
-    (no flag, no resolver interpolation, no callback or _target_, known config groups), split into those a
-    re-run replays and those of NOT_REPLAYED. .hydra/hydra.yaml is not read: nothing in it is replayed."""
-    from cnntrain.commands.preflight import check_group_choices, parse_overrides
-
-    paths = RunDir(run_dir)
-    where = paths.overrides_yaml
-    if not where.is_file():
-        raise UserError(f"{run_dir} is not a cnntrain run directory (no .hydra/overrides.yaml)")
-    saved = _override_list(read_saved_yaml(where), where)
-    check_saved_overrides(saved, str(where))
-    for number, item in enumerate(saved, 1):
-        if item.lstrip().startswith("-"):
-            raise UserError(f"{where}: item {number} ({item[:80]!r}) is a command-line flag, not a KEY=VALUE "
-                            f"override; a re-run replays overrides only; {RESTORE}")
-    try:
-        parsed = parse_overrides(saved)
-        check_group_choices(parsed, multirun=False)
-    except ConfigError as err:
-        raise ConfigError(f"the overrides saved in {where} do not compose today ({err}); edit them to today's "
-                          f"config names") from None
-    left_out = {o.input_line for o in parsed if o.key_or_group.split(".")[0].split("/")[0] in NOT_REPLAYED}
-    return [o for o in saved if o not in left_out], [o for o in saved if o in left_out]
 
 
 def compose_saved(overrides: list[str]) -> Any:
@@ -145,8 +123,10 @@ def _compose_saved_or_say_where(run_dir: Path, overrides: list[str]) -> Any:
     try:
         return compose_saved(overrides)
     except ConfigError as err:
-        raise ConfigError(f"the overrides saved in {RunDir(run_dir).overrides_yaml} do not compose today ({err}); "
-                          f"edit them to today's config names") from None
+        raise ConfigError(
+            f"the overrides saved in {RunDir(run_dir).overrides_yaml} do not compose today ({err}); "
+            f"edit them to today's config names"
+        ) from None
 
 
 def config_changes(run_dir: Path, cfg: Any) -> list[str]:
@@ -158,8 +138,9 @@ def config_changes(run_dir: Path, cfg: Any) -> list[str]:
     path = RunDir(run_dir).config_yaml
     then = read_saved_yaml(path)
     if not isinstance(then, dict):
-        raise UserError(f"{path} holds {kind_of(then)}, not the mapping of the run's config; restore it from a "
-                        f"copy of the run")
+        raise UserError(
+            f"{path} holds {kind_of(then)}, not the mapping of the run's config; restore it from a copy of the run"
+        )
     return sorted(_differing_keys(then, now))
 
 
@@ -200,8 +181,10 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     summary = read_summary(path, "restore it from a copy of the run or re-run with --no-compare")
     for key, allowed in (("versions", (dict,)), ("git", (dict, type(None))), ("cpu", (dict, type(None)))):
         if key in summary and not isinstance(summary[key], allowed):
-            raise UserError(f"{path}: '{key}' is {kind_of(summary[key])}, not a JSON object; restore the file from "
-                            f"a copy of the run or re-run with --no-compare")
+            raise UserError(
+                f"{path}: '{key}' is {kind_of(summary[key])}, not a JSON object; restore the file from "
+                f"a copy of the run or re-run with --no-compare"
+            )
     return summary
 
 
@@ -209,17 +192,6 @@ def _dig(tree: Any, dotted: str, missing: Any = None) -> Any:
     for part in dotted.split("."):
         tree = tree.get(part, missing) if isinstance(tree, dict) else missing
     return tree
-
-
-def _override_list(value: Any, path: Path) -> list[str]:
-    """A saved list of override strings, checked: Hydra writes one string per item."""
-    if not isinstance(value, list):
-        raise UserError(f"{path}: holds {kind_of(value)}, not a list of KEY=VALUE overrides; {RESTORE}")
-    for number, item in enumerate(value, 1):
-        if not isinstance(item, str):
-            raise UserError(f"{path}: item {number} is {kind_of(item)}, not a KEY=VALUE override string; "
-                            f"fix it or restore the file from a copy of the run")
-    return value
 
 
 def comparison_table(rows: list[Comparison]) -> Table:
@@ -240,13 +212,22 @@ def cnntrain_command() -> list[str]:
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="cnntrain-reproduce", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path, help="a finished run directory (it holds .hydra/ and summary.json)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="where the re-run writes (default outputs/reproduce/<date>/<time>)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="where the re-run writes (default outputs/reproduce/<date>/<time>)"
+    )
     p.add_argument("--no-compare", action="store_true", help="only re-run; do not compare metrics")
-    p.add_argument("--rtol", type=_non_negative, default=RTOL,
-                   help=f"where the environment differs: relative tolerance of each float (default {RTOL})")
-    p.add_argument("--atol", type=_non_negative, default=ATOL,
-                   help=f"where the environment differs: absolute tolerance of each float (default {ATOL})")
+    p.add_argument(
+        "--rtol",
+        type=_non_negative,
+        default=RTOL,
+        help=f"where the environment differs: relative tolerance of each float (default {RTOL})",
+    )
+    p.add_argument(
+        "--atol",
+        type=_non_negative,
+        default=ATOL,
+        help=f"where the environment differs: absolute tolerance of each float (default {ATOL})",
+    )
     p.add_argument("--exact", action="store_true", help="compare exactly even where the environment differs")
     return p
 
@@ -276,13 +257,18 @@ def _main(argv: list[str]) -> None:
     if not args.no_compare:
         read_metrics(RunDir(args.run_dir).metrics_csv)  # a damaged file is reported now, not after the re-run
     cfg = _compose_saved_or_say_where(args.run_dir, overrides)
+    check_dataset_path(cfg, args.run_dir)
     for key in config_changes(args.run_dir, cfg):
-        console.print(f"warning: config '{markup(key)}' composes differently now than in {markup(args.run_dir)}",
-                      style="yellow")
+        console.print(
+            f"warning: config '{markup(key)}' composes differently now than in {markup(args.run_dir)}", style="yellow"
+        )
     tolerance = _say_environment(console, summary, cfg, args) if summary else EXACT
     if left_out:
-        console.print(f"not replayed (hydra settings and trackers belong to the original launch): "
-                      f"{markup(' '.join(left_out))}", style="yellow")
+        console.print(
+            f"not replayed (hydra settings, trackers and the cache folder belong to the original launch): "
+            f"{markup(' '.join(left_out))}",
+            style="yellow",
+        )
     out = args.out or Path("outputs/reproduce") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     from cnntrain.config.compose import quoted
 
@@ -310,12 +296,17 @@ def _say_environment(console: Console, summary: dict[str, Any], cfg: Any, args: 
     changes = environment_changes(summary, cfg)
     tolerance = tolerance_for(changes, args)
     if not changes:
-        console.print("environment: the same as the original run's (versions, commit, device, CPU instruction "
-                      "set, threads): the values must be identical")
+        console.print(
+            "environment: the same as the original run's (versions, commit, device, CPU instruction "
+            "set, threads): the values must be identical"
+        )
         return tolerance
     console.print(f"environment differs from the original run's: {markup('; '.join(changes))}", style="yellow")
-    console.print(f"float results may differ where these differ; values are compared {tolerance}"
-                  f"{'' if tolerance.exact else ' (--exact to insist on equality)'}", style="yellow")
+    console.print(
+        f"float results may differ where these differ; values are compared {tolerance}"
+        f"{'' if tolerance.exact else ' (--exact to insist on equality)'}",
+        style="yellow",
+    )
     return tolerance
 
 

@@ -70,6 +70,11 @@ def _main(argv: list[str]) -> None:
     args = parser().parse_intermixed_args(argv)
     if args.shard_size < 1:
         raise UserError(f"--shard-size {args.shard_size}: must be >= 1")
+    if args.output.is_symlink():  # planted in a shared folder, it would send the shards elsewhere
+        raise UserError(
+            f"--output {args.output} is a symbolic link; cnntrain writes no output folder through a link "
+            f"(name the folder it points to, or another one)"
+        )
     if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
         raise UserError(f"--output {args.output}: give a new or empty folder (shards are never overwritten)")
     try:
@@ -93,8 +98,10 @@ def _main(argv: list[str]) -> None:
         raise UserError(f"cannot write shards into {args.output}: {first_line(err)}") from None
     for name, facts in written.items():
         last = facts["shards"] - 1
-        print(f"{name}: {facts['samples']} samples in {facts['shards']} shard(s): "
-              f"{args.output}/{name}-{{000000..{last:06d}}}.tar")
+        print(
+            f"{name}: {facts['samples']} samples in {facts['shards']} shard(s): "
+            f"{args.output}/{name}-{{000000..{last:06d}}}.tar"
+        )
     print(f"classes: {args.output}/classes.txt ({len(data.classes)} classes)")
 
 

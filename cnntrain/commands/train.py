@@ -62,9 +62,11 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
         return None
     others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("resume", *RESUME_OVERRIDES)]
     if multirun or len(values) > 1 or others:
-        raise ConfigError(f"resume={values[0]} continues one run with its saved config; drop -m and the other "
-                          f"overrides ({' '.join(others) or 'a second resume='}); only "
-                          f"{', '.join(RESUME_OVERRIDES)} may change")
+        raise ConfigError(
+            f"resume={values[0]} continues one run with its saved config; drop -m and the other "
+            f"overrides ({' '.join(others) or 'a second resume='}); only "
+            f"{', '.join(RESUME_OVERRIDES)} may change"
+        )
     devices = _resume_devices(overrides)
     from cnntrain.files import refuse_links_out
     from cnntrain.training.run import load_resume_checkpoint
@@ -73,14 +75,27 @@ def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str,
     if run_dir.is_dir():
         refuse_links_out(run_dir)  # a shared run directory's links out are refused before anything is written
     checkpoint = load_resume_checkpoint(run_dir)
+    _say_local_destinations(checkpoint, run_dir)
     if _finished(run_dir):
-        raise ConfigError(f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
-                          f"again and cnntrain-reproduce runs it again")
+        raise ConfigError(
+            f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
+            f"again and cnntrain-reproduce runs it again"
+        )
     if devices is not None:
         from cnntrain.training.run import resume_config
 
         resume_config(checkpoint, devices)  # the saved config with N processes must still be valid
     return run_dir, checkpoint, devices
+
+
+def _say_local_destinations(checkpoint: dict[str, Any], run_dir: Path) -> None:
+    """One line when the checkpoint names trackers or a cache folder of its own, which a resume does not take
+    (cnntrain.config.saved.local_destinations)."""
+    from cnntrain.config.saved import destinations_notice, local_destinations
+
+    changed = local_destinations(checkpoint["config"])[1] if isinstance(checkpoint.get("config"), dict) else []
+    if changed:
+        print(destinations_notice(changed, f"the checkpoint of {run_dir}"), file=sys.stderr, flush=True)
 
 
 def _resume_devices(overrides: list[str]) -> int | None:
@@ -93,13 +108,12 @@ def _resume_devices(overrides: list[str]) -> int | None:
 
 
 def _finished(run_dir: Path) -> bool:
-    import json
 
-    from cnntrain.reporting.run_dir import RunDir
+    from cnntrain.reporting.run_dir import RunDir, read_summary
 
     try:
-        return json.loads(RunDir(run_dir).summary_json.read_text(encoding="utf-8")).get("status") == "done"
-    except (OSError, ValueError, AttributeError, RecursionError):
+        return read_summary(RunDir(run_dir).summary_json).get("status") == "done"
+    except UserError:  # torn, not a regular file, too large: not done
         return False
 
 
@@ -148,8 +162,10 @@ def execute(argv: list[str], started: float = PROCESS_STARTED) -> Path | None:
     argv = legacy_augment_overrides(argv)
     flags, overrides, multirun = split_argv(argv)
     if multirun and _started_by_torchrun():
-        raise ConfigError("torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "
-                          "cnntrain -m trainer.devices=N ... without torchrun")
+        raise ConfigError(
+            "torchrun starts the ranks of one run; for a sweep of data-parallel jobs run "
+            "cnntrain -m trainer.devices=N ... without torchrun"
+        )
     extra_dir = flag_value(flags, CONFIG_DIR_FLAGS)
     if extra_dir is not None and not Path(extra_dir).is_dir():
         raise ConfigError(f"--config-dir {extra_dir}: no such folder (it should hold group folders such as model/)")
@@ -190,8 +206,9 @@ def _follow_rank_zero() -> bool:
     return follow_rank_zero()
 
 
-def _single_run(overrides: list[str], extra_dir: str | None,
-                resume: tuple[Path, dict[str, Any], int | None] | None) -> Path:
+def _single_run(
+    overrides: list[str], extra_dir: str | None, resume: tuple[Path, dict[str, Any], int | None] | None
+) -> Path:
     """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files);
     returns the run directory."""
     in_process_only()
@@ -201,20 +218,27 @@ def _single_run(overrides: list[str], extra_dir: str | None,
 
     with hydra_session(extra_dir) as hydra:
         if resume is not None:
-            composed = compose_train([*resume_overrides(resume[0]), "hydra.mode=RUN"], hydra=hydra,
-                                     hydra_config=True, log_configuration=True)
+            composed = compose_train(
+                [*resume_overrides(resume[0]), "hydra.mode=RUN"], hydra=hydra, hydra_config=True, log_configuration=True
+            )
             task = lambda _cfg: _resume_task(*resume)
         else:
-            checked = preflight([*overrides, "hydra.mode=RUN"], multirun=False, hydra=hydra, extra_dir=extra_dir,
-                                keep_hydra=True)
+            checked = preflight(
+                [*overrides, "hydra.mode=RUN"], multirun=False, hydra=hydra, extra_dir=extra_dir, keep_hydra=True
+            )
             composed, cfg, description = checked.composed[0], checked.configs[0], checked.descriptions[0]
             task = lambda _cfg: _run_task(cfg, description)
         callbacks = Callbacks(composed)
         callbacks.on_run_start(config=composed, config_name=CONFIG_NAME)
         try:
-            ret = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
-                          task_function=task, config=composed, job_dir_key="hydra.run.dir", job_subdir_key=None,
-                          configure_logging=True)
+            ret = run_job(
+                hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                task_function=task,
+                config=composed,
+                job_dir_key="hydra.run.dir",
+                job_subdir_key=None,
+                configure_logging=True,
+            )
         except OSError as err:  # the run directory or .hydra/ on a disk that refuses them (a close names no file)
             raise_if_disk(err, Path(err.filename or Path(composed.hydra.runtime.output_dir) / ".hydra"))
             raise
@@ -288,9 +312,11 @@ def _hydra_main(argv: list[str]) -> None:
     except ConnectionError as err:  # the launcher's cluster (Ray's) is not there
         if debugging():
             raise
-        raise ConfigError(f"the sweep's launcher cannot reach its cluster: {first_line(err)}; for "
-                          f"hydra/launcher=ray_cluster start one with `ray start --head` (or set RAY_ADDRESS or "
-                          f"hydra.launcher.ray.init.address=HOST:PORT)") from None
+        raise ConfigError(
+            f"the sweep's launcher cannot reach its cluster: {first_line(err)}; for "
+            f"hydra/launcher=ray_cluster start one with `ray start --head` (or set RAY_ADDRESS or "
+            f"hydra.launcher.ray.init.address=HOST:PORT)"
+        ) from None
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

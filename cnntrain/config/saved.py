@@ -45,6 +45,42 @@ def read_saved_yaml(path: Path, *, fix: str = RESTORE) -> Any:
         raise yaml_error(path, _python_parser_error(text) or err, fix) from None
 
 
+DESTINATIONS = ("logger", "mlflow", "wandb")
+"""Config keys that say where a run sends what it writes (trackers): this machine's, never a saved run's."""
+
+
+def local_destinations(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A saved config (plain data) with the trackers (logger, mlflow, wandb) and dataset.cache_dir set to this
+    machine's defaults, and the keys whose saved value differed: a checkpoint someone sent chooses no MLflow
+    store, W&B project or cache folder here."""
+    from cnntrain.config.schema import from_yaml
+
+    changed: list[str] = []
+    result = dict(config)
+    for key in DESTINATIONS:
+        default = from_yaml(key).default_factory()  # type: ignore[misc]
+        if key in result and _as_list(result[key], key) != _as_list(default, key):
+            changed.append(key)
+        result[key] = default
+    dataset = result.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("cache_dir") is not None:
+        changed.append("dataset.cache_dir")
+        result["dataset"] = {**dataset, "cache_dir": None}
+    return result, changed
+
+
+def destinations_notice(changed: list[str], where: str) -> str:
+    """The one line that says which saved destinations were not taken."""
+    return (
+        f"notice: {where} names its own {', '.join(changed)}; not taken (a saved run chooses no destination "
+        f"on this machine): this run uses this machine's defaults"
+    )
+
+
+def _as_list(value: Any, key: str) -> Any:
+    return [value] if key == "logger" and isinstance(value, str) else value
+
+
 def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
     """A config from a checkpoint (`where` names it in messages) as plain data to give OmegaConf: checked to be
     mappings with string keys, lists, strings, numbers, booleans and nulls within the node and depth budgets,
@@ -52,7 +88,21 @@ def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
     text (a class folder may be named so): it is kept as written and never resolved (an `${oc.env:TOKEN}`
     would copy a secret of this machine into the outputs)."""
     walk(config, where, fix=fix)
+    if isinstance(config, dict):
+        config = local_destinations(config)[0]
     return _literal(config)
+
+
+def run_config_data(path: Path, *, fix: str = RESTORE) -> dict[str, Any]:
+    """A run directory's .hydra/config.yaml as plain data for OmegaConf.create, the one reading every caller (the
+    Python API's Run.config among them) shares: bounded (read_saved_yaml), and with every interpolation that
+    calls a resolver made literal text, so `${oc.env:TOKEN}` never reads this machine; a plain reference to
+    another key of the same config (`${dataset.num_classes}`) stays one, as Hydra composed it."""
+    data = read_saved_yaml(path, fix=fix) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds {type(data).__name__}, not the mapping a run's config is; {fix}")
+    walk(data, str(path), fix=fix)
+    return _literal(data, keep_references=True)
 
 
 def check_saved_overrides(overrides: list[str], where: str, *, fix: str = RESTORE) -> None:
@@ -60,16 +110,25 @@ def check_saved_overrides(overrides: list[str], where: str, *, fix: str = RESTOR
     reference to another key (`${dataset.num_classes}`) is fine."""
     for number, override in enumerate(overrides, 1):
         if "${" in override and not _plain_interpolations(override):
-            raise UserError(f"{where}: override {number} ({override[:80]!r}) holds an interpolation that calls a "
-                            f"resolver; a saved run is data and is never resolved against this machine (its "
-                            f"environment, files or code); {fix}")
+            raise UserError(
+                f"{where}: override {number} ({override[:80]!r}) holds an interpolation that calls a "
+                f"resolver; a saved run is data and is never resolved against this machine (its "
+                f"environment, files or code); {fix}"
+            )
 
 
-def literal(text: str) -> str:
-    """`text` escaped for OmegaConf so that it reads back exactly as written: no `${...}` in it is resolved."""
+def literal(text: str, *, keep_references: bool = False) -> str:
+    """`text` escaped for OmegaConf so that it reads back exactly as written: no `${...}` in it is resolved (with
+    keep_references, a plain reference to another key, `${dataset.num_classes}`, stays one)."""
     if "${" not in text:
         return text
-    return _INTERPOLATION_START.sub(lambda match: match.group(1) * 2 + "\\${", text)
+
+    def escape(match: re.Match[str]) -> str:
+        if keep_references and _PLAIN_REFERENCE.match(text, match.end() - 2):
+            return match.group()
+        return match.group(1) * 2 + "\\${"
+
+    return _INTERPOLATION_START.sub(escape, text)
 
 
 def walk(value: Any, where: str, *, limit: int = MAX_NODES, plain_only: bool = True, fix: str = RESTORE) -> None:
@@ -83,8 +142,10 @@ def walk(value: Any, where: str, *, limit: int = MAX_NODES, plain_only: bool = T
         key, item, depth = stack.pop()
         seen += 1
         if seen > limit:
-            raise UserError(f"{where}: more than {limit:,} values (shared references count each time), far more "
-                            f"than cnntrain writes; refused; {fix}")
+            raise UserError(
+                f"{where}: more than {limit:,} values (shared references count each time), far more "
+                f"than cnntrain writes; refused; {fix}"
+            )
         if depth > MAX_DEPTH:
             raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep at '{key}'; refused; {fix}")
         if isinstance(item, dict):
@@ -103,13 +164,13 @@ def _plain_interpolations(text: str) -> bool:
     return all(_PLAIN_REFERENCE.match(text, match.start()) for match in _INTERPOLATION.finditer(text))
 
 
-def _literal(value: Any) -> Any:
+def _literal(value: Any, keep_references: bool = False) -> Any:
     if isinstance(value, str):
-        return literal(value)
+        return literal(value, keep_references=keep_references)
     if isinstance(value, dict):
-        return {key: _literal(item) for key, item in value.items()}
+        return {key: _literal(item, keep_references) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_literal(item) for item in value]
+        return [_literal(item, keep_references) for item in value]
     return value
 
 
@@ -135,8 +196,10 @@ def _check_events(events: Iterator[Any], path: Path, fix: str) -> None:
     nodes = depth = 0
     for event in events:
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise UserError(f"{path}: holds a YAML anchor or alias (&, *), which cnntrain and Hydra never write; "
-                            f"refused (aliases can expand a small file into billions of values); {fix}")
+            raise UserError(
+                f"{path}: holds a YAML anchor or alias (&, *), which cnntrain and Hydra never write; "
+                f"refused (aliases can expand a small file into billions of values); {fix}"
+            )
         if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             nodes += 1
             if nodes > MAX_NODES:

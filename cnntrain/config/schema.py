@@ -38,8 +38,9 @@ def from_yaml(key: str) -> Any:
     """A field whose default is configs/train.yaml's value at `key` (dotted): the root config's defaults are written
     there alone, where users read and override them and `cnntrain --help` prints them, each with its comment.
     The file is read when a schema is first built (validation), not when this module is imported."""
-    return field(default_factory=lambda: copy.deepcopy(functools.reduce(dict.__getitem__, key.split("."),
-                                                                        _train_defaults())))
+    return field(
+        default_factory=lambda: copy.deepcopy(functools.reduce(dict.__getitem__, key.split("."), _train_defaults()))
+    )
 
 
 @functools.cache
@@ -90,6 +91,7 @@ class DatasetConfig:
     # labels: the label file (.csv, .tsv, .jsonl, .ndjson); image paths in it are relative to its folder
     file: str | None = None
     image_dir: str | None = None  # labels: the folder relative image paths are read from; null: the label file's
+    allow_outside_paths: bool = False  # labels, huggingface: rows may name image files outside the dataset's folder
     path_column: str | None = None  # labels: null: the first of path, image, file, filename, filepath, image_path
     # labels: null: the first of label, class, target, category, labels; huggingface: null: the ClassLabel column
     # (else one named label, labels or target)

@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cnntrain.data.images import decode_array
 from cnntrain.disk import torch_save
 from cnntrain.errors import DataError, UserError
-from cnntrain.files import atomic_write, regular_fd
+from cnntrain.files import atomic_write
+from cnntrain.reading import MAX_HASHED_BYTES, hash_file
 
 CACHE_VERSION = 3  # 2: keyed by dataset.resize; holds the undecodable files. 3: keyed by content, holds labels
 CHUNK = 256  # files per task of the decoding processes
@@ -38,9 +39,16 @@ ImageFiles = list[tuple[Path, int]]
 """(file, label) pairs of one split, in the split's order."""
 
 
-def cached_decode(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str, *,
-                  resize: str = "stretch", num_workers: int = 0,
-                  cache_dir: str | None = None) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+def cached_decode(
+    files: ImageFiles,
+    input_shape: tuple[int, int, int],
+    cache_root: Path,
+    split: str,
+    *,
+    resize: str = "stretch",
+    num_workers: int = 0,
+    cache_dir: str | None = None,
+) -> tuple[torch.Tensor, list[tuple[int, str]]]:
     """(images that decode, (index, reason) of each file that does not): from the cache when it holds these
     files, else decoded and written to it."""
     path = cache_path(files, input_shape, cache_root, split, resize=resize, cache_dir=cache_dir)
@@ -51,8 +59,12 @@ def cached_decode(files: ImageFiles, input_shape: tuple[int, int, int], cache_ro
             return cached
     images, bad = decode_files([path for path, _ in files], input_shape, resize=resize, num_workers=num_workers)
     if path is not None:
-        payload = {"images": images, "bad": [i for i, _ in bad], "errors": [reason for _, reason in bad],
-                   "labels": labels}
+        payload = {
+            "images": images,
+            "bad": [i for i, _ in bad],
+            "errors": [reason for _, reason in bad],
+            "labels": labels,
+        }
         try:
             atomic_write(path, lambda tmp: torch_save(payload, tmp), root=cache_base(cache_dir))
         except (OSError, UserError):
@@ -60,16 +72,24 @@ def cached_decode(files: ImageFiles, input_shape: tuple[int, int, int], cache_ro
     return images, bad
 
 
-def cache_path(files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str, *,
-               resize: str = "stretch", cache_dir: str | None = None) -> Path | None:
+def cache_path(
+    files: ImageFiles,
+    input_shape: tuple[int, int, int],
+    cache_root: Path,
+    split: str,
+    *,
+    resize: str = "stretch",
+    cache_dir: str | None = None,
+) -> Path | None:
     """The cache file for these exact files (by content), labels, target shape and resize mode, in this data
     folder's cache folder; None when a file cannot be read to hash it (decoding then names it)."""
     digest = content_digest([path for path, _ in files])
     if digest is None:
         return None
     listing = [[_relative(p, cache_root), label] for p, label in files]
-    text = json.dumps({"version": CACHE_VERSION, "shape": list(input_shape), "resize": resize, "files": listing,
-                       "content": digest})
+    text = json.dumps(
+        {"version": CACHE_VERSION, "shape": list(input_shape), "resize": resize, "files": listing, "content": digest}
+    )
     return fallback_cache_dir(cache_root, cache_dir) / f"{split}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.pt"
 
 
@@ -78,13 +98,8 @@ def content_digest(paths: list[Path]) -> str | None:
     total = hashlib.sha256()
     try:
         for path in paths:
-            fd = regular_fd(path)
-            try:
-                digest = hashlib.sha256()
-                while chunk := os.read(fd, 1 << 20):
-                    digest.update(chunk)
-            finally:
-                os.close(fd)
+            digest = hashlib.sha256()
+            hash_file(path, digest, MAX_HASHED_BYTES, "image")  # bounded, in chunks: never /proc, a FIFO, a hole
             total.update(digest.digest())
     except (OSError, UserError):
         return None
@@ -112,8 +127,9 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def _read_cache(path: Path, labels: list[int], input_shape: tuple[int, int, int]
-                ) -> tuple[torch.Tensor, list[tuple[int, str]]] | None:
+def _read_cache(
+    path: Path, labels: list[int], input_shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, list[tuple[int, str]]] | None:
     """The cached (images, bad) when the file holds what this key stands for: the images of these labels' files,
     less the bad ones, at this shape; else None, with a one-line notice when a file was there (it is rebuilt)."""
     if not path.is_file():
@@ -122,20 +138,29 @@ def _read_cache(path: Path, labels: list[int], input_shape: tuple[int, int, int]
     try:
         cached = torch.load(path, map_location="cpu", weights_only=True)
         images, bad = cached["images"], list(zip(cached["bad"], cached["errors"]))
-        if (isinstance(images, torch.Tensor) and tuple(images.shape) == (count - len(bad), *input_shape)
-                and images.dtype == torch.uint8 and cached.get("labels") == labels
-                and all(isinstance(i, int) and 0 <= i < count and isinstance(r, str) for i, r in bad)):
+        if (
+            isinstance(images, torch.Tensor)
+            and tuple(images.shape) == (count - len(bad), *input_shape)
+            and images.dtype == torch.uint8
+            and cached.get("labels") == labels
+            and all(isinstance(i, int) and 0 <= i < count and isinstance(r, str) for i, r in bad)
+        ):
             return images, bad
         found = f"{tuple(images.shape)[0] if isinstance(images, torch.Tensor) else '?'} images"
     except Exception:
         found = "an unreadable file"
-    print(f"notice: the image cache {path} holds {found}, not the {count} files and labels it is keyed by; "
-          f"decoding them again", file=sys.stderr, flush=True)
+    print(
+        f"notice: the image cache {path} holds {found}, not the {count} files and labels it is keyed by; "
+        f"decoding them again",
+        file=sys.stderr,
+        flush=True,
+    )
     return None
 
 
-def decode_files(paths: list[Path], input_shape: tuple[int, int, int], *, resize: str = "stretch",
-                 num_workers: int = 0) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+def decode_files(
+    paths: list[Path], input_shape: tuple[int, int, int], *, resize: str = "stretch", num_workers: int = 0
+) -> tuple[torch.Tensor, list[tuple[int, str]]]:
     """The images that decode, as uint8 [N - bad, C, H, W] in the files' order, and the (index, reason) of each
     that does not. num_workers > 0 decodes in that many processes, CHUNK files per task, when there is more than
     one chunk (a bar on a terminal when there are many); the result is identical to num_workers=0."""
@@ -147,16 +172,18 @@ def decode_files(paths: list[Path], input_shape: tuple[int, int, int], *, resize
     with _progress(n) as advance:
         if workers <= 0:
             for i, path in enumerate(paths):
-                bad.extend((i, r) for _, r in _decode_into(out[i:i + 1], [path], input_shape, resize))
+                bad.extend((i, r) for _, r in _decode_into(out[i : i + 1], [path], input_shape, resize))
                 advance(1)
         else:
             with ProcessPoolExecutor(workers) as pool:
-                tasks = {pool.submit(_decode_chunk, paths[lo:lo + CHUNK], input_shape, resize): lo
-                         for lo in range(0, n, CHUNK)}
+                tasks = {
+                    pool.submit(_decode_chunk, paths[lo : lo + CHUNK], input_shape, resize): lo
+                    for lo in range(0, n, CHUNK)
+                }
                 for task in as_completed(tasks):
                     lo = tasks[task]
                     array, failed = task.result()
-                    out[lo:lo + len(array)] = array
+                    out[lo : lo + len(array)] = array
                     bad.extend((lo + i, reason) for i, reason in failed)
                     advance(len(array))
     bad.sort()
@@ -168,15 +195,17 @@ def decode_files(paths: list[Path], input_shape: tuple[int, int, int], *, resize
     return images, bad
 
 
-def _decode_chunk(paths: list[Path], input_shape: tuple[int, int, int],
-                  resize: str) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def _decode_chunk(
+    paths: list[Path], input_shape: tuple[int, int, int], resize: str
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """One task of a decoding process: numpy in, numpy out (cheap to send back)."""
     array = np.zeros((len(paths), *input_shape), dtype=np.uint8)
     return array, _decode_into(array, paths, input_shape, resize)
 
 
-def _decode_into(out: np.ndarray, paths: list[Path], input_shape: tuple[int, int, int],
-                 resize: str) -> list[tuple[int, str]]:
+def _decode_into(
+    out: np.ndarray, paths: list[Path], input_shape: tuple[int, int, int], resize: str
+) -> list[tuple[int, str]]:
     failed = []
     for i, path in enumerate(paths):
         try:
@@ -196,8 +225,14 @@ class _progress:
     def __enter__(self) -> Any:
         console = Console(stderr=True)
         if self.total >= PROGRESS_FROM and console.is_terminal:
-            self.bar = Progress(TextColumn("decoding images"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=console, transient=True)
+            self.bar = Progress(
+                TextColumn("decoding images"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
             self.bar.__enter__()
             self.task = self.bar.add_task("decode", total=self.total)
         return lambda k: self.bar.advance(self.task, k) if self.bar is not None else None

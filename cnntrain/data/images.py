@@ -32,7 +32,7 @@ import numpy as np
 
 from cnntrain.config.names import RESIZE_MODES
 from cnntrain.errors import DataError, UserError, first_line
-from cnntrain.files import open_regular
+from cnntrain.reading import MAX_HASHED_BYTES, open_bounded
 
 if TYPE_CHECKING:  # annotations only: predicting from an exported file imports neither torch nor omegaconf
     import torch
@@ -44,6 +44,10 @@ GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N",
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 EXIF_ORIENTATION = 0x0112
+MAX_IMAGE_FILE_BYTES = MAX_HASHED_BYTES  # an image file, as read and as hashed for the cache key
+# EXIF orientation -> PIL.Image.Transpose's value (FLIP_LEFT_RIGHT 0, FLIP_TOP_BOTTOM 1, ROTATE_90 2, ROTATE_180 3,
+# ROTATE_270 4, TRANSPOSE 5, TRANSVERSE 6), as ImageOps.exif_transpose turns them
+TRANSPOSE_METHODS = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67,108,864: a 48-megapixel photo decodes; a 9000x9000 bomb does not
 
 ImageSource = Path | IO[bytes]  # a file, or a binary file object (io.BytesIO from an archive or a parquet row)
@@ -69,7 +73,7 @@ def image_input_shape(cfg: DatasetConfig, first_image: Path) -> tuple[int, int, 
     if channels is None or size is None:
         with open_image(first_image) as image:
             mode, (width, height) = image.mode, image.size
-            if image.getexif().get(EXIF_ORIENTATION) in TRANSPOSED_ORIENTATIONS:
+            if orientation(image) in TRANSPOSED_ORIENTATIONS:
                 width, height = height, width
         channels = channels if channels is not None else (1 if mode in GRAYSCALE_MODES else 3)
         size = size if size is not None else [height, width]
@@ -87,8 +91,6 @@ def decode_image(
 
 def decode_array(source: ImageSource, channels: int, height: int, width: int, *, resize: str = "stretch") -> np.ndarray:
     """decode_image as a numpy array (what decoding processes send back: no torch needed to pickle it)."""
-    from PIL import Image, UnidentifiedImageError
-
     if channels not in (1, 3):
         raise DataError(f"cannot convert images to {channels} channels; image inputs have 1 (grayscale) or 3 (RGB)")
     if resize not in RESIZE_MODES:
@@ -100,7 +102,9 @@ def decode_array(source: ImageSource, channels: int, height: int, width: int, *,
             image = _to_mode(image, "L" if channels == 1 else "RGB")
             image = _to_size(image, width, height, resize)
             array = np.asarray(image, dtype=np.uint8)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+        except UserError:
+            raise
+        except Exception as err:  # any decoder's error (a struct.error, an IndexError of a plugin) is a bad image
             raise DataError(f"cannot read image {name}: {first_line(err)}") from None
     array = np.ascontiguousarray(array[None] if channels == 1 else array.transpose(2, 0, 1))
     return array if array.flags.writeable else array.copy()  # Pillow's buffer is read-only
@@ -110,11 +114,11 @@ def decode_array(source: ImageSource, channels: int, height: int, width: int, *,
 def open_image(source: ImageSource) -> Iterator[Any]:
     """A Pillow image with only its header read, from a regular file or a file object; a DataError naming the
     source when it is missing, not a regular file, not an image, or larger than MAX_IMAGE_PIXELS."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     name = _name(source)
     try:
-        handle = open_regular(source) if isinstance(source, Path) else source
+        handle = open_bounded(source, MAX_IMAGE_FILE_BYTES, "image") if isinstance(source, Path) else source
     except FileNotFoundError:
         raise DataError(f"image not found: {name}") from None
     except (OSError, UserError) as err:
@@ -127,7 +131,7 @@ def open_image(source: ImageSource) -> Iterator[Any]:
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 found = re.search(r"\((\d+) pixels\)", str(err))
                 raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "too many")) from None
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+            except Exception as err:  # not an image, or a plugin's own error on a broken header
                 raise DataError(f"cannot read image {name}: {first_line(err)}") from None
         with image:
             width, height = image.size
@@ -157,11 +161,18 @@ def _name(source: ImageSource) -> str:
 
 def _upright(image: Any) -> Any:
     """The image turned as its EXIF orientation says (before anything else looks at its size)."""
-    from PIL import ImageOps
+    turn = TRANSPOSE_METHODS.get(orientation(image))
+    return image if turn is None else image.transpose(turn)
 
-    if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
-        return image
-    return ImageOps.exif_transpose(image)
+
+def orientation(image: Any) -> int:
+    """The EXIF orientation (1 to 8), 1 when there is none or it is not one of those whole numbers: EXIF is data
+    from the file, and a value of another type (text, a tuple, a fraction) must not reach arithmetic."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # an EXIF block that does not parse: the picture as stored
+        return 1
+    return value if type(value) is int and 1 <= value <= 8 else 1
 
 
 def _to_mode(image: Any, mode: str) -> Any:

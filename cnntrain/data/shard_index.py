@@ -21,6 +21,7 @@ from typing import Any
 from cnntrain.data.image_cache import cache_base, fallback_cache_dir
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.files import atomic_write
+from cnntrain.reading import MAX_MEMBER_BYTES, MAX_SHARD_BYTES, open_bounded, read_stream, too_large
 
 INDEX_VERSION = 2  # 2: keyed by inode and change time too
 LABEL_BYTES = 1024  # a label entry holds a class index or name, never more
@@ -33,8 +34,7 @@ class ShardIndex:
     first_image: str | None  # the member name of the shard's first image
 
 
-def shard_index(path: str, image_keys: tuple[str, ...], label_key: str,
-                cache_dir: str | None = None) -> ShardIndex:
+def shard_index(path: str, image_keys: tuple[str, ...], label_key: str, cache_dir: str | None = None) -> ShardIndex:
     """The shard's index, from the cache when the shard is unchanged, else from its tar headers (then cached)."""
     place = _cache_file(path, image_keys, label_key, cache_dir)
     cached = _read(place)
@@ -56,10 +56,12 @@ def read_index(path: str, image_keys: tuple[str, ...], label_key: str) -> ShardI
     samples: dict[str, dict[str, Any]] = {}
     first_image = None
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with open_bounded(path, MAX_SHARD_BYTES, "shard") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
             for member in tar:
                 if not member.isreg():
                     continue
+                if member.size > MAX_MEMBER_BYTES:  # the stream reads each member whole: bounded here, once
+                    raise DataError(too_large(f"shard {path}: member", member.name, MAX_MEMBER_BYTES))
                 prefix, suffix = base_plus_ext(member.name)
                 if prefix is None or prefix.startswith("__"):
                     continue
@@ -85,11 +87,11 @@ def read_index(path: str, image_keys: tuple[str, ...], label_key: str) -> ShardI
 def read_member(path: str, name: str) -> bytes:
     """One member's bytes (the first image, for the input shape)."""
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with open_bounded(path, MAX_SHARD_BYTES, "shard") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
             handle = tar.extractfile(name)
             if handle is None:
                 raise KeyError(name)
-            return handle.read()
+            return read_stream(handle, MAX_MEMBER_BYTES, f"shard {path}: member", name)
     except (tarfile.TarError, OSError, EOFError, KeyError) as err:
         raise DataError(f"cannot read {name} in shard {path}: {first_line(err)}") from None
 
@@ -97,9 +99,18 @@ def read_member(path: str, name: str) -> bytes:
 def _cache_file(path: str, image_keys: tuple[str, ...], label_key: str, cache_dir: str | None) -> Path:
     shard = Path(path)
     stat = shard.stat()
-    text = json.dumps({"version": INDEX_VERSION, "shard": str(shard.resolve()), "size": stat.st_size,
-                       "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
-                       "image_keys": list(image_keys), "label_key": label_key})
+    text = json.dumps(
+        {
+            "version": INDEX_VERSION,
+            "shard": str(shard.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns,
+            "inode": stat.st_ino,
+            "image_keys": list(image_keys),
+            "label_key": label_key,
+        }
+    )
     name = f"shard-{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
     return fallback_cache_dir(shard.parent, cache_dir) / name
 
@@ -111,8 +122,13 @@ def _read(place: Path) -> ShardIndex | None:
     try:
         data = json.loads(place.read_text(encoding="utf-8"))
         keys, labels, first = data["keys"], data["labels"], data["first_image"]
-        if (isinstance(keys, list) and isinstance(labels, list) and len(keys) == len(labels)
-                and all(isinstance(v, str) for v in keys + labels) and (first is None or isinstance(first, str))):
+        if (
+            isinstance(keys, list)
+            and isinstance(labels, list)
+            and len(keys) == len(labels)
+            and all(isinstance(v, str) for v in keys + labels)
+            and (first is None or isinstance(first, str))
+        ):
             return ShardIndex(tuple(keys), tuple(labels), first)
     except (OSError, ValueError, KeyError, TypeError):
         pass

@@ -30,6 +30,7 @@ from cnntrain.inference.classifier import ImageClassifier
 from cnntrain.inference.load import SavedRun
 from cnntrain.inference.runtime import contract_path, load_runner
 from cnntrain.reporting.provenance import versions
+from cnntrain.reporting.run_dir import RunDir
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx", "openvino": ".xml"}
 EXPORTERS: dict[str, ModuleType] = {
@@ -66,6 +67,15 @@ def check_options(fmt: str, int8: bool, calibration: int, budget: float) -> None
         export_openvino.require(int8)
     else:
         EXPORTERS[fmt].require()
+
+
+def export_target(run_dir: Path, fmt: str, int8: bool, output: Path | None) -> tuple[Path, Path | None]:
+    """Where an export goes, for cnntrain-export and results.Run.export alike: `output` as named, else
+    export/model[-int8].EXT in the run directory, whose folders may not link out of the run (the root returned is
+    what cnntrain.files.safe_folder holds the write to)."""
+    if output is not None:
+        return output, None
+    return RunDir(run_dir).export(("-int8" if int8 else "") + FORMATS[fmt]), run_dir
 
 
 def check_output(path: Path, fmt: str) -> list[Path]:

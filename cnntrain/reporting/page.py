@@ -9,6 +9,7 @@ at any time (write_run_page, `cnntrain-report RUN_DIR`). A part whose data is ab
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,10 @@ def confused_from_matrix(classes: list[Any], matrix: Any) -> list[dict[str, Any]
     """The most frequent (true, predicted) mistakes, most first."""
     if not per_class_from_matrix(classes, matrix):
         return []
-    pairs = [
-        {"true": str(classes[i]), "predicted": str(classes[j]), "count": matrix[i][j]}
-        for i in range(len(classes))
-        for j in range(len(classes))
-        if i != j and matrix[i][j] > 0
-    ]
-    return sorted(pairs, key=lambda p: -p["count"])[:MOST_CONFUSED]
+    n = len(classes)  # nlargest keeps MOST_CONFUSED cells, not n^2 (equal counts keep their order, as sorted does)
+    cells = ((matrix[i][j], i, j) for i in range(n) for j in range(n) if i != j and matrix[i][j] > 0)
+    top = heapq.nlargest(MOST_CONFUSED, cells, key=lambda cell: cell[0])
+    return [{"true": str(classes[i]), "predicted": str(classes[j]), "count": count} for count, i, j in top]
 
 
 # ---------------------------------------------------------------- the run page

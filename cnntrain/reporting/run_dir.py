@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from cnntrain.config.names import CHECKPOINT_NAMES, EPOCH_COLUMNS, STEP_COLUMNS
 from cnntrain.disk import disk_errors
 from cnntrain.errors import OutputError, UserError, first_line
 from cnntrain.files import kind_of, open_append, write_text
+from cnntrain.reading import MAX_RUN_FILE_BYTES, check_fields, json_value, read_bytes, text_lines
 from cnntrain.reporting.provenance import command_line
+from cnntrain.reporting.summary_schema import check_summary
 
 
 @dataclass(frozen=True)
@@ -194,12 +197,13 @@ def read_steps(path: Path, through_epoch: float | None = None) -> list[dict[str,
     """steps.csv's rows as numbers (through a resumed checkpoint's epoch, when given); none when the file is
     missing (runs from before steps were recorded) or unreadable, since the curves can do without them."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        lines = text_lines(path, MAX_RUN_FILE_BYTES, "steps file", encoding="utf-8", newline="")
+        with closing(lines):
             rows = [
                 {key: int(value) if key == "step" else float(value) for key, value in row.items()}
-                for row in csv.DictReader(f)
+                for row in csv.DictReader(lines)
             ]
-    except (OSError, ValueError, TypeError, csv.Error):
+    except (OSError, ValueError, TypeError, csv.Error, UserError):  # UserError: not a regular file, too large
         return []
     if rows and set(STEP_COLUMNS) - set(rows[0]):
         return []
@@ -211,8 +215,11 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise UserError(f"{path} not found; restore it from a copy of the run")
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            lines = list(enumerate(csv.reader(f), 1))
+        text = text_lines(path, MAX_RUN_FILE_BYTES, "metrics file", encoding="utf-8", newline="")
+        with closing(text):
+            lines = list(enumerate(csv.reader(text), 1))
+    except UserError as err:
+        raise UserError(f"{first_line(err)}; restore it from a copy of the run") from None
     except (OSError, ValueError, csv.Error) as err:
         raise UserError(f"cannot read {path}: {first_line(err)}; restore it from a copy of the run") from None
     header = lines[0][1] if lines else []
@@ -222,6 +229,7 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
             f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; its header "
             f"must be {','.join(EPOCH_COLUMNS)} (restore it from a copy of the run)"
         )
+    check_fields(header, "metrics file", path, 1)
     rows = [(number, cells) for number, cells in lines[1:] if cells]
     for number, cells in rows:
         if len(cells) != len(header):
@@ -241,20 +249,18 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
 
-MAX_SUMMARY_BYTES = 64_000_000  # the confusion matrix of 1,000 classes is a few MB
+MAX_SUMMARY_BYTES = MAX_RUN_FILE_BYTES  # 64,000,000: the confusion matrix of 1,000 classes is a few MB
 
 
 def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> dict[str, Any]:
     """summary.json as a dict, {} when the run has not written one yet; a torn or hand-broken file is one
     UserError naming it and ending with `fix`."""
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            raise UserError(
-                f"{path} is larger than {MAX_SUMMARY_BYTES:,} bytes, far more than a run writes; refused; {fix}"
-            )
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json_value(read_bytes(path, MAX_SUMMARY_BYTES, "summary file"), "summary file", str(path))
+    except UserError as err:  # not a regular file, too large, nested too deeply
+        raise UserError(f"{first_line(err)}; {fix}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); {fix}") from None
     except RecursionError:
@@ -263,7 +269,7 @@ def read_summary(path: Path, fix: str = "restore it from a copy of the run") -> 
         raise UserError(f"cannot read {path}: {first_line(err)}; {fix}") from None
     if not isinstance(summary, dict):
         raise UserError(f"{path} holds {kind_of(summary)}, not the JSON object a run writes; {fix}")
-    return summary
+    return check_summary(summary, path, fix)
 
 
 def write_failure(path: Path, error: str, elapsed_seconds: float) -> None:

@@ -15,15 +15,18 @@ from typing import Any
 
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 """The bidirectional formatting characters (marks, embeddings, overrides, isolates): the Trojan Source set."""
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI}\u2028\u2029]")
-_UNSAFE_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI}\u2028\u2029]")
+SURROGATES = "\ud800-\udfff"
+"""Lone UTF-16 surrogates (a file name's undecodable byte, a JSON `\\ud800`): no encoding can write them."""
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{BIDI}\u2028\u2029{SURROGATES}]")
+_UNSAFE_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{BIDI}\u2028\u2029{SURROGATES}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
 
 
 def plain(value: Any, *, keep_lines: bool = False) -> str:
-    """`value` as one line of visible text: control characters (C0, DEL, C1; ESC among them) and bidi
-    formatting characters are shown as escapes (`\\x1b`, `\\u202e`), so what a file holds is seen, never
-    obeyed. With keep_lines, line breaks and tabs stay (a config shown in a <pre> block)."""
+    """`value` as one line of visible text: control characters (C0, DEL, C1; ESC among them), bidi formatting
+    characters and lone surrogates are shown as escapes (`\\x1b`, `\\u202e`, `\\udc80`), so what a file holds
+    is seen, never obeyed, and always encodable. With keep_lines, line breaks and tabs stay (a config shown in a
+    <pre> block)."""
     pattern = _UNSAFE_KEEP_LINES if keep_lines else _UNSAFE
     return pattern.sub(_escape_char, str(value))
 

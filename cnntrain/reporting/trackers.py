@@ -27,6 +27,7 @@ from cnntrain.config.flat import flatten
 from cnntrain.config.saved import read_saved_yaml
 from cnntrain.errors import Interrupted, UserError, first_line
 from cnntrain.files import write_text
+from cnntrain.reading import MAX_RUN_FILE_BYTES, json_value, read_bytes
 from cnntrain.reporting.run_dir import RunDir, read_summary
 from cnntrain.version import __version__
 
@@ -177,8 +178,10 @@ class Guarded:
 
 def _tracker_ids(paths: RunDir) -> dict[str, Any]:
     try:
-        found = json.loads(paths.tracker_ids.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        found = json_value(
+            read_bytes(paths.tracker_ids, MAX_RUN_FILE_BYTES, "trackers file"), "trackers file", str(paths.tracker_ids)
+        )
+    except (OSError, ValueError, UserError):  # missing, torn, not a regular file, too large or too deep: none
         return {}
     return found if isinstance(found, dict) else {}
 

@@ -43,9 +43,16 @@ from cnntrain.training.run_state import RunState, check_resume, check_world, res
 from cnntrain.training.setup import RunSetup, setup
 
 
-def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, started: float | None = None,
-        resume: dict[str, Any] | None = None, description: DataDescription | None = None,
-        ranks: Ranks = SINGLE) -> float:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    reporter: Reporter | None = None,
+    started: float | None = None,
+    resume: dict[str, Any] | None = None,
+    description: DataDescription | None = None,
+    ranks: Ranks = SINGLE,
+) -> float:
     """Train, validate and test one config; write everything into run_dir; return the monitored metric.
 
     In a data-parallel run every rank calls this with the same arguments (`ranks` says which it is); rank 0
@@ -74,8 +81,9 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
         raise Stopped(stop_message(stop, run_dir), stop_status(stop.signum)) from None
     except KeyboardInterrupt as err:
         sigterm = str(err) == "SIGTERM"
-        raise Interrupted(interrupted_message(run_dir, signal.SIGTERM if sigterm else None),
-                          exit_code=143 if sigterm else 130) from None
+        raise Interrupted(
+            interrupted_message(run_dir, signal.SIGTERM if sigterm else None), exit_code=143 if sigterm else 130
+        ) from None
     finally:
         if own_reporter:
             reporter.close()
@@ -83,8 +91,9 @@ def run(cfg: DictConfig, run_dir: Path, *, reporter: Reporter | None = None, sta
             logger.close()
 
 
-def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: Ranks = SINGLE,
-               devices: int | None = None) -> float:
+def resume_run(
+    run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: Ranks = SINGLE, devices: int | None = None
+) -> float:
     """Continue an interrupted run in its own directory, with the config saved in its last checkpoint
     (`checkpoint`: that checkpoint, when the caller has loaded and checked it already), on `devices` ranks
     when given (the weights are plain, so any number of ranks can continue a run)."""
@@ -97,7 +106,7 @@ def resume_run(run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: R
 
 def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> DictConfig:
     """The validated config a resume continues with: the saved one, on `devices` ranks when given."""
-    cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))
+    cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))  # own trackers
     if devices is not None:
         cfg.trainer.devices = devices
     cfg = validate(cfg)
@@ -120,8 +129,9 @@ def fit_settings(cfg: DictConfig, run: RunSetup) -> FitSettings:
     """What the loop runs with: the run's trainer section, the seed, the batch augmentation, and the checkpoint
     metric its task watches."""
     monitor, mode = run.task.monitors(cfg)
-    return FitSettings(run.trainer, cfg.seed, monitor, mode,
-                       augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0))
+    return FitSettings(
+        run.trainer, cfg.seed, monitor, mode, augment=build_augment(cfg.dataset.augment, cfg.dataset.num_classes or 0)
+    )
 
 
 def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
@@ -137,29 +147,49 @@ def interrupted_message(run_dir: Path, signum: int | None = None) -> str:
     return f"{how}; {paths.last} {point}; continue with: cnntrain resume={paths.root}"
 
 
-def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logger], started: float,
-         resume: dict[str, Any] | None, description: DataDescription | None, ranks: Ranks,
-         signals: StopSignals) -> float:
+def _run(
+    cfg: DictConfig,
+    paths: RunDir,
+    reporter: Reporter,
+    loggers: list[Logger],
+    started: float,
+    resume: dict[str, Any] | None,
+    description: DataDescription | None,
+    ranks: Ranks,
+    signals: StopSignals,
+) -> float:
     state = RunState.read(resume) if resume is not None else None
     run = setup(cfg, description, ranks=ranks, weights=state.model if state else None)
     ranks, trainer = run.ranks, run.trainer
     config = OmegaConf.to_container(cfg, resolve=True)  # as plain data: what checkpoints and trackers record
     if ranks.main:
-        loggers.extend(open_loggers(cfg.logger, paths, state.history if state else [], task=cfg.dataset.get("task"),
-                                    config=config, mlflow=section(cfg.mlflow, MLflowConfig),
-                                    wandb=section(cfg.wandb, WandbConfig)))
+        loggers.extend(
+            open_loggers(
+                cfg.logger,
+                paths,
+                state.history if state else [],
+                task=cfg.dataset.get("task"),
+                config=config,
+                mlflow=section(cfg.mlflow, MLflowConfig),
+                wandb=section(cfg.wandb, WandbConfig),
+            )
+        )
     data = run.data
     where = f"rank {ranks.rank} of {ranks.world} ({ranks.backend}), " if ranks.enabled else ""
-    reporter.print(f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
-                   f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, {where}"
-                   f"device {run.device}, "
-                   f"{torch.get_num_threads()} CPU threads, run dir {markup(paths.root)}")
+    reporter.print(
+        f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
+        f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, {where}"
+        f"device {run.device}, "
+        f"{torch.get_num_threads()} CPU threads, run dir {markup(paths.root)}"
+    )
     reporter.print(f"data: {markup(data.layout)}")
     if data.skipped:
         if ranks.main:
             write_bad_images(paths.bad_images, data.skipped)
-        reporter.print(f"[yellow]warning:[/] {len(data.skipped)} image file(s) do not decode and are left out "
-                       f"(dataset.skip_bad_images=true); the list: {markup(str(paths.bad_images))}")
+        reporter.print(
+            f"[yellow]warning:[/] {len(data.skipped)} image file(s) do not decode and are left out "
+            f"(dataset.skip_bad_images=true); the list: {markup(str(paths.bad_images))}"
+        )
     model_table = summary_table(run.rows, cfg.model.name, data.input_shape)
     reporter.print(model_table)
     size = model_size(unwrap(run.model), run.rows)  # before the first epoch: what it trains, what it leaves frozen
@@ -173,11 +203,24 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
     if ranks.main and cfg.report.plots and settings.augment.enabled:
         write_augment_preview(paths.augment_preview, data, settings.augment, trainer.batch_size, cfg.seed)
     train_started = time.perf_counter()
-    with reporter.epochs(trainer.epochs, progress=trainer.progress and ranks.main, title="epochs",
-                         columns=epoch_columns(cfg.dataset.get("task"))) as display:
-        result = fit(run, settings, paths, display, on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
-                     config=config, data=data.description.as_dict(), resume=state,
-                     on_steps=lambda rows: [log.log_steps(rows) for log in loggers], signals=signals)
+    with reporter.epochs(
+        trainer.epochs,
+        progress=trainer.progress and ranks.main,
+        title="epochs",
+        columns=epoch_columns(cfg.dataset.get("task")),
+    ) as display:
+        result = fit(
+            run,
+            settings,
+            paths,
+            display,
+            on_epoch=lambda row: [log.log_epoch(row) for log in loggers],
+            config=config,
+            data=data.description.as_dict(),
+            resume=state,
+            on_steps=lambda rows: [log.log_steps(rows) for log in loggers],
+            signals=signals,
+        )
         test_started = time.perf_counter()
         tested = _test_last_and_best(run, paths, result, display)
     timing = {
@@ -186,9 +229,22 @@ def _run(cfg: DictConfig, paths: RunDir, reporter: Reporter, loggers: list[Logge
         "eval_seconds": result.eval_seconds + time.perf_counter() - test_started,
     }
     if ranks.main:
-        run.task.write_report(cfg, paths, reporter, loggers, data, size, run.device, result, tested, started, timing,
-                              parallel_summary(trainer.batch_size, ranks), imbalance_summary(cfg.dataset, run),
-                              run.rows)
+        run.task.write_report(
+            cfg,
+            paths,
+            reporter,
+            loggers,
+            data,
+            size,
+            run.device,
+            result,
+            tested,
+            started,
+            timing,
+            parallel_summary(trainer.batch_size, ranks),
+            imbalance_summary(cfg.dataset, run),
+            run.rows,
+        )
     return float(result.best_value) if result.best_value is not None else float("nan")
 
 
@@ -196,8 +252,12 @@ def parallel_summary(batch_size: int, ranks: Ranks) -> dict[str, Any]:
     """How the run was spread, for summary.json: trainer.batch_size is the global batch, shared by the ranks
     (per rank: one number, or the smallest and largest share when it does not divide evenly)."""
     share, rest = divmod(batch_size, ranks.world)
-    return {"world_size": ranks.world, "backend": ranks.backend, "batch_size": batch_size,
-            "batch_size_per_rank": share if rest == 0 else [share, share + 1]}
+    return {
+        "world_size": ranks.world,
+        "backend": ranks.backend,
+        "batch_size": batch_size,
+        "batch_size_per_rank": share if rest == 0 else [share, share + 1],
+    }
 
 
 def imbalance_summary(dataset: DictConfig, run: RunSetup) -> dict[str, Any]:
@@ -206,9 +266,12 @@ def imbalance_summary(dataset: DictConfig, run: RunSetup) -> dict[str, Any]:
     weight = getattr(run.loss_fn, "weight", getattr(run.loss_fn, "pos_weight", None))
     counts = class_counts(run.data.train.labels, len(run.data.classes))
     folds = dataset.get("folds")
-    return {"train_class_counts": dict(zip(run.data.classes, counts.tolist())),
-            "class_weights": weight.tolist() if weight is not None else None, "sampler": run.trainer.sampler,
-            "cross_validation": None if folds is None else {"folds": folds, "fold": dataset.fold}}
+    return {
+        "train_class_counts": dict(zip(run.data.classes, counts.tolist())),
+        "class_weights": weight.tolist() if weight is not None else None,
+        "sampler": run.trainer.sampler,
+        "cross_validation": None if folds is None else {"folds": folds, "fold": dataset.fold},
+    }
 
 
 def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, display: Any) -> Tested:
@@ -216,8 +279,9 @@ def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, display
     When the last epoch is the best one, its weights are those of best.pt and the first pass is the answer.
     Rank 0 reads best.pt and hands its weights to the other ranks (which may not see its disk)."""
     ranks, trainer = run.ranks, run.trainer
-    last, matrix = run.task.test(run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel,
-                                 trainer.tta, ranks)
+    last, matrix = run.task.test(
+        run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel, trainer.tta, ranks
+    )
     names = [row.name for row in run.rows]
     if result.history and result.best_epoch == result.history[-1]["epoch"]:
         return Tested(best=last, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)
@@ -228,6 +292,7 @@ def _test_last_and_best(run: RunSetup, paths: RunDir, result: FitResult, display
     ranks.broadcast_weights(unwrap(run.model))
     if ranks.enabled and run.task.thresholds:  # the other ranks take best.pt's thresholds from rank 0
         run.task.thresholds = ranks.gather_objects(run.task.thresholds)[0]
-    best, matrix = run.task.test(run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel,
-                                 trainer.tta, ranks)
+    best, matrix = run.task.test(
+        run.model, run.data, run.loss_fn, trainer.eval_batch_size, display, run.accel, trainer.tta, ranks
+    )
     return Tested(best=best, last=last, matrix=matrix, model=unwrap(run.model), layer_names=names)

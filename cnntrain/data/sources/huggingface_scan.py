@@ -27,3 +27,4 @@ class HFScan:
     values: dict[Any, int] | None = None  # a label column of plain values: value -> class index
     resize: str = "stretch"  # dataset.resize, as decode_image takes it
     task: str = "single"  # multilabel: the label column is a Sequence(ClassLabel) (huggingface_labels)
+    inside: str | None = None  # the real folder a row's image path must lie in; None: anywhere (allow_outside_paths)

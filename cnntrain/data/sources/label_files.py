@@ -20,10 +20,10 @@ open the file at the mistake. The file is read once per run (describe), without 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from cnntrain.data.sources.file_lists import FileListing, FileListSource
 from cnntrain.data.sources.label_delimiters import sets_note
 from cnntrain.data.sources.label_file_sets import is_multilabel, label_sets
 from cnntrain.errors import DataError, first_line
-from cnntrain.files import open_regular
+from cnntrain.reading import MAX_LABEL_FILE_BYTES, check_fields, json_value, text_lines
 
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".ndjson": "JSON Lines"}
 PATH_NAMES = ("path", "image", "file", "filename", "filepath", "image_path")
@@ -90,7 +90,7 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     else:
         texts = [_label_text(file, line, row.get(label_col), label_col) for line, row in rows]
         classes, indices = _classes(cfg, file, [line for line, _ in rows], texts)
-    paths = _image_paths(file, rows, path_col, cfg.image_dir)
+    paths = _image_paths(file, rows, path_col, cfg.image_dir, cfg.allow_outside_paths)
     split_of = [_split(file, line, row.get(split_col), split_col) if split_col else "train" for line, row in rows]
     by_split: dict[str, ImageFiles] = {name: [] for name in SPLITS}
     for path, index, split in zip(paths, indices, split_of):
@@ -112,7 +112,8 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
     task = (
         f"; multi-label: {len(classes)} labels from {how}" if multilabel else sets_note(texts, f"column '{label_col}'")
     )
-    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}"
+    outside = "; images outside its folder allowed (dataset.allow_outside_paths)" if cfg.allow_outside_paths else ""
+    layout = f"label file {file} ({format_name}, columns {named}): {counts} rows{rest}{task}{outside}"
     return FileListing(
         file.parent,
         classes,
@@ -130,9 +131,11 @@ def scan_label_file(cfg: DatasetConfig) -> FileListing:
 
 def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
     """A CSV/TSV file's header and its non-blank rows, each with the file line it starts on."""
-    # -sig: the BOM spreadsheets write; open_regular: a FIFO named as the label file would never end
-    with io.TextIOWrapper(open_regular(file), newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+    # -sig: the BOM spreadsheets write; text_lines: a regular file (a FIFO would never end), bounded in size and
+    # line length (a 70 MB line of 300,000 columns would take gigabytes)
+    lines = text_lines(file, MAX_LABEL_FILE_BYTES, "label file", newline="")
+    with closing(lines):
+        reader = csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
         try:
             header = next(reader, None)
             if header is None or not any(cell.strip() for cell in header):
@@ -140,6 +143,7 @@ def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
                     f"label file {file} is empty; its first line must be a header naming the columns "
                     f"(e.g. path,label,split)"
                 )
+            check_fields(header, "label file", file, 1)
             header = [cell.strip() for cell in header]
             rows: list[Row] = []
             line = reader.line_num + 1
@@ -162,12 +166,13 @@ def _read_table(file: Path, suffix: str) -> tuple[list[str], list[Row]]:
 def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
     """A JSON Lines file's objects (blank lines skipped); the columns are the first object's keys."""
     rows: list[Row] = []
-    with io.TextIOWrapper(open_regular(file), encoding="utf-8-sig") as handle:
-        for line, text in enumerate(handle, start=1):
+    lines = text_lines(file, MAX_LABEL_FILE_BYTES, "label file")
+    with closing(lines):
+        for line, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
-                value = json.loads(text)
+                value = json_value(text, "label file", f"{file}, line {line}")
             except ValueError as err:
                 raise DataError(
                     f"label file {file}, line {line}: not valid JSON ({first_line(err)}); JSON Lines "
@@ -178,6 +183,7 @@ def _read_jsonl(file: Path) -> tuple[list[str], list[Row]]:
                     f"label file {file}, line {line}: a JSON {type(value).__name__}, not an object; "
                     f"JSON Lines hold one object per line, e.g. {EXAMPLE_JSON}"
                 )
+            check_fields(list(value), "label file", file, line)
             rows.append((line, value))
     if not rows:
         raise DataError(f"label file {file} is empty; expected one JSON object per line, e.g. {EXAMPLE_JSON}")
@@ -247,11 +253,13 @@ def _classes(cfg: DatasetConfig, file: Path, lines: list[int], texts: list[str])
     return classes, indices
 
 
-def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None) -> list[Path]:
+def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None, outside: bool = False) -> list[Path]:
     """Each row's image, relative to dataset.image_dir (null: the label file's folder); every one an image file
-    that exists, none twice. A name without an image suffix (an id, as many label files give them) is the file of
-    that name with one."""
+    that exists, none twice, and (unless dataset.allow_outside_paths) inside that folder once links are followed:
+    a shared label file cannot pull files from elsewhere into a run and its report. A name without an image suffix
+    (an id, as many label files give them) is the file of that name with one."""
     folder = file.parent if not image_dir else file.parent / str(image_dir)  # an absolute image_dir stays as it is
+    inside = os.path.realpath(folder)
     paths: list[Path] = []
     first_line_of: dict[str, int] = {}
     missing: list[tuple[int, Path]] = []
@@ -275,6 +283,12 @@ def _image_paths(file: Path, rows: list[Row], column: str, image_dir: Any = None
                 f"label file {file}: lines {first_line_of[key]} and {line} both name {text}; each image may appear once"
             )
         first_line_of[key] = line
+        if not outside and os.path.commonpath([inside, os.path.realpath(path)]) != inside:
+            raise DataError(
+                f"label file {file}, line {line}: {text} leads outside {folder} (to "
+                f"{os.path.realpath(path)}); rows name images inside the dataset's folder unless "
+                f"dataset.allow_outside_paths=true"
+            )
         if not path.is_file():
             missing.append((line, path))
         paths.append(path)

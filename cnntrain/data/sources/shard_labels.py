@@ -17,7 +17,8 @@ from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.sources.label_delimiters import find_delimiter, sets_note
 from cnntrain.data.sources.label_file_sets import WHOLE_NUMBER
-from cnntrain.errors import DataError
+from cnntrain.errors import DataError, first_line
+from cnntrain.reading import MAX_CLASS_LIST_BYTES, text_lines
 
 
 def entry_delimiter(cfg: DatasetConfig, entries: list[str]) -> str | None:
@@ -53,7 +54,10 @@ def shard_classes(
     if cfg.classes_file or path.is_file():
         if not path.is_file():
             raise DataError(f"dataset.classes_file {path} not found; it names the classes, one a line")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:  # through the bounded reader: a regular file, within MAX_CLASS_LIST_BYTES and the line bound
+            names = [line.strip() for line in text_lines(path, MAX_CLASS_LIST_BYTES, "classes file") if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"cannot read classes file {path}: {first_line(err)}") from None
         if len(names) < 2:
             raise DataError(f"classes file {path} names {len(names)} class(es); it needs one name a line, at least 2")
         return names, ""

@@ -12,11 +12,9 @@ opened by us (no `pipe:` URLs, no environment substitution).
 
 from __future__ import annotations
 
-import glob
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,10 +25,12 @@ from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
 from cnntrain.data.shard_index import ShardIndex, read_member, shard_index
+from cnntrain.data.shard_names import expand_all
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
 from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
-from cnntrain.errors import DataError, first_line
+from cnntrain.errors import DataError, UserError, first_line
+from cnntrain.reading import MAX_SHARD_BYTES, open_bounded
 
 QUOTE_HINT = "quote a brace range for Hydra: \"dataset.train='/data/train-{000000..000099}.tar'\""
 
@@ -109,7 +109,6 @@ class WebDatasetSource(Source):
         )
         return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}{scan.note}"
 
-
 def image_keys(cfg: DatasetConfig) -> tuple[str, ...]:
     return tuple(k.strip().lower().lstrip(".") for k in str(cfg.image_key).split(";") if k.strip())
 
@@ -152,20 +151,12 @@ def scan_shards(cfg: DatasetConfig) -> ShardScan:
 
 
 def shard_paths(spec: Any, key: str) -> list[str]:
-    """A brace range, a glob or a list of them -> the shard files, in order (each once)."""
-    import braceexpand
-
+    """A brace range, a glob or a list of them -> the shard files, in order (each once), counted before expanding
+    (cnntrain.data.shard_names)."""
     items = [spec] if isinstance(spec, str) else list(spec) if hasattr(spec, "__iter__") else None
     if items is None or not all(isinstance(item, str) for item in items):
         raise DataError(f"{key}={spec}: expected shard files as a brace range, a glob or a list; {QUOTE_HINT}")
-    paths: list[str] = []
-    for item in items:
-        for name in braceexpand.braceexpand(item):
-            matched = sorted(glob.glob(name)) if glob.has_magic(name) else [name] if Path(name).is_file() else []
-            if not matched:
-                raise DataError(f"{key}: no shard matches {name}" + (f" (from {item})" if name != item else ""))
-            paths.extend(p for p in matched if p not in paths)
-    return paths
+    return expand_all(items, key)
 
 
 def parse_label(data: bytes, classes: list[str], where: str, delimiter: str | None = None) -> Any:
@@ -241,8 +232,8 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
     def opened() -> Any:
         for part in mine:
             try:
-                stream = open(part.path, "rb")
-            except OSError as err:
+                stream = open_bounded(part.path, MAX_SHARD_BYTES, "shard")  # a regular file (a FIFO would block)
+            except (OSError, UserError) as err:
                 raise DataError(f"cannot read shard {part.path}: {first_line(err)}") from None
             try:
                 yield {"url": part.path, "stream": stream}
