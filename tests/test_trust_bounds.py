@@ -369,9 +369,10 @@ def test_a_checkpoints_trackers_and_cache_folder_are_never_taken(tmp_path):
     data = saved_config_data(sent, "ckpt")
     assert data["dataset"]["cache_dir"] is None and data["seed"] == 1
     assert "sender" not in json.dumps(data) and "theirs" not in json.dumps(data)
-    assert local_destinations(sent)[1] == ["logger", "mlflow", "wandb", "dataset.cache_dir"]
+    assert local_destinations(sent)[1] == ["mlflow", "wandb", "dataset.cache_dir"]
     assert local_destinations(data)[1] == []
-    assert "not taken" in destinations_notice(["logger"], "the checkpoint")
+    assert data["logger"] == ["csv", "mlflow"], "which trackers is kept: where they log is this machine's"
+    assert "not taken" in destinations_notice(["mlflow"], "the checkpoint")
 
 
 def test_reproduce_leaves_out_the_cache_folder_and_refuses_a_builder_as_dataset_path(tmp_path, synthetic_data_root):

@@ -45,12 +45,15 @@ def read_saved_yaml(path: Path, *, fix: str = RESTORE) -> Any:
         raise yaml_error(path, _python_parser_error(text) or err, fix) from None
 
 
-DESTINATIONS = ("logger", "mlflow", "wandb")
-"""Config keys that say where a run sends what it writes (trackers): this machine's, never a saved run's."""
+DESTINATIONS = ("mlflow", "wandb")
+"""Config keys that say where a run's trackers send what they log (a store, a server, a project): this machine's,
+never a saved run's. `logger` (which trackers: csv, tensorboard, mlflow, wandb) is kept: it chooses what is logged,
+not where, so a resumed run goes on logging to its trackers at this machine's defaults (an MLflow store in the
+outputs root or $MLFLOW_TRACKING_URI, W&B offline or $WANDB_MODE)."""
 
 
 def local_destinations(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A saved config (plain data) with the trackers (logger, mlflow, wandb) and dataset.cache_dir set to this
+    """A saved config (plain data) with the trackers' destinations (mlflow, wandb) and dataset.cache_dir set to this
     machine's defaults, and the keys whose saved value differed: a checkpoint someone sent chooses no MLflow
     store, W&B project or cache folder here."""
     from cnntrain.config.schema import from_yaml
@@ -59,7 +62,7 @@ def local_destinations(config: dict[str, Any]) -> tuple[dict[str, Any], list[str
     result = dict(config)
     for key in DESTINATIONS:
         default = from_yaml(key).default_factory()  # type: ignore[misc]
-        if key in result and _as_list(result[key], key) != _as_list(default, key):
+        if key in result and result[key] != default:
             changed.append(key)
         result[key] = default
     dataset = result.get("dataset")
@@ -75,10 +78,6 @@ def destinations_notice(changed: list[str], where: str) -> str:
         f"notice: {where} names its own {', '.join(changed)}; not taken (a saved run chooses no destination "
         f"on this machine): this run uses this machine's defaults"
     )
-
-
-def _as_list(value: Any, key: str) -> Any:
-    return [value] if key == "logger" and isinstance(value, str) else value
 
 
 def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:
