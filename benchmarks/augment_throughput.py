@@ -38,8 +38,10 @@ from cnntrain.training.optim import LRSchedule, build_optimizer
 from cnntrain.training.setup import setup
 
 # the policy timed when the config has none: the example
-POLICY = ("dataset.augment=[{random_crop: 2},hflip,{randaugment: {num_ops: 2, magnitude: 9}},{random_erasing: 0.25},"
-          "{mixup: 0.2}]")
+POLICY = (
+    "dataset.augment=[{random_crop: 2},hflip,{randaugment: {num_ops: 2, magnitude: 9}},{random_erasing: 0.25},"
+    "{mixup: 0.2}]"
+)
 
 
 def sync(device: torch.device) -> None:
@@ -130,17 +132,40 @@ def main() -> None:
         generator = torch.Generator().manual_seed(cfg.seed)
         warm = TensorSplit(bundle.train.images[: 3 * batch_size], bundle.train.labels[: 3 * batch_size])
         full, bundle.train = bundle.train, warm
-        train_epoch(model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 0, display,
-                    accel=accel, augment=augment)
+        train_epoch(
+            model,
+            bundle,
+            optimizer,
+            LRSchedule(None, "none"),
+            loss_fn,
+            batch_size,
+            generator,
+            0,
+            display,
+            accel=accel,
+            augment=augment,
+        )
         bundle.train = full
         sync(device)
         start = time.perf_counter()
-        train_epoch(model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 1, display,
-                    accel=accel, augment=augment)
+        train_epoch(
+            model,
+            bundle,
+            optimizer,
+            LRSchedule(None, "none"),
+            loss_fn,
+            batch_size,
+            generator,
+            1,
+            display,
+            accel=accel,
+            augment=augment,
+        )
         return n_images, time.perf_counter() - start
 
-    sample_transform, batch_transform = per_image_transforms(cfg.dataset.augment, tuple(bundle.input_shape[1:]),
-                                                             num_classes)
+    sample_transform, batch_transform = per_image_transforms(
+        cfg.dataset.augment, tuple(bundle.input_shape[1:]), num_classes
+    )
     cpu_images, cpu_labels = bundle.train.images[:].cpu(), bundle.train.labels.cpu()
 
     class PerImage(torch.utils.data.Dataset):
@@ -153,8 +178,7 @@ def main() -> None:
             return sample_transform(cpu_images[i]), cpu_labels[i]
 
     def per_image_pipeline() -> tuple[int, float]:
-        loader = torch.utils.data.DataLoader(PerImage(), batch_size=batch_size, shuffle=True,
-                                             num_workers=args.workers)
+        loader = torch.utils.data.DataLoader(PerImage(), batch_size=batch_size, shuffle=True, num_workers=args.workers)
         model, optimizer = fresh()
         model.train()
         start = time.perf_counter()
@@ -167,17 +191,22 @@ def main() -> None:
         sync(device)
         return n_images, time.perf_counter() - start
 
-    methods = {"(a) compute bound": compute_bound, "(b) cnntrain epoch": cnntrain_epoch,
-               "(c) per-image v2 DataLoader": per_image_pipeline}
+    methods = {
+        "(a) compute bound": compute_bound,
+        "(b) cnntrain epoch": cnntrain_epoch,
+        "(c) per-image v2 DataLoader": per_image_pipeline,
+    }
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, method in methods.items():
             images, seconds = method()
             best[name] = max(best.get(name, 0.0), images / seconds)
 
-    print(f"model {cfg.model.name}, batch {batch_size}, {n_images} images, device {device}, "
-          f"{torch.get_num_threads()} threads, precision {cfg.trainer.precision}, "
-          f"channels_last {cfg.trainer.channels_last}, best of {args.rounds} rounds")
+    print(
+        f"model {cfg.model.name}, batch {batch_size}, {n_images} images, device {device}, "
+        f"{torch.get_num_threads()} threads, precision {cfg.trainer.precision}, "
+        f"channels_last {cfg.trainer.channels_last}, best of {args.rounds} rounds"
+    )
     print(f"  augment: {', '.join(augment.names)}")
     for name, rate in best.items():
         print(f"  {name:<30} {rate:>9.0f} images/s   {n_images / rate:>7.2f} s per {n_images} images")

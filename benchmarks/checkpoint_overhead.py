@@ -24,8 +24,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_OVERRIDES = ["experiment=mnist-speedrun", "device=cpu", "report.plots=false", "report.html=false",
-                     "report.analysis=false"]
+DEFAULT_OVERRIDES = [
+    "experiment=mnist-speedrun",
+    "device=cpu",
+    "report.plots=false",
+    "report.html=false",
+    "report.analysis=false",
+]
 
 
 def main() -> None:
@@ -45,15 +50,20 @@ def main() -> None:
                 runs[name].append(_run([*overrides, *extra], args.data_root, Path(scratch) / f"r{round_}-{name}"))
             without, with_ = runs["without"][-1], runs["with"][-1]
             inside = _inside(runs["with"][-1]["run_dir"], args.every)
-            print(f"round {round_}: without {without['train']:.2f} s (test acc {100 * without['acc']:.2f}%)   "
-                  f"with every_steps={args.every}: {with_['train']:.2f} s ({inside} checkpoints inside epochs, "
-                  f"test acc {100 * with_['acc']:.2f}%)   ratio x{with_['train'] / without['train']:.3f}", flush=True)
+            print(
+                f"round {round_}: without {without['train']:.2f} s (test acc {100 * without['acc']:.2f}%)   "
+                f"with every_steps={args.every}: {with_['train']:.2f} s ({inside} checkpoints inside epochs, "
+                f"test acc {100 * with_['acc']:.2f}%)   ratio x{with_['train'] / without['train']:.3f}",
+                flush=True,
+            )
 
     medians = {name: statistics.median(r["train"] for r in found) for name, found in runs.items()}
     per_round = [b["train"] / a["train"] for a, b in zip(runs["without"], runs["with"])]
-    print(f"\ncnntrain {' '.join(overrides)}: median train_seconds without {medians['without']:.2f} s, with "
-          f"trainer.checkpoint.every_steps={args.every} {medians['with']:.2f} s; ratio of the medians "
-          f"x{medians['with'] / medians['without']:.3f}, per round {', '.join(f'x{r:.3f}' for r in per_round)}")
+    print(
+        f"\ncnntrain {' '.join(overrides)}: median train_seconds without {medians['without']:.2f} s, with "
+        f"trainer.checkpoint.every_steps={args.every} {medians['with']:.2f} s; ratio of the medians "
+        f"x{medians['with'] / medians['without']:.3f}, per round {', '.join(f'x{r:.3f}' for r in per_round)}"
+    )
 
 
 def _run(overrides: list[str], data_root: Path, run_dir: Path) -> dict:

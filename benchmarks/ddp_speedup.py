@@ -42,8 +42,10 @@ def main() -> None:
             for devices in args.devices:
                 found = _run(overrides, devices, args.data_root, Path(scratch) / f"r{round_}-d{devices}")
                 runs[devices].append(found)
-                line.append(f"devices={devices}: train {found['train']:.2f} s (wall {found['wall']:.2f} s, "
-                            f"test acc {100 * found['acc']:.2f}%)")
+                line.append(
+                    f"devices={devices}: train {found['train']:.2f} s (wall {found['wall']:.2f} s, "
+                    f"test acc {100 * found['acc']:.2f}%)"
+                )
             base = runs[args.devices[0]][-1]["train"]
             ratios = "  ".join(f"x{base / runs[k][-1]['train']:.2f} on {k}" for k in args.devices[1:])
             print(f"round {round_}: " + "   ".join(line) + f"   speed-up {ratios}", flush=True)
@@ -54,13 +56,22 @@ def main() -> None:
         train = statistics.median(r["train"] for r in runs[devices])
         wall = statistics.median(r["wall"] for r in runs[devices])
         per_round = [a["train"] / b["train"] for a, b in zip(runs[args.devices[0]], runs[devices])]
-        print(f"  devices={devices}: median train {train:.2f} s, median wall {wall:.2f} s, speed-up of the medians "
-              f"x{base / train:.2f}, per round {', '.join(f'x{r:.2f}' for r in per_round)}")
+        print(
+            f"  devices={devices}: median train {train:.2f} s, median wall {wall:.2f} s, speed-up of the medians "
+            f"x{base / train:.2f}, per round {', '.join(f'x{r:.2f}' for r in per_round)}"
+        )
 
 
 def _run(overrides: list[str], devices: int, data_root: Path, run_dir: Path) -> dict[str, float]:
-    command = [sys.executable, "-m", "cnntrain", *overrides, f"trainer.devices={devices}", "trainer.progress=false",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "cnntrain",
+        *overrides,
+        f"trainer.devices={devices}",
+        "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(data_root.resolve())}
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -98,8 +98,12 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
     def streamed() -> float:
         start = time.perf_counter()
         lazy, labels = ImageReader(in_memory=False, num_workers=workers).load(files, shape, root, "bench")
-        seen = sum(len(y) for _, y in iterate_batches(TensorSplit(lazy, labels), batch_size, shuffle=True,
-                                                          generator=torch.Generator().manual_seed(0)))
+        seen = sum(
+            len(y)
+            for _, y in iterate_batches(
+                TensorSplit(lazy, labels), batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+            )
+        )
         assert seen == n
         return time.perf_counter() - start
 
@@ -121,20 +125,35 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
         from cnntrain.data.loading import load_data
 
         stats = ",".join(["0.5"] * shape[0]), ",".join(["0.25"] * shape[0])  # given: no statistics pass to time
-        cfg = validate(compose_train(["dataset=webdataset", *(f"dataset.{split}=[{','.join(paths)}]" for split, paths
-                                                              in shards.items()),
-                                      f"dataset.mean=[{stats[0]}]", f"dataset.std=[{stats[1]}]",
-                                      f"dataset.num_workers={workers}"]))
+        cfg = validate(
+            compose_train(
+                [
+                    "dataset=webdataset",
+                    *(f"dataset.{split}=[{','.join(paths)}]" for split, paths in shards.items()),
+                    f"dataset.mean=[{stats[0]}]",
+                    f"dataset.std=[{stats[1]}]",
+                    f"dataset.num_workers={workers}",
+                ]
+            )
+        )
         shutil.rmtree(fallback_cache_dir(shard_dir), ignore_errors=True)  # timed as a first run: indexing every shard
         start = time.perf_counter()
         data = load_data(cfg.dataset, seed=0)
-        seen = sum(len(y) for _, y in iterate_batches(data.train, batch_size, shuffle=True,
-                                                      generator=torch.Generator().manual_seed(0)))
+        seen = sum(
+            len(y)
+            for _, y in iterate_batches(
+                data.train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+            )
+        )
         assert seen == len(data.train)
         return (time.perf_counter() - start) * n / seen  # seconds per n training images, the indexing included
 
-    methods = {"(a) cnntrain cache build": cache_build, "(b) cnntrain streamed": streamed,
-               "(c) torchvision ImageFolder": torchvision_loader, "(d) cnntrain shards": shard_stream}
+    methods = {
+        "(a) cnntrain cache build": cache_build,
+        "(b) cnntrain streamed": streamed,
+        "(c) torchvision ImageFolder": torchvision_loader,
+        "(d) cnntrain shards": shard_stream,
+    }
     best: dict[str, float] = {}
     try:
         for _ in range(rounds):
@@ -145,8 +164,10 @@ def run(root: Path, workers: int, batch_size: int, rounds: int) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(shard_dir, ignore_errors=True)
 
-    print(f"{n} images {'x'.join(map(str, shape))} under {root}, {workers} worker process(es), batch {batch_size}, "
-          f"best of {rounds} round(s)")
+    print(
+        f"{n} images {'x'.join(map(str, shape))} under {root}, {workers} worker process(es), batch {batch_size}, "
+        f"best of {rounds} round(s)"
+    )
     for name, rate in best.items():
         print(f"  {name:<30} {rate:>9.0f} images/s   {n / rate:>7.2f} s per {n} images")
     a, b, c, d = best.values()
@@ -163,8 +184,7 @@ def write_shards(files: list[tuple[Path, int]], folder: Path, count: int = 8) ->
     per_shard = -(-len(files) // count)
     with wds.ShardWriter(str(folder / "bench-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
         for i, (path, label) in enumerate(files):
-            sink.write({"__key__": f"{i:07d}", path.suffix.lower().lstrip("."): path.read_bytes(),
-                        "cls": str(label)})
+            sink.write({"__key__": f"{i:07d}", path.suffix.lower().lstrip("."): path.read_bytes(), "cls": str(label)})
     (folder / "classes.txt").write_text("".join(f"{label}\n" for label in range(max(lb for _, lb in files) + 1)))
     paths = sorted(str(p) for p in folder.glob("bench-*.tar"))
     return {"train": paths[:-2], "val": paths[-2:-1], "test": paths[-1:]}

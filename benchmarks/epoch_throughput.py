@@ -94,13 +94,15 @@ def main() -> None:
         generator = torch.Generator().manual_seed(cfg.seed)
         warm = TensorSplit(bundle.train.images[: 3 * batch_size], bundle.train.labels[: 3 * batch_size])
         full, bundle.train = bundle.train, warm
-        train_epoch(model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 0, display,
-                    accel=accel)
+        train_epoch(
+            model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 0, display, accel=accel
+        )
         bundle.train = full
         sync(device)
         start = time.perf_counter()
-        train_epoch(model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 1, display,
-                    accel=accel)
+        train_epoch(
+            model, bundle, optimizer, LRSchedule(None, "none"), loss_fn, batch_size, generator, 1, display, accel=accel
+        )
         return n_images, time.perf_counter() - start
 
     def tutorial_pipeline() -> tuple[int, float]:
@@ -108,8 +110,9 @@ def main() -> None:
         from torch.utils.data import DataLoader, Subset
         from torchvision import transforms
 
-        transform = transforms.Compose([transforms.ToTensor(),
-                                        transforms.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))])
+        transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))]
+        )
         if cfg.dataset.get("kind") == "imagefolder":  # the usual torchvision folder reader, decoding per item
             full = torchvision.datasets.ImageFolder(f"{cfg.dataset.root}/train", transform=transform)
         else:
@@ -125,17 +128,22 @@ def main() -> None:
         sync(device)
         return n_images, time.perf_counter() - start
 
-    methods = {"(a) compute bound": compute_bound, "(b) cnntrain epoch": cnntrain_epoch,
-               "(c) tutorial DataLoader": tutorial_pipeline}
+    methods = {
+        "(a) compute bound": compute_bound,
+        "(b) cnntrain epoch": cnntrain_epoch,
+        "(c) tutorial DataLoader": tutorial_pipeline,
+    }
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, method in methods.items():
             images, seconds = method()
             best[name] = max(best.get(name, 0.0), images / seconds)
 
-    print(f"model {cfg.model.name}, batch {batch_size}, {n_images} images, device {device}, "
-          f"{torch.get_num_threads()} threads, precision {cfg.trainer.precision}, "
-          f"channels_last {cfg.trainer.channels_last}, best of {args.rounds} rounds")
+    print(
+        f"model {cfg.model.name}, batch {batch_size}, {n_images} images, device {device}, "
+        f"{torch.get_num_threads()} threads, precision {cfg.trainer.precision}, "
+        f"channels_last {cfg.trainer.channels_last}, best of {args.rounds} rounds"
+    )
     for name, rate in best.items():
         print(f"  {name:<26} {rate:>9.0f} images/s   {n_images / rate:>7.2f} s per {n_images} images")
     a, b, c = best.values()

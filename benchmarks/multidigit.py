@@ -65,12 +65,12 @@ def compose(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
     for _ in range(int(rng.integers(2, 5))):
         for _attempt in range(20):
             top, left = (int(v) for v in rng.integers(0, CANVAS - DIGIT + 1, size=2))
-            if taken[top:top + DIGIT, left:left + DIGIT].mean() <= MAX_OVERLAP:
+            if taken[top : top + DIGIT, left : left + DIGIT].mean() <= MAX_OVERLAP:
                 break
         index = int(rng.integers(len(images)))
-        region = canvas[top:top + DIGIT, left:left + DIGIT]
+        region = canvas[top : top + DIGIT, left : left + DIGIT]
         np.maximum(region, images[index], out=region)
-        taken[top:top + DIGIT, left:left + DIGIT] = True
+        taken[top : top + DIGIT, left : left + DIGIT] = True
         digits.add(int(labels[index]))
     return canvas, digits
 

@@ -45,11 +45,15 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             ours = _time_cnntrain(command, overrides, args.data_root, Path(scratch) / f"run{round_}")
             peer = _time_peer(args.peer, args.data_root, round_)
-            rows.append({"cnntrain_wall": ours[0], "cnntrain_train": ours[1], "peer_wall": peer[0],
-                         "peer_train": peer[1]})
-            print(f"round {round_}: cnntrain {ours[0]:.2f} s (train {ours[1]:.2f} s, outside {ours[0] - ours[1]:.2f} s)"
-                  f"   peer {peer[0]:.2f} s (train {peer[1]:.2f} s, outside {peer[0] - peer[1]:.2f} s)"
-                  f"   ratio {ours[0] / peer[0]:.3f}", flush=True)
+            rows.append(
+                {"cnntrain_wall": ours[0], "cnntrain_train": ours[1], "peer_wall": peer[0], "peer_train": peer[1]}
+            )
+            print(
+                f"round {round_}: cnntrain {ours[0]:.2f} s (train {ours[1]:.2f} s, outside {ours[0] - ours[1]:.2f} s)"
+                f"   peer {peer[0]:.2f} s (train {peer[1]:.2f} s, outside {peer[0] - peer[1]:.2f} s)"
+                f"   ratio {ours[0] / peer[0]:.3f}",
+                flush=True,
+            )
 
     def median(key: str) -> float:
         return statistics.median(row[key] for row in rows)
@@ -57,12 +61,18 @@ def main() -> None:
     outside_ours = statistics.median(row["cnntrain_wall"] - row["cnntrain_train"] for row in rows)
     outside_peer = statistics.median(row["peer_wall"] - row["peer_train"] for row in rows)
     ratios = [row["cnntrain_wall"] / row["peer_wall"] for row in rows]
-    print(f"\ncnntrain {' '.join(overrides)}: median wall {median('cnntrain_wall'):.2f} s, "
-          f"train {median('cnntrain_train'):.2f} s, wall - train {outside_ours:.2f} s")
-    print(f"peer {args.peer.name}: median wall {median('peer_wall'):.2f} s, train {median('peer_train'):.2f} s, "
-          f"wall - train {outside_peer:.2f} s")
-    print(f"ratio cnntrain wall / peer wall: median {statistics.median(ratios):.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} rounds)")
+    print(
+        f"\ncnntrain {' '.join(overrides)}: median wall {median('cnntrain_wall'):.2f} s, "
+        f"train {median('cnntrain_train'):.2f} s, wall - train {outside_ours:.2f} s"
+    )
+    print(
+        f"peer {args.peer.name}: median wall {median('peer_wall'):.2f} s, train {median('peer_train'):.2f} s, "
+        f"wall - train {outside_peer:.2f} s"
+    )
+    print(
+        f"ratio cnntrain wall / peer wall: median {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} rounds)"
+    )
 
 
 def _cnntrain() -> list[str]:
@@ -73,8 +83,12 @@ def _cnntrain() -> list[str]:
 def _time_cnntrain(command: list[str], overrides: list[str], data_root: Path, run_dir: Path) -> tuple[float, float]:
     env = {**os.environ, "CNNTRAIN_DATA_ROOT": str(data_root.resolve())}
     started = time.perf_counter()
-    done = subprocess.run([*command, *overrides, "trainer.progress=false", f"hydra.run.dir={run_dir}"],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, *overrides, "trainer.progress=false", f"hydra.run.dir={run_dir}"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"cnntrain failed ({done.returncode}): {done.stderr.strip()[-2000:]}")

@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from cnntrain.version import __version__
 
-_LAZY = {"train": "cnntrain.api", "sweep": "cnntrain.api", "load": "cnntrain.api", "compose": "cnntrain.api",
-         "Run": "cnntrain.results", "Sweep": "cnntrain.results", "UserError": "cnntrain.errors"}
+_LAZY = {
+    "train": "cnntrain.api",
+    "sweep": "cnntrain.api",
+    "load": "cnntrain.api",
+    "compose": "cnntrain.api",
+    "Run": "cnntrain.results",
+    "Sweep": "cnntrain.results",
+    "UserError": "cnntrain.errors",
+}
 __all__ = ["Run", "Sweep", "UserError", "__version__", "compose", "load", "sweep", "train"]
 
 if TYPE_CHECKING:

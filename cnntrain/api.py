@@ -132,11 +132,15 @@ def _overrides(overrides: tuple[str, ...], keys: dict[str, Any], *, sweep: bool)
     listed = []
     for item in overrides:
         if not isinstance(item, str):
-            raise ConfigError(f"override {item!r} is not a string; write overrides as 'KEY=VALUE' strings, or pass "
-                              f"KEY=VALUE as keyword arguments")
+            raise ConfigError(
+                f"override {item!r} is not a string; write overrides as 'KEY=VALUE' strings, or pass "
+                f"KEY=VALUE as keyword arguments"
+            )
         if item.startswith("-"):
-            raise ConfigError(f"'{item}': flags are for the command line; cnntrain.train and cnntrain.sweep take "
-                              f"KEY=VALUE overrides (a sweep is cnntrain.sweep(...), --config-dir is config_dir=)")
+            raise ConfigError(
+                f"'{item}': flags are for the command line; cnntrain.train and cnntrain.sweep take "
+                f"KEY=VALUE overrides (a sweep is cnntrain.sweep(...), --config-dir is config_dir=)"
+            )
         listed.append(item)
     for key, value in keys.items():
         listed.append(f"{key}={override_value(value, sweep=sweep)}")

@@ -84,8 +84,7 @@ def output_message(path: Path, code: int, written: int = 0) -> str:
     else:
         need = f"needs more than {_mb(written)} free" if written else "needs more free space"
     now = f", {_mb(free)} free now" if free is not None else ""
-    return f"cannot write {path}: {why} ({need}{now}); free some space or write the run elsewhere " \
-           f"(hydra.run.dir=...)"
+    return f"cannot write {path}: {why} ({need}{now}); free some space or write the run elsewhere (hydra.run.dir=...)"
 
 
 def _mb(size: int) -> str:

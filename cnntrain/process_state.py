@@ -67,9 +67,15 @@ class ProcessState:
         from hydra.core.hydra_config import HydraConfig
 
         return cls(
-            cwd=os.getcwd(), argv=list(sys.argv), argv_list=sys.argv, environ=dict(os.environ),
-            signals=_signal_handlers(), loggers=_loggers(), logging_disable=logging.root.manager.disable,
-            hydra=GlobalHydra.instance().hydra, hydra_config=HydraConfig.instance().cfg,
+            cwd=os.getcwd(),
+            argv=list(sys.argv),
+            argv_list=sys.argv,
+            environ=dict(os.environ),
+            signals=_signal_handlers(),
+            loggers=_loggers(),
+            logging_disable=logging.root.manager.disable,
+            hydra=GlobalHydra.instance().hydra,
+            hydra_config=HydraConfig.instance().cfg,
             command=COMMAND.snapshot(),
             torch=_torch_settings() if torch_state else None,
         )
@@ -117,8 +123,11 @@ def _restore_signals(saved: dict[int, Any]) -> None:
 
 def _loggers() -> dict[str, LoggerState]:
     loggers: dict[str, Any] = {"": logging.root, **logging.root.manager.loggerDict}
-    return {name: LoggerState(log.level, list(log.handlers), log.propagate, log.disabled)
-            for name, log in loggers.items() if isinstance(log, logging.Logger)}
+    return {
+        name: LoggerState(log.level, list(log.handlers), log.propagate, log.disabled)
+        for name, log in loggers.items()
+        if isinstance(log, logging.Logger)
+    }
 
 
 def _restore_loggers(saved: dict[str, LoggerState]) -> None:
@@ -167,7 +176,9 @@ def _restore_torch(saved: dict[str, Any]) -> None:
     if torch.get_num_threads() != saved["threads"]:
         torch.set_num_threads(saved["threads"])
     if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != (
-            saved["deterministic"], saved["warn_only"]):
+        saved["deterministic"],
+        saved["warn_only"],
+    ):
         if "torch._inductor" in sys.modules:  # the public call also sets inductor's flag (see training.setup)
             torch.use_deterministic_algorithms(saved["deterministic"], warn_only=saved["warn_only"])
         else:

@@ -42,8 +42,7 @@ def one_epoch_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data_root:
     from cnntrain.training.run import run
 
     folder = tmp_path_factory.mktemp("one_epoch_run")
-    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", data_root=synthetic_data_root),
-        folder)
+    run(compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", data_root=synthetic_data_root), folder)
     return folder
 
 
@@ -82,11 +81,17 @@ def make_data_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
 def run_cli(tmp_path: Path, synthetic_data_root: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `cnntrain ARGS` in a fresh folder with the synthetic data as CNNTRAIN_DATA_ROOT."""
 
-    def run(*args: str, data_root: Path | None = None, timeout: float = 300, command: list[str] | None = None,
-            **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*(command or cnntrain_command()), *args], cwd=tmp_path,
-                              env=cli_env(data_root or synthetic_data_root, **env), capture_output=True,
-                              text=True, timeout=timeout)
+    def run(
+        *args: str, data_root: Path | None = None, timeout: float = 300, command: list[str] | None = None, **env: str
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*(command or cnntrain_command()), *args],
+            cwd=tmp_path,
+            env=cli_env(data_root or synthetic_data_root, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 
@@ -97,8 +102,14 @@ def start_cli(tmp_path: Path, synthetic_data_root: Path) -> Iterator[Callable[..
     started: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen([*cnntrain_command(), *args], cwd=tmp_path, env=cli_env(synthetic_data_root),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [*cnntrain_command(), *args],
+            cwd=tmp_path,
+            env=cli_env(synthetic_data_root),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         return process
 

@@ -91,8 +91,9 @@ def run_main(main, argv: list[str], cwd: Path, monkeypatch, **env: str) -> Resul
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess | Result, *fragments: str,
-                          cwd: Path | None = None) -> None:
+def assert_one_line_error(
+    result: subprocess.CompletedProcess | Result, *fragments: str, cwd: Path | None = None
+) -> None:
     """Exit status 2, exactly one `error: ...` line on stderr naming every fragment, no traceback, and (given
     the command's folder) no output folder."""
     assert result.returncode == 2, result.stderr

@@ -31,8 +31,9 @@ def draw(label: int, size: int, rng: np.random.Generator, rgb: bool) -> Image.Im
     return Image.fromarray(tint, "RGB")
 
 
-def make_folder(root: Path, *, rgb: bool, size: int, per_class: int = 30, test_per_class: int = 0,
-                seed: int = 0) -> Path:
+def make_folder(
+    root: Path, *, rgb: bool, size: int, per_class: int = 30, test_per_class: int = 0, seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     for split, count in (("train", per_class), ("test", test_per_class)):
         for label, name in enumerate(CLASSES):
@@ -45,8 +46,9 @@ def make_folder(root: Path, *, rgb: bool, size: int, per_class: int = 30, test_p
     return root
 
 
-def make_labelled_images(root: Path, *, per_class: int = 10, size: int = 16, rgb: bool = False,
-                         seed: int = 0) -> list[tuple[str, int]]:
+def make_labelled_images(
+    root: Path, *, per_class: int = 10, size: int = 16, rgb: bool = False, seed: int = 0
+) -> list[tuple[str, int]]:
     """Images under root/part0/ and root/part1/ (so the folders say nothing about the class), as
     (path relative to root, class index) in a fixed, class-interleaved order."""
     rng = np.random.default_rng(seed)

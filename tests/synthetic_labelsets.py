@@ -51,8 +51,9 @@ def write_sets(root: Path, form: str = "delimited", count: int = 60, size: int =
     per shape) or jsonl (a JSON list per row)."""
     drawn = make_label_sets(root, count, size)
     if form == "columns":
-        return write_label_file(root / "labels.csv", [{"path": p, **{s: int(s in labels) for s in SHAPES}}
-                                                      for p, labels in drawn])
+        return write_label_file(
+            root / "labels.csv", [{"path": p, **{s: int(s in labels) for s in SHAPES}} for p, labels in drawn]
+        )
     if form == "jsonl":
         return write_label_file(root / "labels.jsonl", [{"path": p, "labels": labels} for p, labels in drawn])
     return write_label_file(root / "labels.csv", [{"path": p, "labels": " ".join(labels)} for p, labels in drawn])

@@ -64,8 +64,9 @@ def test_fp16_needs_cuda():
 
 def test_bf16_autocast_runs_on_cpu():
     accel = Accel(torch.device("cpu"), "bf16", channels_last=True)
-    model = accel.prepare_model(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
-                                                    torch.nn.Linear(4 * 26 * 26, 10)))
+    model = accel.prepare_model(
+        torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 10))
+    )
     with accel.autocast():
         out = model(accel.prepare_input(torch.randn(2, 1, 28, 28)))
     assert out.dtype == torch.bfloat16
@@ -84,8 +85,15 @@ def test_grad_scaler_path_steps_the_optimizer():
 
 
 def test_run_with_channels_last_and_augmentation(tmp_path, tiny_config):
-    run(tiny_config("trainer.epochs=1", "trainer.channels_last=true", "dataset.augment.translate=2",
-                    "dataset.augment.hflip=true"), tmp_path)
+    run(
+        tiny_config(
+            "trainer.epochs=1",
+            "trainer.channels_last=true",
+            "dataset.augment.translate=2",
+            "dataset.augment.hflip=true",
+        ),
+        tmp_path,
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["channels_last"] is True and summary["test"]["acc"] > 0.3
     assert set(summary["timing"]) == {"startup_seconds", "train_seconds", "eval_seconds", "elapsed_seconds"}
@@ -118,4 +126,3 @@ def test_tta_gives_the_same_probabilities_for_logit_and_log_softmax_models():
         from_logits = predict_with_tta(mirror_sensitive_net(log_softmax=False), images, "hflip")
         from_log_probs = predict_with_tta(mirror_sensitive_net(log_softmax=True), images, "hflip")
     assert torch.allclose(from_logits, from_log_probs, atol=1e-6)
-

@@ -42,8 +42,9 @@ def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cli_run(small_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: `cnntrain RUN...` in a fresh process; its run directory."""
     cwd = tmp_path_factory.mktemp("cli")
-    done = subprocess.run([*cnntrain_command(), *RUN], cwd=cwd, env=cli_env(small_root), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [*cnntrain_command(), *RUN], cwd=cwd, env=cli_env(small_root), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return only_run(cwd)
 
@@ -67,19 +68,29 @@ def numbers(run_dir: Path) -> dict:
     """Everything a run measured, without the clock."""
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [{k: v for k, v in row.items() if k != "seconds"} for row in cnntrain.load(run_dir).metrics]
-    return {"test": summary["test"], "test_last": summary["test_last"], "best": summary["best"], "epochs": rows,
-            "confusion": summary["confusion_matrix"]}
+    return {
+        "test": summary["test"],
+        "test_last": summary["test_last"],
+        "best": summary["best"],
+        "epochs": rows,
+        "confusion": summary["confusion_matrix"],
+    }
 
 
 def process_state() -> dict:
     return {
-        "cwd": Path.cwd(), "argv": list(sys.argv), "argv_list": id(sys.argv),
+        "cwd": Path.cwd(),
+        "argv": list(sys.argv),
+        "argv_list": id(sys.argv),
         "signals": {s: signal.getsignal(s) for s in SIGNALS},
-        "root_handlers": list(logging.getLogger().handlers), "root_level": logging.getLogger().level,
+        "root_handlers": list(logging.getLogger().handlers),
+        "root_level": logging.getLogger().level,
         "cnntrain_handlers": list(logging.getLogger("cnntrain").handlers),
-        "threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
-        "dtype": torch.get_default_dtype(), "hydra": hydra_initialized(),
+        "dtype": torch.get_default_dtype(),
+        "hydra": hydra_initialized(),
         "env": dict(os.environ),
     }
 
@@ -103,8 +114,9 @@ def test_import_is_light_and_names_are_exported():
 
 @pytest.mark.slow
 def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, small_root, cli_run):
-    run = cnntrain.train(*RUN[:1], **{"trainer.epochs": 2, "trainer.batch_size": 32, "report.plots": False,
-                                      "trainer.progress": False})
+    run = cnntrain.train(
+        *RUN[:1], **{"trainer.epochs": 2, "trainer.batch_size": 32, "report.plots": False, "trainer.progress": False}
+    )
     assert run.dir == only_run(api_cwd)
     assert run.dir.parent.parent == api_cwd / "outputs"  # outputs/<date>/<time> of the working directory
     for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
@@ -112,16 +124,29 @@ def test_api_run_matches_the_command_and_keeps_its_layout(api_cwd, small_root, c
     assert numbers(run.dir) == numbers(cli_run)
     assert run.summary["status"] == "done" and len(run.metrics) == 2
     assert run.config.trainer.epochs == 2
-    assert run.summary["command"] == ["cnntrain", "model=cnn2", "trainer.epochs=2", "trainer.batch_size=32",
-                                      "report.plots=false", "trainer.progress=false"]
-    again = subprocess.run([*cnntrain_command("cnntrain-reproduce", "cnntrain.commands.reproduce"), str(run.dir)],
-                           cwd=api_cwd, env=cli_env(small_root), capture_output=True, text=True, timeout=300)
+    assert run.summary["command"] == [
+        "cnntrain",
+        "model=cnn2",
+        "trainer.epochs=2",
+        "trainer.batch_size=32",
+        "report.plots=false",
+        "trainer.progress=false",
+    ]
+    again = subprocess.run(
+        [*cnntrain_command("cnntrain-reproduce", "cnntrain.commands.reproduce"), str(run.dir)],
+        cwd=api_cwd,
+        env=cli_env(small_root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stdout + again.stderr  # the command runs it again: identical numbers
 
 
 @pytest.mark.slow
-def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(api_cwd, small_root, cli_run,
-                                                                             monkeypatch):
+def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(
+    api_cwd, small_root, cli_run, monkeypatch
+):
     import cnntrain.training.loop as engine
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # set here: the run changes it, and must put it back
@@ -153,8 +178,14 @@ def test_train_after_a_failed_and_an_interrupted_call_gives_the_fresh_numbers(ap
         assert process_state() == before
         assert numbers(run.dir) == numbers(cli_run)
         assert signal.getsignal(signal.SIGUSR1) is own_handler and own in logging.getLogger().handlers
-        resumed = subprocess.run([*cnntrain_command(), f"resume={interrupted}"], cwd=api_cwd, env=cli_env(small_root),
-                                 capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            [*cnntrain_command(), f"resume={interrupted}"],
+            cwd=api_cwd,
+            env=cli_env(small_root),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert resumed.returncode == 0, resumed.stderr  # the command continues the API's interrupted run
         assert numbers(interrupted) == numbers(cli_run)
     finally:
@@ -187,8 +218,14 @@ def test_resume_from_python(api_cwd, monkeypatch):
 
 
 def test_errors_carry_the_commands_line(api_cwd, small_root):
-    done = subprocess.run([*cnntrain_command(), "model=lenett", "trainer.epochs=0"], cwd=api_cwd,
-                          env=cli_env(small_root), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*cnntrain_command(), "model=lenett", "trainer.epochs=0"],
+        cwd=api_cwd,
+        env=cli_env(small_root),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = done.stderr.strip()
     assert done.returncode == 2 and line.startswith("error: ")
     with pytest.raises(UserError) as caught:
@@ -200,16 +237,19 @@ def test_errors_carry_the_commands_line(api_cwd, small_root):
     assert not (api_cwd / "outputs").exists()
 
 
-@pytest.mark.parametrize("call, fragment", [
-    (lambda: cnntrain.train("-m", "model=cnn2"), "flags are for the command line"),
-    (lambda: cnntrain.train(3), "is not a string"),
-    (lambda: cnntrain.train(**{"trainer.epochs": object()}), "cannot be written as an override"),
-    (lambda: cnntrain.train("model=cnn2,lenet"), "lists several values"),
-    (lambda: cnntrain.compose(**{"trainer.epochs": -1}), "trainer.epochs"),
-    (lambda: cnntrain.compose(**{"trainer.epoch": 3}), "did you mean 'trainer.epochs'"),
-    (lambda: cnntrain.load("no/such/run"), "run directory not found"),
-    (lambda: cnntrain.train(config_dir="no/such/folder"), "config_dir=no/such/folder: no such folder"),
-])
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda: cnntrain.train("-m", "model=cnn2"), "flags are for the command line"),
+        (lambda: cnntrain.train(3), "is not a string"),
+        (lambda: cnntrain.train(**{"trainer.epochs": object()}), "cannot be written as an override"),
+        (lambda: cnntrain.train("model=cnn2,lenet"), "lists several values"),
+        (lambda: cnntrain.compose(**{"trainer.epochs": -1}), "trainer.epochs"),
+        (lambda: cnntrain.compose(**{"trainer.epoch": 3}), "did you mean 'trainer.epochs'"),
+        (lambda: cnntrain.load("no/such/run"), "run directory not found"),
+        (lambda: cnntrain.train(config_dir="no/such/folder"), "config_dir=no/such/folder: no such folder"),
+    ],
+)
 def test_bad_calls_are_one_line_user_errors(api_cwd, call, fragment):
     with pytest.raises(UserError) as caught:
         call()
@@ -232,17 +272,27 @@ def test_a_call_in_the_same_second_as_the_last_run_waits_for_its_own_directory(a
 def test_config_dir_adds_models_of_ones_own(api_cwd):
     mine = api_cwd / "my_configs" / "model"
     mine.mkdir(parents=True)
-    (mine / "mine.yaml").write_text((REPO / "configs" / "model" / "lenet.yaml").read_text().replace(
-        "name: lenet", "name: mine"))
+    (mine / "mine.yaml").write_text(
+        (REPO / "configs" / "model" / "lenet.yaml").read_text().replace("name: lenet", "name: mine")
+    )
     assert cnntrain.compose("model=mine", config_dir=api_cwd / "my_configs").model.name == "mine"
     with pytest.raises(UserError, match="unknown model 'mine'"):
         cnntrain.compose("model=mine")
 
 
 def test_compose_takes_keywords_in_hydra_syntax(api_cwd):
-    cfg = cnntrain.compose("dataset=fashion", model="lenet", **{
-        "trainer.epochs": 3, "optimizer.lr": 3e-4, "trainer.early_stopping.enabled": False, "threads": None,
-        "dataset.augment": [{"random_crop": 4}, "hflip"], "data_root": api_cwd / "my data"})
+    cfg = cnntrain.compose(
+        "dataset=fashion",
+        model="lenet",
+        **{
+            "trainer.epochs": 3,
+            "optimizer.lr": 3e-4,
+            "trainer.early_stopping.enabled": False,
+            "threads": None,
+            "dataset.augment": [{"random_crop": 4}, "hflip"],
+            "data_root": api_cwd / "my data",
+        },
+    )
     assert (cfg.model.name, cfg.dataset.name, cfg.trainer.epochs, cfg.optimizer.lr) == ("lenet", "fashion", 3, 3e-4)
     assert cfg.trainer.early_stopping.enabled is False and cfg.threads is None
     assert cfg.data_root == str(api_cwd / "my data")
@@ -296,17 +346,20 @@ def test_run_model_predict_evaluate_export(api_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("call, fragment", [
-    (lambda run: run.predict(torch.zeros(2, 3, 28, 28, dtype=torch.uint8)), "the model takes [N,1,28,28]"),
-    (lambda run: run.predict(torch.full((1, 28, 28), 2.0)), "expected 0..1"),
-    (lambda run: run.predict(["no/such.png"]), "no/such.png"),
-    (lambda run: run.predict(torch.zeros(1, 28, 28), top_k=0), "top_k=0"),
-    (lambda run: run.export(format="tflite"), "format='tflite'"),
-    (lambda run: run.evaluate(**{"model.name": "x"}), "only dataset.KEY=VALUE and data_root=VALUE"),
-    (lambda run: run.evaluate(batch_size=0), "batch_size=0"),
-    (lambda run: run.model(checkpoint="middle"), "middle"),
-    (lambda run: run.model(device="gpu"), "gpu"),
-])
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda run: run.predict(torch.zeros(2, 3, 28, 28, dtype=torch.uint8)), "the model takes [N,1,28,28]"),
+        (lambda run: run.predict(torch.full((1, 28, 28), 2.0)), "expected 0..1"),
+        (lambda run: run.predict(["no/such.png"]), "no/such.png"),
+        (lambda run: run.predict(torch.zeros(1, 28, 28), top_k=0), "top_k=0"),
+        (lambda run: run.export(format="tflite"), "format='tflite'"),
+        (lambda run: run.evaluate(**{"model.name": "x"}), "only dataset.KEY=VALUE and data_root=VALUE"),
+        (lambda run: run.evaluate(batch_size=0), "batch_size=0"),
+        (lambda run: run.model(checkpoint="middle"), "middle"),
+        (lambda run: run.model(device="gpu"), "gpu"),
+    ],
+)
 def test_run_methods_refuse_bad_input_in_one_line(api_run, call, fragment):
     with pytest.raises(UserError) as caught:
         call(api_run)

@@ -20,8 +20,13 @@ from cnntrain.models.builder import build_model
 from helpers import assert_one_line_error, compose_config, run_main, run_stopped_in_epoch
 from synthetic_images import make_folder
 
-FAST = ("trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress=false", "report.plots=false",
-        "threads=2")
+FAST = (
+    "trainer.batch_size=16",
+    "trainer.eval_batch_size=64",
+    "trainer.progress=false",
+    "report.plots=false",
+    "threads=2",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,11 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     so a network's cost grows with the pixels; gray stays 28x28, MNIST's size, for the resized-weights run (which
     resizes to 64x64: half as many images)."""
     root = tmp_path_factory.mktemp("images")
-    return {"rgb": make_folder(root / "rgb", rgb=True, size=16, per_class=12, test_per_class=4),
-            "gray": make_folder(root / "gray", rgb=False, size=28, per_class=6, test_per_class=2),
-            "small": make_folder(root / "small", rgb=False, size=16, per_class=12, test_per_class=4)}
+    return {
+        "rgb": make_folder(root / "rgb", rgb=True, size=16, per_class=12, test_per_class=4),
+        "gray": make_folder(root / "gray", rgb=False, size=28, per_class=6, test_per_class=2),
+        "small": make_folder(root / "small", rgb=False, size=16, per_class=12, test_per_class=4),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +54,23 @@ def resnet18_file(tmp_path_factory) -> Path:
 def train_run(folder: Path, tmp_path: Path, monkeypatch, *overrides: str):
     tmp_path.mkdir(exist_ok=True)
     run_dir = tmp_path / "run"
-    result = run_main(train.main, ["dataset=imagefolder", f"dataset.root={folder}", *FAST, *overrides,
-                                   f"hydra.run.dir={run_dir}"], tmp_path, monkeypatch)
+    result = run_main(
+        train.main,
+        ["dataset=imagefolder", f"dataset.root={folder}", *FAST, *overrides, f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        monkeypatch,
+    )
     return result, run_dir
 
 
 def test_a_backbone_with_a_custom_head_builds_with_every_size_inferred():
-    layers = [{"torchvision": {"arch": "resnet18", "classes": None, "small_input": True}},
-              {"linear": 64}, "relu", {"dropout": 0.2}, {"linear": 3}]
+    layers = [
+        {"torchvision": {"arch": "resnet18", "classes": None, "small_input": True}},
+        {"linear": 64},
+        "relu",
+        {"dropout": 0.2},
+        {"linear": 3},
+    ]
     model, rows = build_model(layers, [1, 28, 28], "mine")
     assert [row.output_shape for row in rows] == [(512,), (64,), (64,), (64,), (3,)]
     assert rows[0].detail == "resnet18, small input, features"
@@ -69,18 +85,22 @@ def test_a_backbone_with_a_custom_head_builds_with_every_size_inferred():
 
 def test_a_local_state_dict_loads_every_tensor_and_adapts_stem_and_head(resnet18_file):
     saved = torch.load(resnet18_file)
-    model, rows = build_model([{"torchvision": {"arch": "resnet18", "weights": str(resnet18_file), "classes": 3}}],
-                              [3, 32, 32])
+    model, rows = build_model(
+        [{"torchvision": {"arch": "resnet18", "weights": str(resnet18_file), "classes": 3}}], [3, 32, 32]
+    )
     own = model[0].net.state_dict()
     assert all(torch.equal(own[key], value) for key, value in saved.items() if not key.startswith("fc."))
     assert own["fc.weight"].shape == (3, 512)
-    gray, _ = build_model([{"torchvision": {"arch": "resnet18", "weights": str(resnet18_file), "classes": 3}}],
-                          [1, 28, 28])
-    assert torch.equal(gray[0].net.conv1.weight, saved["conv1.weight"].sum(dim=1, keepdim=True)), \
+    gray, _ = build_model(
+        [{"torchvision": {"arch": "resnet18", "weights": str(resnet18_file), "classes": 3}}], [1, 28, 28]
+    )
+    assert torch.equal(gray[0].net.conv1.weight, saved["conv1.weight"].sum(dim=1, keepdim=True)), (
         "RGB filters summed for one channel: the same response as the gray image repeated three times"
+    )
     with saved_weights():
-        rebuilt, _ = build_model([{"torchvision": {"arch": "resnet18", "weights": "/gone.pth", "classes": 3}}],
-                                 [3, 32, 32])
+        rebuilt, _ = build_model(
+            [{"torchvision": {"arch": "resnet18", "weights": "/gone.pth", "classes": 3}}], [3, 32, 32]
+        )
     assert rebuilt[0].net.state_dict().keys() == own.keys(), "a trained model rebuilds without its weights file"
 
 
@@ -94,9 +114,10 @@ def test_a_checkpoint_with_a_prefix_and_its_own_head_loads(tmp_path, resnet18_fi
     assert torch.equal(model[0].net.fc.weight, saved["fc.weight"]), "a head of the right size is kept"
 
 
-@pytest.mark.parametrize(("arch", "shape", "blocks"), [("mobilenet_v3_small", [3, 32, 32], 3),
-                                                       ("efficientnet_b0", [1, 28, 28], 3),
-                                                       ("regnet_y_400mf", [3, 32, 32], 4)])
+@pytest.mark.parametrize(
+    ("arch", "shape", "blocks"),
+    [("mobilenet_v3_small", [3, 32, 32], 3), ("efficientnet_b0", [1, 28, 28], 3), ("regnet_y_400mf", [3, 32, 32], 4)],
+)
 def test_other_torchvision_families_fit_small_inputs(arch, shape, blocks):
     model, rows = build_model([{"torchvision": {"arch": arch, "classes": 5}}], shape)
     assert rows[0].output_shape == (5,) and len(rows[0].blocks) == blocks
@@ -110,15 +131,17 @@ def test_timm_builds_scratch_and_from_a_local_file(tmp_path):
     torch.manual_seed(3)
     saved = timm.create_model("resnet18").state_dict()
     torch.save(saved, tmp_path / "timm.pth")
-    loaded, _ = build_model([{"timm": {"arch": "resnet18", "weights": str(tmp_path / "timm.pth"), "classes": 4}}],
-                            [3, 32, 32])
+    loaded, _ = build_model(
+        [{"timm": {"arch": "resnet18", "weights": str(tmp_path / "timm.pth"), "classes": 4}}], [3, 32, 32]
+    )
     assert torch.equal(loaded[0].net.layer3[1].conv2.weight, saved["layer3.1.conv2.weight"])
 
 
 @pytest.mark.parametrize(("arch", "last_block"), [("resnet18", "fc"), ("mobilenet_v3_small", "classifier")])
 def test_a_named_architecture_trains_one_epoch_end_to_end(arch, last_block, folders, tmp_path, monkeypatch):
-    result, run_dir = train_run(folders["rgb"], tmp_path, monkeypatch, "model=torchvision", f"model.arch={arch}",
-                                "trainer.epochs=1")
+    result, run_dir = train_run(
+        folders["rgb"], tmp_path, monkeypatch, "model=torchvision", f"model.arch={arch}", "trainer.epochs=1"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "done" and summary["macs_per_image"] > 1e6
@@ -131,8 +154,14 @@ def test_fine_tuning_freezes_then_unfreezes_and_exports(folders, resnet18_file, 
     trains everything at backbone_lr x lr. A run stopped in epoch 2 shows the frozen epoch's weights and resumes
     to the uninterrupted run's. The fine-tuned run exports to TorchScript and ONNX."""
     saved = torch.load(resnet18_file)
-    common = ("model=resnet18", f"model.weights={resnet18_file}", "model.small_input=true",
-              "trainer.finetune.freeze_epochs=1", "trainer.finetune.backbone_lr=0.1", "optimizer.lr=1e-3")
+    common = (
+        "model=resnet18",
+        f"model.weights={resnet18_file}",
+        "model.small_input=true",
+        "trainer.finetune.freeze_epochs=1",
+        "trainer.finetune.backbone_lr=0.1",
+        "optimizer.lr=1e-3",
+    )
     result, unfrozen = train_run(folders["small"], tmp_path / "two", monkeypatch, *common, "trainer.epochs=2")
     assert result.returncode == 0, result.stderr
     summary = json.loads((unfrozen / "summary.json").read_text())
@@ -149,14 +178,16 @@ def test_fine_tuning_freezes_then_unfreezes_and_exports(folders, resnet18_file, 
     run_stopped_in_epoch(cfg, frozen, 2, monkeypatch)
     after_one = torch.load(frozen / "checkpoints" / "last.pt", weights_only=False)["model"]
     backbone = {key: value for key, value in saved.items() if not key.startswith(("fc.", "conv1."))}
-    assert all(torch.equal(after_one[f"0.net.{key}"], value) for key, value in backbone.items()), \
+    assert all(torch.equal(after_one[f"0.net.{key}"], value) for key, value in backbone.items()), (
         "a frozen backbone keeps every tensor, its BatchNorm running statistics too"
+    )
     first = (frozen / "metrics.csv").read_text().splitlines()[1]
     assert (unfrozen / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == first.split(",")[:5]
     resume_run(frozen)
     resumed = torch.load(frozen / "checkpoints" / "last.pt", weights_only=False)["model"]
-    assert all(torch.equal(resumed[key], value) for key, value in weights["model"].items()), \
+    assert all(torch.equal(resumed[key], value) for key, value in weights["model"].items()), (
         "resumed after the frozen epoch: bit-identical to the uninterrupted run"
+    )
 
     for fmt in ("torchscript", "onnx"):
         exported = run_main(export.main, [str(unfrozen), "--format", fmt], tmp_path, monkeypatch)
@@ -182,8 +213,15 @@ def test_named_weights_bring_their_resolution_and_statistics(folders, resnet18_f
     (hub / "hub" / "checkpoints").mkdir(parents=True)
     (hub / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(resnet18_file.read_bytes())
     monkeypatch.setenv("TORCH_HOME", str(hub))
-    result, run_dir = train_run(folders["gray"], tmp_path, monkeypatch, "model=resnet18",
-                                "model.weights=IMAGENET1K_V1", "model.resize=64", "trainer.epochs=1")
+    result, run_dir = train_run(
+        folders["gray"],
+        tmp_path,
+        monkeypatch,
+        "model=resnet18",
+        "model.weights=IMAGENET1K_V1",
+        "model.resize=64",
+        "trainer.epochs=1",
+    )
     assert result.returncode == 0, result.stderr
     checkpoint = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
     assert checkpoint["data"]["mean"] == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
@@ -205,17 +243,26 @@ def test_offline_without_the_weights_is_one_line(folders, tmp_path, monkeypatch)
         monkeypatch.setenv(key, f"http://127.0.0.1:{free_port()}")
     result, _ = train_run(folders["rgb"], tmp_path, monkeypatch, "model=resnet18", "model.weights=IMAGENET1K_V1")
     cached = tmp_path / "empty-cache" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    assert_one_line_error(result, f"weights resnet18 IMAGENET1K_V1 are not in the cache ({cached}) and could not be "
-                                  "downloaded", "download https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                          "or set weights: /path/to/resnet18-f37072fd.pth", cwd=tmp_path)
+    assert_one_line_error(
+        result,
+        f"weights resnet18 IMAGENET1K_V1 are not in the cache ({cached}) and could not be downloaded",
+        "download https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        "or set weights: /path/to/resnet18-f37072fd.pth",
+        cwd=tmp_path,
+    )
 
 
-@pytest.mark.parametrize(("make", "expected"), [
-    (lambda path: path.write_bytes(b"not a checkpoint"), "cannot be read"),
-    (lambda path: torch.save({"a": 1}, path), "holds no state dict (a mapping of names to tensors)"),
-    (lambda path: torch.save(models.mobilenet_v3_small().state_dict(), path),
-     "do not fit resnet18: missing conv1.weight, bn1.weight, bn1.bias ...; unexpected features.0.0.weight"),
-])
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.write_bytes(b"not a checkpoint"), "cannot be read"),
+        (lambda path: torch.save({"a": 1}, path), "holds no state dict (a mapping of names to tensors)"),
+        (
+            lambda path: torch.save(models.mobilenet_v3_small().state_dict(), path),
+            "do not fit resnet18: missing conv1.weight, bn1.weight, bn1.bias ...; unexpected features.0.0.weight",
+        ),
+    ],
+)
 def test_a_weights_file_that_does_not_fit_is_one_line(make, expected, folders, tmp_path, monkeypatch):
     path = tmp_path / "weights.pth"
     make(path)

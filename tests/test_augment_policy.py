@@ -13,8 +13,16 @@ from cnntrain.training.run import resume_run, run
 
 from helpers import run_stopped_in_epoch
 
-IMAGE_OPS = ["translate", {"random_crop": 4}, "hflip", "random_resized_crop", "randaugment", "trivialaugment",
-             "autoaugment", {"random_erasing": 1.0}]
+IMAGE_OPS = [
+    "translate",
+    {"random_crop": 4},
+    "hflip",
+    "random_resized_crop",
+    "randaugment",
+    "trivialaugment",
+    "autoaugment",
+    {"random_erasing": 1.0},
+]
 
 
 def batch(n: int = 32, channels: int = 1, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +65,9 @@ def test_the_old_mapping_form_draws_exactly_todays_numbers():
     assert augment_items({"translate": 0, "hflip": False}) == [] and not build_augment(None).enabled
     generator = torch.Generator().manual_seed(9)
     today = random_hflip(random_translate(images, 2, generator, 40, slice(10, 30)), generator, 40, slice(10, 30))
-    ours, targets = build_augment({"translate": 2, "hflip": True})(images, labels,
-                                                                    torch.Generator().manual_seed(9), 40, 10)
+    ours, targets = build_augment({"translate": 2, "hflip": True})(
+        images, labels, torch.Generator().manual_seed(9), 40, 10
+    )
     assert torch.equal(ours, today) and torch.equal(targets, labels)
     assert torch.equal(generator.get_state(), _state_after({"translate": 2, "hflip": True}, images, labels))
 
@@ -69,7 +78,9 @@ def test_old_dotted_overrides_mean_the_old_mapping():
     from helpers import compose_config
 
     assert legacy_augment_overrides(["seed=1", "dataset.augment.translate=2", "dataset.augment.hflip=true"]) == [
-        "seed=1", "dataset.augment={translate: 2, hflip: true}"]
+        "seed=1",
+        "dataset.augment={translate: 2, hflip: true}",
+    ]
     cfg = compose_config("dataset.augment.translate=2", "dataset.augment.hflip=true")
     assert augment_items(cfg.dataset.augment) == [("translate", {"pixels": 2}), ("hflip", {})]
 
@@ -88,7 +99,7 @@ def test_mixup_targets_sum_to_one_and_mix_two_labels_with_the_drawn_lambda():
     assert ((targets > 0).sum(1) == 2).all(), "neighbours have different labels: two classes each"
     lam = targets[torch.arange(16), labels]
     assert torch.allclose(targets[torch.arange(16), labels.roll(1)], 1 - lam)
-    expected = (lam[:, None, None, None] * images.float() + (1 - lam[:, None, None, None]) * images.roll(1, 0).float())
+    expected = lam[:, None, None, None] * images.float() + (1 - lam[:, None, None, None]) * images.roll(1, 0).float()
     assert (mixed.float() - expected).abs().max() <= 0.5 + 1e-4
 
 
@@ -127,7 +138,6 @@ def test_a_run_with_mixup_writes_the_preview_and_resumes_bit_identically(tmp_pat
     """As tests/test_resume.py: a run stopped in epoch 2 and resumed equals the run that was never stopped."""
     from test_resume import without_seconds
     from test_run import read_summary
-
 
     policy = "dataset.augment=[{random_crop: 2},hflip,{random_erasing: 0.25},{mixup: 0.2},cutmix]"
     cfg = small_config("trainer.epochs=2", policy, "report.plots=true")

@@ -27,8 +27,13 @@ from helpers import TINY_RUN, assert_one_line_error, run_main
 def finished(tmp_path_factory: pytest.TempPathFactory, synthetic_data_root: Path) -> Path:
     """A finished one-epoch run made by `cnntrain`, with the .hydra/ files Hydra writes."""
     folder = tmp_path_factory.mktemp("finished")
-    argv = [*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
-            f"hydra.run.dir='{folder / 'run'}'"]
+    argv = [
+        *TINY_RUN,
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "report.plots=false",
+        f"hydra.run.dir='{folder / 'run'}'",
+    ]
     with pytest.MonkeyPatch.context() as patch:
         result = run_main(train.main, argv, folder, patch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
     assert result.returncode == 0, result.stderr
@@ -57,37 +62,82 @@ def edit_checkpoint(run_dir: Path, name: str, edit: Callable[[dict[str, Any]], N
 # ---- cnntrain-reproduce: .hydra/*.yaml, summary.json, metrics.csv ----
 
 REPRODUCE_CASES = {
-    "overrides-tab": (".hydra/overrides.yaml", lambda p: replace_line(p, 2, lambda line: "\t" + line),
-                      ["overrides.yaml line 2: not valid YAML", "'\\t'", "restore it from a copy of the run"]),
-    "overrides-unclosed": (".hydra/overrides.yaml", lambda p: p.write_text("- [model=cnn2\n- seed=1\n"),
-                           ["overrides.yaml line 3: not valid YAML"]),
-    "overrides-mapping": (".hydra/overrides.yaml", lambda p: p.write_text("model: cnn2\n"),
-                          ["overrides.yaml: holds a mapping, not a list of KEY=VALUE overrides"]),
-    "overrides-item": (".hydra/overrides.yaml", lambda p: p.write_text("- model=cnn2\n- {seed: 1}\n"),
-                       ["overrides.yaml: item 2 is a mapping"]),
-    "overrides-blank": (".hydra/overrides.yaml", lambda p: p.write_text("\n"),
-                        ["overrides.yaml: holds nothing (null), not a list"]),
-    "overrides-binary": (".hydra/overrides.yaml", lambda p: p.write_bytes(b"\xff\xfe- model=cnn2\n"),
-                         ["cannot read", "overrides.yaml", "utf-8"]),
-    "overrides-stale": (".hydra/overrides.yaml", lambda p: p.write_text("- model=nosuchmodel\n"),
-                        ["overrides.yaml do not compose today", "nosuchmodel"]),
-    "config-syntax": (".hydra/config.yaml", lambda p: p.write_text(p.read_text() + "seed: [1\n"),
-                      ["config.yaml line", "not valid YAML"]),
-    "config-list": (".hydra/config.yaml", lambda p: p.write_text("- seed\n"),
-                    ["config.yaml holds a list, not the mapping of the run's config"]),
+    "overrides-tab": (
+        ".hydra/overrides.yaml",
+        lambda p: replace_line(p, 2, lambda line: "\t" + line),
+        ["overrides.yaml line 2: not valid YAML", "'\\t'", "restore it from a copy of the run"],
+    ),
+    "overrides-unclosed": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_text("- [model=cnn2\n- seed=1\n"),
+        ["overrides.yaml line 3: not valid YAML"],
+    ),
+    "overrides-mapping": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_text("model: cnn2\n"),
+        ["overrides.yaml: holds a mapping, not a list of KEY=VALUE overrides"],
+    ),
+    "overrides-item": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_text("- model=cnn2\n- {seed: 1}\n"),
+        ["overrides.yaml: item 2 is a mapping"],
+    ),
+    "overrides-blank": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_text("\n"),
+        ["overrides.yaml: holds nothing (null), not a list"],
+    ),
+    "overrides-binary": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_bytes(b"\xff\xfe- model=cnn2\n"),
+        ["cannot read", "overrides.yaml", "utf-8"],
+    ),
+    "overrides-stale": (
+        ".hydra/overrides.yaml",
+        lambda p: p.write_text("- model=nosuchmodel\n"),
+        ["overrides.yaml do not compose today", "nosuchmodel"],
+    ),
+    "config-syntax": (
+        ".hydra/config.yaml",
+        lambda p: p.write_text(p.read_text() + "seed: [1\n"),
+        ["config.yaml line", "not valid YAML"],
+    ),
+    "config-list": (
+        ".hydra/config.yaml",
+        lambda p: p.write_text("- seed\n"),
+        ["config.yaml holds a list, not the mapping of the run's config"],
+    ),
     "config-missing": (".hydra/config.yaml", Path.unlink, ["config.yaml not found"]),
-    "summary-comma": ("summary.json", lambda p: p.write_text('{\n  "status": "done"\n  "epochs_run": 1\n}\n'),
-                      ["summary.json line 3: not valid JSON (Expecting ',' delimiter)"]),
-    "summary-truncated": ("summary.json", lambda p: p.write_text(p.read_text()[:100]),
-                          ["summary.json line", "not valid JSON"]),
-    "summary-list": ("summary.json", lambda p: p.write_text("[1, 2]\n"),
-                     ["summary.json holds a list, not the JSON object a run writes"]),
-    "summary-versions": ("summary.json", lambda p: p.write_text('{"versions": "2.3"}'),
-                         ["summary.json: 'versions' is a string"]),
-    "metrics-column": ("metrics.csv", lambda p: replace_line(p, 1, lambda line: line.replace(",val/acc", "")),
-                       ["metrics.csv lacks the column val/acc"]),
-    "metrics-torn-row": ("metrics.csv", lambda p: p.write_text(p.read_text().splitlines()[0] + "\n1,0.5,0.9\n"),
-                         ["metrics.csv line 2 has 3 cells, not the header's 7"]),
+    "summary-comma": (
+        "summary.json",
+        lambda p: p.write_text('{\n  "status": "done"\n  "epochs_run": 1\n}\n'),
+        ["summary.json line 3: not valid JSON (Expecting ',' delimiter)"],
+    ),
+    "summary-truncated": (
+        "summary.json",
+        lambda p: p.write_text(p.read_text()[:100]),
+        ["summary.json line", "not valid JSON"],
+    ),
+    "summary-list": (
+        "summary.json",
+        lambda p: p.write_text("[1, 2]\n"),
+        ["summary.json holds a list, not the JSON object a run writes"],
+    ),
+    "summary-versions": (
+        "summary.json",
+        lambda p: p.write_text('{"versions": "2.3"}'),
+        ["summary.json: 'versions' is a string"],
+    ),
+    "metrics-column": (
+        "metrics.csv",
+        lambda p: replace_line(p, 1, lambda line: line.replace(",val/acc", "")),
+        ["metrics.csv lacks the column val/acc"],
+    ),
+    "metrics-torn-row": (
+        "metrics.csv",
+        lambda p: p.write_text(p.read_text().splitlines()[0] + "\n1,0.5,0.9\n"),
+        ["metrics.csv line 2 has 3 cells, not the header's 7"],
+    ),
     "metrics-missing": ("metrics.csv", Path.unlink, ["metrics.csv not found"]),
 }
 
@@ -102,6 +152,7 @@ def test_reproduce_of_a_damaged_run_is_one_line(copy, tmp_path, monkeypatch, cas
 
 
 # ---- cnntrain-eval / -predict / -export: a checkpoint that lacks or mangles what load_run needs ----
+
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda payload: payload.pop(key)
@@ -135,18 +186,30 @@ LOAD_RUN_CASES = {
     "no-model": ("eval", _drop("model"), ["best.pt lacks 'model'"]),
     "model-list": ("predict", _set("model", [1, 2]), ["best.pt: its 'model' is a list"]),
     "config-list": ("export", _set("config", ["model=cnn2"]), ["best.pt: its 'config' is a list, not the mapping"]),
-    "config-invalid": ("eval", _set("config/trainer/epochs", "many"),
-                       ["its 'config' is not valid today (trainer.epochs=many: expected a whole number)"]),
+    "config-invalid": (
+        "eval",
+        _set("config/trainer/epochs", "many"),
+        ["its 'config' is not valid today (trainer.epochs=many: expected a whole number)"],
+    ),
     "config-no-layers": ("eval", lambda p: p["config"]["model"].pop("layers"), ["has no model.layers list"]),
-    "layers-do-not-build": ("predict", _set("config/model/layers", ["nosuchlayer"]),
-                            ["best.pt: the model its config describes does not build", "nosuchlayer"]),
-    "no-data-no-mean": ("export", _old_checkpoint_without_mean,
-                        ["best.pt: its config's dataset (it holds no 'data') lacks mean"]),
+    "layers-do-not-build": (
+        "predict",
+        _set("config/model/layers", ["nosuchlayer"]),
+        ["best.pt: the model its config describes does not build", "nosuchlayer"],
+    ),
+    "no-data-no-mean": (
+        "export",
+        _old_checkpoint_without_mean,
+        ["best.pt: its config's dataset (it holds no 'data') lacks mean"],
+    ),
     "data-shape": ("eval", _set("data/input_shape", [28, 28]), ["its 'data' has input_shape [28, 28]"]),
     "data-mean": ("predict", _set("data/mean", [0.1, 0.2, 0.3]), ["its 'data' has 3 mean values for 1 channel;"]),
     "data-string": ("export", _set("data", "mnist"), ["its 'data' is a string"]),
-    "weights-renamed": ("eval", _rename_weight, ["weights do not fit the model its config builds",
-                                                 "missing 0.0.weight", "unexpected conv.weight"]),
+    "weights-renamed": (
+        "eval",
+        _rename_weight,
+        ["weights do not fit the model its config builds", "missing 0.0.weight", "unexpected conv.weight"],
+    ),
     "weights-shape": ("predict", _wrong_shape, ["shape 0.0.weight is [1, 2, 3] in the file"]),
     "epoch-string": ("export", _set("epoch", "one"), ["best.pt: its 'epoch' is a string"]),
 }
@@ -177,8 +240,10 @@ def test_eval_refuses_a_batch_size_below_one(finished, tmp_path, monkeypatch, si
 
 RESUME_CASES = {
     "config-list": (_set("config", ["model=cnn2"]), ["its 'config' is a list, not a mapping"]),
-    "config-invalid": (_set("config/trainer/epochs", "many"),
-                       ["its 'config' is not valid today (trainer.epochs=many: expected a whole number)"]),
+    "config-invalid": (
+        _set("config/trainer/epochs", "many"),
+        ["its 'config' is not valid today (trainer.epochs=many: expected a whole number)"],
+    ),
     "history-mapping": (_set("history", {"epoch": 1}), ["its 'history' is a mapping, not a list"]),
     "history-row": (lambda p: p["history"][0].pop("seconds"), ["row 1 of its 'history' lacks a number for seconds"]),
     "epoch-string": (_set("epoch", "1"), ["its 'epoch' is a string, not a whole number"]),
@@ -188,8 +253,10 @@ RESUME_CASES = {
     "early-monitor": (_set("early_stopping/monitor", "val/f1"), ["its 'early_stopping' monitor is 'val/f1'"]),
     "rng-not-tensor": (_set("rng/torch", [1, 2, 3]), ["its 'rng' lacks a valid 'torch' random state"]),
     "optimizer-groups": (_set("optimizer/param_groups", {}), ["its 'optimizer' is not an optimizer state"]),
-    "optimizer-size": (lambda p: p["optimizer"]["param_groups"][0]["params"].pop(),
-                       ["its 'optimizer' holds state for"]),
+    "optimizer-size": (
+        lambda p: p["optimizer"]["param_groups"][0]["params"].pop(),
+        ["its 'optimizer' holds state for"],
+    ),
     "config-interpolation": (_set("config/seed", "${nosuch}"), ["seed=${nosuch}: expected a whole number"]),
     "weights-shape": (_wrong_shape, ["its 'model' weights do not fit", "shape 0.0.weight"]),
 }
@@ -209,4 +276,4 @@ def test_an_undamaged_run_passes_every_check(finished):
     """The checks refuse damaged files only: the run's own checkpoints load for a resume and for inference."""
     assert load_resume_checkpoint(finished)["epoch"] == 1
     assert load_run(finished).epoch == 1
-    assert reproduce.saved_command(finished)[:len(TINY_RUN)] == list(TINY_RUN)
+    assert reproduce.saved_command(finished)[: len(TINY_RUN)] == list(TINY_RUN)

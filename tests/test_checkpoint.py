@@ -71,14 +71,38 @@ def test_pickled_objects_are_refused(tmp_path):
 def test_a_run_state_keeps_the_file_layout(tmp_path):
     """The keys of a RunState's file are those runs have always written, in their order; the optional ones only
     when set, so a file written before one of them existed reads back the same."""
-    state = RunState(epoch=2, model={"w": torch.ones(2)}, optimizer={"state": {}, "param_groups": []}, scheduler=None,
-                     best=MetricWatch("val/acc", "max", best=0.5, best_epoch=2),
-                     early_stopping=MetricWatch("val/loss", "min"), rng={"torch": torch.get_rng_state()},
-                     metrics=None, history=[], config={"seed": 1})
-    assert list(state.payload()) == ["epoch", "model", "optimizer", "scheduler", "best", "early_stopping", "rng",
-                                     "metrics", "history", "config"]
-    assert state.payload()["best"] == {"monitor": "val/acc", "mode": "max", "min_delta": 0.0, "best": 0.5,
-                                       "best_epoch": 2, "bad_epochs": 0}
+    state = RunState(
+        epoch=2,
+        model={"w": torch.ones(2)},
+        optimizer={"state": {}, "param_groups": []},
+        scheduler=None,
+        best=MetricWatch("val/acc", "max", best=0.5, best_epoch=2),
+        early_stopping=MetricWatch("val/loss", "min"),
+        rng={"torch": torch.get_rng_state()},
+        metrics=None,
+        history=[],
+        config={"seed": 1},
+    )
+    assert list(state.payload()) == [
+        "epoch",
+        "model",
+        "optimizer",
+        "scheduler",
+        "best",
+        "early_stopping",
+        "rng",
+        "metrics",
+        "history",
+        "config",
+    ]
+    assert state.payload()["best"] == {
+        "monitor": "val/acc",
+        "mode": "max",
+        "min_delta": 0.0,
+        "best": 0.5,
+        "best_epoch": 2,
+        "bad_epochs": 0,
+    }
     state.thresholds, state.in_epoch = [0.5], {"epoch": 3}
     assert list(state.payload())[-2:] == ["thresholds", "in_epoch"]
     state.save(tmp_path / "last.pt", tmp_path)

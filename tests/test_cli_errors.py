@@ -8,9 +8,11 @@ from helpers import assert_one_line_error, repo_group_line
 
 CASES = [
     (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
-    (["dataset=fashon"],
-     "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, huggingface, "
-     "imagefolder, kmnist, labels, mnist, webdataset"),
+    (
+        ["dataset=fashon"],
+        "unknown dataset 'fashon' (did you mean 'fashion'?); available: cifar10, emnist, fashion, huggingface, "
+        "imagefolder, kmnist, labels, mnist, webdataset",
+    ),
     (["optimizer=adamm"], "unknown optimizer 'adamm' (did you mean 'adam'?); available: adam, adamw, rmsprop, sgd"),
     (["scheduler=cosin"], "unknown scheduler 'cosin' (did you mean 'cosine'?)"),
     (["trainer.epoch=3"], "unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)"),
@@ -31,10 +33,14 @@ CASES = [
     (["model=lenet,cnn2"], "lists several values; add -m to run a sweep"),
     (["x=["], "cannot parse override 'x=['"),
     (["model.layers=[{conv3d: 8}]"], "model 'lenet', layer 1: unknown layer 'conv3d' (did you mean 'conv2d'?)"),
-    (["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"],
-     "model 'lenet', layer 1 (conv2d 4, k40): input is 1x28x28, smaller than the kernel"),
-    (["model.layers=[{conv2d: {out_channels: 4, kernal_size: 3}}]"],
-     "unknown argument 'kernal_size' (did you mean 'kernel_size'?)"),
+    (
+        ["model.layers=[{conv2d: {out_channels: 4, kernel_size: 40}}]"],
+        "model 'lenet', layer 1 (conv2d 4, k40): input is 1x28x28, smaller than the kernel",
+    ),
+    (
+        ["model.layers=[{conv2d: {out_channels: 4, kernal_size: 3}}]"],
+        "unknown argument 'kernal_size' (did you mean 'kernel_size'?)",
+    ),
 ]
 
 
@@ -81,9 +87,12 @@ def test_debug_env_shows_traceback(run_cli):
 def test_help_lists_groups_and_does_not_run(run_cli, tmp_path):
     result = run_cli("--help")
     assert result.returncode == 0
-    for text in (repo_group_line("model"), "optimizer: adam, adamw",
-                 "scheduler: cosine, none, onecycle, plateau, step",
-                 repo_group_line("dataset")):
+    for text in (
+        repo_group_line("model"),
+        "optimizer: adam, adamw",
+        "scheduler: cosine, none, onecycle, plateau, step",
+        repo_group_line("dataset"),
+    ):
         assert text in result.stdout
     assert not (tmp_path / "outputs").exists()
 
@@ -102,11 +111,14 @@ def test_help_and_config_errors_do_not_import_torch(tmp_path, argv, code):
     import subprocess
     import sys
 
-    script = ("import sys\nfrom cnntrain.commands.train import main\nsys.argv=['cnntrain', *sys.argv[1:]]\n"
-              "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code or 0, 'torch' in sys.modules)\n"
-              "else:\n    print('exit', 0, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=60)
+    script = (
+        "import sys\nfrom cnntrain.commands.train import main\nsys.argv=['cnntrain', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code or 0, 'torch' in sys.modules)\n"
+        "else:\n    print('exit', 0, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.split()[-3:] == ["exit", str(code), "False"], out.stderr
 
 
@@ -117,8 +129,14 @@ def test_help_shows_the_config_with_overrides(run_cli):
 
 
 def test_diverging_run_is_one_line_exit_2(run_cli, tmp_path):
-    result = run_cli("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "optimizer=sgd", "optimizer.lr=1e12",
-                     "hydra.run.dir=diverged")
+    result = run_cli(
+        "model=cnn2",
+        "trainer.epochs=1",
+        "trainer.batch_size=64",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "hydra.run.dir=diverged",
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: training loss became ") and ", batch " in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

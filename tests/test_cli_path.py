@@ -38,9 +38,21 @@ def test_an_image_folder_is_scanned_once_per_run(tmp_path, synthetic_data_root, 
         return real(cfg)
 
     monkeypatch.setattr(class_folders, "scan_folder", counted)
-    result = run_main(main, ["dataset=imagefolder", f"dataset.root={root}", "model=cnn2", "trainer.epochs=1",
-                             "trainer.batch_size=8", "trainer.progress=false", "report.plots=false",
-                             f"hydra.run.dir='{tmp_path / 'run'}'"], tmp_path, monkeypatch)
+    result = run_main(
+        main,
+        [
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            "model=cnn2",
+            "trainer.epochs=1",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+            "report.plots=false",
+            f"hydra.run.dir='{tmp_path / 'run'}'",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     assert len(scans) == 1
 
@@ -48,9 +60,20 @@ def test_an_image_folder_is_scanned_once_per_run(tmp_path, synthetic_data_root, 
 def test_every_file_of_a_run_is_where_run_dir_says(tmp_path, train_cli):
     train_cli(tmp_path / "run", "trainer.epochs=1", "report.plots=true")
     paths = RunDir(tmp_path / "run")
-    expected = (paths.config_yaml, paths.overrides_yaml, paths.hydra_yaml, paths.train_log, paths.metrics_csv,
-                paths.steps_csv, paths.summary_json, paths.best, paths.last, *paths.plots, *paths.analysis_plots,
-                paths.report_html)
+    expected = (
+        paths.config_yaml,
+        paths.overrides_yaml,
+        paths.hydra_yaml,
+        paths.train_log,
+        paths.metrics_csv,
+        paths.steps_csv,
+        paths.summary_json,
+        paths.best,
+        paths.last,
+        *paths.plots,
+        *paths.analysis_plots,
+        paths.report_html,
+    )
     for path in expected:
         assert path.is_file(), path
     written = {p.relative_to(paths.root).as_posix() for p in paths.root.rglob("*") if p.is_file()}
@@ -68,10 +91,13 @@ def test_help_in_process(tmp_path, monkeypatch):
     assert result.returncode == 0 and "Config groups" in result.stdout
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--bogus"], "cnntrain-reproduce: the following arguments are required: run_dir"),
-    (["run-dir", "--no-such-flag"], "cnntrain-reproduce: unrecognized arguments: --no-such-flag"),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--bogus"], "cnntrain-reproduce: the following arguments are required: run_dir"),
+        (["run-dir", "--no-such-flag"], "cnntrain-reproduce: unrecognized arguments: --no-such-flag"),
+    ],
+)
 def test_reproduce_bad_arguments_are_one_line(tmp_path, monkeypatch, argv, expected):
     from cnntrain.commands import reproduce
 
@@ -80,10 +106,12 @@ def test_reproduce_bad_arguments_are_one_line(tmp_path, monkeypatch, argv, expec
 
 
 def test_config_package_never_imports_torch(tmp_path):
-    script = ("import sys\nfrom cnntrain.config.compose import compose_train\n"
-              "from cnntrain.config.validate import validate\n"
-              "import cnntrain.config.names, cnntrain.config.optimizers\n"
-              "validate(compose_train(['optimizer=sgd', 'scheduler=onecycle', 'model=cnn3']))\n"
-              "print('torch' in sys.modules)")
+    script = (
+        "import sys\nfrom cnntrain.config.compose import compose_train\n"
+        "from cnntrain.config.validate import validate\n"
+        "import cnntrain.config.names, cnntrain.config.optimizers\n"
+        "validate(compose_train(['optimizer=sgd', 'scheduler=onecycle', 'model=cnn3']))\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

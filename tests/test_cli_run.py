@@ -16,8 +16,16 @@ def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path, small_dat
     result = run_cli(*TINY_RUN, data_root=small_data_root)
     assert result.returncode == 0, result.stderr
     [run_dir] = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
-    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "train.log", "metrics.csv",
-                 "summary.json", "checkpoints/best.pt", "checkpoints/last.pt"):
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+        "train.log",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    ):
         assert (run_dir / name).is_file(), name
     assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) == list(TINY_RUN)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -26,8 +34,14 @@ def test_single_run_writes_hydra_and_cnntrain_files(run_cli, tmp_path, small_dat
 
 
 def test_multirun_runs_each_job_in_its_own_directory(run_cli, tmp_path, small_data_root):
-    result = run_cli("-m", "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=128", "report.plots=false",
-                     data_root=small_data_root)
+    result = run_cli(
+        "-m",
+        "model=lenet,cnn2",
+        "trainer.epochs=1",
+        "trainer.batch_size=128",
+        "report.plots=false",
+        data_root=small_data_root,
+    )
     assert result.returncode == 0, result.stderr
     [sweep_dir] = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     summaries = {}

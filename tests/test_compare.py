@@ -50,14 +50,23 @@ def broken(tmp_path_factory, sweep_dir) -> dict[str, str]:
     (root / "picture.png").mkdir()
     (root / "a_file").write_text("not a run\n")
     places = {
-        "EMPTY": root / "EMPTY", "FILE": root / "a_file", "DIR_PNG": root / "picture.png", "NO_METRICS": no_metrics,
+        "EMPTY": root / "EMPTY",
+        "FILE": root / "a_file",
+        "DIR_PNG": root / "picture.png",
+        "NO_METRICS": no_metrics,
         "SWEEP_WITHOUT_EPOCHS": sweep_without_epochs,
         "TORN_JSON": damage(copy_run(job, root / "torn_json"), "summary.json", '{"status": "do'),
         "LIST_JSON": damage(copy_run(job, root / "list_json"), "summary.json", "[1, 2]\n"),
-        "WORD_ACC": damage(copy_run(job, root / "word_acc"), "summary.json",
-                           json.dumps({**summary, "test": {"acc": "high", "loss": 0.1}})),
-        "WORD_CELL": damage(copy_run(job, root / "word_cell"), "metrics.csv",
-                            "epoch,train/loss,train/acc,val/loss,val/acc,lr,seconds\n1,abc,0.5,0.4,0.9,0.001,1.0\n"),
+        "WORD_ACC": damage(
+            copy_run(job, root / "word_acc"),
+            "summary.json",
+            json.dumps({**summary, "test": {"acc": "high", "loss": 0.1}}),
+        ),
+        "WORD_CELL": damage(
+            copy_run(job, root / "word_cell"),
+            "metrics.csv",
+            "epoch,train/loss,train/acc,val/loss,val/acc,lr,seconds\n1,abc,0.5,0.4,0.9,0.001,1.0\n",
+        ),
         "NO_COLUMN": damage(copy_run(job, root / "no_column"), "metrics.csv", "epoch,train/loss\n1,0.5\n"),
         "BAD_CONFIG": damage(copy_run(job, root / "bad_config"), ".hydra/config.yaml", "model: [lenet\n"),
         "LIST_CONFIG": damage(copy_run(job, root / "list_config"), ".hydra/config.yaml", "- lenet\n"),
@@ -99,8 +108,9 @@ def test_compare_mistake(tmp_path, monkeypatch, broken, args, expected):
 @pytest.mark.slow
 def test_two_runs_overlaid_with_the_key_that_differs(tmp_path, monkeypatch, sweep_dir):
     out = tmp_path / "pictures" / "two.png"
-    result = run_main(compare.main, [str(sweep_dir / "0"), str(sweep_dir / "1"), "--out", str(out)], tmp_path,
-                      monkeypatch)
+    result = run_main(
+        compare.main, [str(sweep_dir / "0"), str(sweep_dir / "1"), "--out", str(out)], tmp_path, monkeypatch
+    )
     assert result.returncode == 0, result.stderr
     assert "config keys that differ: optimizer.lr" in result.stdout
     assert "model.name" not in result.stdout, "both are lenet"
@@ -118,8 +128,10 @@ def test_a_sweep_directory_stands_for_its_jobs(tmp_path, monkeypatch, sweep_dir)
     result = run_main(compare.main, [str(sweep_dir), str(sweep_dir / "0"), str(unfinished)], tmp_path, monkeypatch)
     assert result.returncode == 0, result.stderr
     assert "5 runs compared" in result.stdout, "job 0, named twice, is compared once"
-    assert ("config keys that differ: model.name, optimizer.lr; with model.name also model.description, "
-            "model.dropout, model.layers") in result.stdout
+    assert (
+        "config keys that differ: model.name, optimizer.lr; with model.name also model.description, "
+        "model.dropout, model.layers"
+    ) in result.stdout
     assert "unfinished" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'compare.png'}"
     with Image.open(tmp_path / "compare.png") as image:
@@ -127,10 +139,17 @@ def test_a_sweep_directory_stands_for_its_jobs(tmp_path, monkeypatch, sweep_dir)
 
 
 def test_differing_keys_leave_out_what_a_differing_group_choice_implies():
-    lenet = flatten({"model": {"name": "lenet", "layers": [1, 2]}, "optimizer": {"lr": 0.001, "name": "adam"},
-                     "seed": 1})
-    cnn2 = flatten({"model": {"name": "cnn2", "layers": [3]}, "optimizer": {"lr": 0.01, "name": "adam"}, "seed": 1,
-                    "extra": {"tag": "x"}})
+    lenet = flatten(
+        {"model": {"name": "lenet", "layers": [1, 2]}, "optimizer": {"lr": 0.001, "name": "adam"}, "seed": 1}
+    )
+    cnn2 = flatten(
+        {
+            "model": {"name": "cnn2", "layers": [3]},
+            "optimizer": {"lr": 0.01, "name": "adam"},
+            "seed": 1,
+            "extra": {"tag": "x"},
+        }
+    )
     assert differing_keys([lenet, cnn2]) == (["model.name", "optimizer.lr", "extra.tag"], ["model.layers"])
     assert differing_keys([lenet, lenet]) == ([], [])
 
@@ -159,8 +178,11 @@ def test_runs_with_steps_draw_their_per_step_loss(tmp_path, monkeypatch):
     monkeypatch.setattr(compare_plot, "save_png", lambda figure, path: drawn.setdefault("figure", figure))
     values = {metric: (1.0, 0.5) for metric, _, _ in PANELS}
     steps = tuple((0.1 * i, 2.0 - 0.05 * i) for i in range(1, 21))
-    compare_plot.plot_compare([compare_plot.Curves("a", (1, 2), values, steps),
-                               compare_plot.Curves("b", (1, 2), values)], tmp_path / "c.png", "t")
+    compare_plot.plot_compare(
+        [compare_plot.Curves("a", (1, 2), values, steps), compare_plot.Curves("b", (1, 2), values)],
+        tmp_path / "c.png",
+        "t",
+    )
     train_loss = drawn["figure"].axes[0]
     lines = train_loss.get_lines()
     assert [len(line.get_xdata()) for line in lines] == [20, 2, 2]

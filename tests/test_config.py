@@ -56,26 +56,29 @@ def _validate_with(**changes):
     return validate(raw)
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"optimizer__momentum": 0.9}, "unknown config key 'optimizer.momentum'"),
-    ({"trainer__epochz": 3}, "unknown config key 'trainer.epochz' (did you mean 'trainer.epochs'?)"),
-    ({"optimizer__lr": "fast"}, "optimizer.lr=fast: expected a number"),
-    ({"trainer__early_stopping__enabled": "maybe"}, "expected true or false"),
-    ({"trainer__eval_batch_size": 0}, "trainer.eval_batch_size=0: must be > 0"),
-    ({"trainer__label_smoothing": 1.0}, "trainer.label_smoothing=1.0: must be in [0, 1)"),
-    ({"trainer__loss": "mse"}, "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
-    ({"trainer__early_stopping__mode": "up"}, "trainer.early_stopping.mode=up: expected one of min, max"),
-    ({"trainer__tta": "mirror"}, "trainer.tta=mirror: expected one of none, hflip"),
-    ({"trainer__early_stopping__patience": -1}, "must be >= 0"),
-    ({"dataset__val_split": 0}, "dataset.val_split=0: a count must be >= 1"),
-    ({"dataset__val_split": "half"}, "dataset.val_split=half"),
-    ({"dataset__val_strategy": "balanced"}, "expected one of random, stratified"),
-    ({"dataset__mean": [0.1, 0.2]}, "dataset.mean=[0.1, 0.2]: expected 1 value(s)"),
-    ({"dataset__std": [0.0]}, "dataset.std=[0.0]: every value must be > 0"),
-    ({"optimizer__name": "lion"}, "unknown optimizer 'lion'; available: adam, adamw, sgd, rmsprop"),
-    ({"device": "cuda:x"}, "device=cuda:x"),
-    ({"threads": 0}, "threads=0"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"optimizer__momentum": 0.9}, "unknown config key 'optimizer.momentum'"),
+        ({"trainer__epochz": 3}, "unknown config key 'trainer.epochz' (did you mean 'trainer.epochs'?)"),
+        ({"optimizer__lr": "fast"}, "optimizer.lr=fast: expected a number"),
+        ({"trainer__early_stopping__enabled": "maybe"}, "expected true or false"),
+        ({"trainer__eval_batch_size": 0}, "trainer.eval_batch_size=0: must be > 0"),
+        ({"trainer__label_smoothing": 1.0}, "trainer.label_smoothing=1.0: must be in [0, 1)"),
+        ({"trainer__loss": "mse"}, "trainer.loss=mse: expected one of auto, cross_entropy, nll"),
+        ({"trainer__early_stopping__mode": "up"}, "trainer.early_stopping.mode=up: expected one of min, max"),
+        ({"trainer__tta": "mirror"}, "trainer.tta=mirror: expected one of none, hflip"),
+        ({"trainer__early_stopping__patience": -1}, "must be >= 0"),
+        ({"dataset__val_split": 0}, "dataset.val_split=0: a count must be >= 1"),
+        ({"dataset__val_split": "half"}, "dataset.val_split=half"),
+        ({"dataset__val_strategy": "balanced"}, "expected one of random, stratified"),
+        ({"dataset__mean": [0.1, 0.2]}, "dataset.mean=[0.1, 0.2]: expected 1 value(s)"),
+        ({"dataset__std": [0.0]}, "dataset.std=[0.0]: every value must be > 0"),
+        ({"optimizer__name": "lion"}, "unknown optimizer 'lion'; available: adam, adamw, sgd, rmsprop"),
+        ({"device": "cuda:x"}, "device=cuda:x"),
+        ({"threads": 0}, "threads=0"),
+    ],
+)
 def test_bad_values_are_named(changes, message):
     with pytest.raises(ConfigError) as info:
         _validate_with(**changes)
@@ -87,14 +90,17 @@ def test_val_split_accepts_a_count():
     assert cfg.dataset.val_split == 5000
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["scheduler=plateau", "scheduler.factor=1.5"], "scheduler.factor=1.5: must be in (0, 1)"),
-    (["scheduler=plateau", "scheduler.monitor=val/f1"], "scheduler.monitor=val/f1"),
-    (["scheduler=onecycle", "scheduler.pct_start=0"], "scheduler.pct_start=0.0: must be in (0, 1)"),
-    (["scheduler=onecycle", "scheduler.max_lr=-1"], "scheduler.max_lr=-1"),
-    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0: must be > 0"),
-    (["scheduler=cosine", "scheduler.warmup_epochs=20"], "scheduler.warmup_epochs=20.0"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["scheduler=plateau", "scheduler.factor=1.5"], "scheduler.factor=1.5: must be in (0, 1)"),
+        (["scheduler=plateau", "scheduler.monitor=val/f1"], "scheduler.monitor=val/f1"),
+        (["scheduler=onecycle", "scheduler.pct_start=0"], "scheduler.pct_start=0.0: must be in (0, 1)"),
+        (["scheduler=onecycle", "scheduler.max_lr=-1"], "scheduler.max_lr=-1"),
+        (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0: must be > 0"),
+        (["scheduler=cosine", "scheduler.warmup_epochs=20"], "scheduler.warmup_epochs=20.0"),
+    ],
+)
 def test_scheduler_values_are_checked(overrides, message):
     with pytest.raises(ConfigError) as info:
         compose_config(*overrides)
@@ -110,8 +116,9 @@ def test_every_experiment_composes_through_the_normal_path(experiment):
 def test_speedrun_recipe_settings():
     cfg = compose_config("experiment=mnist-speedrun")
     assert (cfg.model.name, cfg.scheduler.name, cfg.trainer.epochs) == ("speedrun-cnn", "onecycle", 1)
-    assert compose_config("experiment=mnist-speedrun", "trainer.epochs=2").trainer.epochs == 2, \
+    assert compose_config("experiment=mnist-speedrun", "trainer.epochs=2").trainer.epochs == 2, (
         "command-line overrides beat the recipe"
+    )
 
 
 def test_dropout_knob_reaches_the_layer_and_is_a_probability(synthetic_data_root):

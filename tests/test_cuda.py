@@ -22,8 +22,17 @@ def _run(command: list[str], cwd: Path, data_root: Path):
 
 
 def test_torchrun_on_one_gpu_trains_with_nccl(tmp_path, synthetic_data_root):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "cnntrain",
-               *RUN, f"hydra.run.dir={tmp_path / 'run'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=1",
+        "-m",
+        "cnntrain",
+        *RUN,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     result = _run(command, tmp_path, synthetic_data_root)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -34,9 +43,20 @@ def test_torchrun_on_one_gpu_trains_with_nccl(tmp_path, synthetic_data_root):
 def test_parallel_jobs_share_the_gpu_when_asked(tmp_path, synthetic_data_root):
     """Two jobs at once, sweep.jobs_per_gpu=2: both on GPU 0 (of those visible), each in its own slot."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    result = _run([*cnntrain_command(), "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
-                   "sweep.jobs_per_gpu=2", *RUN, "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={tmp_path / 's'}"],
-                  tmp_path, synthetic_data_root)
+    result = _run(
+        [
+            *cnntrain_command(),
+            "-m",
+            "hydra/launcher=local_parallel",
+            "hydra.launcher.n_jobs=2",
+            "sweep.jobs_per_gpu=2",
+            *RUN,
+            "optimizer.lr=1e-3,3e-4",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        tmp_path,
+        synthetic_data_root,
+    )
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):
         assert "device cuda" in (tmp_path / "s" / job / "train.log").read_text()

@@ -28,20 +28,30 @@ RUN = (*TINY_RUN, "trainer.progress=false", "trainer.early_stopping.enabled=fals
 
 
 def numbered(n: int) -> TensorSplit:
-    return TensorSplit(torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 4, 4).clone(),
-                       torch.arange(n))
+    return TensorSplit(
+        torch.arange(n, dtype=torch.uint8).reshape(n, 1, 1, 1).expand(n, 1, 4, 4).clone(), torch.arange(n)
+    )
 
 
 # -- the sharded data path ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n, batch, world", [(103, 10, 2), (100, 10, 3), (64, 64, 4), (9, 4, 2)])
 def test_rank_shares_cover_each_global_batch_once(n, batch, world):
     """Each global batch is the one-process batch; the ranks' shares are disjoint and cover it, in order.
     A last batch with fewer images than ranks is left out of the epoch (9 % 4 = 1 < 2 ranks)."""
-    whole = [labels for _, labels in iterate_batches(numbered(n), batch, shuffle=True,
-                                                     generator=torch.Generator().manual_seed(5))]
-    shares = [list(iterate_batches(numbered(n), batch, shuffle=True, generator=torch.Generator().manual_seed(5),
-                                   rank=r, world=world)) for r in range(world)]
+    whole = [
+        labels
+        for _, labels in iterate_batches(numbered(n), batch, shuffle=True, generator=torch.Generator().manual_seed(5))
+    ]
+    shares = [
+        list(
+            iterate_batches(
+                numbered(n), batch, shuffle=True, generator=torch.Generator().manual_seed(5), rank=r, world=world
+            )
+        )
+        for r in range(world)
+    ]
     count = num_batches(n, batch, False, world)
     assert all(len(s) == count for s in shares)
     assert count == len(whole) - (1 if 0 < n % batch < world else 0)
@@ -95,8 +105,16 @@ def test_slurm_environment_maps_to_ranks_and_rendezvous(monkeypatch):
     rendezvous is the first node of the job's node list."""
     from cnntrain.training.launch import cluster_ranks
 
-    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "4", "SLURM_JOB_NUM_NODES": "2",
-             "SLURM_NODEID": "1", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_NTASKS": "4",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_PROCID": "3",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+    }
     for name, value in slurm.items():
         monkeypatch.setenv(name, value)
     for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
@@ -116,10 +134,18 @@ def test_slurm_environment_maps_to_ranks_and_rendezvous(monkeypatch):
 # test images), as does the diverging run (the batch where the loss first turns nan depends on the data); the other
 # runs check processes and messages, not numbers, and train on the small set.
 
-def cnntrain(cwd: Path, data_root: Path, *args: str, command: list[str] | None = None,
-             timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([*(command or cnntrain_command()), *args], cwd=cwd, env=cli_env(data_root),
-                          capture_output=True, text=True, timeout=timeout)
+
+def cnntrain(
+    cwd: Path, data_root: Path, *args: str, command: list[str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*(command or cnntrain_command()), *args],
+        cwd=cwd,
+        env=cli_env(data_root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def summary(run_dir: Path) -> dict:
@@ -153,8 +179,14 @@ def test_two_rank_run_writes_one_run_directory_with_exact_test_metrics(two_and_o
     assert (run_dir / "rank-1.log").is_file() and "rank 1 of 2 (gloo)" in (run_dir / "rank-1.log").read_text()
     assert "rank 1" not in (run_dir / "train.log").read_text()
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + one row per epoch, once
-    result = cnntrain(run_dir, synthetic_data_root, str(run_dir), "--device", "cpu",
-                      command=cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"))
+    result = cnntrain(
+        run_dir,
+        synthetic_data_root,
+        str(run_dir),
+        "--device",
+        "cpu",
+        command=cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"),
+    )
     assert result.returncode == 0, result.stderr
     alone = json.loads((run_dir / "eval_summary.json").read_text())
     assert alone["test"]["acc"] == found["test"]["acc"]
@@ -232,9 +264,15 @@ def _writes_to(pid: int, log: Path) -> bool:
 
 def _start_long_run(tmp_path: Path, data_root: Path, run_dir: Path) -> subprocess.Popen:
     """A 2-rank run with many epochs, in its own process group (as a terminal's Ctrl-C reaches the whole group)."""
-    return subprocess.Popen([*cnntrain_command(), *RUN, "trainer.epochs=200", "trainer.devices=2",
-                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=cli_env(data_root),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [*cnntrain_command(), *RUN, "trainer.epochs=200", "trainer.devices=2", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env=cli_env(data_root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -301,8 +339,14 @@ def test_a_killed_rank_ends_the_run_with_one_line_naming_it(tmp_path, small_data
 @pytest.mark.slow
 def test_torchrun_starts_the_ranks_of_one_run(tmp_path, small_data_root):
     torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun) if torchrun.exists() else sys.executable, *([] if torchrun.exists() else
-               ["-m", "torch.distributed.run"]), "--standalone", "--nproc_per_node=2", "-m", "cnntrain"]
+    command = [
+        str(torchrun) if torchrun.exists() else sys.executable,
+        *([] if torchrun.exists() else ["-m", "torch.distributed.run"]),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "cnntrain",
+    ]
     result = cnntrain(tmp_path, small_data_root, *RUN, "trainer.epochs=1", command=command)
     assert result.returncode == 0, result.stderr
     runs = [p.parent for p in (tmp_path / "outputs").rglob("summary.json")]
@@ -316,9 +360,16 @@ def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path, small_
     """submitit's local executor runs the job as two tasks, with the variables it sets on SLURM: the tasks
     become ranks 0 and 1 of one run."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    result = cnntrain(tmp_path, small_data_root, "-m", "hydra/launcher=slurm_local",
-                      "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path / 'sweep'}", *RUN,
-                      "trainer.epochs=1")
+    result = cnntrain(
+        tmp_path,
+        small_data_root,
+        "-m",
+        "hydra/launcher=slurm_local",
+        "hydra.launcher.tasks_per_node=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *RUN,
+        "trainer.epochs=1",
+    )
     assert result.returncode == 0, result.stderr
     job = tmp_path / "sweep" / "0"
     assert summary(job)["parallel"]["world_size"] == 2
@@ -330,8 +381,17 @@ def test_data_parallel_jobs_of_a_parallel_sweep_each_get_their_own_ranks(tmp_pat
     """Two 2-rank jobs at once (joblib): each starts its own process group on its own port, on its share of
     the cores, and writes its own run directory."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    result = cnntrain(tmp_path, small_data_root, "-m", "hydra/launcher=local_parallel", *RUN, "trainer.epochs=1",
-                      "trainer.devices=2", "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    result = cnntrain(
+        tmp_path,
+        small_data_root,
+        "-m",
+        "hydra/launcher=local_parallel",
+        *RUN,
+        "trainer.epochs=1",
+        "trainer.devices=2",
+        "optimizer.lr=1e-3,3e-4",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):
         found = summary(tmp_path / "sweep" / job)
@@ -358,8 +418,15 @@ def test_ranks_do_not_outlive_a_killed_cnntrain(tmp_path, small_data_root):
 
 @pytest.mark.slow
 def test_a_mistake_found_on_a_rank_is_one_line_with_its_exit_status(tmp_path, synthetic_data_root):
-    result = cnntrain(tmp_path, synthetic_data_root, *RUN, "trainer.devices=2", "optimizer=sgd", "optimizer.lr=1e12",
-                      "hydra.run.dir=run")
+    result = cnntrain(
+        tmp_path,
+        synthetic_data_root,
+        *RUN,
+        "trainer.devices=2",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "hydra.run.dir=run",
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -371,9 +438,22 @@ def test_a_mistake_found_on_a_rank_is_one_line_with_its_exit_status(tmp_path, sy
 def test_a_lone_process_takes_the_thread_count_torch_starts_with(env):
     """Set explicitly (so a run from Python after torch.set_num_threads computes as the command does), and the
     same number torch picks by itself in a fresh process."""
-    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], text=True,
-                           capture_output=True, env={**os.environ, **env}, check=True)
-    child = subprocess.run([sys.executable, "-c", "from cnntrain.training.distributed import fresh_process_threads;"
-                            "print(fresh_process_threads())"], text=True, capture_output=True,
-                           env={**os.environ, **env}, check=True)
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        text=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cnntrain.training.distributed import fresh_process_threads;print(fresh_process_threads())",
+        ],
+        text=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        check=True,
+    )
     assert int(child.stdout) == int(fresh.stdout)

@@ -112,14 +112,22 @@ def test_every_relative_link_resolves(page):
 
 
 def test_the_docs_pages_are_all_reachable_from_readme():
-    linked = {(REPO / target.partition("#")[0]).resolve()
-              for target in LINK.findall(prose((REPO / "README.md").read_text(encoding="utf-8")))}
+    linked = {
+        (REPO / target.partition("#")[0]).resolve()
+        for target in LINK.findall(prose((REPO / "README.md").read_text(encoding="utf-8")))
+    }
     assert [p.name for p in PAGES[1:] if p.resolve() not in linked] == []
 
 
 README_COMMANDS = shown_commands(REPO / "README.md")
-DOCS_COMMANDS = list({line: (page.name, line) for page in PAGES[1:] for line in shown_commands(page)
-                      if "..." not in shlex.split(line, comments=True)}.values())  # `...`: the rest left out
+DOCS_COMMANDS = list(
+    {
+        line: (page.name, line)
+        for page in PAGES[1:]
+        for line in shown_commands(page)
+        if "..." not in shlex.split(line, comments=True)
+    }.values()
+)  # `...`: the rest left out
 
 
 @pytest.mark.parametrize("line", README_COMMANDS, ids=[line.split("#")[0].strip() for line in README_COMMANDS])
@@ -136,8 +144,9 @@ def test_every_complete_command_the_docs_pages_show_passes_the_preflight(monkeyp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CNNTRAIN_DATA_ROOT", raising=False)
-    own_model = re.search(r"```yaml\n(# configs/model/mine.yaml\n.*?)```", (REPO / "docs" / "models.md").read_text(),
-                          re.DOTALL)
+    own_model = re.search(
+        r"```yaml\n(# configs/model/mine.yaml\n.*?)```", (REPO / "docs" / "models.md").read_text(), re.DOTALL
+    )
     (tmp_path / "my_configs" / "model").mkdir(parents=True)  # configs.md's --config-dir example, with models.md's file
     (tmp_path / "my_configs" / "model" / "mine.yaml").write_text(own_model.group(1))
     failed = []
@@ -167,11 +176,15 @@ def test_the_checks_catch_a_broken_link_a_missing_heading_and_a_bad_command(tmp_
 
     (tmp_path / "other.md").write_text("# Other page\n\n## A `code` heading (with punctuation)\n")
     page = tmp_path / "page.md"
-    page.write_text("[ok](other.md#a-code-heading-with-punctuation) [ok](#top) [gone](missing.md) "
-                    "[no](other.md#nowhere) `[in code](missing-too.md)`\n\n# Top\n\n    [indented](missing-3.md)\n")
+    page.write_text(
+        "[ok](other.md#a-code-heading-with-punctuation) [ok](#top) [gone](missing.md) "
+        "[no](other.md#nowhere) `[in code](missing-too.md)`\n\n# Top\n\n    [indented](missing-3.md)\n"
+    )
     assert broken_links(page) == ["missing.md: no such file", "other.md#nowhere: no heading #nowhere in other.md"]
-    page.write_text("Run:\n\n    cnntrain model=lenet   # a comment\n    cnntrain-eval RUN_DIR\n    cnntrain \\\n"
-                    "        model=lenett\n")
+    page.write_text(
+        "Run:\n\n    cnntrain model=lenet   # a comment\n    cnntrain-eval RUN_DIR\n    cnntrain \\\n"
+        "        model=lenett\n"
+    )
     assert shown_commands(page) == ["cnntrain model=lenet   # a comment", "cnntrain  model=lenett"]
     check_command(shown_commands(page)[0])
     with pytest.raises(ConfigError, match="unknown model 'lenett'"):

@@ -40,18 +40,30 @@ def test_fraction_trims_train_only(tiny_config):
     counts_whole, counts_part = torch.bincount(whole.train.labels), torch.bincount(part.train.labels)
     assert ((counts_part - 0.25 * counts_whole).abs() < 1).all(), "each class keeps its share"
     assert "dataset.fraction=0.25: training on 270 of 1,080 training images" in part.layout
-    assert torch.equal(train_labels(tiny_config("dataset.fraction=0.25").dataset, seed=3), part.train.labels), \
+    assert torch.equal(train_labels(tiny_config("dataset.fraction=0.25").dataset, seed=3), part.train.labels), (
         "the preflight sees the same training split as the run"
+    )
 
 
 def test_fraction_on_an_image_folder_with_folds(tmp_path):
     from helpers import compose_config
 
     make_folder(tmp_path / "pics", rgb=False, size=12, per_class=20)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={tmp_path / 'pics'}", "dataset.folds=4",
-                         "dataset.fold=1", "dataset.fraction=0.5", "dataset.num_workers=0")
-    whole = compose_config("dataset=imagefolder", f"dataset.root={tmp_path / 'pics'}", "dataset.folds=4",
-                           "dataset.fold=1", "dataset.num_workers=0")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={tmp_path / 'pics'}",
+        "dataset.folds=4",
+        "dataset.fold=1",
+        "dataset.fraction=0.5",
+        "dataset.num_workers=0",
+    )
+    whole = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={tmp_path / 'pics'}",
+        "dataset.folds=4",
+        "dataset.fold=1",
+        "dataset.num_workers=0",
+    )
     part, full = load_data(cfg.dataset, seed=0), load_data(whole.dataset, seed=0)
     assert len(part.train) == round(len(full.train) / 2)
     assert torch.equal(part.val.labels, full.val.labels) and torch.equal(part.test.labels, full.test.labels)
@@ -61,25 +73,43 @@ def test_fraction_on_an_image_folder_with_folds(tmp_path):
 def test_a_run_says_its_fraction_first(tmp_path, monkeypatch, synthetic_data_root):
     from cnntrain.commands.train import main
 
-    result = run_main(main, [*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "dataset.fraction=0.1",
-                             f"hydra.run.dir='{tmp_path / 'run'}'"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        main,
+        [
+            *TINY_RUN,
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "dataset.fraction=0.1",
+            f"hydra.run.dir='{tmp_path / 'run'}'",
+        ],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert result.returncode == 0, result.stderr
     head = result.stdout.splitlines()[:3]
     assert "108 train / 120 val / 300 test images" in head[0]
     assert "dataset.fraction=0.1: training on 108 of 1,080 training images" in " ".join(head[1:])
 
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    ("0", "dataset.fraction=0.0: must be in (0, 1], the share of the training split to train on"),
-    ("1.5", "dataset.fraction=1.5: must be in (0, 1]"),
-    ("-0.2", "dataset.fraction=-0.2: must be in (0, 1]"),
-    ("nan", "dataset.fraction=nan: must be in (0, 1]"),
-    ("half", "dataset.fraction"),
-])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("0", "dataset.fraction=0.0: must be in (0, 1], the share of the training split to train on"),
+        ("1.5", "dataset.fraction=1.5: must be in (0, 1]"),
+        ("-0.2", "dataset.fraction=-0.2: must be in (0, 1]"),
+        ("nan", "dataset.fraction=nan: must be in (0, 1]"),
+        ("half", "dataset.fraction"),
+    ],
+)
 def test_bad_fractions_are_one_line(tmp_path, monkeypatch, synthetic_data_root, value, fragment):
     from cnntrain.commands.train import main
 
-    result = run_main(main, [*TINY_RUN, f"dataset.fraction={value}"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        main,
+        [*TINY_RUN, f"dataset.fraction={value}"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert_one_line_error(result, fragment, cwd=tmp_path)

@@ -25,8 +25,7 @@ def _mount(folder: Path, *options: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)],
-                          capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)], capture_output=True)
     return done.returncode == 0
 
 
@@ -101,17 +100,30 @@ def test_a_run_that_fills_the_disk_in_epoch_two_ends_in_one_line(small_disk, tmp
     """Epoch 1 fits (measured by a one-epoch run of the same command); epoch 2's checkpoint does not."""
     command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "report.html=false", "threads=1"]
     env = cli_env(small_data_root)
-    sizing = subprocess.run([*command, "trainer.epochs=1", f"hydra.run.dir='{tmp_path / 'sizing'}'"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=300)
+    sizing = subprocess.run(
+        [*command, "trainer.epochs=1", f"hydra.run.dir='{tmp_path / 'sizing'}'"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert sizing.returncode == 0, sizing.stderr
     checkpoints = tmp_path / "sizing" / "checkpoints"
     one_epoch = _footprint(tmp_path / "sizing") - _footprint(checkpoints) + 2 * (checkpoints / "last.pt").stat().st_size
     size = one_epoch + (checkpoints / "last.pt").stat().st_size // 2 + 64_000
     disk = small_disk(size)
-    result = subprocess.run([*command, f"hydra.run.dir='{disk / 'run'}'"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert_one_line_error(result, f"cannot write {disk / 'run' / 'checkpoints'}", "no space left on device",
-                          "needs ~", "free now")
+    result = subprocess.run(
+        [*command, f"hydra.run.dir='{disk / 'run'}'"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_one_line_error(
+        result, f"cannot write {disk / 'run' / 'checkpoints'}", "no space left on device", "needs ~", "free now"
+    )
     last = load_checkpoint(disk / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 1, "epoch 1's checkpoint is whole: the run can resume from it"
     assert not list((disk / "run").rglob("*.tmp"))
@@ -127,10 +139,23 @@ def _file_size_limit(limit: int):
 @pytest.mark.slow
 def test_run_past_a_file_size_limit(tmp_path, small_data_root):
     """No root needed: a file-size limit makes the kernel refuse the checkpoint's write (EFBIG) mid-file."""
-    command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "trainer.epochs=1", "threads=1",
-               f"hydra.run.dir='{tmp_path / 'run'}'"]
-    result = subprocess.run(command, cwd=tmp_path, env=cli_env(small_data_root), capture_output=True,
-                            text=True, timeout=300, preexec_fn=_file_size_limit(100_000))
+    command = [
+        *cnntrain_command(),
+        *TINY_RUN,
+        "trainer.progress=false",
+        "trainer.epochs=1",
+        "threads=1",
+        f"hydra.run.dir='{tmp_path / 'run'}'",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=cli_env(small_data_root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(100_000),
+    )
     assert_one_line_error(result, f"cannot write {tmp_path / 'run' / 'checkpoints'}", "file too large")
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert not list((tmp_path / "run").rglob("*.tmp"))
@@ -142,10 +167,17 @@ def test_a_run_directory_on_a_read_only_disk_is_one_line(small_disk, tmp_path, m
 
     disk = small_disk(1_000_000)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    result = run_main(main, [*TINY_RUN, f"hydra.run.dir='{disk / 'run'}'"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
-    assert_one_line_error(result, f"cannot write {disk / 'run'}: read-only file system; write the run to a "
-                                  f"writable folder (hydra.run.dir=...)")
+    result = run_main(
+        main,
+        [*TINY_RUN, f"hydra.run.dir='{disk / 'run'}'"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
+    assert_one_line_error(
+        result,
+        f"cannot write {disk / 'run'}: read-only file system; write the run to a writable folder (hydra.run.dir=...)",
+    )
 
 
 @pytest.mark.slow
@@ -153,10 +185,23 @@ def test_hydra_files_past_the_limit_are_one_line(tmp_path, synthetic_data_root):
     """Hydra writes .hydra/config.yaml before the job starts; the kernel refuses it at close, which names no
     file: the line names the run's .hydra folder."""
     run_dir = tmp_path / "run"
-    command = [*cnntrain_command(), *TINY_RUN, "trainer.progress=false", "trainer.epochs=1", "threads=1",
-               f"hydra.run.dir='{run_dir}'"]
-    result = subprocess.run(command, cwd=tmp_path, env=cli_env(synthetic_data_root), capture_output=True,
-                            text=True, timeout=300, preexec_fn=_file_size_limit(1_500))
+    command = [
+        *cnntrain_command(),
+        *TINY_RUN,
+        "trainer.progress=false",
+        "trainer.epochs=1",
+        "threads=1",
+        f"hydra.run.dir='{run_dir}'",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=cli_env(synthetic_data_root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(1_500),
+    )
     assert_one_line_error(result, f"cannot write {run_dir / '.hydra'}: file too large")
     assert not (run_dir / "checkpoints").exists()
 
@@ -171,8 +216,12 @@ def test_a_read_only_data_folder_still_caches_in_cache_dir(small_disk, tmp_path)
     disk = small_disk(4_000_000)
     make_folder(disk / "pics", rgb=False, size=12, per_class=10)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={disk / 'pics'}", "dataset.num_workers=0",
-                         f"dataset.cache_dir={tmp_path / 'cache'}")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={disk / 'pics'}",
+        "dataset.num_workers=0",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+    )
     data = load_data(cfg.dataset, seed=0)
     assert len(data.train) + len(data.val) + len(data.test) == 30
     assert list((tmp_path / "cache").rglob("*.pt")), "the decoded images were cached in dataset.cache_dir"
@@ -189,8 +238,12 @@ def test_a_full_data_disk_still_caches_in_cache_dir(small_disk, tmp_path):
     disk = small_disk(4_000_000)
     make_folder(disk / "pics", rgb=True, size=32, per_class=40)  # 120 images: ~370 KB decoded
     _fill(disk, leave=20_000)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={disk / 'pics'}", "dataset.num_workers=0",
-                         f"dataset.cache_dir={tmp_path / 'cache'}")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={disk / 'pics'}",
+        "dataset.num_workers=0",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+    )
     data = load_data(cfg.dataset, seed=0)
     assert len(data.train) + len(data.val) + len(data.test) == 120
     assert list((tmp_path / "cache").rglob("*.pt")), "the decoded images were cached in dataset.cache_dir"

@@ -58,8 +58,12 @@ from cnntrain.training.checkpoints import FORMAT, load_checkpoint, save_checkpoi
 
 def fuzz(examples: int) -> settings:
     """Bounded, repeatable, no per-example deadline (a composition or a torch import can take a while)."""
-    return settings(max_examples=examples, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
 
 
 def assert_one_line(err: BaseException, kind: type[UserError]) -> None:
@@ -101,28 +105,55 @@ SCALARS = st.one_of(
 
 SIZE = st.one_of(st.integers(1, 5), st.lists(st.integers(1, 5), min_size=2, max_size=2))
 PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
-    "out_channels": st.integers(1, 12), "out_features": st.integers(1, 12),
-    "kernel_size": SIZE, "stride": st.one_of(SIZE, st.none()), "pool": st.one_of(SIZE, st.none()),
-    "output_size": SIZE, "padding": st.integers(0, 2), "pool_padding": st.integers(0, 1),
-    "bias": st.booleans(), "batchnorm": st.booleans(), "dropout2d": st.booleans(),
+    "out_channels": st.integers(1, 12),
+    "out_features": st.integers(1, 12),
+    "kernel_size": SIZE,
+    "stride": st.one_of(SIZE, st.none()),
+    "pool": st.one_of(SIZE, st.none()),
+    "output_size": SIZE,
+    "padding": st.integers(0, 2),
+    "pool_padding": st.integers(0, 1),
+    "bias": st.booleans(),
+    "batchnorm": st.booleans(),
+    "dropout2d": st.booleans(),
     "init": st.sampled_from([None, *sorted(INITS)]),
-    "p": st.floats(0, 0.9), "dropout": st.floats(0, 0.9),
-    "eps": st.floats(1e-6, 0.1), "momentum": st.floats(0, 1), "negative_slope": st.floats(0, 0.5),
-    "activation": st.one_of(st.sampled_from(["relu", "gelu", "tanh", "identity", "linear", None]),
-                            st.fixed_dictionaries({"leaky_relu": st.floats(0, 0.5)})),
+    "p": st.floats(0, 0.9),
+    "dropout": st.floats(0, 0.9),
+    "eps": st.floats(1e-6, 0.1),
+    "momentum": st.floats(0, 1),
+    "negative_slope": st.floats(0, 0.5),
+    "activation": st.one_of(
+        st.sampled_from(["relu", "gelu", "tanh", "identity", "linear", None]),
+        st.fixed_dictionaries({"leaky_relu": st.floats(0, 0.5)}),
+    ),
     "pool_type": st.sampled_from(["max", "avg"]),
     "order": st.one_of(st.none(), st.permutations(BLOCK_PARTS), st.lists(st.sampled_from(BLOCK_PARTS), max_size=3)),
     # the named architectures (torchvision, timm): small networks, so a fuzz run stays quick
     "arch": st.sampled_from(["mobilenet_v3_small", "squeezenet1_1", "resnet18", "nope"]),
-    "classes": st.one_of(st.none(), st.integers(1, 12)), "weights": st.one_of(st.none(), st.just("/no/such.pth")),
-    "small_input": st.sampled_from([True, False, "auto"]), "resize": st.sampled_from(["auto", None, 32, [40, 36]]),
+    "classes": st.one_of(st.none(), st.integers(1, 12)),
+    "weights": st.one_of(st.none(), st.just("/no/such.pth")),
+    "small_input": st.sampled_from([True, False, "auto"]),
+    "resize": st.sampled_from(["auto", None, 32, [40, 36]]),
     "normalize": st.sampled_from(["weights", "data"]),
 }
 """Argument values a user would likely write, so that a layer list often builds and the later layers are reached."""
 
 
-IMAGE_LAYERS = ["conv2d", "conv_block", "conv_block", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "batchnorm",
-                "dropout2d", "relu", "leaky_relu", "gelu", "silu", "identity"]
+IMAGE_LAYERS = [
+    "conv2d",
+    "conv_block",
+    "conv_block",
+    "maxpool2d",
+    "avgpool2d",
+    "adaptive_avgpool2d",
+    "batchnorm",
+    "dropout2d",
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "silu",
+    "identity",
+]
 FLAT_LAYERS = ["linear", "linear", "batchnorm", "dropout", "relu", "tanh", "sigmoid", "identity", "log_softmax"]
 
 
@@ -155,18 +186,28 @@ def wild_items(draw: st.DrawFn) -> Any:
     if form == "scalar":
         return {name: draw(SCALARS)}
     if form == "junk":
-        return draw(st.one_of(st.integers(), st.none(), st.lists(st.just(name), max_size=2),
-                              st.fixed_dictionaries({name: st.none(), "relu": st.none()})))
+        return draw(
+            st.one_of(
+                st.integers(),
+                st.none(),
+                st.lists(st.just(name), max_size=2),
+                st.fixed_dictionaries({name: st.none(), "relu": st.none()}),
+            )
+        )
     arguments = list(get_spec(name).arguments) if known else []
     keys = st.one_of(st.sampled_from(arguments), TEXT) if arguments else TEXT
     return {name: draw(st.dictionaries(keys, SCALARS, max_size=4))}
 
 
 LAYER_ITEMS = st.one_of(plausible_items(), plausible_items(), plausible_items(), wild_items())
-MODEL_SHAPED = st.builds(lambda image, flat: [*image, "flatten", *flat], st.lists(plausible_items(IMAGE_LAYERS),
-                         max_size=4), st.lists(plausible_items(FLAT_LAYERS), max_size=3))
-ANY_LAYERS = st.one_of(st.lists(LAYER_ITEMS, min_size=1, max_size=6), st.lists(LAYER_ITEMS, min_size=1, max_size=2),
-                       st.just([]), SCALARS)
+MODEL_SHAPED = st.builds(
+    lambda image, flat: [*image, "flatten", *flat],
+    st.lists(plausible_items(IMAGE_LAYERS), max_size=4),
+    st.lists(plausible_items(FLAT_LAYERS), max_size=3),
+)
+ANY_LAYERS = st.one_of(
+    st.lists(LAYER_ITEMS, min_size=1, max_size=6), st.lists(LAYER_ITEMS, min_size=1, max_size=2), st.just([]), SCALARS
+)
 
 
 @st.composite
@@ -177,9 +218,12 @@ def layer_lists(draw: st.DrawFn) -> Any:
 
 IMAGE_SHAPES = st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 40)).map(list)
 SMALL_IMAGES = st.tuples(st.integers(1, 3), st.integers(6, 16), st.integers(6, 16)).map(list)
-BAD_SHAPES = st.one_of(st.lists(st.one_of(st.integers(-2, 40), st.booleans(), st.floats(), TEXT,
-                                          st.just("${nope}")), max_size=4),
-                       st.none(), TEXT, st.integers())
+BAD_SHAPES = st.one_of(
+    st.lists(st.one_of(st.integers(-2, 40), st.booleans(), st.floats(), TEXT, st.just("${nope}")), max_size=4),
+    st.none(),
+    TEXT,
+    st.integers(),
+)
 
 
 def as_config_nodes(layers: Any, input_shape: Any) -> tuple[Any, Any]:
@@ -192,16 +236,22 @@ def as_config_nodes(layers: Any, input_shape: Any) -> tuple[Any, Any]:
 
 
 @fuzz(200)
-@given(layers=layer_lists(),
-       input_shape=st.one_of(SMALL_IMAGES, IMAGE_SHAPES, IMAGE_SHAPES, st.integers(1, 50).map(lambda n: [n]),
-                             BAD_SHAPES),
-       via_config=st.booleans())
-@example(layers=[{"conv2d": {"out_channels": 4, "kernel_size": 9, "init": "a\nb"}}], input_shape=[1, 5, 5],
-         via_config=False)  # the label quoted the bad init as it is: a two-line message
-@example(layers=[{"conv_block": {"out_channels": 4, "kernel_size": 9, "activation": {"leaky_relu": "x\ny"}}}],
-         input_shape=[1, 5, 5], via_config=False)
-@example(layers=["flatten", {"linear": "${oc.env:NOPE}"}], input_shape=[1, 5, 5],
-         via_config=True)  # OmegaConf's three-line message was passed on whole
+@given(
+    layers=layer_lists(),
+    input_shape=st.one_of(SMALL_IMAGES, IMAGE_SHAPES, IMAGE_SHAPES, st.integers(1, 50).map(lambda n: [n]), BAD_SHAPES),
+    via_config=st.booleans(),
+)
+@example(
+    layers=[{"conv2d": {"out_channels": 4, "kernel_size": 9, "init": "a\nb"}}], input_shape=[1, 5, 5], via_config=False
+)  # the label quoted the bad init as it is: a two-line message
+@example(
+    layers=[{"conv_block": {"out_channels": 4, "kernel_size": 9, "activation": {"leaky_relu": "x\ny"}}}],
+    input_shape=[1, 5, 5],
+    via_config=False,
+)
+@example(
+    layers=["flatten", {"linear": "${oc.env:NOPE}"}], input_shape=[1, 5, 5], via_config=True
+)  # OmegaConf's three-line message was passed on whole
 @example(layers=["relu"], input_shape=[1, "${nope}", 5], via_config=True)  # raised OmegaConf's own error
 def test_fuzz_build_model(layers: Any, input_shape: Any, via_config: bool) -> None:
     if via_config:
@@ -220,6 +270,7 @@ def test_fuzz_build_model(layers: Any, input_shape: Any, via_config: bool) -> No
 def _config_defaults() -> dict[str, Any]:
     """Every leaf key of the default composition, and every declared optimizer and scheduler argument, with a
     value of its type (the default itself where there is one)."""
+
     def walk(node: DictConfig, prefix: str) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for key in node.keys():
@@ -228,10 +279,15 @@ def _config_defaults() -> dict[str, Any]:
         return found
 
     samples = {bool: True, int: 3, float: 0.5, str: "auto", list[float]: [0.9, 0.99]}
-    defaults = {f"{group}.{arg}": samples.get(spec.type) for group, declared in GROUPS.items()
-                for d in declared.values() for arg, spec in d.args.items()}
-    defaults |= {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
-                 for k, v in walk(compose_train([]), "").items()}
+    defaults = {
+        f"{group}.{arg}": samples.get(spec.type)
+        for group, declared in GROUPS.items()
+        for d in declared.values()
+        for arg, spec in d.args.items()
+    }
+    defaults |= {
+        k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in walk(compose_train([]), "").items()
+    }
     return defaults
 
 
@@ -242,7 +298,7 @@ def _group_options() -> dict[str, list[str]]:
 
 def _typo(key: str, where: int, how: int) -> str:
     i = where % len(key)
-    return [key[:i] + key[i + 1:], key[:i] + key[i] + key[i:], key[:i] + "x" + key[i:]][how % 3]
+    return [key[:i] + key[i + 1 :], key[:i] + key[i] + key[i:], key[:i] + "x" + key[i:]][how % 3]
 
 
 def hydra_value(value: Any) -> str:
@@ -260,8 +316,24 @@ def hydra_value(value: Any) -> str:
     return str(value)
 
 
-CHOICE_WORDS = sorted({*LOSSES, *PRECISIONS, *TTA_MODES, *LOGGERS, *DEVICES, *MODES, *EPOCH_METRICS,
-                       *VAL_STRATEGIES, *ANNEAL_STRATEGIES, *DATASET_KINDS, "MNIST", "CIFAR10", "cuda:1", "gpu"})
+CHOICE_WORDS = sorted(
+    {
+        *LOSSES,
+        *PRECISIONS,
+        *TTA_MODES,
+        *LOGGERS,
+        *DEVICES,
+        *MODES,
+        *EPOCH_METRICS,
+        *VAL_STRATEGIES,
+        *ANNEAL_STRATEGIES,
+        *DATASET_KINDS,
+        "MNIST",
+        "CIFAR10",
+        "cuda:1",
+        "gpu",
+    }
+)
 
 
 def plausible_value(default: Any) -> st.SearchStrategy[str]:
@@ -283,18 +355,39 @@ def plausible_value(default: Any) -> st.SearchStrategy[str]:
 
 SPECIAL = "azAZ09_-./ =,:[]{}()'\"$\\~+*@#%!?\t\n\r"
 PLAIN_VALUES = st.one_of(
-    st.integers(-5, 2000), st.floats(-10, 10), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    st.none(), st.sampled_from(CHOICE_WORDS), st.text(alphabet="abcxyz019_-/.", max_size=8),
+    st.integers(-5, 2000),
+    st.floats(-10, 10),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(CHOICE_WORDS),
+    st.text(alphabet="abcxyz019_-/.", max_size=8),
 )
 WILD_VALUES = st.one_of(
     PLAIN_VALUES.map(hydra_value),
-    st.lists(st.one_of(st.integers(-2, 40), st.floats(-2, 2), st.text(alphabet="abc01", max_size=3)),
-             max_size=4).map(hydra_value),
+    st.lists(st.one_of(st.integers(-2, 40), st.floats(-2, 2), st.text(alphabet="abc01", max_size=3)), max_size=4).map(
+        hydra_value
+    ),
     st.dictionaries(st.text(alphabet="abc", min_size=1, max_size=3), PLAIN_VALUES, max_size=2).map(hydra_value),
     st.text(alphabet=SPECIAL, max_size=10),
     st.text(alphabet="abc 01=,\t", max_size=6).map(lambda s: "'" + s + "'"),
-    st.sampled_from(["${trainer.epochs}", "${nope}", "${oc.env:NOPE}", "${oc.env:HOME}", "${", "1,2",
-                     "range(1,3)", "choice(a,b)", "interval(0,1)", "''", "[]", "{}", "???"]),
+    st.sampled_from(
+        [
+            "${trainer.epochs}",
+            "${nope}",
+            "${oc.env:NOPE}",
+            "${oc.env:HOME}",
+            "${",
+            "1,2",
+            "range(1,3)",
+            "choice(a,b)",
+            "interval(0,1)",
+            "''",
+            "[]",
+            "{}",
+            "???",
+        ]
+    ),
 )
 
 
@@ -316,8 +409,13 @@ def overrides(draw: st.DrawFn) -> str:
     if form == 9:
         return draw(st.text(alphabet=SPECIAL, max_size=16))
     real = st.sampled_from(sorted(defaults))
-    key = draw(st.one_of(real, st.builds(_typo, real, st.integers(0, 40), st.integers(0, 2)),
-                         st.text(alphabet="abcxyz._", min_size=1, max_size=10)))
+    key = draw(
+        st.one_of(
+            real,
+            st.builds(_typo, real, st.integers(0, 40), st.integers(0, 2)),
+            st.text(alphabet="abcxyz._", min_size=1, max_size=10),
+        )
+    )
     prefix = draw(st.sampled_from(["", "+", "++", "~"]))
     if prefix == "~" and draw(st.booleans()):
         return f"~{key}"
@@ -375,7 +473,7 @@ def test_fuzz_read_idx(tmp_path: Path, case: tuple[int, bytes]) -> None:
     path.write_bytes(content)
     tensor = works_or_fails_cleanly(lambda: read_idx(path, dims), DataError)
     if tensor is not None:
-        sizes = struct.unpack(f">{dims}I", content[4:4 + 4 * dims])
+        sizes = struct.unpack(f">{dims}I", content[4 : 4 + 4 * dims])
         assert tensor.dtype == torch.uint8 and tuple(tensor.shape) == sizes
 
 
@@ -399,19 +497,59 @@ def png_claiming(width: int, height: int, bit_depth: int = 8, color_type: int = 
     """A well-formed PNG whose header claims any size over a few bytes of pixels: what a decompression bomb
     or a damaged header looks like."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(bytes(64)))
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(bytes(64)))
+        + png_chunk(b"IEND", b"")
+    )
 
 
-ENCODINGS = [("PNG", m) for m in ("L", "RGB", "RGBA", "P", "1", "I;16", "LA")] + \
-            [("JPEG", m) for m in ("L", "RGB", "CMYK")]
-OTHER_ENCODINGS = [("GIF", "P"), ("BMP", "RGB"), ("TIFF", "RGB"), ("TIFF", "I;16"), ("WEBP", "RGB"), ("PPM", "L"),
-                   ("ICO", "RGBA"), ("TGA", "RGB"), ("PCX", "RGB"), ("SGI", "RGB"), ("IM", "RGB"), ("DDS", "RGB"),
-                   ("JPEG2000", "RGB"), ("QOI", "RGB"), ("EPS", "RGB"), ("XBM", "1"), ("SPIDER", "F")]
+ENCODINGS = [("PNG", m) for m in ("L", "RGB", "RGBA", "P", "1", "I;16", "LA")] + [
+    ("JPEG", m) for m in ("L", "RGB", "CMYK")
+]
+OTHER_ENCODINGS = [
+    ("GIF", "P"),
+    ("BMP", "RGB"),
+    ("TIFF", "RGB"),
+    ("TIFF", "I;16"),
+    ("WEBP", "RGB"),
+    ("PPM", "L"),
+    ("ICO", "RGBA"),
+    ("TGA", "RGB"),
+    ("PCX", "RGB"),
+    ("SGI", "RGB"),
+    ("IM", "RGB"),
+    ("DDS", "RGB"),
+    ("JPEG2000", "RGB"),
+    ("QOI", "RGB"),
+    ("EPS", "RGB"),
+    ("XBM", "1"),
+    ("SPIDER", "F"),
+]
 """Pillow opens a file by its content, not its suffix: a misnamed file of another format takes those decoders."""
-MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x01\x00", b"8BPS",
-         b"%!PS-Adobe-3.0 EPSF-3.0\n", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"P5\n", b"P6\n3 3\n255\n", b"\n\x05\x01\x08",
-         b"DDS ", b"qoif", b"icns", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"#define ", b"/* XPM */", b"\x01\xda"]
+MAGIC = [
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"\x00\x00\x01\x00",
+    b"8BPS",
+    b"%!PS-Adobe-3.0 EPSF-3.0\n",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    b"P5\n",
+    b"P6\n3 3\n255\n",
+    b"\n\x05\x01\x08",
+    b"DDS ",
+    b"qoif",
+    b"icns",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+    b"#define ",
+    b"/* XPM */",
+    b"\x01\xda",
+]
 
 
 @st.composite
@@ -421,12 +559,13 @@ def image_files(draw: st.DrawFn) -> bytes:
         return draw(st.sampled_from([b"", *MAGIC])) + draw(st.binary(max_size=48))
     if form == "header":
         side = st.one_of(st.integers(1, 64), st.integers(1, 2**31 - 1))
-        return png_claiming(draw(side), draw(side), draw(st.sampled_from([1, 8, 16, 3])),
-                            draw(st.sampled_from([0, 2, 3, 4, 6, 1])))
+        return png_claiming(
+            draw(side), draw(side), draw(st.sampled_from([1, 8, 16, 3])), draw(st.sampled_from([0, 2, 3, 4, 6, 1]))
+        )
     fmt, mode = draw(st.sampled_from(ENCODINGS) if draw(st.integers(0, 2)) else st.sampled_from(OTHER_ENCODINGS))
     data = encoded_image(fmt, mode, draw(st.integers(1, 24)), draw(st.integers(1, 24)))
     if form == "truncated":
-        return data[:draw(st.integers(0, len(data) - 1))]
+        return data[: draw(st.integers(0, len(data) - 1))]
     if form == "flipped":
         mangled = bytearray(data)
         for at in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=4)):
@@ -436,11 +575,15 @@ def image_files(draw: st.DrawFn) -> bytes:
 
 
 @fuzz(150)
-@given(content=image_files(), channels=st.sampled_from([1, 3, 3, 1, 2, 4, 0]), height=st.integers(1, 32),
-       width=st.integers(1, 32), suffix=st.sampled_from([".png", ".jpg"]))
+@given(
+    content=image_files(),
+    channels=st.sampled_from([1, 3, 3, 1, 2, 4, 0]),
+    height=st.integers(1, 32),
+    width=st.integers(1, 32),
+    suffix=st.sampled_from([".png", ".jpg"]),
+)
 @example(content=png_claiming(100_000, 100_000), channels=3, height=8, width=8, suffix=".png")  # decompression bomb
-def test_fuzz_decode_image(tmp_path: Path, content: bytes, channels: int, height: int, width: int,
-                           suffix: str) -> None:
+def test_fuzz_decode_image(tmp_path: Path, content: bytes, channels: int, height: int, width: int, suffix: str) -> None:
     path = tmp_path / f"image{suffix}"
     path.write_bytes(content)
     tensor = works_or_fails_cleanly(lambda: decode_image(path, channels, height, width), DataError)
@@ -458,8 +601,16 @@ def real_checkpoint() -> bytes:
     optimizer = torch.optim.Adam(model.parameters())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "last.pt"
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3,
-                               "rng": torch.get_rng_state(), "metrics": {"val/acc": 0.5}})
+        save_checkpoint(
+            path,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": 3,
+                "rng": torch.get_rng_state(),
+                "metrics": {"val/acc": 0.5},
+            },
+        )
         return path.read_bytes()
 
 
@@ -469,10 +620,11 @@ def torch_saved(value: Any) -> bytes:
     return out.getvalue()
 
 
-PLAIN = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
-                     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner,
-                                                                                          max_size=3)),
-                     max_leaves=6)
+PLAIN = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -490,7 +642,7 @@ def checkpoint_files(draw: st.DrawFn) -> bytes:
         return pickle.dumps(draw(st.sampled_from([Path("x"), print, {"format": "cnntrain-checkpoint"}, [1, 2]])))
     data = real_checkpoint()
     if form == "truncated":
-        return data[:draw(st.integers(0, len(data) - 1))]
+        return data[: draw(st.integers(0, len(data) - 1))]
     if form == "appended":
         return data + draw(st.binary(min_size=1, max_size=16))
     mangled = bytearray(data)
@@ -514,4 +666,3 @@ def test_real_checkpoint_loads(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     path.write_bytes(real_checkpoint())
     assert load_checkpoint(path)["epoch"] == 3
-

@@ -25,8 +25,14 @@ from helpers import assert_one_line_error, compose_config, run_main  # noqa: E40
 from synthetic_hf import shapes, split_of, with_rows  # noqa: E402
 from synthetic_images import CLASSES, draw  # noqa: E402
 
-RUN = ("dataset=huggingface", "model=cnn2", "trainer.epochs=1", "trainer.batch_size=16", "report.plots=false",
-       "trainer.progress=false")
+RUN = (
+    "dataset=huggingface",
+    "model=cnn2",
+    "trainer.epochs=1",
+    "trainer.batch_size=16",
+    "report.plots=false",
+    "trainer.progress=false",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +76,8 @@ def test_save_to_disk_trains_then_eval_and_predict_on_the_run(tmp_path, saved, m
     assert summary["sizes"] == {"train": 36, "val": 9, "test": 9}, "the dataset's own validation and test splits"
     assert summary["data"]["layout"] == (
         f"Hugging Face dataset {saved} (save_to_disk): splits train 36, validation 9, test 9; image column 'image', "
-        f"label column 'label' (ClassLabel, 3 classes)")
+        f"label column 'label' (ClassLabel, 3 classes)"
+    )
     assert list(fallback_cache_dir(saved).glob("hf-train-*.pt")), "decoded once into the dataset's cache folder"
     assert not (saved / ".cnntrain-cache").exists()
 
@@ -92,8 +99,9 @@ def test_parquet_folder_reads_like_save_to_disk(tmp_path, saved):
     folder = to_parquet_folder(datasets.load_from_disk(str(saved)), tmp_path / "parquet")
     from_disk = load_data(hf_cfg(saved), seed=0)
     from_parquet = load_data(hf_cfg(folder), seed=0)
-    assert from_parquet.layout.startswith(f"Hugging Face dataset {folder} (parquet): splits train 36, validation 9, "
-                                          f"test 9")
+    assert from_parquet.layout.startswith(
+        f"Hugging Face dataset {folder} (parquet): splits train 36, validation 9, test 9"
+    )
     for split in ("train", "val", "test"):
         a, b = getattr(from_disk, split), getattr(from_parquet, split)
         assert torch.equal(a.images[:], b.images[:]) and torch.equal(a.labels, b.labels)
@@ -121,9 +129,14 @@ def test_images_are_decoded_once_then_read_from_the_cache(saved, monkeypatch):
 def test_string_labels_and_named_columns(tmp_path):
     parts = shapes(validation=0, test=6, strings=True, columns=("picture", "kind"), rgb=True)
     # a second Image column: finding the images by feature is then ambiguous, naming the column settles it
-    parts = datasets.DatasetDict({name: t.add_column("thumb", t.cast_column("picture", datasets.Image(decode=False))
-                                                    ["picture"]).cast_column("thumb", datasets.Image())
-                                  for name, t in parts.items()})
+    parts = datasets.DatasetDict(
+        {
+            name: t.add_column("thumb", t.cast_column("picture", datasets.Image(decode=False))["picture"]).cast_column(
+                "thumb", datasets.Image()
+            )
+            for name, t in parts.items()
+        }
+    )
     parts.save_to_disk(str(tmp_path / "named"))
     with pytest.raises(DataError, match=r"several image columns \(picture, thumb\).*set dataset.image_column"):
         load_data(hf_cfg(tmp_path / "named"), seed=0)
@@ -159,8 +172,19 @@ def test_labels_are_read_without_decoding_an_image(saved, monkeypatch):
 
 
 def test_folds_with_balanced_weights_and_sampler_run_end_to_end(tmp_path, saved, monkeypatch):
-    result = run_main(train.main, [*RUN, f"dataset.path={saved}", "dataset.folds=3", "dataset.fold=2",
-                                   "trainer.class_weights=balanced", "trainer.sampler=balanced"], tmp_path, monkeypatch)
+    result = run_main(
+        train.main,
+        [
+            *RUN,
+            f"dataset.path={saved}",
+            "dataset.folds=3",
+            "dataset.fold=2",
+            "trainer.class_weights=balanced",
+            "trainer.sampler=balanced",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((find_run(tmp_path) / "summary.json").read_text())
     assert summary["sizes"] == {"train": 30, "val": 15, "test": 9}, "train + validation, cut into 3 folds"
@@ -169,14 +193,15 @@ def test_folds_with_balanced_weights_and_sampler_run_end_to_end(tmp_path, saved,
 @pytest.mark.parametrize("workers", [0, 1])
 def test_streamed_rows_give_the_same_batches_as_in_memory(saved, workers):
     memory = load_data(hf_cfg(saved, "dataset.folds=3", "dataset.fold=0"), seed=0)
-    streamed = load_data(hf_cfg(saved, "dataset.folds=3", "dataset.fold=0", "dataset.in_memory=false",
-                                f"dataset.num_workers={workers}"), seed=0)
+    streamed = load_data(
+        hf_cfg(saved, "dataset.folds=3", "dataset.fold=0", "dataset.in_memory=false", f"dataset.num_workers={workers}"),
+        seed=0,
+    )
     assert isinstance(streamed.train.images, huggingface_images.ArrowImages)
     assert torch.allclose(streamed.mean, memory.mean) and torch.allclose(streamed.std, memory.std)
     for split in ("train", "val", "test"):
         a = list(iterate_batches(getattr(memory, split), 7, shuffle=True, generator=torch.Generator().manual_seed(3)))
-        b = list(iterate_batches(getattr(streamed, split), 7, shuffle=True,
-                                 generator=torch.Generator().manual_seed(3)))
+        b = list(iterate_batches(getattr(streamed, split), 7, shuffle=True, generator=torch.Generator().manual_seed(3)))
         assert len(a) == len(b) > 0
         for (images_a, labels_a), (images_b, labels_b) in zip(a, b):
             assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
@@ -202,26 +227,37 @@ def test_a_hub_name_is_read_offline_from_the_cache(tmp_path, saved, monkeypatch)
     bundle = load_data(hf_cfg("someone/shapes"), seed=0)
     assert bundle.layout.startswith("Hugging Face dataset someone/shapes (Hub cache): splits train 36, validation 9")
     assert torch.equal(bundle.test.images[:], load_data(hf_cfg(saved), seed=0).test.images[:])
-    assert list((tmp_path / "user-cache" / "cnntrain").rglob("hf-test-*.pt")), \
+    assert list((tmp_path / "user-cache" / "cnntrain").rglob("hf-test-*.pt")), (
         "no dataset folder of its own: decoded images are cached per user"
+    )
 
 
 def test_a_hub_name_not_in_the_cache_names_the_cache_and_the_command(tmp_path, monkeypatch):
     empty = tmp_path / "empty-home"
     empty.mkdir()
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", empty / "datasets")
-    result = run_main(train.main, [*RUN, "dataset.path=someone/not-here"], tmp_path, monkeypatch,
-                      HF_HOME=str(empty), HF_HUB_OFFLINE="1")
-    assert_one_line_error(result, "Hugging Face dataset 'someone/not-here' is not in the local cache "
-                                  f"{empty / 'datasets'}",
-                          "python -c \"import datasets; datasets.load_dataset('someone/not-here')\"", cwd=tmp_path)
+    result = run_main(
+        train.main,
+        [*RUN, "dataset.path=someone/not-here"],
+        tmp_path,
+        monkeypatch,
+        HF_HOME=str(empty),
+        HF_HUB_OFFLINE="1",
+    )
+    assert_one_line_error(
+        result,
+        f"Hugging Face dataset 'someone/not-here' is not in the local cache {empty / 'datasets'}",
+        "python -c \"import datasets; datasets.load_dataset('someone/not-here')\"",
+        cwd=tmp_path,
+    )
 
 
 def test_without_the_datasets_package_one_line_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now raises ImportError
     result = run_main(train.main, [*RUN, f"dataset.path={tmp_path}"], tmp_path, monkeypatch)
-    assert_one_line_error(result, "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'",
-                          cwd=tmp_path)
+    assert_one_line_error(
+        result, "dataset=huggingface needs the datasets package: pip install 'cnntrain[hf]'", cwd=tmp_path
+    )
 
 
 def test_an_undecodable_image_names_its_split_and_row(tmp_path):

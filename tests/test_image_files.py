@@ -39,8 +39,10 @@ def decoded(path_or_file, channels=3, height=8, width=12, **kw) -> np.ndarray:
     return tensor.permute(1, 2, 0).numpy()
 
 
-@pytest.mark.parametrize(("suffix", "options"), [(".webp", {"lossless": True}), (".bmp", {}), (".tif", {}),
-                                                  (".TIFF", {}), (".png", {}), (".gif", {})])
+@pytest.mark.parametrize(
+    ("suffix", "options"),
+    [(".webp", {"lossless": True}), (".bmp", {}), (".tif", {}), (".TIFF", {}), (".png", {}), (".gif", {})],
+)
 def test_lossless_formats_decode_exactly(tmp_path, suffix, options):
     path = tmp_path / f"blocks{suffix}"
     blocks().save(path, **options)
@@ -164,8 +166,9 @@ def test_crop_resizes_the_shorter_side_to_the_target(tmp_path):
     assert (out[:, 2:8] == 200).all()
 
 
-@pytest.mark.parametrize(("size", "rows", "cols"), [((20, 10), slice(2, 7), slice(0, 10)),
-                                                   ((10, 20), slice(0, 10), slice(2, 7))])
+@pytest.mark.parametrize(
+    ("size", "rows", "cols"), [((20, 10), slice(2, 7), slice(0, 10)), ((10, 20), slice(0, 10), slice(2, 7))]
+)
 def test_pad_letterboxes_on_black(tmp_path, size, rows, cols):
     path = tmp_path / "solid.png"
     Image.new("L", size, 200).save(path)
@@ -188,8 +191,9 @@ def test_the_cache_is_keyed_by_the_resize_mode(tmp_path):
     files = [(root / "a.png", 0)]
     root.mkdir()
     ramp(30, 10, "x").save(files[0][0])
-    stretch, crop = (ImageReader(resize=mode).load(files, (1, 10, 10), root, "train")[0]
-                     for mode in ("stretch", "crop"))
+    stretch, crop = (
+        ImageReader(resize=mode).load(files, (1, 10, 10), root, "train")[0] for mode in ("stretch", "crop")
+    )
     assert not torch.equal(stretch, crop) and len(list(fallback_cache_dir(root).iterdir())) == 2
 
 
@@ -199,9 +203,21 @@ def test_predict_uses_the_runs_crop_and_export_records_it(tmp_path, monkeypatch)
     from cnntrain.inference.load import load_run
 
     root = make_folder(tmp_path / "data", rgb=False, size=16, per_class=6)
-    result = run_main(train.main, ["dataset=imagefolder", f"dataset.root={root}", "dataset.resize=crop",
-                                   "model=cnn2", "trainer.epochs=1", "trainer.batch_size=8", "trainer.progress=false",
-                                   "report.plots=false"], tmp_path, monkeypatch)
+    result = run_main(
+        train.main,
+        [
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            "dataset.resize=crop",
+            "model=cnn2",
+            "trainer.epochs=1",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+            "report.plots=false",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     run_dir = next(tmp_path.glob("outputs/**/summary.json")).parent
     saved = load_run(run_dir)
@@ -244,8 +260,13 @@ def test_all_bad_files_are_counted_in_one_line(tmp_path):
 def test_skipped_files_drop_their_labels(tmp_path, in_memory):
     root = make_folder(tmp_path / "data", rgb=False, size=12, per_class=5)
     bad = spoil(root)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.skip_bad_images=true",
-                         f"dataset.in_memory={str(in_memory).lower()}", "dataset.num_workers=0").dataset
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.skip_bad_images=true",
+        f"dataset.in_memory={str(in_memory).lower()}",
+        "dataset.num_workers=0",
+    ).dataset
     bundle = load_data(cfg, seed=0)
     assert sorted(path for path, _ in bundle.skipped) == sorted(bad)
     assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 15
@@ -258,9 +279,16 @@ def test_skip_bad_images_end_to_end(tmp_path):
 
     root = make_folder(tmp_path / "data", rgb=False, size=12, per_class=8)
     bad = spoil(root)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.skip_bad_images=true",
-                         "model=cnn2", "trainer.epochs=1", "trainer.batch_size=8", "trainer.progress=false",
-                         "report.plots=false")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.skip_bad_images=true",
+        "model=cnn2",
+        "trainer.epochs=1",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+        "report.plots=false",
+    )
     run(cfg, tmp_path / "run")
     listed = (tmp_path / "run" / "bad_images.txt").read_text().splitlines()
     assert sorted(line.split("\t")[0] for line in listed) == sorted(map(str, bad))
@@ -290,8 +318,9 @@ def test_parallel_decoding_is_bit_identical_to_serial(tmp_path, monkeypatch):
 def test_the_cache_goes_to_cache_dir_never_into_the_data_folder(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "data", rgb=False, size=12, per_class=4)
     cache = tmp_path / "cache"
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", f"dataset.cache_dir={cache}",
-                         "dataset.num_workers=0").dataset
+    cfg = compose_config(
+        "dataset=imagefolder", f"dataset.root={root}", f"dataset.cache_dir={cache}", "dataset.num_workers=0"
+    ).dataset
     first = load_data(cfg, seed=0)
     assert not list(root.rglob("*.pt")) and not (root / ".cnntrain-cache").exists()
     assert len(list(fallback_cache_dir(root, str(cache)).glob("train-*.pt"))) == 1

@@ -21,9 +21,22 @@ from synthetic_images import CLASSES, make_folder
 
 def folder_cfg(root: Path, **overrides):
 
-    cfg = {"name": "imagefolder", "kind": "imagefolder", "root": str(root), "image_size": None, "channels": None,
-           "input_shape": None, "num_classes": None, "classes": None, "mean": None, "std": None,
-           "test_split": 0.2, "val_split": 0.1, "val_strategy": "stratified", "download": False}
+    cfg = {
+        "name": "imagefolder",
+        "kind": "imagefolder",
+        "root": str(root),
+        "image_size": None,
+        "channels": None,
+        "input_shape": None,
+        "num_classes": None,
+        "classes": None,
+        "mean": None,
+        "std": None,
+        "test_split": 0.2,
+        "val_split": 0.1,
+        "val_strategy": "stratified",
+        "download": False,
+    }
     cfg.update(overrides)
     return dataset_section(cfg)
 
@@ -64,12 +77,15 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
         load_data(folder_cfg(root), seed=0)
 
 
-@pytest.mark.parametrize("layout, message", [
-    ("nothing", "image folder .*nothing not found; expected .*<class>/<images>"),
-    ("one-class", "1 class folder"),
-    ("empty-class", "empty_class .*hold no"),
-    ("bad-image", "cannot read image"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("nothing", "image folder .*nothing not found; expected .*<class>/<images>"),
+        ("one-class", "1 class folder"),
+        ("empty-class", "empty_class .*hold no"),
+        ("bad-image", "cannot read image"),
+    ],
+)
 def test_folder_mistakes_are_named(tmp_path, layout, message):
     root = tmp_path / layout
     if layout != "nothing":
@@ -100,8 +116,15 @@ def test_cnn3_trains_on_a_folder_with_shapes_inferred(tmp_path, rgb, size):
     from helpers import compose_config
 
     root = make_folder(tmp_path / "data", rgb=rgb, size=size, per_class=20)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "model=cnn3", "trainer.epochs=1",
-                         "trainer.batch_size=16", "trainer.progress=false", "report.plots=false")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "model=cnn3",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "report.plots=false",
+    )
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["classes"] == list(CLASSES) and len(summary["confusion_matrix"]) == 3
@@ -117,8 +140,9 @@ def test_cnn3_trains_on_a_folder_with_shapes_inferred(tmp_path, rgb, size):
 @pytest.mark.slow
 def test_cli_trains_cnn3_on_an_rgb_folder(run_cli, tmp_path):
     root = make_folder(tmp_path / "pictures", rgb=True, size=32, per_class=15)
-    result = run_cli("dataset=imagefolder", f"dataset.root={root}", "model=cnn3", "trainer.epochs=1",
-                     "trainer.batch_size=16")
+    result = run_cli(
+        "dataset=imagefolder", f"dataset.root={root}", "model=cnn3", "trainer.epochs=1", "trainer.batch_size=16"
+    )
     assert result.returncode == 0, result.stderr
     assert "3x32x32" in result.stdout and "circle" in result.stdout
     missing = run_cli("dataset=imagefolder", f"dataset.root={tmp_path / 'nowhere'}", "model=cnn3")
@@ -128,9 +152,21 @@ def test_cli_trains_cnn3_on_an_rgb_folder(run_cli, tmp_path):
 
 def emnist_cfg(root: Path, **overrides):
 
-    cfg = {"name": "emnist", "kind": "torchvision", "torchvision_class": "EMNIST", "split": "digits",
-           "root": str(root), "download": False, "input_shape": None, "num_classes": None, "classes": None,
-           "mean": None, "std": None, "val_split": 0.1, "val_strategy": "random"}
+    cfg = {
+        "name": "emnist",
+        "kind": "torchvision",
+        "torchvision_class": "EMNIST",
+        "split": "digits",
+        "root": str(root),
+        "download": False,
+        "input_shape": None,
+        "num_classes": None,
+        "classes": None,
+        "mean": None,
+        "std": None,
+        "val_split": 0.1,
+        "val_strategy": "random",
+    }
     cfg.update(overrides)
     return dataset_section(cfg)
 
@@ -187,10 +223,16 @@ def test_streamed_folder_shards_like_in_memory_tensors(tmp_path):
     memory = load_data(folder_cfg(root), seed=0)
     streamed = load_data(folder_cfg(root, in_memory=False), seed=0)
     for rank in (0, 1):
-        a = list(iterate_batches(memory.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
-                                 world=2))
-        b = list(iterate_batches(streamed.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3),
-                                 rank=rank, world=2))
+        a = list(
+            iterate_batches(
+                memory.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank, world=2
+            )
+        )
+        b = list(
+            iterate_batches(
+                streamed.train, 7, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank, world=2
+            )
+        )
         assert len(a) == len(b) > 0
         for (images_a, labels_a), (images_b, labels_b) in zip(a, b):
             assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
@@ -203,9 +245,16 @@ def test_streamed_folder_trains_end_to_end_with_plots(tmp_path):
     from helpers import compose_config
 
     root = make_folder(tmp_path / "data", rgb=False, size=20, per_class=12)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.in_memory=false",
-                         "dataset.num_workers=1", "model=cnn2", "trainer.epochs=1", "trainer.batch_size=8",
-                         "trainer.progress=false")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.in_memory=false",
+        "dataset.num_workers=1",
+        "model=cnn2",
+        "trainer.epochs=1",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+    )
     run(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sizes"]["test"] == 7 and (tmp_path / "run" / "misclassified.png").is_file()

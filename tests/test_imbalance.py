@@ -35,7 +35,7 @@ def write_imbalanced(root: Path, majority: int = 600, minority: int = 60) -> Pat
     raw = write_idx_dataset(root, "MNIST", n_train=10 * majority, n_test=300, seed=0)
     images = np.fromfile(raw / "train-images-idx3-ubyte", dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     labels = np.fromfile(raw / "train-labels-idx1-ubyte", dtype=np.uint8, offset=8)
-    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:majority if c == 0 else minority] for c in range(10)]))
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[: majority if c == 0 else minority] for c in range(10)]))
     write_idx_images(raw / "train-images-idx3-ubyte", images[keep])
     write_idx_labels(raw / "train-labels-idx1-ubyte", labels[keep])
     return root
@@ -46,9 +46,7 @@ def write_imbalanced(root: Path, majority: int = 600, minority: int = 60) -> Pat
 
 def test_balanced_accuracy_and_macro_f1_on_a_hand_made_confusion_matrix():
     # rows: true class, columns: predicted. Class 2 never occurs in the labels but is predicted once.
-    matrix = torch.tensor([[8, 2, 0],
-                           [1, 2, 1],
-                           [0, 0, 0]])
+    matrix = torch.tensor([[8, 2, 0], [1, 2, 1], [0, 0, 0]])
     # recalls 8/10 and 2/4 over the two classes present; class 2 has no recall
     assert balanced_accuracy(matrix) == pytest.approx((0.8 + 0.5) / 2)
     # F1 = 2TP / (2TP + FP + FN): class 0: 16 / (16 + 1 + 2); class 1: 4 / (4 + 2 + 2); class 2: 0 / (0 + 1 + 0)
@@ -105,8 +103,11 @@ def test_weighted_loss_is_each_images_loss_times_its_class_weight(kind, smoothin
     plain = nn.NLLLoss() if kind == "nll" else nn.CrossEntropyLoss(label_smoothing=smoothing)
     assert torch.allclose(ClassWeightedLoss(kind, torch.ones(3), smoothing)(scores, labels), plain(scores, labels))
     weight = torch.tensor([0.5, 2.0, 0.0])
-    each = (nn.NLLLoss(reduction="none") if kind == "nll" else
-            nn.CrossEntropyLoss(reduction="none", label_smoothing=smoothing))(scores, labels)
+    each = (
+        nn.NLLLoss(reduction="none")
+        if kind == "nll"
+        else nn.CrossEntropyLoss(reduction="none", label_smoothing=smoothing)
+    )(scores, labels)
     expected = (each * weight[labels]).mean()
     assert torch.allclose(ClassWeightedLoss(kind, weight, smoothing)(scores, labels), expected)
 
@@ -161,8 +162,12 @@ def test_balanced_sampler_ranks_share_one_order():
 
     def batches(rank: int, world: int) -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(7)
-        return [images.view(-1) for images, _ in iterate_batches(split, 64, shuffle=True, generator=generator,
-                                                                 rank=rank, world=world, sampler="balanced")]
+        return [
+            images.view(-1)
+            for images, _ in iterate_batches(
+                split, 64, shuffle=True, generator=generator, rank=rank, world=world, sampler="balanced"
+            )
+        ]
 
     single = batches(0, 1)
     shares = zip(batches(0, 2), batches(1, 2))
@@ -185,10 +190,28 @@ def test_streamed_folder_draws_the_balanced_order_of_the_in_memory_path(tmp_path
     memory = load_data(folder_cfg(root), seed=0)
     streamed = load_data(folder_cfg(root, in_memory=False, num_workers=0), seed=0)
     for rank in (0, 1):
-        a = list(iterate_batches(memory.train, 5, shuffle=True, generator=torch.Generator().manual_seed(2),
-                                 rank=rank, world=2, sampler="balanced"))
-        b = list(iterate_batches(streamed.train, 5, shuffle=True, generator=torch.Generator().manual_seed(2),
-                                 rank=rank, world=2, sampler="balanced"))
+        a = list(
+            iterate_batches(
+                memory.train,
+                5,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(2),
+                rank=rank,
+                world=2,
+                sampler="balanced",
+            )
+        )
+        b = list(
+            iterate_batches(
+                streamed.train,
+                5,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(2),
+                rank=rank,
+                world=2,
+                sampler="balanced",
+            )
+        )
         assert len(a) == len(b) > 0
         for (images_a, labels_a), (images_b, labels_b) in zip(a, b):
             assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
@@ -234,8 +257,15 @@ def test_a_fold_replaces_the_validation_split(synthetic_data_root):
 def imbalance_run(root: Path, run_dir: Path, *overrides: str) -> dict:
     from cnntrain.training.run import run
 
-    cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false", "threads=1",
-                         *overrides, data_root=root)
+    cfg = compose_config(
+        *TINY_RUN,
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "report.plots=false",
+        "threads=1",
+        *overrides,
+        data_root=root,
+    )
     run(cfg, run_dir)
     return json.loads((run_dir / "summary.json").read_text())
 
@@ -262,10 +292,23 @@ def test_balancing_an_imbalanced_set_raises_balanced_accuracy(tmp_path):
 def test_a_three_fold_sweep_reports_mean_and_std_per_configuration(tmp_path, monkeypatch, small_data_root):
     from cnntrain.commands import train
 
-    result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
-                                   "report.plots=false", "dataset.folds=3", "dataset.fold=0,1,2",
-                                   "hydra.sweep.dir=cv"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(small_data_root))
+    result = run_main(
+        train.main,
+        [
+            "-m",
+            *TINY_RUN,
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "threads=1",
+            "report.plots=false",
+            "dataset.folds=3",
+            "dataset.fold=0,1,2",
+            "hydra.sweep.dir=cv",
+        ],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(small_data_root),
+    )
     assert result.returncode == 0, result.stderr
     summaries = [json.loads((tmp_path / "cv" / str(job) / "summary.json").read_text()) for job in range(3)]
     assert [s["sizes"]["val"] for s in summaries] == [100, 100, 100]  # 300 training images in 3 folds
@@ -298,8 +341,14 @@ def test_the_test_pass_measures_top5_with_twenty_or_more_classes():
     for classes, expect_acc5 in ((25, True), (19, False)):
         images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
         split = TensorSplit(images, torch.randint(0, classes, (50,)))
-        bundle = DataBundle(split, split, split, DataDescription((1, 4, 4), [str(i) for i in range(classes)]),
-                            torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+        bundle = DataBundle(
+            split,
+            split,
+            split,
+            DataDescription((1, 4, 4), [str(i) for i in range(classes)]),
+            torch.zeros(1, 1, 1, 1),
+            torch.ones(1, 1, 1, 1),
+        )
         model = nn.Sequential(nn.Flatten(), nn.Linear(16, classes))
         result, _ = test(model, bundle, nn.CrossEntropyLoss(), 16)
         if expect_acc5:

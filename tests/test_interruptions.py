@@ -21,8 +21,16 @@ from cnntrain.training.run import resume_run, run
 
 from helpers import compose_config
 
-SMALL = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=32", "trainer.progress=false", "report.plots=false",
-         "report.html=false", "report.analysis=false", "threads=1")
+SMALL = (
+    "model=cnn2",
+    "trainer.epochs=2",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+    "report.plots=false",
+    "report.html=false",
+    "report.analysis=false",
+    "threads=1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +78,25 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
-@pytest.mark.parametrize(("extra", "step"), [
-    (("trainer.checkpoint.every_steps=4",), 17),  # epoch 2, batch 5: after a checkpoint of step 16
-    (("trainer.ema.decay=0.9", "scheduler=onecycle", "optimizer.lr=0.01", "trainer.accumulate=2",
-      "dataset.augment=[{translate: 2}, {hflip: 0.5}, {mixup: 0.2}]"), 3),  # epoch 1, batches 5-6
-])
+@pytest.mark.parametrize(
+    ("extra", "step"),
+    [
+        (("trainer.checkpoint.every_steps=4",), 17),  # epoch 2, batch 5: after a checkpoint of step 16
+        (
+            (
+                "trainer.ema.decay=0.9",
+                "scheduler=onecycle",
+                "optimizer.lr=0.01",
+                "trainer.accumulate=2",
+                "dataset.augment=[{translate: 2}, {hflip: 0.5}, {mixup: 0.2}]",
+            ),
+            3,
+        ),  # epoch 1, batches 5-6
+    ],
+)
 def test_a_signal_inside_an_epoch_saves_there_and_the_resume_equals_the_uninterrupted_run(
-        tmp_path, small_config, monkeypatch, extra, step):
+    tmp_path, small_config, monkeypatch, extra, step
+):
     cfg = small_config(*extra)
     run(cfg, tmp_path / "reference")
     handlers = {signum: signal.getsignal(signum) for signum in interruptions.STOP_SIGNALS}
@@ -96,18 +116,26 @@ def test_a_signal_inside_an_epoch_saves_there_and_the_resume_equals_the_uninterr
     assert_same_run(tmp_path / "stopped", tmp_path / "reference")
 
 
-@pytest.mark.parametrize(("every", "steps"), [
-    ("every_steps=5", [5, 10]),  # over 12-batch epochs: steps 5 and 10 of epoch 1, then the epoch's end
-    ("every_minutes=0.00001", list(range(1, 12))),  # 0.6 ms: after every step (a step takes longer)
-])
+@pytest.mark.parametrize(
+    ("every", "steps"),
+    [
+        ("every_steps=5", [5, 10]),  # over 12-batch epochs: steps 5 and 10 of epoch 1, then the epoch's end
+        ("every_minutes=0.00001", list(range(1, 12))),  # 0.6 ms: after every step (a step takes longer)
+    ],
+)
 def test_checkpoints_are_written_inside_the_epoch(tmp_path, small_config, monkeypatch, every, steps):
     from cnntrain.training import run_state
 
     written = []
     real = run_state.save_checkpoint
-    monkeypatch.setattr(run_state, "save_checkpoint", lambda path, state, **kwargs: (
-        written.append((path.name, state["epoch"], (state.get("in_epoch") or {}).get("step"))),
-        real(path, state, **kwargs)))
+    monkeypatch.setattr(
+        run_state,
+        "save_checkpoint",
+        lambda path, state, **kwargs: (
+            written.append((path.name, state["epoch"], (state.get("in_epoch") or {}).get("step"))),
+            real(path, state, **kwargs),
+        ),
+    )
     run(small_config("trainer.epochs=1", f"trainer.checkpoint.{every}"), tmp_path)
     expected = [*(("last.pt", 0, step) for step in steps), ("last.pt", 1, None)]
     assert [w for w in written if w[0] == "last.pt"] == expected
@@ -143,36 +171,59 @@ def test_the_time_limit_stops_training_and_tests_the_best_weights(tmp_path, smal
 def test_a_finished_run_and_an_early_stop_say_why_they_stopped(tmp_path, small_config):
     run(small_config("trainer.epochs=1"), tmp_path / "all")
     assert read_summary(tmp_path / "all")["stopped"] == {"reason": "finished"}
-    run(small_config("trainer.epochs=4", "trainer.early_stopping.patience=1",
-                     "trainer.early_stopping.monitor=train/acc", "trainer.early_stopping.mode=min"), tmp_path / "early")
+    run(
+        small_config(
+            "trainer.epochs=4",
+            "trainer.early_stopping.patience=1",
+            "trainer.early_stopping.monitor=train/acc",
+            "trainer.early_stopping.mode=min",
+        ),
+        tmp_path / "early",
+    )
     summary = read_summary(tmp_path / "early")
     assert summary["stopped"] == {"reason": "early_stopping", "epoch": 2, "monitor": "train/acc", "patience": 1}
     assert summary["stopped_early"] is True
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    (90, 90.0), (0.5, 0.5), ("5400", 5400.0), ("1h30m", 5400.0), ("90m", 5400.0), ("45s", 45.0), ("2d", 172800.0),
-    ("1h 0.5m", 3630.0), ("1.5H", 5400.0),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (90, 90.0),
+        (0.5, 0.5),
+        ("5400", 5400.0),
+        ("1h30m", 5400.0),
+        ("90m", 5400.0),
+        ("45s", 45.0),
+        ("2d", 172800.0),
+        ("1h 0.5m", 3630.0),
+        ("1.5H", 5400.0),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("trainer.time_limit=soon", "trainer.time_limit=soon: expected a time > 0 as seconds (e.g. 5400) or a duration "
-                                "such as 1h30m, 90m, 45s, 2d; null: no limit"),
-    ("trainer.time_limit=0", "trainer.time_limit=0: expected a time > 0"),
-    ("trainer.time_limit=-5", "trainer.time_limit=-5: expected a time > 0"),
-    ("trainer.time_limit=1x", "trainer.time_limit=1x: expected a time > 0"),
-    ("trainer.time_limit=true", "trainer.time_limit=True: expected a time > 0"),
-    ("trainer.time_limit=m", "trainer.time_limit=m: expected a time > 0"),
-    ("trainer.checkpoint.every_steps=0", "trainer.checkpoint.every_steps=0: expected a whole number >= 1"),
-    ("trainer.checkpoint.every_steps=2.5", "trainer.checkpoint.every_steps=2.5: expected a whole number >= 1"),
-    ("trainer.checkpoint.every_steps=often", "trainer.checkpoint.every_steps=often: expected a whole number"),
-    ("trainer.checkpoint.every_minutes=0", "trainer.checkpoint.every_minutes=0: expected a number of minutes > 0"),
-    ("trainer.checkpoint.every_minutes=-1", "trainer.checkpoint.every_minutes=-1: expected a number of minutes"),
-    ("trainer.checkpoint.every_minutes=inf", "trainer.checkpoint.every_minutes=inf: expected a number of minutes"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "trainer.time_limit=soon",
+            "trainer.time_limit=soon: expected a time > 0 as seconds (e.g. 5400) or a duration "
+            "such as 1h30m, 90m, 45s, 2d; null: no limit",
+        ),
+        ("trainer.time_limit=0", "trainer.time_limit=0: expected a time > 0"),
+        ("trainer.time_limit=-5", "trainer.time_limit=-5: expected a time > 0"),
+        ("trainer.time_limit=1x", "trainer.time_limit=1x: expected a time > 0"),
+        ("trainer.time_limit=true", "trainer.time_limit=True: expected a time > 0"),
+        ("trainer.time_limit=m", "trainer.time_limit=m: expected a time > 0"),
+        ("trainer.checkpoint.every_steps=0", "trainer.checkpoint.every_steps=0: expected a whole number >= 1"),
+        ("trainer.checkpoint.every_steps=2.5", "trainer.checkpoint.every_steps=2.5: expected a whole number >= 1"),
+        ("trainer.checkpoint.every_steps=often", "trainer.checkpoint.every_steps=often: expected a whole number"),
+        ("trainer.checkpoint.every_minutes=0", "trainer.checkpoint.every_minutes=0: expected a number of minutes > 0"),
+        ("trainer.checkpoint.every_minutes=-1", "trainer.checkpoint.every_minutes=-1: expected a number of minutes"),
+        ("trainer.checkpoint.every_minutes=inf", "trainer.checkpoint.every_minutes=inf: expected a number of minutes"),
+    ],
+)
 def test_bad_budgets_are_one_line(override, message, small_root):
     with pytest.raises(ConfigError) as caught:
         compose_config(*SMALL, override, data_root=small_root)
@@ -189,17 +240,22 @@ def test_a_bad_time_limit_on_the_command_line_exits_2(run_cli):
 def test_a_checkpoint_inside_an_epoch_resumes_on_as_many_ranks_only(stopped_inside, run_cli):
     result = run_cli(f"resume={stopped_inside}", "trainer.devices=2")
     assert result.returncode == 2
-    assert result.stderr == ("error: last.pt was saved inside an epoch by 1 process(es); its per-rank state continues "
-                             "on 1 only: resume with trainer.devices=1 (this resume asks for 2)\n")
+    assert result.stderr == (
+        "error: last.pt was saved inside an epoch by 1 process(es); its per-rank state continues "
+        "on 1 only: resume with trainer.devices=1 (this resume asks for 2)\n"
+    )
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda s: s.update(step="3"), "its 'in_epoch' 'step' is a string"),
-    (lambda s: s.update(epoch=7), "its 'in_epoch' position (epoch 7, step 3) does not follow epoch 0"),
-    (lambda s: s["ranks"].append(s["ranks"][0]), "its 'in_epoch' has 2 ranks' states for 1 ranks"),
-    (lambda s: s["ranks"][0]["sums"].update(losses=torch.zeros(2)), "per-batch sums do not hold 3 batches"),
-    (lambda s: s["ranks"][0].update(rng={"shuffle": [1, 2]}), "ranks' random states are not tensors"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.update(step="3"), "its 'in_epoch' 'step' is a string"),
+        (lambda s: s.update(epoch=7), "its 'in_epoch' position (epoch 7, step 3) does not follow epoch 0"),
+        (lambda s: s["ranks"].append(s["ranks"][0]), "its 'in_epoch' has 2 ranks' states for 1 ranks"),
+        (lambda s: s["ranks"][0]["sums"].update(losses=torch.zeros(2)), "per-batch sums do not hold 3 batches"),
+        (lambda s: s["ranks"][0].update(rng={"shuffle": [1, 2]}), "ranks' random states are not tensors"),
+    ],
+)
 def test_an_edited_position_is_refused_in_one_line(tmp_path, stopped_inside, edit, message):
     """What the command checks before a resume starts (the CLI's one line: test_resume.py's bad checkpoints)."""
     from cnntrain.errors import CheckpointError
@@ -222,10 +278,14 @@ def test_an_epochs_batches_from_a_start_are_the_tail_of_the_whole_epoch():
 
     split = TensorSplit(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50))
     for rank in (0, 1):
-        whole = list(iterate_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
-                                     world=2))
-        tail = list(iterate_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank,
-                                    world=2, start=4))
+        whole = list(
+            iterate_batches(split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank, world=2)
+        )
+        tail = list(
+            iterate_batches(
+                split, 8, shuffle=True, generator=torch.Generator().manual_seed(3), rank=rank, world=2, start=4
+            )
+        )
         assert len(tail) == len(whole) - 4
         assert all(torch.equal(a[1], b[1]) for a, b in zip(tail, whole[4:]))
 
@@ -235,10 +295,19 @@ def test_an_image_folder_read_by_workers_resumes_inside_an_epoch_exactly(tmp_pat
     from synthetic_images import make_folder
 
     root = make_folder(tmp_path / "data", rgb=False, size=20, per_class=12)
-    cfg = compose_config("dataset=imagefolder", f"dataset.root={root}", "dataset.in_memory=false",
-                         "dataset.num_workers=1", "model=cnn2", "trainer.epochs=2", "trainer.batch_size=8",
-                         "trainer.progress=false", "report.plots=false", "report.html=false",
-                         "dataset.augment=[{hflip: 0.5}]")
+    cfg = compose_config(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.in_memory=false",
+        "dataset.num_workers=1",
+        "model=cnn2",
+        "trainer.epochs=2",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+        "report.plots=false",
+        "report.html=false",
+        "dataset.augment=[{hflip: 0.5}]",
+    )
     run(cfg, tmp_path / "reference")
     signal_at(monkeypatch, 5, signal.SIGUSR2)
     with pytest.raises(Stopped):

@@ -36,8 +36,10 @@ def test_conv_without_and_with_padding():
 
 
 def test_conv_infers_in_channels_from_previous_layer():
-    model, _ = build_model([{"conv2d": {"out_channels": 6, "kernel_size": 3}},
-                            {"conv2d": {"out_channels": 9, "kernel_size": 3}}], (3, 10, 10))
+    model, _ = build_model(
+        [{"conv2d": {"out_channels": 6, "kernel_size": 3}}, {"conv2d": {"out_channels": 9, "kernel_size": 3}}],
+        (3, 10, 10),
+    )
     assert model[0].in_channels == 3 and model[1].in_channels == 6
 
 
@@ -48,8 +50,13 @@ def test_pools_with_padding_and_default_stride():
 
 
 def test_flatten_linear_and_adaptive_pool():
-    layers = [{"conv2d": {"out_channels": 5, "kernel_size": 3}}, {"adaptive_avgpool2d": 2}, "flatten",
-              {"linear": 7}, "log_softmax"]
+    layers = [
+        {"conv2d": {"out_channels": 5, "kernel_size": 3}},
+        {"adaptive_avgpool2d": 2},
+        "flatten",
+        {"linear": 7},
+        "log_softmax",
+    ]
     assert shapes(layers, (3, 32, 32)) == [(5, 30, 30), (5, 2, 2), (20,), (7,), (7,)]
 
 
@@ -83,8 +90,18 @@ def test_one_child_per_config_item_and_train_mode_restored():
 
 def test_conv_block_parts_order_and_options():
     model, rows = build_model(
-        [{"conv_block": {"out_channels": 8, "batchnorm": True, "dropout": 0.3, "activation": {"leaky_relu": 0.1},
-                         "pool_type": "avg", "order": ["conv", "activation", "batchnorm", "dropout", "pool"]}}],
+        [
+            {
+                "conv_block": {
+                    "out_channels": 8,
+                    "batchnorm": True,
+                    "dropout": 0.3,
+                    "activation": {"leaky_relu": 0.1},
+                    "pool_type": "avg",
+                    "order": ["conv", "activation", "batchnorm", "dropout", "pool"],
+                }
+            }
+        ],
         IMAGE,
     )
     kinds = [type(m) for m in model[0]]
@@ -94,8 +111,9 @@ def test_conv_block_parts_order_and_options():
 
 
 def test_conv_block_switches_parts_off():
-    model, _ = build_model([{"conv_block": {"out_channels": 4, "pool": None, "dropout": 0.2, "dropout2d": False}}],
-                           IMAGE)
+    model, _ = build_model(
+        [{"conv_block": {"out_channels": 4, "pool": None, "dropout": 0.2, "dropout2d": False}}], IMAGE
+    )
     assert [type(m) for m in model[0]] == [nn.Conv2d, nn.ReLU, nn.Dropout]
 
 
@@ -118,8 +136,13 @@ def test_xavier_uniform_bound_respected():
 
 
 def test_init_on_conv_and_conv_block():
-    model, _ = build_model([{"conv2d": {"out_channels": 3, "kernel_size": 3, "init": "zeros"}},
-                            {"conv_block": {"out_channels": 3, "init": "zeros"}}], IMAGE)
+    model, _ = build_model(
+        [
+            {"conv2d": {"out_channels": 3, "kernel_size": 3, "init": "zeros"}},
+            {"conv_block": {"out_channels": 3, "init": "zeros"}},
+        ],
+        IMAGE,
+    )
     assert torch.count_nonzero(model[0].weight) == 0
     assert torch.count_nonzero(model[1][0].weight) == 0
 
@@ -128,9 +151,26 @@ def test_init_on_conv_and_conv_block():
 
 
 def test_available_layers_has_the_required_names():
-    required = {"conv2d", "linear", "batchnorm", "relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid",
-                "dropout", "dropout2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten",
-                "log_softmax", "identity", "conv_block"}
+    required = {
+        "conv2d",
+        "linear",
+        "batchnorm",
+        "relu",
+        "leaky_relu",
+        "gelu",
+        "silu",
+        "tanh",
+        "sigmoid",
+        "dropout",
+        "dropout2d",
+        "maxpool2d",
+        "avgpool2d",
+        "adaptive_avgpool2d",
+        "flatten",
+        "log_softmax",
+        "identity",
+        "conv_block",
+    }
     names = available_layers()
     assert required <= set(names) and names == sorted(names)
 
@@ -231,19 +271,23 @@ def test_unknown_init_lists_allowed():
 def test_shape_errors_of_other_layers():
     assert "dropout2d needs a CxHxW input" in error(["flatten", "dropout2d"])
     assert "conv2d needs a CxHxW input" in error(["flatten", {"conv2d": {"out_channels": 3, "kernel_size": 1}}])
-    assert "(with padding 1), smaller than the kernel 4x4" in error([{"maxpool2d": {"kernel_size": 4, "padding": 1}}],
-                                                                  (1, 1, 1))
+    assert "(with padding 1), smaller than the kernel 4x4" in error(
+        [{"maxpool2d": {"kernel_size": 4, "padding": 1}}], (1, 1, 1)
+    )
     assert "padding 2 is more than half the kernel 2x2" in error([{"maxpool2d": {"kernel_size": 2, "padding": 2}}])
     assert "not flat; add 'flatten'" in error(["log_softmax"])
 
 
 def test_conv_block_errors_name_the_part():
     assert "(conv_block): unknown activation 'lrelu' (did you mean 'relu'?)" in error(
-        [{"conv_block": {"out_channels": 4, "activation": "lrelu"}}])
+        [{"conv_block": {"out_channels": 4, "activation": "lrelu"}}]
+    )
     assert "batchnorm is switched on but not listed in order" in error(
-        [{"conv_block": {"out_channels": 4, "batchnorm": True, "order": ["conv", "pool"]}}])
+        [{"conv_block": {"out_channels": 4, "batchnorm": True, "order": ["conv", "pool"]}}]
+    )
     assert "pool_type must be one of max, avg, got 'min'" in error(
-        [{"conv_block": {"out_channels": 4, "pool_type": "min"}}])
+        [{"conv_block": {"out_channels": 4, "pool_type": "min"}}]
+    )
     msg = error([{"conv_block": {"out_channels": 4, "pool": 64}}])
     assert "layer 1 (conv_block" in msg and "pool: input is 4x28x28, smaller than the kernel 64x64" in msg
 
@@ -272,8 +316,15 @@ def test_bad_list_and_input_shape():
 
 
 def test_macs_counted_per_layer_in_the_dry_run():
-    _, rows = build_model([{"conv2d": {"out_channels": 4, "kernel_size": 3}}, "relu", "flatten",
-                           {"linear": {"out_features": 3, "bias": False}}], (2, 5, 5))
+    _, rows = build_model(
+        [
+            {"conv2d": {"out_channels": 4, "kernel_size": 3}},
+            "relu",
+            "flatten",
+            {"linear": {"out_features": 3, "bias": False}},
+        ],
+        (2, 5, 5),
+    )
     assert [r.macs for r in rows] == [4 * 2 * 9 * 3 * 3, 0, 0, 36 * 3]
     assert all(r.blocks == () for r in rows)
 
@@ -301,8 +352,13 @@ class _Net(nn.Module):
         return self.head(x)
 
     def summary_blocks(self):
-        return [("stem", self.stem), ("act", self.act), ("pair", self.pair), ("unused", self.unused),
-                ("head", self.head)]
+        return [
+            ("stem", self.stem),
+            ("act", self.act),
+            ("pair", self.pair),
+            ("unused", self.unused),
+            ("head", self.head),
+        ]
 
 
 def test_summary_blocks_become_sub_rows():
@@ -314,8 +370,12 @@ def test_summary_blocks_become_sub_rows():
     [row] = rows
     assert row.output_shape == (3,) and row.params == 36 + 6 + 435 and row.macs == 4 * 9 * 36 + 144 * 3
     assert [(b.index, b.name, b.detail) for b in row.blocks] == [
-        (1, "stem", "Conv2d"), (2, "act", "ReLU"), (3, "pair", "_Pair"), (4, "unused", "Linear"),
-        (5, "head", "Sequential")]
+        (1, "stem", "Conv2d"),
+        (2, "act", "ReLU"),
+        (3, "pair", "_Pair"),
+        (4, "unused", "Linear"),
+        (5, "head", "Sequential"),
+    ]
     assert [b.output_shape for b in row.blocks] == [(4, 6, 6), (4, 6, 6), (), (), (3,)]
     assert [b.params for b in row.blocks] == [36, 0, 0, 6, 435]
     assert [b.macs for b in row.blocks] == [4 * 9 * 36, 0, 0, 0, 144 * 3]

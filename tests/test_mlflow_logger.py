@@ -139,10 +139,23 @@ def test_a_run_is_logged_to_the_sqlite_store_in_the_outputs_root(outputs, train_
 
 @pytest.mark.slow
 def test_a_sweep_is_one_experiment_with_a_run_per_job(outputs, monkeypatch, small_data_root):
-    result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
-                                   "report.plots=false", "optimizer.lr=1e-3,2e-3,3e-3", "logger=[csv,mlflow]",
-                                   "hydra.sweep.dir=outputs/multirun/lr"],
-                      outputs.parent, monkeypatch, CNNTRAIN_DATA_ROOT=str(small_data_root))
+    result = run_main(
+        train.main,
+        [
+            "-m",
+            *TINY_RUN,
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "threads=1",
+            "report.plots=false",
+            "optimizer.lr=1e-3,2e-3,3e-3",
+            "logger=[csv,mlflow]",
+            "hydra.sweep.dir=outputs/multirun/lr",
+        ],
+        outputs.parent,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(small_data_root),
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
 

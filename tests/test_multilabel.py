@@ -27,18 +27,32 @@ from synthetic_labelsets import SHAPES, make_label_sets, write_sets
 
 
 def label_cfg(file, **overrides):
-    base = {"name": "labels", "kind": "labels", "root": ".", "file": str(file), "val_split": 0.2,
-            "val_strategy": "stratified", "test_split": 0.2, "num_workers": 0}
+    base = {
+        "name": "labels",
+        "kind": "labels",
+        "root": ".",
+        "file": str(file),
+        "val_split": 0.2,
+        "val_strategy": "stratified",
+        "test_split": 0.2,
+        "num_workers": 0,
+    }
     return dataset_section({**base, **overrides})
 
 
 # -- reading label sets --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("form", ["delimited", "columns", "jsonl"])
 def test_every_form_of_label_file_gives_the_same_multi_hot_labels(tmp_path, form):
     file = write_sets(tmp_path, form, count=24)
-    overrides = {"label_columns": list(SHAPES)} if form == "columns" else \
-        {"label_delimiter": " "} if form == "delimited" else {}  # JSON lists need no setting
+    overrides = (
+        {"label_columns": list(SHAPES)}
+        if form == "columns"
+        else {"label_delimiter": " "}
+        if form == "delimited"
+        else {}
+    )  # JSON lists need no setting
     description = describe_data(label_cfg(file, **overrides))
     assert description.task == "multilabel" and description.classes == list(SHAPES)
     listing = description.found
@@ -59,14 +73,19 @@ def test_the_data_goes_to_the_device_as_float_multi_hot_rows_and_empty_sets_are_
 
 
 def test_configured_label_names_may_be_given_by_index_and_a_stranger_is_refused(tmp_path):
-    rows = [{"path": p, "labels": " ".join(str(SHAPES.index(s)) for s in labels)}
-            for p, labels in make_label_sets(tmp_path, 16)]
+    rows = [
+        {"path": p, "labels": " ".join(str(SHAPES.index(s)) for s in labels)}
+        for p, labels in make_label_sets(tmp_path, 16)
+    ]
     file = write_label_file(tmp_path / "labels.csv", rows)
     found = describe_data(label_cfg(file, task="multilabel", classes=list(SHAPES)))
     assert found.classes == list(SHAPES) and sorted(label for _, label in found.found.train_files)[-1] == (1, 1, 1)
     write_label_file(file, [*rows[:3], {"path": rows[3]["path"], "labels": "0 triangle"}])
-    with pytest.raises(DataError, match=r"labels\.csv, line 5: label 'triangle' is not in dataset\.classes "
-                                        r"\(circle, cross, square\)"):
+    with pytest.raises(
+        DataError,
+        match=r"labels\.csv, line 5: label 'triangle' is not in dataset\.classes "
+        r"\(circle, cross, square\)",
+    ):
         describe_data(label_cfg(file, task="multilabel", classes=list(SHAPES)))
 
 
@@ -79,14 +98,24 @@ def test_a_label_column_that_is_not_zero_or_one_is_named_by_line(tmp_path):
 
 
 def test_a_single_label_source_is_not_read_as_label_sets(tmp_path, synthetic_data_root):
-    cfg = dataset_section({"name": "mnist", "kind": "torchvision", "torchvision_class": "MNIST",
-                           "root": str(synthetic_data_root), "download": False, "task": "multilabel",
-                           "val_split": 0.1, "val_strategy": "random"})
+    cfg = dataset_section(
+        {
+            "name": "mnist",
+            "kind": "torchvision",
+            "torchvision_class": "MNIST",
+            "root": str(synthetic_data_root),
+            "download": False,
+            "task": "multilabel",
+            "val_split": 0.1,
+            "val_strategy": "random",
+        }
+    )
     with pytest.raises(DataError, match="dataset.task=multilabel but .* gives one class per image"):
         describe_data(cfg)
 
 
 # -- splits, folds, sampler ----------------------------------------------------------------------------------------
+
 
 def skewed_labels(n: int = 300, seed: int = 0) -> torch.Tensor:
     """Label k with probability 0.5 / (k + 1): label 4 is rare (about 1 image in 10)."""
@@ -127,6 +156,7 @@ def test_the_balanced_sampler_draws_a_rare_labels_images_more_often():
 
 # -- metrics -------------------------------------------------------------------------------------------------------
 
+
 def test_average_precision_steps_over_distinct_scores_as_scikit_learn_does():
     # ranked 1 0 1 0: precision 1 at recall 1/2, 2/3 at recall 1
     assert average_precision(torch.tensor([0.9, 0.8, 0.7, 0.6]), torch.tensor([1, 0, 1, 0])) == pytest.approx(5 / 6)
@@ -144,8 +174,14 @@ def test_the_multilabel_metrics_of_a_small_case_worked_out_by_hand():
     # tp 4 (a twice, b once, c once), fp 1 (b in row 2), fn 1 (c in row 3)
     assert values["test/precision"] == pytest.approx(4 / 5) and values["test/recall"] == pytest.approx(4 / 5)
     assert values["test/micro_f1"] == pytest.approx(0.8)
-    assert per_label["b"] == {"ap": pytest.approx(1.0), "f1": pytest.approx(2 / 3), "precision": 0.5,
-                              "recall": 1.0, "support": 1, "threshold": 0.5}
+    assert per_label["b"] == {
+        "ap": pytest.approx(1.0),
+        "f1": pytest.approx(2 / 3),
+        "precision": 0.5,
+        "recall": 1.0,
+        "support": 1,
+        "threshold": 0.5,
+    }
     # label c ranks 0.6 (pos), 0.3, 0.2 (pos), 0.1: AP = 1 * 1/2 + 2/3 * 1/2
     assert per_label["c"]["ap"] == pytest.approx(5 / 6)
     assert values["test/map"] == pytest.approx((1 + 1 + 5 / 6) / 3)
@@ -165,10 +201,12 @@ def test_tuned_thresholds_give_each_label_its_best_f1():
 
 # -- loss and mixing -----------------------------------------------------------------------------------------------
 
+
 def test_balanced_class_weights_are_negatives_over_positives_per_label(tiny_config):
     labels = torch.tensor([[1, 0], [1, 1], [0, 0], [1, 0]], dtype=torch.float32)
-    bundle = type("B", (), {"train": type("S", (), {"labels": labels, "__len__": lambda self: 4})(),
-                            "classes": ["a", "b"]})()
+    bundle = type(
+        "B", (), {"train": type("S", (), {"labels": labels, "__len__": lambda self: 4})(), "classes": ["a", "b"]}
+    )()
     cfg = tiny_config("trainer.class_weights=balanced", "trainer.label_smoothing=0.2")
     loss = MultiLabel(0.5, 2).loss(cfg, bundle, torch.device("cpu"))
     assert loss.pos_weight.tolist() == pytest.approx([1 / 3, 3.0])
@@ -191,18 +229,32 @@ def test_mixup_mixes_multi_hot_targets_in_the_images_proportions():
 
 # -- runs through every command ------------------------------------------------------------------------------------
 
-RUN = ("dataset=labels", "model=cnn2", "trainer.epochs=3", "trainer.batch_size=16", "trainer.progress=false",
-       "report.plots=true", "device=cpu", "trainer.early_stopping.enabled=false")
+RUN = (
+    "dataset=labels",
+    "model=cnn2",
+    "trainer.epochs=3",
+    "trainer.batch_size=16",
+    "trainer.progress=false",
+    "report.plots=true",
+    "device=cpu",
+    "trainer.early_stopping.enabled=false",
+)
 
 
 @pytest.mark.slow
 def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     file = write_sets(tmp_path / "data", "delimited", count=96)
     run_dir = tmp_path / "run"
-    settings = ["dataset.task=multilabel", "trainer.threshold=tune", "dataset.augment=[mixup]",
-                "trainer.sampler=balanced", "trainer.class_weights=balanced"]
-    result = run_main(train.main, [*RUN, f"dataset.file={file}", *settings, f"hydra.run.dir='{run_dir}'"], tmp_path,
-                      monkeypatch)
+    settings = [
+        "dataset.task=multilabel",
+        "trainer.threshold=tune",
+        "dataset.augment=[mixup]",
+        "trainer.sampler=balanced",
+        "trainer.class_weights=balanced",
+    ]
+    result = run_main(
+        train.main, [*RUN, f"dataset.file={file}", *settings, f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "multilabel" and summary["best"]["monitor"] == "val/map"
@@ -210,8 +262,9 @@ def test_a_multi_label_run_then_eval_predict_and_export(tmp_path, monkeypatch):
     assert set(summary["per_label"]) == set(SHAPES) and summary["per_label"]["cross"]["support"] > 0
     assert list(summary["thresholds"]) == list(SHAPES)
     counts = summary["train_class_counts"]
-    assert summary["class_weights"] == pytest.approx([(summary["sizes"]["train"] - counts[s]) / counts[s]
-                                                      for s in SHAPES]), "balanced: negatives / positives per label"
+    assert summary["class_weights"] == pytest.approx(
+        [(summary["sizes"]["train"] - counts[s]) / counts[s] for s in SHAPES]
+    ), "balanced: negatives / positives per label"
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith(",val/map")
     for picture in ("per_class.png", "pr_curves.png", "curves.png", "report.html"):
@@ -262,9 +315,22 @@ def test_a_two_rank_run_has_the_metrics_of_one_process_evaluating_its_checkpoint
     in a different grouping) to a relative 1e-5. The learning rate is tiny so the scores are spread, not saturated."""
     file = write_sets(tmp_path / "data", "jsonl", count=64)
     run_dir = tmp_path / "run"
-    result = subprocess.run([*cnntrain_command(), *RUN, "report.plots=false", f"dataset.file={file}",
-                             "trainer.devices=2", "optimizer.lr=1e-5", f"hydra.run.dir={run_dir}"],
-                            cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *cnntrain_command(),
+            *RUN,
+            "report.plots=false",
+            f"dataset.file={file}",
+            "trainer.devices=2",
+            "optimizer.lr=1e-5",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["parallel"]["world_size"] == 2
@@ -282,14 +348,29 @@ def test_a_hugging_face_sequence_of_class_labels_gives_label_sets(tmp_path):
     from PIL import Image
 
     drawn = make_label_sets(tmp_path, 24)
-    features = datasets.Features({"image": datasets.Image(),
-                                  "tags": datasets.Sequence(datasets.ClassLabel(names=list(SHAPES)))})
-    table = datasets.Dataset.from_dict({"image": [Image.open(tmp_path / p) for p, _ in drawn],
-                                        "tags": [[SHAPES.index(s) for s in labels] for _, labels in drawn]},
-                                       features=features)
+    features = datasets.Features(
+        {"image": datasets.Image(), "tags": datasets.Sequence(datasets.ClassLabel(names=list(SHAPES)))}
+    )
+    table = datasets.Dataset.from_dict(
+        {
+            "image": [Image.open(tmp_path / p) for p, _ in drawn],
+            "tags": [[SHAPES.index(s) for s in labels] for _, labels in drawn],
+        },
+        features=features,
+    )
     datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
-    cfg = dataset_section({"name": "hf", "kind": "huggingface", "root": ".", "path": str(tmp_path / "hf"),
-                           "val_split": 0.25, "val_strategy": "stratified", "test_split": 0.25, "num_workers": 0})
+    cfg = dataset_section(
+        {
+            "name": "hf",
+            "kind": "huggingface",
+            "root": ".",
+            "path": str(tmp_path / "hf"),
+            "val_split": 0.25,
+            "val_strategy": "stratified",
+            "test_split": 0.25,
+            "num_workers": 0,
+        }
+    )
     bundle = load_data(cfg, seed=0)
     assert bundle.description.task == "multilabel" and bundle.classes == list(SHAPES)
     labels = torch.cat([bundle.train.labels, bundle.val.labels, bundle.test.labels])
@@ -306,15 +387,28 @@ def test_a_stopped_multi_label_run_resumes_to_the_same_metrics_and_thresholds(tm
 
     file = write_sets(tmp_path / "data", "columns", count=48)
     columns = f"dataset.label_columns=[{','.join(SHAPES)}]"
-    settings = ("dataset=labels", f"dataset.file={file}", columns, "model=cnn2", "trainer.epochs=3",
-                "trainer.batch_size=16", "trainer.progress=false", "report.plots=false", "report.html=false",
-                "trainer.threshold=tune", "threads=1", "trainer.early_stopping.enabled=false")
+    settings = (
+        "dataset=labels",
+        f"dataset.file={file}",
+        columns,
+        "model=cnn2",
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "report.plots=false",
+        "report.html=false",
+        "trainer.threshold=tune",
+        "threads=1",
+        "trainer.early_stopping.enabled=false",
+    )
     cfg = lambda: compose_config(*settings)
     run(cfg(), tmp_path / "reference")
     run_stopped_in_epoch(cfg(), tmp_path / "stopped", 2, monkeypatch)
     resume_run(tmp_path / "stopped")
-    rows = [[{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics(tmp_path / name / "metrics.csv")]
-            for name in ("reference", "stopped")]
+    rows = [
+        [{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics(tmp_path / name / "metrics.csv")]
+        for name in ("reference", "stopped")
+    ]
     assert rows[0] == rows[1] and "val/map" in rows[0][0]
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("reference", "stopped")]
     assert summaries[0]["test"] == summaries[1]["test"]
@@ -328,16 +422,32 @@ def test_a_multi_label_job_fills_the_sweep_summary_and_compare_columns(tmp_path)
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text("- trainer.threshold=tune\n")
-    test = {"loss": 0.3, "acc": 0.4, "map": 0.81, "micro_f1": 0.7, "macro_f1": 0.69, "precision": 0.8,
-            "recall": 0.6, "hamming_loss": 0.1}
-    summary = {"status": "done", "best": {"monitor": "val/map", "mode": "max", "value": 0.79, "epoch": 3},
-               "final_epoch": {"val/loss": 0.31, "val/acc": 0.35, "val/map": 0.79}, "test": test,
-               "elapsed_seconds": 1.0, "epochs_run": 3}
+    test = {
+        "loss": 0.3,
+        "acc": 0.4,
+        "map": 0.81,
+        "micro_f1": 0.7,
+        "macro_f1": 0.69,
+        "precision": 0.8,
+        "recall": 0.6,
+        "hamming_loss": 0.1,
+    }
+    summary = {
+        "status": "done",
+        "best": {"monitor": "val/map", "mode": "max", "value": 0.79, "epoch": 3},
+        "final_epoch": {"val/loss": 0.31, "val/acc": 0.35, "val/map": 0.79},
+        "test": test,
+        "elapsed_seconds": 1.0,
+        "epochs_run": 3,
+    }
     (job / "summary.json").write_text(json.dumps(summary))
     row = read_job(job)
     assert row.status == "done" and row.mode == "max"
-    assert {name: row.values[name] for name in ("test/map", "test/hamming_loss", "test/micro_f1")} == \
-        {"test/map": 0.81, "test/hamming_loss": 0.1, "test/micro_f1": 0.7}
+    assert {name: row.values[name] for name in ("test/map", "test/hamming_loss", "test/micro_f1")} == {
+        "test/map": 0.81,
+        "test/hamming_loss": 0.1,
+        "test/micro_f1": 0.7,
+    }
     assert "test/map" in CSV_FIELDS and row.values["test/balanced_acc"] is None
     headers, rows = compare_rows([Run(job, "0", "done", [], summary, {})], [])
     assert headers[:4] == ["run", "status", "test/acc", "test/map"] and rows[0][3] == "0.8100"
@@ -357,15 +467,29 @@ def test_webdataset_shards_of_label_sets_train_and_evaluate(tmp_path, monkeypatc
             for i in range(count):
                 present = [bool((i % 8) >> bit & 1) for bit in range(3)]
                 image = draw_set(present, 16, rng)
-                entry = " ".join(name for name, on in zip(SHAPES, present) if on) if i % 2 else \
-                    json.dumps([k for k, on in enumerate(present) if on])  # names split by ' ', or a JSON list
+                entry = (
+                    " ".join(name for name, on in zip(SHAPES, present) if on)
+                    if i % 2
+                    else json.dumps([k for k, on in enumerate(present) if on])
+                )  # names split by ' ', or a JSON list
                 sink.write({"__key__": f"{split}-{i:04d}", "png": image_bytes(image), "cls": entry})
     (folder / "classes.txt").write_text("".join(f"{name}\n" for name in SHAPES))
     run_dir = tmp_path / "run"
-    result = run_main(train.main, ["dataset=webdataset", f"dataset.train='{folder}/train-{{000000..000001}}.tar'",
-                                   f"dataset.test='{folder}/test-000000.tar'", "dataset.task=multilabel",
-                                   "dataset.num_workers=0", *RUN[1:], "report.plots=false",
-                                   f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch)
+    result = run_main(
+        train.main,
+        [
+            "dataset=webdataset",
+            f"dataset.train='{folder}/train-{{000000..000001}}.tar'",
+            f"dataset.test='{folder}/test-000000.tar'",
+            "dataset.task=multilabel",
+            "dataset.num_workers=0",
+            *RUN[1:],
+            "report.plots=false",
+            f"hydra.run.dir='{run_dir}'",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] == "multilabel" and summary["sizes"]["test"] == 16

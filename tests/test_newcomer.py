@@ -148,9 +148,18 @@ def test_an_image_folder_run_names_its_folder_in_its_first_lines(monkeypatch, tm
 @pytest.mark.slow
 def test_the_outputs_path_is_whole_on_a_narrow_terminal(monkeypatch, tmp_path, small_data_root):
     run_dir = tmp_path / "a-long-folder-name-for-experiments" / "lenet-on-mnist-with-a-long-name" / "run-0001"
-    result = cnntrain(monkeypatch, tmp_path, "model=cnn2", "trainer.epochs=1", "trainer.batch_size=64",
-                      "trainer.progress=false", "report.plots=false", f"hydra.run.dir='{run_dir}'",
-                      data_root=small_data_root, COLUMNS="60")
+    result = cnntrain(
+        monkeypatch,
+        tmp_path,
+        "model=cnn2",
+        "trainer.epochs=1",
+        "trainer.batch_size=64",
+        "trainer.progress=false",
+        "report.plots=false",
+        f"hydra.run.dir='{run_dir}'",
+        data_root=small_data_root,
+        COLUMNS="60",
+    )
     assert result.returncode == 0, result.stderr
     assert len(str(run_dir)) > 60
     assert f"\noutputs: {run_dir}\n" in result.stdout, "one line holding the whole path, to copy"

@@ -46,9 +46,15 @@ def execute(example_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "cnntrain tests", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "cnntrain tests",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("CNNTRAIN_EXAMPLE_DATA", str(example_data))
     monkeypatch.setenv("CNNTRAIN_EXAMPLE_QUICK", "1")
@@ -123,13 +129,21 @@ def test_two_devices_from_a_notebook(execute, example_data):
     sets signal handlers of its own, and the kernel's are back after the call (Ctrl-C still interrupts)."""
     from nbformat.v4 import new_code_cell, new_notebook
 
-    cells = execute(new_notebook(cells=[new_code_cell(
-        "import signal, cnntrain\n"
-        "before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}\n"
-        f"run = cnntrain.train('dataset=fashion', 'model=cnn2', 'device=cpu', data_root={str(example_data)!r},\n"
-        "                     **{'trainer.devices': 2, 'trainer.epochs': 1, 'report.plots': False})\n"
-        "print('world size', run.summary['parallel']['world_size'])\n"
-        "print('handlers kept', before == {s: signal.getsignal(s) for s in before})")]))
+    cells = execute(
+        new_notebook(
+            cells=[
+                new_code_cell(
+                    "import signal, cnntrain\n"
+                    "before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}\n"
+                    "run = cnntrain.train('dataset=fashion', 'model=cnn2', 'device=cpu', "
+                    f"data_root={str(example_data)!r},\n"
+                    "                     **{'trainer.devices': 2, 'trainer.epochs': 1, 'report.plots': False})\n"
+                    "print('world size', run.summary['parallel']['world_size'])\n"
+                    "print('handlers kept', before == {s: signal.getsignal(s) for s in before})"
+                )
+            ]
+        )
+    )
     assert "world size 2" in texts(cells) and "handlers kept True" in texts(cells)
 
 

@@ -59,8 +59,13 @@ def test_clipping_bounds_the_gradient_norm():
 
 
 def test_norm_and_bias_parameters_can_go_without_weight_decay(synthetic_data_root):
-    cfg = compose_config("model=fast-cnn3", "trainer.decay_norm_and_bias=false", "optimizer=sgd",
-                         "optimizer.weight_decay=5e-4", data_root=synthetic_data_root)
+    cfg = compose_config(
+        "model=fast-cnn3",
+        "trainer.decay_norm_and_bias=false",
+        "optimizer=sgd",
+        "optimizer.weight_decay=5e-4",
+        data_root=synthetic_data_root,
+    )
     from cnntrain.models.builder import build_model
 
     model, _ = build_model(cfg.model.layers, [1, 28, 28])
@@ -79,8 +84,18 @@ def test_accumulating_two_half_batches_matches_one_full_batch(tmp_path, syntheti
     from cnntrain.training.run import run
 
     def trained(name: str, *overrides: str) -> tuple[dict, list]:
-        run(compose_config(*TINY_RUN, "trainer.epochs=2", "trainer.progress=false", "report.plots=false",
-                           "scheduler=onecycle", *overrides, data_root=synthetic_data_root), tmp_path / name)
+        run(
+            compose_config(
+                *TINY_RUN,
+                "trainer.epochs=2",
+                "trainer.progress=false",
+                "report.plots=false",
+                "scheduler=onecycle",
+                *overrides,
+                data_root=synthetic_data_root,
+            ),
+            tmp_path / name,
+        )
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         with (tmp_path / name / "steps.csv").open() as f:
             return summary, list(csv.DictReader(f))
@@ -90,7 +105,8 @@ def test_accumulating_two_half_batches_matches_one_full_batch(tmp_path, syntheti
     assert len(halves_steps) == len(whole_steps)
     assert [float(r["lr"]) for r in halves_steps] == pytest.approx([float(r["lr"]) for r in whole_steps])
     assert [float(r["train/loss_step"]) for r in halves_steps] == pytest.approx(
-        [float(r["train/loss_step"]) for r in whole_steps], abs=1e-4)
+        [float(r["train/loss_step"]) for r in whole_steps], abs=1e-4
+    )
     assert halves["test"]["acc"] == pytest.approx(whole["test"]["acc"], abs=0.01)
     assert halves["optimization"]["effective_batch_size"] == 64 and halves["optimization"]["accumulate"] == 2
 
@@ -99,16 +115,24 @@ def test_accumulating_two_half_batches_matches_one_full_batch(tmp_path, syntheti
 def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, small_data_root, monkeypatch):
     from cnntrain.training.run import resume_run, run
 
-    overrides = (*TINY_RUN, "model=fast-cnn3", "trainer.epochs=2", "trainer.progress=false", "report.plots=false",
-                 "trainer.ema.decay=0.9", "trainer.grad_clip=5.0", "trainer.accumulate=2")
+    overrides = (
+        *TINY_RUN,
+        "model=fast-cnn3",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "report.plots=false",
+        "trainer.ema.decay=0.9",
+        "trainer.grad_clip=5.0",
+        "trainer.accumulate=2",
+    )
     run(compose_config(*overrides, data_root=small_data_root), tmp_path / "whole")
     last = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=False)
-    assert any(not torch.equal(last["model"][key], last["train_weights"][key]) for key in last["model"]), \
+    assert any(not torch.equal(last["model"][key], last["train_weights"][key]) for key in last["model"]), (
         "best.pt and last.pt hold the average under 'model', the raw weights under 'train_weights'"
+    )
     assert last["ema"]["steps"] > last["ema"]["updates"] - 1 > 0
 
-    run_stopped_in_epoch(compose_config(*overrides, data_root=small_data_root), tmp_path / "resumed", 2,
-                         monkeypatch)
+    run_stopped_in_epoch(compose_config(*overrides, data_root=small_data_root), tmp_path / "resumed", 2, monkeypatch)
     resume_run(tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)
     for key in ("model", "train_weights"):
@@ -119,9 +143,13 @@ def test_ema_runs_evaluate_the_average_and_resume_bit_identically(tmp_path, smal
 @pytest.mark.slow
 def test_the_lr_range_test_writes_its_curve_and_suggests_a_rate(tmp_path, monkeypatch, synthetic_data_root):
     out = tmp_path / "found" / "lr.png"
-    result = run_main(lr_find.main, [*TINY_RUN, "--steps", "40", "--min-lr", "1e-5", "--max-lr", "10",
-                                     "--out", str(out)], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        lr_find.main,
+        [*TINY_RUN, "--steps", "40", "--min-lr", "1e-5", "--max-lr", "10", "--out", str(out)],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert result.returncode == 0, result.stderr
     with (tmp_path / "found" / "lr.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -136,7 +164,7 @@ def test_the_lr_range_test_writes_its_curve_and_suggests_a_rate(tmp_path, monkey
 def test_the_suggestion_is_the_steepest_fall():
     lrs = [10 ** (-5 + i * 0.1) for i in range(60)]
     drops = [0.0] * 20 + [0.05] * 5 + [0.4] + [0.05] * 9 + [0.0] * 15
-    loss = [3.0 - sum(drops[:i + 1]) for i in range(50)] + [1.5 * 1.5 ** i for i in range(10)]
+    loss = [3.0 - sum(drops[: i + 1]) for i in range(50)] + [1.5 * 1.5**i for i in range(10)]
     rows = [(lr, value, value) for lr, value in zip(lrs, loss)]
     assert lr_find.suggestion(rows) == pytest.approx(lrs[25]), "the one steep step"
     assert lr_find.suggestion([(lr, 1.0 + lr, 1.0 + lr) for lr in lrs]) is None, "a loss that never falls"

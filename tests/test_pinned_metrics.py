@@ -29,8 +29,15 @@ from helpers import compose_config
 PINS = Path(__file__).with_name("pinned_metrics.json")
 UPDATE = os.environ.get("CNNTRAIN_UPDATE_PINS", "") not in ("", "0")
 # one thread: the split of a reduction between threads changes its floats too; the family alone should decide
-BASE = ("trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "report.plots=false",
-        "report.html=false", "report.analysis=false", "threads=1")
+BASE = (
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+    "trainer.progress=false",
+    "report.plots=false",
+    "report.html=false",
+    "report.analysis=false",
+    "threads=1",
+)
 COMMANDS = {
     "model=cnn2": ("model=cnn2",),
     "model=lenet optimizer=sgd": ("model=lenet", "optimizer=sgd"),
@@ -68,8 +75,12 @@ def measure(command: tuple[str, ...], data_root: Path, run_dir: Path) -> dict[st
     run(cfg, run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     history = (run_dir / "metrics.csv").read_text().splitlines()
-    return {"test.acc": summary["test"]["acc"], "test.loss": summary["test"]["loss"],
-            "best.value": summary["best"]["value"], "train_loss": float(history[1].split(",")[1])}
+    return {
+        "test.acc": summary["test"]["acc"],
+        "test.loss": summary["test"]["loss"],
+        "best.value": summary["best"]["value"],
+        "train_loss": float(history[1].split(",")[1]),
+    }
 
 
 @pytest.mark.slow
@@ -86,13 +97,16 @@ def test_pinned_metrics_of_this_cpu_family(name, synthetic_data_root, tmp_path):
         PINS.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
         return
     if family() not in pins or name not in pins[family()]["commands"]:
-        pytest.skip(f"no pinned metrics for `{name}` on {family()} CPUs yet; record them on such a machine with "
-                    f"CNNTRAIN_UPDATE_PINS=1 pytest tests/test_pinned_metrics.py and commit {PINS.name}")
+        pytest.skip(
+            f"no pinned metrics for `{name}` on {family()} CPUs yet; record them on such a machine with "
+            f"CNNTRAIN_UPDATE_PINS=1 pytest tests/test_pinned_metrics.py and commit {PINS.name}"
+        )
     pinned = pins[family()]
     assert got == pinned["commands"][name], (
         f"`{name}` on {family()} gives {got}, pinned {pinned['commands'][name]} (pinned with torch "
         f"{pinned['torch']}, now {torch.__version__}); if the change is deliberate, re-pin with "
-        f"CNNTRAIN_UPDATE_PINS=1 and say why in the commit")
+        f"CNNTRAIN_UPDATE_PINS=1 and say why in the commit"
+    )
 
 
 def test_the_pins_file_is_well_formed():

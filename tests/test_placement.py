@@ -21,13 +21,16 @@ from cnntrain.commands.placement import (
 )
 
 
-@pytest.mark.parametrize(("gpus", "devices", "per_gpu", "expected"), [
-    (4, 1, 1, [(0,), (1,), (2,), (3,)]),             # one job per GPU
-    (2, 1, 3, [(0,), (0,), (0,), (1,), (1,), (1,)]),  # three small jobs share each GPU
-    (4, 2, 1, [(0, 1), (2, 3)]),                      # DDP jobs of 2 GPUs each
-    (8, 4, 2, [(0, 1, 2, 3), (0, 1, 2, 3), (4, 5, 6, 7), (4, 5, 6, 7)]),
-    (2, 1, 1, [(0,), (1,), (0,), (1,)]),              # more jobs than GPUs: they wrap around
-])
+@pytest.mark.parametrize(
+    ("gpus", "devices", "per_gpu", "expected"),
+    [
+        (4, 1, 1, [(0,), (1,), (2,), (3,)]),  # one job per GPU
+        (2, 1, 3, [(0,), (0,), (0,), (1,), (1,), (1,)]),  # three small jobs share each GPU
+        (4, 2, 1, [(0, 1), (2, 3)]),  # DDP jobs of 2 GPUs each
+        (8, 4, 2, [(0, 1, 2, 3), (0, 1, 2, 3), (4, 5, 6, 7), (4, 5, 6, 7)]),
+        (2, 1, 1, [(0,), (1,), (0,), (1,)]),  # more jobs than GPUs: they wrap around
+    ],
+)
 def test_gpus_for_each_slot(gpus, devices, per_gpu, expected):
     assert [gpus_for_slot(slot, gpus, devices, per_gpu) for slot in range(len(expected))] == expected
 
@@ -52,8 +55,9 @@ def test_gpus_are_named_as_the_sweep_saw_them():
 
 
 def test_parallel_slots_come_from_the_joblib_launcher():
-    joblib = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher."
-                                                        "JoblibLauncher", "n_jobs": 3}})
+    joblib = OmegaConf.create(
+        {"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 3}}
+    )
     basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}})
     assert parallel_slots(joblib) == 3
     assert parallel_slots(basic) == 1

@@ -42,7 +42,7 @@ def test_misclassified_grid_is_capped_at_100_and_shows_rgb():
     canvas = figure.axes[0].get_images()[0].get_array()
     _, origins = mosaic(images[:100], 10)
     for i, (top, left) in enumerate(origins):
-        assert (canvas[top:top + 8, left:left + 8] == images[i].permute(1, 2, 0).numpy()).all()
+        assert (canvas[top : top + 8, left : left + 8] == images[i].permute(1, 2, 0).numpy()).all()
 
 
 def test_mosaic_places_every_gray_tile_on_white_without_overlap():
@@ -51,8 +51,8 @@ def test_mosaic_places_every_gray_tile_on_white_without_overlap():
     assert canvas.shape[2] == 3 and len(set(origins)) == 7
     covered = torch.zeros(canvas.shape[:2], dtype=torch.int64)
     for tile, (top, left) in zip(tiles, origins):
-        assert torch.equal(canvas[top:top + 5, left:left + 6], tile[0, :, :, None].expand(-1, -1, 3))
-        covered[top:top + 5, left:left + 6] += 1
+        assert torch.equal(canvas[top : top + 5, left : left + 6], tile[0, :, :, None].expand(-1, -1, 3))
+        covered[top : top + 5, left : left + 6] += 1
     assert covered.max() == 1 and (canvas[covered == 0] == 255).all()
 
 

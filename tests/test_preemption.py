@@ -30,8 +30,14 @@ def small_root(tmp_path_factory):
 
 
 def start(cwd: Path, root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*cnntrain_command(), *args], cwd=cwd, env=cli_env(root), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*cnntrain_command(), *args],
+        cwd=cwd,
+        env=cli_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -39,8 +45,9 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, s
     return process.returncode, out, err
 
 
-def wait_for_checkpoint_inside(run_dir: Path, process: subprocess.Popen, newer_than: int = 0,
-                               timeout: float = 240) -> None:
+def wait_for_checkpoint_inside(
+    run_dir: Path, process: subprocess.Popen, newer_than: int = 0, timeout: float = 240
+) -> None:
     """Until last.pt is a checkpoint inside an epoch written after `newer_than` (st_mtime_ns)."""
     path = run_dir / "checkpoints" / "last.pt"
     deadline = time.monotonic() + timeout

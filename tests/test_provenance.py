@@ -19,8 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 def test_git_commit_of_a_checkout_is_its_head():
     import cnntrain
 
-    head = subprocess.run(["git", "-C", str(Path(cnntrain.__file__).parents[1]), "rev-parse", "HEAD"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(Path(cnntrain.__file__).parents[1]), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     found = git_commit()
     assert found is not None and found["commit"] == head and len(head) == 40
     assert isinstance(found["dirty"], bool)

@@ -48,8 +48,11 @@ def processes() -> dict[int, tuple[int, int, str]]:
     """pid: (parent pid, process group, args) of every process that has not exited (zombies left out)."""
     ps = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,stat=,args="], capture_output=True, text=True, check=True)
     rows = [line.split(None, 4) for line in ps.stdout.splitlines()]
-    return {int(r[0]): (int(r[1]), int(r[2]), r[4] if len(r) > 4 else "") for r in rows
-            if len(r) >= 4 and not r[3].startswith("Z")}
+    return {
+        int(r[0]): (int(r[1]), int(r[2]), r[4] if len(r) > 4 else "")
+        for r in rows
+        if len(r) >= 4 and not r[3].startswith("Z")
+    }
 
 
 def cluster_processes(group: int) -> dict[int, str]:
@@ -78,11 +81,26 @@ def ray_head() -> Iterator[str]:
     port, client_port, agent_port, dashboard_port = free_ports(4)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | RAY_ENV
     start = subprocess.Popen(
-        [*ray_command(), "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-         f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats",
-         f"--ray-client-server-port={client_port}", f"--dashboard-agent-listen-port={agent_port}",
-         f"--dashboard-port={dashboard_port}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            *ray_command(),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--ray-client-server-port={client_port}",
+            f"--dashboard-agent-listen-port={agent_port}",
+            f"--dashboard-port={dashboard_port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = start.communicate(timeout=60)
         assert start.returncode == 0, output
@@ -110,10 +128,24 @@ def test_sweep_runs_on_a_ray_cluster(ray_head, tmp_path, small_data_root):
     # Ray's workers run in the folder and environment of `ray start` (here: pytest's), not of this command:
     # cnntrain pins the relative sweep directory and CNNTRAIN_DATA_ROOT as absolute paths before launching.
     result = subprocess.run(
-        [*cnntrain_command(), "-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_head}",
-         "model=lenet,cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "threads=1",
-         "hydra.sweep.dir=sweep"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            *cnntrain_command(),
+            "-m",
+            "hydra/launcher=ray_cluster",
+            f"hydra.launcher.ray.init.address={ray_head}",
+            "model=lenet,cnn2",
+            "trainer.epochs=1",
+            "trainer.batch_size=64",
+            "trainer.progress=false",
+            "threads=1",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Ray Launcher is launching 2 jobs" in output
@@ -130,9 +162,22 @@ def test_sweep_runs_on_a_ray_cluster(ray_head, tmp_path, small_data_root):
 
 def test_no_ray_cluster_is_one_line(tmp_path, synthetic_data_root):
     env = {k: v for k, v in cli_env(synthetic_data_root, **RAY_ENV).items() if k != "RAY_ADDRESS"}
-    result = subprocess.run([*cnntrain_command(), "-m", "hydra/launcher=ray_cluster", "model=lenet,cnn2",
-                             "trainer.epochs=1", "hydra.launcher.ray.init.address=auto", "hydra.sweep.dir=sweep"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            *cnntrain_command(),
+            "-m",
+            "hydra/launcher=ray_cluster",
+            "model=lenet,cnn2",
+            "trainer.epochs=1",
+            "hydra.launcher.ray.init.address=auto",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: the sweep's launcher cannot reach its cluster: ")
@@ -144,8 +189,17 @@ def test_a_new_ray_init_key_is_one_line_that_names_the_plus(tmp_path, synthetic_
 
     from helpers import assert_one_line_error, run_main
 
-    result = run_main(train.main, ["-m", "hydra/launcher=ray_cluster", "hydra.launcher.ray.init.log_to_driver=false",
-                                   "model=lenet"], tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
-    assert_one_line_error(result, "unknown config key 'hydra.launcher.ray.init.log_to_driver'; keys of "
-                                  "hydra.launcher.ray.init: address, object_store_memory",
-                          "+hydra.launcher.ray.init.log_to_driver=VALUE", cwd=tmp_path)
+    result = run_main(
+        train.main,
+        ["-m", "hydra/launcher=ray_cluster", "hydra.launcher.ray.init.log_to_driver=false", "model=lenet"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
+    assert_one_line_error(
+        result,
+        "unknown config key 'hydra.launcher.ray.init.log_to_driver'; keys of "
+        "hydra.launcher.ray.init: address, object_store_memory",
+        "+hydra.launcher.ray.init.log_to_driver=VALUE",
+        cwd=tmp_path,
+    )

@@ -65,8 +65,9 @@ def test_reproduce_names_what_differs_in_the_environment_first(run_cli, tmp_path
     assert "version of torch: 0.0-older then" in out and f"cpu instruction set: {other} then, {here} now" in out
     assert "float results may differ where these differ; values are compared within rel 0.02 or abs 0.005" in out
     assert "all 19 values are identical" in out  # the same machine did both: 8 summary values, epochs, 2 x 5
-    assert (tmp_path / "again" / ".hydra" / "config.yaml").read_text() == \
-        (tmp_path / "original" / ".hydra" / "config.yaml").read_text()
+    assert (tmp_path / "again" / ".hydra" / "config.yaml").read_text() == (
+        tmp_path / "original" / ".hydra" / "config.yaml"
+    ).read_text()
 
     summary["test"]["acc"] += 0.001  # what another CPU family does to an accuracy (the issue: 0.07 points)
     summary_path.write_text(json.dumps(summary))
@@ -94,11 +95,14 @@ def test_an_old_summary_without_the_cpu_names_it_as_not_recorded(tiny_config):
     assert any(line.startswith("cpu instruction set: not recorded then, ") for line in changes)
 
 
-@pytest.mark.parametrize(("argv", "fragment"), [
-    (["RUN", "--rtol", "-1"], "argument --rtol: -1 is not allowed; give a finite tolerance >= 0"),
-    (["RUN", "--atol", "lots"], "argument --atol: 'lots' is not a number; give a tolerance >= 0"),
-    (["RUN", "--rtol", "nan"], "argument --rtol: nan is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["RUN", "--rtol", "-1"], "argument --rtol: -1 is not allowed; give a finite tolerance >= 0"),
+        (["RUN", "--atol", "lots"], "argument --atol: 'lots' is not a number; give a tolerance >= 0"),
+        (["RUN", "--rtol", "nan"], "argument --rtol: nan is not allowed"),
+    ],
+)
 def test_bad_tolerances_are_one_line(tmp_path, monkeypatch, argv, fragment):
     from cnntrain.commands import reproduce
 
@@ -112,7 +116,8 @@ def test_saved_command_keeps_task_overrides_and_drops_hydra_and_trackers(tmp_pat
     (hydra_dir / "overrides.yaml").write_text(
         "- model=cnn2\n- hydra.job.chdir=false\n- optimizer.lr=0.01\n- +hydra.output_subdir=/tmp/x\n"
         "- ++hydra.job.env_set.A=1\n- ~hydra.verbose\n- hydra/launcher=joblib\n- logger=[csv,wandb]\n"
-        "- wandb.project=theirs\n")
+        "- wandb.project=theirs\n"
+    )
     (hydra_dir / "hydra.yaml").write_text("hydra:\n  overrides:\n    hydra: [hydra.job.chdir=false]\n")
     assert saved_command(tmp_path) == ["model=cnn2", "optimizer.lr=0.01"]
 
@@ -121,8 +126,9 @@ def test_reproduce_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("empty", command=REPRODUCE)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: empty is not a cnntrain run directory (no "
-                                                  ".hydra/overrides.yaml)"]
+    assert result.stderr.strip().splitlines() == [
+        "error: empty is not a cnntrain run directory (no .hydra/overrides.yaml)"
+    ]
 
 
 def test_recorded_facts_are_printed_as_text(tiny_config):

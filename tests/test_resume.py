@@ -75,8 +75,14 @@ def test_ctrl_c_and_sigterm_stop_cleanly_and_say_how_to_resume(start_cli, tmp_pa
     assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] >= 1
 
 
-@pytest.mark.parametrize("schedule", [("scheduler=none",), ("scheduler=onecycle", "optimizer.lr=0.01"),
-                                      ("trainer.sampler=balanced", "trainer.class_weights=balanced")])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ("scheduler=none",),
+        ("scheduler=onecycle", "optimizer.lr=0.01"),
+        ("trainer.sampler=balanced", "trainer.class_weights=balanced"),
+    ],
+)
 def test_interrupt_in_process_then_resume_matches(tmp_path, tiny_config, monkeypatch, schedule):
 
     cfg = tiny_config("trainer.epochs=3", *schedule)
@@ -110,11 +116,14 @@ def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
     assert read_summary(tmp_path)["epochs_run"] == 2
 
 
-@pytest.mark.parametrize(("setup", "expected"), [
-    ("garbage", "cannot read checkpoint {dir}/checkpoints/last.pt: not a PyTorch file"),
-    ("foreign", "{dir}/checkpoints/last.pt is not a cnntrain checkpoint"),
-    ("missing", "checkpoint not found: {dir}/checkpoints/last.pt"),
-])
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("garbage", "cannot read checkpoint {dir}/checkpoints/last.pt: not a PyTorch file"),
+        ("foreign", "{dir}/checkpoints/last.pt is not a cnntrain checkpoint"),
+        ("missing", "checkpoint not found: {dir}/checkpoints/last.pt"),
+    ],
+)
 def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, setup, expected):
     import torch
 
@@ -126,8 +135,9 @@ def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, setup, e
         torch.save({"state_dict": {}}, checkpoints / "last.pt")
     result = run_cli("resume=old")
     assert result.returncode == 2
-    assert result.stderr == f"error: {expected.format(dir=tmp_path / 'old')}\n" or \
-        result.stderr.startswith(f"error: {expected.format(dir=tmp_path / 'old')}")
+    assert result.stderr == f"error: {expected.format(dir=tmp_path / 'old')}\n" or result.stderr.startswith(
+        f"error: {expected.format(dir=tmp_path / 'old')}"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 

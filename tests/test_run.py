@@ -80,8 +80,15 @@ def test_summary_holds_test_metrics_and_provenance(finished_run):
 def test_train_log_mirrors_the_console(finished_run):
     _, run_dir, _ = finished_run
     log = (run_dir / "train.log").read_text()
-    for text in ("model cnn2", "50,186", "train/loss", "per-class test accuracy", "test/acc (best checkpoint)",
-                 "test/balanced_acc (best checkpoint)", "test/macro_f1 (best checkpoint)"):
+    for text in (
+        "model cnn2",
+        "50,186",
+        "train/loss",
+        "per-class test accuracy",
+        "test/acc (best checkpoint)",
+        "test/balanced_acc (best checkpoint)",
+        "test/macro_f1 (best checkpoint)",
+    ):
         assert text in log
 
 
@@ -89,8 +96,17 @@ def test_checkpoint_contents(finished_run):
     _, run_dir, _ = finished_run
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["epoch"] == 2
-    assert set(last) >= {"model", "optimizer", "scheduler", "epoch", "rng", "best", "early_stopping", "config",
-                         "metrics"}
+    assert set(last) >= {
+        "model",
+        "optimizer",
+        "scheduler",
+        "epoch",
+        "rng",
+        "best",
+        "early_stopping",
+        "config",
+        "metrics",
+    }
     assert set(last["rng"]) >= {"torch", "shuffle"}
     assert last["config"]["model"]["name"] == "cnn2"
     assert last["optimizer"]["state"], "optimizer moments are saved for resuming"
@@ -135,14 +151,25 @@ def test_early_stopping_stops_after_patience(tmp_path, train_cli):
 
 
 def test_early_stopping_can_be_disabled(tmp_path, small_train_cli):
-    small_train_cli(tmp_path, "trainer.epochs=3", "trainer.early_stopping.mode=max",
-                    "trainer.early_stopping.patience=0", "trainer.early_stopping.enabled=false")
+    small_train_cli(
+        tmp_path,
+        "trainer.epochs=3",
+        "trainer.early_stopping.mode=max",
+        "trainer.early_stopping.patience=0",
+        "trainer.early_stopping.enabled=false",
+    )
     assert read_summary(tmp_path)["epochs_run"] == 3
 
 
 def test_plateau_cuts_lr_when_monitored_metric_stalls(tmp_path, train_cli):
-    train_cli(tmp_path, "trainer.epochs=3", "scheduler=plateau", "scheduler.mode=max", "scheduler.patience=0",
-              "scheduler.factor=0.5")
+    train_cli(
+        tmp_path,
+        "trainer.epochs=3",
+        "scheduler=plateau",
+        "scheduler.mode=max",
+        "scheduler.patience=0",
+        "scheduler.factor=0.5",
+    )
     lrs = [float(r["lr"]) for r in read_rows(tmp_path)]
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
 
@@ -189,16 +216,18 @@ def test_label_smoothing_reaches_the_loss(tiny_config):
 def test_diverging_loss_stops_with_a_clear_error(tmp_path, tiny_config):
     from cnntrain.training.epoch import TrainingDiverged
 
-    cfg = tiny_config("trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false",
-                      "optimizer.momentum=0")
+    cfg = tiny_config(
+        "trainer.epochs=2", "optimizer=sgd", "optimizer.lr=1e12", "optimizer.nesterov=false", "optimizer.momentum=0"
+    )
     with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) in epoch 1, batch \d+ of 17; lower"):
         run(cfg, tmp_path)
     assert not (tmp_path / "checkpoints" / "last.pt").exists() and not (tmp_path / "summary.json").exists()
 
 
 @pytest.mark.parametrize(("check_every", "batches_run"), [(1, 22), (8, 17 + 8), (50, 17 + 17)])
-def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, monkeypatch, check_every,
-                                                                batches_run):
+def test_nan_names_its_batch_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_config, monkeypatch, check_every, batches_run
+):
     """A loss that turns NaN at epoch 2, batch 5 (17 batches per epoch) is named as such. The CPU checks every
     batch; an accelerator checks every 50 (and at the epoch's end), forced here on the CPU."""
     import cnntrain.training.epoch as engine_module

@@ -55,8 +55,14 @@ def test_eval_reproduces_the_training_test_metrics(run_dir, synthetic_data_root)
 def test_tta_run_is_validated_tested_and_evaluated_with_mirrored_images(tmp_path, synthetic_data_root):
     from helpers import TINY_RUN, compose_config
 
-    cfg = compose_config(*TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "report.plots=false",
-                         "trainer.tta=hflip", data_root=synthetic_data_root)
+    cfg = compose_config(
+        *TINY_RUN,
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "report.plots=false",
+        "trainer.tta=hflip",
+        data_root=synthetic_data_root,
+    )
     run(cfg, tmp_path)
     trained = json.loads((tmp_path / "summary.json").read_text())
     assert trained["tta"] == "hflip"
@@ -68,8 +74,9 @@ def test_tta_run_is_validated_tested_and_evaluated_with_mirrored_images(tmp_path
     assert trained["test"]["loss"] == pytest.approx(with_tta.loss, rel=1e-5)
     assert with_tta.loss != pytest.approx(without.loss, rel=1e-3), "the summary must come from the mirrored pass"
     val_loss = float(next(csv.DictReader((tmp_path / "metrics.csv").open()))["val/loss"])
-    assert val_loss == pytest.approx(engine.evaluate(saved.model, bundle.val, bundle, loss_fn, 256, tta="hflip").loss,
-                                     rel=1e-5)
+    assert val_loss == pytest.approx(
+        engine.evaluate(saved.model, bundle.val, bundle, loss_fn, 256, tta="hflip").loss, rel=1e-5
+    )
     result = command("cnntrain-eval", str(tmp_path), "--device", "cpu", data_root=synthetic_data_root)
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((tmp_path / "eval_summary.json").read_text())
@@ -90,12 +97,15 @@ def test_eval_on_another_dataset_root_and_last_checkpoint(run_dir, make_data_roo
     assert evaluated["test"]["images"] == 50 and evaluated["checkpoint"].endswith("last.pt")
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["/no/such/run"], ["run directory not found: /no/such/run"]),
-    (["RUN", "--checkpoint", "middle"], ["checkpoint not found", "middle"]),
-    (["RUN", "model.name=other"], ["model.name=other", "only dataset.KEY=VALUE"]),
-    (["RUN", "--device", "tpu"], ["device=tpu"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["/no/such/run"], ["run directory not found: /no/such/run"]),
+        (["RUN", "--checkpoint", "middle"], ["checkpoint not found", "middle"]),
+        (["RUN", "model.name=other"], ["model.name=other", "only dataset.KEY=VALUE"]),
+        (["RUN", "--device", "tpu"], ["device=tpu"]),
+    ],
+)
 def test_eval_mistakes_are_one_line(run_dir, tmp_path, args, fragments):
     args = [str(run_dir) if a == "RUN" else a for a in args]
     assert_one_line_error(command("cnntrain-eval", *args), *fragments)

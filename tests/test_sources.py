@@ -20,12 +20,40 @@ from helpers import dataset_section, run_main
 from synthetic_idx import write_idx_dataset
 from synthetic_images import CLASSES, draw
 
-MNIST = dict(name="mnist", kind="torchvision", torchvision_class="MNIST", download=False, input_shape=None,
-             num_classes=None, classes=None, mean=None, std=None, val_split=0.1, val_strategy="random", folds=None,
-             fold=None, split=None)
-FOLDER = dict(name="imagefolder", kind="imagefolder", image_size=None, channels=None, input_shape=None,
-              num_classes=None, classes=None, mean=None, std=None, test_split=0.2, in_memory=True, num_workers=0,
-              val_split=0.1, val_strategy="stratified", folds=None, fold=None)
+MNIST = dict(
+    name="mnist",
+    kind="torchvision",
+    torchvision_class="MNIST",
+    download=False,
+    input_shape=None,
+    num_classes=None,
+    classes=None,
+    mean=None,
+    std=None,
+    val_split=0.1,
+    val_strategy="random",
+    folds=None,
+    fold=None,
+    split=None,
+)
+FOLDER = dict(
+    name="imagefolder",
+    kind="imagefolder",
+    image_size=None,
+    channels=None,
+    input_shape=None,
+    num_classes=None,
+    classes=None,
+    mean=None,
+    std=None,
+    test_split=0.2,
+    in_memory=True,
+    num_workers=0,
+    val_split=0.1,
+    val_strategy="stratified",
+    folds=None,
+    fold=None,
+)
 
 # sha256 (first 16 hex digits) of every split's images and labels, as the code before the move to data/sources/
 # (commit 3ea2006) loaded them with seed 7. Only integers are hashed, so they hold on any CPU.
@@ -64,8 +92,11 @@ def test_torchvision_and_folder_splits_are_those_of_before_the_sources_moved(pin
         base = MNIST | {"root": str(pinned_root)}
     else:
         base = FOLDER | {"root": str(pinned_root / "folder")}
-    extra = {"mnist-stratified": {"val_strategy": "stratified", "val_split": 50}, "mnist-fold": {"folds": 3, "fold": 1},
-             "folder-fold": {"folds": 4, "fold": 2}}.get(name, {})
+    extra = {
+        "mnist-stratified": {"val_strategy": "stratified", "val_split": 50},
+        "mnist-fold": {"folds": 3, "fold": 1},
+        "folder-fold": {"folds": 4, "fold": 2},
+    }.get(name, {})
     bundle = load_data(dataset_section(base | extra), seed=7)
     assert (digest(bundle), len(bundle.train), len(bundle.val), len(bundle.test)) == PINNED[name]
 
@@ -155,11 +186,14 @@ def test_an_unlabelled_test_folder_of_loose_images_is_left_out_and_said(tmp_path
     assert bundle.layout.endswith("test split off train (stratified) (test/ has no class folders: not used)")
 
 
-@pytest.mark.parametrize("layout, message", [
-    ({"test": 3}, "has test/ but no train/ folder"),
-    ({"train": 3, "val": 2, "extra_val": 0}, "has class folder\\(s\\) dog that .*train lacks"),
-    ({"train": 3, "val": 0}, "val holds no images"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({"test": 3}, "has test/ but no train/ folder"),
+        ({"train": 3, "val": 2, "extra_val": 0}, "has class folder\\(s\\) dog that .*train lacks"),
+        ({"train": 3, "val": 0}, "val holds no images"),
+    ],
+)
 def test_layout_mistakes_are_named(tmp_path, layout, message):
     root = tmp_path / "r"
     make_layout(root, {k: v for k, v in layout.items() if v and k != "extra_val"})
@@ -175,9 +209,21 @@ def test_layout_mistakes_are_named(tmp_path, layout, message):
 def test_a_run_on_class_folders_says_and_records_its_layout(tmp_path, monkeypatch):
     root = make_layout(tmp_path / "photos", {"": 16})
     run_dir = tmp_path / "run"
-    result = run_main(main, ["dataset=imagefolder", f"dataset.root={root}", "model=cnn2", "trainer.epochs=1",
-                             "trainer.batch_size=8", "trainer.progress=false", "report.plots=false",
-                             f"hydra.run.dir='{run_dir}'"], tmp_path, monkeypatch)
+    result = run_main(
+        main,
+        [
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            "model=cnn2",
+            "trainer.epochs=1",
+            "trainer.batch_size=8",
+            "trainer.progress=false",
+            "report.plots=false",
+            f"hydra.run.dir='{run_dir}'",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["data"]["kind"] == "imagefolder"

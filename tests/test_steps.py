@@ -22,8 +22,15 @@ def onecycle_run(tmp_path_factory, small_data_root) -> Path:
     """Counts come from the run's own sizes: the small set serves."""
     from helpers import compose_config
 
-    cfg = compose_config("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
-                         "scheduler=onecycle", "optimizer.lr=0.01", data_root=small_data_root)
+    cfg = compose_config(
+        "model=cnn2",
+        "trainer.epochs=2",
+        "trainer.batch_size=64",
+        "trainer.progress=false",
+        "scheduler=onecycle",
+        "optimizer.lr=0.01",
+        data_root=small_data_root,
+    )
     run_dir = tmp_path_factory.mktemp("onecycle") / "run"
     run(cfg, run_dir)
     return run_dir
@@ -52,9 +59,10 @@ def test_the_steps_add_up_to_the_epoch_and_show_the_schedule_inside_it(onecycle_
     per_epoch = len(steps) // 2
     sizes = [min(64, n - 64 * i) for i in range(per_epoch)]
     for e, row in enumerate(epochs):
-        losses = [s[STEP_LOSS] for s in steps[e * per_epoch:(e + 1) * per_epoch]]
-        assert sum(loss * size for loss, size in zip(losses, sizes)) / n == pytest.approx(float(row["train/loss"]),
-                                                                                           rel=1e-9)
+        losses = [s[STEP_LOSS] for s in steps[e * per_epoch : (e + 1) * per_epoch]]
+        assert sum(loss * size for loss, size in zip(losses, sizes)) / n == pytest.approx(
+            float(row["train/loss"]), rel=1e-9
+        )
     lrs = [s["lr"] for s in steps]
     peak = lrs.index(max(lrs))
     assert 0 < peak < len(lrs) - 1 and lrs[0] < max(lrs) / 10 and lrs[-1] < max(lrs) / 10

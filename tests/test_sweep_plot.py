@@ -31,8 +31,14 @@ from cnntrain.reporting.sweep_rows import JobRow, collect
 
 from helpers import run_main
 
-SWEEP = ("-m", "model=lenet,cnn2", "optimizer.lr=1e-3,1e-2", "trainer.epochs=1", "trainer.batch_size=64",
-         "trainer.progress=false")
+SWEEP = (
+    "-m",
+    "model=lenet,cnn2",
+    "optimizer.lr=1e-3,1e-2",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+    "trainer.progress=false",
+)
 _shared: dict[str, object] = {}
 
 
@@ -45,8 +51,13 @@ def four_job_sweep(tmp_path_factory: pytest.TempPathFactory, data_root: Path) ->
 
         folder = tmp_path_factory.mktemp("sweep")
         with pytest.MonkeyPatch.context() as monkeypatch:
-            result = run_main(main, [*SWEEP, f"hydra.sweep.dir='{folder / 'sweep'}'"], folder, monkeypatch,
-                              CNNTRAIN_DATA_ROOT=str(data_root))
+            result = run_main(
+                main,
+                [*SWEEP, f"hydra.sweep.dir='{folder / 'sweep'}'"],
+                folder,
+                monkeypatch,
+                CNNTRAIN_DATA_ROOT=str(data_root),
+            )
         assert result.returncode == 0, result.stderr
         _shared["sweep"] = (folder / "sweep", result.stdout)
     return _shared["sweep"]  # type: ignore[return-value]
@@ -57,15 +68,24 @@ def sweep(tmp_path_factory, small_data_root) -> tuple[Path, str]:
     return four_job_sweep(tmp_path_factory, small_data_root)
 
 
-def job(number: int, overrides: list[str], best: float | None, status: str = "done", monitor: str = "val/acc",
-        mode: str = "max") -> JobRow:
+def job(
+    number: int,
+    overrides: list[str],
+    best: float | None,
+    status: str = "done",
+    monitor: str = "val/acc",
+    mode: str = "max",
+) -> JobRow:
     values = {} if best is None else {"monitor": monitor, "best": best}
     return JobRow(str(number), status, overrides, values, mode)
 
 
 def grid(models: list[str], lrs: list[str]) -> list[JobRow]:
-    rows = [job(i * len(lrs) + k, [f"model={m}", f"optimizer.lr={lr}", "trainer.epochs=1"], 0.9 + 0.01 * (i + k))
-            for i, m in enumerate(models) for k, lr in enumerate(lrs)]
+    rows = [
+        job(i * len(lrs) + k, [f"model={m}", f"optimizer.lr={lr}", "trainer.epochs=1"], 0.9 + 0.01 * (i + k))
+        for i, m in enumerate(models)
+        for k, lr in enumerate(lrs)
+    ]
     return sorted(rows, key=JobRow.sort_key)
 
 
@@ -77,27 +97,32 @@ def test_names_get_a_categorical_axis_and_learning_rates_over_two_decades_a_log_
     assert [p.x for p in panels[1].points] == [1e-4, 1e-3, 1e-2] * 2
 
 
-@pytest.mark.parametrize(("values", "scale"), [
-    (["0.001", "0.01"], LINEAR),           # one decade
-    (["0.001", "0.1"], LOG),               # two decades
-    (["1e-4", "5e-3"], LOG),               # 1.7 decades: Optuna's log-uniform rates seldom span the full two
-    (["32", "64", "128", "256"], LINEAR),  # a batch size spans less than a decade
-    (["-0.1", "10"], LINEAR),              # not all positive
-    (["0", "0.5"], LINEAR),
-    (["True", "False"], CATEGORY),
-    (["0.1", "nan"], CATEGORY),
-    (["adam", "sgd"], CATEGORY),
-    (["0.001", UNSET], CATEGORY),
-])
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [
+        (["0.001", "0.01"], LINEAR),  # one decade
+        (["0.001", "0.1"], LOG),  # two decades
+        (["1e-4", "5e-3"], LOG),  # 1.7 decades: Optuna's log-uniform rates seldom span the full two
+        (["32", "64", "128", "256"], LINEAR),  # a batch size spans less than a decade
+        (["-0.1", "10"], LINEAR),  # not all positive
+        (["0", "0.5"], LINEAR),
+        (["True", "False"], CATEGORY),
+        (["0.1", "nan"], CATEGORY),
+        (["adam", "sgd"], CATEGORY),
+        (["0.001", UNSET], CATEGORY),
+    ],
+)
 def test_axis_scale(values, scale):
     assert axis_scale(values) == scale
 
 
 def test_only_keys_that_vary_between_drawn_jobs_get_panels_and_failed_jobs_are_left_out():
-    rows = [job(0, ["optimizer.lr=0.01", "+trainer.tag=a", "seed=1"], 0.95),
-            job(1, ["optimizer.lr=0.02", "+trainer.tag=b", "seed=1"], 0.97),
-            job(2, ["optimizer.lr=1e12", "+trainer.tag=c", "seed=1"], None, status="failed"),
-            job(3, [], None, status="failed")]  # overrides.yaml unreadable: it must not make every key "swept"
+    rows = [
+        job(0, ["optimizer.lr=0.01", "+trainer.tag=a", "seed=1"], 0.95),
+        job(1, ["optimizer.lr=0.02", "+trainer.tag=b", "seed=1"], 0.97),
+        job(2, ["optimizer.lr=1e12", "+trainer.tag=c", "seed=1"], None, status="failed"),
+        job(3, [], None, status="failed"),
+    ]  # overrides.yaml unreadable: it must not make every key "swept"
     panels = plan_panels(rows)
     assert [(p.key, p.scale) for p in panels] == [("optimizer.lr", LINEAR), ("trainer.tag", CATEGORY)]
     assert all([p.job for p in panel.points] == ["0", "1"] for panel in panels)
@@ -118,9 +143,11 @@ def test_one_job_or_nothing_varying_gives_one_panel_per_job_and_no_finished_job_
 
 
 def test_jobs_monitoring_another_metric_are_not_drawn_against_the_best_jobs_metric():
-    rows = [job(0, ["trainer.checkpoint.monitor=val/acc", "seed=1"], 0.9),
-            job(1, ["trainer.checkpoint.monitor=val/loss", "seed=2"], 0.1, monitor="val/loss", mode="min"),
-            job(2, ["trainer.checkpoint.monitor=val/acc", "seed=3"], 0.95)]
+    rows = [
+        job(0, ["trainer.checkpoint.monitor=val/acc", "seed=1"], 0.9),
+        job(1, ["trainer.checkpoint.monitor=val/loss", "seed=2"], 0.1, monitor="val/loss", mode="min"),
+        job(2, ["trainer.checkpoint.monitor=val/acc", "seed=3"], 0.95),
+    ]
     (panel,) = plan_panels(sorted(rows, key=JobRow.sort_key))
     assert panel.key == "seed" and [p.job for p in panel.points] == ["0", "2"]
 
@@ -155,8 +182,13 @@ def test_figure_marks_the_best_job_and_counts_the_failed_ones(tmp_path):
 
 def test_a_loss_monitor_is_plotted_as_is_and_many_keys_wrap_onto_rows(tmp_path):
     keys = ["a", "b", "c", "d"]
-    rows = sorted([job(i, [f"{k}={i * (n + 1)}" for n, k in enumerate(keys)], 0.5 - 0.1 * i, monitor="val/loss",
-                       mode="min") for i in range(4)], key=JobRow.sort_key)
+    rows = sorted(
+        [
+            job(i, [f"{k}={i * (n + 1)}" for n, k in enumerate(keys)], 0.5 - 0.1 * i, monitor="val/loss", mode="min")
+            for i in range(4)
+        ],
+        key=JobRow.sort_key,
+    )
     figure = sweep_figure(plan_panels(rows), rows, rows[0])
     visible = [ax for ax in figure.axes if ax.get_visible()]
     assert len(visible) == 4 and len(figure.axes) == 6, "two rows of three, the last two panels hidden"

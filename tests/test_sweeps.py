@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-TINY_JOB = ("model=cnn2", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false", "threads=1",
-            "report.plots=false")
+TINY_JOB = (
+    "model=cnn2",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+    "trainer.progress=false",
+    "threads=1",
+    "report.plots=false",
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,16 @@ def test_summary_lists_a_killed_job_as_failed(tmp_path):
 @pytest.mark.slow
 @needs("hydra_optuna_sweeper")
 def test_optuna_preset_runs_four_trials(run_cli, tmp_path):
-    result = run_cli("-m", "hparams_search=mnist_optuna", "hydra.sweeper.n_trials=4", "trainer.epochs=1",
-                     "trainer.progress=false", "threads=1", "report.plots=false", "hydra.sweep.dir=search")
+    result = run_cli(
+        "-m",
+        "hparams_search=mnist_optuna",
+        "hydra.sweeper.n_trials=4",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "threads=1",
+        "report.plots=false",
+        "hydra.sweep.dir=search",
+    )
     assert result.returncode == 0, result.stderr
     rows = read_sweep_summary(tmp_path / "search")
     assert len(rows) == 4 and {row["status"] for row in rows} == {"done"}
@@ -150,7 +164,8 @@ def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_th
     assert other.returncode == 2
     assert other.stderr.strip().splitlines() == [
         f"error: hydra.sweep.dir={jobs} holds job 0 of another sweep (its config differs in optimizer.lr); give "
-        "this sweep a new hydra.sweep.dir"]
+        "this sweep a new hydra.sweep.dir"
+    ]
 
 
 def test_a_sweep_saved_by_an_older_cnntrain_can_be_continued():
@@ -159,8 +174,12 @@ def test_a_sweep_saved_by_an_older_cnntrain_can_be_continued():
     from cnntrain.commands.sweep_job import config_difference
 
     saved = {"logger": "csv", "optimizer": {"lr": 1e-3}, "trainer": {"epochs": 2}}
-    fresh = {"logger": ["csv"], "optimizer": {"lr": 1e-3}, "trainer": {"epochs": 2, "devices": 1},
-             "mlflow": {"tracking_uri": None}}
+    fresh = {
+        "logger": ["csv"],
+        "optimizer": {"lr": 1e-3},
+        "trainer": {"epochs": 2, "devices": 1},
+        "mlflow": {"tracking_uri": None},
+    }
     assert config_difference(saved, fresh) == []
     assert config_difference(saved, {**fresh, "logger": ["csv", "mlflow"]}) == ["logger"]
     assert config_difference(saved, {**fresh, "optimizer": {"lr": 3e-4}}) == ["optimizer.lr"]

@@ -41,8 +41,16 @@ def touch(*args, **kwargs):
     pathlib.Path(os.environ["{MARKER_ENV}"]).write_text("called")
 '''
 SECONDS = 15  # in this process, on a loaded two-core machine; each case takes one or two here
-MAINS = {"reproduce": reproduce.main, "eval": evaluate.main, "predict": predict.main, "export": export.main,
-         "compare": compare.main, "report": report_page.main, "train": train.main, "lr-find": lr_find.main}
+MAINS = {
+    "reproduce": reproduce.main,
+    "eval": evaluate.main,
+    "predict": predict.main,
+    "export": export.main,
+    "compare": compare.main,
+    "report": report_page.main,
+    "train": train.main,
+    "lr-find": lr_find.main,
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +101,7 @@ class Case:
 
 # ---- payloads ----
 
+
 def write(relative: str, text: str) -> Callable[[Where], None]:
     return lambda where: _write(where.run / relative, text)
 
@@ -104,8 +113,9 @@ def _write(path: Path, text: str) -> None:
 
 def overrides(*items: str) -> Callable[[Where], None]:
     """overrides.yaml holding the run's own overrides and these."""
-    return lambda where: _write(where.run / ".hydra/overrides.yaml",
-                                "".join(f"- {_quoted(item, where)}\n" for item in (*TINY_RUN, *items)))
+    return lambda where: _write(
+        where.run / ".hydra/overrides.yaml", "".join(f"- {_quoted(item, where)}\n" for item in (*TINY_RUN, *items))
+    )
 
 
 def _quoted(item: str, where: Where) -> str:
@@ -121,17 +131,20 @@ def checkpoint(change: Change, name: str = "best") -> Callable[[Where], None]:
         payload = load_checkpoint(path)
         change(payload, where)
         save_checkpoint(path, payload)
+
     return edit
 
 
 def config_value(dotted: str, value: Any) -> Change:
     """Set a key of the checkpoint's config (a value "OUTSIDE" names the folder that must stay empty)."""
+
     def change(payload: dict[str, Any], where: Where) -> None:
         node = payload["config"]
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node[part]
         node[leaf] = str(where.outside) if value == "OUTSIDE" else value
+
     return change
 
 
@@ -157,7 +170,8 @@ def deep(levels: int) -> dict[str, Any]:
 
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9))
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)
+)
 CALLBACK = "hydra.callbacks.evil._target_=trust_marker.touch"
 GLOBAL_CALLBACK = """# @package _global_
 hydra:
@@ -172,12 +186,14 @@ model:
 
 def rename_class(where: Where, name: str) -> None:
     """Class '0' of summary.json renamed `name` wherever the file names it (a key or a value)."""
+
     def renamed(tree: Any) -> Any:
         if isinstance(tree, dict):
             return {name if key == "0" else key: renamed(value) for key, value in tree.items()}
         if isinstance(tree, list):
             return [renamed(item) for item in tree]
         return name if tree == "0" else tree
+
     path = where.run / "summary.json"
     path.write_text(json.dumps(renamed(json.loads(path.read_text()))))
 
@@ -190,6 +206,7 @@ def also(*edits: Callable[[Where], None]) -> Callable[[Where], None]:
     def edit(where: Where) -> None:
         for each in edits:
             each(where)
+
     return edit
 
 
@@ -208,109 +225,208 @@ def run_arg(*rest: str) -> Callable[[Where], list[str]]:
 
 CASES = {
     # cnntrain-reproduce: .hydra/overrides.yaml and config.yaml
-    "reproduce-callback": Case("reproduce", overrides(f"+{CALLBACK}"), run_arg("--out", "ALLOWED/again"),
-                               ("hydra.callbacks",)),
-    "reproduce-callback-plusplus": Case("reproduce", overrides(f"++{CALLBACK}"), run_arg("--out", "ALLOWED/again"),
-                                        ("hydra.callbacks",)),
-    "reproduce-callback-group": Case("reproduce", overrides("+hydra/callbacks=evil"),
-                                     run_arg("--out", "ALLOWED/again"), ("hydra/callbacks",)),
-    "reproduce-target": Case("reproduce", overrides("model.layers=[{_target_: trust_marker.touch}]"),
-                             run_arg("--out", "ALLOWED/again"), ("_target_",)),
-    "reproduce-env-secret": Case("reproduce", overrides(f"optimizer.lr={ENV_SECRET}"),
-                                 run_arg("--out", "ALLOWED/again"), ("resolver", "overrides.yaml")),
-    "reproduce-decode": Case("reproduce", overrides("seed=${oc.decode:'1'}"), run_arg("--out", "ALLOWED/again"),
-                             ("resolver",)),
-    "reproduce-flag-rerun": Case("reproduce", overrides("--experimental-rerun=OUTSIDE/config.pickle"),
-                                 run_arg("--out", "ALLOWED/again"), ("command-line flag",)),
-    "reproduce-flag-config-dir": Case("reproduce", overrides("--config-dir=OUTSIDE"),
-                                      run_arg("--out", "ALLOWED/again"), ("command-line flag",)),
-    "reproduce-unknown-key": Case("reproduce", overrides("+evil=1"), run_arg("--out", "ALLOWED/again"),
-                                  ("unknown config key 'evil'",)),
-    "reproduce-alias-bomb": Case("reproduce", write(".hydra/overrides.yaml", ALIAS_BOMB),
-                                 run_arg("--out", "ALLOWED/again"), ("anchor or alias",)),
-    "reproduce-config-alias-bomb": Case("reproduce", write(".hydra/config.yaml", ALIAS_BOMB),
-                                        run_arg("--out", "ALLOWED/again"), ("anchor or alias",)),
-    "reproduce-huge-overrides": Case("reproduce", write(".hydra/overrides.yaml", "- seed=1\n" * 120_000),
-                                     run_arg("--out", "ALLOWED/again"), ("larger than 1,000,000 bytes",)),
-    "reproduce-many-values": Case("reproduce", write(".hydra/config.yaml", "- 1\n" * 30_000),
-                                  run_arg("--out", "ALLOWED/again"), ("more than 20,000 values",)),
-    "reproduce-deep-overrides": Case("reproduce", write(".hydra/overrides.yaml", "[" * 15_000 + "]" * 15_000),
-                                     run_arg("--out", "ALLOWED/again"), ("overrides.yaml", "nesting depth")),
-    "compare-deep-config": Case("compare", write(".hydra/config.yaml", "a:\n" + "".join(
-        " " * level + "- \n" for level in range(0, 400, 2))), run_arg("--out", "ALLOWED/compare.png"),
-        ("config.yaml", "nested more than 64 levels")),
+    "reproduce-callback": Case(
+        "reproduce", overrides(f"+{CALLBACK}"), run_arg("--out", "ALLOWED/again"), ("hydra.callbacks",)
+    ),
+    "reproduce-callback-plusplus": Case(
+        "reproduce", overrides(f"++{CALLBACK}"), run_arg("--out", "ALLOWED/again"), ("hydra.callbacks",)
+    ),
+    "reproduce-callback-group": Case(
+        "reproduce", overrides("+hydra/callbacks=evil"), run_arg("--out", "ALLOWED/again"), ("hydra/callbacks",)
+    ),
+    "reproduce-target": Case(
+        "reproduce",
+        overrides("model.layers=[{_target_: trust_marker.touch}]"),
+        run_arg("--out", "ALLOWED/again"),
+        ("_target_",),
+    ),
+    "reproduce-env-secret": Case(
+        "reproduce",
+        overrides(f"optimizer.lr={ENV_SECRET}"),
+        run_arg("--out", "ALLOWED/again"),
+        ("resolver", "overrides.yaml"),
+    ),
+    "reproduce-decode": Case(
+        "reproduce", overrides("seed=${oc.decode:'1'}"), run_arg("--out", "ALLOWED/again"), ("resolver",)
+    ),
+    "reproduce-flag-rerun": Case(
+        "reproduce",
+        overrides("--experimental-rerun=OUTSIDE/config.pickle"),
+        run_arg("--out", "ALLOWED/again"),
+        ("command-line flag",),
+    ),
+    "reproduce-flag-config-dir": Case(
+        "reproduce", overrides("--config-dir=OUTSIDE"), run_arg("--out", "ALLOWED/again"), ("command-line flag",)
+    ),
+    "reproduce-unknown-key": Case(
+        "reproduce", overrides("+evil=1"), run_arg("--out", "ALLOWED/again"), ("unknown config key 'evil'",)
+    ),
+    "reproduce-alias-bomb": Case(
+        "reproduce", write(".hydra/overrides.yaml", ALIAS_BOMB), run_arg("--out", "ALLOWED/again"), ("anchor or alias",)
+    ),
+    "reproduce-config-alias-bomb": Case(
+        "reproduce", write(".hydra/config.yaml", ALIAS_BOMB), run_arg("--out", "ALLOWED/again"), ("anchor or alias",)
+    ),
+    "reproduce-huge-overrides": Case(
+        "reproduce",
+        write(".hydra/overrides.yaml", "- seed=1\n" * 120_000),
+        run_arg("--out", "ALLOWED/again"),
+        ("larger than 1,000,000 bytes",),
+    ),
+    "reproduce-many-values": Case(
+        "reproduce",
+        write(".hydra/config.yaml", "- 1\n" * 30_000),
+        run_arg("--out", "ALLOWED/again"),
+        ("more than 20,000 values",),
+    ),
+    "reproduce-deep-overrides": Case(
+        "reproduce",
+        write(".hydra/overrides.yaml", "[" * 15_000 + "]" * 15_000),
+        run_arg("--out", "ALLOWED/again"),
+        ("overrides.yaml", "nesting depth"),
+    ),
+    "compare-deep-config": Case(
+        "compare",
+        write(".hydra/config.yaml", "a:\n" + "".join(" " * level + "- \n" for level in range(0, 400, 2))),
+        run_arg("--out", "ALLOWED/compare.png"),
+        ("config.yaml", "nested more than 64 levels"),
+    ),
     # cnntrain-compare: config.yaml, summary.json
-    "compare-alias-bomb": Case("compare", write(".hydra/config.yaml", ALIAS_BOMB),
-                               run_arg("--out", "ALLOWED/compare.png"), ("anchor or alias",)),
+    "compare-alias-bomb": Case(
+        "compare",
+        write(".hydra/config.yaml", ALIAS_BOMB),
+        run_arg("--out", "ALLOWED/compare.png"),
+        ("anchor or alias",),
+    ),
     "compare-markup-and-secret": Case(
-        "compare", also(second_run, lambda where: _write(
-            where.run / ".hydra/config.yaml",
-            (where.run / ".hydra/config.yaml").read_text()
-            + f"evil: '{ENV_SECRET}'\nname: {json.dumps(NASTY_CLASS)}\n")),
-        run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png", "--html", "ALLOWED/compare.html"), ok=True),
+        "compare",
+        also(
+            second_run,
+            lambda where: _write(
+                where.run / ".hydra/config.yaml",
+                (where.run / ".hydra/config.yaml").read_text()
+                + f"evil: '{ENV_SECRET}'\nname: {json.dumps(NASTY_CLASS)}\n",
+            ),
+        ),
+        run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png", "--html", "ALLOWED/compare.html"),
+        ok=True,
+    ),
     "compare-math-in-legend": Case(
-        "compare", also(second_run, lambda where: _write(
-            where.run / ".hydra/config.yaml",
-            (where.run / ".hydra/config.yaml").read_text() + "mathy: '$\\oops{$'\n")),
-        run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png"), ok=True),
+        "compare",
+        also(
+            second_run,
+            lambda where: _write(
+                where.run / ".hydra/config.yaml",
+                (where.run / ".hydra/config.yaml").read_text() + "mathy: '$\\oops{$'\n",
+            ),
+        ),
+        run_arg("ALLOWED/run2", "--out", "ALLOWED/compare.png"),
+        ok=True,
+    ),
     # cnntrain-report: summary.json and config.yaml shown in a page
     "report-markup-and-secret": Case(
-        "report", also(lambda where: rename_class(where, NASTY_CLASS),
-                       lambda where: _write(where.run / ".hydra/config.yaml",
-                                            (where.run / ".hydra/config.yaml").read_text()
-                                            + f"evil: '{ENV_SECRET}'\n")),
-        run_arg(), ok=True),
+        "report",
+        also(
+            lambda where: rename_class(where, NASTY_CLASS),
+            lambda where: _write(
+                where.run / ".hydra/config.yaml",
+                (where.run / ".hydra/config.yaml").read_text() + f"evil: '{ENV_SECRET}'\n",
+            ),
+        ),
+        run_arg(),
+        ok=True,
+    ),
     "report-deep-summary": Case("report", write("summary.json", "[" * 100_000), run_arg(), ("nested too deeply",)),
-    "compare-deep-summary": Case("compare", write("summary.json", "[" * 100_000),
-                                 run_arg("--out", "ALLOWED/compare.png"), ("nested too deeply",)),
+    "compare-deep-summary": Case(
+        "compare", write("summary.json", "[" * 100_000), run_arg("--out", "ALLOWED/compare.png"), ("nested too deeply",)
+    ),
     # cnntrain-eval / -predict / -export: the checkpoint's config and data
-    "eval-secret-in-config": Case("eval", checkpoint(config_value("model.name", ENV_SECRET)),
-                                  run_arg("--device", "cpu"), ok=True),
-    "export-secret-in-config": Case("export", checkpoint(config_value("model.name", ENV_SECRET)),
-                                    run_arg("--format", "torchscript"), ok=True),
-    "export-cache-dir-elsewhere": Case("export", checkpoint(config_value("dataset.cache_dir", "OUTSIDE")),
-                                 run_arg("--format", "torchscript"), ok=True),
-    "predict-markup-classes": Case("predict", also(image, checkpoint(nasty_classes)),
-                                   run_arg("ALLOWED/digit.png", "--top-k", "10"), ok=True),
-    "predict-shared-bomb": Case("predict", also(image, checkpoint(config_value("model.extra",
-                                                                               shared_reference_bomb()))),
-                                run_arg("ALLOWED/digit.png"), ("best.pt", "more than 200,000 values")),
-    "predict-deep-config": Case("predict", also(image, checkpoint(config_value("model.extra", deep(200)))),
-                                run_arg("ALLOWED/digit.png"), ("best.pt", "nested more than")),
-    "eval-callback-in-config": Case("eval", checkpoint(config_value(
-        "hydra", {"callbacks": {"evil": {"_target_": "trust_marker.touch"}}})), run_arg("--device", "cpu"), ok=True),
-    "export-object-in-config": Case("export", checkpoint(config_value("model.extra", b"bytes")),
-                                    run_arg("--format", "torchscript"), ("model.extra", "not a plain value")),
+    "eval-secret-in-config": Case(
+        "eval", checkpoint(config_value("model.name", ENV_SECRET)), run_arg("--device", "cpu"), ok=True
+    ),
+    "export-secret-in-config": Case(
+        "export", checkpoint(config_value("model.name", ENV_SECRET)), run_arg("--format", "torchscript"), ok=True
+    ),
+    "export-cache-dir-elsewhere": Case(
+        "export", checkpoint(config_value("dataset.cache_dir", "OUTSIDE")), run_arg("--format", "torchscript"), ok=True
+    ),
+    "predict-markup-classes": Case(
+        "predict", also(image, checkpoint(nasty_classes)), run_arg("ALLOWED/digit.png", "--top-k", "10"), ok=True
+    ),
+    "predict-shared-bomb": Case(
+        "predict",
+        also(image, checkpoint(config_value("model.extra", shared_reference_bomb()))),
+        run_arg("ALLOWED/digit.png"),
+        ("best.pt", "more than 200,000 values"),
+    ),
+    "predict-deep-config": Case(
+        "predict",
+        also(image, checkpoint(config_value("model.extra", deep(200)))),
+        run_arg("ALLOWED/digit.png"),
+        ("best.pt", "nested more than"),
+    ),
+    "eval-callback-in-config": Case(
+        "eval",
+        checkpoint(config_value("hydra", {"callbacks": {"evil": {"_target_": "trust_marker.touch"}}})),
+        run_arg("--device", "cpu"),
+        ok=True,
+    ),
+    "export-object-in-config": Case(
+        "export",
+        checkpoint(config_value("model.extra", b"bytes")),
+        run_arg("--format", "torchscript"),
+        ("model.extra", "not a plain value"),
+    ),
     # cnntrain resume=: the last checkpoint's config
-    "resume-env-secret": Case("train", checkpoint(config_value("trainer.epochs", ENV_SECRET), "last"),
-                              lambda where: [f"resume={where.run}"], ("trainer.epochs",)),
-    "resume-shared-bomb": Case("train", checkpoint(config_value("model.extra", shared_reference_bomb()), "last"),
-                               lambda where: [f"resume={where.run}"], ("last.pt", "more than 200,000 values")),
+    "resume-env-secret": Case(
+        "train",
+        checkpoint(config_value("trainer.epochs", ENV_SECRET), "last"),
+        lambda where: [f"resume={where.run}"],
+        ("trainer.epochs",),
+    ),
+    "resume-shared-bomb": Case(
+        "train",
+        checkpoint(config_value("model.extra", shared_reference_bomb()), "last"),
+        lambda where: [f"resume={where.run}"],
+        ("last.pt", "more than 200,000 values"),
+    ),
     # cnntrain, cnntrain-lr-find: config files and overrides
-    "train-global-callback": Case("train", config_file("mine", GLOBAL_CALLBACK),
-                                  lambda where: ["--config-dir", str(where.config_dir), "model=mine"],
-                                  ("hydra.callbacks.evil",)),
-    "sweep-global-callback": Case("train", config_file("mine", GLOBAL_CALLBACK),
-                                  lambda where: ["-m", "--config-dir", str(where.config_dir), "model=mine",
-                                                 "seed=1,2"], ("hydra.callbacks.evil",)),
-    "train-target-in-group": Case("train", config_file("tgt", "name: tgt\n_target_: trust_marker.touch\n"
-                                                              "layers: [flatten, {linear: 10}]\n"),
-                                  lambda where: ["--config-dir", str(where.config_dir), "model=tgt"],
-                                  ("model._target_",)),
-    "train-callback-override": Case("train", lambda where: None, lambda where: [f"+{CALLBACK}"],
-                                    ("hydra.callbacks",)),
-    "sweep-callback-override": Case("train", lambda where: None, lambda where: ["-m", f"+{CALLBACK}", "seed=1,2"],
-                                    ("hydra.callbacks",)),
-    "train-experimental-rerun": Case("train", lambda where: None,
-                                     lambda where: ["--experimental-rerun", str(where.outside / "config.pickle")],
-                                     ("--experimental-rerun",)),
+    "train-global-callback": Case(
+        "train",
+        config_file("mine", GLOBAL_CALLBACK),
+        lambda where: ["--config-dir", str(where.config_dir), "model=mine"],
+        ("hydra.callbacks.evil",),
+    ),
+    "sweep-global-callback": Case(
+        "train",
+        config_file("mine", GLOBAL_CALLBACK),
+        lambda where: ["-m", "--config-dir", str(where.config_dir), "model=mine", "seed=1,2"],
+        ("hydra.callbacks.evil",),
+    ),
+    "train-target-in-group": Case(
+        "train",
+        config_file("tgt", "name: tgt\n_target_: trust_marker.touch\nlayers: [flatten, {linear: 10}]\n"),
+        lambda where: ["--config-dir", str(where.config_dir), "model=tgt"],
+        ("model._target_",),
+    ),
+    "train-callback-override": Case("train", lambda where: None, lambda where: [f"+{CALLBACK}"], ("hydra.callbacks",)),
+    "sweep-callback-override": Case(
+        "train", lambda where: None, lambda where: ["-m", f"+{CALLBACK}", "seed=1,2"], ("hydra.callbacks",)
+    ),
+    "train-experimental-rerun": Case(
+        "train",
+        lambda where: None,
+        lambda where: ["--experimental-rerun", str(where.outside / "config.pickle")],
+        ("--experimental-rerun",),
+    ),
     "lr-find-callback": Case("lr-find", lambda where: None, lambda where: [f"+{CALLBACK}"], ("hydra.callbacks",)),
 }
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_a_malicious_input_runs_nothing_leaks_nothing_writes_nothing_elsewhere(name, finished, tmp_path,
-                                                                                 monkeypatch, synthetic_data_root):
+def test_a_malicious_input_runs_nothing_leaks_nothing_writes_nothing_elsewhere(
+    name, finished, tmp_path, monkeypatch, synthetic_data_root
+):
     case = CASES[name]
     where = Where(tmp_path, Path(shutil.copytree(finished, tmp_path / "run")))
     where.allowed.mkdir()
@@ -321,8 +437,13 @@ def test_a_malicious_input_runs_nothing_leaks_nothing_writes_nothing_elsewhere(n
     case.edit(where)
     before = _files(tmp_path)
     started = time.perf_counter()
-    result = run_main(MAINS[case.command], case.argv(where), where.allowed, monkeypatch,
-                      **{SECRET_ENV: SECRET, MARKER_ENV: str(marker), "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)})
+    result = run_main(
+        MAINS[case.command],
+        case.argv(where),
+        where.allowed,
+        monkeypatch,
+        **{SECRET_ENV: SECRET, MARKER_ENV: str(marker), "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)},
+    )
     elapsed = time.perf_counter() - started
     if case.ok:
         assert result.returncode == 0, result.stderr
@@ -331,8 +452,11 @@ def test_a_malicious_input_runs_nothing_leaks_nothing_writes_nothing_elsewhere(n
     assert elapsed < SECONDS, f"{name} took {elapsed:.1f} s"
     assert not marker.exists(), f"{name} ran the payload's code"
     assert not where.outside.exists() or not any(where.outside.iterdir()), f"{name} wrote outside"
-    written = [path for path in _files(tmp_path) - before
-               if not path.is_relative_to(where.run) and not path.is_relative_to(where.allowed)]
+    written = [
+        path
+        for path in _files(tmp_path) - before
+        if not path.is_relative_to(where.run) and not path.is_relative_to(where.allowed)
+    ]
     assert not written, f"{name} wrote {written}"
     for text in (result.stdout, result.stderr):
         assert SECRET not in text and "\x1b" not in text and "\u202e" not in text
@@ -345,8 +469,9 @@ def test_text_from_data_is_shown_escaped_in_tables_and_pages(finished, tmp_path,
     where = Where(tmp_path, Path(shutil.copytree(finished, tmp_path / "run")))
     image(where)
     checkpoint(nasty_classes)(where)
-    result = run_main(predict.main, [str(where.run), str(where.allowed / "digit.png"), "--top-k", "10"], tmp_path,
-                      monkeypatch)
+    result = run_main(
+        predict.main, [str(where.run), str(where.allowed / "digit.png"), "--top-k", "10"], tmp_path, monkeypatch
+    )
     assert result.returncode == 0, result.stderr
     assert "[/bold]" in result.stdout and "\\x1b[31mred\\u202eevil" in result.stdout
     rename_class(where, "<script>alert(1)</script>\x1b")
@@ -371,18 +496,31 @@ def test_reproduce_replays_only_the_task_overrides(finished, tmp_path, monkeypat
     """Hydra settings that would write elsewhere, set environment variables or add callbacks, and trackers, saved
     in overrides.yaml or hydra.yaml, are left out: the re-run is the run, in --out, and says what it left out."""
     where = Where(tmp_path, Path(shutil.copytree(finished, tmp_path / "run")))
-    overrides("trainer.epochs=1", "trainer.progress=false", "hydra.output_subdir=OUTSIDE",
-              f"+hydra.job.env_set.LEAK={ENV_SECRET}".replace(ENV_SECRET, "x"), "logger=[csv,wandb]",
-              "hydra.run.dir=OUTSIDE")(where)
+    overrides(
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "hydra.output_subdir=OUTSIDE",
+        f"+hydra.job.env_set.LEAK={ENV_SECRET}".replace(ENV_SECRET, "x"),
+        "logger=[csv,wandb]",
+        "hydra.run.dir=OUTSIDE",
+    )(where)
     hydra_yaml = where.run / ".hydra/hydra.yaml"
-    hydra_yaml.write_text(hydra_yaml.read_text().replace("  callbacks:\n", "  callbacks:\n    evil:\n"
-                                                         "      _target_: trust_marker.touch\n", 1))
+    hydra_yaml.write_text(
+        hydra_yaml.read_text().replace(
+            "  callbacks:\n", "  callbacks:\n    evil:\n      _target_: trust_marker.touch\n", 1
+        )
+    )
     (tmp_path / "modules").mkdir()
     (tmp_path / "modules" / "trust_marker.py").write_text(MARKER_MODULE)
     marker = tmp_path / "marker"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "modules"), os.environ.get("PYTHONPATH", "")]))
-    result = run_main(reproduce.main, [str(where.run), "--out", str(tmp_path / "again"), "--no-compare"], tmp_path,
-                      monkeypatch, **{MARKER_ENV: str(marker), "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)})
+    result = run_main(
+        reproduce.main,
+        [str(where.run), "--out", str(tmp_path / "again"), "--no-compare"],
+        tmp_path,
+        monkeypatch,
+        **{MARKER_ENV: str(marker), "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)},
+    )
     assert result.returncode == 0, result.stderr
     assert "not replayed" in result.stdout and "hydra.output_subdir" in result.stdout
     assert not marker.exists() and not where.outside.exists()
@@ -393,14 +531,17 @@ def _files(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if path.is_file() and not path.is_symlink()}
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("[/bold]", "[/bold]"),
-    ("a\x1b[2Jb", "a\\x1b[2Jb"),
-    ("line\nbreak\r\ttab", "line\\nbreak\\r\\ttab"),
-    ("bell\x07 del\x7f c1\x9b", "bell\\x07 del\\x7f c1\\x9b"),
-    ("abc\u202edcba \u2066x\u2069 \u200f", "abc\\u202edcba \\u2066x\\u2069 \\u200f"),
-    ("naïve 日本 ✓", "naïve 日本 ✓"),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("[/bold]", "[/bold]"),
+        ("a\x1b[2Jb", "a\\x1b[2Jb"),
+        ("line\nbreak\r\ttab", "line\\nbreak\\r\\ttab"),
+        ("bell\x07 del\x7f c1\x9b", "bell\\x07 del\\x7f c1\\x9b"),
+        ("abc\u202edcba \u2066x\u2069 \u200f", "abc\\u202edcba \\u2066x\\u2069 \\u200f"),
+        ("naïve 日本 ✓", "naïve 日本 ✓"),
+    ],
+)
 def test_text_from_data_is_shown_as_written_with_control_characters_escaped(text, shown):
     from rich.console import Console
 
@@ -421,8 +562,9 @@ def test_a_sweep_is_checked_with_the_config_dir_it_names(tmp_path, synthetic_dat
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "mine.yaml").write_text("name: mine\nlayers: [flatten, {linear: 10}]\n")
-    checked = preflight([f"data_root={synthetic_data_root}", "model=mine", "seed=1,2"], multirun=True,
-                        extra_dir=str(tmp_path))
+    checked = preflight(
+        [f"data_root={synthetic_data_root}", "model=mine", "seed=1,2"], multirun=True, extra_dir=str(tmp_path)
+    )
     assert [cfg.model.name for cfg in checked.configs] == ["mine", "mine"]
     assert [cfg.seed for cfg in checked.configs] == [1, 2]
 
@@ -453,8 +595,13 @@ def test_a_resume_keeps_the_checkpoint_config_literal_in_every_output(tmp_path, 
     name = "[/bold]\x1b[31m" + ENV_SECRET
     checkpoint(config_value("model.name", name), "last")(where)
     before = _files(tmp_path)
-    result = run_main(train.main, [f"resume={run_dir}"], tmp_path, monkeypatch,
-                      **{SECRET_ENV: SECRET, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)})
+    result = run_main(
+        train.main,
+        [f"resume={run_dir}"],
+        tmp_path,
+        monkeypatch,
+        **{SECRET_ENV: SECRET, "CNNTRAIN_DATA_ROOT": str(synthetic_data_root)},
+    )
     assert result.returncode == 0, result.stderr
     assert not [path for path in _files(tmp_path) - before if not path.is_relative_to(run_dir)]
     assert SECRET not in result.stdout + result.stderr

@@ -74,6 +74,7 @@ def outside(tmp_path: Path) -> Path:
 
 # -- the writer itself ------------------------------------------------------------------------------------------
 
+
 def test_a_folder_that_links_out_of_the_root_is_refused(tmp_path, outside):
     run = tmp_path / "run"
     run.mkdir()
@@ -131,12 +132,12 @@ def test_refuse_links_out_finds_a_link_one_folder_down(tmp_path, outside):
 
 # -- run directories: resume and export --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory, synthetic_data_root) -> Path:
     """A run stopped in its second epoch (checkpoints/last.pt after epoch 1): what `resume=` continues."""
     folder = tmp_path_factory.mktemp("stopped") / "run"
-    cfg = compose_config(*TINY_RUN, "trainer.progress=false", "trainer.batch_size=256",
-                         data_root=synthetic_data_root)
+    cfg = compose_config(*TINY_RUN, "trainer.progress=false", "trainer.batch_size=256", data_root=synthetic_data_root)
     with pytest.MonkeyPatch.context() as monkeypatch:
         run_stopped_in_epoch(cfg, folder, 2, monkeypatch)
     return folder
@@ -170,8 +171,9 @@ def test_resume_writes_nothing_through_a_planted_link(stopped_run, tmp_path, out
 
 
 @pytest.mark.slow
-def test_a_new_run_into_a_folder_with_a_linked_checkpoints_folder_stops_at_the_write(tmp_path, outside, monkeypatch,
-                                                                                   synthetic_data_root):
+def test_a_new_run_into_a_folder_with_a_linked_checkpoints_folder_stops_at_the_write(
+    tmp_path, outside, monkeypatch, synthetic_data_root
+):
     """No resume, so no check up front: the checkpoint writer itself refuses the folder that leads out."""
     from cnntrain.commands.train import main
 
@@ -179,9 +181,13 @@ def test_a_new_run_into_a_folder_with_a_linked_checkpoints_folder_stops_at_the_w
     run.mkdir()
     (run / "checkpoints").symlink_to(outside)
     before = snapshot(outside)
-    result = run_main(main, [*TINY_RUN, "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false",
-                             f"hydra.run.dir='{run}'"], tmp_path, monkeypatch,
-                      CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    result = run_main(
+        main,
+        [*TINY_RUN, "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false", f"hydra.run.dir='{run}'"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )
     assert_one_line_error(result, f"{run / 'checkpoints'} is a symbolic link to {outside}, outside {run}")
     assert snapshot(outside) == before
 
@@ -208,6 +214,7 @@ def test_export_writes_nothing_through_a_planted_link(stopped_run, tmp_path, out
 
 
 # -- .gz IDX files -------------------------------------------------------------------------------------------------
+
 
 def idx_header(*sizes: int) -> bytes:
     return bytes((0, 0, 0x08, len(sizes))) + struct.pack(f">{len(sizes)}I", *sizes)
@@ -263,15 +270,19 @@ def test_a_planted_part_file_is_never_written_through(make_data_root, tmp_path, 
     before = snapshot(outside)
     ensure_available(mnist_cfg(root))
     assert snapshot(outside) == before
-    assert all((raw / name).is_file() and not (raw / name).is_symlink() for name in
-               ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert all(
+        (raw / name).is_file() and not (raw / name).is_symlink()
+        for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    )
 
 
 # -- images: FIFOs, pixel bombs, the model check --------------------------------------------------------------------
 
+
 def png_header(width: int, height: int, *, whole: bool = False) -> bytes:
     """A PNG whose header announces width x height (8-bit grayscale): its data cut off, or (whole) all black, a
     real image that decodes, compressed to a few hundred kB and made without holding its pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -281,14 +292,23 @@ def png_header(width: int, height: int, *, whole: bool = False) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
-def run_measured(args: list[str], cwd: Path, data_root: Path, timeout: float = 120) -> tuple[
-        subprocess.CompletedProcess, float, float]:
+def run_measured(
+    args: list[str], cwd: Path, data_root: Path, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess, float, float]:
     """Run a console script in a child of a small wrapper, returning its result, seconds and peak memory (MB)."""
-    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stdout); sys.exit(r.returncode)")
+    wrapper = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stdout); sys.exit(r.returncode)"
+    )
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", wrapper, *args], cwd=cwd, env=cli_env(data_root),
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, *args],
+        cwd=cwd,
+        env=cli_env(data_root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     seconds = time.monotonic() - started
     peak_mb = int(result.stdout.strip().splitlines()[-1]) / 1024
     return result, seconds, peak_mb
@@ -297,10 +317,16 @@ def run_measured(args: list[str], cwd: Path, data_root: Path, timeout: float = 1
 @pytest.mark.slow
 def test_a_fifo_given_to_predict_is_refused_without_hanging(stopped_run, tmp_path, synthetic_data_root):
     os.mkfifo(tmp_path / "pipe.png")
-    command = [*cnntrain_command("cnntrain-predict", "cnntrain.commands.predict"), str(stopped_run),
-               str(tmp_path / "pipe.png"), "--checkpoint", "last"]
-    result = subprocess.run(command, cwd=tmp_path, env=cli_env(synthetic_data_root), capture_output=True, text=True,
-                            timeout=60)
+    command = [
+        *cnntrain_command("cnntrain-predict", "cnntrain.commands.predict"),
+        str(stopped_run),
+        str(tmp_path / "pipe.png"),
+        "--checkpoint",
+        "last",
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=cli_env(synthetic_data_root), capture_output=True, text=True, timeout=60
+    )
     assert_one_line_error(result, "pipe.png", "named pipe (FIFO), not a regular file")
 
 
@@ -337,7 +363,9 @@ def test_a_9000x9000_first_image_fails_fast_in_little_memory(tmp_path, synthetic
     first.write_bytes(png_header(9000, 9000, whole=True))
     result, seconds, peak_mb = run_measured(
         [*cnntrain_command(), "dataset=imagefolder", f"dataset.root={root}", "model=lenet", "trainer.epochs=1"],
-        tmp_path, synthetic_data_root)
+        tmp_path,
+        synthetic_data_root,
+    )
     assert result.returncode == 2, result.stderr
     assert "9000x9000" in result.stderr and "Traceback" not in result.stderr
     assert peak_mb < 1500, f"{peak_mb:.0f} MB"
@@ -347,8 +375,17 @@ def test_a_9000x9000_first_image_fails_fast_in_little_memory(tmp_path, synthetic
 def test_a_huge_input_shape_fails_the_model_check_in_little_memory(tmp_path, synthetic_data_root):
     root = make_folder(tmp_path / "photos", rgb=False, size=16, per_class=4)
     result, seconds, peak_mb = run_measured(
-        [*cnntrain_command(), "dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=[8000,8000]",
-         "model=lenet", "trainer.epochs=1"], tmp_path, synthetic_data_root)
+        [
+            *cnntrain_command(),
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            "dataset.image_size=[8000,8000]",
+            "model=lenet",
+            "trainer.epochs=1",
+        ],
+        tmp_path,
+        synthetic_data_root,
+    )
     assert_one_line_error(result, "model 'lenet'", "values per image, more than the 268,435,456")
     assert peak_mb < 1500, f"{peak_mb:.0f} MB"
 
@@ -362,10 +399,15 @@ def test_a_checkpoint_whose_saved_shape_is_huge_fails_before_allocating(stopped_
     torch.save(payload, tmp_path / "huge.pt")
     Image.new("L", (28, 28)).save(tmp_path / "digit.png")
     started = time.monotonic()
-    result = run_main(main, [str(stopped_run), str(tmp_path / "digit.png"), "--checkpoint", str(tmp_path / "huge.pt")],
-                      tmp_path, monkeypatch)
-    assert_one_line_error(result, "huge.pt", "layer 1 (conv_block) holds 32x4500x4500",
-                          "values per image, more than the 268,435,456")
+    result = run_main(
+        main,
+        [str(stopped_run), str(tmp_path / "digit.png"), "--checkpoint", str(tmp_path / "huge.pt")],
+        tmp_path,
+        monkeypatch,
+    )
+    assert_one_line_error(
+        result, "huge.pt", "layer 1 (conv_block) holds 32x4500x4500", "values per image, more than the 268,435,456"
+    )
     assert time.monotonic() - started < 20
 
 
@@ -388,13 +430,16 @@ def test_the_meta_check_leaves_the_seeded_weights_as_they_were():
     torch.manual_seed(0)
     checked = builder.build_model(layers, [1, 12, 12])[0]
     torch.manual_seed(0)
-    unchecked = [builder._build_one(item, i, shape, "m")[0] for i, (item, shape) in
-                 enumerate(zip(layers, [(1, 12, 12), (4, 10, 10), (400,)]), start=1)]
+    unchecked = [
+        builder._build_one(item, i, shape, "m")[0]
+        for i, (item, shape) in enumerate(zip(layers, [(1, 12, 12), (4, 10, 10), (400,)]), start=1)
+    ]
     for a, b in zip(checked, unchecked):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 # -- caches ----------------------------------------------------------------------------------------------------------
+
 
 def listing(root: Path) -> list[tuple[Path, int]]:
     return [(path, label) for label, name in enumerate(CLASSES) for path in sorted((root / "train" / name).iterdir())]
@@ -412,8 +457,12 @@ def test_a_cache_shipped_in_the_dataset_never_replaces_its_images(tmp_path):
     root = make_folder(tmp_path / "data", rgb=False, size=12, per_class=4)
     files = listing(root)
     shape = (1, 12, 12)
-    poison = {"images": torch.full((len(files), *shape), 255, dtype=torch.uint8), "bad": [], "errors": [],
-              "labels": [label for _, label in files]}
+    poison = {
+        "images": torch.full((len(files), *shape), 255, dtype=torch.uint8),
+        "bad": [],
+        "errors": [],
+        "labels": [label for _, label in files],
+    }
     shipped = root / ".cnntrain-cache"
     shipped.mkdir()
     torch.save(poison, shipped / old_cache_name(files, shape, root, "train"))

@@ -34,18 +34,62 @@ from helpers import TINY_RUN, compose_config
 SECRET_ENV = "CNNTRAIN_FUZZ_SECRET"
 SECRET = "fuzz-s3cr3t-91b2"
 SECONDS = 20  # per example: a hang fails; the budgets refuse a bomb in well under a second on an idle machine
-FRAGMENTS = ["- ", "a: ", "b:\n  ", "&x ", "*x", "<<: *x\n", "${oc.env:" + SECRET_ENV + "}", "${", "}", "[", "]", "{",
-             "'", '"', "\n", "  ", "\t", "!!python/object/apply:os.system ['true']", "!!binary aGk=", "? ", ": ",
-             "# c\n", "---\n", "%YAML 1.1\n", "model=cnn2", "seed=3", "+hydra.callbacks.x._target_=os.system",
-             "hydra.output_subdir=/tmp", "++hydra.job.env_set.A=1", "~hydra.verbose", "--config-dir=/tmp",
-             "model.layers=[{_target_: os.system}]", "logger=[csv,wandb]", "optimizer.lr=${oc.decode:'1'}",
-             "\x1b[31m", "[/bold]", "\u202e", "<script>", "1e3", "null", "~", ",", "=", "\x00"]
+FRAGMENTS = [
+    "- ",
+    "a: ",
+    "b:\n  ",
+    "&x ",
+    "*x",
+    "<<: *x\n",
+    "${oc.env:" + SECRET_ENV + "}",
+    "${",
+    "}",
+    "[",
+    "]",
+    "{",
+    "'",
+    '"',
+    "\n",
+    "  ",
+    "\t",
+    "!!python/object/apply:os.system ['true']",
+    "!!binary aGk=",
+    "? ",
+    ": ",
+    "# c\n",
+    "---\n",
+    "%YAML 1.1\n",
+    "model=cnn2",
+    "seed=3",
+    "+hydra.callbacks.x._target_=os.system",
+    "hydra.output_subdir=/tmp",
+    "++hydra.job.env_set.A=1",
+    "~hydra.verbose",
+    "--config-dir=/tmp",
+    "model.layers=[{_target_: os.system}]",
+    "logger=[csv,wandb]",
+    "optimizer.lr=${oc.decode:'1'}",
+    "\x1b[31m",
+    "[/bold]",
+    "\u202e",
+    "<script>",
+    "1e3",
+    "null",
+    "~",
+    ",",
+    "=",
+    "\x00",
+]
 yaml_texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=30).map("".join)
 
 
 def fuzz(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 def works_or_one_line(call: Any) -> Any:
@@ -96,10 +140,33 @@ def test_a_saved_config_yaml_is_read_as_data_or_refused_in_one_line(run_dir, tex
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.sampled_from(FRAGMENTS)),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-    max_leaves=10)
-SUMMARY_KEYS = ["model", "dataset", "classes", "status", "best", "test", "test_last", "per_class_accuracy",
-                "confusion_matrix", "analysis", "versions", "git", "command", "model_summary", "params", "timing",
-                "final_epoch", "epochs_run", "platform", "deterministic", "device", "threads", "train_seconds"]
+    max_leaves=10,
+)
+SUMMARY_KEYS = [
+    "model",
+    "dataset",
+    "classes",
+    "status",
+    "best",
+    "test",
+    "test_last",
+    "per_class_accuracy",
+    "confusion_matrix",
+    "analysis",
+    "versions",
+    "git",
+    "command",
+    "model_summary",
+    "params",
+    "timing",
+    "final_epoch",
+    "epochs_run",
+    "platform",
+    "deterministic",
+    "device",
+    "threads",
+    "train_seconds",
+]
 
 
 @fuzz(40)
@@ -118,7 +185,8 @@ def test_a_saved_summary_makes_a_page_and_a_comparison_or_one_line(run_dir, summ
 
 def test_an_alias_bomb_is_refused_at_once(tmp_path):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9))
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)
+    )
     path = tmp_path / "config.yaml"
     path.write_text(bomb)
     assert len(bomb) < 600
@@ -130,6 +198,7 @@ def test_an_alias_bomb_is_refused_at_once(tmp_path):
 
 # ---- checkpoints' configs ----
 
+
 @pytest.fixture(scope="module")
 def base_config() -> dict[str, Any]:
     return OmegaConf.to_container(compose_config(*TINY_RUN), resolve=False) | {"data_root": "data"}
@@ -139,17 +208,40 @@ def _shared(child: Any, times: int) -> list[Any]:
     return [child] * times  # one object, many references: what a pickle can hold
 
 
-leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                   st.sampled_from(["${oc.env:" + SECRET_ENV + "}", "${oc.decode:'[1]'}", "${nosuch}", "\\${x}",
-                                    "${dataset.num_classes}", "[/bold]", "\x1b[2J", "\u202e", "${oc.env:" + SECRET_ENV
-                                    + ",${oc.env:" + SECRET_ENV + "}}"]),
-                   st.text(max_size=6), st.binary(max_size=4), st.just(torch.zeros(2)))
-values = st.recursive(leaves, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=4),
-    st.builds(_shared, inner, st.integers(2, 12))), max_leaves=20)
-places = st.sampled_from(["model.extra", "model.name", "model.layers", "dataset.classes", "trainer.epochs", "seed",
-                          "extra", "dataset"])
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.sampled_from(
+        [
+            "${oc.env:" + SECRET_ENV + "}",
+            "${oc.decode:'[1]'}",
+            "${nosuch}",
+            "\\${x}",
+            "${dataset.num_classes}",
+            "[/bold]",
+            "\x1b[2J",
+            "\u202e",
+            "${oc.env:" + SECRET_ENV + ",${oc.env:" + SECRET_ENV + "}}",
+        ]
+    ),
+    st.text(max_size=6),
+    st.binary(max_size=4),
+    st.just(torch.zeros(2)),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=4),
+        st.builds(_shared, inner, st.integers(2, 12)),
+    ),
+    max_leaves=20,
+)
+places = st.sampled_from(
+    ["model.extra", "model.name", "model.layers", "dataset.classes", "trainer.epochs", "seed", "extra", "dataset"]
+)
 
 
 @fuzz(30)

@@ -13,8 +13,9 @@ SEMVER = r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?"
 
 def test_pyproject_package_and_changelog_name_one_version():
     declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE)
-    entries = re.findall(rf"^## \[({SEMVER})\] - (\d{{4}}-\d{{2}}-\d{{2}})$", (REPO / "CHANGELOG.md").read_text(),
-                         re.MULTILINE)
+    entries = re.findall(
+        rf"^## \[({SEMVER})\] - (\d{{4}}-\d{{2}}-\d{{2}})$", (REPO / "CHANGELOG.md").read_text(), re.MULTILINE
+    )
     assert declared is not None and re.fullmatch(SEMVER, declared.group(1))
     assert entries, "CHANGELOG.md has dated entries: ## [X.Y.Z] - YYYY-MM-DD"
     assert declared.group(1) == cnntrain.__version__ == entries[0][0]

@@ -153,10 +153,23 @@ def test_an_offline_run_is_written_into_the_run_directory(tmp_path, train_cli):
 
 @pytest.mark.slow
 def test_a_sweep_is_one_group_with_a_run_per_job(tmp_path, monkeypatch, small_data_root):
-    result = run_main(train.main, ["-m", *TINY_RUN, "trainer.epochs=1", "trainer.progress=false", "threads=1",
-                                   "report.plots=false", "seed=1,2", "logger=[csv,wandb]",
-                                   "hydra.sweep.dir=outputs/multirun/seeds"],
-                      tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(small_data_root))
+    result = run_main(
+        train.main,
+        [
+            "-m",
+            *TINY_RUN,
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "threads=1",
+            "report.plots=false",
+            "seed=1,2",
+            "logger=[csv,wandb]",
+            "hydra.sweep.dir=outputs/multirun/seeds",
+        ],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(small_data_root),
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, result.stderr
     assert result.stdout.count("upload it with: wandb sync") == 2

@@ -28,8 +28,15 @@ from synthetic_images import CLASSES, draw, make_folder
 
 wds = pytest.importorskip("webdataset")
 
-RUN = ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=32", "report.plots=false", "trainer.progress=false",
-       "trainer.early_stopping.enabled=false", "dataset.num_workers=0")
+RUN = (
+    "model=cnn2",
+    "trainer.epochs=2",
+    "trainer.batch_size=32",
+    "report.plots=false",
+    "trainer.progress=false",
+    "trainer.early_stopping.enabled=false",
+    "dataset.num_workers=0",
+)
 
 
 def png(image) -> bytes:
@@ -38,16 +45,22 @@ def png(image) -> bytes:
     return out.getvalue()
 
 
-def write_shards(folder: Path, split: str, count: int, per_shard: int, seed: int = 0, size: int = 16,
-                 label_key: str = "cls") -> str:
+def write_shards(
+    folder: Path, split: str, count: int, per_shard: int, seed: int = 0, size: int = 16, label_key: str = "cls"
+) -> str:
     """`count` drawn samples into folder/split-000000.tar, ...; returns the brace range naming them."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     with wds.ShardWriter(str(folder / f"{split}-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
         for i in range(count):
             label = i % len(CLASSES)
-            sink.write({"__key__": f"{split}{seed}-{i:06d}", "png": png(draw(label, size, rng, rgb=False)),
-                        label_key: str(label)})
+            sink.write(
+                {
+                    "__key__": f"{split}{seed}-{i:06d}",
+                    "png": png(draw(label, size, rng, rgb=False)),
+                    label_key: str(label),
+                }
+            )
     last = (count - 1) // per_shard
     return f"{folder}/{split}-{{000000..{last:06d}}}.tar"
 
@@ -86,6 +99,7 @@ def metrics(run_dir: Path) -> list[dict]:
 
 # -- the data path -----------------------------------------------------------------------------------------
 
+
 def test_counted_sizes_labels_and_streamed_batches(shard_dir):
     cfg = compose_config(*own_splits(shard_dir), "dataset.num_workers=0")
     data = load_data(cfg.dataset, seed=0)
@@ -93,14 +107,20 @@ def test_counted_sizes_labels_and_streamed_batches(shard_dir):
     assert data.input_shape == (1, 16, 16) and data.classes == list(CLASSES)
     assert torch.equal(data.train.labels, torch.arange(240) % 3)  # canonical order: shards, then tar order
     assert "webdataset shards (streamed)" in data.layout
-    seen = [labels for _, labels in iterate_batches(data.train, 32, shuffle=True,
-                                                    generator=torch.Generator().manual_seed(0))]
+    seen = [
+        labels
+        for _, labels in iterate_batches(data.train, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    ]
     assert [len(s) for s in seen] == [32] * 7 + [16]
     assert sorted(torch.cat(seen).tolist()) == sorted(data.train.labels.tolist())  # one process: each sample once
-    again = [labels for _, labels in iterate_batches(data.train, 32, shuffle=True,
-                                                     generator=torch.Generator().manual_seed(0))]
-    other = [labels for _, labels in iterate_batches(data.train, 32, shuffle=True,
-                                                     generator=torch.Generator().manual_seed(1))]
+    again = [
+        labels
+        for _, labels in iterate_batches(data.train, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    ]
+    other = [
+        labels
+        for _, labels in iterate_batches(data.train, 32, shuffle=True, generator=torch.Generator().manual_seed(1))
+    ]
     assert all(torch.equal(a, b) for a, b in zip(seen, again))
     assert not all(torch.equal(a, b) for a, b in zip(seen, other))
     ordered = list(iterate_batches(data.test, 25, shuffle=False))
@@ -116,12 +136,16 @@ def test_a_fraction_of_the_stream_is_read_by_key_and_leaves_val_and_test(shard_d
     part = load_data(compose_config(*base, "dataset.fraction=0.25").dataset, seed=0)
     assert len(part.train) == 60 and torch.bincount(part.train.labels).tolist() == [20, 20, 20]
     assert torch.equal(part.val.labels, whole.val.labels) and torch.equal(part.test.labels, whole.test.labels)
-    read = [labels for _, labels in iterate_batches(part.train, 32, shuffle=True,
-                                                    generator=torch.Generator().manual_seed(0))]
+    read = [
+        labels
+        for _, labels in iterate_batches(part.train, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    ]
     assert sorted(torch.cat(read).tolist()) == sorted(part.train.labels.tolist()), "the reader takes the subset"
     wanted = [0, 59]
-    assert torch.equal(images_at(part.train.images, wanted), images_at(whole.train.images, [
-        int(i) for i in _kept_indices(whole, part, wanted)]))
+    assert torch.equal(
+        images_at(part.train.images, wanted),
+        images_at(whole.train.images, [int(i) for i in _kept_indices(whole, part, wanted)]),
+    )
 
 
 def _kept_indices(whole, part, wanted):
@@ -137,8 +161,9 @@ def test_ranks_take_equal_steps_from_their_own_shards(shard_dir):
     split = load_data(cfg.dataset, seed=0).train
     n, world, batch = len(split), 3, 50
     gen = [torch.Generator().manual_seed(3) for _ in range(world)]
-    shares = [list(iterate_batches(split, batch, shuffle=True, generator=gen[r], rank=r, world=world))
-              for r in range(world)]
+    shares = [
+        list(iterate_batches(split, batch, shuffle=True, generator=gen[r], rank=r, world=world)) for r in range(world)
+    ]
     count = num_batches(n, batch, False, world)
     assert all(len(s) == count for s in shares)
     for b in range(count):
@@ -153,12 +178,17 @@ def test_workers_read_different_shards(shard_dir):
 
     cfg = compose_config(*own_splits(shard_dir), "dataset.num_workers=2")
     data = load_data(cfg.dataset, seed=0)
-    seen = torch.cat([labels for _, labels in iterate_batches(data.train, 40, shuffle=True,
-                                                              generator=torch.Generator().manual_seed(0))])
+    seen = torch.cat(
+        [
+            labels
+            for _, labels in iterate_batches(data.train, 40, shuffle=True, generator=torch.Generator().manual_seed(0))
+        ]
+    )
     assert len(seen) == 240 and torch.bincount(seen).tolist() == [80, 80, 80]
     parts = data.train.images.parts
-    loader = torch.utils.data.DataLoader(StreamDataset(parts, data.train.images.settings, None, True),
-                                         batch_size=None, num_workers=2)
+    loader = torch.utils.data.DataLoader(
+        StreamDataset(parts, data.train.images.settings, None, True), batch_size=None, num_workers=2
+    )
     shard_of = {i: k for k, part in enumerate(parts) for i in range(part.offset, part.offset + part.count)}
     read, chunks = [], []
     for _, _, index in loader:
@@ -171,12 +201,14 @@ def test_workers_read_different_shards(shard_dir):
 
 # -- whole runs --------------------------------------------------------------------------------------------
 
+
 def test_run_on_own_val_and_test_shards_then_eval_and_predict(shard_dir, tmp_path, monkeypatch):
     run_dir, found = train(tmp_path, monkeypatch, *own_splits(shard_dir), "trainer.epochs=2", "report.plots=true")
     for picture in ("curves.png", "confusion_matrix.png", "worst_mistakes.png", "reliability.png", "report.html"):
         assert (run_dir / picture).stat().st_size > 1000, picture
     assert len(found["analysis"]["worst_mistakes"]) == sum(
-        n for i, row in enumerate(found["confusion_matrix"]) for j, n in enumerate(row) if i != j)
+        n for i, row in enumerate(found["confusion_matrix"]) for j, n in enumerate(row) if i != j
+    )
     assert found["sizes"] == {"train": 240, "val": 48, "test": 60}
     assert found["data"]["kind"] == "webdataset" and "train 4 shard(s), 240 samples" in found["data"]["layout"]
     assert sum(map(sum, found["confusion_matrix"])) == 60
@@ -189,9 +221,14 @@ def test_run_on_own_val_and_test_shards_then_eval_and_predict(shard_dir, tmp_pat
     assert alone["confusion_matrix"] == found["confusion_matrix"]
     picture = tmp_path / "one.png"
     draw(2, 16, np.random.default_rng(9), rgb=False).save(picture)
-    predicted = subprocess.run([*cnntrain_command("cnntrain-predict", "cnntrain.commands.predict"), str(run_dir),
-                                str(picture)], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True,
-                               timeout=120)
+    predicted = subprocess.run(
+        [*cnntrain_command("cnntrain-predict", "cnntrain.commands.predict"), str(run_dir), str(picture)],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert "square" in predicted.stdout
 
@@ -207,8 +244,9 @@ def test_val_and_test_by_key_hash_are_repeatable(shard_dir, tmp_path, monkeypatc
     assert sum(sizes.values()) == 240 and 20 < sizes["test"] < 80 and 5 < sizes["val"] < 45
     cfg = compose_config(*base, "seed=7")
     other = load_data(cfg.dataset, seed=7)
-    assert len(other.test) == sizes["test"] and torch.equal(other.test.labels, load_data(
-        compose_config(*base).dataset, seed=0).test.labels)
+    assert len(other.test) == sizes["test"] and torch.equal(
+        other.test.labels, load_data(compose_config(*base).dataset, seed=0).test.labels
+    )
 
 
 def test_folds_with_balanced_class_weights(shard_dir, tmp_path, monkeypatch):
@@ -217,8 +255,15 @@ def test_folds_with_balanced_class_weights(shard_dir, tmp_path, monkeypatch):
     splits = [load_data(cfg.dataset, seed=cfg.seed) for cfg in cfgs]
     assert sum(len(s.val) for s in splits) == 240 + 48  # val shards join train, as for every source
     assert all(len(s.train) + len(s.val) == 288 for s in splits)
-    _, found = train(tmp_path, monkeypatch, *own_splits(shard_dir), "dataset.folds=3", "dataset.fold=1",
-                     "trainer.class_weights=balanced", "trainer.epochs=1")
+    _, found = train(
+        tmp_path,
+        monkeypatch,
+        *own_splits(shard_dir),
+        "dataset.folds=3",
+        "dataset.fold=1",
+        "trainer.class_weights=balanced",
+        "trainer.epochs=1",
+    )
     assert found["sizes"]["val"] == len(splits[1].val)
     assert found["class_weights"] and len(found["class_weights"]) == 3
 
@@ -226,8 +271,12 @@ def test_folds_with_balanced_class_weights(shard_dir, tmp_path, monkeypatch):
 def test_cnntrain_shards_from_an_image_folder_then_train_on_them(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "images", rgb=True, size=12, per_class=20, test_per_class=6)
     out = tmp_path / "out"
-    result = run_main(shards_command.main, ["dataset=imagefolder", f"dataset.root={root}", "--output", str(out),
-                                            "--shard-size", "16"], tmp_path, monkeypatch)
+    result = run_main(
+        shards_command.main,
+        ["dataset=imagefolder", f"dataset.root={root}", "--output", str(out), "--shard-size", "16"],
+        tmp_path,
+        monkeypatch,
+    )
     assert result.returncode == 0, result.stderr
     sizes = json.loads((out / "sizes.json").read_text())
     assert {k: v["samples"] for k, v in sizes.items()} == {"train": 54, "val": 6, "test": 18}
@@ -235,18 +284,37 @@ def test_cnntrain_shards_from_an_image_folder_then_train_on_them(tmp_path, monke
     assert (out / "classes.txt").read_text().split() == list(CLASSES)
     made = compose_config("dataset=imagefolder", f"dataset.root={root}")
     folder = load_data(made.dataset, seed=made.seed)
-    shards = load_data(compose_config("dataset=webdataset", spec(out, "train", 4), spec(out, "val", 1),
-                                      spec(out, "test", 2), "dataset.num_workers=0").dataset, seed=made.seed)
+    shards = load_data(
+        compose_config(
+            "dataset=webdataset",
+            spec(out, "train", 4),
+            spec(out, "val", 1),
+            spec(out, "test", 2),
+            "dataset.num_workers=0",
+        ).dataset,
+        seed=made.seed,
+    )
     for name in ("train", "val", "test"):  # lossless: the same pixels and labels, in the same order
         a, b = getattr(folder, name), getattr(shards, name)
         assert torch.equal(a.labels, b.labels)
         streamed = torch.cat([images for images, _ in iterate_batches(b, 64, shuffle=False)])
         assert torch.equal(a.images[:], streamed), name
-    _, found = train(tmp_path / "run", monkeypatch, "dataset=webdataset", spec(out, "train", 4),
-                     spec(out, "val", 1), spec(out, "test", 2), "trainer.epochs=1")
+    _, found = train(
+        tmp_path / "run",
+        monkeypatch,
+        "dataset=webdataset",
+        spec(out, "train", 4),
+        spec(out, "val", 1),
+        spec(out, "test", 2),
+        "trainer.epochs=1",
+    )
     assert found["sizes"] == {"train": 54, "val": 6, "test": 18}
-    again = run_main(shards_command.main, ["dataset=imagefolder", f"dataset.root={root}", "--output", str(out)],
-                     tmp_path, monkeypatch)
+    again = run_main(
+        shards_command.main,
+        ["dataset=imagefolder", f"dataset.root={root}", "--output", str(out)],
+        tmp_path,
+        monkeypatch,
+    )
     assert_one_line_error(again, "--output", "new or empty folder")
 
 
@@ -255,15 +323,21 @@ def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path):
     """2 gloo ranks, each reading its own shards: the test accuracy and confusion matrix are cnntrain-eval's in
     one process for the same weights (every test sample once, each prediction with its own label)."""
     args = [*RUN, *own_splits(shard_dir), "trainer.devices=2", "trainer.epochs=1"]
-    result = subprocess.run([*cnntrain_command(), *args], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True,
-                            text=True, timeout=400)
+    result = subprocess.run(
+        [*cnntrain_command(), *args], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=400
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = [p.parent for p in (tmp_path / "outputs").rglob("summary.json")]
     found = json.loads((run_dir / "summary.json").read_text())
     assert found["parallel"]["world_size"] == 2 and found["sizes"]["test"] == 60
-    alone = subprocess.run([*cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"), str(run_dir),
-                            "--device", "cpu"], cwd=run_dir, env=cli_env(tmp_path), capture_output=True, text=True,
-                           timeout=200)
+    alone = subprocess.run(
+        [*cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"), str(run_dir), "--device", "cpu"],
+        cwd=run_dir,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
     assert alone.returncode == 0, alone.stderr
     evaluated = json.loads((run_dir / "eval_summary.json").read_text())
     assert evaluated["test"]["acc"] == found["test"]["acc"]
@@ -272,6 +346,7 @@ def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path):
 
 
 # -- mistakes in the shard files ------------------------------------------------------------------------------
+
 
 def bad_shard(path: Path, samples: list[dict]) -> None:
     with wds.TarWriter(str(path)) as sink:
@@ -283,30 +358,57 @@ def good(i: int, label: str = "0") -> dict:
     return {"__key__": f"s{i}", "png": png(draw(0, 8, np.random.default_rng(i), rgb=False)), "cls": label}
 
 
-@pytest.mark.parametrize(("make", "extra", "expected"), [
-    (lambda d: (d / "a.tar").write_bytes(b"not a tar file at all" * 40), (), "cannot read shard DIR/a.tar"),
-    (lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "cls": "1"}]), (),
-     "shard DIR/a.tar, sample s1: no image (jpg, png, jpeg, webp; dataset.image_key)"),
-    (lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": good(1)["png"]}]), (),
-     "shard DIR/a.tar, sample s1: no label 'cls' (dataset.label_key)"),
-    (lambda d: bad_shard(d / "a.tar", [good(0), good(1, "7")]), (),
-     "shard DIR/a.tar, sample s1: label 7 is outside the 3 classes (0..2)"),
-    (lambda d: (bad_shard(d / "a.tar", [good(0)]), (d / "names.txt").write_text("\n\n")), ("CLASSES",),
-     "classes file DIR/names.txt names 0 class(es)"),
-    (lambda d: (bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": b"garbage", "cls": "1"}]),
-                bad_shard(d / "b.tar", [good(2), good(3, "1")])),
-     ("dataset.num_workers=1", "dataset.val=DATA/b.tar", "dataset.test=DATA/b.tar", "dataset.mean=[0.5]",
-      "dataset.std=[0.2]"), "cannot read image DIR/a.tar:s1.png"),  # found by a DataLoader worker
-])
+@pytest.mark.parametrize(
+    ("make", "extra", "expected"),
+    [
+        (lambda d: (d / "a.tar").write_bytes(b"not a tar file at all" * 40), (), "cannot read shard DIR/a.tar"),
+        (
+            lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "cls": "1"}]),
+            (),
+            "shard DIR/a.tar, sample s1: no image (jpg, png, jpeg, webp; dataset.image_key)",
+        ),
+        (
+            lambda d: bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": good(1)["png"]}]),
+            (),
+            "shard DIR/a.tar, sample s1: no label 'cls' (dataset.label_key)",
+        ),
+        (
+            lambda d: bad_shard(d / "a.tar", [good(0), good(1, "7")]),
+            (),
+            "shard DIR/a.tar, sample s1: label 7 is outside the 3 classes (0..2)",
+        ),
+        (
+            lambda d: (bad_shard(d / "a.tar", [good(0)]), (d / "names.txt").write_text("\n\n")),
+            ("CLASSES",),
+            "classes file DIR/names.txt names 0 class(es)",
+        ),
+        (
+            lambda d: (
+                bad_shard(d / "a.tar", [good(0), {"__key__": "s1", "png": b"garbage", "cls": "1"}]),
+                bad_shard(d / "b.tar", [good(2), good(3, "1")]),
+            ),
+            (
+                "dataset.num_workers=1",
+                "dataset.val=DATA/b.tar",
+                "dataset.test=DATA/b.tar",
+                "dataset.mean=[0.5]",
+                "dataset.std=[0.2]",
+            ),
+            "cannot read image DIR/a.tar:s1.png",
+        ),  # found by a DataLoader worker
+    ],
+)
 def test_shard_mistakes_are_one_line(tmp_path, monkeypatch, make, extra, expected):
     data = tmp_path / "d"
     data.mkdir()
     (data / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
     make(data)
-    args = [a.replace("CLASSES", f"dataset.classes_file={data / 'names.txt'}").replace("DATA", str(data))
-            for a in extra]
-    result = run_main(train_command.main, [*RUN, "dataset=webdataset", f"dataset.train={data}/a.tar", *args],
-                      tmp_path, monkeypatch)
+    args = [
+        a.replace("CLASSES", f"dataset.classes_file={data / 'names.txt'}").replace("DATA", str(data)) for a in extra
+    ]
+    result = run_main(
+        train_command.main, [*RUN, "dataset=webdataset", f"dataset.train={data}/a.tar", *args], tmp_path, monkeypatch
+    )
     assert_one_line_error(result, expected.replace("DIR", str(data)))
 
 

@@ -9,24 +9,81 @@ from __future__ import annotations
 from cnntrain.commands.hints import key_like_flag
 from cnntrain.errors import ConfigError, did_you_mean
 
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-              "--version", "--resolve", "--package", "-p"}
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                    "--config-dir", "-cd", "--experimental-rerun"}
+INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--version",
+    "--resolve",
+    "--package",
+    "-p",
+}
+FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
-FLAG_VALUES = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
-               "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
-               "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")}
-FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-r", "--run",
-         "-m", "--multirun", "-sc", "--shell-completion", "-cp", "--config-path", "-cn", "--config-name", "-cd",
-         "--config-dir", "--experimental-rerun", "-i", "--info"}
+FLAG_VALUES = {
+    "--cfg": ("job", "hydra", "all"),
+    "-c": ("job", "hydra", "all"),
+    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+}
+FLAGS = {
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--version",
+    "-c",
+    "--cfg",
+    "--resolve",
+    "-p",
+    "--package",
+    "-r",
+    "--run",
+    "-m",
+    "--multirun",
+    "-sc",
+    "--shell-completion",
+    "-cp",
+    "--config-path",
+    "-cn",
+    "--config-name",
+    "-cd",
+    "--config-dir",
+    "--experimental-rerun",
+    "-i",
+    "--info",
+}
 RERUN_FLAG = "--experimental-rerun"  # Hydra's: refused (a run directory is data; a pickle is code)
-MODE_FLAGS = {"--run": ("-r", "--run"), "--multirun": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"),
-              "--info": ("-i", "--info"), "--shell-completion": ("-sc", "--shell-completion")}
+MODE_FLAGS = {
+    "--run": ("-r", "--run"),
+    "--multirun": ("-m", "--multirun"),
+    "--cfg": ("-c", "--cfg"),
+    "--info": ("-i", "--info"),
+    "--shell-completion": ("-sc", "--shell-completion"),
+}
 """Hydra's modes: one per command."""
-FLAG_HELP = ("-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
-             "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
-             "-sc/--shell-completion, --version, -r/--run")
+FLAG_HELP = (
+    "-m/--multirun (a sweep), -h/--help, --hydra-help, -c/--cfg job|hydra|all, --resolve, -p/--package "
+    "PACKAGE, -i/--info [WHAT], -cd/--config-dir DIR, -cp/--config-path, -cn/--config-name, "
+    "-sc/--shell-completion, --version, -r/--run"
+)
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
@@ -41,12 +98,17 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool]:
             continue
         flag, has_value, value = arg.partition("=")
         if flag not in FLAGS:
-            raise ConfigError(key_like_flag(arg, argv) or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
-                              f"takes KEY=VALUE overrides and the flags {FLAG_HELP}")
+            raise ConfigError(
+                key_like_flag(arg, argv)
+                or f"unknown flag '{flag}'{did_you_mean(flag, FLAGS)}; cnntrain "
+                f"takes KEY=VALUE overrides and the flags {FLAG_HELP}"
+            )
         if flag == RERUN_FLAG:
-            raise ConfigError(f"{RERUN_FLAG} is not supported: it unpickles a run directory's config.pickle, which "
-                              f"can run code; cnntrain-reproduce RUN_DIR runs a finished run again from its saved "
-                              f"overrides")
+            raise ConfigError(
+                f"{RERUN_FLAG} is not supported: it unpickles a run directory's config.pickle, which "
+                f"can run code; cnntrain-reproduce RUN_DIR runs a finished run again from its saved "
+                f"overrides"
+            )
         flags.append(flag)
         if flag in FLAGS_WITH_VALUE:
             value = value if has_value else next(args, "")

@@ -78,8 +78,10 @@ def suggestion(rows: list[tuple[float, float, float]]) -> float | None:
         return None
     lowest = min(range(len(usable)), key=lambda i: usable[i][2])
     start = max(1, len(usable) // 10)
-    slopes = [((usable[i][2] - usable[i - 1][2]) / (math.log10(usable[i][0]) - math.log10(usable[i - 1][0])), i)
-              for i in range(start, lowest + 1)]
+    slopes = [
+        ((usable[i][2] - usable[i - 1][2]) / (math.log10(usable[i][0]) - math.log10(usable[i - 1][0])), i)
+        for i in range(start, lowest + 1)
+    ]
     if not slopes:
         return None
     slope, index = min(slopes)

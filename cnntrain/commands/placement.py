@@ -97,8 +97,9 @@ def placed(cfg: Any, hydra_cfg: Any) -> Iterator[Placement | None]:
             yield placement
 
 
-def place(slot: int, slots: int, devices: int, jobs_per_gpu: int, gpu_count: int,
-          cores: list[int] | None = None) -> Placement:
+def place(
+    slot: int, slots: int, devices: int, jobs_per_gpu: int, gpu_count: int, cores: list[int] | None = None
+) -> Placement:
     if gpu_count > 0:
         return Placement(slot, gpus=gpus_for_slot(slot, gpu_count, devices, jobs_per_gpu))
     return Placement(slot, cores=cores_for_slot(slot, slots, sorted(cores or _all_cores())))

@@ -18,8 +18,10 @@ from cnntrain.reporting.sweep_rows import collect
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="cnntrain-report",
-                       description="Write report.html, a self-contained page, into finished run or sweep directories.")
+    p = ArgumentParser(
+        prog="cnntrain-report",
+        description="Write report.html, a self-contained page, into finished run or sweep directories.",
+    )
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories or sweep directories")
     return p
 

@@ -20,6 +20,8 @@ class SweepSummary(Callback):
     """After a multirun: the summary table, sweep_summary.csv, its picture and the sweep's report.html."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        report_sweep(Path(config.hydra.sweep.dir),
-                     plots=bool(OmegaConf.select(config, "report.plots", default=True)),  # false: no matplotlib
-                     html=bool(OmegaConf.select(config, "report.html", default=True)))
+        report_sweep(
+            Path(config.hydra.sweep.dir),
+            plots=bool(OmegaConf.select(config, "report.plots", default=True)),  # false: no matplotlib
+            html=bool(OmegaConf.select(config, "report.html", default=True)),
+        )

@@ -80,8 +80,13 @@ def sweep_job(cfg: Any, run_dir: Path, job_num: int) -> float:
             checkpoint = earlier.get("checkpoint") if earlier else None
             if checkpoint is not None:
                 report_note(f"job {job_num}: resuming {resume_point(checkpoint)} ({run_dir})")
-            return train_job(cfg, run_dir, description=known_data(cfg.dataset), checkpoint=checkpoint,
-                             fresh_process=needs_fresh_process(placement))
+            return train_job(
+                cfg,
+                run_dir,
+                description=known_data(cfg.dataset),
+                checkpoint=checkpoint,
+                fresh_process=needs_fresh_process(placement),
+            )
     except Interrupted:
         raise
     except Exception as err:
@@ -106,8 +111,10 @@ def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
     checkpoint = load_checkpoint(paths.last)
     differs = config_difference(checkpoint.get("config") or {}, _plain(cfg))
     if differs:
-        raise ConfigError(f"hydra.sweep.dir={run_dir.parent} holds job {job_num} of another sweep (its config "
-                          f"differs in {', '.join(differs[:3])}); give this sweep a new hydra.sweep.dir")
+        raise ConfigError(
+            f"hydra.sweep.dir={run_dir.parent} holds job {job_num} of another sweep (its config "
+            f"differs in {', '.join(differs[:3])}); give this sweep a new hydra.sweep.dir"
+        )
     try:
         summary = read_summary(paths.summary_json)
     except UserError:
@@ -127,8 +134,11 @@ def config_difference(saved: dict[str, Any], fresh: dict[str, Any]) -> list[str]
 
     ignored = {*IGNORED_KEYS, *(f"dataset.{key}" for key in DataDescription.FILLED_KEYS), "logger"}
     saved_flat, fresh_flat = flatten(saved), flatten(fresh)
-    differs = [key for key, value in fresh_flat.items()
-               if key not in ignored and key in saved_flat and saved_flat[key] != value]
+    differs = [
+        key
+        for key, value in fresh_flat.items()
+        if key not in ignored and key in saved_flat and saved_flat[key] != value
+    ]
     if chosen_loggers(saved.get("logger", "csv")) != chosen_loggers(fresh.get("logger", "csv")):
         differs.insert(0, "logger")
     return differs

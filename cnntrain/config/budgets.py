@@ -46,11 +46,15 @@ def check_budgets(trainer: DictConfig) -> None:
     each null when unused."""
     steps = trainer.checkpoint.every_steps
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"trainer.checkpoint.every_steps={steps}: expected a whole number >= 1 (optimizer steps "
-                          f"between checkpoints inside an epoch) or null")
+        raise ConfigError(
+            f"trainer.checkpoint.every_steps={steps}: expected a whole number >= 1 (optimizer steps "
+            f"between checkpoints inside an epoch) or null"
+        )
     minutes = trainer.checkpoint.every_minutes
-    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
-                                or not math.isfinite(minutes) or minutes <= 0):
-        raise ConfigError(f"trainer.checkpoint.every_minutes={minutes}: expected a number of minutes > 0 (e.g. 10 "
-                          f"or 0.5) or null")
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) or minutes <= 0
+    ):
+        raise ConfigError(
+            f"trainer.checkpoint.every_minutes={minutes}: expected a number of minutes > 0 (e.g. 10 or 0.5) or null"
+        )
     parse_duration(trainer.time_limit)

@@ -50,8 +50,11 @@ def hydra_session(extra_dir: str | None = None) -> Iterator[Any]:
     version.setbase(VERSION_BASE)
     search_path = create_config_search_path(str(config_dir()))
     if extra_dir is not None:
-        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(extra_dir)}",
-                            anchor=SearchPathQuery(provider="schema"))
+        search_path.prepend(
+            provider="command-line",
+            path=f"file://{os.path.abspath(extra_dir)}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
     GlobalHydra.instance().clear()
     try:
         yield Hydra.create_main_hydra2(task_name=CONFIG_NAME, config_search_path=search_path)
@@ -59,22 +62,29 @@ def hydra_session(extra_dir: str | None = None) -> Iterator[Any]:
         GlobalHydra.instance().clear()
 
 
-def compose_train(overrides: list[str], *, hydra: Any = None, hydra_config: bool = False,
-                  log_configuration: bool = False) -> Any:
+def compose_train(
+    overrides: list[str], *, hydra: Any = None, hydra_config: bool = False, log_configuration: bool = False
+) -> Any:
     """The config `cnntrain OVERRIDES` runs (with its `hydra` node when hydra_config), or a ConfigError."""
     overrides = legacy_augment_overrides(overrides)
     if hydra is None:
         with hydra_session() as session:
-            return compose_train(overrides, hydra=session, hydra_config=hydra_config,
-                                 log_configuration=log_configuration)
+            return compose_train(
+                overrides, hydra=session, hydra_config=hydra_config, log_configuration=log_configuration
+            )
     from hydra.errors import HydraException
     from hydra.types import RunMode
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        cfg = hydra.compose_config(config_name=CONFIG_NAME, overrides=list(overrides), run_mode=RunMode.RUN,
-                                   from_shell=True, with_log_configuration=log_configuration)
+        cfg = hydra.compose_config(
+            config_name=CONFIG_NAME,
+            overrides=list(overrides),
+            run_mode=RunMode.RUN,
+            from_shell=True,
+            with_log_configuration=log_configuration,
+        )
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: e.g. ~dataset=0
         raise ConfigError(composition_message(err, overrides, hydra)) from None
     check_composed(cfg)  # no foreign callback, no _target_ in our groups (cnntrain.config.guard)
@@ -120,8 +130,10 @@ def _element(value: Any) -> str:
         return "[" + ",".join(_element(item) for item in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{_element(str(k))}: {_element(v)}" for k, v in value.items()) + "}"
-    raise ConfigError(f"value {value!r} ({type(value).__name__}) cannot be written as an override; use a string, "
-                      f"number, boolean, None, path, list or dict")
+    raise ConfigError(
+        f"value {value!r} ({type(value).__name__}) cannot be written as an override; use a string, "
+        f"number, boolean, None, path, list or dict"
+    )
 
 
 def legacy_augment_overrides(overrides: list[str]) -> list[str]:
@@ -161,16 +173,20 @@ def composition_message(err: Exception, overrides: list[str], hydra: Any = None)
         if key.startswith("hydra.") and "did you mean" not in message:
             message += f" (a key Hydra's config does not have yet is added with a '+': +{key}=VALUE)"
         if key.startswith("dataset.augment."):
-            message = (f"{key}: dataset.augment is a list of augmentations (null when off): set it whole, e.g. "
-                       f"dataset.augment=[{{translate: 2}},hflip] or dataset.augment={{translate: 2, hflip: true}}")
+            message = (
+                f"{key}: dataset.augment is a list of augmentations (null when off): set it whole, e.g. "
+                f"dataset.augment=[{{translate: 2}},hflip] or dataset.augment={{translate: 2, hflip: true}}"
+            )
         return message
     plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/([^']+)'", text)
     if plugin:
         kind, name = plugin.groups()
         available = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
-        return (f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
-                f"and the joblib, submitit and Ray launchers come with pip install "
-                f"'cnntrain[optuna,joblib,slurm,ray]')")
+        return (
+            f"unknown hydra/{kind} '{name}'; available: {', '.join(available) or 'basic'} (the optuna sweeper "
+            f"and the joblib, submitit and Ray launchers come with pip install "
+            f"'cnntrain[optuna,joblib,slurm,ray]')"
+        )
     exists = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
     if exists:
         return f"config key '{exists.group(1)}' already exists; drop the '+' to override it"

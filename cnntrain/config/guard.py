@@ -23,11 +23,15 @@ def check_overrides(keys: list[str]) -> None:
     """Override keys (without their +, ++, ~) that would add a callback: refused before anything composes."""
     for key in keys:
         if key in ("hydra.callbacks", "hydra/callbacks") or key.startswith(("hydra.callbacks.", "hydra/callbacks/")):
-            raise ConfigError(f"override '{key}': cnntrain runs no Hydra callbacks but its own "
-                              f"({', '.join(OWN_CALLBACKS)}); hydra.callbacks cannot be set")
+            raise ConfigError(
+                f"override '{key}': cnntrain runs no Hydra callbacks but its own "
+                f"({', '.join(OWN_CALLBACKS)}); hydra.callbacks cannot be set"
+            )
         if key.rpartition(".")[2] == TARGET and not key.startswith("hydra."):
-            raise ConfigError(f"override '{key}': cnntrain instantiates nothing from its config; {TARGET} is not "
-                              f"allowed in its config groups")
+            raise ConfigError(
+                f"override '{key}': cnntrain instantiates nothing from its config; {TARGET} is not "
+                f"allowed in its config groups"
+            )
 
 
 def check_composed(cfg: Any) -> None:
@@ -38,17 +42,24 @@ def check_composed(cfg: Any) -> None:
     hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
     if hydra is not None:
         callbacks = OmegaConf.to_container(hydra, resolve=False).get("callbacks") or {}
-        foreign = [name for name, spec in callbacks.items() if OWN_CALLBACKS.get(name) != spec] \
-            if isinstance(callbacks, dict) else ["(not a mapping)"]
+        foreign = (
+            [name for name, spec in callbacks.items() if OWN_CALLBACKS.get(name) != spec]
+            if isinstance(callbacks, dict)
+            else ["(not a mapping)"]
+        )
         if foreign:
-            raise ConfigError(f"hydra.callbacks.{foreign[0]}: cnntrain runs no Hydra callbacks but its own "
-                              f"({', '.join(OWN_CALLBACKS)}); a config file or override that adds one is refused")
+            raise ConfigError(
+                f"hydra.callbacks.{foreign[0]}: cnntrain runs no Hydra callbacks but its own "
+                f"({', '.join(OWN_CALLBACKS)}); a config file or override that adds one is refused"
+            )
     tree = OmegaConf.to_container(cfg, resolve=False)
     tree.pop("hydra", None)
     found = _target_key(tree, "")
     if found is not None:
-        raise ConfigError(f"config key '{found}': cnntrain instantiates nothing from its config groups; "
-                          f"{TARGET} is not allowed there (a config file that sets it is refused)")
+        raise ConfigError(
+            f"config key '{found}': cnntrain instantiates nothing from its config groups; "
+            f"{TARGET} is not allowed there (a config file that sets it is refused)"
+        )
 
 
 def _target_key(tree: Any, prefix: str) -> str | None:

@@ -42,8 +42,11 @@ UNIT_OPEN = Arg(float, "must be in (0, 1)", lambda v: 0 < v < 1)
 POSITIVE_INT = Arg(int, "must be > 0", lambda v: v > 0)
 NON_NEGATIVE_INT = Arg(int, "must be >= 0", lambda v: v >= 0)
 FLAG = Arg(bool)
-BETAS = Arg(list[float], "expected two numbers, each in [0, 1)",
-            lambda v: len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v))
+BETAS = Arg(
+    list[float],
+    "expected two numbers, each in [0, 1)",
+    lambda v: len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v),
+)
 
 
 def one_of(options: tuple[str, ...], to_torch: bool = True) -> Arg:
@@ -63,32 +66,63 @@ class Declared:
 
 def _nesterov(values: dict[str, Any]) -> str | None:
     if values["nesterov"] and (values["momentum"] <= 0 or values["dampening"] != 0):
-        return (f"optimizer.nesterov=true needs optimizer.momentum > 0 and optimizer.dampening=0 (they are "
-                f"{values['momentum']} and {values['dampening']}); set optimizer.nesterov=false to use them")
+        return (
+            f"optimizer.nesterov=true needs optimizer.momentum > 0 and optimizer.dampening=0 (they are "
+            f"{values['momentum']} and {values['dampening']}); set optimizer.nesterov=false to use them"
+        )
     return None
 
 
 OPTIMIZERS: dict[str, Declared] = {
     "adam": Declared("Adam", dict(lr=POSITIVE, betas=BETAS, eps=POSITIVE, weight_decay=NON_NEGATIVE, amsgrad=FLAG)),
     "adamw": Declared("AdamW", dict(lr=POSITIVE, betas=BETAS, eps=POSITIVE, weight_decay=NON_NEGATIVE, amsgrad=FLAG)),
-    "sgd": Declared("SGD", dict(lr=POSITIVE, momentum=NON_NEGATIVE, nesterov=FLAG, dampening=NON_NEGATIVE,
-                                weight_decay=NON_NEGATIVE), rules=(_nesterov,)),
-    "rmsprop": Declared("RMSprop", dict(lr=POSITIVE, alpha=NON_NEGATIVE, eps=POSITIVE, momentum=NON_NEGATIVE,
-                                        centered=FLAG, weight_decay=NON_NEGATIVE)),
+    "sgd": Declared(
+        "SGD",
+        dict(lr=POSITIVE, momentum=NON_NEGATIVE, nesterov=FLAG, dampening=NON_NEGATIVE, weight_decay=NON_NEGATIVE),
+        rules=(_nesterov,),
+    ),
+    "rmsprop": Declared(
+        "RMSprop",
+        dict(
+            lr=POSITIVE,
+            alpha=NON_NEGATIVE,
+            eps=POSITIVE,
+            momentum=NON_NEGATIVE,
+            centered=FLAG,
+            weight_decay=NON_NEGATIVE,
+        ),
+    ),
 }
 """torch.optim classes by config name; every one takes the model's parameters first."""
 
 SCHEDULERS: dict[str, Declared] = {
     "none": Declared(None),
-    "plateau": Declared("ReduceLROnPlateau", dict(
-        monitor=one_of(MONITORS, to_torch=False), mode=one_of(MODES), factor=UNIT_OPEN,
-        patience=NON_NEGATIVE_INT, threshold=NON_NEGATIVE, min_lr=NON_NEGATIVE), interval="metric"),
+    "plateau": Declared(
+        "ReduceLROnPlateau",
+        dict(
+            monitor=one_of(MONITORS, to_torch=False),
+            mode=one_of(MODES),
+            factor=UNIT_OPEN,
+            patience=NON_NEGATIVE_INT,
+            threshold=NON_NEGATIVE,
+            min_lr=NON_NEGATIVE,
+        ),
+        interval="metric",
+    ),
     "step": Declared("StepLR", dict(step_size=POSITIVE_INT, gamma=POSITIVE), interval="epoch"),
     "cosine": Declared(None, dict(eta_min=NON_NEGATIVE, warmup_epochs=Arg(float, to_torch=False)), interval="batch"),
-    "onecycle": Declared("OneCycleLR", dict(
-        max_lr=Arg(float | None, "must be null (use optimizer.lr) or a number > 0", lambda v: v is None or v > 0),
-        pct_start=UNIT_OPEN, div_factor=POSITIVE, final_div_factor=POSITIVE,
-        anneal_strategy=one_of(ANNEAL_STRATEGIES), three_phase=FLAG), interval="batch"),
+    "onecycle": Declared(
+        "OneCycleLR",
+        dict(
+            max_lr=Arg(float | None, "must be null (use optimizer.lr) or a number > 0", lambda v: v is None or v > 0),
+            pct_start=UNIT_OPEN,
+            div_factor=POSITIVE,
+            final_div_factor=POSITIVE,
+            anneal_strategy=one_of(ANNEAL_STRATEGIES),
+            three_phase=FLAG,
+        ),
+        interval="batch",
+    ),
 }
 """torch.optim.lr_scheduler classes by config name (None: built by cnntrain.training.optim itself)."""
 

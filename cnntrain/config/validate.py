@@ -60,8 +60,9 @@ def _variant_name(cfg: DictConfig, group: str) -> str:
     name = OmegaConf.select(cfg, f"{group}.name")
     declared = GROUPS[group]
     if name not in declared:
-        raise ConfigError(f"unknown {group} '{name}'{did_you_mean(str(name), declared)}; "
-                          f"available: {', '.join(declared)}")
+        raise ConfigError(
+            f"unknown {group} '{name}'{did_you_mean(str(name), declared)}; available: {', '.join(declared)}"
+        )
     return str(name)
 
 
@@ -82,8 +83,9 @@ def _unknown_key_message(schema: DictConfig, plain: DictConfig, err: ConfigKeyEr
     return unknown_key_message(full_key, sorted(allowed - {leaf}))
 
 
-_LIST_WORDS = {"model.layers": "a list of layers, e.g. [{conv2d: {out_channels: 8, kernel_size: 3}}, relu, flatten, "
-                               "{linear: 10}]"}
+_LIST_WORDS = {
+    "model.layers": "a list of layers, e.g. [{conv2d: {out_channels: 8, kernel_size: 3}}, relu, flatten, {linear: 10}]"
+}
 _TYPE_WORDS = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false", "String": "a string"}
 
 
@@ -109,41 +111,64 @@ def _type_message(err: ValidationError) -> str:
 
 
 def _check_ranges(cfg: DictConfig) -> None:
-    for key in ("trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.devices",
-                "sweep.jobs_per_gpu"):
+    for key in (
+        "trainer.epochs",
+        "trainer.batch_size",
+        "trainer.eval_batch_size",
+        "trainer.devices",
+        "sweep.jobs_per_gpu",
+    ):
         positive(cfg, key)
-    require(cfg.trainer.batch_size >= cfg.trainer.devices,
-             f"trainer.batch_size={cfg.trainer.batch_size}: must be >= trainer.devices={cfg.trainer.devices} "
-             f"(each device takes a share of the global batch)")
+    require(
+        cfg.trainer.batch_size >= cfg.trainer.devices,
+        f"trainer.batch_size={cfg.trainer.batch_size}: must be >= trainer.devices={cfg.trainer.devices} "
+        f"(each device takes a share of the global batch)",
+    )
     _check_declared(cfg)
     positive(cfg, "trainer.early_stopping.patience", strict=False)
     positive(cfg, "trainer.early_stopping.min_delta", strict=False)
     positive(cfg, "trainer.accumulate")
     check_budgets(cfg.trainer)
     positive(cfg, "trainer.ema.every")
-    require(0.0 <= cfg.trainer.ema.decay < 1.0,
-             f"trainer.ema.decay={cfg.trainer.ema.decay}: must be in [0, 1) (0: no weight average; e.g. 0.999)")
-    require(cfg.trainer.grad_clip is None or (isinstance(cfg.trainer.grad_clip, (int, float))
-                                               and not isinstance(cfg.trainer.grad_clip, bool)
-                                               and math.isfinite(cfg.trainer.grad_clip) and cfg.trainer.grad_clip > 0),
-             f"trainer.grad_clip={cfg.trainer.grad_clip}: must be null (no clipping) or a number > 0")
+    require(
+        0.0 <= cfg.trainer.ema.decay < 1.0,
+        f"trainer.ema.decay={cfg.trainer.ema.decay}: must be in [0, 1) (0: no weight average; e.g. 0.999)",
+    )
+    require(
+        cfg.trainer.grad_clip is None
+        or (
+            isinstance(cfg.trainer.grad_clip, (int, float))
+            and not isinstance(cfg.trainer.grad_clip, bool)
+            and math.isfinite(cfg.trainer.grad_clip)
+            and cfg.trainer.grad_clip > 0
+        ),
+        f"trainer.grad_clip={cfg.trainer.grad_clip}: must be null (no clipping) or a number > 0",
+    )
     positive(cfg, "trainer.finetune.freeze_epochs", strict=False)
     positive(cfg, "trainer.finetune.backbone_lr", strict=False)
-    require(cfg.trainer.finetune.freeze_epochs == 0 or cfg.trainer.devices == 1,
-             f"trainer.finetune.freeze_epochs={cfg.trainer.finetune.freeze_epochs}: unfreezing during a data-parallel "
-             f"run (trainer.devices={cfg.trainer.devices}) is not supported; use trainer.finetune.head_only=true or "
-             f"one device")
-    require(0.0 <= cfg.trainer.label_smoothing < 1.0,
-             f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)")
+    require(
+        cfg.trainer.finetune.freeze_epochs == 0 or cfg.trainer.devices == 1,
+        f"trainer.finetune.freeze_epochs={cfg.trainer.finetune.freeze_epochs}: unfreezing during a data-parallel "
+        f"run (trainer.devices={cfg.trainer.devices}) is not supported; use trainer.finetune.head_only=true or "
+        f"one device",
+    )
+    require(
+        0.0 <= cfg.trainer.label_smoothing < 1.0,
+        f"trainer.label_smoothing={cfg.trainer.label_smoothing}: must be in [0, 1)",
+    )
     choice(cfg, "trainer.loss", LOSSES)
     check_threshold(cfg.trainer.threshold)
     check_class_weights(cfg.trainer.class_weights)
-    require(cfg.trainer.sampler in SAMPLERS,
-             f"trainer.sampler={cfg.trainer.sampler}: unknown sampler '{cfg.trainer.sampler}'"
-             f"{did_you_mean(str(cfg.trainer.sampler), SAMPLERS)}; expected one of {', '.join(SAMPLERS)}")
-    require(not (cfg.trainer.sampler == BALANCED and cfg.dataset.get("kind") == "webdataset"),
-             "trainer.sampler=balanced draws with replacement, which a stream of shards cannot; "
-             "use trainer.class_weights=balanced (or write balanced shards)")
+    require(
+        cfg.trainer.sampler in SAMPLERS,
+        f"trainer.sampler={cfg.trainer.sampler}: unknown sampler '{cfg.trainer.sampler}'"
+        f"{did_you_mean(str(cfg.trainer.sampler), SAMPLERS)}; expected one of {', '.join(SAMPLERS)}",
+    )
+    require(
+        not (cfg.trainer.sampler == BALANCED and cfg.dataset.get("kind") == "webdataset"),
+        "trainer.sampler=balanced draws with replacement, which a stream of shards cannot; "
+        "use trainer.class_weights=balanced (or write balanced shards)",
+    )
     choice(cfg, "trainer.precision", PRECISIONS)
     choice(cfg, "trainer.tta", TTA_MODES)
     for prefix in ("trainer.early_stopping", "trainer.checkpoint"):
@@ -151,11 +176,14 @@ def _check_ranges(cfg: DictConfig) -> None:
         choice(cfg, f"{prefix}.mode", MODES)
     check_device(cfg.device)
     cfg.logger = chosen_loggers(cfg.logger)
-    require(cfg.wandb.mode in (None, *WANDB_MODES),
-             f"wandb.mode={cfg.wandb.mode}: expected one of {', '.join(WANDB_MODES)}, or null ($WANDB_MODE, "
-             f"else offline)")
-    require(cfg.threads is None or (type(cfg.threads) is int and cfg.threads > 0),
-             f"threads={cfg.threads}: must be null or a whole number > 0")
+    require(
+        cfg.wandb.mode in (None, *WANDB_MODES),
+        f"wandb.mode={cfg.wandb.mode}: expected one of {', '.join(WANDB_MODES)}, or null ($WANDB_MODE, else offline)",
+    )
+    require(
+        cfg.threads is None or (type(cfg.threads) is int and cfg.threads > 0),
+        f"threads={cfg.threads}: must be null or a whole number > 0",
+    )
     require(0 <= cfg.seed < 2**63, f"seed={cfg.seed}: must be a whole number from 0 to 2**63 - 1")
     check_dataset(cfg.dataset)
     _check_dropout_knob(cfg.model)
@@ -167,13 +195,21 @@ MAX_CALIBRATION_BINS = 1000
 
 
 def _check_report(report: DictConfig) -> None:
-    require(0 <= report.worst <= MAX_WORST, f"report.worst={report.worst}: must be a whole number from 0 to "
-                                             f"{MAX_WORST} (the worst mistakes kept and drawn)")
-    require(1 <= report.calibration_bins <= MAX_CALIBRATION_BINS,
-             f"report.calibration_bins={report.calibration_bins}: must be a whole number from 1 to "
-             f"{MAX_CALIBRATION_BINS} (equal-width confidence bins of the calibration error; 15 is usual)")
-    require(report.cam_layer != "", "report.cam_layer is empty: give null (the last feature map) or a layer's # "
-                                     "in the model summary, e.g. 2 or 1.8")
+    require(
+        0 <= report.worst <= MAX_WORST,
+        f"report.worst={report.worst}: must be a whole number from 0 to "
+        f"{MAX_WORST} (the worst mistakes kept and drawn)",
+    )
+    require(
+        1 <= report.calibration_bins <= MAX_CALIBRATION_BINS,
+        f"report.calibration_bins={report.calibration_bins}: must be a whole number from 1 to "
+        f"{MAX_CALIBRATION_BINS} (equal-width confidence bins of the calibration error; 15 is usual)",
+    )
+    require(
+        report.cam_layer != "",
+        "report.cam_layer is empty: give null (the last feature map) or a layer's # "
+        "in the model summary, e.g. 2 or 1.8",
+    )
 
 
 def chosen_loggers(value: Any) -> list[str]:
@@ -199,37 +235,51 @@ def check_class_weights(value: Any, num_classes: int | None = None) -> None:
         return
     allowed = f"expected null, {BALANCED}, or a list of one number >= 0 per class"
     if isinstance(value, str):
-        raise ConfigError(f"trainer.class_weights={value}: unknown setting{did_you_mean(value, (BALANCED,))}; "
-                          f"{allowed}")
+        raise ConfigError(
+            f"trainer.class_weights={value}: unknown setting{did_you_mean(value, (BALANCED,))}; {allowed}"
+        )
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else None
     shown = listed(items) if items is not None else value
     if items is None or not items or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in items):
         raise ConfigError(f"trainer.class_weights={shown}: {allowed}")
     for index, weight in enumerate(items):
-        require(math.isfinite(weight), f"trainer.class_weights={shown}: weight {weight} (class {index}) is not "
-                                        f"a finite number")
-        require(weight >= 0, f"trainer.class_weights={shown}: weight {weight} (class {index}) is negative; "
-                              f"every weight must be >= 0")
-    require(any(w > 0 for w in items), f"trainer.class_weights={shown}: every weight is 0, so nothing would be "
-                                        f"learned; give at least one class a weight > 0")
-    require(num_classes is None or len(items) == num_classes,
-             f"trainer.class_weights={shown}: {len(items)} weight(s), but the dataset has {num_classes} classes; "
-             f"give one weight per class (or balanced)")
+        require(
+            math.isfinite(weight),
+            f"trainer.class_weights={shown}: weight {weight} (class {index}) is not a finite number",
+        )
+        require(
+            weight >= 0,
+            f"trainer.class_weights={shown}: weight {weight} (class {index}) is negative; every weight must be >= 0",
+        )
+    require(
+        any(w > 0 for w in items),
+        f"trainer.class_weights={shown}: every weight is 0, so nothing would be "
+        f"learned; give at least one class a weight > 0",
+    )
+    require(
+        num_classes is None or len(items) == num_classes,
+        f"trainer.class_weights={shown}: {len(items)} weight(s), but the dataset has {num_classes} classes; "
+        f"give one weight per class (or balanced)",
+    )
 
 
 def _check_dropout_knob(model: DictConfig) -> None:
     """model.dropout (a preset's tunable dropout, see lenet) is a probability; sweeps sample it."""
     if model.dropout is not None:
-        require(isinstance(model.dropout, (int, float)) and 0.0 <= model.dropout < 1.0,
-                 f"model.dropout={model.dropout}: must be in [0, 1)")
+        require(
+            isinstance(model.dropout, (int, float)) and 0.0 <= model.dropout < 1.0,
+            f"model.dropout={model.dropout}: must be in [0, 1)",
+        )
 
 
 def check_threshold(value: Any) -> None:
     """trainer.threshold: a probability strictly between 0 and 1, or tune."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    require(value == THRESHOLD_TUNE or (number and 0.0 < value < 1.0),
-             f"trainer.threshold={value}: expected a probability in (0, 1) (0.5 is usual) or {THRESHOLD_TUNE} "
-             f"(the best F1 per label on the validation split)")
+    require(
+        value == THRESHOLD_TUNE or (number and 0.0 < value < 1.0),
+        f"trainer.threshold={value}: expected a probability in (0, 1) (0.5 is usual) or {THRESHOLD_TUNE} "
+        f"(the best F1 per label on the validation split)",
+    )
 
 
 def check_device(device: str) -> None:
@@ -251,5 +301,4 @@ def _check_declared(cfg: DictConfig) -> None:
                 raise ConfigError(complaint)
     if cfg.scheduler.name == "cosine":
         warmup = cfg.scheduler.warmup_epochs
-        require(0 <= warmup < cfg.trainer.epochs,
-                 f"scheduler.warmup_epochs={warmup}: must be in [0, trainer.epochs)")
+        require(0 <= warmup < cfg.trainer.epochs, f"scheduler.warmup_epochs={warmup}: must be in [0, trainer.epochs)")

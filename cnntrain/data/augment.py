@@ -63,8 +63,14 @@ class Augment:
     def mixes(self) -> bool:
         return bool(self.mixing)
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                 batch: int | None = None, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        batch: int | None = None,
+        first: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(augmented images, targets) for rows first.. of a global batch of `batch` images (default: these
         images alone). Targets are the labels, or class probabilities [N, classes] when the policy mixes."""
         rows = slice(first, first + images.shape[0])
@@ -126,8 +132,10 @@ def augment_items(value: Any) -> list[tuple[str, dict[str, Any]]]:
 def _old_form(value: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for key in value:
         if key not in OLD_FORM_KEYS:
-            raise ConfigError(f"{KEY}.{key}: unknown key{did_you_mean(str(key), OLD_FORM_KEYS)}; the mapping form "
-                              f"takes translate and hflip; for more, give a list of augmentations")
+            raise ConfigError(
+                f"{KEY}.{key}: unknown key{did_you_mean(str(key), OLD_FORM_KEYS)}; the mapping form "
+                f"takes translate and hflip; for more, give a list of augmentations"
+            )
     translate, hflip = value.get("translate", 0), value.get("hflip", False)
     if not isinstance(hflip, bool):
         raise ConfigError(f"{KEY}.hflip={hflip}: expected true or false")
@@ -150,8 +158,10 @@ def _item(raw: Any) -> tuple[str, dict[str, Any]]:
     allowed = list(spec.arguments)
     for key in given:
         if key not in allowed:
-            raise ConfigError(f"{KEY}.{name}: unknown argument '{key}'{did_you_mean(str(key), allowed)}; "
-                              f"arguments: {', '.join(allowed)}")
+            raise ConfigError(
+                f"{KEY}.{name}: unknown argument '{key}'{did_you_mean(str(key), allowed)}; "
+                f"arguments: {', '.join(allowed)}"
+            )
     return spec.name, dict(given)
 
 
@@ -163,8 +173,9 @@ def get_spec(name: str) -> AugmentSpec:
         spec = registered(name)
     if spec is None:
         names = registered_names()
-        raise ConfigError(f"{KEY}: unknown augmentation '{name}'{did_you_mean(name, names)}; "
-                          f"available: {', '.join(names)}")
+        raise ConfigError(
+            f"{KEY}: unknown augmentation '{name}'{did_you_mean(name, names)}; available: {', '.join(names)}"
+        )
     return spec
 
 

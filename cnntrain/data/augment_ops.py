@@ -28,8 +28,10 @@ class Translate:
         """A shift must leave part of the image in view: pixels < the image's height and width."""
         height, width = input_shape[1:]
         if self.pixels >= min(height, width):
-            raise ConfigError(f"{KEY}.{self.label}={self.pixels}: must be smaller than the images' {height}x{width} "
-                              f"pixels (a shift that large leaves nothing of the image)")
+            raise ConfigError(
+                f"{KEY}.{self.label}={self.pixels}: must be smaller than the images' {height}x{width} "
+                f"pixels (a shift that large leaves nothing of the image)"
+            )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, drawn: int, rows: slice) -> torch.Tensor:
         return random_translate(images, self.pixels, generator, drawn, rows)
@@ -73,11 +75,14 @@ class ResizedCrop:
 
 
 @register("random_resized_crop", primary="scale")
-def random_resized_crop_op(scale: Sequence[float] = (0.08, 1.0),
-                           ratio: Sequence[float] = (3 / 4, 4 / 3)) -> ResizedCrop:
+def random_resized_crop_op(
+    scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3)
+) -> ResizedCrop:
     """Crop a random area fraction `scale` of aspect `ratio` and resize it back to the image's size (bilinear)."""
-    return ResizedCrop(number_range("random_resized_crop.scale", scale, 0, 1),
-                       number_range("random_resized_crop.ratio", ratio, 0, math.inf))
+    return ResizedCrop(
+        number_range("random_resized_crop.scale", scale, 0, 1),
+        number_range("random_resized_crop.ratio", ratio, 0, math.inf),
+    )
 
 
 @dataclass(frozen=True)
@@ -92,12 +97,16 @@ class Erasing:
 
 
 @register("random_erasing", primary="p")
-def random_erasing_op(p: float = 0.5, scale: Sequence[float] = (0.02, 0.33), ratio: Sequence[float] = (0.3, 3.3),
-                      value: int = 0) -> Erasing:
+def random_erasing_op(
+    p: float = 0.5, scale: Sequence[float] = (0.02, 0.33), ratio: Sequence[float] = (0.3, 3.3), value: int = 0
+) -> Erasing:
     """With probability p, fill a random rectangle (area fraction `scale`, aspect `ratio`) with pixel `value`."""
-    return Erasing(number("random_erasing.p", p, 0, 1), number_range("random_erasing.scale", scale, 0, 1),
-                   number_range("random_erasing.ratio", ratio, 0, math.inf),
-                   number("random_erasing.value", value, 0, 255, whole=True))
+    return Erasing(
+        number("random_erasing.p", p, 0, 1),
+        number_range("random_erasing.scale", scale, 0, 1),
+        number_range("random_erasing.ratio", ratio, 0, math.inf),
+        number("random_erasing.value", value, 0, 255, whole=True),
+    )
 
 
 @register("mixup", primary="alpha")
@@ -112,8 +121,9 @@ def cutmix_op(alpha: float = 1.0) -> Mixing:
     return Mixing("cutmix", number("cutmix.alpha", alpha, 0, math.inf, open_low=True))
 
 
-def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generator, drawn: int | None = None,
-                     rows: slice = slice(None)) -> torch.Tensor:
+def random_translate(
+    images: torch.Tensor, pixels: int, generator: torch.Generator, drawn: int | None = None, rows: slice = slice(None)
+) -> torch.Tensor:
     """Shift each image by its own random (dy, dx) in [-pixels, pixels]: pad, then crop per sample.
     (`drawn` offsets are drawn and `rows` of them used: see the module's note on data-parallel runs.)"""
     batch, _, height, width = images.shape
@@ -127,15 +137,25 @@ def random_translate(images: torch.Tensor, pixels: int, generator: torch.Generat
     return crops.permute(0, 3, 1, 2).contiguous()
 
 
-def random_hflip(images: torch.Tensor, generator: torch.Generator, drawn: int | None = None,
-                 rows: slice = slice(None), p: float = 0.5) -> torch.Tensor:
+def random_hflip(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    drawn: int | None = None,
+    rows: slice = slice(None),
+    p: float = 0.5,
+) -> torch.Tensor:
     flip = (torch.rand(drawn or images.shape[0], generator=generator)[rows] < p).to(images.device, non_blocking=True)
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
-def random_resized_crop(images: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
-                        generator: torch.Generator, drawn: int | None = None,
-                        rows: slice = slice(None)) -> torch.Tensor:
+def random_resized_crop(
+    images: torch.Tensor,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    drawn: int | None = None,
+    rows: slice = slice(None),
+) -> torch.Tensor:
     """Each image its own box (area fraction in `scale`, log-uniform aspect in `ratio`, clamped to the image
     where torchvision would retry), resized back to the image's size by one batched bilinear grid_sample."""
     batch, _, height, width = images.shape
@@ -154,9 +174,16 @@ def random_resized_crop(images: torch.Tensor, scale: tuple[float, float], ratio:
     return out.round_().clamp_(0, 255).to(images.dtype)
 
 
-def random_erasing(images: torch.Tensor, p: float, scale: tuple[float, float], ratio: tuple[float, float],
-                   value: int, generator: torch.Generator, drawn: int | None = None,
-                   rows: slice = slice(None)) -> torch.Tensor:
+def random_erasing(
+    images: torch.Tensor,
+    p: float,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    value: int,
+    generator: torch.Generator,
+    drawn: int | None = None,
+    rows: slice = slice(None),
+) -> torch.Tensor:
     """Each image with probability p gets its own box filled with `value`; one mask for the whole batch."""
     batch, _, height, width = images.shape
     u = torch.rand(5, drawn or batch, generator=generator, dtype=torch.float64)[:, rows]

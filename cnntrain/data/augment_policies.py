@@ -16,8 +16,11 @@ from torchvision.transforms import v2
 from cnntrain.data.augment_registry import KEY, number, register
 from cnntrain.errors import ConfigError
 
-AUTOAUGMENT_POLICIES = {"imagenet": v2.AutoAugmentPolicy.IMAGENET, "cifar10": v2.AutoAugmentPolicy.CIFAR10,
-                        "svhn": v2.AutoAugmentPolicy.SVHN}
+AUTOAUGMENT_POLICIES = {
+    "imagenet": v2.AutoAugmentPolicy.IMAGENET,
+    "cifar10": v2.AutoAugmentPolicy.CIFAR10,
+    "svhn": v2.AutoAugmentPolicy.SVHN,
+}
 
 
 class Policy:
@@ -34,12 +37,14 @@ class Policy:
             images = self._apply(images, op[rows], magnitude[rows])
         return images
 
-    def steps(self, generator: torch.Generator, drawn: int, height: int,
-              width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def steps(
+        self, generator: torch.Generator, drawn: int, height: int, width: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
 
-    def magnitudes(self, op: torch.Tensor, bins: int, index: torch.Tensor, sign: torch.Tensor, height: int,
-                   width: int) -> torch.Tensor:
+    def magnitudes(
+        self, op: torch.Tensor, bins: int, index: torch.Tensor, sign: torch.Tensor, height: int, width: int
+    ) -> torch.Tensor:
         """Each image's magnitude: bin `index` of its op's magnitudes over `bins` bins, negated where `sign` says
         and the op is signed (0 for ops without a magnitude)."""
         table = torch.zeros(len(self.op_names), bins, dtype=torch.float64)
@@ -66,7 +71,8 @@ class Policy:
             if out is images:
                 out = images.clone()
             out[index] = self.transform._apply_image_or_video_transform(
-                images[index], name, value, interpolation=self.transform.interpolation, fill=self.transform._fill)
+                images[index], name, value, interpolation=self.transform.interpolation, fill=self.transform._fill
+            )
         return out
 
 
@@ -75,8 +81,9 @@ class RandAugment(Policy):
         super().__init__(v2.RandAugment(num_ops, magnitude, num_magnitude_bins))
         self.num_ops, self.magnitude, self.bins = num_ops, magnitude, num_magnitude_bins
 
-    def steps(self, generator: torch.Generator, drawn: int, height: int,
-              width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def steps(
+        self, generator: torch.Generator, drawn: int, height: int, width: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """num_ops steps, each image its own op and sign; the magnitude bin is the configured one."""
         out = []
         for _ in range(self.num_ops):
@@ -92,8 +99,9 @@ class TrivialAugment(Policy):
         super().__init__(v2.TrivialAugmentWide(num_magnitude_bins))
         self.bins = num_magnitude_bins
 
-    def steps(self, generator: torch.Generator, drawn: int, height: int,
-              width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def steps(
+        self, generator: torch.Generator, drawn: int, height: int, width: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One op per image, its own op, magnitude bin and sign."""
         op = torch.randint(len(self.op_names), (drawn,), generator=generator)
         index = torch.randint(self.bins, (drawn,), generator=generator)
@@ -107,8 +115,9 @@ class AutoAugment(Policy):
         policies = self.transform._policies
         self.table = [[(self.op_names.index(name), p, level or 0) for name, p, level in sub] for sub in policies]
 
-    def steps(self, generator: torch.Generator, drawn: int, height: int,
-              width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def steps(
+        self, generator: torch.Generator, drawn: int, height: int, width: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each image its own sub-policy of two (op, probability, level) steps, each applied with its probability."""
         chosen = torch.randint(len(self.table), (drawn,), generator=generator)
         out = []
@@ -147,5 +156,6 @@ def autoaugment(policy: str = "imagenet") -> AutoAugment:
 
 def _magnitude(name: str, magnitude: object, bins: int) -> None:
     if isinstance(magnitude, bool) or not isinstance(magnitude, int) or not 0 <= magnitude < bins:
-        raise ConfigError(f"{KEY}.{name}.magnitude={magnitude}: must be a whole number in 0..{bins - 1} "
-                          f"(num_magnitude_bins - 1)")
+        raise ConfigError(
+            f"{KEY}.{name}.magnitude={magnitude}: must be a whole number in 0..{bins - 1} (num_magnitude_bins - 1)"
+        )

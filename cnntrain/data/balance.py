@@ -47,9 +47,11 @@ def check_every_class(counts: torch.Tensor, classes: list[str], settings: list[s
     """DataError naming the first class without training images, when a balanced setting needs them all."""
     empty = [name for name, count in zip(classes, counts.tolist()) if count == 0]
     if settings and empty:
-        raise DataError(f"class '{empty[0]}' has no images in the training split, and {' and '.join(settings)} "
-                        f"needs every class there; add images of '{empty[0]}' or change dataset.val_split "
-                        f"(or dataset.folds)")
+        raise DataError(
+            f"class '{empty[0]}' has no images in the training split, and {' and '.join(settings)} "
+            f"needs every class there; add images of '{empty[0]}' or change dataset.val_split "
+            f"(or dataset.folds)"
+        )
 
 
 def class_weights(setting: Any, counts: torch.Tensor, classes: list[str]) -> list[float] | None:

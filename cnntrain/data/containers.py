@@ -81,8 +81,17 @@ def iterate_batches(
     image files skip them unread, a stream of shards reads and drops them (its position cannot be sought)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    yield from split.images.batches(split.labels, batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
-                                rank=rank, world=world, sampler=sampler, start=start)
+    yield from split.images.batches(
+        split.labels,
+        batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        rank=rank,
+        world=world,
+        sampler=sampler,
+        start=start,
+    )
 
 
 def shard(split: TensorSplit, rank: int, world: int) -> TensorSplit:
@@ -138,8 +147,19 @@ class ImageContainer(ABC):
         """These images, then the other's (a container of the same kind)."""
 
     @abstractmethod
-    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
-                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+    def batches(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        sampler: str,
+        start: int,
+    ) -> Batches:
         """An epoch's batches, as cnntrain.data.containers.iterate_batches describes them."""
 
     def share(self, labels: torch.Tensor, rank: int, world: int) -> tuple[ImageContainer, torch.Tensor]:
@@ -182,8 +202,19 @@ class InMemoryImages(ImageContainer):
         lo, hi = batch_share(len(labels), rank, world)
         return InMemoryImages(self.tensor[lo:hi]), labels[lo:hi]
 
-    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
-                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+    def batches(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        sampler: str,
+        start: int,
+    ) -> Batches:
         n = len(labels)
         order = epoch_order(labels, sampler, generator).to(labels.device) if shuffle else None
         for b in range(start, num_batches(n, batch_size, drop_last, world)):

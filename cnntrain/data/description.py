@@ -48,18 +48,30 @@ class DataDescription:
     def stats(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """mean and std as float32 [1, C, 1, 1] tensors on `device`."""
         channels = self.input_shape[0]
-        return tuple(torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1).to(device)  # type: ignore
-                     for values in (self.mean, self.std))
+        return tuple(
+            torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1).to(device)  # type: ignore
+            for values in (self.mean, self.std)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The plain form stored in checkpoints under 'data'."""
-        return {"input_shape": list(self.input_shape), "classes": list(self.classes), "mean": self.mean,
-                "std": self.std, "task": self.task}
+        return {
+            "input_shape": list(self.input_shape),
+            "classes": list(self.classes),
+            "mean": self.mean,
+            "std": self.std,
+            "task": self.task,
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> DataDescription:
-        return cls(tuple(int(d) for d in data["input_shape"]), [str(c) for c in data["classes"]],  # type: ignore
-                   _floats(data.get("mean")), _floats(data.get("std")), task=_task(data.get("task")))
+        return cls(
+            tuple(int(d) for d in data["input_shape"]),
+            [str(c) for c in data["classes"]],  # type: ignore
+            _floats(data.get("mean")),
+            _floats(data.get("std")),
+            task=_task(data.get("task")),
+        )
 
     FILLED_KEYS = ("input_shape", "classes", "num_classes", "mean", "std", "task")
     """The dataset config keys `fill` writes."""

@@ -38,16 +38,28 @@ class ImageReader:
 
     @classmethod
     def from_config(cls, cfg: DatasetConfig) -> ImageReader:
-        return cls(in_memory=bool(cfg.in_memory), num_workers=int(cfg.num_workers),
-                   resize=str(cfg.resize), skip_bad=bool(cfg.skip_bad_images),
-                   cache_dir=cfg.cache_dir)
+        return cls(
+            in_memory=bool(cfg.in_memory),
+            num_workers=int(cfg.num_workers),
+            resize=str(cfg.resize),
+            skip_bad=bool(cfg.skip_bad_images),
+            cache_dir=cfg.cache_dir,
+        )
 
-    def load(self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path,
-             split: str) -> tuple[ImageContainer | torch.Tensor, torch.Tensor]:
+    def load(
+        self, files: ImageFiles, input_shape: tuple[int, int, int], cache_root: Path, split: str
+    ) -> tuple[ImageContainer | torch.Tensor, torch.Tensor]:
         """(images, labels) of one split, without the files that do not decode when skip_bad."""
         if self.in_memory:
-            images, bad = cached_decode(files, input_shape, cache_root, split, resize=self.resize,
-                                        num_workers=self.num_workers, cache_dir=self.cache_dir)
+            images, bad = cached_decode(
+                files,
+                input_shape,
+                cache_root,
+                split,
+                resize=self.resize,
+                num_workers=self.num_workers,
+                cache_dir=self.cache_dir,
+            )
         else:
             images, bad = None, unreadable_headers([path for path, _ in files])
         good = self._apply_policy(files, bad, cache_root)
@@ -61,8 +73,10 @@ class ImageReader:
             return files
         if not self.skip_bad:
             more = f", and {len(bad) - 1} more file(s) under {root} do not decode either" if len(bad) > 1 else ""
-            raise DataError(f"{bad[0][1]}{more}; set dataset.skip_bad_images=true to train without them "
-                            f"(the run lists them in bad_images.txt)")
+            raise DataError(
+                f"{bad[0][1]}{more}; set dataset.skip_bad_images=true to train without them "
+                f"(the run lists them in bad_images.txt)"
+            )
         self.skipped.extend((files[i][0], reason) for i, reason in bad)
         dropped = {i for i, _ in bad}
         return [pair for i, pair in enumerate(files) if i not in dropped]

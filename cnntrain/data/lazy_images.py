@@ -28,8 +28,9 @@ class LazyImages(ImageContainer):
     they are read.
     """
 
-    def __init__(self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0, *,
-                 resize: str = "stretch") -> None:
+    def __init__(
+        self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0, *, resize: str = "stretch"
+    ) -> None:
         self.files = files
         self.input_shape = input_shape
         self.num_workers = num_workers
@@ -56,20 +57,35 @@ class LazyImages(ImageContainer):
     def concat(self, other: LazyImages) -> LazyImages:
         return self._with(self.files + other.files)
 
-    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
-                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+    def batches(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        sampler: str,
+        start: int,
+    ) -> Batches:
         """The same batches, in the same order, as InMemoryImages gives, but decoded by DataLoader workers."""
         n = len(labels)
         order = epoch_order(labels, sampler, generator) if shuffle else torch.arange(n)
         count = num_batches(n, batch_size, drop_last, world)
         batches = []
         for b in range(start, count):
-            chunk = order[b * batch_size:(b + 1) * batch_size]
+            chunk = order[b * batch_size : (b + 1) * batch_size]
             first, last = batch_share(len(chunk), rank, world)
             batches.append(chunk[first:last].tolist())
         device = labels.device
-        loader = DataLoader(FileDataset(self, labels), batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=device.type == "cuda")
+        loader = DataLoader(
+            FileDataset(self, labels),
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
+        )
         for images, batch_labels in loader:
             yield images.to(device, non_blocking=True), batch_labels.to(device, non_blocking=True)
 

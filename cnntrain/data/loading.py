@@ -73,8 +73,9 @@ def describe_data(cfg: DatasetConfig) -> DataDescription:
     return found
 
 
-def load_data(cfg: DatasetConfig, seed: int, device: torch.device | str = "cpu",
-              description: DataDescription | None = None) -> DataBundle:
+def load_data(
+    cfg: DatasetConfig, seed: int, device: torch.device | str = "cpu", description: DataDescription | None = None
+) -> DataBundle:
     """Read the source's splits once, take what it lacks from train (seeded) and put every tensor on `device`.
 
     `description` is what describe_data returned (the preflight passes it on, so the files are checked
@@ -103,8 +104,16 @@ def load_data(cfg: DatasetConfig, seed: int, device: torch.device | str = "cpu",
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
     layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole)
-    return DataBundle(train=train_split, val=on_device(val), test=on_device(test), description=description,
-                      mean=mean, std=std, layout=layout, skipped=splits.skipped)
+    return DataBundle(
+        train=train_split,
+        val=on_device(val),
+        test=on_device(test),
+        description=description,
+        mean=mean,
+        std=std,
+        layout=layout,
+        skipped=splits.skipped,
+    )
 
 
 def keep_fraction(cfg: DatasetConfig, train: SourceSplit, seed: int) -> SourceSplit:
@@ -121,12 +130,15 @@ def fraction_note(cfg: DatasetConfig, kept: int, whole: int) -> str:
     fraction = float(cfg.fraction)
     if fraction >= 1.0:
         return ""
-    return (f"; dataset.fraction={fraction:g}: training on {kept:,} of {whole:,} training images (stratified, "
-            f"seeded by the run's seed; validation and test whole)")
+    return (
+        f"; dataset.fraction={fraction:g}: training on {kept:,} of {whole:,} training images (stratified, "
+        f"seeded by the run's seed; validation and test whole)"
+    )
 
 
-def assemble(cfg: DatasetConfig, splits: SourceSplits, seed: int,
-             fraction: bool = True) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
+def assemble(
+    cfg: DatasetConfig, splits: SourceSplits, seed: int, fraction: bool = True
+) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     """(train, val, test) from what the source gives: a test split it lacks is held out of train (stratified,
     fixed whatever the seed), a validation split it lacks is dataset.val_split of train, or with dataset.folds
     one fold of train (a validation split it has then joins train first: cross-validation uses all of it).
@@ -137,8 +149,9 @@ def assemble(cfg: DatasetConfig, splits: SourceSplits, seed: int,
     return (keep_fraction(cfg, train, seed) if fraction else train), val, test
 
 
-def _assemble_whole(cfg: DatasetConfig, splits: SourceSplits,
-                    seed: int) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
+def _assemble_whole(
+    cfg: DatasetConfig, splits: SourceSplits, seed: int
+) -> tuple[SourceSplit, SourceSplit, SourceSplit]:
     train, val, test = splits.train, splits.val, splits.test
     if train.images is not None and train.images.keyed:
         return split_streams(cfg, train, val, test, seed)
@@ -174,7 +187,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     total = torch.zeros(channels, dtype=torch.float64)
     squares = torch.zeros(channels, dtype=torch.float64)
     for lo in range(0, images.shape[0], chunk):
-        batch = images[lo:lo + chunk].double().div_(255.0).transpose(0, 1).reshape(channels, -1).cpu()
+        batch = images[lo : lo + chunk].double().div_(255.0).transpose(0, 1).reshape(channels, -1).cpu()
         total += batch.sum(dim=1)
         squares += batch.square().sum(dim=1)
     count = max(1, images.shape[0] * images.shape[2] * images.shape[3])
@@ -203,16 +216,20 @@ def _check_description(cfg: DatasetConfig, facts: DataDescription, source: Sourc
     if num_classes is not None and cfg.classes is not None and len(cfg.classes) != int(num_classes):
         raise DataError(f"dataset.classes has {len(cfg.classes)} names but dataset.num_classes is {num_classes}.")
     if num_classes is not None and cfg.classes is None and int(num_classes) != len(facts.classes):
-        raise DataError(f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} classes; "
-                        f"set dataset.num_classes=null to take it from the data.")
+        raise DataError(
+            f"dataset.num_classes is {num_classes} but {where} has {len(facts.classes)} classes; "
+            f"set dataset.num_classes=null to take it from the data."
+        )
 
 
 def _check_labels(cfg: DatasetConfig, labels: torch.Tensor, found_classes: int, source: Source) -> None:
     num_classes = int(cfg.num_classes or found_classes)
     if labels.ndim == 2:  # multi-hot rows: one 0/1 per label, as the source built them
         if labels.shape[1] != num_classes:
-            raise DataError(f"labels under {source.location()} have {labels.shape[1]} labels per image, but "
-                            f"dataset.num_classes={num_classes}")
+            raise DataError(
+                f"labels under {source.location()} have {labels.shape[1]} labels per image, but "
+                f"dataset.num_classes={num_classes}"
+            )
         return
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise DataError(
@@ -235,6 +252,8 @@ def check_task(cfg: DatasetConfig, found: DataDescription, source: Source) -> No
     label sets (multi-label data comes from a label file, a Sequence(ClassLabel) column or WebDataset shards)."""
     stated = cfg.task
     if stated is not None and stated != found.task:
-        raise DataError(f"dataset.task={stated} but {source.location()} gives "
-                        f"{'a set of labels' if found.task == TASK_MULTILABEL else 'one class'} per image "
-                        f"({source.kind} data); set dataset.task={found.task} or null")
+        raise DataError(
+            f"dataset.task={stated} but {source.location()} gives "
+            f"{'a set of labels' if found.task == TASK_MULTILABEL else 'one class'} per image "
+            f"({source.kind} data); set dataset.task={found.task} or null"
+        )

@@ -16,14 +16,21 @@ class Mixing:
     kind: str
     alpha: float
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, drawn: int,
-                 rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, drawn: int, rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mix = mixup if self.kind == "mixup" else cutmix
         return mix(images, targets, self.alpha, generator, drawn, rows)
 
 
-def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator,
-          drawn: int | None = None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+def mixup(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    generator: torch.Generator,
+    drawn: int | None = None,
+    rows: slice = slice(None),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image i blended with image i-1 of the batch (the last with the first): lam_i ~ Beta(alpha, alpha)."""
     lam = beta(alpha, drawn or images.shape[0], generator)[rows].float().to(images.device, non_blocking=True)
     other, other_targets = images.roll(1, 0), targets.roll(1, 0)
@@ -31,8 +38,14 @@ def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: 
     return mixed.round_().to(images.dtype), lam[:, None] * targets + (1 - lam[:, None]) * other_targets
 
 
-def cutmix(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator,
-           drawn: int | None = None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+def cutmix(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    generator: torch.Generator,
+    drawn: int | None = None,
+    rows: slice = slice(None),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image i gets a box of image i-1 pasted in: the box covers about 1-lam of it (lam ~ Beta(alpha, alpha)),
     centred anywhere and clipped at the borders; the targets are weighted by the areas actually kept and pasted."""
     batch, _, height, width = images.shape
@@ -57,8 +70,13 @@ def box_mask(boxes: torch.Tensor, height: int, width: int, device: torch.device)
     top, bottom, left, right, on = boxes
     ys = torch.arange(height, device=device)[None, :, None]
     xs = torch.arange(width, device=device)[None, None, :]
-    inside = ((ys >= top[:, None, None]) & (ys < bottom[:, None, None]) & (xs >= left[:, None, None])
-              & (xs < right[:, None, None]) & on.bool()[:, None, None])
+    inside = (
+        (ys >= top[:, None, None])
+        & (ys < bottom[:, None, None])
+        & (xs >= left[:, None, None])
+        & (xs < right[:, None, None])
+        & on.bool()[:, None, None]
+    )
     return inside[:, None]
 
 

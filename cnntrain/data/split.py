@@ -114,4 +114,3 @@ def _largest_remainder(counts: torch.Tensor, total: int) -> torch.Tensor:
     order = torch.argsort(exact - quotas.double(), descending=True, stable=True)
     quotas[order[:short]] += 1
     return quotas
-

@@ -93,8 +93,13 @@ class ShardPart:
     def where(self, rule: KeyRule) -> ShardPart:
         """The samples of this part that `rule` also takes."""
         kept = [i for i, key in enumerate(self.keys) if rule(key)]
-        return replace(self, keys=tuple(self.keys[i] for i in kept), labels=tuple(self.labels[i] for i in kept),
-                       rules=(*self.rules, rule), offset=0)
+        return replace(
+            self,
+            keys=tuple(self.keys[i] for i in kept),
+            labels=tuple(self.labels[i] for i in kept),
+            rules=(*self.rules, rule),
+            offset=0,
+        )
 
 
 # (parts, worker settings, shuffle seed or None, with_index) -> chunks (images, labels, indices) or an error line
@@ -164,8 +169,10 @@ class StreamedImages(ImageContainer):
         """The samples at these canonical indices, chosen by their keys and kept in canonical order (so their
         labels are the stream's own, whatever the order of `indices`)."""
         wanted = set(indices.tolist())
-        parts = [part.where(KeySet(frozenset(key for i, key in enumerate(part.keys) if part.offset + i in wanted)))
-                 for part in self.parts]
+        parts = [
+            part.where(KeySet(frozenset(key for i, key in enumerate(part.keys) if part.offset + i in wanted)))
+            for part in self.parts
+        ]
         images = StreamedImages(parts, self.settings, self.device)
         return images, images.labels.to(labels.device)
 
@@ -187,8 +194,12 @@ class StreamedImages(ImageContainer):
     def _chunks(self, parts: list[ShardPart], seed: int | None, with_index: bool) -> Iterator[tuple]:
         """One pass over `parts`: (images, labels, indices) chunks from the DataLoader's workers (or this process)."""
         workers = min(self.settings.num_workers, len(parts))
-        loader = DataLoader(StreamDataset(parts, self.settings, seed, with_index), batch_size=None,
-                            num_workers=workers, pin_memory=False)
+        loader = DataLoader(
+            StreamDataset(parts, self.settings, seed, with_index),
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=False,
+        )
         iterator = iter(loader)
         try:
             for item in iterator:
@@ -207,8 +218,9 @@ class StreamedImages(ImageContainer):
                 item = next(source, None)
                 if item is None:
                     if not fed:
-                        raise DataError("the shards gave fewer samples than were counted; were they changed "
-                                        "since the run started?")
+                        raise DataError(
+                            "the shards gave fewer samples than were counted; were they changed since the run started?"
+                        )
                     round_, fed = round_ + 1, False
                     source = passes(round_)
                     continue
@@ -220,18 +232,40 @@ class StreamedImages(ImageContainer):
             have -= size
             yield tuple(t[:size] for t in joined)
 
-    def batches(self, labels: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
-                drop_last: bool, rank: int, world: int, sampler: str, start: int) -> Batches:
+    def batches(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        sampler: str,
+        start: int,
+    ) -> Batches:
         """This rank's share of every global batch of an epoch, as InMemoryImages gives them (the first `start`
         batches read and dropped: a stream's position cannot be sought)."""
-        return itertools.islice(self._epoch(batch_size, shuffle, generator, drop_last, rank, world, sampler),
-                                start, None)
+        return itertools.islice(
+            self._epoch(batch_size, shuffle, generator, drop_last, rank, world, sampler), start, None
+        )
 
-    def _epoch(self, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool,
-               rank: int, world: int, sampler: str) -> Batches:
+    def _epoch(
+        self,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        drop_last: bool,
+        rank: int,
+        world: int,
+        sampler: str,
+    ) -> Batches:
         if sampler == BALANCED:
-            raise DataError("trainer.sampler=balanced draws with replacement, which a shard stream cannot; "
-                            "use trainer.class_weights=balanced")
+            raise DataError(
+                "trainer.sampler=balanced draws with replacement, which a shard stream cannot; "
+                "use trainer.class_weights=balanced"
+            )
         n = len(self)
         sizes = []
         for b in range(num_batches(n, batch_size, drop_last, world)):
@@ -244,8 +278,10 @@ class StreamedImages(ImageContainer):
             random.Random(seed).shuffle(parts)
         mine = parts[rank::world]
         if sum(sizes) and not mine:
-            raise DataError(f"{len(parts)} shard(s) hold this split, fewer than the {world} ranks; each rank reads "
-                            f"its own shards: write smaller shards (cnntrain-shards --shard-size)")
+            raise DataError(
+                f"{len(parts)} shard(s) hold this split, fewer than the {world} ranks; each rank reads "
+                f"its own shards: write smaller shards (cnntrain-shards --shard-size)"
+            )
 
         def passes(round_: int) -> Iterator[tuple]:
             return self._chunks(mine, None if seed is None else seed + 7919 * (rank + 1) + round_, False)
@@ -305,6 +341,7 @@ def split_streams(cfg: DatasetConfig, train: Any, val: Any, test: Any, seed: int
     hash (salt "test", not the run seed: it must not move when the seed changes) falls below dataset.test_split;
     validation is dataset.val_split of the rest (salted with the run seed), or with dataset.folds=K the keys
     whose hash % K is dataset.fold (validation shards then join train first, as for every source)."""
+
     def part(split: Any, rule: KeyRule) -> Any:
         images = split.images.where(rule)
         return SourceSplit(images, images.labels)

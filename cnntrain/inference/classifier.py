@@ -68,8 +68,9 @@ class ImageClassifier(nn.Module):
         images as a tensor or array of the model's input size."""
         if isinstance(images_or_paths, (str, os.PathLike)):
             images_or_paths = [images_or_paths]
-        if isinstance(images_or_paths, (list, tuple)) and all(isinstance(p, (str, os.PathLike))
-                                                               for p in images_or_paths):
+        if isinstance(images_or_paths, (list, tuple)) and all(
+            isinstance(p, (str, os.PathLike)) for p in images_or_paths
+        ):
             if not images_or_paths:
                 raise ConfigError("predict() got no images")
             return load_images([Path(p) for p in images_or_paths], self.input_shape, self.resize)
@@ -89,8 +90,9 @@ def as_uint8_batch(images: Any, input_shape: tuple[int, ...]) -> torch.Tensor:
         try:
             images = torch.as_tensor(images.copy() if hasattr(images, "copy") else images)
         except (TypeError, ValueError, RuntimeError):
-            raise UserError(f"predict() takes image file paths or images as a tensor or array, not "
-                            f"{type(images).__name__}") from None
+            raise UserError(
+                f"predict() takes image file paths or images as a tensor or array, not {type(images).__name__}"
+            ) from None
     channels, height, width = input_shape
     if images.dim() == 2 or (images.dim() == 3 and channels != 1):
         images = images.unsqueeze(0)  # one image: [H,W] or [C,H,W]
@@ -98,8 +100,9 @@ def as_uint8_batch(images: Any, input_shape: tuple[int, ...]) -> torch.Tensor:
         images = images.unsqueeze(1)  # grayscale [N,H,W]
     need = f"[N,{channels},{height},{width}]" + (f" or [N,{height},{width}]" if channels == 1 else "")
     if images.dim() != 4 or tuple(images.shape[1:]) != (channels, height, width):
-        raise UserError(f"images of shape {list(images.shape)}: the model takes {need} (or image file paths, which "
-                        f"are resized)")
+        raise UserError(
+            f"images of shape {list(images.shape)}: the model takes {need} (or image file paths, which are resized)"
+        )
     if images.dtype == torch.uint8:
         return images
     if not images.is_floating_point():

@@ -78,17 +78,27 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
         raise UserError(f"run directory not found: {run_dir}")
     path = checkpoint_path(run_dir, checkpoint)
     if checkpoint in CHECKPOINT_NAMES and not path.is_file():
-        raise UserError(f"{run_dir} has no checkpoints/{checkpoint}.pt; is it a cnntrain run directory? "
-                        f"(--checkpoint takes {' or '.join(CHECKPOINT_NAMES)} or a path to a .pt file)")
+        raise UserError(
+            f"{run_dir} has no checkpoints/{checkpoint}.pt; is it a cnntrain run directory? "
+            f"(--checkpoint takes {' or '.join(CHECKPOINT_NAMES)} or a path to a .pt file)"
+        )
     payload = load_checkpoint(path, map_location="cpu")
     config = saved_config(payload, path)
     description = saved_description(payload, config, path)
     model = saved_model(payload, config, description, path)
     model.to(device).eval()
     mean, std = description.stats(device)
-    return SavedRun(run_dir=run_dir, checkpoint_path=path, config=config, model=model, description=description,
-                    mean=mean, std=std, epoch=_epoch(payload, path),
-                    task=saved_task(payload, config, description, path))
+    return SavedRun(
+        run_dir=run_dir,
+        checkpoint_path=path,
+        config=config,
+        model=model,
+        description=description,
+        mean=mean,
+        std=std,
+        epoch=_epoch(payload, path),
+        task=saved_task(payload, config, description, path),
+    )
 
 
 def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
@@ -108,10 +118,15 @@ def saved_task(payload: dict[str, Any], config: DictConfig, description: DataDes
     if saved is None:
         fixed = OmegaConf.select(config, "trainer.threshold", default=0.5)
         saved = [fixed if isinstance(fixed, float) else 0.5] * description.num_classes
-    elif not isinstance(saved, list) or len(saved) != description.num_classes or not all(
-            isinstance(t, float) and 0.0 < t < 1.0 for t in saved):
-        raise CheckpointError(f"{path}: its 'thresholds' are not {description.num_classes} probabilities in (0, 1), "
-                              f"one per label; {EDITED}")
+    elif (
+        not isinstance(saved, list)
+        or len(saved) != description.num_classes
+        or not all(isinstance(t, float) and 0.0 < t < 1.0 for t in saved)
+    ):
+        raise CheckpointError(
+            f"{path}: its 'thresholds' are not {description.num_classes} probabilities in (0, 1), "
+            f"one per label; {EDITED}"
+        )
     task.restore({"thresholds": list(saved)})
     return task
 

@@ -62,8 +62,9 @@ class Architecture(nn.Module):
     other parameter is the backbone, which fine-tuning can freeze (its BatchNorm then stays in eval mode).
     """
 
-    def __init__(self, net: nn.Module, head: str | None, resize: tuple[int, int] | None, expects: Expects | None,
-                 normalize: str) -> None:
+    def __init__(
+        self, net: nn.Module, head: str | None, resize: tuple[int, int] | None, expects: Expects | None, normalize: str
+    ) -> None:
         super().__init__()
         self.net = net
         self.head = head
@@ -118,7 +119,8 @@ def expected_stats(model: nn.Module, channels: int) -> tuple[list[float], list[f
         if arch.expects is not None and arch.normalize == "weights":
             return tuple(  # type: ignore[return-value]
                 list(values) if len(values) == channels else [sum(values) / len(values)] * channels
-                for values in (arch.expects.mean, arch.expects.std))
+                for values in (arch.expects.mean, arch.expects.std)
+            )
     return None
 
 
@@ -136,21 +138,43 @@ def _describe(given: dict[str, Any], kw: dict[str, Any]) -> str:
 
 
 @register("torchvision", primary="arch", describe=_describe)
-def torchvision_layer(in_shape: Shape, arch: str, weights: str | None = None, classes: int | None = None,
-                      small_input: Any = "auto", resize: Any = "auto", normalize: str = "weights") -> nn.Module:
+def torchvision_layer(
+    in_shape: Shape,
+    arch: str,
+    weights: str | None = None,
+    classes: int | None = None,
+    small_input: Any = "auto",
+    resize: Any = "auto",
+    normalize: str = "weights",
+) -> nn.Module:
     """A torchvision classification model by name (resnet18, mobilenet_v3_small, efficientnet_b0, ...)."""
     return _build(TorchvisionCatalogue(), in_shape, arch, weights, classes, small_input, resize, normalize)
 
 
 @register("timm", primary="arch", describe=_describe)
-def timm_layer(in_shape: Shape, arch: str, weights: str | None = None, classes: int | None = None,
-               small_input: Any = "auto", resize: Any = "auto", normalize: str = "weights") -> nn.Module:
+def timm_layer(
+    in_shape: Shape,
+    arch: str,
+    weights: str | None = None,
+    classes: int | None = None,
+    small_input: Any = "auto",
+    resize: Any = "auto",
+    normalize: str = "weights",
+) -> nn.Module:
     """A timm model by name (pip install 'cnntrain[timm]'); weights: a pretrained tag such as a1_in1k."""
     return _build(TimmCatalogue(), in_shape, arch, weights, classes, small_input, resize, normalize)
 
 
-def _build(source: Catalogue, in_shape: Shape, arch: Any, weights: Any, classes: Any, small_input: Any, resize: Any,
-           normalize: Any) -> nn.Module:
+def _build(
+    source: Catalogue,
+    in_shape: Shape,
+    arch: Any,
+    weights: Any,
+    classes: Any,
+    small_input: Any,
+    resize: Any,
+    normalize: Any,
+) -> nn.Module:
     if len(in_shape) != 3:
         raise ModelConfigError(f"input is {fmt_shape(in_shape)}, but {source.layer} needs a CxHxW image input")
     if not isinstance(arch, str) or not arch:
@@ -158,8 +182,9 @@ def _build(source: Catalogue, in_shape: Shape, arch: Any, weights: Any, classes:
     if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
         raise ArgError(f"classes must be a whole number >= 1, or null for the features, got {classes!r}")
     if not isinstance(small_input, bool) and small_input != "auto":
-        raise ArgError(f"small_input must be true, false or auto (true under {SMALL_INPUT} pixels), got "
-                       f"{small_input!r}")
+        raise ArgError(
+            f"small_input must be true, false or auto (true under {SMALL_INPUT} pixels), got {small_input!r}"
+        )
     if normalize not in ("weights", "data"):
         raise ArgError(f"normalize must be weights (their mean/std) or data (the dataset's), got {normalize!r}")
     if weights is not None and (not isinstance(weights, str) or not weights):
@@ -196,8 +221,11 @@ def _resize(resize: Any, expects: Expects | None) -> tuple[int, int] | None:
         return None
     if isinstance(resize, int) and not isinstance(resize, bool) and resize >= 1:
         return resize, resize
-    if (isinstance(resize, (list, tuple)) and len(resize) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in resize)):
+    if (
+        isinstance(resize, (list, tuple))
+        and len(resize) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in resize)
+    ):
         return int(resize[0]), int(resize[1])
     raise ArgError(f"resize must be auto (the weights' resolution), null, a size or [height, width], got {resize!r}")
 
@@ -212,13 +240,16 @@ def _check_downsampling(module: Architecture, shape: tuple[int, ...], arch: str,
             stride = getattr(layer, "stride", 1)
             strides = stride if isinstance(stride, (tuple, list)) else (stride, stride)
             image = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-            if (not found and image is not None and image.dim() == 4 and max(strides) > 1
-                    and min(image.shape[-2:]) == 1):
+            if not found and image is not None and image.dim() == 4 and max(strides) > 1 and min(image.shape[-2:]) == 1:
                 found.append(name)
+
         return hook
 
-    handles = [layer.register_forward_hook(look(name)) for name, layer in module.net.named_modules()
-               if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    handles = [
+        layer.register_forward_hook(look(name))
+        for name, layer in module.net.named_modules()
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
+    ]
     was_training = module.training
     module.eval()
     try:
@@ -232,5 +263,7 @@ def _check_downsampling(module: Architecture, shape: tuple[int, ...], arch: str,
         module.train(was_training)
     if found:
         hint = "resize: 64 (or larger)" if small_input else "small_input: true (no early downsampling) or resize: 64"
-        raise ModelConfigError(f"input {fmt_shape(shape)} is too small for {arch}: its downsampling reaches 1x1 "
-                               f"before {found[0]}; use {hint}")
+        raise ModelConfigError(
+            f"input {fmt_shape(shape)} is too small for {arch}: its downsampling reaches 1x1 "
+            f"before {found[0]}; use {hint}"
+        )

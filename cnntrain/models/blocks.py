@@ -21,8 +21,15 @@ from cnntrain.models.registry import (
 )
 
 BLOCK_PARTS = ["conv", "batchnorm", "activation", "dropout", "pool"]
-_ACTIVATION_LABELS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU",
-                      "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": "Identity"}
+_ACTIVATION_LABELS = {
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "identity": "Identity",
+}
 
 
 def _block_order(order: Any, on: dict[str, bool]) -> list[str]:
@@ -43,8 +50,10 @@ def _activation_spec(activation: Any) -> tuple[str, Any]:
     except ModelConfigError:
         raise ArgError(f"activation must be a layer name or a one-key mapping, got {activation!r}") from None
     if name not in available_layers():
-        raise ArgError(f"unknown activation {name!r}{did_you_mean(name, _ACTIVATION_LABELS)}; "
-                       f"try one of {', '.join(sorted(_ACTIVATION_LABELS))}")
+        raise ArgError(
+            f"unknown activation {name!r}{did_you_mean(name, _ACTIVATION_LABELS)}; "
+            f"try one of {', '.join(sorted(_ACTIVATION_LABELS))}"
+        )
     return name, args
 
 
@@ -70,8 +79,13 @@ def _describe_block(given: dict[str, Any], kw: dict[str, Any]) -> str:
 
 
 def _block_switches(kw: dict[str, Any]) -> dict[str, bool]:
-    return {"conv": True, "batchnorm": kw["batchnorm"] is True, "activation": kw["activation"] is not None,
-            "dropout": kw["dropout"] != 0, "pool": kw["pool"] is not None}
+    return {
+        "conv": True,
+        "batchnorm": kw["batchnorm"] is True,
+        "activation": kw["activation"] is not None,
+        "dropout": kw["dropout"] != 0,
+        "pool": kw["pool"] is not None,
+    }
 
 
 @register("conv_block", primary="out_channels", describe=_describe_block)
@@ -99,8 +113,12 @@ def conv_block(
     choice_arg("pool_type", pool_type, ["max", "avg"])
     kw = dict(batchnorm=batchnorm, activation=activation, dropout=dropout, pool=pool, order=order)
     recipe = {
-        "conv": ("conv2d", dict(out_channels=out_channels, kernel_size=kernel_size, stride=stride,
-                                padding=padding, bias=bias, init=init)),
+        "conv": (
+            "conv2d",
+            dict(
+                out_channels=out_channels, kernel_size=kernel_size, stride=stride, padding=padding, bias=bias, init=init
+            ),
+        ),
         "batchnorm": ("batchnorm", None),
         "activation": _activation_spec(activation) if activation is not None else None,
         "dropout": ("dropout2d" if dropout2d else "dropout", dropout),

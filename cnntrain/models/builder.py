@@ -92,7 +92,8 @@ def check_size(items: list[Any], shape: Shape, model_name: str = "model") -> Non
                 raise ModelConfigError(
                     f"model {model_name!r} on input {fmt_shape(shape)}: {params:,} parameters by layer {index} "
                     f"({row.name}), more than the {MAX_PARAMETERS:,} cnntrain builds; use smaller images "
-                    f"(dataset.image_size) or a smaller model")
+                    f"(dataset.image_size) or a smaller model"
+                )
             _check_values(math.prod(row.output_shape), row.output_shape, model_name, f"layer {index} ({row.name})")
             current = row.output_shape
 
@@ -101,7 +102,8 @@ def _check_values(count: int, shape: Shape, model_name: str, what: str) -> None:
     if count > MAX_VALUES_PER_IMAGE:
         raise ModelConfigError(
             f"model {model_name!r}: {what} holds {fmt_shape(shape)} = {count:,} values per image, more than the "
-            f"{MAX_VALUES_PER_IMAGE:,} cnntrain allows; set dataset.image_size to a smaller size")
+            f"{MAX_VALUES_PER_IMAGE:,} cnntrain allows; set dataset.image_size to a smaller size"
+        )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -114,11 +116,14 @@ def check_outputs(rows: list[LayerRow], num_classes: int, model_name: str = "mod
     shape = rows[-1].output_shape
     fix = f"end its layer list with linear: {num_classes} (or linear: ${{dataset.num_classes}})"
     if len(shape) != 1:
-        raise ModelConfigError(f"model {model_name!r} ends in {fmt_shape(shape)} outputs, not one score per class; "
-                               f"add flatten and {fix.removeprefix('end its layer list with ')} at the end")
+        raise ModelConfigError(
+            f"model {model_name!r} ends in {fmt_shape(shape)} outputs, not one score per class; "
+            f"add flatten and {fix.removeprefix('end its layer list with ')} at the end"
+        )
     if shape[0] != num_classes:
-        raise ModelConfigError(f"model {model_name!r} ends in {shape[0]} outputs, the dataset has {num_classes} "
-                               f"classes; {fix}")
+        raise ModelConfigError(
+            f"model {model_name!r} ends in {shape[0]} outputs, the dataset has {num_classes} classes; {fix}"
+        )
 
 
 def ends_with_log_softmax(layers: Sequence[Any]) -> bool:
@@ -136,8 +141,9 @@ def last_layer_name(layers: Sequence[Any]) -> str | None:
     return name
 
 
-def _build_one(item: Any, index: int, in_shape: Shape, model_name: str, count_macs: bool = True
-               ) -> tuple[nn.Module, LayerRow]:
+def _build_one(
+    item: Any, index: int, in_shape: Shape, model_name: str, count_macs: bool = True
+) -> tuple[nn.Module, LayerRow]:
     """Parse, check, build and dry-run one config item, turning every failure into one sentence."""
     where = f"model {model_name!r}, layer {index}"
     try:
@@ -162,15 +168,17 @@ def _build_one(item: Any, index: int, in_shape: Shape, model_name: str, count_ma
         raise ModelConfigError(f"{where} ({label}): {err}") from err
     except Exception as err:
         raise ModelConfigError(f"{where} ({label}): fails on input {fmt_shape(in_shape)}: {first_line(err)}") from err
-    return module, LayerRow(index, name, detail, run.output_shape, count_parameters(module), run.macs,
-                            _block_rows(run))
+    return module, LayerRow(index, name, detail, run.output_shape, count_parameters(module), run.macs, _block_rows(run))
 
 
 def _block_rows(run: DryRun) -> tuple[LayerRow, ...]:
     """The sub-rows of a composite layer, detailed by the block's class (Sequential, Conv2d, ...)."""
-    return tuple(LayerRow(i, block.name, type(block.module).__name__, block.output_shape,
-                          count_parameters(block.module), block.macs)
-                 for i, block in enumerate(run.blocks, start=1))
+    return tuple(
+        LayerRow(
+            i, block.name, type(block.module).__name__, block.output_shape, count_parameters(block.module), block.macs
+        )
+        for i, block in enumerate(run.blocks, start=1)
+    )
 
 
 def _safe_describe(spec: Any, given: dict[str, Any], kwargs: dict[str, Any]) -> str:

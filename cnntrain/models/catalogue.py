@@ -34,8 +34,9 @@ class Catalogue:
     def check_arch(self, arch: str) -> None:
         names = self.names()
         if arch not in names:
-            raise ArgError(f"unknown {self.layer} architecture {arch!r}{did_you_mean(arch, names)}; list them with: "
-                           f"{self.listing}")
+            raise ArgError(
+                f"unknown {self.layer} architecture {arch!r}{did_you_mean(arch, names)}; list them with: {self.listing}"
+            )
 
     def create(self, arch: str) -> nn.Module:
         """The network `arch`, freshly initialised."""

@@ -76,9 +76,7 @@ def _check_window(in_shape: Shape, kernel: tuple[int, int], padding: tuple[int, 
     _, h, w = in_shape
     if h + 2 * padding[0] < kernel[0] or w + 2 * padding[1] < kernel[1]:
         padded = f" (with padding {fmt_value(padding)})" if any(padding) else ""
-        raise ModelConfigError(
-            f"input is {fmt_shape(in_shape)}{padded}, smaller than the kernel {fmt_shape(kernel)}"
-        )
+        raise ModelConfigError(f"input is {fmt_shape(in_shape)}{padded}, smaller than the kernel {fmt_shape(kernel)}")
 
 
 # ---------------------------------------------------------------------------------------------- init
@@ -257,4 +255,3 @@ def log_softmax(in_shape: Shape) -> nn.Module:
 def identity(in_shape: Shape) -> nn.Module:
     """Does nothing; handy as a placeholder in sweeps."""
     return nn.Identity()
-

@@ -83,6 +83,7 @@ def unregister(name: str) -> None:
     """Remove a layer (for tests and plugins that register temporary layers)."""
     _REGISTRY.pop(name, None)
 
+
 def available_layers() -> list[str]:
     """Names a config may use, sorted."""
     return sorted(_REGISTRY)
@@ -248,4 +249,3 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return str(value[0]) if len(set(map(str, value))) == 1 else "x".join(str(v) for v in value)
     return str(value)
-

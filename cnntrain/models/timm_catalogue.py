@@ -37,8 +37,10 @@ class TimmCatalogue(Catalogue):
         tags = self._timm().list_pretrained(f"{arch}.*")
         if full not in tags:
             shown = [tag.removeprefix(f"{arch}.") for tag in tags]
-            raise ArgError(f"unknown weights {weights!r} for {arch}{did_you_mean(weights, shown)}; available: "
-                           f"{', '.join(shown) or 'none'}, or a path to a weights file")
+            raise ArgError(
+                f"unknown weights {weights!r} for {arch}{did_you_mean(weights, shown)}; available: "
+                f"{', '.join(shown) or 'none'}, or a path to a weights file"
+            )
         return full
 
     def expects(self, arch: str, weights: str) -> Expects:
@@ -58,7 +60,8 @@ class TimmCatalogue(Catalogue):
             raise ModelConfigError(
                 f"weights {tag} are not in the Hugging Face cache ({HF_HUB_CACHE}) and could not be downloaded "
                 f"({first_line(err)}); on a machine with internet run `huggingface-cli download timm/{tag}` and "
-                f"copy the cache, or set weights: /path/to/a/weights/file") from None
+                f"copy the cache, or set weights: /path/to/a/weights/file"
+            ) from None
 
     def head(self, net: nn.Module) -> str | None:
         classifier = getattr(net, "pretrained_cfg", {}).get("classifier")

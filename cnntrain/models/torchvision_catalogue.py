@@ -42,8 +42,10 @@ class TorchvisionCatalogue(Catalogue):
         enum = models.get_model_weights(arch)
         names = list(enum.__members__)
         if weights not in names:
-            raise ArgError(f"unknown weights {weights!r} for {arch}{did_you_mean(weights, names)}; available: "
-                           f"{', '.join(names)}, or a path to a weights file")
+            raise ArgError(
+                f"unknown weights {weights!r} for {arch}{did_you_mean(weights, names)}; available: "
+                f"{', '.join(names)}, or a path to a weights file"
+            )
         return enum[weights]
 
     def expects(self, arch: str, weights: str) -> Expects:
@@ -63,11 +65,13 @@ class TorchvisionCatalogue(Catalogue):
             raise ModelConfigError(
                 f"weights {arch} {weights} are not in the cache ({cached}) and could not be downloaded "
                 f"({first_line(err)}); download {chosen.url} on a machine with internet into that folder, or set "
-                f"weights: /path/to/{cached.name}") from None
+                f"weights: /path/to/{cached.name}"
+            ) from None
         side_heads = arch in ("googlenet", "inception_v3")
         kwargs = {"aux_logits": False, "init_weights": False} if side_heads else {}
-        net = models.get_model(arch, weights=None, num_classes=len(chosen.meta.get("categories") or range(1000)),
-                               **kwargs)
+        net = models.get_model(
+            arch, weights=None, num_classes=len(chosen.meta.get("categories") or range(1000)), **kwargs
+        )
         state = {key: value for key, value in state.items() if not key.startswith(AUX_HEADS)}
         load_exactly(net, state, f"{arch} {weights}", arch)
         return net

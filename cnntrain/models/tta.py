@@ -20,8 +20,12 @@ def log_probabilities(outputs: torch.Tensor) -> torch.Tensor:
     return outputs.log_softmax(dim=1)
 
 
-def predict_with_tta(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta: str,
-                     merge: Callable[[torch.Tensor], torch.Tensor] = log_probabilities) -> torch.Tensor:
+def predict_with_tta(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    tta: str,
+    merge: Callable[[torch.Tensor], torch.Tensor] = log_probabilities,
+) -> torch.Tensor:
     """The model's outputs; with tta='hflip', `merge` of the mean of its outputs for each image and its mirror."""
     if tta == "none":
         return model(images)

@@ -28,8 +28,9 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
     'model' or 'model_state_dict' (cnntrain's checkpoints among them)."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ArgError(f"weights file {file} not found; give a torchvision weights name, a timm tag, or an existing "
-                       f"file")
+        raise ArgError(
+            f"weights file {file} not found; give a torchvision weights name, a timm tag, or an existing file"
+        )
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file  # only for a .safetensors file
@@ -38,8 +39,9 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
         else:
             found = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelConfigError(f"weights file {file} cannot be read ({first_line(err)}); it is not a PyTorch "
-                               f"state dict or checkpoint") from None
+        raise ModelConfigError(
+            f"weights file {file} cannot be read ({first_line(err)}); it is not a PyTorch state dict or checkpoint"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(found, dict) and isinstance(found.get(key), dict):
             found = found[key]
@@ -54,24 +56,31 @@ def load_exactly(net: nn.Module, state: dict[str, torch.Tensor], what: str, arch
     own = net.state_dict()
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
-    reshaped = [f"{key} {list(state[key].shape)} vs {list(own[key].shape)}" for key in own
-                if key in state and state[key].shape != own[key].shape]
-    problems = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped)) if keys]
+    reshaped = [
+        f"{key} {list(state[key].shape)} vs {list(own[key].shape)}"
+        for key in own
+        if key in state and state[key].shape != own[key].shape
+    ]
+    problems = [
+        f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped))
+        if keys
+    ]
     if problems:
         raise ModelConfigError(f"weights {what} do not fit {arch}: {'; '.join(problems)}")
     net.load_state_dict(state)
 
 
-def fit_to_file(net: nn.Module, state: dict[str, torch.Tensor], stem: str, head: str | None, arch: str,
-                 weights: str) -> None:
+def fit_to_file(
+    net: nn.Module, state: dict[str, torch.Tensor], stem: str, head: str | None, arch: str, weights: str
+) -> None:
     """Make `net` take the file's tensors: keys with the file's prefix ('module.', a cnntrain checkpoint's
     '0.net.') are stripped, and the stem and head are sized as in the file (the run adapts them after)."""
     suffix = f"{stem}.weight"
-    prefixes = [key[:-len(suffix)] for key in state if key.endswith(suffix)]
+    prefixes = [key[: -len(suffix)] for key in state if key.endswith(suffix)]
     prefix = min(prefixes, key=len) if prefixes else ""
     if prefix:
-        kept = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        kept = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
         state.clear()
         state.update(kept)
     for key in [key for key in state if key.startswith(AUX_HEADS)]:

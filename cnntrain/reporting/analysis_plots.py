@@ -32,8 +32,9 @@ def cam_overlay(image: torch.Tensor, cam: torch.Tensor | None, alpha: float = CA
     return (rgb.float() * (1 - alpha) + heat.float() * alpha).round().clamp(0, 255).to(torch.uint8)
 
 
-def plot_worst_mistakes(images: torch.Tensor, cams: torch.Tensor | None, titles: list[str], path: Path,
-                        header: str) -> None:
+def plot_worst_mistakes(
+    images: torch.Tensor, cams: torch.Tensor | None, titles: list[str], path: Path, header: str
+) -> None:
     """worst_mistakes.png: the worst mistakes (uint8 [N, C, H, W]) with their CAMs over them, titled
     'pred p=0.97\\n(true)', in Pillow as misclassified.png; a note when there is no mistake to show."""
     from PIL import Image, ImageDraw, ImageFont  # only when pictures are drawn (report.plots)
@@ -53,11 +54,18 @@ def plot_worst_mistakes(images: torch.Tensor, cams: torch.Tensor | None, titles:
     image = Image.new("RGB", (max(big.shape[1], 420), big.shape[0] + HEADER_PIXELS), "white")
     image.paste(Image.fromarray(big.numpy()), (0, HEADER_PIXELS))
     draw = ImageDraw.Draw(image)
-    draw.text((image.width / 2, HEADER_PIXELS / 2), header, fill="black", font=ImageFont.load_default(size=16),
-              anchor="mm")
+    draw.text(
+        (image.width / 2, HEADER_PIXELS / 2), header, fill="black", font=ImageFont.load_default(size=16), anchor="mm"
+    )
     for (top, left), title in zip(origins, titles):
-        draw.multiline_text(((left + width / 2) * scale, HEADER_PIXELS + top * scale - 2), title, fill=(214, 39, 40),
-                            font=font, anchor="md", align="center")
+        draw.multiline_text(
+            ((left + width / 2) * scale, HEADER_PIXELS + top * scale - 2),
+            title,
+            fill=(214, 39, 40),
+            font=font,
+            anchor="md",
+            align="center",
+        )
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
@@ -72,11 +80,26 @@ def plot_reliability(calibration: dict[str, Any], path: Path) -> None:
     fig = new_figure(figsize=(6, 6.5))
     fig.subplots_adjust(left=0.12, right=0.96, bottom=0.09, top=0.92, hspace=0.08)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centres, accuracy, width=width * 0.95, color="tab:blue", edgecolor="black", linewidth=0.5,
-            label="accuracy in bin")
+    top.bar(
+        centres,
+        accuracy,
+        width=width * 0.95,
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy in bin",
+    )
     filled = [i for i, c in enumerate(calibration["confidence"]) if c is not None]
-    top.scatter([centres[i] for i in filled], [confidence[i] for i in filled], marker="_", s=400 / max(1, bins ** 0.5),
-                linewidths=2.5, color="tab:red", zorder=3, label="mean confidence in bin")
+    top.scatter(
+        [centres[i] for i in filled],
+        [confidence[i] for i in filled],
+        marker="_",
+        s=400 / max(1, bins**0.5),
+        linewidths=2.5,
+        color="tab:red",
+        zorder=3,
+        label="mean confidence in bin",
+    )
     top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfectly calibrated")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
@@ -100,10 +123,16 @@ def plot_per_class(per_class: dict[str, dict[str, Any]], path: Path) -> None:
     positions = list(range(n))[::-1]  # worst at the top
     value = lambda v: v if v is not None else 0.0
     ax.barh(positions, [value(m["f1"]) for _, m in rows], color="tab:blue", alpha=0.75, label="F1")
-    ax.scatter([value(m["precision"]) for _, m in rows], positions, marker="|", s=120, color="black",
-               label="precision", zorder=3)
-    ax.scatter([value(m["recall"]) for _, m in rows], positions, marker="x", color="tab:red", label="recall",
-               zorder=3)
+    ax.scatter(
+        [value(m["precision"]) for _, m in rows],
+        positions,
+        marker="|",
+        s=120,
+        color="black",
+        label="precision",
+        zorder=3,
+    )
+    ax.scatter([value(m["recall"]) for _, m in rows], positions, marker="x", color="tab:red", label="recall", zorder=3)
     ax.set_yticks(positions, [f"{name} ({m['support']})" for name, m in rows])
     scores = [value(m[key]) for _, m in rows for key in ("f1", "precision", "recall")]
     low = math.floor(min(scores, default=0.0) * 10) / 10  # a decade below the lowest: 0.98s still tell apart

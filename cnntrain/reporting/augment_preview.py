@@ -35,8 +35,9 @@ def preview_batch(split: Any, augment: Augment, batch_size: int, seed: int) -> t
     return augment(images, labels, generator, global_batch_size(len(split), batch_size, 1), 0)
 
 
-def draw_preview(path: Path, images: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                 names: tuple[str, ...]) -> None:
+def draw_preview(
+    path: Path, images: torch.Tensor, targets: torch.Tensor, classes: list[str], names: tuple[str, ...]
+) -> None:
     """A grid of uint8 images [N, C, H, W]; each title its class, or its two largest shares of a mixed target."""
     rows = -(-len(images) // COLUMNS)
     figure = new_figure(figsize=(COLUMNS * 1.6, rows * 1.8 + 0.4))

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from cnntrain.reporting.figures import new_figure, save_png, smoothed
 
-STEP_PANEL = "train/loss"                        # the panel that shows per-step loss when runs have it
+STEP_PANEL = "train/loss"  # the panel that shows per-step loss when runs have it
 PANELS = (("train/loss", "train loss", 1.0), ("val/loss", "val loss", 1.0), ("val/acc", "val accuracy (%)", 100.0))
-PANEL_W, PANEL_H = 4.6, 3.4                     # inches
-LEFT, RIGHT, TOP, GAP_W = 0.8, 0.25, 0.75, 0.7   # inches
-AXIS_BAND = 0.6                                  # under the panels: tick labels and the x label, inches
-LEGEND_ROW, LEGEND_PAD = 0.24, 0.25              # inches per legend row, and around the legend
-LEGEND_CHAR = 0.075                              # inches per character of a 9-point legend label
-LEGEND_HANDLE = 0.6                              # the line sample and spacing of a legend entry, inches
+PANEL_W, PANEL_H = 4.6, 3.4  # inches
+LEFT, RIGHT, TOP, GAP_W = 0.8, 0.25, 0.75, 0.7  # inches
+AXIS_BAND = 0.6  # under the panels: tick labels and the x label, inches
+LEGEND_ROW, LEGEND_PAD = 0.24, 0.25  # inches per legend row, and around the legend
+LEGEND_CHAR = 0.075  # inches per character of a 9-point legend label
+LEGEND_HANDLE = 0.6  # the line sample and spacing of a legend entry, inches
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")  # hollow, so runs on the same point all show
 
 
@@ -47,8 +47,9 @@ def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
     bottom = AXIS_BAND + legend_h
     height = TOP + PANEL_H + bottom
     figure = new_figure(figsize=(width, height))
-    figure.subplots_adjust(left=LEFT / width, right=1 - RIGHT / width, top=1 - TOP / height, bottom=bottom / height,
-                           wspace=GAP_W / PANEL_W)
+    figure.subplots_adjust(
+        left=LEFT / width, right=1 - RIGHT / width, top=1 - TOP / height, bottom=bottom / height, wspace=GAP_W / PANEL_W
+    )
     axes = figure.subplots(1, len(PANELS))
     colours = run_colours(len(runs))
     epochs = [e for run in runs for e in run.epochs] or [1]
@@ -62,9 +63,18 @@ def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
                 line = smoothed([loss for _, loss in run.steps])
                 ax.plot([at for at, _ in run.steps], line, linewidth=1.3, color=colour, alpha=0.9)
                 points = epoch_ends(run.steps, line, run.epochs)  # the markers sit on the line, not at the mean
-            ax.plot([e for e, _ in points], [v for _, v in points], marker=MARKERS[index % len(MARKERS)],
-                    markersize=6, markerfacecolor="none", markeredgewidth=1.4,
-                    linewidth=0 if per_step and run.steps else 1.5, color=colour, label=run.label, alpha=0.9)
+            ax.plot(
+                [e for e, _ in points],
+                [v for _, v in points],
+                marker=MARKERS[index % len(MARKERS)],
+                markersize=6,
+                markerfacecolor="none",
+                markeredgewidth=1.4,
+                linewidth=0 if per_step and run.steps else 1.5,
+                color=colour,
+                label=run.label,
+                alpha=0.9,
+            )
         ax.set_title(name + (" (per step, smoothed)" if per_step else ""), fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -76,14 +86,25 @@ def plot_compare(runs: Sequence[Curves], path: Path, title: str) -> None:
         else:
             ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.2 / width, LEGEND_PAD / height),
-                  ncol=columns, fontsize=9, frameon=False, borderaxespad=0.0, handlelength=1.6, columnspacing=1.2)
+    figure.legend(
+        handles,
+        labels,
+        loc="lower left",
+        bbox_to_anchor=(0.2 / width, LEGEND_PAD / height),
+        ncol=columns,
+        fontsize=9,
+        frameon=False,
+        borderaxespad=0.0,
+        handlelength=1.6,
+        columnspacing=1.2,
+    )
     figure.suptitle(title, x=0.2 / width, y=1 - 0.15 / height, ha="left", va="top", fontsize=12)
     save_png(figure, path)
 
 
-def epoch_ends(steps: Sequence[tuple[float, float]], line: Sequence[float], epochs: Sequence[int]
-               ) -> list[tuple[int, float]]:
+def epoch_ends(
+    steps: Sequence[tuple[float, float]], line: Sequence[float], epochs: Sequence[int]
+) -> list[tuple[int, float]]:
     """Where the smoothed per-step line stands at the end of each epoch (its last step at or before it)."""
     ends, index = [], 0
     for epoch in epochs:

@@ -15,8 +15,11 @@ def environment_changes(summary: dict[str, Any], cfg: Any) -> list[str]:
     """What decides the floats and differs between the original run's record (summary.json) and this machine:
     versions, device and its name, the CPU's instruction set and vector flags, threads, the commit."""
     then, now = float_facts(summary), float_facts(_current_facts(cfg))
-    return [f"{key}: {_shown(then.get(key))} then, {_shown(value)} now" for key, value in now.items()
-            if then.get(key) != value]
+    return [
+        f"{key}: {_shown(then.get(key))} then, {_shown(value)} now"
+        for key, value in now.items()
+        if then.get(key) != value
+    ]
 
 
 def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -24,12 +27,18 @@ def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
     facts = {f"version of {k}": v for k, v in (summary.get("versions") or {}).items() if k != "hydra"}
     cpu = summary.get("cpu") if isinstance(summary.get("cpu"), dict) else {}
     git = summary.get("git") if isinstance(summary.get("git"), dict) else {}
-    facts.update({
-        "device": summary.get("device"), "device name": summary.get("device_name"),
-        "cpu instruction set": cpu.get("capability"), "cpu vector flags": cpu.get("isa_flags"),
-        "cpu dispatch variables": cpu.get("dispatch_env") or None, "threads": summary.get("threads"),
-        "git commit": git.get("commit"), "uncommitted changes": git.get("dirty"),
-    })
+    facts.update(
+        {
+            "device": summary.get("device"),
+            "device name": summary.get("device_name"),
+            "cpu instruction set": cpu.get("capability"),
+            "cpu vector flags": cpu.get("isa_flags"),
+            "cpu dispatch variables": cpu.get("dispatch_env") or None,
+            "threads": summary.get("threads"),
+            "git commit": git.get("commit"),
+            "uncommitted changes": git.get("dirty"),
+        }
+    )
     return facts
 
 
@@ -41,8 +50,14 @@ def _current_facts(cfg: Any) -> dict[str, Any]:
     from cnntrain.device import resolve_device
 
     device = resolve_device(cfg.device)
-    return {"versions": versions(), "cpu": cpu(), "git": git_commit(), "device": str(device),
-            "device_name": device_name(device), "threads": cfg.threads or torch.get_num_threads()}
+    return {
+        "versions": versions(),
+        "cpu": cpu(),
+        "git": git_commit(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": cfg.threads or torch.get_num_threads(),
+    }
 
 
 def _shown(value: Any) -> str:

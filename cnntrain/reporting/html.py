@@ -20,8 +20,8 @@ from cnntrain.files import write_text
 from cnntrain.reporting.text import html_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_PNG_BYTES = 32 * 2**20   # a picture bigger than this is named, not inlined
-MAX_TEXT_BYTES = 2**20       # the config shown on the page
+MAX_PNG_BYTES = 32 * 2**20  # a picture bigger than this is named, not inlined
+MAX_TEXT_BYTES = 2**20  # the config shown on the page
 
 CSS = """
 :root { --fg: #1d2329; --muted: #5b6670; --line: #d5dbe1; --band: #f3f5f7; --accent: #1f5f99; }
@@ -125,8 +125,13 @@ def cell(value: Cell) -> str:
     return value if isinstance(value, Raw) else esc(value)
 
 
-def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Cell]], numeric: Iterable[int] = (),
-          footer: Sequence[Cell] | None = None, bad: Iterable[int] = ()) -> str:
+def table(
+    headers: Sequence[str] | None,
+    rows: Iterable[Sequence[Cell]],
+    numeric: Iterable[int] = (),
+    footer: Sequence[Cell] | None = None,
+    bad: Iterable[int] = (),
+) -> str:
     """An HTML table (no header row when `headers` is None); columns in `numeric` are right-aligned, rows in `bad`
     (their index) drawn in red."""
     right = set(numeric)
@@ -144,8 +149,11 @@ def table(headers: Sequence[str] | None, rows: Iterable[Sequence[Cell]], numeric
 
 def cards(items: Iterable[tuple[str, str]]) -> str:
     """The headline numbers, big, with what each is."""
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(value)}</b><span>{esc(name)}</span></div>'
-                                           for name, value in items) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{esc(value)}</b><span>{esc(name)}</span></div>' for name, value in items)
+        + "</div>"
+    )
 
 
 def section(anchor: str, title: str, body: str) -> tuple[str, str, str]:
@@ -153,18 +161,20 @@ def section(anchor: str, title: str, body: str) -> tuple[str, str, str]:
 
 
 def folded(summary: str, body: str, open_: bool = False) -> str:
-    return f'<details{" open" if open_ else ""}><summary>{esc(summary)}</summary>{body}</details>'
+    return f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>{body}</details>"
 
 
 def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
     """The whole document: title, a line under it, a bar of in-page links, the sections."""
     nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name, _ in sections)
     body = "".join(html_ for _, _, html_ in sections)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{CSS}</style></head>\n"
-            f'<body><header><h1>{esc(title)}</h1><p class="sub">{esc(subtitle)}</p><nav>{nav}</nav></header>\n'
-            f"{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n"
+        f'<body><header><h1>{esc(title)}</h1><p class="sub">{esc(subtitle)}</p><nav>{nav}</nav></header>\n'
+        f"{body}\n</body></html>\n"
+    )
 
 
 def write_page(root: Path, path: Path, text: str) -> Path:

@@ -28,8 +28,7 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float | No
     return float((steps * precision).sum())
 
 
-def precision_recall_curve(scores: torch.Tensor, targets: torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def precision_recall_curve(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(precision, recall) at each distinct score, highest first (float64); None without a positive."""
     scores, positive = scores.detach().double().cpu(), targets.detach().cpu() > 0.5
     total = int(positive.sum())
@@ -44,8 +43,9 @@ def precision_recall_curve(scores: torch.Tensor, targets: torch.Tensor
     return tp / taken, tp / total
 
 
-def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, thresholds: list[float],
-                       classes: list[str]) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+def multilabel_metrics(
+    scores: torch.Tensor, targets: torch.Tensor, thresholds: list[float], classes: list[str]
+) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
     """(the LABEL_METRICS by name plus test/acc, each label's ap/f1/precision/recall/support/threshold)."""
     scores, truth = scores.detach().double().cpu(), targets.detach().cpu() > 0.5
     predicted = scores >= torch.tensor(thresholds, dtype=torch.float64)
@@ -56,15 +56,21 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, thresholds: 
     measured = [ap for ap in aps if ap is not None]
     per_label = {}
     for k, name in enumerate(classes):
-        per_label[name] = {"ap": aps[k], "f1": _ratio(2 * tp[k], 2 * tp[k] + fp[k] + fn[k]),
-                           "precision": _ratio(tp[k], tp[k] + fp[k]), "recall": _ratio(tp[k], tp[k] + fn[k]),
-                           "support": int(truth[:, k].sum()), "threshold": float(thresholds[k])}
+        per_label[name] = {
+            "ap": aps[k],
+            "f1": _ratio(2 * tp[k], 2 * tp[k] + fp[k] + fn[k]),
+            "precision": _ratio(tp[k], tp[k] + fp[k]),
+            "recall": _ratio(tp[k], tp[k] + fn[k]),
+            "support": int(truth[:, k].sum()),
+            "threshold": float(thresholds[k]),
+        }
     seen = (tp + fp + fn) > 0  # macro F1 over the labels in the targets or the predictions (as single-label)
     n = max(1, truth.shape[0])
     values = {
         TEST_MAP: sum(measured) / len(measured) if measured else None,
         "test/micro_f1": _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
-        "test/macro_f1": float((2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])).mean()) if bool(seen.any())
+        "test/macro_f1": float((2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])).mean())
+        if bool(seen.any())
         else None,
         "test/precision": _ratio(tp.sum(), tp.sum() + fp.sum()),
         "test/recall": _ratio(tp.sum(), tp.sum() + fn.sum()),

@@ -22,10 +22,14 @@ def plot_label_bars(per_label: dict[str, dict[str, Any]], path: Path) -> None:
     fig = new_figure(figsize=(7, max(2.5, 0.36 * n + 1.2)), layout="constrained")
     ax = fig.subplots()
     positions = torch.arange(n, 0, -1, dtype=torch.float64).tolist()
-    ax.barh([p + 0.2 for p in positions], [_value(m["ap"]) for _, m in rows], height=0.4, color="tab:blue",
-            label="AP")
-    ax.barh([p - 0.2 for p in positions], [_value(m["f1"]) for _, m in rows], height=0.4, color="tab:orange",
-            label="F1 at the threshold")
+    ax.barh([p + 0.2 for p in positions], [_value(m["ap"]) for _, m in rows], height=0.4, color="tab:blue", label="AP")
+    ax.barh(
+        [p - 0.2 for p in positions],
+        [_value(m["f1"]) for _, m in rows],
+        height=0.4,
+        color="tab:orange",
+        label="F1 at the threshold",
+    )
     ax.set_yticks(positions, [f"{name} ({m['support']})" for name, m in rows])
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("score on the test split")
@@ -36,19 +40,31 @@ def plot_label_bars(per_label: dict[str, dict[str, Any]], path: Path) -> None:
     save_png(fig, path)
 
 
-def plot_pr_curves(scores: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                   per_label: dict[str, dict[str, Any]], path: Path, count: int) -> None:
+def plot_pr_curves(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    classes: list[str],
+    per_label: dict[str, dict[str, Any]],
+    path: Path,
+    count: int,
+) -> None:
     """pr_curves.png: precision against recall for the `count` labels with the lowest AP."""
-    worst = sorted((k for k, name in enumerate(classes) if per_label[name]["ap"] is not None),
-                   key=lambda k: (per_label[classes[k]]["ap"], classes[k]))[:count]
+    worst = sorted(
+        (k for k, name in enumerate(classes) if per_label[name]["ap"] is not None),
+        key=lambda k: (per_label[classes[k]]["ap"], classes[k]),
+    )[:count]
     fig = new_figure(figsize=(5.5, 4.5), layout="constrained")
     ax = fig.subplots()
     for k in worst:
         curve = precision_recall_curve(scores[:, k], targets[:, k])
         assert curve is not None
         precision, recall = curve
-        ax.step([0.0, *recall.tolist()], [float(precision[0]), *precision.tolist()], where="post",
-                label=f"{classes[k]} (AP {per_label[classes[k]]['ap']:.3f})")
+        ax.step(
+            [0.0, *recall.tolist()],
+            [float(precision[0]), *precision.tolist()],
+            where="post",
+            label=f"{classes[k]} (AP {per_label[classes[k]]['ap']:.3f})",
+        )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
@@ -64,9 +80,16 @@ def plot_worst_sets(images: torch.Tensor, worst: list[dict[str, Any]], path: Pat
     cols = min(COLUMNS, len(worst))
     canvas, origins = mosaic(images.cpu(), cols)
     titles = [f"true {{{', '.join(item['true'])}}}\npred {{{', '.join(item['predicted'])}}}" for item in worst]
-    fig = titled_mosaic(canvas, origins, titles, images.shape[3], cols * 2.0,
-                        f"{len(worst)} test images with the largest errors: true and predicted label sets",
-                        margin=0.6, fontsize=7)
+    fig = titled_mosaic(
+        canvas,
+        origins,
+        titles,
+        images.shape[3],
+        cols * 2.0,
+        f"{len(worst)} test images with the largest errors: true and predicted label sets",
+        margin=0.6,
+        fontsize=7,
+    )
     save_png(fig, path)
 
 

@@ -20,7 +20,7 @@ class FitResult:
     stopped_early: bool = False
     stopped: dict[str, Any] = field(default_factory=lambda: {"reason": "finished"})  # why training ended
     train_seconds: float = 0.0  # the training loops alone: forward, backward, optimizer steps
-    eval_seconds: float = 0.0   # validation passes
+    eval_seconds: float = 0.0  # validation passes
 
 
 @dataclass

@@ -60,12 +60,16 @@ def check_tracking_uri(configured: str | None) -> None:
     scheme, has_scheme, rest = uri.partition(":")
     base = scheme.split("+")[0].lower()
     if not has_scheme or base == "file" or len(scheme) == 1:  # a bare path, file:, or a Windows drive letter
-        raise ConfigError(f"{where}: MLflow 3 no longer creates file stores; use a database such as "
-                          f"sqlite:///PATH/mlflow.db, or a tracking server http://HOST:PORT")
+        raise ConfigError(
+            f"{where}: MLflow 3 no longer creates file stores; use a database such as "
+            f"sqlite:///PATH/mlflow.db, or a tracking server http://HOST:PORT"
+        )
     if base not in SCHEMES:
-        raise ConfigError(f"{where}: unsupported scheme '{scheme}'{did_you_mean(base, SCHEMES)}; expected "
-                          f"sqlite:///PATH, http(s)://HOST[:PORT], postgresql://..., mysql://..., mssql://... "
-                          f"or databricks")
+        raise ConfigError(
+            f"{where}: unsupported scheme '{scheme}'{did_you_mean(base, SCHEMES)}; expected "
+            f"sqlite:///PATH, http(s)://HOST[:PORT], postgresql://..., mysql://..., mssql://... "
+            f"or databricks"
+        )
     if base == "sqlite" and (not rest.startswith("///") or not rest[3:]):
         raise ConfigError(f"{where}: expected sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db")
     if base in ("http", "https", "postgresql", "mysql", "mssql"):
@@ -183,7 +187,7 @@ class MLflowLogger:
         known = self.client.get_run(self.run_id).data.params
         new = [Param(key, str(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in params.items() if key not in known]
         for start in range(0, len(new), MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=new[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+            self.client.log_batch(self.run_id, params=new[start : start + MAX_PARAMS_TAGS_PER_BATCH])
 
     def _log_metrics(self, values: list[tuple[str, float, int]]) -> None:
         from mlflow.entities import Metric
@@ -193,7 +197,7 @@ class MLflowLogger:
         metrics = [Metric(name, float(value), now, step) for name, value, step in values]
         with self._lock():
             for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                self.client.log_batch(self.run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+                self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -213,7 +217,7 @@ def _sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (relative to this folder, or absolute with four slashes)."""
     if not uri.lower().startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def _quiet_logging() -> None:

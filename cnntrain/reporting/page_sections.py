@@ -17,8 +17,9 @@ from cnntrain.reporting.text import html_text
 
 def augment_section(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
     """The first training images after dataset.augment (augment_preview.png), when the run drew them."""
-    picture = figure(paths.augment_preview, root, "the first training images after dataset.augment "
-                                                  "(augment_preview.png)")
+    picture = figure(
+        paths.augment_preview, root, "the first training images after dataset.augment (augment_preview.png)"
+    )
     return section("augment", "Augmentation", picture) if picture else None
 
 
@@ -33,10 +34,15 @@ def model_section(summary: dict[str, Any]) -> tuple[str, str, str] | None:
         if layer.get("part_of") is None:
             params, macs = params + p, macs + m
         name = ("\u2003" if layer.get("part_of") is not None else "") + str(layer.get("layer", "?"))
-        rows.append((layer.get("index", ""), name, layer.get("detail", ""), layer.get("output", ""), f"{p:,}",
-                     format_macs(m)))
-    body = table(["#", "layer", "details", "output shape", "params", "MACs"], rows, numeric=(0, 3, 4, 5),
-                 footer=["", "total", "", "", f"{params:,}", format_macs(macs)])
+        rows.append(
+            (layer.get("index", ""), name, layer.get("detail", ""), layer.get("output", ""), f"{p:,}", format_macs(m))
+        )
+    body = table(
+        ["#", "layer", "details", "output shape", "params", "MACs"],
+        rows,
+        numeric=(0, 3, 4, 5),
+        footer=["", "total", "", "", f"{params:,}", format_macs(macs)],
+    )
     return section("model", f"Model {summary.get('model', '')}", folded(f"{len(rows)} rows", body, True))
 
 
@@ -47,8 +53,9 @@ def config_section(paths: RunDir, root: Path) -> tuple[str, str, str] | None:
     if config is None:
         return None
     shown = folded("overrides on the command line", f"<pre>{html_text(overrides, keep_lines=True)}</pre>", True)
-    body = (shown if overrides else "") + folded(".hydra/config.yaml",
-                                                 f"<pre>{html_text(config, keep_lines=True)}</pre>")
+    body = (shown if overrides else "") + folded(
+        ".hydra/config.yaml", f"<pre>{html_text(config, keep_lines=True)}</pre>"
+    )
     return section("config", "Config", body)
 
 
@@ -86,6 +93,7 @@ def provenance_section(summary: dict[str, Any]) -> tuple[str, str, str] | None:
 
 
 # ---------------------------------------------------------------- values from summary.json
+
 
 def metric(name: str, value: Any) -> str:
     """A metric from a file as the console shows it; "-" where it is missing or not a number."""

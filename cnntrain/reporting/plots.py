@@ -24,7 +24,6 @@ from cnntrain.reporting.run_dir import RunDir, read_steps
 MAX_MISCLASSIFIED = 100
 
 
-
 def plot_curves(history: list[dict[str, Any]], path: Path, steps: list[dict[str, float]] | None = None) -> None:
     """Loss, accuracy and learning rate, one panel each, on an axis of (fractional) epochs.
 
@@ -81,14 +80,21 @@ def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path) 
         for i in range(n):
             for j in range(n):
                 value = float(normalised[i, j])
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value > 0.5 else "black",
+                )
     save_png(fig, path)
 
 
-TILE_INCHES = 1.9     # width of one grid cell in the misclassified figure
-TILE_PIXELS = 112     # a tile's longer side in misclassified.png (small images are enlarged to it)
-HEADER_PIXELS = 32    # the title line above the grid in misclassified.png
+TILE_INCHES = 1.9  # width of one grid cell in the misclassified figure
+TILE_PIXELS = 112  # a tile's longer side in misclassified.png (small images are enlarged to it)
+HEADER_PIXELS = 32  # the title line above the grid in misclassified.png
 GAP_X, GAP_Y = 0.15, 0.45  # space between tiles, as fractions of a tile's width / height (titles go above)
 
 
@@ -104,13 +110,14 @@ def mosaic(tiles: torch.Tensor, cols: int) -> tuple[torch.Tensor, list[tuple[int
     origins = []
     for i in range(count):
         top, left = (i // cols) * cell_h + gap_y, (i % cols) * cell_w + gap_x // 2
-        canvas[top:top + height, left:left + width] = rgb[i].permute(1, 2, 0)
+        canvas[top : top + height, left : left + width] = rgb[i].permute(1, 2, 0)
         origins.append((top, left))
     return canvas, origins
 
 
-def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
-                         classes: list[str]) -> Any | None:
+def misclassified_figure(
+    images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: list[str]
+) -> Any | None:
     """A matplotlib figure of up to 100 wrong test images titled 'pred (true)' (TensorBoard's); None when every
     image is right."""
     picked = _misclassified(images, labels, preds, classes)
@@ -120,8 +127,17 @@ def misclassified_figure(images: torch.Tensor, labels: torch.Tensor, preds: torc
     return titled_mosaic(canvas, origins, titles, images.shape[3], cols * TILE_INCHES, _grid_title(len(titles)))
 
 
-def titled_mosaic(canvas: torch.Tensor, origins: list[tuple[int, int]], titles: list[str], width: int,
-                  fig_w: float, suptitle: str, *, margin: float = 0.5, fontsize: int = 8) -> Any:
+def titled_mosaic(
+    canvas: torch.Tensor,
+    origins: list[tuple[int, int]],
+    titles: list[str],
+    width: int,
+    fig_w: float,
+    suptitle: str,
+    *,
+    margin: float = 0.5,
+    fontsize: int = 8,
+) -> Any:
     """A figure of a mosaic (see mosaic) with a red title above each tile and one over the whole grid."""
     fig_h = fig_w * canvas.shape[0] / canvas.shape[1] + margin
     fig = new_figure(figsize=(fig_w, fig_h))
@@ -134,8 +150,9 @@ def titled_mosaic(canvas: torch.Tensor, origins: list[tuple[int, int]], titles: 
     return fig
 
 
-def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: list[str],
-                       path: Path) -> None:
+def plot_misclassified(
+    images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: list[str], path: Path
+) -> None:
     """misclassified.png, the same grid drawn with Pillow (a hundred matplotlib text artists take most of a
     second here); written even when nothing is wrong, saying so, so the file is always there."""
     from PIL import Image, ImageDraw, ImageFont  # only when pictures are drawn (report.plots)
@@ -153,16 +170,28 @@ def plot_misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.
         image = Image.new("RGB", (big.shape[1], big.shape[0] + HEADER_PIXELS), "white")
         image.paste(Image.fromarray(big.numpy()), (0, HEADER_PIXELS))
         draw = ImageDraw.Draw(image)
-        draw.text((image.width / 2, HEADER_PIXELS / 2), _grid_title(len(titles)), fill="black",
-                  font=ImageFont.load_default(size=16), anchor="mm")
+        draw.text(
+            (image.width / 2, HEADER_PIXELS / 2),
+            _grid_title(len(titles)),
+            fill="black",
+            font=ImageFont.load_default(size=16),
+            anchor="mm",
+        )
         for (top, left), title in zip(origins, titles):
-            draw.multiline_text(((left + width / 2) * scale, HEADER_PIXELS + top * scale - 2), title,
-                                fill=(214, 39, 40), font=font, anchor="md", align="center")
+            draw.multiline_text(
+                ((left + width / 2) * scale, HEADER_PIXELS + top * scale - 2),
+                title,
+                fill=(214, 39, 40),
+                font=font,
+                anchor="md",
+                align="center",
+            )
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def _misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: list[str]
-                   ) -> tuple[torch.Tensor, list[tuple[int, int]], list[str], int] | None:
+def _misclassified(
+    images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: list[str]
+) -> tuple[torch.Tensor, list[tuple[int, int]], list[str], int] | None:
     """(canvas, tile origins, titles 'pred\n(true)', columns) of up to 100 wrong images; None if none is wrong."""
     wrong = (preds.cpu() != labels.cpu()).nonzero().squeeze(1)[:MAX_MISCLASSIFIED]
     if wrong.numel() == 0:
@@ -178,8 +207,15 @@ def _grid_title(count: int) -> str:
     return f"misclassified test images: predicted (true), first {count}"
 
 
-def write_plots(paths: RunDir, history: list[dict[str, Any]], matrix: torch.Tensor, images: torch.Tensor,
-                labels: torch.Tensor, preds: torch.Tensor, classes: list[str]) -> tuple[Path, ...]:
+def write_plots(
+    paths: RunDir,
+    history: list[dict[str, Any]],
+    matrix: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    classes: list[str],
+) -> tuple[Path, ...]:
     """All three pictures of a finished run; returns their paths."""
     curves, confusion, misclassified = paths.plots
     plot_curves(history, curves, read_steps(paths.steps_csv))

@@ -26,8 +26,14 @@ from cnntrain.reporting.text import markup
 FOLD_KEY = "dataset.fold"
 AVERAGED = ("best", "test/acc", TEST_BALANCED_ACC)
 """What is averaged over the folds: the monitored metric's best value, and the test accuracies."""
-FOLD_FIELDS = ("overrides", "folds_done", "folds_failed", "monitor",
-               *(f"{name}_{stat}" for name in AVERAGED for stat in ("mean", "std")), "jobs")
+FOLD_FIELDS = (
+    "overrides",
+    "folds_done",
+    "folds_failed",
+    "monitor",
+    *(f"{name}_{stat}" for name in AVERAGED for stat in ("mean", "std")),
+    "jobs",
+)
 
 
 @dataclass
@@ -71,9 +77,13 @@ def write_folds_csv(path: Path, groups: list[FoldGroup]) -> None:
     writer = csv.writer(buffer)
     writer.writerow(FOLD_FIELDS)
     for group in groups:
-        cells = {"overrides": " ".join(group.overrides), "folds_done": len(group.done),
-                 "folds_failed": len(group.jobs) - len(group.done), "monitor": _monitor([group]),
-                 "jobs": " ".join(sorted((job.job for job in group.jobs), key=job_order))}
+        cells = {
+            "overrides": " ".join(group.overrides),
+            "folds_done": len(group.done),
+            "folds_failed": len(group.jobs) - len(group.done),
+            "monitor": _monitor([group]),
+            "jobs": " ".join(sorted((job.job for job in group.jobs), key=job_order)),
+        }
         for name in AVERAGED:
             cells[f"{name}_mean"], cells[f"{name}_std"] = group.stats(name)
         writer.writerow(["" if cells[name] is None else cells[name] for name in FOLD_FIELDS])

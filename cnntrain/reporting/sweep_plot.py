@@ -25,19 +25,19 @@ from cnntrain.reporting.figures import new_figure, save_png
 from cnntrain.reporting.sweep_rows import JobRow, job_order
 
 CATEGORY, LOG, LINEAR = "category", "log", "linear"
-LOG_DECADES = 1.5      # numbers spanning this many powers of ten or more get a log axis (Optuna's log-uniform
-                       # learning rates over 1e-4..1e-2 seldom reach the full two decades in 20 trials)
-JOB_KEY = "job"        # the x axis of the one panel of a sweep where nothing varies
-UNSET = "(default)"    # a key one job overrides and another leaves at its config default
-MAX_JOB_LABELS = 20    # above this many drawn jobs, the points are not labelled with their job number
+LOG_DECADES = 1.5  # numbers spanning this many powers of ten or more get a log axis (Optuna's log-uniform
+# learning rates over 1e-4..1e-2 seldom reach the full two decades in 20 trials)
+JOB_KEY = "job"  # the x axis of the one panel of a sweep where nothing varies
+UNSET = "(default)"  # a key one job overrides and another leaves at its config default
+MAX_JOB_LABELS = 20  # above this many drawn jobs, the points are not labelled with their job number
 
-PANEL_W, PANEL_H = 4.6, 3.4                  # inches
-LEFT, RIGHT, BOTTOM = 0.9, 0.3, 0.75         # figure margins, inches
-TITLE_LINE, TITLE_GAP = 0.24, 0.5             # inches per title line, and between the title and the panels
-TITLE_CHAR = 0.098                            # inches per character of the 11.5-point title, for wrapping it
-TITLE_X = 0.2                                 # the title starts this far from the left edge, inches
-GAP_W, GAP_H = 0.45, 0.85                    # between panels, inches (GAP_H holds the x labels of the row above)
-ROTATED_EXTRA = 0.45                         # more room under a row whose category labels are slanted
+PANEL_W, PANEL_H = 4.6, 3.4  # inches
+LEFT, RIGHT, BOTTOM = 0.9, 0.3, 0.75  # figure margins, inches
+TITLE_LINE, TITLE_GAP = 0.24, 0.5  # inches per title line, and between the title and the panels
+TITLE_CHAR = 0.098  # inches per character of the 11.5-point title, for wrapping it
+TITLE_X = 0.2  # the title starts this far from the left edge, inches
+GAP_W, GAP_H = 0.45, 0.85  # between panels, inches (GAP_H holds the x labels of the row above)
+ROTATED_EXTRA = 0.45  # more room under a row whose category labels are slanted
 MAX_COLUMNS = 3
 
 
@@ -132,7 +132,7 @@ def sweep_figure(panels: Sequence[Panel], rows: Sequence[JobRow], best: JobRow, 
     percent = monitor.endswith("acc")
     columns = min(len(panels), MAX_COLUMNS)
     grid_rows = math.ceil(len(panels) / columns)
-    slanted = [any(_slanted(panel) for panel in panels[r * columns:(r + 1) * columns]) for r in range(grid_rows)]
+    slanted = [any(_slanted(panel) for panel in panels[r * columns : (r + 1) * columns]) for r in range(grid_rows)]
     bottom = BOTTOM + (ROTATED_EXTRA if slanted[-1] else 0.0)
     gap_h = GAP_H + (ROTATED_EXTRA if any(slanted[:-1]) else 0.0)
     width = LEFT + columns * PANEL_W + (columns - 1) * GAP_W + RIGHT
@@ -140,8 +140,14 @@ def sweep_figure(panels: Sequence[Panel], rows: Sequence[JobRow], best: JobRow, 
     top = 0.12 + TITLE_LINE * (title.count("\n") + 1) + TITLE_GAP
     height = top + grid_rows * PANEL_H + (grid_rows - 1) * gap_h + bottom
     figure = new_figure(figsize=(width, height))
-    figure.subplots_adjust(left=LEFT / width, right=1 - RIGHT / width, top=1 - top / height, bottom=bottom / height,
-                           wspace=GAP_W / PANEL_W, hspace=gap_h / PANEL_H)
+    figure.subplots_adjust(
+        left=LEFT / width,
+        right=1 - RIGHT / width,
+        top=1 - top / height,
+        bottom=bottom / height,
+        wspace=GAP_W / PANEL_W,
+        hspace=gap_h / PANEL_H,
+    )
     axes = figure.subplots(grid_rows, columns, squeeze=False, sharey=True)
     scale = 100.0 if percent else 1.0
     ys = [point.y * scale for point in panels[0].points]
@@ -151,10 +157,9 @@ def sweep_figure(panels: Sequence[Panel], rows: Sequence[JobRow], best: JobRow, 
         ax.set_ylim(*limits)
         if index % columns == 0:
             ax.set_ylabel(f"best {monitor}" + (" (%)" if percent else ""))
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    figure.suptitle(title, x=TITLE_X / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=11.5,
-                    linespacing=1.5)
+    figure.suptitle(title, x=TITLE_X / width, y=1 - 0.12 / height, ha="left", va="top", fontsize=11.5, linespacing=1.5)
     return figure
 
 
@@ -172,27 +177,45 @@ def _draw_panel(ax: Any, panel: Panel, best: JobRow, scale: float, percent: bool
     if others:
         ax.scatter(*zip(*others), s=42, color="tab:blue", alpha=0.85, zorder=2, label="job")
     [(best_x, best_y)] = [(x, p.y * scale) for x, p in zip(xs, panel.points) if p.job == best.job]
-    ax.scatter([best_x], [best_y], s=230, marker="*", color="tab:red", edgecolors="black", linewidths=0.6,
-               zorder=3)
+    ax.scatter([best_x], [best_y], s=230, marker="*", color="tab:red", edgecolors="black", linewidths=0.6, zorder=3)
     if len(panel.points) <= MAX_JOB_LABELS:
         labels: dict[tuple[float, float], list[str]] = {}  # jobs on the very same spot share one label: "3, 5"
         for x, point in zip(xs, panel.points):
             if point.job != best.job:
                 labels.setdefault((x, point.y * scale), []).append(point.job)
         for spot, jobs in labels.items():
-            ax.annotate(", ".join(jobs), spot, xytext=(6, 0), textcoords="offset points", fontsize=8,
-                        color="dimgray", va="center")
+            ax.annotate(
+                ", ".join(jobs),
+                spot,
+                xytext=(6, 0),
+                textcoords="offset points",
+                fontsize=8,
+                color="dimgray",
+                va="center",
+            )
     value = f"{best_y:.2f}%" if percent else f"{best_y:.4g}"
-    ax.annotate(f"best: job {best.job}, {value}", (best_x, best_y), xytext=(0, 11 if best.mode == "max" else -11),
-                textcoords="offset points", ha=_anchor(panel, best_x), va="bottom" if best.mode == "max" else "top",
-                fontsize=9, color="tab:red", fontweight="bold")
+    ax.annotate(
+        f"best: job {best.job}, {value}",
+        (best_x, best_y),
+        xytext=(0, 11 if best.mode == "max" else -11),
+        textcoords="offset points",
+        ha=_anchor(panel, best_x),
+        va="bottom" if best.mode == "max" else "top",
+        fontsize=9,
+        color="tab:red",
+        fontweight="bold",
+    )
     ax.set_xlabel(panel.key + (" (log scale)" if panel.scale == LOG else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=9)
     if panel.scale == CATEGORY:
-        ax.set_xticks(range(len(panel.categories)), [_short(c) for c in panel.categories],
-                      rotation=30 if _slanted(panel) else 0, ha="right" if _slanted(panel) else "center",
-                      rotation_mode="anchor")
+        ax.set_xticks(
+            range(len(panel.categories)),
+            [_short(c) for c in panel.categories],
+            rotation=30 if _slanted(panel) else 0,
+            ha="right" if _slanted(panel) else "center",
+            rotation_mode="anchor",
+        )
         ax.set_xlim(-0.6, len(panel.categories) - 0.4)
         return
     if panel.scale == LOG:
@@ -249,15 +272,18 @@ def _title(rows: Sequence[JobRow], panels: Sequence[Panel], best: JobRow, monito
     failed = sum(row.status != "done" for row in rows)
     other = len(rows) - drawn - failed
     left_out = (f"{failed} failed (left out)" if failed else "none failed") + (
-        f", {other} without a {monitor} value (left out)" if other else "")
+        f", {other} without a {monitor} value (left out)" if other else ""
+    )
     what = "per job (no key varies between jobs)" if panels[0].key == JOB_KEY else "against each swept key"
     where = f"sweep {sweep_name}: " if sweep_name else ""
     settings = parse_overrides(best.overrides)
     swept = " ".join(f"{p.key}={settings.get(p.key, UNSET)}" for p in panels if p.key != JOB_KEY)
     value = best.values["best"]
     shown = f"{100 * value:.2f}%" if monitor.endswith("acc") else f"{value:.4g}"
-    return (f"{where}best {monitor} {what}: {drawn} job{'s' if drawn != 1 else ''} drawn, {left_out}\n"
-            f"best: job {best.job}" + (f" ({swept})" if swept else "") + f", {monitor} {shown}")
+    return (
+        f"{where}best {monitor} {what}: {drawn} job{'s' if drawn != 1 else ''} drawn, {left_out}\n"
+        f"best: job {best.job}" + (f" ({swept})" if swept else "") + f", {monitor} {shown}"
+    )
 
 
 def _wrap(text: str, width: int) -> str:
@@ -285,7 +311,7 @@ def _slanted(panel: Panel) -> bool:
 
 
 def _short(text: str, limit: int = 18) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number(value: str) -> float | None:

@@ -23,8 +23,21 @@ from cnntrain.reporting.run_dir import RunDir, read_summary
 
 TEST_COLUMNS = tuple(dict.fromkeys((*CLASS_METRICS, *LABEL_METRICS)))
 """The test metrics a sweep's CSV has a column for: single-label runs fill the first, multi-label runs the others."""
-CSV_FIELDS = ("job", "status", "overrides", "monitor", "best", "best_epoch", "val/loss", "val/acc", "test/loss",
-              "test/acc", *TEST_COLUMNS, "elapsed_seconds", "error")
+CSV_FIELDS = (
+    "job",
+    "status",
+    "overrides",
+    "monitor",
+    "best",
+    "best_epoch",
+    "val/loss",
+    "val/acc",
+    "test/loss",
+    "test/acc",
+    *TEST_COLUMNS,
+    "elapsed_seconds",
+    "error",
+)
 
 
 @dataclass
@@ -66,15 +79,26 @@ def read_job(job_dir: Path) -> JobRow:
     except UserError as err:
         return JobRow(job_dir.name, "failed", overrides, {"error": str(err)})
     if summary.get("status") != "done":
-        return JobRow(job_dir.name, "failed", overrides,
-                      {"error": summary.get("error", "?"), "elapsed_seconds": summary.get("elapsed_seconds")})
+        return JobRow(
+            job_dir.name,
+            "failed",
+            overrides,
+            {"error": summary.get("error", "?"), "elapsed_seconds": summary.get("elapsed_seconds")},
+        )
     final = summary.get("final_epoch") or {}
     best = summary["best"]
-    values = {"monitor": best["monitor"], "best": best["value"], "best_epoch": best["epoch"],
-              "val/loss": final.get("val/loss"), "val/acc": final.get("val/acc"),
-              "test/loss": summary["test"]["loss"], "test/acc": summary["test"]["acc"],
-              **{name: summary["test"].get(summary_key(name)) for name in TEST_COLUMNS},
-              "elapsed_seconds": summary.get("elapsed_seconds"), "error": ""}
+    values = {
+        "monitor": best["monitor"],
+        "best": best["value"],
+        "best_epoch": best["epoch"],
+        "val/loss": final.get("val/loss"),
+        "val/acc": final.get("val/acc"),
+        "test/loss": summary["test"]["loss"],
+        "test/acc": summary["test"]["acc"],
+        **{name: summary["test"].get(summary_key(name)) for name in TEST_COLUMNS},
+        "elapsed_seconds": summary.get("elapsed_seconds"),
+        "error": "",
+    }
     return JobRow(job_dir.name, "done", overrides, values, best.get("mode", "max"))
 
 

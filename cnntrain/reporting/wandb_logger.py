@@ -48,15 +48,28 @@ class WandbLogger:
         place = place_of(paths)
         saved = tracker_id(paths, TRACKER)
         run_id = saved["run_id"] if saved and isinstance(saved.get("run_id"), str) else None  # None: W&B makes one
-        tags = [f"{key}:{value}"[:MAX_TAG_LENGTH] for key, value in run_tags(config, place).items()
-                if key not in ("run_dir", "overrides")]
+        tags = [
+            f"{key}:{value}"[:MAX_TAG_LENGTH]
+            for key, value in run_tags(config, place).items()
+            if key not in ("run_dir", "overrides")
+        ]
         self.run = wandb.init(
             project=settings.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-            entity=settings.entity, mode=settings.mode or os.environ.get("WANDB_MODE") or DEFAULT_MODE,
-            dir=str(paths.root), id=run_id, resume="allow", name=place.name, group=place.sweep,
-            job_type="sweep-job" if place.sweep else "run", tags=tags, notes=str(place.run_dir),
-            config=config, allow_val_change=True, reinit="finish_previous",
-            settings=wandb.Settings(silent=True, console="off"))
+            entity=settings.entity,
+            mode=settings.mode or os.environ.get("WANDB_MODE") or DEFAULT_MODE,
+            dir=str(paths.root),
+            id=run_id,
+            resume="allow",
+            name=place.name,
+            group=place.sweep,
+            job_type="sweep-job" if place.sweep else "run",
+            tags=tags,
+            notes=str(place.run_dir),
+            config=config,
+            allow_val_change=True,
+            reinit="finish_previous",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
         save_tracker_id(paths, TRACKER, {"run_id": self.run.id, "project": self.run.project})
         self.run.define_metric(EPOCH_AXIS)
         for name in MONITORS:
@@ -74,8 +87,9 @@ class WandbLogger:
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.step = max(self.step, int(row[EPOCH_AXIS]))  # a run without step rows: the epoch is the step
-        self.run.log({EPOCH_AXIS: row[EPOCH_AXIS], **{name: row[name] for name in MONITORS if name in row}},
-                     step=self.step)
+        self.run.log(
+            {EPOCH_AXIS: row[EPOCH_AXIS], **{name: row[name] for name in MONITORS if name in row}}, step=self.step
+        )
 
     def log_test(self, metrics: dict[str, float], step: int, misclassified: Any) -> None:
         self.run.log(dict(metrics), step=max(self.step, step))

@@ -29,8 +29,10 @@ class Accel:
     def __post_init__(self) -> None:
         if self.precision == "fp16":
             if self.device.type != "cuda":
-                raise DeviceError(f"trainer.precision=fp16 needs a CUDA device (this run uses {self.device}); "
-                                  "use trainer.precision=bf16 or fp32")
+                raise DeviceError(
+                    f"trainer.precision=fp16 needs a CUDA device (this run uses {self.device}); "
+                    "use trainer.precision=bf16 or fp32"
+                )
             self.scaler = torch.amp.GradScaler("cuda")
 
     def autocast(self) -> AbstractContextManager[Any]:
@@ -85,10 +87,14 @@ def check_machine(name: str, precision: str, devices: int = 1, sync_batchnorm: b
     device = resolve_device(name)
     Accel(device, precision)
     if device.type == "cuda" and devices > torch.cuda.device_count():
-        raise DeviceError(f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA device(s); "
-                          f"use trainer.devices={torch.cuda.device_count()} or device=cpu")
+        raise DeviceError(
+            f"trainer.devices={devices}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use trainer.devices={torch.cuda.device_count()} or device=cpu"
+        )
     if device.type == "mps" and devices > 1:
         raise DeviceError(f"trainer.devices={devices}: data-parallel training runs on CUDA or the CPU, not mps")
     if sync_batchnorm and device.type != "cuda":
-        raise DeviceError(f"trainer.sync_batchnorm=true needs CUDA devices (this run uses {device}): torch's "
-                          f"SyncBatchNorm has no CPU kernel; set trainer.sync_batchnorm=false")
+        raise DeviceError(
+            f"trainer.sync_batchnorm=true needs CUDA devices (this run uses {device}): torch's "
+            f"SyncBatchNorm has no CPU kernel; set trainer.sync_batchnorm=false"
+        )

@@ -64,12 +64,16 @@ def load_weights(model: nn.Module, state: Any, path: Path) -> None:
     """Load a checkpoint's 'model' weights into `model`, or raise CheckpointError naming the first keys that do
     not fit (torch's own message is many lines long)."""
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: its 'model' is {kind_of(state)}, not the mapping of weights a run saves; the "
-                              f"file was edited or written by another program")
+        raise CheckpointError(
+            f"{path}: its 'model' is {kind_of(state)}, not the mapping of weights a run saves; the "
+            f"file was edited or written by another program"
+        )
     mismatch = weights_mismatch(model, state)
     if mismatch:
-        raise CheckpointError(f"{path}: its 'model' weights do not fit the model its config builds ({mismatch}); "
-                              f"the file was edited or mixes two runs")
+        raise CheckpointError(
+            f"{path}: its 'model' weights do not fit the model its config builds ({mismatch}); "
+            f"the file was edited or mixes two runs"
+        )
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:
@@ -79,10 +83,16 @@ def load_weights(model: nn.Module, state: Any, path: Path) -> None:
 def weights_mismatch(model: nn.Module, state: Mapping[Any, Any]) -> str:
     """The first missing, unexpected and differently shaped keys of `state` against `model`, in words; '' if none."""
     expected = model.state_dict()
-    shapes = [f"{key} is {_shape(value)} in the file, {list(expected[key].shape)} in the model"
-              for key, value in state.items() if key in expected and not _same_shape(value, expected[key])]
-    parts = [("missing", [str(key) for key in expected if key not in state]),
-             ("unexpected", [str(key) for key in state if key not in expected]), ("shape", shapes)]
+    shapes = [
+        f"{key} is {_shape(value)} in the file, {list(expected[key].shape)} in the model"
+        for key, value in state.items()
+        if key in expected and not _same_shape(value, expected[key])
+    ]
+    parts = [
+        ("missing", [str(key) for key in expected if key not in state]),
+        ("unexpected", [str(key) for key in state if key not in expected]),
+        ("shape", shapes),
+    ]
     return "; ".join(f"{word} {_first(keys)}" for word, keys in parts if keys)
 
 

@@ -58,13 +58,13 @@ class Ranks:
         if counts is None:
             sizes = [batch_share(n, r, self.world) for r in range(self.world)]
         else:
-            sizes = [(sum(counts[:r]), sum(counts[:r + 1])) for r in range(self.world)]
+            sizes = [(sum(counts[:r]), sum(counts[: r + 1])) for r in range(self.world)]
         widest = max(hi - lo for lo, hi in sizes)
         padded = torch.zeros(widest, dtype=local.dtype, device=local.device)
-        padded[:local.numel()] = local
+        padded[: local.numel()] = local
         pieces = [torch.empty_like(padded) for _ in range(self.world)]
         torch.distributed.all_gather(pieces, padded)
-        return torch.cat([piece[:hi - lo] for piece, (lo, hi) in zip(pieces, sizes)])
+        return torch.cat([piece[: hi - lo] for piece, (lo, hi) in zip(pieces, sizes)])
 
     def broadcast_weights(self, model: nn.Module) -> None:
         """Give every rank rank 0's weights and buffers (rank 0 may have loaded a checkpoint the others lack)."""

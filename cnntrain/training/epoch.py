@@ -36,12 +36,26 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite: usually a learning rate that is too high."""
 
 
-def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-                loss_fn: nn.Module, batch_size: int, generator: torch.Generator, epoch: int,
-                display: EpochDisplay, *, accel: Accel | None = None, augment: Augment = Augment(),
-                ranks: Ranks = SINGLE, stepping: Stepping = Stepping(), sampler: str = "shuffle",
-                task: Task = SINGLE_LABEL, resumed: tuple[Position, dict[str, Any]] | None = None,
-                watch: StepWatch | None = None) -> tuple[float, float, list[tuple[float, float]]]:
+def train_epoch(
+    model: nn.Module,
+    bundle: DataBundle,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    loss_fn: nn.Module,
+    batch_size: int,
+    generator: torch.Generator,
+    epoch: int,
+    display: EpochDisplay,
+    *,
+    accel: Accel | None = None,
+    augment: Augment = Augment(),
+    ranks: Ranks = SINGLE,
+    stepping: Stepping = Stepping(),
+    sampler: str = "shuffle",
+    task: Task = SINGLE_LABEL,
+    resumed: tuple[Position, dict[str, Any]] | None = None,
+    watch: StepWatch | None = None,
+) -> tuple[float, float, list[tuple[float, float]]]:
     """One pass over the shuffled (and optionally augmented) training split; returns the mean loss, the
     accuracy and, per optimizer step, (its global batch's loss, the learning rate it used). The step losses stay
     on the device until the epoch ends: recording them adds no sync to the loop.
@@ -65,9 +79,21 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     p = EpochProgress.from_state(at.sums, batches, device) if at is not None else EpochProgress(batches, device)
     check_every = divergence_check_every(device)
     display.start_phase(f"epoch {epoch}", batches)
-    shares = resumed_batches(lambda start: iterate_batches(split, batch_size, shuffle=True, generator=generator,
-                                                           rank=ranks.rank, world=ranks.world, sampler=sampler,
-                                                           start=start), generator, at, rng)
+    shares = resumed_batches(
+        lambda start: iterate_batches(
+            split,
+            batch_size,
+            shuffle=True,
+            generator=generator,
+            rank=ranks.rank,
+            world=ranks.world,
+            sampler=sampler,
+            start=start,
+        ),
+        generator,
+        at,
+        rng,
+    )
     every = stepping.accumulate
     steps_per_epoch = stepping.steps_per_epoch(batches)
     for step, (images, labels) in enumerate(shares, p.step + 1):
@@ -109,11 +135,13 @@ def train_epoch(model: nn.Module, bundle: DataBundle, optimizer: torch.optim.Opt
     lrs = p.lrs
     if every > 1:  # one row per optimizer step: its batches' loss over all their images, and its rate
         sizes = p.sizes[:done]
-        step_losses = [sum(loss * n for loss, n in zip(step_losses[i:i + every], sizes[i:i + every].tolist()))
-                       / max(1.0, float(sizes[i:i + every].sum())) for i in range(0, done, every)]
+        step_losses = [
+            sum(loss * n for loss, n in zip(step_losses[i : i + every], sizes[i : i + every].tolist()))
+            / max(1.0, float(sizes[i : i + every].sum()))
+            for i in range(0, done, every)
+        ]
         lrs = lrs[::every]
     return total_sum / max(1, seen_sum), hit_sum / max(1, seen_sum), list(zip(step_losses, lrs))
-
 
 
 def divergence_check_every(device: torch.device) -> int:
@@ -121,11 +149,13 @@ def divergence_check_every(device: torch.device) -> int:
     return 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
 
 
-def _check_finite(total: torch.Tensor, losses: torch.Tensor, epoch: int, batches: int,
-                  optimizer: torch.optim.Optimizer) -> None:
+def _check_finite(
+    total: torch.Tensor, losses: torch.Tensor, epoch: int, batches: int, optimizer: torch.optim.Optimizer
+) -> None:
     if bool(torch.isfinite(total)):
         return
     bad = int((~torch.isfinite(losses)).nonzero()[0])
     raise TrainingDiverged(
         f"training loss became {losses[bad].item()} in epoch {epoch}, batch {bad + 1} of {batches}; lower "
-        f"optimizer.lr (now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler")
+        f"optimizer.lr (now {optimizer.param_groups[0]['lr']:.3g}) or add a scheduler"
+    )

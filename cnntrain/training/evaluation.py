@@ -27,17 +27,35 @@ def default_accel(split: TensorSplit) -> Accel:
     return Accel(split.labels.device)
 
 
-def forward(model: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor, bundle: DataBundle,
-            accel: Accel, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+def forward(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bundle: DataBundle,
+    accel: Accel,
+    tta: str = "none",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward one uint8 batch; returns (mean loss, logits) with the run's precision, layout and tta."""
     with accel.autocast():
         logits = predict_with_tta(model, accel.prepare_input(bundle.normalize(images)), tta)
         return loss_fn(logits, labels), logits
 
 
-def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-             *, keep_preds: bool = False, display: EpochDisplay | None = None, label: str = "validate",
-             accel: Accel | None = None, tta: str = "none", ranks: Ranks = SINGLE) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    split: TensorSplit,
+    bundle: DataBundle,
+    loss_fn: nn.Module,
+    batch_size: int,
+    *,
+    keep_preds: bool = False,
+    display: EpochDisplay | None = None,
+    label: str = "validate",
+    accel: Accel | None = None,
+    tta: str = "none",
+    ranks: Ranks = SINGLE,
+) -> EvalResult:
     """Mean loss and accuracy over a split, without gradients; optionally every prediction.
 
     Each rank evaluates its contiguous share of the split; the sums are all-reduced and the predictions
@@ -47,8 +65,9 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     accel = accel or default_accel(split)
     whole, split = split, shard(split, ranks.rank, ranks.world)
     streamed = split.images.keyed
-    batches = split.images.indexed_batches(batch_size) if streamed else iterate_batches(split, batch_size,
-                                                                                        shuffle=False)
+    batches = (
+        split.images.indexed_batches(batch_size) if streamed else iterate_batches(split, batch_size, shuffle=False)
+    )
     kept_labels, kept_index = [], []
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=split.labels.device)
@@ -80,20 +99,33 @@ def evaluate(model: nn.Module, split: TensorSplit, bundle: DataBundle, loss_fn: 
     mine = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=whole.labels.device)
     all_preds = all_labels = table = None
     if keep_preds:  # the predictions and the analysis's per-image columns, row i being image i of the split
-        columns = [mine, *([torch.cat(column) for column in zip(*scores)] if scores else
-                           [torch.zeros(0, device=whole.labels.device)] * 3)]  # a rank without images still gathers
+        columns = [
+            mine,
+            *(
+                [torch.cat(column) for column in zip(*scores)]
+                if scores
+                else [torch.zeros(0, device=whole.labels.device)] * 3
+            ),
+        ]  # a rank without images still gathers
         if streamed:
             all_preds, all_labels, *columns = _gather_streamed(whole, columns, kept_labels, kept_index, ranks)
         else:
             all_preds, *columns = (ranks.gather(column, len(whole)) for column in columns)
             all_labels = whole.labels
         table = Predictions.of(all_labels, all_preds, *columns)
-    return EvalResult(loss=total_sum / n, acc=hit_sum / n, preds=all_preds, acc5=hit5_sum / n if top5 else None,
-                      labels=all_labels, table=table)
+    return EvalResult(
+        loss=total_sum / n,
+        acc=hit_sum / n,
+        preds=all_preds,
+        acc5=hit5_sum / n if top5 else None,
+        labels=all_labels,
+        table=table,
+    )
 
 
-def _gather_streamed(whole: TensorSplit, columns: list[torch.Tensor], labels: list[torch.Tensor],
-                     index: list[torch.Tensor], ranks: Ranks) -> list[torch.Tensor]:
+def _gather_streamed(
+    whole: TensorSplit, columns: list[torch.Tensor], labels: list[torch.Tensor], index: list[torch.Tensor], ranks: Ranks
+) -> list[torch.Tensor]:
     """[predictions, labels, *other columns] of every rank, placed at their canonical indices; the labels read must
     be the labels counted (else the shards changed under the run)."""
     empty = torch.zeros(0, dtype=torch.int64, device=columns[0].device)
@@ -108,17 +140,37 @@ def _gather_streamed(whole: TensorSplit, columns: list[torch.Tensor], labels: li
         out[where] = got
         placed.append(out)
     if where.numel() != n or not torch.equal(placed[1].cpu(), whole.labels.cpu()):
-        raise UserError("the shards' labels differ from those counted at the start of the run; were the shards "
-                        "changed while it ran?")
+        raise UserError(
+            "the shards' labels differ from those counted at the start of the run; were the shards "
+            "changed while it ran?"
+        )
     return placed
 
 
-def test(model: nn.Module, bundle: DataBundle, loss_fn: nn.Module, batch_size: int,
-         display: EpochDisplay | None = None, accel: Accel | None = None,
-         tta: str = "none", ranks: Ranks = SINGLE) -> tuple[EvalResult, torch.Tensor]:
+def test(
+    model: nn.Module,
+    bundle: DataBundle,
+    loss_fn: nn.Module,
+    batch_size: int,
+    display: EpochDisplay | None = None,
+    accel: Accel | None = None,
+    tta: str = "none",
+    ranks: Ranks = SINGLE,
+) -> tuple[EvalResult, torch.Tensor]:
     """Loss and accuracy on the test split, plus its confusion matrix [true, predicted]."""
-    result = evaluate(model, bundle.test, bundle, loss_fn, batch_size, keep_preds=True, display=display, label="test",
-                      accel=accel, tta=tta, ranks=ranks)
+    result = evaluate(
+        model,
+        bundle.test,
+        bundle,
+        loss_fn,
+        batch_size,
+        keep_preds=True,
+        display=display,
+        label="test",
+        accel=accel,
+        tta=tta,
+        ranks=ranks,
+    )
     matrix = confusion_matrix(result.preds, result.labels, len(bundle.classes))
     return result, matrix
 

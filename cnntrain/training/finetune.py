@@ -34,14 +34,23 @@ def model_size(model: nn.Module, rows: list[Any]) -> dict[str, int]:
     frozen, and the multiply-adds per image (from the summary rows)."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"params": total, "params_trainable": trainable, "params_frozen": total - trainable,
-            "macs_per_image": sum(row.macs for row in rows)}
+    return {
+        "params": total,
+        "params_trainable": trainable,
+        "params_frozen": total - trainable,
+        "macs_per_image": sum(row.macs for row in rows),
+    }
 
 
 def frozen_note(size: dict[str, int], finetune: Any) -> str:
     """The line under the model summary that says what the first epochs leave untrained."""
     epochs = finetune.freeze_epochs
-    when = "in every epoch (head_only)" if finetune.head_only else \
-        f"in epoch{'s 1-' if epochs > 1 else ' '}{epochs}, trained after"
-    return (f"trainable {size['params_trainable']:,} / frozen {size['params_frozen']:,} parameters: the backbone "
-            f"is frozen {when}")
+    when = (
+        "in every epoch (head_only)"
+        if finetune.head_only
+        else f"in epoch{'s 1-' if epochs > 1 else ' '}{epochs}, trained after"
+    )
+    return (
+        f"trainable {size['params_trainable']:,} / frozen {size['params_frozen']:,} parameters: the backbone "
+        f"is frozen {when}"
+    )

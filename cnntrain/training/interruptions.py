@@ -130,9 +130,10 @@ class StepWatch:
 def stop_message(stop: StopRequested, run_dir: Path) -> str:
     """The one line a stop signal ends the run with."""
     name = signal.Signals(stop.signum).name
-    where = (f"epoch {stop.epoch}, batch {stop.step} of {stop.batches}" if stop.batches
-             else f"the end of epoch {stop.epoch}")
-    return (f"stopped by {name}: checkpoints/last.pt holds {where}; continue with: cnntrain resume={run_dir}")
+    where = (
+        f"epoch {stop.epoch}, batch {stop.step} of {stop.batches}" if stop.batches else f"the end of epoch {stop.epoch}"
+    )
+    return f"stopped by {name}: checkpoints/last.pt holds {where}; continue with: cnntrain resume={run_dir}"
 
 
 def stop_status(signum: int) -> int:

@@ -42,15 +42,26 @@ SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
 FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
-def train_job(cfg: Any, run_dir: Path, *, description: Any = None, checkpoint: dict[str, Any] | None = None,
-              started: float | None = None, fresh_process: bool = False) -> float:
+def train_job(
+    cfg: Any,
+    run_dir: Path,
+    *,
+    description: Any = None,
+    checkpoint: dict[str, Any] | None = None,
+    started: float | None = None,
+    fresh_process: bool = False,
+) -> float:
     """Train one job (`checkpoint`: a last.pt to resume from) on the processes its config and environment ask
     for; returns the monitored metric. `fresh_process`: even one device trains in a new process (one that
     reads the job's CUDA_VISIBLE_DEVICES, see cnntrain.commands.placement)."""
-    job = {"config": _plain(cfg), "run_dir": str(run_dir), "resume": checkpoint is not None,
-           "description": description.as_dict() if description is not None else None,
-           "wall_started": time.time() - (time.perf_counter() - started) if started is not None else time.time(),
-           "alone": cfg.trainer.devices == 1}
+    job = {
+        "config": _plain(cfg),
+        "run_dir": str(run_dir),
+        "resume": checkpoint is not None,
+        "description": description.as_dict() if description is not None else None,
+        "wall_started": time.time() - (time.perf_counter() - started) if started is not None else time.time(),
+        "alone": cfg.trainer.devices == 1,
+    }
     ranks = launched_ranks()
     if ranks is not None:
         return _join(ranks, job)
@@ -108,10 +119,19 @@ def launch(nprocs: int, job: dict[str, Any]) -> float:
     for name in [*prefixes, *logging.root.manager.loggerDict]:  # torch sets its modules' levels one by one
         if name.startswith(prefixes):
             logging.getLogger(name).setLevel(logging.CRITICAL)  # we report a failure ourselves, in one line
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"cnntrain-{uuid.uuid4().hex}",
-                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                          monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
-                          signals_to_handle=",".join(FORWARDED_SIGNALS))
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nprocs,
+        run_id=f"cnntrain-{uuid.uuid4().hex}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        max_restarts=0,
+        monitor_interval=MONITOR_SECONDS,
+        start_method="spawn",
+        shutdown_timeout=SHUTDOWN_SECONDS,
+        signals_to_handle=",".join(FORWARDED_SIGNALS),
+    )
     try:
         with _standard_start_method(), _forwarded_signals():
             results = elastic_launch(config, _rank_main)(job)
@@ -194,7 +214,7 @@ def _join(ranks: Any, job: dict[str, Any] | None) -> float:
             distributed.wait_for_all()  # every rank stopped at the same step; rank 0 may still write last.pt
             raise
         distributed.wait_for_all()  # no rank tears down while rank 0 still writes the report (only on success:
-        return result               # after a failure the others may never come, and the launcher ends them)
+        return result  # after a failure the others may never come, and the launcher ends them)
     finally:
         distributed.stop()
 
@@ -214,8 +234,9 @@ def _train_rank(ranks: Any, job: dict[str, Any]) -> float:
         return resume_run(run_dir, ranks=ranks, devices=ranks.world)
     description = DataDescription.from_dict(job["description"]) if job["description"] else None
     started = time.perf_counter() - (time.time() - job["wall_started"])
-    return run(validate(OmegaConf.create(job["config"])), run_dir, started=started, description=description,
-               ranks=ranks)
+    return run(
+        validate(OmegaConf.create(job["config"])), run_dir, started=started, description=description, ranks=ranks
+    )
 
 
 def _print_to(log: Path) -> None:
@@ -241,7 +262,7 @@ def _failure(err: Any, run_dir: Path) -> UserError:
     kind, _, text = str(failure.message.get("message", "")).partition(": ")
     user_error = _user_error_class(kind)
     if user_error is not None and issubclass(user_error, Interrupted):  # a rank raises, not returns: a worker that
-        return user_error(text, _stop_status(text))                    # returned would wait for an agent shutting down
+        return user_error(text, _stop_status(text))  # returned would wait for an agent shutting down
     if user_error is not None:
         error = user_error.__new__(user_error)
         UserError.__init__(error, f"rank {rank}: {text}" if rank else text)

@@ -52,11 +52,19 @@ class FitSettings:
         return parse_duration(self.trainer.time_limit)
 
 
-def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
-        on_epoch: Callable[[dict[str, Any]], None] = lambda row: None, *,
-        config: dict[str, Any] | None = None, data: dict[str, Any] | None = None, resume: RunState | None = None,
-        on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None,
-        signals: StopSignals | None = None) -> FitResult:
+def fit(
+    run: RunSetup,
+    settings: FitSettings,
+    paths: RunDir,
+    display: EpochDisplay,
+    on_epoch: Callable[[dict[str, Any]], None] = lambda row: None,
+    *,
+    config: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    resume: RunState | None = None,
+    on_steps: Callable[[list[dict[str, float]]], None] = lambda rows: None,
+    signals: StopSignals | None = None,
+) -> FitResult:
     """Train for up to trainer.epochs; write last.pt every epoch (and inside epochs as trainer.checkpoint's
     every_steps / every_minutes ask, or when a stop signal comes) and best.pt on improvement; stop at
     trainer.time_limit.
@@ -70,12 +78,26 @@ def fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDispl
     return _fit(run, settings, paths, display, on_epoch, config, data, resume, on_steps, signals or StopSignals())
 
 
-def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisplay,
-         on_epoch: Callable[[dict[str, Any]], None], config: dict[str, Any] | None, data: dict[str, Any] | None,
-         resume: RunState | None, on_steps: Callable[[list[dict[str, float]]], None],
-         signals: StopSignals) -> FitResult:
-    model, bundle, optimizer, schedule, loss_fn, accel = (run.model, run.data, run.optimizer, run.schedule,
-                                                          run.loss_fn, run.accel)
+def _fit(
+    run: RunSetup,
+    settings: FitSettings,
+    paths: RunDir,
+    display: EpochDisplay,
+    on_epoch: Callable[[dict[str, Any]], None],
+    config: dict[str, Any] | None,
+    data: dict[str, Any] | None,
+    resume: RunState | None,
+    on_steps: Callable[[list[dict[str, float]]], None],
+    signals: StopSignals,
+) -> FitResult:
+    model, bundle, optimizer, schedule, loss_fn, accel = (
+        run.model,
+        run.data,
+        run.optimizer,
+        run.schedule,
+        run.loss_fn,
+        run.accel,
+    )
     ranks, trainer = run.ranks, settings.trainer
     generator = torch.Generator().manual_seed(settings.seed)
     best = MetricWatch(settings.checkpoint_monitor, settings.checkpoint_mode)
@@ -101,11 +123,21 @@ def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisp
 
     def state_of(epoch: int, row: dict[str, Any] | None) -> RunState:
         return RunState(
-            epoch=epoch, model=unwrap(evaluated).state_dict(), optimizer=optimizer.state_dict(),
-            scheduler=schedule.state_dict(), best=best, early_stopping=early, rng=rng_state(generator), metrics=row,
-            history=result.history, config=config, data=data, thresholds=thresholds,
+            epoch=epoch,
+            model=unwrap(evaluated).state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=schedule.state_dict(),
+            best=best,
+            early_stopping=early,
+            rng=rng_state(generator),
+            metrics=row,
+            history=result.history,
+            config=config,
+            data=data,
+            thresholds=thresholds,
             train_weights=unwrap(model).state_dict() if ema is not None else None,
-            ema=ema.state_dict() if ema is not None else None)
+            ema=ema.state_dict() if ema is not None else None,
+        )
 
     epoch_start: dict[str, Any] = {}
     thresholds = resume.thresholds if resume is not None else None
@@ -117,33 +149,76 @@ def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisp
         if ranks.main:
             state = state_of(epoch_start["epoch"] - 1, result.history[-1] if result.history else None)
             seconds = epoch_start["seconds"] + time.perf_counter() - epoch_start["started"]
-            state.in_epoch = in_epoch_state(epoch_start["epoch"], epoch_start["order_rng"], epoch_start["lr"],
-                                            seconds, per_rank)
+            state.in_epoch = in_epoch_state(
+                epoch_start["epoch"], epoch_start["order_rng"], epoch_start["lr"], seconds, per_rank
+            )
             state.save(paths.last, paths.root)
 
     spent = result.train_seconds + result.eval_seconds + (resumed[0].seconds if resumed else 0.0)
-    watch = StepWatch(save_inside, signals, trainer.checkpoint.every_steps, trainer.checkpoint.every_minutes,
-                      settings.time_limit, spent, ranks)
+    watch = StepWatch(
+        save_inside,
+        signals,
+        trainer.checkpoint.every_steps,
+        trainer.checkpoint.every_minutes,
+        settings.time_limit,
+        spent,
+        ranks,
+    )
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
         freeze_for_epoch(unwrap(model), trainer.finetune, epoch)
         at = resumed[0] if resumed and resumed[0].epoch == epoch else None
         lr = at.lr if at else optimizer.param_groups[0]["lr"]
-        epoch_start.update(epoch=epoch, lr=lr, started=started, seconds=at.seconds if at else 0.0,
-                           order_rng=at.order_rng if at else generator.get_state())
-        train_loss, train_acc, steps = train_epoch(run.train_model, bundle, optimizer, schedule, loss_fn,
-                                                   trainer.batch_size, generator, epoch, display, accel=accel,
-                                                   augment=settings.augment, ranks=ranks, stepping=run.stepping,
-                                                   sampler=trainer.sampler, task=run.task,
-                                                   resumed=resumed if at else None, watch=watch)
+        epoch_start.update(
+            epoch=epoch,
+            lr=lr,
+            started=started,
+            seconds=at.seconds if at else 0.0,
+            order_rng=at.order_rng if at else generator.get_state(),
+        )
+        train_loss, train_acc, steps = train_epoch(
+            run.train_model,
+            bundle,
+            optimizer,
+            schedule,
+            loss_fn,
+            trainer.batch_size,
+            generator,
+            epoch,
+            display,
+            accel=accel,
+            augment=settings.augment,
+            ranks=ranks,
+            stepping=run.stepping,
+            sampler=trainer.sampler,
+            task=run.task,
+            resumed=resumed if at else None,
+            watch=watch,
+        )
         trained = time.perf_counter()
-        val = run.task.evaluate(evaluated, bundle.val, bundle, loss_fn, trainer.eval_batch_size, display=display,
-                                accel=accel, tta=trainer.tta, ranks=ranks)
+        val = run.task.evaluate(
+            evaluated,
+            bundle.val,
+            bundle,
+            loss_fn,
+            trainer.eval_batch_size,
+            display=display,
+            accel=accel,
+            tta=trainer.tta,
+            ranks=ranks,
+        )
         thresholds = val.thresholds
         result.train_seconds += trained - started + epoch_start["seconds"]
         result.eval_seconds += time.perf_counter() - trained
-        row = {"epoch": epoch, "train/loss": train_loss, "train/acc": train_acc, "val/loss": val.loss,
-               "val/acc": val.acc, **val.epoch_metrics, "lr": lr}
+        row = {
+            "epoch": epoch,
+            "train/loss": train_loss,
+            "train/acc": train_acc,
+            "val/loss": val.loss,
+            "val/acc": val.acc,
+            **val.epoch_metrics,
+            "lr": lr,
+        }
         schedule.after_epoch(row)
         improved = best.update(row, epoch)
         early.update(row, epoch)
@@ -152,8 +227,7 @@ def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisp
         state = state_of(epoch, row)
         if ranks.enabled:
             state.rng_per_rank = ranks.gather_objects(state.rng)
-        per_epoch = run.stepping.steps_per_epoch(num_batches(len(bundle.train), trainer.batch_size, False,
-                                                             ranks.world))
+        per_epoch = run.stepping.steps_per_epoch(num_batches(len(bundle.train), trainer.batch_size, False, ranks.world))
         on_steps(step_rows(steps, epoch, per_epoch))  # before last.pt: a resume drops steps past it, never lacks any
         if improved and ranks.main:  # best.pt first: whenever last.pt says epoch N, best.pt is up to date with N
             state.save(paths.best, paths.root)
@@ -165,17 +239,26 @@ def _fit(run: RunSetup, settings: FitSettings, paths: RunDir, display: EpochDisp
         if signum:
             raise StopRequested(signum, epoch, 0, 0)
         if watch.time_up:
-            result.stopped = {"reason": "time_limit", "limit_seconds": settings.time_limit,
-                              "trained_seconds": watch.elapsed(), "epoch": epoch, "steps_in_epoch": len(steps),
-                              "steps_per_epoch": per_epoch}
+            result.stopped = {
+                "reason": "time_limit",
+                "limit_seconds": settings.time_limit,
+                "trained_seconds": watch.elapsed(),
+                "epoch": epoch,
+                "steps_in_epoch": len(steps),
+                "steps_per_epoch": per_epoch,
+            }
             break
         if _should_stop(trainer, early):
             result.stopped_early = True
             break
     result.best_epoch, result.best_value = best.best_epoch, best.best
     if result.stopped_early:
-        result.stopped = {"reason": "early_stopping", "epoch": len(result.history),
-                          "monitor": trainer.early_stopping.monitor, "patience": trainer.early_stopping.patience}
+        result.stopped = {
+            "reason": "early_stopping",
+            "epoch": len(result.history),
+            "monitor": trainer.early_stopping.monitor,
+            "patience": trainer.early_stopping.patience,
+        }
     if ema is not None:  # the last weights a run reports, tests and saves are the average
         unwrap(model).load_state_dict(ema.module.state_dict())
     return result

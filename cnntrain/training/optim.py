@@ -35,8 +35,10 @@ def parameter_groups(model: nn.Module, trainer: Any, optimizer: Any) -> list[dic
     finetune = trainer.finetune
     backbone = {id(p) for p in backbone_parameters(model)}
     if not backbone and (finetune.freeze_epochs or finetune.head_only or finetune.backbone_lr != 1.0):
-        raise ConfigError("trainer.finetune needs a model with a pretrained backbone (a torchvision or timm layer); "
-                          "this model has none: leave trainer.finetune at its defaults")
+        raise ConfigError(
+            "trainer.finetune needs a model with a pretrained backbone (a torchvision or timm layer); "
+            "this model has none: leave trainer.finetune at its defaults"
+        )
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for param in model.parameters():
         slower = id(param) in backbone and finetune.backbone_lr != 1.0
@@ -59,8 +61,9 @@ def build_schedule(opt: torch.optim.Optimizer, cfg: DictConfig, epochs: int, ste
     kwargs = torch_arguments(declared, cfg)
     base_lr = opt.param_groups[0]["lr"]
     if cfg.name == "cosine":
-        shape = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch,
-                             cfg.eta_min / base_lr)
+        shape = WarmupCosine(
+            round(cfg.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch, cfg.eta_min / base_lr
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, shape)
     elif declared.torch_class is None:
         scheduler = None
@@ -76,8 +79,11 @@ def build_schedule(opt: torch.optim.Optimizer, cfg: DictConfig, epochs: int, ste
 def torch_arguments(declared: Declared, cfg: DictConfig) -> dict[str, Any]:
     """The config's values of the arguments torch takes (lists become tuples, as torch expects)."""
     values = OmegaConf.to_container(cfg, resolve=True)
-    return {key: tuple(values[key]) if isinstance(values[key], list) else values[key]
-            for key, arg in declared.args.items() if arg.to_torch}
+    return {
+        key: tuple(values[key]) if isinstance(values[key], list) else values[key]
+        for key, arg in declared.args.items()
+        if arg.to_torch
+    }
 
 
 class WarmupCosine:

@@ -44,9 +44,16 @@ class EpochProgress:
     def state_dict(self) -> dict[str, Any]:
         """This rank's sums, on the CPU, exactly (float64 and int64 tensors)."""
         done = self.step
-        return {"step": done, "seen": self.seen, "total": self.total.detach().cpu(), "hits": self.hits.cpu(),
-                "losses": self.losses[:done].cpu(), "sizes": self.sizes[:done].clone(),
-                "counts": self.counts[:done].clone(), "lrs": list(self.lrs)}
+        return {
+            "step": done,
+            "seen": self.seen,
+            "total": self.total.detach().cpu(),
+            "hits": self.hits.cpu(),
+            "losses": self.losses[:done].cpu(),
+            "sizes": self.sizes[:done].clone(),
+            "counts": self.counts[:done].clone(),
+            "lrs": list(self.lrs),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], batches: int, device: torch.device) -> EpochProgress:
@@ -90,8 +97,9 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def resumed_batches(make: Callable[[int], Iterator[Any]], generator: torch.Generator,
-                    at: Position | None, rng: dict[str, Any] | None) -> Iterator[Any]:
+def resumed_batches(
+    make: Callable[[int], Iterator[Any]], generator: torch.Generator, at: Position | None, rng: dict[str, Any] | None
+) -> Iterator[Any]:
     """The epoch's batches from `make(start)`; resumed, from the batch after the checkpoint's: the order is drawn
     from the state the epoch began with, then the generator takes the state it had at the checkpoint (the
     augmentation's numbers since). The batch iterators draw from the generator only for the order, before

@@ -30,8 +30,15 @@ from cnntrain.training.saved_run import saved_config, saved_description, saved_m
 IN_EPOCH = "in_epoch"
 """The key of last.pt that holds a position inside an epoch (absent: last.pt is an epoch's end)."""
 RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
-    "epoch": int, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)), "best": dict,
-    "early_stopping": dict, "rng": dict, "history": list, "config": dict,
+    "epoch": int,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": (dict, type(None)),
+    "best": dict,
+    "early_stopping": dict,
+    "rng": dict,
+    "history": list,
+    "config": dict,
 }
 """What last.pt must hold for a resume, and the type of each value."""
 EDITED = "the file was edited or written by another program"
@@ -101,8 +108,10 @@ class RunState:
     def read(cls, payload: Mapping[str, Any]) -> RunState:
         """The state a checkpoint holds (checked first, for a resume, by check_resume)."""
         values = {entry.name: payload.get(entry.name) for entry in fields(cls)}
-        values["best"], values["early_stopping"] = (MetricWatch(**payload["best"]),
-                                                    MetricWatch(**payload["early_stopping"]))
+        values["best"], values["early_stopping"] = (
+            MetricWatch(**payload["best"]),
+            MetricWatch(**payload["early_stopping"]),
+        )
         return cls(**values)
 
     def save(self, path: Path, root: Path) -> None:
@@ -128,12 +137,20 @@ class RunState:
         return self.rng
 
 
-def in_epoch_state(epoch: int, order_rng: torch.Tensor, lr: float, seconds: float,
-                   per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+def in_epoch_state(
+    epoch: int, order_rng: torch.Tensor, lr: float, seconds: float, per_rank: list[dict[str, Any]]
+) -> dict[str, Any]:
     """RunState.in_epoch: `per_rank` holds each rank's {"rng": ..., "sums": EpochProgress.state_dict()}."""
     step = per_rank[0]["sums"]["step"]
-    return {"epoch": epoch, "step": step, "order_rng": order_rng, "lr": float(lr), "seconds": float(seconds),
-            "world": len(per_rank), "ranks": per_rank}
+    return {
+        "epoch": epoch,
+        "step": step,
+        "order_rng": order_rng,
+        "lr": float(lr),
+        "seconds": float(seconds),
+        "world": len(per_rank),
+        "ranks": per_rank,
+    }
 
 
 def resume_point(checkpoint: Mapping[str, Any]) -> str:
@@ -145,8 +162,10 @@ def resume_point(checkpoint: Mapping[str, Any]) -> str:
 
 
 def world_message(saved: Any, world: int) -> str:
-    return (f"last.pt was saved inside an epoch by {saved} process(es); its per-rank state continues on "
-            f"{saved} only: resume with trainer.devices={saved} (this resume asks for {world})")
+    return (
+        f"last.pt was saved inside an epoch by {saved} process(es); its per-rank state continues on "
+        f"{saved} only: resume with trainer.devices={saved} (this resume asks for {world})"
+    )
 
 
 def check_world(checkpoint: Mapping[str, Any], devices: int) -> None:
@@ -165,8 +184,9 @@ def check_resume(checkpoint: dict[str, Any], path: Path) -> None:
     for key, expected in RESUME_KEYS.items():
         value = checkpoint[key]
         if isinstance(value, bool) or not isinstance(value, expected):
-            raise CheckpointError(f"{path} cannot be resumed: its '{key}' is {kind_of(value)}, not "
-                                  f"{_type_words(expected)}; {EDITED}")
+            raise CheckpointError(
+                f"{path} cannot be resumed: its '{key}' is {kind_of(value)}, not {_type_words(expected)}; {EDITED}"
+            )
     if checkpoint["epoch"] < (0 if IN_EPOCH in checkpoint else 1):  # inside the first epoch: none finished
         raise CheckpointError(f"{path} cannot be resumed: its 'epoch' is {checkpoint['epoch']}, not a finished epoch")
     for key in ("best", "early_stopping"):
@@ -208,17 +228,23 @@ def _check_history(history: list[Any], path: Path) -> None:
     for number, row in enumerate(history, 1):
         bad = [name for name in EPOCH_COLUMNS if not isinstance(row, dict) or not _is_number(row.get(name))]
         if bad:
-            raise CheckpointError(f"{path} cannot be resumed: row {number} of its 'history' lacks a number for "
-                                  f"{', '.join(bad)}")
+            raise CheckpointError(
+                f"{path} cannot be resumed: row {number} of its 'history' lacks a number for {', '.join(bad)}"
+            )
 
 
 def _check_rng(rng: dict[str, Any], path: Path) -> None:
     for key in ("torch", "shuffle"):
         state = rng.get(key)
-        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or \
-                state.numel() != torch.get_rng_state().numel():
-            raise CheckpointError(f"{path} cannot be resumed: its 'rng' lacks a valid '{key}' random state (a byte "
-                                  f"tensor as torch.get_rng_state() returns)")
+        if (
+            not isinstance(state, torch.Tensor)
+            or state.dtype != torch.uint8
+            or state.numel() != torch.get_rng_state().numel()
+        ):
+            raise CheckpointError(
+                f"{path} cannot be resumed: its 'rng' lacks a valid '{key}' random state (a byte "
+                f"tensor as torch.get_rng_state() returns)"
+            )
 
 
 def _resume_config(checkpoint: dict[str, Any], path: Path) -> DictConfig:
@@ -226,20 +252,29 @@ def _resume_config(checkpoint: dict[str, Any], path: Path) -> DictConfig:
     try:
         return validate(config)
     except ConfigError as err:
-        raise CheckpointError(f"{path} cannot be resumed: its 'config' is not valid today ({err}); resume it with "
-                              f"the cnntrain version that started it") from None
+        raise CheckpointError(
+            f"{path} cannot be resumed: its 'config' is not valid today ({err}); resume it with "
+            f"the cnntrain version that started it"
+        ) from None
 
 
 def _check_optimizer(state: dict[str, Any], parameters: int, path: Path) -> None:
     groups = state.get("param_groups")
-    if not isinstance(state.get("state"), dict) or not isinstance(groups, list) or \
-            not all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups):
-        raise CheckpointError(f"{path} cannot be resumed: its 'optimizer' is not an optimizer state (a mapping of "
-                              f"'state' and a list of 'param_groups')")
+    if (
+        not isinstance(state.get("state"), dict)
+        or not isinstance(groups, list)
+        or not all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups)
+    ):
+        raise CheckpointError(
+            f"{path} cannot be resumed: its 'optimizer' is not an optimizer state (a mapping of "
+            f"'state' and a list of 'param_groups')"
+        )
     saved = sum(len(group["params"]) for group in groups)
     if saved != parameters:
-        raise CheckpointError(f"{path} cannot be resumed: its 'optimizer' holds state for {saved} parameter "
-                              f"tensors, but the model has {parameters}")
+        raise CheckpointError(
+            f"{path} cannot be resumed: its 'optimizer' holds state for {saved} parameter "
+            f"tensors, but the model has {parameters}"
+        )
 
 
 def _check_in_epoch(checkpoint: dict[str, Any], path: Path) -> None:
@@ -253,14 +288,22 @@ def _check_in_epoch(checkpoint: dict[str, Any], path: Path) -> None:
 
     if not isinstance(state, dict):
         raise bad(f"is {kind_of(state)}, not a mapping")
-    for key, kind in (("epoch", int), ("step", int), ("world", int), ("ranks", list), ("order_rng", torch.Tensor),
-                      ("lr", float), ("seconds", float)):
+    for key, kind in (
+        ("epoch", int),
+        ("step", int),
+        ("world", int),
+        ("ranks", list),
+        ("order_rng", torch.Tensor),
+        ("lr", float),
+        ("seconds", float),
+    ):
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, kind):
             raise bad(f"'{key}' is {kind_of(value)}")
     if state["epoch"] != checkpoint["epoch"] + 1 or state["step"] < 0 or state["world"] < 1:
-        raise bad(f"position (epoch {state['epoch']}, step {state['step']}) does not follow epoch "
-                  f"{checkpoint['epoch']}")
+        raise bad(
+            f"position (epoch {state['epoch']}, step {state['step']}) does not follow epoch {checkpoint['epoch']}"
+        )
     if len(state["ranks"]) != state["world"]:
         raise bad(f"has {len(state['ranks'])} ranks' states for {state['world']} ranks")
     for mine in state["ranks"]:
@@ -274,8 +317,11 @@ def _check_rank(mine: Any, step: int, bad: Callable[[str], CheckpointError]) -> 
     tensors = ("total", "hits", "losses", "sizes", "counts")
     if sums.get("step") != step or not all(isinstance(sums.get(key), torch.Tensor) for key in tensors):
         raise bad("ranks' sums are not the tensors a run saves")
-    if any(sums[key].numel() != step for key in ("losses", "sizes", "counts")) or \
-            not isinstance(sums.get("lrs"), list) or len(sums["lrs"]) != step:
+    if (
+        any(sums[key].numel() != step for key in ("losses", "sizes", "counts"))
+        or not isinstance(sums.get("lrs"), list)
+        or len(sums["lrs"]) != step
+    ):
         raise bad(f"ranks' per-batch sums do not hold {step} batches")
     if isinstance(sums.get("seen"), bool) or not isinstance(sums.get("seen"), int):
         raise bad("ranks' image count is not a whole number")

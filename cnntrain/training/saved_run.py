@@ -31,16 +31,18 @@ def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
     if "config" not in payload:
         raise CheckpointError(f"{path} holds no config; it was not written by a cnntrain run")
     if not isinstance(payload["config"], dict):
-        raise CheckpointError(f"{path}: its 'config' is {kind_of(payload['config'])}, not the mapping a run saves; "
-                              f"{EDITED}")
+        raise CheckpointError(
+            f"{path}: its 'config' is {kind_of(payload['config'])}, not the mapping a run saves; {EDITED}"
+        )
     try:
         config = OmegaConf.create(saved_config_data(payload["config"], f"{path}: its 'config'", fix=EDITED))
         OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as err:
         raise CheckpointError(f"{path}: its 'config' cannot be read ({first_line(err)}); {EDITED}") from None
     if not isinstance(OmegaConf.select(config, "model.layers"), ListConfig):
-        raise CheckpointError(f"{path}: its 'config' has no model.layers list, so the model cannot be rebuilt; "
-                              f"{EDITED}")
+        raise CheckpointError(
+            f"{path}: its 'config' has no model.layers list, so the model cannot be rebuilt; {EDITED}"
+        )
     return config
 
 
@@ -51,12 +53,15 @@ def saved_description(payload: dict[str, Any], config: DictConfig, path: Path) -
     if isinstance(source, DictConfig):
         source = OmegaConf.to_container(source, resolve=True)
     if not isinstance(source, dict):
-        raise CheckpointError(f"{path}: {where} is {kind_of(source)}, not a mapping of input_shape, classes, mean "
-                              f"and std; {EDITED}")
+        raise CheckpointError(
+            f"{path}: {where} is {kind_of(source)}, not a mapping of input_shape, classes, mean and std; {EDITED}"
+        )
     missing = [key for key in DESCRIPTION_KEYS if source.get(key) is None]
     if missing:
-        raise CheckpointError(f"{path}: {where} lacks {', '.join(missing)}, so inputs cannot be shaped and "
-                              f"normalised as in training; use a checkpoint written by a complete run")
+        raise CheckpointError(
+            f"{path}: {where} lacks {', '.join(missing)}, so inputs cannot be shaped and "
+            f"normalised as in training; use a checkpoint written by a complete run"
+        )
     try:
         description = DataDescription.from_dict(source)
     except (TypeError, ValueError) as err:
@@ -82,13 +87,15 @@ def saved_model(payload: dict[str, Any], config: DictConfig, description: DataDe
 def _check_description(description: DataDescription, where: str, path: Path) -> None:
     channels = description.input_shape[0] if len(description.input_shape) == 3 else 0
     if len(description.input_shape) != 3 or min(description.input_shape) < 1:
-        raise CheckpointError(f"{path}: {where} has input_shape {list(description.input_shape)}; expected three "
-                              f"positive sizes [channels, height, width]; {EDITED}")
+        raise CheckpointError(
+            f"{path}: {where} has input_shape {list(description.input_shape)}; expected three "
+            f"positive sizes [channels, height, width]; {EDITED}"
+        )
     for name, values in (("mean", description.mean), ("std", description.std)):
         if len(values or []) != channels:
-            raise CheckpointError(f"{path}: {where} has {len(values or [])} {name} values for {channels} "
-                                  f"channel{'' if channels == 1 else 's'}; {EDITED}")
+            raise CheckpointError(
+                f"{path}: {where} has {len(values or [])} {name} values for {channels} "
+                f"channel{'' if channels == 1 else 's'}; {EDITED}"
+            )
     if not description.classes:
         raise CheckpointError(f"{path}: {where} has no classes; {EDITED}")
-
-

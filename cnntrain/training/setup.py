@@ -60,8 +60,12 @@ class RunSetup:
             self.task = task_for(self.data.description.task)
 
 
-def setup(cfg: DictConfig, description: DataDescription | None = None,
-          weights: dict[str, Any] | None = None, ranks: Ranks = SINGLE) -> RunSetup:
+def setup(
+    cfg: DictConfig,
+    description: DataDescription | None = None,
+    weights: dict[str, Any] | None = None,
+    ranks: Ranks = SINGLE,
+) -> RunSetup:
     """Seed and configure torch, load the data onto the device, build the model (with `weights`, a state dict,
     when given: then no pretrained weights are read), and the loss, optimizer and schedule. Pretrained weights
     that bring their mean/std replace the data's statistics, so every later normalisation uses them.
@@ -96,12 +100,12 @@ def setup(cfg: DictConfig, description: DataDescription | None = None,
     schedule = build_schedule(optimizer, cfg.scheduler, trainer.epochs, steps)
     task = task_for(data.description.task, cfg, data.description.num_classes)
     loss_fn = task.loss(cfg, data, device)
-    return RunSetup(device, data, model, rows, accel, loss_fn, optimizer, schedule, trainer, ranks, train_model,
-                    stepping, task)
+    return RunSetup(
+        device, data, model, rows, accel, loss_fn, optimizer, schedule, trainer, ranks, train_model, stepping, task
+    )
 
 
-def configure_torch(seed: int, deterministic: bool, threads: int | None, compiled: bool,
-                    ranks: Ranks = SINGLE) -> None:
+def configure_torch(seed: int, deterministic: bool, threads: int | None, compiled: bool, ranks: Ranks = SINGLE) -> None:
     """Threads, seeds and determinism (the config's `seed`, `deterministic`, `threads`; `compiled`:
     trainer.compile), before any tensor is made.
 
@@ -130,4 +134,3 @@ def set_deterministic(mode: bool, *, compiled: bool) -> None:
         torch.use_deterministic_algorithms(mode, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(mode, warn_only=True)
-

@@ -30,8 +30,11 @@ class Stepping:
 def stepping_from(trainer: Any, model: Any) -> Stepping:
     """The stepping a trainer config asks for; the EMA starts from `model`'s current weights."""
     ema = trainer.ema
-    return Stepping(accumulate=trainer.accumulate, clip=trainer.grad_clip,
-                    ema=Ema(model, ema.decay, ema.warmup, ema.every) if ema.decay > 0 else None)
+    return Stepping(
+        accumulate=trainer.accumulate,
+        clip=trainer.grad_clip,
+        ema=Ema(model, ema.decay, ema.warmup, ema.every) if ema.decay > 0 else None,
+    )
 
 
 def images_in_step(n: int, batch_size: int, step: int, every: int, batches: int) -> int:
@@ -45,5 +48,7 @@ def step_rows(steps: list[tuple[float, float]], epoch: int, per_epoch: int | Non
     """An epoch's (loss, lr) per step as rows of STEP_COLUMNS: the global step counts every epoch's steps
     (`per_epoch` of them, by default as many as this one's), the fractional epoch is where the step ends."""
     count = per_epoch or len(steps)
-    return [{"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
-            for i, (loss, lr) in enumerate(steps, 1)]
+    return [
+        {"step": (epoch - 1) * count + i, "epoch": epoch - 1 + i / count, STEP_LOSS: loss, "lr": lr}
+        for i, (loss, lr) in enumerate(steps, 1)
+    ]

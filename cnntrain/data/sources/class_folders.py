@@ -40,11 +40,15 @@ class ClassFolderSource(FileListSource):
 def scan_folder(cfg: DatasetConfig) -> FileListing:
     """Find the layout, classes and files under dataset.root; raise DataError saying what the layouts are."""
     root = Path(str(cfg.root))
-    layouts = (f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "
-               f"val/ (valid/, validation/) and test/ folders of the same classes")
+    layouts = (
+        f"expected {root}/<class>/<images>, or {root}/train/<class>/<images> with optional "
+        f"val/ (valid/, validation/) and test/ folders of the same classes"
+    )
     if not root.is_dir():
-        raise DataError(f"image folder {root} not found; {layouts}; set dataset.root to such a folder (by default "
-                        f"dataset=imagefolder reads <data_root>/images)")
+        raise DataError(
+            f"image folder {root} not found; {layouts}; set dataset.root to such a folder (by default "
+            f"dataset=imagefolder reads <data_root>/images)"
+        )
     train_dir = _first_dir(root, TRAIN_DIRS)
     val_dir, test_dir = _first_dir(root, VAL_DIRS), _first_dir(root, TEST_DIRS)
     if train_dir is None and (val_dir or test_dir):
@@ -52,13 +56,15 @@ def scan_folder(cfg: DatasetConfig) -> FileListing:
     class_root = train_dir or root
     classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not _hidden(d.name))
     if len(classes) < 2:
-        raise DataError(f"{class_root} has {len(classes)} class folder(s); an image folder needs at least 2 "
-                        f"({layouts})")
+        raise DataError(
+            f"{class_root} has {len(classes)} class folder(s); an image folder needs at least 2 ({layouts})"
+        )
     train_files = _files(class_root, classes)
     empty = [name for i, name in enumerate(classes) if not any(label == i for _, label in train_files)]
     if empty:
-        raise DataError(f"class folder(s) {', '.join(empty)} under {class_root} hold no images "
-                        f"({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(
+            f"class folder(s) {', '.join(empty)} under {class_root} hold no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
     unlabelled = [d for d in (val_dir, test_dir) if d is not None and not _class_dirs(d)]
     val_dir, test_dir = (None if d in unlabelled else d for d in (val_dir, test_dir))
     val_files = _split_files(val_dir, classes, class_root) if val_dir else None
@@ -66,8 +72,9 @@ def scan_folder(cfg: DatasetConfig) -> FileListing:
     layout = _describe_layout(root, class_root, val_dir, test_dir)
     if unlabelled:  # a competition's test/ of loose images has no labels to test with
         layout += f" ({', '.join(f'{d.name}/' for d in unlabelled)} has no class folders: not used)"
-    return FileListing(root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files,
-                      layout)
+    return FileListing(
+        root, classes, image_input_shape(cfg, train_files[0][0]), train_files, val_files, test_files, layout
+    )
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -83,8 +90,10 @@ def _class_dirs(folder: Path) -> list[str]:
 def _split_files(folder: Path, classes: list[str], train_dir: Path) -> ImageFiles:
     unknown = sorted(name for name in _class_dirs(folder) if name not in classes)
     if unknown:
-        raise DataError(f"{folder} has class folder(s) {', '.join(unknown)} that {train_dir} lacks; "
-                        f"train classes: {', '.join(classes)}")
+        raise DataError(
+            f"{folder} has class folder(s) {', '.join(unknown)} that {train_dir} lacks; "
+            f"train classes: {', '.join(classes)}"
+        )
     files = _files(folder, classes)
     if not files:
         raise DataError(f"{folder} holds no images; fill it or remove it to split this set off train")

@@ -45,14 +45,14 @@ class FileListSource(Source):
 
     def read(self, description: DataDescription) -> SourceSplits:
         found, reader = self.found(description), ImageReader.from_config(self.cfg)
-        splits = _splits(found, lambda files, split: reader.load(files, description.input_shape, found.cache_root,
-                                                                  split))
+        splits = _splits(
+            found, lambda files, split: reader.load(files, description.input_shape, found.cache_root, split)
+        )
         splits.skipped = reader.skipped
         return splits
 
     def layout(self, description: DataDescription) -> str:
         return self.found(description).layout
-
 
 
 def _labels(files: ImageFiles) -> torch.Tensor:
@@ -61,8 +61,10 @@ def _labels(files: ImageFiles) -> torch.Tensor:
 
 def _splits(found: FileListing, load: Any) -> SourceSplits:
     """Apply load(files, split_name) -> (images, labels) to each split the listing has."""
+
     def split(files: ImageFiles | None, name: str) -> SourceSplit | None:
         return None if files is None else SourceSplit(*load(files, name))
 
-    return SourceSplits(train=split(found.train_files, "train"), val=split(found.val_files, "val"),
-                        test=split(found.test_files, "test"))
+    return SourceSplits(
+        train=split(found.train_files, "train"), val=split(found.val_files, "val"), test=split(found.test_files, "test")
+    )

@@ -32,8 +32,10 @@ def multi_hot(rows: list[Any], classes: list[str], where: str) -> torch.Tensor:
     for i, labels in enumerate(rows):
         for label in labels or []:
             if not isinstance(label, int) or not 0 <= label < len(classes):
-                raise DataError(f"{where}, row {i}: label {label!r} is not an index 0..{len(classes) - 1} of its "
-                                f"ClassLabel ({', '.join(classes)})")
+                raise DataError(
+                    f"{where}, row {i}: label {label!r} is not an index 0..{len(classes) - 1} of its "
+                    f"ClassLabel ({', '.join(classes)})"
+                )
             hot[i, label] = 1
     return hot
 
@@ -48,8 +50,10 @@ def find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
         scan.classes = [str(n) for n in feature.names]
         train = raw_labels(scan, "train")
         if train is None or bool((train < 0).any()):
-            raise DataError(f"split '{scan.split_names['train']}' of {scan.name} has rows without a label (-1) in "
-                            f"column '{scan.label_column}'")
+            raise DataError(
+                f"split '{scan.split_names['train']}' of {scan.name} has rows without a label (-1) in "
+                f"column '{scan.label_column}'"
+            )
         seen = np.unique(train)
     else:
         seen = np.unique(np.asarray(_column(scan, "train")))
@@ -59,13 +63,17 @@ def find_classes(scan: HFScan, feature: Any, datasets: Any) -> None:
             if role in scan.tables:
                 unknown = sorted({v for v in _column(scan, role) if v not in scan.values}, key=str)
                 if unknown:
-                    raise DataError(f"split '{scan.split_names[role]}' of {scan.name} has label(s) "
-                                    f"{', '.join(map(str, unknown[:5]))} that train lacks; train labels: "
-                                    f"{', '.join(scan.classes)}")
+                    raise DataError(
+                        f"split '{scan.split_names[role]}' of {scan.name} has label(s) "
+                        f"{', '.join(map(str, unknown[:5]))} that train lacks; train labels: "
+                        f"{', '.join(scan.classes)}"
+                    )
     if len(scan.classes) < 2 or len(seen) < 2:
         shown = ", ".join(str(scan.classes[int(i)] if scan.values is None else i) for i in seen)
-        raise DataError(f"label column '{scan.label_column}' of {scan.name} has {len(seen)} class(es) in split "
-                        f"'{scan.split_names['train']}' ({shown}); a classifier needs at least 2")
+        raise DataError(
+            f"label column '{scan.label_column}' of {scan.name} has {len(seen)} class(es) in split "
+            f"'{scan.split_names['train']}' ({shown}); a classifier needs at least 2"
+        )
 
 
 def _column(scan: HFScan, role: str) -> list[Any]:
@@ -91,7 +99,9 @@ def read_labels(scan: HFScan, role: str) -> torch.Tensor:
         values = raw_labels(scan, role)
         if values is None or bool((values < 0).any()):
             row = 0 if values is None else int(np.flatnonzero(values < 0)[0])
-            raise DataError(f"split '{scan.split_names[role]}' of {scan.name}, row {row}: no label (-1) in column "
-                            f"'{scan.label_column}'")
+            raise DataError(
+                f"split '{scan.split_names[role]}' of {scan.name}, row {row}: no label (-1) in column "
+                f"'{scan.label_column}'"
+            )
         return torch.from_numpy(values)
     return torch.tensor([scan.values[v] for v in _column(scan, role)], dtype=torch.int64)

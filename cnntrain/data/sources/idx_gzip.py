@@ -45,7 +45,7 @@ def announced_bytes(header: bytes, dims: int) -> int:
         raise _Refused(f"it starts with {found}, not the IDX header 000008{dims:02x}")
     if len(header) < 4 + 4 * dims:
         raise _Refused(f"its IDX header is cut off after {len(header)} bytes")
-    sizes = struct.unpack(f">{dims}I", header[4:4 + 4 * dims])
+    sizes = struct.unpack(f">{dims}I", header[4 : 4 + 4 * dims])
     return 4 + 4 * dims + math.prod(sizes)
 
 

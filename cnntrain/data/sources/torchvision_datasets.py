@@ -66,8 +66,10 @@ class TorchvisionSource(Source):
         return DataDescription(tuple(int(d) for d in images.shape[1:]), classes)
 
     def labels(self, description: DataDescription) -> SourceSplits:
-        return SourceSplits(train=SourceSplit(None, read_labels(self.cfg, train=True)),
-                            test=SourceSplit(None, read_labels(self.cfg, train=False)))
+        return SourceSplits(
+            train=SourceSplit(None, read_labels(self.cfg, train=True)),
+            test=SourceSplit(None, read_labels(self.cfg, train=False)),
+        )
 
     def read(self, description: DataDescription) -> SourceSplits:
         train_images, train_labels, _ = read_split(self.cfg, train=True)
@@ -78,8 +80,10 @@ class TorchvisionSource(Source):
         return str(raw_folder(self.cfg) if str(self.cfg.torchvision_class) in IDX_CLASSES else Path(str(self.cfg.root)))
 
     def layout(self, description: DataDescription) -> str:
-        return (f"torchvision {self.cfg.torchvision_class} under {self.location()}: its train and test files; "
-                f"validation taken from train")
+        return (
+            f"torchvision {self.cfg.torchvision_class} under {self.location()}: its train and test files; "
+            f"validation taken from train"
+        )
 
 
 def ensure_available(cfg: DatasetConfig) -> None:
@@ -97,8 +101,10 @@ def ensure_available(cfg: DatasetConfig) -> None:
             return
     if broken:
         archive, reason = next(iter(broken.items()))
-        raise DataError(f"{archive} cannot be unpacked ({reason}); replace it with an intact copy, or delete it"
-                        f"{' and set dataset.download=true' if not cfg.download else ' to download it again'}.")
+        raise DataError(
+            f"{archive} cannot be unpacked ({reason}); replace it with an intact copy, or delete it"
+            f"{' and set dataset.download=true' if not cfg.download else ' to download it again'}."
+        )
     raise DataError(_not_found_message(cfg, folder, _missing_files(folder)))
 
 
@@ -149,8 +155,10 @@ def _ensure_torchvision_files(cfg: DatasetConfig) -> None:
         if _opens(cfg):
             return
     why = "download failed (no network?)" if cfg.download else "dataset.download=false"
-    raise DataError(f"{cfg.torchvision_class} not found under {cfg.root} and {why}. Put torchvision's files for "
-                    f"{cfg.torchvision_class} there, or {WHERE_ROOT} to a folder that has them.")
+    raise DataError(
+        f"{cfg.torchvision_class} not found under {cfg.root} and {why}. Put torchvision's files for "
+        f"{cfg.torchvision_class} there, or {WHERE_ROOT} to a folder that has them."
+    )
 
 
 def _opens(cfg: DatasetConfig) -> bool:
@@ -177,9 +185,11 @@ def _not_found_message(cfg: DatasetConfig, folder: Path, missing: list[str]) -> 
     name, root = str(cfg.torchvision_class), Path(str(cfg.root))
     parent = _dataset_parent(root, name)
     if parent is not None:
-        return (f"{name} not found: the data root {root} is {name}'s own folder, and cnntrain reads "
-                f"<data root>/{name}/raw/; point at the parent folder {parent}: data_root={parent} "
-                f"(or CNNTRAIN_DATA_ROOT={parent}; dataset.root for this dataset alone)")
+        return (
+            f"{name} not found: the data root {root} is {name}'s own folder, and cnntrain reads "
+            f"<data root>/{name}/raw/; point at the parent folder {parent}: data_root={parent} "
+            f"(or CNNTRAIN_DATA_ROOT={parent}; dataset.root for this dataset alone)"
+        )
     return (
         f"{name} not found under {folder}{partly} and {why}. "
         f"Put the four IDX files there, or {WHERE_ROOT} to a folder that holds {name}/raw/."
@@ -190,7 +200,7 @@ def _dataset_parent(root: Path, name: str) -> Path | None:
     """The folder above <Name>/raw when the root given is <Name>/raw or <Name> itself (a doubled path), else None."""
     parts = [part.lower() for part in root.parts]
     for tail in ([name.lower(), "raw"], [name.lower()]):
-        if len(parts) > len(tail) and parts[-len(tail):] == tail:
+        if len(parts) > len(tail) and parts[-len(tail) :] == tail:
             return root.parents[len(tail) - 1]
     return None
 
@@ -249,8 +259,9 @@ def read_idx(path: Path, dims: int) -> torch.Tensor:
         with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_IDX_BYTES:
-                raise DataError(_corrupt_message(path, f"it holds {size:,} bytes, more than the {MAX_IDX_BYTES:,} "
-                                                       f"an IDX file may"))
+                raise DataError(
+                    _corrupt_message(path, f"it holds {size:,} bytes, more than the {MAX_IDX_BYTES:,} an IDX file may")
+                )
             data = handle.read()
     except OSError as err:
         raise DataError(f"cannot read {path}: {first_line(err)}") from None
@@ -261,16 +272,23 @@ def read_idx(path: Path, dims: int) -> torch.Tensor:
     sizes = struct.unpack(f">{dims}I", data[4:header])
     expected = math.prod(sizes)
     if len(data) - header != expected:
-        raise DataError(_corrupt_message(path, f"it holds {len(data) - header} data bytes, its header announces "
-                                               f"{'x'.join(map(str, sizes))} = {expected}"))
+        raise DataError(
+            _corrupt_message(
+                path,
+                f"it holds {len(data) - header} data bytes, its header announces "
+                f"{'x'.join(map(str, sizes))} = {expected}",
+            )
+        )
     if expected == 0:  # a valid file of zero items; torch.frombuffer refuses an empty buffer
         return torch.empty(sizes, dtype=torch.uint8)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*sizes)
 
 
 def _corrupt_message(path: Path, reason: str) -> str:
-    return (f"file {path} is corrupt or truncated ({reason}); replace it with an intact copy, or delete it "
-            f"and set dataset.download=true.")
+    return (
+        f"file {path} is corrupt or truncated ({reason}); replace it with an intact copy, or delete it "
+        f"and set dataset.download=true."
+    )
 
 
 def _read_torchvision(cfg: DatasetConfig, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
@@ -281,8 +299,10 @@ def _read_torchvision(cfg: DatasetConfig, train: bool) -> tuple[torch.Tensor, to
     except ConfigError:
         raise
     except Exception as exc:
-        raise DataError(f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({first_line(exc)}); "
-                        f"replace them with intact copies, or delete them and set dataset.download=true.") from exc
+        raise DataError(
+            f"{cfg.torchvision_class} files under {cfg.root} cannot be read ({first_line(exc)}); "
+            f"replace them with intact copies, or delete them and set dataset.download=true."
+        ) from exc
     return images, labels, cfg.classes or getattr(dataset, "classes", None)
 
 
@@ -294,4 +314,3 @@ def as_nchw(data: Any) -> torch.Tensor:
     if images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         return images.permute(0, 3, 1, 2).contiguous()
     return images
-

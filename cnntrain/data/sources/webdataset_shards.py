@@ -109,6 +109,7 @@ class WebDatasetSource(Source):
         )
         return f"webdataset shards (streamed): {', '.join(given)}{rest}{sets}{scan.note}"
 
+
 def image_keys(cfg: DatasetConfig) -> tuple[str, ...]:
     return tuple(k.strip().lower().lstrip(".") for k in str(cfg.image_key).split(";") if k.strip())
 
