@@ -20,7 +20,6 @@ cnntrain.training.evaluation.evaluate gathers predictions, labels and indices an
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -34,72 +33,11 @@ from cnntrain.config.names import BALANCED
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.batches import batch_share, num_batches
 from cnntrain.data.containers import Batches, ImageContainer, SourceSplit
+from cnntrain.data.stream_parts import KeyRule, KeySet, ShardPart
 from cnntrain.errors import DataError
 
 CHUNK = 64  # samples a DataLoader worker sends at a time
 STATS_IMAGES = 2048  # mean/std of a streamed training split: its first STATS_IMAGES images in canonical order
-
-
-def key_hash(key: str, salt: str) -> int:
-    """A 64-bit hash of a sample's key, salted (the run seed, the rule): the same on every machine and run."""
-    return int.from_bytes(hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest(), "big")
-
-
-@dataclass(frozen=True)
-class KeyRule:
-    """Whether a key is in a hashed subset: fraction `share` of all keys (buckets == 0), or bucket `bucket`
-    of `buckets` (folds); `keep` False takes the complement."""
-
-    salt: str
-    share: float = 0.0
-    buckets: int = 0
-    bucket: int = 0
-    keep: bool = True
-
-    def __call__(self, key: str) -> bool:
-        h = key_hash(key, self.salt)
-        inside = h % self.buckets == self.bucket if self.buckets else h / 2.0**64 < self.share
-        return inside == self.keep
-
-
-@dataclass(frozen=True)
-class KeySet:
-    """Whether a key is one of a chosen few (dataset.fraction's seeded, stratified subset of a stream)."""
-
-    keys: frozenset[str]
-
-    def __call__(self, key: str) -> bool:
-        return key in self.keys
-
-
-@dataclass(frozen=True)
-class ShardPart:
-    """The samples one split takes from one shard file: those whose key passes every rule (their keys and
-    labels, in tar order); the first is at canonical index `offset` of the split."""
-
-    path: str
-    keys: tuple[str, ...]
-    labels: tuple[int, ...]
-    rules: tuple[KeyRule, ...] = ()
-    offset: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.labels)
-
-    def takes(self, key: str) -> bool:
-        return all(rule(key) for rule in self.rules)
-
-    def where(self, rule: KeyRule) -> ShardPart:
-        """The samples of this part that `rule` also takes."""
-        kept = [i for i, key in enumerate(self.keys) if rule(key)]
-        return replace(
-            self,
-            keys=tuple(self.keys[i] for i in kept),
-            labels=tuple(self.labels[i] for i in kept),
-            rules=(*self.rules, rule),
-            offset=0,
-        )
 
 
 # (parts, worker settings, shuffle seed or None, with_index) -> chunks (images, labels, indices) or an error line

@@ -28,7 +28,8 @@ from cnntrain.data.shard_index import ShardIndex, read_member, shard_index
 from cnntrain.data.shard_names import expand_all
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
-from cnntrain.data.streams import CHUNK, ShardPart, StreamedImages, StreamSettings
+from cnntrain.data.stream_parts import ShardPart
+from cnntrain.data.streams import CHUNK, StreamedImages, StreamSettings
 from cnntrain.errors import DataError, UserError, first_line
 from cnntrain.reading import MAX_SHARD_BYTES, open_bounded
 
