@@ -168,7 +168,7 @@ def test_the_first_screen_shows_install_the_main_command_and_the_test_command():
     assert "python -m venv" in first and 'pip install -e ".[dev]"' in first
     assert "--index-url https://download.pytorch.org/whl/cpu" in first
     assert "\n    cnntrain model=lenet dataset=fashion" in first
-    assert "\n    ruff check . && pytest" in first
+    assert "\n    ruff check . && ruff format --check . && pytest" in first
 
 
 def test_the_checks_catch_a_broken_link_a_missing_heading_and_a_bad_command(tmp_path):
