@@ -60,7 +60,7 @@ def test_reproduce_names_what_differs_in_the_environment_first(run_cli, tmp_path
     summary_path.write_text(json.dumps(summary))
     result = run_cli("original", "--out", "again", command=REPRODUCE)
     assert result.returncode == 0, result.stderr
-    out = result.stdout.replace("\n", " ")
+    out = " ".join(result.stdout.split())  # the console wraps long lines: compare the words
     assert out.index("environment differs") < out.index("re-running") < out.index("original vs re-run")
     assert "version of torch: 0.0-older then" in out and f"cpu instruction set: {other} then, {here} now" in out
     assert "float results may differ where these differ; values are compared within rel 0.02 or abs 0.005" in out

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "cnntrain"
 FLOORS = [  # bottom up: a module may import from its own floor and the floors below it
     ("errors",),
-    ("files", "disk", "version"),
+    ("files", "disk", "version", "reading"),
     ("config",),
     ("device",),
     ("data",),

@@ -108,8 +108,9 @@ def test_a_jsonl_label_file_nested_deep_or_with_a_4_gib_hole_is_one_line(tmp_pat
 def test_a_classes_file_of_gigabytes_and_a_fifo_shard_are_refused(tmp_path):
     body = """
 from cnntrain.config.schema import DatasetConfig
-from cnntrain.data.sources.webdataset_shards import class_names
-print("classes", len(class_names(DatasetConfig(name="shards", root=".", kind="webdataset"), str(cwd / "train-0.tar"))))
+from cnntrain.data.sources.shard_labels import shard_classes
+cfg = DatasetConfig(name="shards", root=".", kind="webdataset")
+print("classes", len(shard_classes(cfg, str(cwd / "train-0.tar"), [], None)[0]))
 """
     (tmp_path / "classes.txt").write_text("cat\ndog\n")
     passes(body, tmp_path, "classes 2", limit=HEAVY)
