@@ -40,6 +40,12 @@ def parser() -> ArgumentParser:
 
 
 def _main(argv: list[str]) -> None:
+    print(execute(argv).line())
+
+
+def execute(argv: list[str]) -> Any:
+    """Do what `cnntrain-audit ARGV` asks and return what it found (cnntrain.audit.result.AuditResult); the
+    command and cnntrain.audit(...) both come here."""
     from cnntrain.audit.run import audit_runs  # torch: when an audit runs
 
     args = parser().parse_intermixed_args(argv)
@@ -49,8 +55,7 @@ def _main(argv: list[str]) -> None:
         raise ConfigError(f"--fix {args.fix}: expected drop or relabel")
     check_installed()
     runs = fold_runs(args.runs) if args.runs else train_folds(args.overrides, args.out, args.folds, args.recipe)
-    result = audit_runs(runs, args.out, action=args.fix, max_distance=args.phash_distance)
-    print(result.line())
+    return audit_runs(runs, args.out, action=args.fix, max_distance=args.phash_distance)
 
 
 def fold_runs(given: list[Path]) -> list[Path]:
