@@ -21,6 +21,7 @@ class AuditResult:
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
     train_command: str = ""
+    image_dir: Path | None = None  # the folder the cleaned label file's paths are relative to
 
     def line(self) -> str:
         """The one summary line the command prints."""

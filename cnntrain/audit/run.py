@@ -70,6 +70,7 @@ def write_audit(folder: Path, pred: Predictions, action: str, max_distance: int,
         seconds=0.0,
         files=files,
         train_command=command,
+        image_dir=tables.image_base(pred),
     )
     result.seconds = time.perf_counter() - started
     files["page"] = write_page(folder, pred, issues, pairs, found, result)
