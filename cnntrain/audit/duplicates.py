@@ -21,8 +21,9 @@ from cnntrain.audit.extra import require
 from cnntrain.audit.keys import Key
 from cnntrain.reading import hash_file
 
-PHASH_DISTANCE = 4  # of 64 bits: at most this many differ for a near-duplicate
-CHUNK = 2048
+HASH_SIZE = 16  # pHash of 16 x 16 DCT coefficients: 256 bits (the 64-bit default pairs look-alike digits)
+PHASH_DISTANCE = 20  # of 256 bits: at most this many differ for a near-duplicate (benchmarks/audit.py)
+CHUNK = 256  # rows compared with every hash at a time
 
 
 @dataclass
@@ -51,16 +52,16 @@ def content_hashes(keys: list[Key], images: torch.Tensor) -> list[str]:
 
 
 def perceptual_hashes(images: torch.Tensor) -> np.ndarray:
-    """Each image's 64-bit pHash as an unsigned integer."""
+    """Each image's 256-bit pHash as four unsigned 64-bit words [N, 4]."""
     imagehash = require("imagehash")
     from PIL import Image  # Pillow: with the images
 
-    out = np.zeros(len(images), dtype=np.uint64)
+    out = np.zeros((len(images), HASH_SIZE * HASH_SIZE // 64), dtype=np.uint64)
     for i, image in enumerate(images):
         array = image.permute(1, 2, 0).numpy()
         picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-        bits = imagehash.phash(picture).hash.flatten()
-        out[i] = np.uint64(int("".join("1" if b else "0" for b in bits), 2))
+        bits = np.packbits(imagehash.phash(picture, hash_size=HASH_SIZE).hash.flatten())
+        out[i] = bits.view(">u8").astype(np.uint64)
     return out
 
 
@@ -83,7 +84,7 @@ def find_pairs(
 
 
 def _pair(a: int, b: int, kind: str, hashes: np.ndarray, unit: torch.Tensor) -> Pair:
-    distance = int(np.bitwise_count(hashes[a] ^ hashes[b]))
+    distance = int(np.bitwise_count(hashes[a] ^ hashes[b]).sum())
     return Pair(a, b, kind, distance, float(unit[a] @ unit[b]))
 
 
@@ -91,8 +92,8 @@ def _close(hashes: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
     """Every (a, b), a < b, whose hashes differ in at most max_distance bits (in chunks: N x CHUNK at a time)."""
     found = []
     for lo in range(0, len(hashes), CHUNK):
-        block = hashes[lo : lo + CHUNK, None] ^ hashes[None, :]
-        rows, cols = np.nonzero(np.bitwise_count(block) <= max_distance)
+        block = hashes[lo : lo + CHUNK, None, :] ^ hashes[None, :, :]
+        rows, cols = np.nonzero(np.bitwise_count(block).sum(axis=2, dtype=np.int64) <= max_distance)
         rows = rows + lo
         keep = rows < cols
         found.extend(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))

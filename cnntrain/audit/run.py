@@ -29,8 +29,8 @@ def audit_runs(
     """Audit the data of the fold runs `run_dirs` (folds 0..K-1 of one sweep) into `out`."""
     if action not in tables.ACTIONS:
         raise ConfigError(f"--fix {action}: expected one of {', '.join(tables.ACTIONS)}")
-    if not 0 <= max_distance <= 32:
-        raise ConfigError(f"--phash-distance {max_distance}: expected a whole number of bits from 0 to 32")
+    if not 0 <= max_distance <= 128:
+        raise ConfigError(f"--phash-distance {max_distance}: expected a whole number of bits from 0 to 128 (of 256)")
     check_installed()
     started = time.perf_counter()
     folder = audit_folder(out)

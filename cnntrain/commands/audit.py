@@ -35,7 +35,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--recipe", default="fast", help=f"how each fold trains: {' | '.join(RECIPES)} (default fast)")
     p.add_argument("--runs", type=Path, nargs="+", default=None, help="a finished K-fold sweep (or its runs) instead")
     p.add_argument("--fix", default="drop", help="what the cleaned labels do with a flagged label: drop | relabel")
-    p.add_argument("--phash-distance", type=int, default=4, help="pHash bits a near-duplicate may differ in (4)")
+    p.add_argument(
+        "--phash-distance", type=int, default=20, help="bits of the 256-bit pHash a near-duplicate may differ in (20)"
+    )
     return p
 
 
