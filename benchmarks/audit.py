@@ -82,6 +82,26 @@ def train(out: Path, name: str, file: Path, image_dir: Path, recipe: list[str], 
     return float(run.summary["test"]["acc"]), time.perf_counter() - started
 
 
+def retrained(
+    out: Path, rate: float, found: object, test: list, recipe: list, seed: int, clean: float, noisy: float
+) -> dict[str, object]:
+    """The cleaned training rows trained with the same recipe and seed, tested on the same untouched test digits
+    as the clean and noisy runs."""
+    kept = [
+        {**r, "path": os.path.relpath(found.image_dir / r["path"], out)}
+        for r in read_csv(found.files["cleaned_labels"])
+        if r["split"] != "test"
+    ]
+    fair = write_csv(out / f"cleaned-{rate:g}.csv", kept + test)
+    cleaned, _ = train(out, f"cleaned-{rate:g}", fair, out, recipe, seed)
+    cost = clean - noisy
+    return {
+        "noisy_test_acc": noisy,
+        "cleaned_test_acc": cleaned,
+        "share_of_lost_accuracy_recovered": round((cleaned - noisy) / cost, 2) if cost > 0 else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
@@ -92,7 +112,11 @@ def main() -> None:
     parser.add_argument("--leaks", type=int, default=50)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse-folds", action="store_true", help="audit the fold runs an earlier run left in OUT again, train nothing"
+    )
     args = parser.parse_args()
+    reuse = args.reuse_folds
     out = args.out.resolve()
     rng = np.random.default_rng(args.seed)
     train_images = read_idx(args.mnist / "train-images-idx3-ubyte", 3).numpy()
@@ -105,8 +129,11 @@ def main() -> None:
     test = write_digits(out, test_images[pick_test], test_labels[pick_test], "test")
     recipe = [*RECIPES["fast"]]
     results: dict[str, object] = {"train": args.train, "test": args.test, "folds": args.folds, "recipe": recipe}
-    clean_acc, one_training = train(out, "clean", write_csv(out / "clean.csv", clean + test), out, recipe, args.seed)
-    results.update(clean_test_acc=clean_acc, one_training_s=round(one_training, 1))
+    clean_acc = noisy_acc = one_training = 0.0
+    if not reuse:
+        clean_file = write_csv(out / "clean.csv", clean + test)
+        clean_acc, one_training = train(out, "clean", clean_file, out, recipe, args.seed)
+        results.update(clean_test_acc=clean_acc, one_training_s=round(one_training, 1))
     for n, rate in enumerate(args.rates):
         noisy = [dict(row) for row in clean]
         flipped = rng.choice(len(noisy), round(rate * len(noisy)), replace=False)
@@ -122,12 +149,16 @@ def main() -> None:
                 copies[str(out / path)] = str(out / test[i]["path"])
                 noisy.append({"path": path, "label": test[i]["label"], "split": "train"})
         file = write_csv(out / f"noisy-{rate:g}.csv", noisy + test)
-        noisy_acc, _ = train(out, f"noisy-{rate:g}", file, out, recipe, args.seed)
         started = time.perf_counter()
-        found = cnntrain.audit(
-            "dataset=labels", f"dataset.file={file}", f"dataset.image_dir={out}", "dataset.num_workers=0",
-            f"seed={args.seed}", out=out / f"audit-{rate:g}", folds=args.folds,
-        )  # fmt: skip
+        if reuse:
+            found = cnntrain.audit(runs=out / f"audit-{rate:g}" / "folds", out=out / f"audit-{rate:g}-again")
+        else:
+            noisy_acc, _ = train(out, f"noisy-{rate:g}", file, out, recipe, args.seed)
+            started = time.perf_counter()
+            found = cnntrain.audit(
+                "dataset=labels", f"dataset.file={file}", f"dataset.image_dir={out}", "dataset.num_workers=0",
+                f"seed={args.seed}", out=out / f"audit-{rate:g}", folds=args.folds,
+            )  # fmt: skip
         audit_s = time.perf_counter() - started
         issues = [r for r in read_csv(found.files["label_issues"]) if r["split"] != "test"]
         flagged = {r["key"] for r in issues}
@@ -137,17 +168,10 @@ def main() -> None:
         for share in (0.01, 0.05):
             top = {r["key"] for r in issues[: round(share * pool)]}
             row[f"top{share:.0%}_precision"], row[f"top{share:.0%}_recall"] = precision_recall(top, truth)
-        kept = [  # the cleaned training rows, tested on the same untouched test digits as the other two runs
-            {**r, "path": os.path.relpath(found.image_dir / r["path"], out)}
-            for r in read_csv(found.files["cleaned_labels"])
-            if r["split"] != "test"
-        ]
-        fair = write_csv(out / f"cleaned-{rate:g}.csv", kept + test)
-        cleaned_acc, _ = train(out, f"cleaned-{rate:g}", fair, out, recipe, args.seed)
-        row.update(noisy_test_acc=noisy_acc, cleaned_test_acc=cleaned_acc, audit_s=round(audit_s, 1))
-        row["audit_over_one_training"] = round(audit_s / one_training, 2)
-        cost = clean_acc - noisy_acc
-        row["share_of_lost_accuracy_recovered"] = round((cleaned_acc - noisy_acc) / cost, 2) if cost > 0 else None
+        row["audit_s"] = round(audit_s, 1)
+        if not reuse:
+            row["audit_over_one_training"] = round(audit_s / one_training, 2)
+            row.update(retrained(out, rate, found, test, recipe, args.seed, clean_acc, noisy_acc))
         if copies:
             pairs = read_csv(found.files["duplicates"])
             planted = {frozenset(p) for p in copies.items()}
@@ -157,7 +181,7 @@ def main() -> None:
         results[f"flips_{rate:g}"] = row
         print(json.dumps({f"flips_{rate:g}": row}), flush=True)
     print(json.dumps(results, indent=2))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / ("results-again.json" if reuse else "results.json")).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ def execute(argv: list[str]) -> Any:
         raise ConfigError(f"--recipe {args.recipe}: expected one of {', '.join(RECIPES)}")
     if args.fix not in ("drop", "relabel"):
         raise ConfigError(f"--fix {args.fix}: expected drop or relabel")
+    if args.runs and args.overrides:
+        raise ConfigError(
+            f"{args.overrides[0]}: with --runs the audit reads the data the runs read; give overrides or --runs, not both"
+        )
     check_installed()
     runs = fold_runs(args.runs) if args.runs else train_folds(args.overrides, args.out, args.folds, args.recipe)
     return audit_runs(runs, args.out, action=args.fix, max_distance=args.phash_distance)
