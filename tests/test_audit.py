@@ -189,6 +189,8 @@ def test_an_unknown_recipe_or_fix_or_too_few_folds_is_one_line(tmp_path, monkeyp
     assert_one_line_error(audit(tmp_path, monkeypatch, "--fix", "burn"), "--fix burn", "drop", "relabel")
     assert_one_line_error(audit(tmp_path, monkeypatch, "--folds", "1"), "--folds 1", "K >= 2")
     assert_one_line_error(audit(tmp_path, monkeypatch, "dataset.fold=1"), "dataset.fold=1", "--folds")
+    both = audit(tmp_path, monkeypatch, "--runs", str(tmp_path), "dataset=mnist")
+    assert_one_line_error(both, "dataset=mnist", "not both")
     assert not (tmp_path / "audit").exists()
 
 

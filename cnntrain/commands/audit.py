@@ -57,7 +57,8 @@ def execute(argv: list[str]) -> Any:
         raise ConfigError(f"--fix {args.fix}: expected drop or relabel")
     if args.runs and args.overrides:
         raise ConfigError(
-            f"{args.overrides[0]}: with --runs the audit reads the data the runs read; give overrides or --runs, not both"
+            f"{args.overrides[0]}: with --runs the audit reads the data the runs read; "
+            "give overrides or --runs, not both"
         )
     check_installed()
     runs = fold_runs(args.runs) if args.runs else train_folds(args.overrides, args.out, args.folds, args.recipe)
