@@ -8,7 +8,7 @@ The Python API (cnntrain.api) is imported on first use, so `import cnntrain` and
 
 from __future__ import annotations
 
-import types
+import types as _types
 from typing import TYPE_CHECKING, Any
 
 import cnntrain.audit as _audit_package  # light: the package's __init__ imports nothing
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cnntrain.results import Run, Sweep
 
 
-class _CallableAudit(types.ModuleType):
+class _CallableAudit(_types.ModuleType):
     """`cnntrain.audit` is both the sub-package that audits data (cnntrain/audit/) and the function
     `cnntrain.audit(...)` (cnntrain.api.audit): Python binds the name to the package whenever one of its modules is
     imported, so the package itself is made callable, the call going to the API."""

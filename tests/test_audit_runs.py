@@ -130,3 +130,14 @@ def test_a_label_file_of_label_sets_is_audited_by_its_rows(tmp_path, monkeypatch
     cleaned = rows(tmp_path / "audit" / "cleaned_labels.csv")
     assert {r["split"] for r in cleaned} == {"train", "test"} and drawn[planted][0] not in {r["path"] for r in cleaned}
     assert len(cleaned) + len((tmp_path / "audit" / "exclude.txt").read_text().splitlines()) == 64
+
+
+def test_cnntrain_audit_from_python_reads_the_same_folds_again(folder_audit, tmp_path):
+    import cnntrain
+
+    _, out, _ = folder_audit
+    found = cnntrain.audit(runs=out / "folds", out=tmp_path / "again", fix="relabel")
+    assert found.images == 62 and found.leaks >= 1 and found.files["cleaned_labels"].is_file()
+    assert (tmp_path / "again" / "label_issues.csv").read_bytes() == (out / "label_issues.csv").read_bytes()
+    assert found.relabelled > 0 and found.line().startswith("audit: 62 images")
+    assert callable(cnntrain.audit) and cnntrain.audit.run.audit_runs  # the function and the package, one name
