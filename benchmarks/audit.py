@@ -1,6 +1,7 @@
 """How well cnntrain-audit finds planted problems in real images, and what it costs: MNIST digits as PNGs.
 
-Writes `--train` MNIST training digits and `--test` test digits as PNGs into OUT (never into the repository), then:
+Writes `--train` MNIST training digits and `--test` test digits as PNGs into OUT/data (never into the repository;
+the runs and audits go into OUT beside it), then:
 1. label flips: `--rates` (default 5% and 10%) of the training labels moved to another class (seeded; the flipped
    rows are recorded in OUT/flips-<rate>.csv), given as a label file (path, label, split) over the same PNGs; the
    audit's flagged set and its top 1% / 5% by label quality against the flips (precision, recall);
@@ -88,12 +89,12 @@ def retrained(
     """The cleaned training rows trained with the same recipe and seed, tested on the same untouched test digits
     as the clean and noisy runs."""
     kept = [
-        {**r, "path": os.path.relpath(found.image_dir / r["path"], out)}
+        {**r, "path": os.path.relpath(found.image_dir / r["path"], out / "data")}
         for r in read_csv(found.files["cleaned_labels"])
         if r["split"] != "test"
     ]
-    fair = write_csv(out / f"cleaned-{rate:g}.csv", kept + test)
-    cleaned, _ = train(out, f"cleaned-{rate:g}", fair, out, recipe, seed)
+    fair = write_csv(out / "data" / f"cleaned-{rate:g}.csv", kept + test)
+    cleaned, _ = train(out, f"cleaned-{rate:g}", fair, out / "data", recipe, seed)
     cost = clean - noisy
     return {
         "noisy_test_acc": noisy,
@@ -125,14 +126,15 @@ def main() -> None:
     test_labels = read_idx(args.mnist / "t10k-labels-idx1-ubyte", 1).numpy()
     pick = rng.choice(len(train_images), args.train, replace=False)
     pick_test = rng.choice(len(test_images), args.test, replace=False)
-    clean = write_digits(out, train_images[pick], train_labels[pick], "train")
-    test = write_digits(out, test_images[pick_test], test_labels[pick_test], "test")
+    data = out / "data"  # the images and label files; the runs and audits go beside it, never into it
+    clean = write_digits(data, train_images[pick], train_labels[pick], "train")
+    test = write_digits(data, test_images[pick_test], test_labels[pick_test], "test")
     recipe = [*RECIPES["fast"]]
     results: dict[str, object] = {"train": args.train, "test": args.test, "folds": args.folds, "recipe": recipe}
     clean_acc = noisy_acc = one_training = 0.0
     if not reuse:
-        clean_file = write_csv(out / "clean.csv", clean + test)
-        clean_acc, one_training = train(out, "clean", clean_file, out, recipe, args.seed)
+        clean_file = write_csv(data / "clean.csv", clean + test)
+        clean_acc, one_training = train(out, "clean", clean_file, data, recipe, args.seed)
         results.update(clean_test_acc=clean_acc, one_training_s=round(one_training, 1))
     for n, rate in enumerate(args.rates):
         noisy = [dict(row) for row in clean]
@@ -141,22 +143,22 @@ def main() -> None:
             true = int(noisy[i]["label"])
             noisy[i]["label"] = str(int((true + rng.integers(1, 10)) % 10))
         write_csv(out / f"flips-{rate:g}.csv", [noisy[i] for i in sorted(flipped)])
-        truth = {str(out / noisy[i]["path"]) for i in flipped}
+        truth = {str(data / noisy[i]["path"]) for i in flipped}
         copies: dict[str, str] = {}
         if n == 0 and args.leaks:
             for j, i in enumerate(rng.choice(len(test), args.leaks, replace=False)):
-                path = leaked(out, test_images[pick_test][i], j)
-                copies[str(out / path)] = str(out / test[i]["path"])
+                path = leaked(data, test_images[pick_test][i], j)
+                copies[str(data / path)] = str(data / test[i]["path"])
                 noisy.append({"path": path, "label": test[i]["label"], "split": "train"})
-        file = write_csv(out / f"noisy-{rate:g}.csv", noisy + test)
+        file = write_csv(data / f"noisy-{rate:g}.csv", noisy + test)
         started = time.perf_counter()
         if reuse:
             found = cnntrain.audit(runs=out / f"audit-{rate:g}" / "folds", out=out / f"audit-{rate:g}-again")
         else:
-            noisy_acc, _ = train(out, f"noisy-{rate:g}", file, out, recipe, args.seed)
+            noisy_acc, _ = train(out, f"noisy-{rate:g}", file, data, recipe, args.seed)
             started = time.perf_counter()
             found = cnntrain.audit(
-                "dataset=labels", f"dataset.file={file}", f"dataset.image_dir={out}", "dataset.num_workers=0",
+                "dataset=labels", f"dataset.file={file}", f"dataset.image_dir={data}", "dataset.num_workers=0",
                 f"seed={args.seed}", out=out / f"audit-{rate:g}", folds=args.folds,
             )  # fmt: skip
         audit_s = time.perf_counter() - started

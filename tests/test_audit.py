@@ -202,6 +202,9 @@ def test_a_class_with_too_few_images_for_k_folds_is_named(tmp_path, monkeypatch)
     result = audit(tmp_path, monkeypatch, "dataset=imagefolder", f"dataset.root={root}", "--folds", "3")
     assert_one_line_error(result, "'square'", "2 image(s)", "3 folds")
     assert not (tmp_path / "audit").exists()
+    inside = audit(tmp_path, monkeypatch, "dataset=imagefolder", f"dataset.root={root}", "--out", str(root / "audit"))
+    assert_one_line_error(inside, f"--out {root / 'audit'}", "never writes into the data")
+    assert not (root / "audit").exists()
 
 
 def test_a_streamed_source_without_an_index_is_refused(tmp_path, monkeypatch):

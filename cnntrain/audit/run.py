@@ -3,6 +3,7 @@ then the files (CSVs, the cleaned label file, exclude.txt, audit.html) and one s
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from cnntrain.audit import duplicates, label_issues, outliers, tables
 from cnntrain.audit.extra import check_installed
 from cnntrain.audit.folds import Predictions, predict_folds
 from cnntrain.audit.result import AuditResult
+from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import ConfigError, UnsafePathError
 
 
@@ -23,6 +25,30 @@ def audit_folder(folder: Path) -> Path:
     return folder
 
 
+def data_folders(data: DatasetConfig) -> list[Path]:
+    """The folders a dataset's files are read from (an image folder's root, a label file's folder and image_dir)."""
+    folders = []
+    if str(data.kind) == "imagefolder":
+        folders.append(Path(str(data.root)))
+    if str(data.kind) == "labels" and data.file:
+        folders.append(Path(str(data.file)).parent)
+        if data.image_dir:
+            folders.append(Path(str(data.file)).parent / str(data.image_dir))
+    return [Path(os.path.abspath(f)) for f in folders]
+
+
+def check_outside_data(folder: Path, data: DatasetConfig) -> None:
+    """The audit never writes into the data: an --out inside the folders it reads is refused (its fold runs
+    would also be read back as a class folder of an image folder)."""
+    out = Path(os.path.abspath(folder))
+    for root in data_folders(data):
+        if out == root or root in out.parents:
+            raise UnsafePathError(
+                f"--out {folder} lies inside {root}, which the dataset is read from; the audit never writes into "
+                f"the data: give a folder outside it"
+            )
+
+
 def audit_runs(
     run_dirs: list[Path], out: Path, *, action: str = "drop", max_distance: int = duplicates.PHASH_DISTANCE
 ) -> AuditResult:
@@ -32,9 +58,13 @@ def audit_runs(
     if not 0 <= max_distance <= 128:
         raise ConfigError(f"--phash-distance {max_distance}: expected a whole number of bits from 0 to 128 (of 256)")
     check_installed()
+    if out.is_symlink():  # checked again as the folder is made; here before any work
+        audit_folder(out)
     started = time.perf_counter()
-    folder = audit_folder(out)
     pred = predict_folds(run_dirs)
+    assert pred.data is not None
+    check_outside_data(out, pred.data)
+    folder = audit_folder(out)
     return write_audit(folder, pred, action, max_distance, started)
 
 

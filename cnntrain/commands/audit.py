@@ -89,7 +89,7 @@ def train_folds(overrides: list[str], out: Path, folds: int, recipe: str) -> lis
         if item.split("=", 1)[0].lstrip("+~") in FOLD_KEYS:
             raise ConfigError(f"{item}: the audit sets dataset.folds and dataset.fold itself; use --folds K")
     cfg = _composed([*RECIPES[recipe], *overrides])
-    check_pool(cfg, folds)
+    check_pool(cfg, folds, out)
     sweep = (out / "folds").resolve()
     argv = [
         "-m",
@@ -117,11 +117,15 @@ def _composed(overrides: list[str]) -> Any:
         return validate(compose_train(overrides, hydra=session))
 
 
-def check_pool(cfg: Any, folds: int) -> None:
+def check_pool(cfg: Any, folds: int, out: Path) -> None:
+    """Before any fold trains: an --out outside the data, a source with keys, K images of every class."""
     from cnntrain.audit.keys import check_pool as check
+    from cnntrain.audit.run import check_outside_data
     from cnntrain.config.schema import DatasetConfig, section
 
-    check(section(cfg.dataset, DatasetConfig), int(cfg.seed), folds)
+    data = section(cfg.dataset, DatasetConfig)
+    check_outside_data(out, data)
+    check(data, int(cfg.seed), folds)
 
 
 def main() -> None:
