@@ -27,7 +27,7 @@ from cnntrain.results import Run, Sweep
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-__all__ = ["Run", "RunInterrupted", "Sweep", "UserError", "compose", "load", "sweep", "train"]
+__all__ = ["Run", "RunInterrupted", "Sweep", "UserError", "audit", "compose", "load", "sweep", "train"]
 
 CONFIG_DIR_KEY = "config_dir"  # train(config_dir=DIR) is the command's --config-dir DIR
 
@@ -55,6 +55,30 @@ def sweep(*overrides: str, **keys: Any) -> Sweep:
     `cnntrain.sweep(**{"optimizer.lr": [1e-3, 3e-4]})` is `cnntrain -m optimizer.lr=0.001,0.0003`."""
     argv = _argv(overrides, keys, sweep=True)
     return Sweep(_execute(["-m", *argv]))
+
+
+def audit(*overrides: str, **keys: Any) -> Any:
+    """Audit a dataset, as `cnntrain-audit OVERRIDES` would, and return what it found (counts, files, the line).
+
+    Overrides name the data (and change the fold runs' recipe), as for `train`; these keywords are the command's
+    flags: out (the folder, default ./audit), folds (K, default 5), recipe ("fast" or "config"), runs (a finished
+    K-fold sweep, or a list of its runs, instead of training), fix ("drop" or "relabel"), phash_distance.
+    `cnntrain.audit` is also the package that does the work (cnntrain/audit/): calling it comes here."""
+    from cnntrain.commands.audit import execute  # torch, Hydra: when an audit runs
+
+    flags = []
+    for name in AUDIT_FLAGS:
+        if name in keys:
+            value = keys.pop(name)
+            values = value if name == "runs" and isinstance(value, (list, tuple)) else [value]
+            flags += [f"--{name.replace('_', '-')}", *(str(v) for v in values)]
+    argv = [*flags, *_overrides(overrides, keys, sweep=False)]
+    with preserved():
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        return execute(argv)
+
+
+AUDIT_FLAGS = ("out", "folds", "recipe", "runs", "fix", "phash_distance")
 
 
 def load(path: str | os.PathLike[str] | Run) -> Run:

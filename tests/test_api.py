@@ -105,7 +105,7 @@ def test_import_is_light_and_names_are_exported():
     code = "import sys, cnntrain; print(sorted(m for m in ('torch', 'hydra', 'omegaconf') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    for name in ("train", "sweep", "load", "compose", "Run", "Sweep", "UserError"):
+    for name in ("train", "sweep", "load", "compose", "audit", "Run", "Sweep", "UserError"):
         assert name in dir(cnntrain) and getattr(cnntrain, name) is not None
     assert cnntrain.UserError is UserError
     with pytest.raises(AttributeError):

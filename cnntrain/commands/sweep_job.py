@@ -109,7 +109,8 @@ def earlier_run(cfg: Any, run_dir: Path, job_num: int) -> dict[str, Any] | None:
     if not paths.last.is_file():
         return None
     checkpoint = load_checkpoint(paths.last)
-    differs = config_difference(checkpoint.get("config") or {}, _plain(cfg))
+    saved = checkpoint.get("config") or {}
+    differs = config_difference(saved, _plain(cfg, saved))
     if differs:
         raise ConfigError(
             f"hydra.sweep.dir={run_dir.parent} holds job {job_num} of another sweep (its config "
@@ -148,7 +149,17 @@ def report_note(message: str) -> None:
     print(message, flush=True)
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
+def _plain(cfg: Any, saved: dict[str, Any]) -> dict[str, Any]:
+    """The fresh config, resolved as the saved run resolved it: what the run filled in from the data (an image
+    folder's classes, hence its num_classes and a last layer of `${dataset.num_classes}`) is taken from the saved
+    config where the fresh one leaves it null, so a finished job of such data is recognised as this sweep's."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True)
+    from cnntrain.data.description import DataDescription
+
+    fresh = OmegaConf.to_container(cfg, resolve=False)
+    dataset, kept = fresh.get("dataset") or {}, saved.get("dataset") or {}
+    for key in DataDescription.FILLED_KEYS:
+        if dataset.get(key) is None and kept.get(key) is not None:
+            dataset[key] = kept[key]
+    return OmegaConf.to_container(OmegaConf.create(fresh), resolve=True)

@@ -105,6 +105,7 @@ class DatasetConfig:
     folds: int | None = None  # K >= 2: K-fold cross-validation (stratified, seeded); val_split is then not used
     fold: int | None = None  # with folds: the fold (0..K-1) that validates; the other folds train
     fraction: float = 1.0  # (0, 1]: train on this seeded, stratified share of the training split (val, test whole)
+    exclude: str | None = None  # a file listing images to leave out: paths (image files) or split/index keys
     # webdataset: shard files as a brace range ('/d/train-{000000..000099}.tar', quoted for Hydra), a glob or a
     # list; val/test null: taken from train by a seeded hash of each sample's __key__
     train: Any = None

@@ -83,7 +83,7 @@ def load_data(
     """
     source = source_for(cfg)
     description = description or describe_data(cfg)
-    splits = source.read(description)
+    splits = source.leave_out(source.read(description))
     read = DataDescription(tuple(int(d) for d in splits.train.images.shape[1:]), description.classes)
     _check_description(cfg, read, source)
     for split in (splits.train, splits.val, splits.test):
@@ -178,7 +178,8 @@ def train_labels(cfg: DatasetConfig, seed: int, description: DataDescription | N
     """The labels of the split a run trains on, without decoding or keeping any image: what the preflight
     needs to check class balance before anything is written. Same files, order and splits as load_data."""
     description = description or describe_data(cfg)
-    return assemble(cfg, source_for(cfg).labels(description), seed)[0].labels
+    source = source_for(cfg)
+    return assemble(cfg, source.leave_out(source.labels(description)), seed)[0].labels
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

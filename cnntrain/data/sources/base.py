@@ -17,6 +17,7 @@ from typing import Any
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
+from cnntrain.data.exclude import without_keys
 
 
 @dataclass
@@ -63,6 +64,11 @@ class Source(ABC):
     @abstractmethod
     def read(self, description: DataDescription) -> SourceSplits:
         """Each split's images and labels."""
+
+    def leave_out(self, splits: SourceSplits) -> SourceSplits:
+        """`splits` (from labels or read) without the images dataset.exclude lists by split/index key; a source of
+        image files leaves listed paths out of its listing instead (FileListSource)."""
+        return without_keys(self.cfg, splits)
 
     def location(self) -> str:
         """Where the data is, for messages."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import torch
 
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
+from cnntrain.data.exclude import check_matched, listed, without_files
 from cnntrain.data.image_cache import ImageFiles
 from cnntrain.data.image_files import ImageReader
 from cnntrain.data.sources.base import Source, SourceSplits
@@ -39,6 +40,23 @@ class FileListSource(Source):
     @abstractmethod
     def find(self) -> FileListing:
         """Find and check the files (the one look at them per run: describe keeps it)."""
+
+    def found(self, description: DataDescription) -> FileListing:
+        """The listing describe found, without the files dataset.exclude lists."""
+        listing = super().found(description)
+        names = listed(self.cfg)
+        if not names:
+            return listing
+        parts = {f"{s}_files": getattr(listing, f"{s}_files") for s in ("train", "val", "test")}
+        kept = {key: None if files is None else without_files(self.cfg, files, names) for key, files in parts.items()}
+        count = sum(len(files or []) for files in kept.values())
+        check_matched(self.cfg, names, count, sum(len(files or []) for files in parts.values()))
+        whole = sum(len(files or []) for files in parts.values())
+        note = f"; dataset.exclude leaves out {whole - count:,} image(s)"
+        return replace(listing, **kept, layout=listing.layout + note)
+
+    def leave_out(self, splits: SourceSplits) -> SourceSplits:
+        return splits  # the listing has left them out already
 
     def labels(self, description: DataDescription) -> SourceSplits:
         return _splits(self.found(description), lambda files, split: (None, _labels(files)))
