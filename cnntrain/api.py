@@ -62,8 +62,7 @@ def audit(*overrides: str, **keys: Any) -> Any:
 
     Overrides name the data (and change the fold runs' recipe), as for `train`; these keywords are the command's
     flags: out (the folder, default ./audit), folds (K, default 5), recipe ("fast" or "config"), runs (a finished
-    K-fold sweep, or a list of its runs, instead of training), fix ("drop" or "relabel"), phash_distance.
-    `cnntrain.audit` is also the package that does the work (cnntrain/audit/): calling it comes here."""
+    K-fold sweep, or a list of its runs, instead of training), fix ("drop" or "relabel"), phash_distance."""
     from cnntrain.commands.audit import execute  # torch, Hydra: when an audit runs
 
     flags = []

@@ -18,9 +18,9 @@ from synthetic_images import draw, make_folder
 pytest.importorskip("cleanlab", reason="the audit extra (cleanlab) is not installed: pip install 'cnntrain[audit]'")
 pytest.importorskip("imagehash", reason="the audit extra (imagehash) is not installed: pip install 'cnntrain[audit]'")
 
-from cnntrain.audit import duplicates, label_issues, outliers, tables
-from cnntrain.audit.folds import Predictions
-from cnntrain.audit.keys import Key
+from cnntrain.auditing import duplicates, label_issues, outliers, tables
+from cnntrain.auditing.folds import Predictions
+from cnntrain.auditing.keys import Key
 from cnntrain.commands import audit as audit_command
 
 

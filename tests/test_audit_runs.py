@@ -140,4 +140,4 @@ def test_cnntrain_audit_from_python_reads_the_same_folds_again(folder_audit, tmp
     assert found.images == 62 and found.leaks >= 1 and found.files["cleaned_labels"].is_file()
     assert (tmp_path / "again" / "label_issues.csv").read_bytes() == (out / "label_issues.csv").read_bytes()
     assert found.relabelled > 0 and found.line().startswith("audit: 62 images")
-    assert callable(cnntrain.audit) and cnntrain.audit.run.audit_runs  # the function and the package, one name
+    assert callable(cnntrain.audit)

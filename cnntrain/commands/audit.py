@@ -1,6 +1,6 @@
 """`cnntrain-audit [OVERRIDES]`: train K fold runs of the dataset the overrides name (a sweep over
 dataset.fold, through cnntrain's own sweep machinery: launchers, resume, trackers), or read a finished K-fold
-sweep (--runs), then audit its data into one folder (cnntrain.audit): likely label errors, duplicates and leaks,
+sweep (--runs), then audit its data into one folder (cnntrain.auditing): likely label errors, duplicates and leaks,
 outliers, a cleaned label file and audit.html. Only the arguments and the sweep are here."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnntrain.audit.extra import check_installed
+from cnntrain.auditing.extra import check_installed
 from cnntrain.commands.entry import ArgumentParser, run_command
 from cnntrain.errors import ConfigError, UserError
 
@@ -46,9 +46,9 @@ def _main(argv: list[str]) -> None:
 
 
 def execute(argv: list[str]) -> Any:
-    """Do what `cnntrain-audit ARGV` asks and return what it found (cnntrain.audit.result.AuditResult); the
+    """Do what `cnntrain-audit ARGV` asks and return what it found (cnntrain.auditing.result.AuditResult); the
     command and cnntrain.audit(...) both come here."""
-    from cnntrain.audit.run import audit_runs  # torch: when an audit runs
+    from cnntrain.auditing.run import audit_runs  # torch: when an audit runs
 
     args = parser().parse_intermixed_args(argv)
     if args.recipe not in RECIPES:
@@ -119,8 +119,8 @@ def _composed(overrides: list[str]) -> Any:
 
 def check_pool(cfg: Any, folds: int, out: Path) -> None:
     """Before any fold trains: an --out outside the data, a source with keys, K images of every class."""
-    from cnntrain.audit.keys import check_pool as check
-    from cnntrain.audit.run import check_outside_data
+    from cnntrain.auditing.keys import check_pool as check
+    from cnntrain.auditing.run import check_outside_data
     from cnntrain.config.schema import DatasetConfig, section
 
     data = section(cfg.dataset, DatasetConfig)

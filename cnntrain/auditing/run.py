@@ -7,10 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from cnntrain.audit import duplicates, label_issues, outliers, tables
-from cnntrain.audit.extra import check_installed
-from cnntrain.audit.folds import Predictions, predict_folds
-from cnntrain.audit.result import AuditResult
+from cnntrain.auditing import duplicates, label_issues, outliers, tables
+from cnntrain.auditing.extra import check_installed
+from cnntrain.auditing.folds import Predictions, predict_folds
+from cnntrain.auditing.result import AuditResult
 from cnntrain.config.schema import DatasetConfig
 from cnntrain.errors import ConfigError, UnsafePathError
 
@@ -69,7 +69,7 @@ def audit_runs(
 
 
 def write_audit(folder: Path, pred: Predictions, action: str, max_distance: int, started: float) -> AuditResult:
-    from cnntrain.audit.page import write_page  # the page last: it shows what the tables hold
+    from cnntrain.auditing.page import write_page  # the page last: it shows what the tables hold
 
     issues, quality = label_issues.find_issues(pred.labels, pred.probs)
     pairs = duplicates.find_pairs(pred.keys, pred.images, pred.embeddings, max_distance)

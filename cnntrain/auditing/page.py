@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from cnntrain.audit.duplicates import Pair
-from cnntrain.audit.folds import Predictions
-from cnntrain.audit.label_issues import LabelIssue
-from cnntrain.audit.outliers import Outlier
-from cnntrain.audit.result import AuditResult
-from cnntrain.audit.tables import names
+from cnntrain.auditing.duplicates import Pair
+from cnntrain.auditing.folds import Predictions
+from cnntrain.auditing.label_issues import LabelIssue
+from cnntrain.auditing.outliers import Outlier
+from cnntrain.auditing.result import AuditResult
+from cnntrain.auditing.tables import names
 from cnntrain.reporting.html import Raw, cards, esc, page, section, table
 from cnntrain.reporting.html import write_page as write_html
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnntrain.audit.extra import require
+from cnntrain.auditing.extra import require
 
 LABEL_SET_SEPARATOR = ";"  # how a set of labels is written in the CSVs and the cleaned label file
 
 
 @dataclass
 class LabelIssue:
-    index: int  # into the audit's order (cnntrain.audit.folds.Predictions)
+    index: int  # into the audit's order (cnntrain.auditing.folds.Predictions)
     given: list[int]  # the given class (one) or label set
     suggested: list[int]  # the most likely class, or the labels at probability >= 0.5
     quality: float  # cleanlab's label quality score in [0, 1]: low is likely wrong

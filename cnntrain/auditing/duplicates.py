@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnntrain.audit.extra import require
-from cnntrain.audit.keys import Key
+from cnntrain.auditing.extra import require
+from cnntrain.auditing.keys import Key
 from cnntrain.reading import hash_file
 
 HASH_SIZE = 16  # pHash of 16 x 16 DCT coefficients: 256 bits (the 64-bit default pairs look-alike digits)

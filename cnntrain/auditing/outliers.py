@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnntrain.audit.extra import require
-from cnntrain.audit.keys import Key
+from cnntrain.auditing.extra import require
+from cnntrain.auditing.keys import Key
 
 QUANTILE = 0.01  # flag what is less typical than the 1% least typical training images
 NEIGHBOURS = 10

@@ -4,7 +4,7 @@ model) in which images are compared with each other, and each fold's embeddings 
 (what the outlier scores are measured against).
 
 The fold runs are ordinary cnntrain runs (a sweep over dataset.fold); they are read back with
-cnntrain.inference.load_run and fed the images their data assembly gave them (cnntrain.audit.keys).
+cnntrain.inference.load_run and fed the images their data assembly gave them (cnntrain.auditing.keys).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from cnntrain.audit.keys import Key, fold_parts, keyed, refuse_streams
+from cnntrain.auditing.keys import Key, fold_parts, keyed, refuse_streams
 from cnntrain.config.schema import DatasetConfig, section
 from cnntrain.data.containers import SourceSplit, as_container
 from cnntrain.data.loading import describe_data

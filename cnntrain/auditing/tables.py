@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnntrain.audit.duplicates import Pair
-from cnntrain.audit.folds import Predictions
-from cnntrain.audit.label_issues import LABEL_SET_SEPARATOR, LabelIssue
-from cnntrain.audit.outliers import Outlier
+from cnntrain.auditing.duplicates import Pair
+from cnntrain.auditing.folds import Predictions
+from cnntrain.auditing.label_issues import LABEL_SET_SEPARATOR, LabelIssue
+from cnntrain.auditing.outliers import Outlier
 from cnntrain.files import write_text
 
 ACTIONS = ("drop", "relabel")  # what the cleaned file does with a flagged label
