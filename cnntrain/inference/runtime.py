@@ -230,6 +230,13 @@ class ExportedModel:
         ]
         return as_probabilities(np.concatenate(outputs), self.contract.kind)
 
+    def predictions(self, images_uint8: np.ndarray, top_k: int) -> list[Any]:
+        """Per image of a decoded uint8 batch, the task's answer (cnntrain.inference.answers makes it JSON)."""
+        return predictions(self.probabilities(images_uint8), self.contract, top_k)
+
+    def images(self, paths: Sequence[Path]) -> np.ndarray:
+        """uint8 [N, C, H, W] from image files, decoded as the run decoded its own."""
+        return load_images(paths, self.contract.input_shape, self.contract.resize)
+
     def predict(self, paths: Sequence[Path], top_k: int) -> list[Any]:
-        images = load_images(paths, self.contract.input_shape, self.contract.resize)
-        return predictions(self.probabilities(images), self.contract, top_k)
+        return self.predictions(self.images(paths), top_k)

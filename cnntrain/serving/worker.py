@@ -1,0 +1,77 @@
+"""The LitServe API of cnntrain-serve: what each inference worker process does with the requests LitServe batches.
+
+LitServe (litserve.LitAPI) runs `setup` once per worker, then collects requests into batches of up to
+max_batch_size within batch_timeout and calls `batch`, `predict`, `unbatch` and `encode_response`. Every request
+that reaches a worker has already been read, checked and decoded by the HTTP side (cnntrain.serving.gate), so a
+bad image never shares a batch with good ones; here the decoded uint8 images of all requests in a batch run
+through the model as one array and the answers are split back per request.
+"""
+
+import base64
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import litserve
+import numpy as np
+
+from cnntrain.serving.metrics import Metrics
+from cnntrain.serving.model import LoadedModel, ModelSource
+
+
+def pack(images: np.ndarray, many: bool) -> dict[str, Any]:
+    """The HTTP side's decoded images as the JSON body LitServe's own request handler reads and queues."""
+    return {"many": many, "shape": list(images.shape), "data": base64.b64encode(images.tobytes()).decode("ascii")}
+
+
+class ServedAPI(litserve.LitAPI):
+    """One served model: setup opens it and answers a warm-up batch; predict answers a batch of requests."""
+
+    def __init__(
+        self, source: ModelSource, top_k: int, metrics: Metrics, max_batch_size: int, batch_timeout: float
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
+        self.source = source
+        self.top_k = top_k
+        self.metrics = metrics
+        self.model: LoadedModel | None = None
+        self.ready: Callable[[], bool] | None = None  # the command's: are the workers up (never sent to them)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "ready": None}
+
+    def health(self) -> bool:
+        """LitServe's GET /health, in the command's process: 200 once every worker is set up, and while they live."""
+        return self.ready is not None and self.ready()
+
+    def setup(self, device: str) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the command stops us in order
+        self.model = LoadedModel(self.source)
+        for size in sorted({1, self.max_batch_size}):  # warm-up: allocations for one image and for a full batch
+            self.model.answer(np.zeros((size, *self.model.input_shape), dtype=np.uint8), self.top_k)
+
+    def decode_request(self, request: dict[str, Any]) -> tuple[np.ndarray, bool]:
+        images = np.frombuffer(bytearray(base64.b64decode(request["data"])), dtype=np.uint8).reshape(request["shape"])
+        return images, bool(request["many"])
+
+    def batch(self, inputs: list[tuple[np.ndarray, bool]]) -> list[tuple[np.ndarray, bool]]:
+        return inputs  # predict joins the images of every request itself (requests hold different numbers)
+
+    def unbatch(self, output: list[Any]) -> list[Any]:
+        return output
+
+    def predict(self, x: Any) -> Any:
+        requests = x if isinstance(x, list) else [x]
+        images = np.concatenate([images for images, _ in requests]) if len(requests) > 1 else requests[0][0]
+        assert self.model is not None
+        records = self.model.answer(images, self.top_k)
+        self.metrics.batch(len(requests), len(images))
+        answers, start = [], 0
+        for part, many in requests:
+            mine = records[start : start + len(part)]
+            start += len(part)
+            answers.append(mine if many else mine[0])
+        return answers if isinstance(x, list) else answers[0]
+
+    def encode_response(self, output: Any) -> Any:
+        return output
