@@ -451,3 +451,16 @@ def test_a_bad_model_file_is_one_line_before_the_port_opens(one_epoch_run, label
     assert_one_line_error(run_main(serve.main, [str(copy), "--port", port], tmp_path, monkeypatch), "cannot read it")
     with socket.create_server(("127.0.0.1", int(port))):
         pass  # the port is free again: nothing was left listening
+
+
+def test_run_serve_checks_its_options_first(one_epoch_run):
+    from cnntrain import Run
+    from cnntrain.errors import ConfigError
+
+    run = Run(one_epoch_run)
+    with pytest.raises(ConfigError, match="max_batch_size=0"):
+        run.serve(max_batch_size=0)
+    with pytest.raises(ConfigError, match="serve\\(\\) got bogus"):
+        run.serve(bogus=1)
+    with pytest.raises(ConfigError, match="format='tflite'"):
+        run.serve(format="tflite")

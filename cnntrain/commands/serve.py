@@ -8,12 +8,11 @@ module parses and checks the options, each bad one a single line before anything
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.entry import ArgumentParser, run_command
-from cnntrain.errors import ConfigError, UserError
+from cnntrain.errors import UserError
 
 
 def parser() -> ArgumentParser:
@@ -78,39 +77,11 @@ def parser() -> ArgumentParser:
 
 def options(args: Any) -> Any:
     """The checked options; one line naming the first bad value and what is allowed."""
-    from cnntrain.serving.app import ServeOptions
+    from cnntrain.serving.app import ServeOptions, check_options
 
-    whole = {
-        "--port": (args.port, 0, 65535),
-        "--max-batch-size": (args.max_batch_size, 1, 4096),
-        "--workers": (args.workers, 1, 64),
-        "--top-k": (args.top_k, 1, 100_000),
-        "--queue": (args.queue, 1, 1_000_000),
-        "--max-images": (args.max_images, 1, 4096),
-    }
-    for flag, (value, low, high) in whole.items():
-        if not low <= value <= high:
-            raise ConfigError(f"{flag}={value}: must be a whole number from {low} to {high}")
-    if not (math.isfinite(args.batch_timeout_ms) and 0 <= args.batch_timeout_ms <= 10_000):
-        raise ConfigError(f"--batch-timeout-ms={args.batch_timeout_ms:g}: must be from 0 to 10000 milliseconds")
-    if not (math.isfinite(args.max_body_mb) and 0 < args.max_body_mb <= 1024):
-        raise ConfigError(f"--max-body-mb={args.max_body_mb:g}: must be more than 0 and at most 1024 (MiB)")
-    if not (math.isfinite(args.body_timeout_s) and 0 < args.body_timeout_s <= 3600):
-        raise ConfigError(f"--body-timeout-s={args.body_timeout_s:g}: must be more than 0 and at most 3600 (seconds)")
-    if not args.host or any(c.isspace() for c in args.host):
-        raise ConfigError(f"--host={args.host!r}: must be an address such as 127.0.0.1, 0.0.0.0 or ::")
-    return ServeOptions(
-        host=args.host,
-        port=args.port,
-        max_batch_size=args.max_batch_size,
-        batch_timeout_ms=args.batch_timeout_ms,
-        workers=args.workers,
-        top_k=args.top_k,
-        queue=args.queue,
-        max_body_mb=args.max_body_mb,
-        max_images=args.max_images,
-        body_timeout_s=args.body_timeout_s,
-    )
+    chosen = ServeOptions(**{name: getattr(args, name) for name in ServeOptions.__dataclass_fields__ if name in args})
+    check_options(chosen, lambda name: "--" + name.replace("_", "-"))
+    return chosen
 
 
 def _main(argv: list[str]) -> None:

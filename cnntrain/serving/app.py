@@ -12,15 +12,17 @@ the bind, both before anything listens.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cnntrain.errors import UserError
+from cnntrain.errors import ConfigError, UserError
 from cnntrain.serving.gate import Gate, Limits
 from cnntrain.serving.metrics import Metrics
 from cnntrain.serving.model import LoadedModel, ModelSource
@@ -48,8 +50,39 @@ class ServeOptions:
     request_timeout_s: float = 30.0
 
 
+def check_options(options: ServeOptions, flag: Callable[[str], str]) -> None:
+    """A ConfigError naming the first value out of range (`flag` spells an option's name: --max-batch-size for the
+    command, max_batch_size for Run.serve)."""
+    whole = {"port": (0, 65535), "max_batch_size": (1, 4096), "workers": (1, 64), "top_k": (1, 100_000),
+             "queue": (1, 1_000_000), "max_images": (1, 4096)}  # fmt: skip
+    for name, (low, high) in whole.items():
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{flag(name)}={value!r}: must be a whole number from {low} to {high}")
+    spans = {"batch_timeout_ms": (True, 10_000, "milliseconds"), "max_body_mb": (False, 1024, "MiB"),
+             "body_timeout_s": (False, 3600, "seconds"), "request_timeout_s": (False, 3600, "seconds")}  # fmt: skip
+    for name, (zero_ok, high, unit) in spans.items():
+        value = getattr(options, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not (number and (value >= 0 if zero_ok else value > 0) and value <= high):
+            allowed = f"from 0 to {high}" if zero_ok else f"more than 0 and at most {high}"
+            raise ConfigError(f"{flag(name)}={value!r}: must be {allowed} {unit}")
+    host = options.host
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ConfigError(f"{flag('host')}={host!r}: must be an address such as 127.0.0.1, 0.0.0.0 or ::")
+
+
 def serve(source: ModelSource, options: ServeOptions, announce: Any = print) -> None:
     """Serve `source` until SIGTERM or SIGINT, then return (the command exits 0)."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _serve(source, options, announce)
+    finally:
+        for signum, handler in handlers.items():  # Run.serve() leaves the Python session's own handlers
+            signal.signal(signum, handler)
+
+
+def _serve(source: ModelSource, options: ServeOptions, announce: Any) -> None:
     import litserve  # the serve extra (litserve: fastapi, uvicorn, pyzmq)
     import uvicorn
 
@@ -115,7 +148,9 @@ def serve(source: ModelSource, options: ServeOptions, announce: Any = print) -> 
 def _api(source: ModelSource, options: ServeOptions, metrics: Metrics) -> Any:
     from cnntrain.serving.worker import ServedAPI
 
-    return ServedAPI(source, options.top_k, metrics, options.max_batch_size, options.batch_timeout_ms / 1000)
+    return ServedAPI(
+        source, options.top_k, metrics, options.max_batch_size, options.batch_timeout_ms / 1000, options.workers
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:

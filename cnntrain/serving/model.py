@@ -78,9 +78,13 @@ class LoadedModel:
     """The served model, opened: its input size and resize (how requests are decoded), what /metadata shows, and
     `answer` (a decoded uint8 batch -> cnntrain-predict --json's records)."""
 
-    def __init__(self, source: ModelSource) -> None:
+    def __init__(self, source: ModelSource, threads: int | None = None) -> None:
         self.source = source
         if source.fmt == EAGER:
+            if threads is not None:
+                import torch  # the eager path only
+
+                torch.set_num_threads(threads)
             self._open_run(source)
         else:
             self._open_file(source)
