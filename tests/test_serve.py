@@ -104,7 +104,8 @@ def png(image: np.ndarray) -> bytes:
 def png_header(width: int, height: int) -> bytes:
     """The start of a PNG that announces width x height pixels (its IHDR chunk and a valid CRC), and no pixels."""
     ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
+    head = b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
+    return head + (100).to_bytes(4, "big") + b"IDAT"  # where the pixels would start: Pillow stops reading here
 
 
 def images(folder: Path, count: int, channels: int) -> list[Path]:
@@ -201,7 +202,7 @@ def label_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def labels(label_onnx: Path) -> Iterator[Server]:
-    server = Server(label_onnx, "--max-batch-size", "8", "--batch-timeout-ms", "2")
+    server = Server(label_onnx, "--max-batch-size", "8")  # --batch-timeout-ms 0: what is queued
     yield server
     server.stop()
 

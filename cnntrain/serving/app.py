@@ -40,7 +40,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_size: int = 16
-    batch_timeout_ms: float = 5.0
+    batch_timeout_ms: float = 0.0
     workers: int = 1
     top_k: int = 3
     queue: int = 256

@@ -10,11 +10,15 @@ through the model as one array and the answers are split back per request.
 import base64
 import os
 import signal
+import time
 from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 import litserve
 import numpy as np
+from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError
+from litserve.loops.simple_loops import BatchedLoop
 
 from cnntrain.serving.metrics import Metrics
 from cnntrain.serving.model import LoadedModel, ModelSource
@@ -32,6 +36,40 @@ def pack(images: np.ndarray, many: bool) -> dict[str, Any]:
     return {"many": many, "shape": list(images.shape), "data": base64.b64encode(images.tobytes()).decode("ascii")}
 
 
+class WaitingBatchedLoop(BatchedLoop):
+    """LitServe's batched loop with another way to gather a batch: wait (blocking, no polling) for the first request,
+    take every request already queued behind it, then wait up to batch_timeout for more, up to max_batch_size.
+
+    LitServe's own gathering polls its queue every millisecond for the whole batch_timeout, also when the server is
+    idle (a core kept busy for nothing), and with batch_timeout 0 it spins; here an idle worker sleeps in the queue,
+    a lone request runs at once when batch_timeout is 0, and under load the requests that queued while the model
+    ran form the next batch."""
+
+    def get_batch_requests(self, lit_api: Any, request_queue: Any, transport: Any) -> tuple[list, list]:
+        try:
+            first = request_queue.get(timeout=1.0)
+        except Empty:
+            return [], []
+        items = [first]
+        deadline = time.monotonic() + lit_api.batch_timeout
+        while len(items) < lit_api.max_batch_size and items[-1] != _SENTINEL_VALUE:
+            try:
+                left = deadline - time.monotonic()
+                items.append(request_queue.get(timeout=left) if left > 0 else request_queue.get_nowait())
+            except Empty:
+                break
+        payloads, timed_out = [], []
+        for item in items:
+            if item == _SENTINEL_VALUE:
+                raise _StopLoopError()
+            response_queue_id, uid, timestamp, x_enc = item
+            if lit_api.request_timeout not in (-1, False) and time.monotonic() - timestamp > lit_api.request_timeout:
+                timed_out.append((response_queue_id, uid))
+            else:
+                payloads.append((response_queue_id, uid, x_enc))
+        return payloads, timed_out
+
+
 class ServedAPI(litserve.LitAPI):
     """One served model: setup opens it and answers a warm-up batch; predict answers a batch of requests."""
 
@@ -44,7 +82,8 @@ class ServedAPI(litserve.LitAPI):
         batch_timeout: float,
         workers: int = 1,
     ) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
+        loop = WaitingBatchedLoop() if max_batch_size > 1 else "auto"  # 1: LitServe's unbatched loop
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict", loop=loop)
         self.source = source
         self.top_k = top_k
         self.metrics = metrics
