@@ -87,7 +87,7 @@ class LoadedModel:
                 torch.set_num_threads(threads)
             self._open_run(source)
         else:
-            self._open_file(source)
+            self._open_file(source, threads)
 
     def _open_run(self, source: ModelSource) -> None:
         import torch  # the eager path only: an exported file is served without torch
@@ -113,8 +113,8 @@ class LoadedModel:
             "commit": git.get("commit") if isinstance(git, dict) else None,
         }
 
-    def _open_file(self, source: ModelSource) -> None:
-        model = ExportedModel(source.path)
+    def _open_file(self, source: ModelSource, threads: int | None) -> None:
+        model = ExportedModel(source.path, threads)
         self._model = model
         self._as_input = lambda images: images
         contract = model.contract

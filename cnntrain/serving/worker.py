@@ -5,6 +5,9 @@ max_batch_size within batch_timeout and calls `batch`, `predict`, `unbatch` and 
 that reaches a worker has already been read, checked and decoded by the HTTP side (cnntrain.serving.gate), so a
 bad image never shares a batch with good ones; here the decoded uint8 images of all requests in a batch run
 through the model as one array and the answers are split back per request.
+
+(No `from __future__ import annotations` here: LitServe gives decode_request's annotation to FastAPI, which needs
+the real type, a dict, to read the request body as JSON.)
 """
 
 import base64
