@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -65,7 +66,8 @@ class Server:
         if token:
             env["CNNTRAIN_SERVE_TOKEN"] = token
         command = [sys.executable, "-m", "cnntrain.commands.serve", str(target), "--port", "0", *args]
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.log = tempfile.TemporaryFile(mode="a+")  # the server's log: a pipe nobody reads could fill and block it
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         line = self._announced()
         self.url = line.split(" on ", 1)[1].split()[0]
@@ -81,18 +83,22 @@ class Server:
                     return line
             if self.process.poll() is not None:
                 break
-        self.stop()
-        raise AssertionError(f"the server did not start: {self.process.stderr.read()}")
+        raise AssertionError(f"the server did not start: {self.stop()[1]}")
 
     def stop(self, signal_it: bool = True) -> tuple[int, str]:
         if signal_it and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            _, err = self.process.communicate(timeout=60)
+            self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, err = self.process.communicate(timeout=10)
-        return self.process.returncode, err
+            self.process.communicate(timeout=10)
+        return self.process.returncode, self.logged()
+
+    def logged(self) -> str:
+        """What the server wrote to its log so far (it appends: reading here never moves where it writes)."""
+        self.log.seek(0)
+        return self.log.read()
 
 
 def png(image: np.ndarray) -> bytes:
@@ -334,12 +340,14 @@ def test_bad_requests_are_refused_in_one_line_and_the_server_goes_on(single, sin
         (dict(files=[("images", ("a.png", good, "image/png"))] * 5), 413, "at most 4"),
         (dict(data={"image": "text"}, files=[("other", ("a", b"1"))]), 422, "file upload"),
     ]
+    before = server.logged().count(" POST /predict from ")
     for kwargs, code, fragment in cases:
         response = post(server, **kwargs)
         assert response.status_code == code, (fragment, response.text)
         body = response.json()
         assert list(body) == ["error"] and fragment in body["error"], body
         assert "\n" not in response.text and "Traceback" not in response.text and "/tmp" not in response.text
+    assert server.logged().count(" POST /predict from ") == before + len(cases)  # one log line each
     import httpx
 
     assert httpx.get(f"{server.url}/predict", headers=server.headers, timeout=30).status_code == 405

@@ -87,6 +87,12 @@ def _serve(source: ModelSource, options: ServeOptions, announce: Any) -> None:
     import uvicorn
 
     _stop_early()
+    if not LOG.handlers:  # one line per refused request, on stderr
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
     model = LoadedModel(source)  # a bad file: one line, before the port is bound
     token = os.environ.get(TOKEN_VARIABLE) or None
     sock = _bind(options.host, options.port)

@@ -61,11 +61,14 @@ class Limits:
 class Refusal(Exception):
     """A request answered with `code` and one line, before it reaches the model."""
 
-    def __init__(self, code: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def __init__(
+        self, code: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (), detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.headers = headers
+        self.detail = detail  # for the server's log only (the decoder's own words)
 
 
 class Gate:
@@ -244,18 +247,17 @@ class Gate:
             except ImageTooLarge as err:
                 raise Refusal(413, str(err)) from None
             except UserError as err:
-                LOG.info("undecodable %s: %s", name, err)
                 raise Refusal(
                     400,
                     f"{name} is not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, GIF), or is truncated",
+                    detail=str(err),
                 ) from None
         return np.stack(images)
 
     async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
         client = scope.get("client") or ("?", 0)
-        LOG.warning(
-            "%s %s %s from %s: %s", refusal.code, scope["method"], scope["path"][:100], client[0], refusal.message
-        )
+        said = f"{refusal.message} ({refusal.detail})" if refusal.detail else refusal.message
+        LOG.warning("%s %s %s from %s: %s", refusal.code, scope["method"], scope["path"][:100], client[0], said)
         await _reply(send, refusal.code, json.dumps({"error": refusal.message}).encode(), headers=refusal.headers)
 
 
