@@ -3,8 +3,8 @@ batching, the real decoder, ONNX Runtime; every answer compared with `cnntrain-p
 
 Two servers are started per module (each start loads the model twice: in the command, to refuse a bad file before
 the port opens, and in its worker): a single-label run's checkpoint with CNNTRAIN_SERVE_TOKEN set, and a multi-label
-run's ONNX export without a token, which the last test stops with SIGTERM under load. Options and model files that
-are wrong need no server and run in-process.
+run's ONNX export without a token and with a small --queue, which the last test stops with SIGTERM under load.
+Options and model files that are wrong need no server and run in-process.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ needs_onnx = pytest.mark.skipif(
     reason="the onnx extra (onnx, onnxscript, onnxruntime) is not installed",
 )
 TOKEN = "s3cret-token"
+QUEUE = 20  # the multi-label server's --queue: the load tests stay under it, the full-queue test fills it
 START_TIMEOUT_S = 180  # two model loads on a busy 2-core machine
 MULTILABEL = (
     "dataset=labels",
@@ -208,7 +209,7 @@ def label_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def labels(label_onnx: Path) -> Iterator[Server]:
-    server = Server(label_onnx, "--max-batch-size", "8")  # --batch-timeout-ms 0: what is queued
+    server = Server(label_onnx, "--max-batch-size", "8", "--queue", str(QUEUE))  # --batch-timeout-ms 0
     yield server
     server.stop()
 
@@ -361,21 +362,27 @@ def test_bad_requests_are_refused_in_one_line_and_the_server_goes_on(single, sin
 
 
 @needs_onnx
-def test_a_full_queue_is_503_with_retry_after(label_onnx):
-    """--queue 1 and a client that holds its one place with a slow body: the next request is turned away."""
-    server = Server(label_onnx, "--queue", "1")
+def test_a_full_queue_is_503_with_retry_after(labels):
+    """QUEUE clients hold their places with bodies that never come: the next request is turned away at once."""
+    host, port = labels.url.removeprefix("http://").split(":")
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
+    holders = [socket.create_connection((host, int(port)), timeout=30) for _ in range(QUEUE)]
     try:
-        host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=30) as holder:
-            holder.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n"
-            )
-            time.sleep(0.5)
-            response = post(server, png(np.zeros((8, 8, 3), np.uint8)), headers={"Content-Type": "image/png"})
-            assert response.status_code == 503 and response.headers["retry-after"] == "1"
-            assert "queue" in response.json()["error"]
+        for holder in holders:
+            holder.sendall(head)
+        deadline = time.monotonic() + 20
+        while scraped(labels)["cnntrain_serve_in_flight"] < QUEUE and time.monotonic() < deadline:
+            time.sleep(0.1)
+        response = post(labels, png(np.zeros((8, 8, 3), np.uint8)), headers={"Content-Type": "image/png"})
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "queue" in response.json()["error"]
     finally:
-        assert server.stop()[0] == 0
+        for holder in holders:
+            holder.close()
+    deadline = time.monotonic() + 20
+    while scraped(labels)["cnntrain_serve_in_flight"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert post(labels, png(np.zeros((8, 8, 3), np.uint8)), headers={"Content-Type": "image/png"}).status_code == 200
 
 
 # ---- stopping ----

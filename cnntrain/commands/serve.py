@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.commands.entry import ArgumentParser, run_command
-from cnntrain.errors import UserError
 
 
 def parser() -> ArgumentParser:
@@ -85,10 +84,6 @@ def options(args: Any) -> Any:
 
 
 def _main(argv: list[str]) -> None:
-    try:
-        import litserve  # noqa: F401  (the serve extra; its absence is one line, not a traceback)
-    except ImportError:
-        raise UserError("cnntrain-serve needs LitServe: pip install 'cnntrain[serve]'") from None
     from cnntrain.config.validate import check_device
     from cnntrain.serving.app import serve
     from cnntrain.serving.model import model_source

@@ -83,8 +83,11 @@ def serve(source: ModelSource, options: ServeOptions, announce: Any = print) -> 
 
 
 def _serve(source: ModelSource, options: ServeOptions, announce: Any) -> None:
-    import litserve  # the serve extra (litserve: fastapi, uvicorn, pyzmq)
-    import uvicorn
+    try:
+        import litserve  # the serve extra (litserve: fastapi, uvicorn, pyzmq)
+        import uvicorn
+    except ImportError:
+        raise UserError("serving needs LitServe: pip install 'cnntrain[serve]'") from None
 
     _stop_early()
     if not LOG.handlers:  # one line per refused request, on stderr

@@ -21,6 +21,7 @@ way. Nothing in a request is ever used as a path.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 import logging
@@ -34,7 +35,6 @@ import numpy as np
 from cnntrain.data.images import ImageTooLarge, NamedBytes, decode_array
 from cnntrain.errors import UserError
 from cnntrain.serving.metrics import Metrics
-from cnntrain.serving.worker import pack
 
 LOG = logging.getLogger("cnntrain.serve")
 ROUTES = {"/predict": "POST", "/health": "GET", "/metadata": "GET", "/metrics": "GET"}
@@ -259,6 +259,11 @@ class Gate:
         said = f"{refusal.message} ({refusal.detail})" if refusal.detail else refusal.message
         LOG.warning("%s %s %s from %s: %s", refusal.code, scope["method"], scope["path"][:100], client[0], said)
         await _reply(send, refusal.code, json.dumps({"error": refusal.message}).encode(), headers=refusal.headers)
+
+
+def pack(images: np.ndarray, many: bool) -> dict[str, Any]:
+    """The decoded images as the JSON body LitServe's own request handler reads and queues (worker.py unpacks it)."""
+    return {"many": many, "shape": list(images.shape), "data": base64.b64encode(images.tobytes()).decode("ascii")}
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

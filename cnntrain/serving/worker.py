@@ -34,11 +34,6 @@ def model_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // (workers + 1))
 
 
-def pack(images: np.ndarray, many: bool) -> dict[str, Any]:
-    """The HTTP side's decoded images as the JSON body LitServe's own request handler reads and queues."""
-    return {"many": many, "shape": list(images.shape), "data": base64.b64encode(images.tobytes()).decode("ascii")}
-
-
 class WaitingBatchedLoop(BatchedLoop):
     """LitServe's batched loop with another way to gather a batch: wait (blocking, no polling) for the first request,
     take every request already queued behind it, then wait up to batch_timeout for more, up to max_batch_size.
