@@ -462,6 +462,9 @@ def test_a_bad_model_file_is_one_line_before_the_port_opens(one_epoch_run, label
     contract = json.loads((label_onnx.parent / "model.onnx.json").read_text())
     (tmp_path / "model.onnx.json").write_text(json.dumps({**contract, "file": "other.onnx"}))
     assert_one_line_error(run_main(serve.main, [str(copy), "--port", port], tmp_path, monkeypatch), "other.onnx")
+    for extra, fragment in ((["--checkpoint", "last"], "drop --checkpoint"), (["--format", "openvino"], "onnx file")):
+        argv = [str(label_onnx), "--port", port, *extra]
+        assert_one_line_error(run_main(serve.main, argv, tmp_path, monkeypatch), fragment)
     copy.write_bytes(b"not onnx")
     (tmp_path / "model.onnx.json").write_text(json.dumps(contract))
     assert_one_line_error(run_main(serve.main, [str(copy), "--port", port], tmp_path, monkeypatch), "cannot read it")
