@@ -2,7 +2,8 @@
 
 `Run` is a view over one run directory (RunDir): the summary, the per-epoch metrics and the config are read
 from its files when asked for; `model`, `predict`, `evaluate` and `export` call the functions that
-cnntrain-predict, cnntrain-eval and cnntrain-export call (cnntrain.inference) on its checkpoint. `Sweep` is a
+cnntrain-predict, cnntrain-eval and cnntrain-export call (cnntrain.inference) on its checkpoint, and `serve` what
+cnntrain-serve runs (cnntrain.serving). `Sweep` is a
 view over a sweep directory. Both show themselves in a notebook with the report page's pieces
 (cnntrain.reporting.page). Torch is imported only by the methods that need a model.
 """
@@ -167,6 +168,23 @@ class Run:
             accuracy_budget=accuracy_budget,
             say=print,
         )
+
+    def serve(self, format: str = "eager", checkpoint: str = "best", device: str = "cpu", **options: Any) -> None:
+        """Serve the model over HTTP as cnntrain-serve does (docs/serving.md), until SIGTERM or Ctrl-C: the
+        checkpoint (eager) or the run's export of `format` (onnx, openvino, pt2, onnx-int8, openvino-int8);
+        `options` are cnntrain-serve's, spelt as Python names (host, port, max_batch_size, batch_timeout_ms,
+        workers, top_k, queue, max_body_mb, max_images, body_timeout_s). Call it from the main thread: it blocks."""
+        from cnntrain.serving.app import ServeOptions, check_options, serve  # litserve: only when asked for
+        from cnntrain.serving.model import model_source
+
+        unknown = sorted(set(options) - set(ServeOptions.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(
+                f"serve() got {', '.join(unknown)}; it takes {', '.join(ServeOptions.__dataclass_fields__)}"
+            )
+        chosen = ServeOptions(**options)
+        check_options(chosen, str)
+        serve(model_source(self.dir, format, checkpoint, device), chosen)
 
     def _repr_html_(self) -> str:
         from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run

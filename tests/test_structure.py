@@ -17,7 +17,7 @@ FLOORS = [  # bottom up: a module may import from its own floor and the floors b
     ("reporting",),
     ("training",),
     ("inference",),
-    ("auditing",),
+    ("auditing", "serving"),
     ("commands",),
     ("results", "process_state"),
     ("api",),

@@ -28,6 +28,7 @@ from rich.table import Table
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.errors import ConfigError, UserError
+from cnntrain.inference.answers import answers
 from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
 from cnntrain.reporting.console import output_console
 from cnntrain.reporting.text import markup
@@ -132,25 +133,24 @@ def sets_table(path: Path, record: dict[str, Any]) -> Table:
     return table
 
 
-def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: list[Path] | None = None) -> str:
-    records: list[dict[str, Any]] = [
-        {"image": str(path), "top": [{"class": name, "probability": prob} for name, prob in top]}
-        for path, top in zip(paths, results)
-    ]
-    for record, cam in zip(records, cams or []):
-        record["cam"] = str(cam)
-    return json.dumps(records, indent=2)
+def as_json(paths: list[Path], records: list[dict[str, Any]], cams: list[Path] | None = None) -> str:
+    """--json: each image's record (cnntrain.inference.answers, the very records cnntrain-serve sends) after its
+    path, and its overlay when --cam wrote one."""
+    shown: list[dict[str, Any]] = [{"image": str(path), **record} for path, record in zip(paths, records)]
+    for item, cam in zip(shown, cams or []):
+        item["cam"] = str(cam)
+    return json.dumps(shown, indent=2)
 
 
-def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
+def as_table(path: Path, record: dict[str, Any], cam: Path | None = None) -> Table:
     table = Table(
         title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None, caption_justify="left"
     )
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
-    for rank, (name, prob) in enumerate(top, 1):
-        table.add_row(str(rank), markup(name), f"{100 * prob:.2f}%")
+    for rank, item in enumerate(record["top"], 1):
+        table.add_row(str(rank), markup(item["class"]), f"{100 * item['probability']:.2f}%")
     return table
 
 
@@ -189,11 +189,11 @@ def _predict_from_file(args: Any) -> None:
             f"file (it runs on the CPU as exported): drop {flag}"
         )
     model = ExportedModel(args.run_dir)
-    results = model.predict(args.images, args.top_k)
+    records = answers(model, model.images(args.images), args.top_k)
     if model.contract.thresholds is None:
-        _show_answers(args, results, None)
+        _show_answers(args, records, None)
     else:
-        _show_label_sets(args, results)
+        _show_label_sets(args, records)
 
 
 def _show_top(
@@ -202,19 +202,19 @@ def _show_top(
     """One class per image: each image's top-k classes (and its class activation map), as tables or JSON."""
     from cnntrain.inference.predict import write_cams  # torch: start-up lazy, as in _main
 
-    results = classifier.predictions(images, args.top_k)
+    records = answers(classifier, images, args.top_k)
     if cams is not None:
-        write_cams(saved, images, [saved.classes.index(top[0][0]) for top in results], cams)
-    _show_answers(args, results, cams)
+        write_cams(saved, images, [saved.classes.index(record["top"][0]["class"]) for record in records], cams)
+    _show_answers(args, records, cams)
 
 
-def _show_answers(args: Any, results: list[list[tuple[str, float]]], cams: list[Path] | None) -> None:
+def _show_answers(args: Any, records: list[dict[str, Any]], cams: list[Path] | None) -> None:
     if args.json:
-        sys.stdout.write(as_json(args.images, results, cams) + "\n")
+        sys.stdout.write(as_json(args.images, records, cams) + "\n")
         return
     console = output_console()
-    for i, (path, top) in enumerate(zip(args.images, results)):
-        console.print(as_table(path, top, cams[i] if cams else None))
+    for i, (path, record) in enumerate(zip(args.images, records)):
+        console.print(as_table(path, record, cams[i] if cams else None))
 
 
 def _show_sets(
@@ -223,14 +223,12 @@ def _show_sets(
     """A set of labels per image: each image's predicted label set, as tables or JSON."""
     if cams is not None:
         raise ConfigError("--cam maps one predicted class, and this run predicts a set of labels per image; drop --cam")
-    _show_label_sets(args, classifier.predictions(images, args.top_k))
+    _show_label_sets(args, answers(classifier, images, args.top_k))
 
 
 def _show_label_sets(args: Any, records: list[dict[str, Any]]) -> None:
     if args.json:
-        sys.stdout.write(
-            json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)], indent=2) + "\n"
-        )
+        sys.stdout.write(as_json(args.images, records) + "\n")
         return
     console = output_console()
     for path, record in zip(args.images, records):

@@ -53,6 +53,10 @@ MAX_IMAGE_PIXELS = 8192 * 8192  # 67,108,864: a 48-megapixel photo decodes; a 90
 ImageSource = Path | IO[bytes]  # a file, or a binary file object (io.BytesIO from an archive or a parquet row)
 
 
+class ImageTooLarge(DataError):
+    """An image whose header announces more pixels than cnntrain decodes (a server answers it 413, not 400)."""
+
+
 class NamedBytes(io.BytesIO):
     """Image bytes that name where they came from (a shard and key, a split and row): decode_image's and
     Pillow's messages then point at the sample, not at 'image'."""
@@ -130,13 +134,13 @@ def open_image(source: ImageSource) -> Iterator[Any]:
                 image = Image.open(handle)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 found = re.search(r"\((\d+) pixels\)", str(err))
-                raise DataError(_too_large(name, f"{int(found[1]):,}" if found else "too many")) from None
+                raise ImageTooLarge(_too_large(name, f"{int(found[1]):,}" if found else "too many")) from None
             except Exception as err:  # not an image, or a plugin's own error on a broken header
                 raise DataError(f"cannot read image {name}: {first_line(err)}") from None
         with image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(_too_large(name, f"{width}x{height} = {width * height:,}"))
+                raise ImageTooLarge(_too_large(name, f"{width}x{height} = {width * height:,}"))
             yield image
     finally:
         if handle is not source:

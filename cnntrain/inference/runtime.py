@@ -127,15 +127,16 @@ def _checked(raw: Any, fmt: str) -> Contract:
     )
 
 
-def load_runner(model: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [N, C, H, W] in [0, 1] -> the file's outputs, run by the format's runtime on the CPU; a UserError
-    naming the extra when that runtime is not installed, and for a file the runtime cannot read."""
+def load_runner(model: Path, fmt: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 [N, C, H, W] in [0, 1] -> the file's outputs, run by the format's runtime on the CPU (on `threads`
+    threads, None: the runtime's default, every core); a UserError naming the extra when that runtime is not
+    installed, and for a file the runtime cannot read."""
     try:
         if fmt == "onnx":
-            return _onnx_runner(model)
+            return _onnx_runner(model, threads)
         if fmt == "openvino":
-            return _openvino_runner(model)
-        return _pt2_runner(model)
+            return _openvino_runner(model, threads)
+        return _pt2_runner(model, threads)
     except ImportError as err:
         module, extra = EXTRAS.get(fmt, ("torch", "torch"))
         if err.name is not None and err.name.split(".")[0] != module:
@@ -146,28 +147,37 @@ def load_runner(model: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
         raise UserError(f"{model}: {fmt} cannot read it ({message[-1] if message else type(err).__name__})") from None
 
 
-def _onnx_runner(model: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort  # the onnx extra: imported only for an ONNX file
 
+    options = ort.SessionOptions()
+    if threads is not None:  # a server's share of the cores: its threads sleep, not spin, between calls
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's errors are its own types (Fail, InvalidGraph, ...)
         raise RuntimeError(str(err)) from None
     name = session.get_inputs()[0].name
     return lambda images: session.run(None, {name: images})[0]
 
 
-def _openvino_runner(model: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _openvino_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import openvino as ov  # the openvino extra: imported only for an IR file
 
     # f32: OpenVINO would otherwise run float layers in bf16 on CPUs that have it, moving the probabilities
-    compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(model), "CPU", config)
     return lambda images: np.asarray(compiled(images)[0])
 
 
-def _pt2_runner(model: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _pt2_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     import torch  # a .pt2 file is a torch.export program: only torch runs it
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     module = torch.export.load(str(model)).module()
 
     def run(images: np.ndarray) -> np.ndarray:
@@ -219,10 +229,10 @@ def _label(name: str, probability: float, threshold: float) -> dict[str, Any]:
 class ExportedModel:
     """An exported file and its contract, ready to classify image files or uint8 arrays."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int | None = None) -> None:
         self.path = path
         self.contract = read_contract(path)
-        self.run = load_runner(path, self.contract.fmt)
+        self.run = load_runner(path, self.contract.fmt, threads)
 
     def probabilities(self, images_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
         outputs = [
@@ -230,6 +240,13 @@ class ExportedModel:
         ]
         return as_probabilities(np.concatenate(outputs), self.contract.kind)
 
+    def predictions(self, images_uint8: np.ndarray, top_k: int) -> list[Any]:
+        """Per image of a decoded uint8 batch, the task's answer (cnntrain.inference.answers makes it JSON)."""
+        return predictions(self.probabilities(images_uint8), self.contract, top_k)
+
+    def images(self, paths: Sequence[Path]) -> np.ndarray:
+        """uint8 [N, C, H, W] from image files, decoded as the run decoded its own."""
+        return load_images(paths, self.contract.input_shape, self.contract.resize)
+
     def predict(self, paths: Sequence[Path], top_k: int) -> list[Any]:
-        images = load_images(paths, self.contract.input_shape, self.contract.resize)
-        return predictions(self.probabilities(images), self.contract, top_k)
+        return self.predictions(self.images(paths), top_k)
