@@ -171,6 +171,15 @@ def test_the_first_screen_shows_install_the_main_command_and_the_test_command():
     assert "\n    ruff check . && ruff format --check . && pytest" in first
 
 
+def test_ci_runs_the_test_command_the_readme_gives():
+    """CI must run what README tells a contributor to run: the same checks, the same pytest options."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = next(line.strip() for line in readme.splitlines() if line.startswith("    ruff check . && "))
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    ran = [line.removeprefix("python -m ") for line in ci if line.startswith(("ruff ", "python -m pytest"))]
+    assert " && ".join(ran) == shown
+
+
 def test_the_checks_catch_a_broken_link_a_missing_heading_and_a_bad_command(tmp_path):
     from cnntrain.errors import ConfigError
 
