@@ -30,9 +30,10 @@ from cnntrain.data.images import (
     orientation,
 )
 from cnntrain.errors import DataError, UserError
-from cnntrain.reading import read_bytes
+from cnntrain.reading import open_bounded, read_bytes
 
 Item = tuple[str, Any]  # (name for messages, a Path or the file's bytes)
+HEADER_BYTES = 1 << 16  # where the up-front check looks for a JPEG's frame header (an EXIF thumbnail may be larger)
 _SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended, progressive Huffman: what both decoders read the same way
 
 
@@ -87,6 +88,18 @@ def jpeg_header(data: bytes) -> tuple[int, int, int, bool] | None:
             return frame[0], frame[1], frame[2], exif
         pos += 2 + length
     return None
+
+
+def header_reads(path: Path) -> bool:
+    """Whether a file is a JPEG whose header the marker walk reads (within its first HEADER_BYTES), at most
+    MAX_IMAGE_PIXELS: then Pillow's open would read it too, and the streamed folder's up-front check needs no
+    Pillow object for it (False: ask Pillow)."""
+    try:
+        with open_bounded(path, MAX_IMAGE_FILE_BYTES, "image") as handle:
+            header = jpeg_header(handle.read(HEADER_BYTES))
+    except (OSError, UserError):
+        return False
+    return header is not None and header[0] * header[1] <= MAX_IMAGE_PIXELS
 
 
 def plan_batch(items: list[Item], shape: tuple[int, int, int], resize: str, *, skip_bad: bool = False) -> Plan:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnntrain.data.batch_decode import finish, plan_batch
+from cnntrain.data.batch_decode import finish, header_reads, plan_batch
 from cnntrain.data.batches import batch_share, epoch_order, num_batches
 from cnntrain.data.containers import Batches, ImageContainer
 from cnntrain.data.images import decode_image, open_image
@@ -133,9 +133,12 @@ class BatchFiles(Dataset):
 
 
 def unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
-    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
+    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding; a
+    JPEG whose frame header a marker walk finds needs no Pillow object (batch_decode.header_reads)."""
     bad = []
     for i, path in enumerate(paths):
+        if header_reads(path):
+            continue
         try:
             with open_image(path):
                 pass

@@ -30,6 +30,11 @@ class _Buffer:
 
     def __init__(self, raw) -> None:
         self.raw, self.data, self.at = raw, b"", 0
+        self.start = 0  # the file offset of data[0]
+
+    @property
+    def position(self) -> int:
+        return self.start + self.at
 
     def take(self, n: int) -> bytes:
         if self.at + n > len(self.data):
@@ -41,6 +46,7 @@ class _Buffer:
                     break
                 parts.append(chunk)
                 have += len(chunk)
+            self.start += self.at
             self.data, self.at = b"".join(parts), 0
         out = self.data[self.at : self.at + n]
         self.at += len(out)
@@ -52,6 +58,7 @@ class _Buffer:
             self.at += n
             return
         self.raw.seek(n - left, os.SEEK_CUR)
+        self.start += len(self.data) + n - left
         self.data, self.at = b"", 0
 
 
@@ -82,10 +89,14 @@ def _pax(data: bytes) -> dict[str, str]:
     return records
 
 
-def members(path: str, wanted: Callable[[str], int] | None = None) -> Iterator[tuple[str, bytes | None]]:
-    """(name, data) of each regular file of the tar at `path`, in order. `wanted(name)` says how many bytes of a
-    member to read (0: none, data None; a member is skipped by a seek), None reads every member whole. A tar that
-    is not one, is cut off, or holds a member over MAX_MEMBER_BYTES is one DataError line naming the shard."""
+Member = tuple[str, bytes | None, int, int]  # name, data (None: not read), its offset in the file, its size
+
+
+def members(path: str, wanted: Callable[[str], int] | None = None) -> Iterator[Member]:
+    """(name, data, offset, size) of each regular file of the tar at `path`, in order (offset: of its data in
+    the file). `wanted(name)` says how many bytes of a member to read (0: none, data None; a member is skipped by a
+    seek), None reads every member whole. A tar that is not one, is cut off, or holds a member over
+    MAX_MEMBER_BYTES is one DataError line naming the shard."""
     try:
         handle = open_bounded(path, MAX_SHARD_BYTES, "shard")  # a regular file (a FIFO would block)
     except (OSError, UserError) as err:
@@ -97,7 +108,7 @@ def members(path: str, wanted: Callable[[str], int] | None = None) -> Iterator[t
             raise DataError(f"cannot read shard {path}: {first_line(err)}") from None
 
 
-def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> Iterator[tuple[str, bytes | None]]:
+def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> Iterator[Member]:
     long_name: str | None = None
     pax: dict[str, str] = {}
     first = True
@@ -110,12 +121,12 @@ def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> It
         if len(header) < BLOCK:
             raise ValueError("truncated header (the shard is cut off)")
         stored = _number(header[148:156])
-        if stored != sum(header[:148]) + 256 + sum(header[156:]) and stored != _signed_sum(header):
+        if stored != sum(header) - sum(header[148:156]) + 256 and stored != _signed_sum(header):
             raise ValueError("bad checksum" if not first else "file could not be opened successfully (not a tar)")
         first = False
         kind, size = header[156:157], _number(header[124:136])
         name = _text(header[0:100])
-        prefix = _text(header[345:500])
+        prefix = _text(header[345:500]) if header[345] else ""
         if prefix and kind not in (b"L", b"K"):
             name = f"{prefix}/{name}"
         if "size" in pax:
@@ -131,7 +142,7 @@ def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> It
                 raise ValueError("unexpected end of data")
             if kind == b"L":
                 long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            else:
+            elif b" path=" in data or b" size=" in data:  # webdataset's writer adds an mtime record to each member
                 pax = _pax(data)
             continue
         if long_name is not None:
@@ -147,19 +158,46 @@ def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> It
             continue
         if size > MAX_MEMBER_BYTES:  # read whole below: bounded here
             raise DataError(too_large(f"shard {path}: member", name, MAX_MEMBER_BYTES))
+        offset = buffer.position
         if wanted is not None and wanted(name) <= 0:
             buffer.skip(padded)
-            yield name, None
+            yield name, None, offset, size
             continue
         count = size if wanted is None else min(size, wanted(name))
         data = buffer.take(count)
         if len(data) < count:
             raise ValueError("unexpected end of data")
         buffer.skip(padded - count)
-        yield name, data
+        yield name, data, offset, size
 
 
 def _signed_sum(header: bytes) -> int:
     """The checksum as some old tars wrote it (bytes as signed chars), which tarfile accepts too."""
     signed = sum(b - 256 if b > 127 else b for b in header[:148] + header[156:])
     return signed + 256
+
+
+def spans(path: str, wanted: list[tuple[int, int]]) -> Iterator[bytes]:
+    """The bytes at each (offset, size) of `wanted` (ascending, as an index lists a shard's images), read in blocks
+    of READ_BYTES: no header is parsed. A shard that ends before a span is one DataError line."""
+    try:
+        handle = open_bounded(path, MAX_SHARD_BYTES, "shard")
+    except (OSError, UserError) as err:
+        raise DataError(f"cannot read shard {path}: {first_line(err)}") from None
+    with handle:
+        raw, data, start = handle.raw, b"", 0
+        for offset, size in wanted:
+            if not 0 <= size <= MAX_MEMBER_BYTES or offset < 0:
+                raise DataError(f"cannot read shard {path}: its index names a member of {size:,} bytes at {offset:,}")
+            if offset < start or offset + size > start + len(data):
+                try:
+                    raw.seek(offset)
+                    data, start = raw.read(max(READ_BYTES, size)), offset
+                except OSError as err:
+                    raise DataError(f"cannot read shard {path}: {first_line(err)}") from None
+                if len(data) < size:
+                    raise DataError(
+                        f"cannot read shard {path}: it ends before a member its index names (changed since it "
+                        f"was indexed?)"
+                    )
+            yield data[offset - start : offset - start + size]

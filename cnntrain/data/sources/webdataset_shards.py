@@ -22,13 +22,13 @@ import torch
 
 from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
+from cnntrain.data import shard_tar
 from cnntrain.data.batch_decode import check_decode_device, finish, plan_batch
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
 from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, open_image
 from cnntrain.data.shard_index import ShardIndex, read_member, shard_index, split_name
 from cnntrain.data.shard_names import expand_all
-from cnntrain.data.shard_tar import members
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
 from cnntrain.data.stream_parts import ShardPart
@@ -209,7 +209,7 @@ def index_shard(
     )
     if not first and index.first_image is not None:
         first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
-    return ShardPart(path, index.keys, labels)
+    return ShardPart(path, index.keys, labels, spans=index.spans)
 
 
 def _input_shape(cfg: DatasetConfig, first: tuple[str, bytes]) -> tuple[int, int, int]:
@@ -241,8 +241,13 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
 
     def samples() -> Any:
         for part in mine:
+            if part.spans is not None:  # indexed: the images' bytes at their offsets, labels from the index
+                found = shard_tar.spans(part.path, [(offset, size) for offset, size, _ in part.spans])
+                for j, (data, key, label, span) in enumerate(zip(found, part.keys, part.labels, part.spans)):
+                    yield f"{part.path}:{key}.{settings.image_keys[span[2]]}", data, label, part.offset + j
+                continue
             position = 0
-            for key, sample in _grouped(part.path, wanted_suffixes):
+            for key, sample in _grouped(part.path, wanted_suffixes):  # the tar walked, as webdataset groups it
                 if not part.takes(key):
                     continue
                 index = part.offset + position
@@ -280,8 +285,14 @@ def _grouped(path: str, suffixes: set[str]) -> Any:
         return MAX_MEMBER_BYTES if suffix is not None and suffix.lower() in suffixes else 0
 
     current: tuple[str, dict[str, bytes | None]] | None = None
-    for name, data in members(path, wanted):
-        if _META.match(name) or "/" not in name and name.startswith("__") and name.endswith("__"):
+    for name, data, _, _ in shard_tar.members(path, wanted):
+        if (
+            name.startswith("__")
+            and _META.match(name)
+            or "/" not in name
+            and name.startswith("__")
+            and name.endswith("__")
+        ):
             continue
         prefix, suffix = split_name(name)
         if prefix is None:
