@@ -325,7 +325,7 @@ def test_the_cache_goes_to_cache_dir_never_into_the_data_folder(tmp_path, monkey
     assert not list(root.rglob("*.pt")) and not (root / ".cnntrain-cache").exists()
     assert len(list(fallback_cache_dir(root, str(cache)).glob("train-*.pt"))) == 1
 
-    monkeypatch.setattr(image_cache, "decode_array", lambda *a, **kw: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(image_cache, "plan_batch", lambda *a, **kw: pytest.fail("decoded despite the cache"))
     second = load_data(cfg, seed=0)
     assert torch.equal(first.train.images[:], second.train.images[:])
 
