@@ -31,6 +31,7 @@ class _Buffer:
     def __init__(self, raw) -> None:
         self.raw, self.data, self.at = raw, b"", 0
         self.start = 0  # the file offset of data[0]
+        self.size = os.fstat(raw.fileno()).st_size
 
     @property
     def position(self) -> int:
@@ -57,8 +58,10 @@ class _Buffer:
         if n <= left:
             self.at += n
             return
-        self.raw.seek(n - left, os.SEEK_CUR)
         self.start += len(self.data) + n - left
+        if self.start > self.size:  # a member's data or padding runs past the end: cut off
+            raise ValueError("unexpected end of data")
+        self.raw.seek(n - left, os.SEEK_CUR)
         self.data, self.at = b"", 0
 
 
@@ -120,9 +123,12 @@ def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> It
             return
         if len(header) < BLOCK:
             raise ValueError("truncated header (the shard is cut off)")
-        stored = _number(header[148:156])
+        try:
+            stored = _number(header[148:156])
+        except ValueError:
+            stored = -1
         if stored != sum(header) - sum(header[148:156]) + 256 and stored != _signed_sum(header):
-            raise ValueError("bad checksum" if not first else "file could not be opened successfully (not a tar)")
+            raise ValueError("bad checksum" if not first else "not a tar file (its first header does not check)")
         first = False
         kind, size = header[156:157], _number(header[124:136])
         name = _text(header[0:100])
@@ -137,9 +143,10 @@ def _walk(buffer: _Buffer, path: str, wanted: Callable[[str], int] | None) -> It
         if kind in (b"L", b"x"):
             if size > MAX_MEMBER_BYTES:
                 raise DataError(too_large(f"shard {path}: member", name, MAX_MEMBER_BYTES))
-            data = buffer.take(padded)[:size]
-            if len(data) < size:
+            data = buffer.take(padded)
+            if len(data) < padded:
                 raise ValueError("unexpected end of data")
+            data = data[:size]
             if kind == b"L":
                 long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif b" path=" in data or b" size=" in data:  # webdataset's writer adds an mtime record to each member
