@@ -175,7 +175,7 @@ def decode_files(
                 bad.extend((i, r) for _, r in _decode_into(out[i : i + 1], [path], input_shape, resize))
                 advance(1)
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
                 tasks = {
                     pool.submit(_decode_chunk, paths[lo : lo + CHUNK], input_shape, resize): lo
                     for lo in range(0, n, CHUNK)
@@ -193,6 +193,12 @@ def decode_files(
         keep[[i for i, _ in bad]] = False
         images = images[keep]
     return images, bad
+
+
+def _one_thread() -> None:
+    """A decoding process runs torch ops on one thread, as a DataLoader worker does: a process forked from one whose
+    OpenMP pool has run would hang in its first parallel op (seen here with the 224x224 benchmark)."""
+    torch.set_num_threads(1)
 
 
 def _decode_chunk(
