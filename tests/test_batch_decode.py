@@ -5,6 +5,9 @@ CMYK, PNG), and it names or skips a file that does not decode."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -68,3 +71,30 @@ def test_files_on_disk_and_a_bad_image_named_or_skipped(tmp_path):
     assert keep.tolist() == [True, False, True] and len(images) == 2
     assert failed[0][0] == str(bad) and "truncated" in failed[0][1]
     assert torch.equal(images[1], decode_image(good, 3, 14, 20))
+
+
+def test_the_cache_build_processes_do_not_hang_after_the_parent_ran_torch(tmp_path):
+    """The decoding processes are forked; torch ops in a child of a process whose OpenMP pool has run hung in the
+    first parallel op until the pool's initializer set one thread. A real process, so a hang is a timeout."""
+    from helpers import REPO
+
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    for i in range(300):  # two chunks of CHUNK files: the pool is used
+        (folder / f"{i}.jpg").write_bytes(encoded(size=(32, 32), seed=i))
+    script = (
+        "import pathlib, torch; from cnntrain.data.image_cache import decode_files\n"
+        "torch.zeros(256, 3, 64, 64).add_(1)\n"
+        f"files = sorted(pathlib.Path({str(folder)!r}).glob('*.jpg'))\n"
+        "images, bad = decode_files(files, (3, 32, 32), num_workers=2)\n"
+        "print(tuple(images.shape), bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(300, 3, 32, 32) []"
