@@ -306,7 +306,7 @@ def test_parallel_decoding_is_bit_identical_to_serial(tmp_path, monkeypatch):
     monkeypatch.setattr(image_cache, "CHUNK", 4)  # 28 files: 7 tasks over 2 processes
     pools = []
     real_pool = image_cache.ProcessPoolExecutor
-    monkeypatch.setattr(image_cache, "ProcessPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    monkeypatch.setattr(image_cache, "ProcessPoolExecutor", lambda n, **kw: pools.append(n) or real_pool(n, **kw))
     serial = decode_files(paths, (3, 16, 16), resize="pad", num_workers=0)
     assert pools == []
     parallel = decode_files(paths, (3, 16, 16), resize="pad", num_workers=2)

@@ -49,6 +49,12 @@ class Plan:
     names: list[str] = field(default_factory=list)
 
 
+def warm() -> None:
+    """Import torchvision.io here, before DataLoader workers or decoding processes are forked: they inherit it,
+    instead of each importing it (a second or more) every epoch."""
+    import torchvision.io  # noqa: F401  (lazy: a second to import, needed only where images are decoded)
+
+
 def check_decode_device(device: str) -> None:
     """DataError when dataset.decode_device names a device this machine lacks."""
     if device == "cuda" and not torch.cuda.is_available():

@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cnntrain.data.batch_decode import finish, plan_batch
+from cnntrain.data.batch_decode import finish, plan_batch, warm
 from cnntrain.disk import torch_save
 from cnntrain.errors import UserError
 from cnntrain.files import atomic_write
@@ -167,13 +167,15 @@ def decode_files(
     n = len(paths)
     out = np.empty((n, *input_shape), dtype=np.uint8)
     bad: list[tuple[int, str]] = []
+    warm()
     chunks = -(-n // CHUNK)  # one chunk decodes in this process: a pool would only add its start-up
     workers = 0 if chunks < 2 or multiprocessing.current_process().daemon else min(num_workers, chunks)
     with _progress(n) as advance:
         if workers <= 0:
-            for i, path in enumerate(paths):
-                bad.extend((i, r) for _, r in _decode_into(out[i : i + 1], [path], input_shape, resize))
-                advance(1)
+            for lo in range(0, n, CHUNK):
+                chunk = paths[lo : lo + CHUNK]
+                bad.extend((lo + i, r) for i, r in _decode_into(out[lo : lo + len(chunk)], chunk, input_shape, resize))
+                advance(len(chunk))
         else:
             with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
                 tasks = {

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnntrain.data.batch_decode import finish, header_reads, plan_batch
+from cnntrain.data.batch_decode import finish, header_reads, plan_batch, warm
 from cnntrain.data.batches import batch_share, epoch_order, num_batches
 from cnntrain.data.containers import Batches, ImageContainer
 from cnntrain.data.images import decode_image, open_image
@@ -93,6 +93,7 @@ class LazyImages(ImageContainer):
             first, last = batch_share(len(chunk), rank, world)
             batches.append(chunk[first:last].tolist())
         device = labels.device
+        warm()
         on_gpu = self.decode_device == "cuda"
         loader = DataLoader(
             BatchFiles(self, labels, plan_only=on_gpu),

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from cnntrain.config.names import BALANCED
 from cnntrain.config.schema import DatasetConfig
-from cnntrain.data.batch_decode import Plan, finish
+from cnntrain.data.batch_decode import Plan, finish, warm
 from cnntrain.data.batches import batch_share, num_batches
 from cnntrain.data.containers import Batches, ImageContainer, SourceSplit
 from cnntrain.data.stream_parts import KeyRule, KeySet, ShardPart
@@ -138,6 +138,7 @@ class StreamedImages(ImageContainer):
     # ---- reading
     def _chunks(self, parts: list[ShardPart], seed: int | None, with_index: bool) -> Iterator[tuple]:
         """One pass over `parts`: (images, labels, indices) chunks from the DataLoader's workers (or this process)."""
+        warm()
         workers = min(self.settings.num_workers, len(parts))
         loader = DataLoader(
             StreamDataset(parts, self.settings, seed, with_index),
