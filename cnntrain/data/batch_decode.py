@@ -108,11 +108,20 @@ def header_reads(path: Path) -> bool:
     return header is not None and header[0] * header[1] <= MAX_IMAGE_PIXELS
 
 
-def plan_batch(items: list[Item], shape: tuple[int, int, int], resize: str, *, skip_bad: bool = False) -> Plan:
+def plan_batch(
+    items: list[Item],
+    shape: tuple[int, int, int],
+    resize: str,
+    *,
+    skip_bad: bool = False,
+    out: torch.Tensor | None = None,
+) -> Plan:
     """Read the bytes, decode what must go through Pillow, and line up the JPEGs (DataError on the first image
-    that does not decode, unless skip_bad: then its position and reason are in Plan.failed)."""
+    that does not decode, unless skip_bad: then its position and reason are in Plan.failed). `out`: a uint8
+    [len(items), C, H, W] tensor to decode into (the cache build's shared array), else a new one."""
     channels, height, width = shape
-    plan = Plan(torch.zeros((len(items), *shape), dtype=torch.uint8), names=[name for name, _ in items])
+    images = torch.zeros((len(items), *shape), dtype=torch.uint8) if out is None else out
+    plan = Plan(images, names=[name for name, _ in items])
     for i, (name, source) in enumerate(items):
         try:
             data = _bytes(source)

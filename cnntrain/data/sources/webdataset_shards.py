@@ -32,7 +32,7 @@ from cnntrain.data.shard_names import expand_all
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
 from cnntrain.data.stream_parts import ShardPart
-from cnntrain.data.streams import CHUNK, StreamedImages, StreamSettings
+from cnntrain.data.streams import StreamedImages, StreamSettings, chunk_size
 from cnntrain.errors import DataError
 from cnntrain.reading import MAX_MEMBER_BYTES
 
@@ -266,9 +266,10 @@ def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, wi
         rng = random.Random(seed * 1009 + (worker.id if worker is not None else 0))
         stream = wds.shuffle(settings.shuffle_buffer, initial=settings.shuffle_buffer, rng=rng)(stream)
     batch: list[tuple] = []
+    chunk = chunk_size(settings.input_shape)
     for sample in stream:
         batch.append(sample)
-        if len(batch) == CHUNK:
+        if len(batch) == chunk:
             yield _chunk(batch, settings, with_index)
             batch = []
     if batch:
@@ -310,7 +311,7 @@ def _grouped(path: str, suffixes: set[str]) -> Any:
 
 
 def _chunk(batch: list[tuple], settings: StreamSettings, with_index: bool) -> tuple[Any, ...]:
-    """CHUNK samples as (images, labels, canonical indices, (name, reason) of those left out): the images decoded
+    """A chunk of samples as (images, labels, canonical indices, (name, reason) of those left out): the images decoded
     together (cnntrain.data.batch_decode), or with dataset.decode_device=cuda a Plan the main process finishes on
     the GPU. Only a training pass leaves a bad image out (skip_bad); an evaluation pass needs every sample."""
     skip = settings.skip_bad and not with_index
