@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnntrain.data.batch_decode import finish, header_reads, plan_batch, warm
+from cnntrain.data.batch_decode import Plan, finish, header_reads, plan_batch, warm
 from cnntrain.data.batches import batch_share, epoch_order, num_batches
 from cnntrain.data.containers import Batches, ImageContainer
 from cnntrain.data.images import decode_image, open_image
@@ -126,10 +126,12 @@ class BatchFiles(Dataset):
         return len(self.images)
 
     def __getitem__(self, indices: list[int]) -> tuple[Any, torch.Tensor]:
-        files = [self.images.files[i] for i in indices]
-        items = [(str(path), path) for path in files]
         shape, resize = self.images.input_shape, self.images.resize
-        plan = plan_batch(items, shape, resize)
+        if type(self.images).decode is not LazyImages.decode:  # rows, not files (ArrowImages): one by one
+            plan = Plan(torch.stack([self.images.decode(i) for i in indices]))
+        else:
+            files = [self.images.files[i] for i in indices]
+            plan = plan_batch([(str(path), path) for path in files], shape, resize)
         return (plan if self.plan_only else finish(plan, shape, resize)[0]), self.labels[indices]
 
 
