@@ -68,7 +68,7 @@ def test_augment_benchmark_prints_three_rates_and_two_ratios(small_data_root, tm
     assert re.search(r"ratio c/a .* = \d+\.\d{3}", out.stdout)
 
 
-def test_decode_benchmark_prints_four_rates_and_three_ratios(tmp_path):
+def test_decode_benchmark_prints_seven_rates_and_five_ratios(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
         [
@@ -91,9 +91,9 @@ def test_decode_benchmark_prints_four_rates_and_three_ratios(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("40 images 3x16x16 under ")
-    rates = re.findall(r"^\s+\((a|b|c|d)\) .*?(\d+) images/s", out.stdout, flags=re.M)
-    assert [name for name, _ in rates] == ["a", "b", "c", "d"] and all(int(r) > 0 for _, r in rates)
-    for ratio in ("b/c", "a/c", "d/c"):
+    rates = re.findall(r"^\s+\(([a-g])\) .*?(\d+) images/s", out.stdout, flags=re.M)
+    assert [name for name, _ in rates] == list("abcdefg") and all(int(r) > 0 for _, r in rates)
+    for ratio in ("b/c", "a/c", "d/c", "e/g", "f/g"):
         assert re.search(rf"ratio {ratio} .* = \d+\.\d{{3}}", out.stdout), ratio
 
 

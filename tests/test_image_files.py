@@ -306,7 +306,7 @@ def test_parallel_decoding_is_bit_identical_to_serial(tmp_path, monkeypatch):
     monkeypatch.setattr(image_cache, "CHUNK", 4)  # 28 files: 7 tasks over 2 processes
     pools = []
     real_pool = image_cache.ProcessPoolExecutor
-    monkeypatch.setattr(image_cache, "ProcessPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    monkeypatch.setattr(image_cache, "ProcessPoolExecutor", lambda n, **kw: pools.append(n) or real_pool(n, **kw))
     serial = decode_files(paths, (3, 16, 16), resize="pad", num_workers=0)
     assert pools == []
     parallel = decode_files(paths, (3, 16, 16), resize="pad", num_workers=2)
@@ -325,7 +325,7 @@ def test_the_cache_goes_to_cache_dir_never_into_the_data_folder(tmp_path, monkey
     assert not list(root.rglob("*.pt")) and not (root / ".cnntrain-cache").exists()
     assert len(list(fallback_cache_dir(root, str(cache)).glob("train-*.pt"))) == 1
 
-    monkeypatch.setattr(image_cache, "decode_array", lambda *a, **kw: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(image_cache, "plan_batch", lambda *a, **kw: pytest.fail("decoded despite the cache"))
     second = load_data(cfg, seed=0)
     assert torch.equal(first.train.images[:], second.train.images[:])
 

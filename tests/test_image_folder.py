@@ -68,7 +68,7 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(image_cache, "decode_array", no_decoding)
+    monkeypatch.setattr(image_cache, "plan_batch", no_decoding)  # decoding starts there
     second = load_data(folder_cfg(root), seed=0)
     assert torch.equal(first.train.images[:], second.train.images[:])
     assert torch.equal(first.test.labels, second.test.labels)

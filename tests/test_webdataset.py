@@ -191,7 +191,7 @@ def test_workers_read_different_shards(shard_dir):
     )
     shard_of = {i: k for k, part in enumerate(parts) for i in range(part.offset, part.offset + part.count)}
     read, chunks = [], []
-    for _, _, index in loader:
+    for _, _, index, *_ in loader:  # (images, labels, indices, images left out)
         chunks.append({shard_of[i] for i in index.tolist()})
         read.extend(index.tolist())
     assert sorted(read) == list(range(240))

@@ -61,6 +61,7 @@ MODES = ("min", "max")
 LOSSES = ("auto", "cross_entropy", "nll")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TTA_MODES = ("none", "hflip")
+DECODE_DEVICES = ("cpu", "cuda")  # dataset.decode_device: where streamed JPEGs are decoded (cnntrain.data.batch_decode)
 RESIZE_MODES = ("stretch", "crop", "pad")  # dataset.resize: how an image meets the input size (cnntrain.data.images)
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 """`logger` takes one of these or a list of them; csv (metrics.csv) is written either way."""

@@ -85,6 +85,7 @@ class DatasetConfig:
     in_memory: bool = True  # decode once into tensors (cached); false: DataLoader workers decode per batch
     num_workers: int = 2  # decoding processes (the cache build, or the streamed batches); 0: in-process
     resize: str = "stretch"  # image files: stretch (ignore the aspect ratio) | crop (cover, centre crop) | pad (fit)
+    decode_device: str = "cpu"  # streamed image files and shards: where JPEGs are decoded (cpu | cuda)
     skip_bad_images: bool = False  # image files: leave undecodable files out (listed in bad_images.txt), not stop
     cache_dir: str | None = None  # where decoded caches and shard indexes go; null: ~/.cache/cnntrain
     download: bool = True

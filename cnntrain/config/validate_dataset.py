@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from cnntrain.config.checks import choice, listed, require
-from cnntrain.config.names import DATASET_KINDS, RESIZE_MODES, TASKS, VAL_STRATEGIES
+from cnntrain.config.names import DATASET_KINDS, DECODE_DEVICES, RESIZE_MODES, TASKS, VAL_STRATEGIES
 from cnntrain.errors import ConfigError
 from cnntrain.files import kind_of
 
@@ -70,6 +70,7 @@ def check_dataset(ds: DictConfig) -> None:
     require(0.0 < ds.test_split < 1.0, f"dataset.test_split={ds.test_split}: must be in (0, 1)")
     require(ds.num_workers >= 0, f"dataset.num_workers={ds.num_workers}: must be >= 0")
     choice(ds, "resize", RESIZE_MODES, prefix="dataset.")
+    choice(ds, "decode_device", DECODE_DEVICES, prefix="dataset.")
     require(
         ds.cache_dir is None
         or not Path(ds.cache_dir).expanduser().exists()

@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,15 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cnntrain.data.images import decode_array
+from cnntrain.data.batch_decode import finish, plan_batch, warm
 from cnntrain.disk import torch_save
-from cnntrain.errors import DataError, UserError
+from cnntrain.errors import UserError
 from cnntrain.files import atomic_write
 from cnntrain.reading import MAX_HASHED_BYTES, hash_file
 
 CACHE_VERSION = 3  # 2: keyed by dataset.resize; holds the undecodable files. 3: keyed by content, holds labels
 CHUNK = 256  # files per task of the decoding processes
+SHARED_DIR = "/dev/shm"  # the decoding processes' shared array (tmpfs: memory, not disk)
 PROGRESS_FROM = 1000  # images: fewer decode in a moment, with no bar
 
 ImageFiles = list[tuple[Path, int]]
@@ -167,25 +169,30 @@ def decode_files(
     n = len(paths)
     out = np.empty((n, *input_shape), dtype=np.uint8)
     bad: list[tuple[int, str]] = []
+    warm()
     chunks = -(-n // CHUNK)  # one chunk decodes in this process: a pool would only add its start-up
     workers = 0 if chunks < 2 or multiprocessing.current_process().daemon else min(num_workers, chunks)
     with _progress(n) as advance:
         if workers <= 0:
-            for i, path in enumerate(paths):
-                bad.extend((i, r) for _, r in _decode_into(out[i : i + 1], [path], input_shape, resize))
-                advance(1)
+            for lo in range(0, n, CHUNK):
+                chunk = paths[lo : lo + CHUNK]
+                bad.extend((lo + i, r) for i, r in _decode_into(out[lo : lo + len(chunk)], chunk, input_shape, resize))
+                advance(len(chunk))
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with _shared(out.shape) as (shared, place), ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
                 tasks = {
-                    pool.submit(_decode_chunk, paths[lo : lo + CHUNK], input_shape, resize): lo
+                    pool.submit(_decode_chunk, paths[lo : lo + CHUNK], input_shape, resize, place, lo): lo
                     for lo in range(0, n, CHUNK)
                 }
                 for task in as_completed(tasks):
                     lo = tasks[task]
                     array, failed = task.result()
-                    out[lo : lo + len(array)] = array
+                    if array is not None:
+                        out[lo : lo + len(array)] = array
                     bad.extend((lo + i, reason) for i, reason in failed)
-                    advance(len(array))
+                    advance(min(CHUNK, n - lo))
+                if shared is not None:
+                    out[:] = shared
     bad.sort()
     images = torch.from_numpy(out)
     if bad:
@@ -195,25 +202,62 @@ def decode_files(
     return images, bad
 
 
+def _one_thread() -> None:
+    """A decoding process runs torch ops on one thread, as a DataLoader worker does: a process forked from one whose
+    OpenMP pool has run would hang in its first parallel op (seen here with the 224x224 benchmark)."""
+    torch.set_num_threads(1)
+
+
+class _shared:
+    """An array the decoding processes write into (a file in /dev/shm, mapped by each), so 38 MB chunks of 224x224
+    images are not pickled back through a pipe; (None, None) where /dev/shm is missing or lacks room (a container's
+    64 MB default): the chunks then come back as arrays."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape, self.path = shape, None
+
+    def __enter__(self) -> tuple[np.ndarray | None, tuple | None]:
+        size = int(np.prod(self.shape))
+        try:
+            room = os.statvfs(SHARED_DIR)
+            if size == 0 or room.f_bavail * room.f_frsize < 2 * size:
+                return None, None
+            handle, self.path = tempfile.mkstemp(prefix="cnntrain-decode-", dir=SHARED_DIR)
+            os.close(handle)
+            array = np.memmap(self.path, dtype=np.uint8, mode="w+", shape=self.shape)
+        except OSError:
+            return None, None
+        return array, (self.path, self.shape)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.path is not None:
+            Path(self.path).unlink(missing_ok=True)
+
+
 def _decode_chunk(
-    paths: list[Path], input_shape: tuple[int, int, int], resize: str
-) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """One task of a decoding process: numpy in, numpy out (cheap to send back)."""
-    array = np.zeros((len(paths), *input_shape), dtype=np.uint8)
-    return array, _decode_into(array, paths, input_shape, resize)
+    paths: list[Path], input_shape: tuple[int, int, int], resize: str, place: tuple | None, lo: int
+) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
+    """One task of a decoding process: into the shared array at `place` (nothing sent back but the failures), or
+    numpy out."""
+    if place is None:
+        array = np.zeros((len(paths), *input_shape), dtype=np.uint8)
+        return array, _decode_into(array, paths, input_shape, resize)
+    shared = np.memmap(place[0], dtype=np.uint8, mode="r+", shape=place[1])
+    failed = _decode_into(shared[lo : lo + len(paths)], paths, input_shape, resize)
+    del shared
+    return None, failed
 
 
 def _decode_into(
     out: np.ndarray, paths: list[Path], input_shape: tuple[int, int, int], resize: str
 ) -> list[tuple[int, str]]:
-    failed = []
-    for i, path in enumerate(paths):
-        try:
-            out[i] = decode_array(path, *input_shape, resize=resize)
-        except DataError as err:
-            out[i] = 0
-            failed.append((i, str(err)))
-    return failed
+    """Decode `paths` into `out` together (cnntrain.data.batch_decode: the pixels decode_image gives, JPEGs at
+    the input size as one decode_jpeg list); a file that does not decode leaves zeros and its (index, reason)."""
+    items = [(str(path), path) for path in paths]
+    plan = plan_batch(items, input_shape, resize, skip_bad=True, out=torch.from_numpy(out))  # decoded in place
+    finish(plan, input_shape, resize, skip_bad=True)
+    out[[i for i, _ in plan.failed]] = 0
+    return list(plan.failed)
 
 
 class _progress:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from cnntrain.config.schema import DatasetConfig
+from cnntrain.data.batch_decode import check_decode_device
 from cnntrain.data.containers import ImageContainer
 from cnntrain.data.image_cache import ImageFiles, cached_decode
 from cnntrain.data.lazy_images import LazyImages, unreadable_headers
@@ -34,6 +35,7 @@ class ImageReader:
     resize: str = "stretch"
     skip_bad: bool = False
     cache_dir: str | None = None
+    decode_device: str = "cpu"
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @classmethod
@@ -44,6 +46,7 @@ class ImageReader:
             resize=str(cfg.resize),
             skip_bad=bool(cfg.skip_bad_images),
             cache_dir=cfg.cache_dir,
+            decode_device=str(cfg.decode_device),
         )
 
     def load(
@@ -61,11 +64,19 @@ class ImageReader:
                 cache_dir=self.cache_dir,
             )
         else:
+            check_decode_device(self.decode_device)
             images, bad = None, unreadable_headers([path for path, _ in files])
         good = self._apply_policy(files, bad, cache_root)
         labels = torch.tensor([label for _, label in good], dtype=torch.int64)
         if images is None:
-            return LazyImages([path for path, _ in good], input_shape, self.num_workers, resize=self.resize), labels
+            lazy = LazyImages(
+                [path for path, _ in good],
+                input_shape,
+                self.num_workers,
+                resize=self.resize,
+                decode_device=self.decode_device,
+            )
+            return lazy, labels
         return images, labels
 
     def _apply_policy(self, files: ImageFiles, bad: list[tuple[int, str]], root: Path) -> ImageFiles:

@@ -4,6 +4,11 @@ Decoding every file first would cost the pass this avoids, so the files are only
 header: the format, the size): files that are not images, empty or cut off before the header fail there
 (unreadable_headers). A file whose header reads but whose pixels do not (cut off mid-data) still stops the run
 when a batch reaches it, naming it.
+
+A batch is one DataLoader item: a worker reads and decodes its files together (cnntrain.data.batch_decode: the
+JPEGs at the input size as one decode_jpeg list, the rest by Pillow, the pixels decode_image gives) and hands
+over one uint8 tensor, not one tensor per image for the collate step to copy; with dataset.decode_device=cuda
+the worker hands over the JPEGs' bytes and this process decodes them on the GPU.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnntrain.data.batch_decode import Plan, finish, header_reads, plan_batch, warm
 from cnntrain.data.batches import batch_share, epoch_order, num_batches
 from cnntrain.data.containers import Batches, ImageContainer
 from cnntrain.data.images import decode_image, open_image
@@ -29,12 +35,19 @@ class LazyImages(ImageContainer):
     """
 
     def __init__(
-        self, files: list[Path], input_shape: tuple[int, int, int], num_workers: int = 0, *, resize: str = "stretch"
+        self,
+        files: list[Path],
+        input_shape: tuple[int, int, int],
+        num_workers: int = 0,
+        *,
+        resize: str = "stretch",
+        decode_device: str = "cpu",
     ) -> None:
         self.files = files
         self.input_shape = input_shape
         self.num_workers = num_workers
         self.resize = resize
+        self.decode_device = decode_device
 
     @property
     def shape(self) -> torch.Size:
@@ -80,37 +93,55 @@ class LazyImages(ImageContainer):
             first, last = batch_share(len(chunk), rank, world)
             batches.append(chunk[first:last].tolist())
         device = labels.device
+        warm()
+        on_gpu = self.decode_device == "cuda"
         loader = DataLoader(
-            FileDataset(self, labels),
-            batch_sampler=batches,
+            BatchFiles(self, labels, plan_only=on_gpu),
+            sampler=batches,
+            batch_size=None,
             num_workers=self.num_workers,
-            pin_memory=device.type == "cuda",
+            pin_memory=device.type == "cuda" and not on_gpu,
         )
         for images, batch_labels in loader:
+            if on_gpu:  # a Plan: the JPEGs are decoded here, on the GPU
+                images = finish(images, self.input_shape, self.resize, self.decode_device)[0]
             yield images.to(device, non_blocking=True), batch_labels.to(device, non_blocking=True)
 
     def _with(self, files: list[Any]) -> LazyImages:
-        return LazyImages(files, self.input_shape, self.num_workers, resize=self.resize)
+        return LazyImages(
+            files, self.input_shape, self.num_workers, resize=self.resize, decode_device=self.decode_device
+        )
 
 
-class FileDataset(Dataset):
-    """(image, label) pairs for a DataLoader over LazyImages; decoding happens in its worker processes."""
+class BatchFiles(Dataset):
+    """A whole batch per DataLoader item (the index is the batch's list of positions): its images as one uint8
+    tensor, decoded in the worker (or, plan_only, a batch_decode.Plan for the GPU to finish) and its labels."""
 
-    def __init__(self, images: LazyImages, labels: torch.Tensor) -> None:
+    def __init__(self, images: LazyImages, labels: torch.Tensor, plan_only: bool = False) -> None:
         self.images = images
         self.labels = labels.cpu()
+        self.plan_only = plan_only
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images.decode(index), self.labels[index]
+    def __getitem__(self, indices: list[int]) -> tuple[Any, torch.Tensor]:
+        shape, resize = self.images.input_shape, self.images.resize
+        if type(self.images).decode is not LazyImages.decode:  # rows, not files (ArrowImages): one by one
+            plan = Plan(torch.stack([self.images.decode(i) for i in indices]))
+        else:
+            files = [self.images.files[i] for i in indices]
+            plan = plan_batch([(str(path), path) for path in files], shape, resize)
+        return (plan if self.plan_only else finish(plan, shape, resize)[0]), self.labels[indices]
 
 
 def unreadable_headers(paths: list[Path]) -> list[tuple[int, str]]:
-    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding."""
+    """(index, reason) of the files Pillow cannot even open (the header: format and size), without decoding; a
+    JPEG whose frame header a marker walk finds needs no Pillow object (batch_decode.header_reads)."""
     bad = []
     for i, path in enumerate(paths):
+        if header_reads(path):
+            continue
         try:
             with open_image(path):
                 pass

@@ -103,7 +103,7 @@ def load_data(
         description = description.with_stats(*channel_stats(train_split.images.statistics_images()))
     _check_stats(description, read.input_shape[0])
     mean, std = description.stats(device)
-    layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole)
+    layout = source.layout(description) + fraction_note(cfg, len(train.labels), whole) + decode_note(cfg, train)
     return DataBundle(
         train=train_split,
         val=on_device(val),
@@ -114,6 +114,16 @@ def load_data(
         layout=layout,
         skipped=splits.skipped,
     )
+
+
+def decode_note(cfg: DatasetConfig, train: SourceSplit) -> str:
+    """For the data line: where a streamed split's JPEGs are decoded (dataset.decode_device)."""
+    streamed = getattr(train.images, "decode_device", None) is not None or getattr(train.images, "keyed", False)
+    if not streamed:
+        return ""
+    if str(cfg.decode_device) == "cuda":
+        return "; JPEGs decoded on the GPU (dataset.decode_device=cuda)"
+    return "; JPEGs decoded in the DataLoader workers (dataset.decode_device=cpu)"
 
 
 def keep_fraction(cfg: DatasetConfig, train: SourceSplit, seed: int) -> SourceSplit:

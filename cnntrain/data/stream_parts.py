@@ -51,6 +51,7 @@ class ShardPart:
     labels: tuple[int, ...]
     rules: tuple[KeyRule, ...] = ()
     offset: int = 0
+    spans: tuple[tuple[int, int, int], ...] | None = None  # each sample's image in the file (shard_index)
 
     @property
     def count(self) -> int:
@@ -66,6 +67,7 @@ class ShardPart:
             self,
             keys=tuple(self.keys[i] for i in kept),
             labels=tuple(self.labels[i] for i in kept),
+            spans=None if self.spans is None else tuple(self.spans[i] for i in kept),
             rules=(*self.rules, rule),
             offset=0,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,18 +22,25 @@ import torch
 
 from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.config.schema import DatasetConfig
+from cnntrain.data import shard_tar
+from cnntrain.data.batch_decode import check_decode_device, finish, plan_batch
 from cnntrain.data.containers import SourceSplit
 from cnntrain.data.description import DataDescription
-from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, decode_image, open_image
-from cnntrain.data.shard_index import ShardIndex, read_member, shard_index
+from cnntrain.data.images import GRAYSCALE_MODES, NamedBytes, open_image
+from cnntrain.data.shard_index import ShardIndex, read_member, shard_index, split_name
 from cnntrain.data.shard_names import expand_all
 from cnntrain.data.sources.base import Source, SourceSplits
 from cnntrain.data.sources.shard_labels import entry_delimiter, shard_classes, single_label_note, task_of
 from cnntrain.data.stream_parts import ShardPart
-from cnntrain.data.streams import CHUNK, StreamedImages, StreamSettings
-from cnntrain.errors import DataError, UserError, first_line
-from cnntrain.reading import MAX_SHARD_BYTES, open_bounded
+from cnntrain.data.streams import StreamedImages, StreamSettings, chunk_size
+from cnntrain.errors import DataError
+from cnntrain.reading import MAX_MEMBER_BYTES
 
+_META = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta: members that are no sample's
+EVAL_NEEDS_ALL = (
+    "dataset.skip_bad_images leaves bad images out of training passes only: an evaluation split needs every "
+    "sample it counted (rewrite the shard without it)"
+)
 QUOTE_HINT = "quote a brace range for Hydra: \"dataset.train='/data/train-{000000..000099}.tar'\""
 
 
@@ -81,7 +89,10 @@ class WebDatasetSource(Source):
             int(cfg.num_workers),
             str(cfg.resize),
             scan.label_delimiter,
+            bool(cfg.skip_bad_images),
+            str(cfg.decode_device),
         )
+        check_decode_device(settings.decode_device)
 
         def split(parts: list[ShardPart] | None) -> SourceSplit | None:
             if parts is None:
@@ -198,7 +209,7 @@ def index_shard(
     )
     if not first and index.first_image is not None:
         first.append((f"{path}:{index.first_image}", read_member(path, index.first_image)))
-    return ShardPart(path, index.keys, labels)
+    return ShardPart(path, index.keys, labels, spans=index.spans)
 
 
 def _input_shape(cfg: DatasetConfig, first: tuple[str, bytes]) -> tuple[int, int, int]:
@@ -224,59 +235,96 @@ def read_parts(parts: list[ShardPart], settings: StreamSettings, seed: int | Non
 
 def _read(parts: list[ShardPart], settings: StreamSettings, seed: int | None, with_index: bool) -> Any:
     wds = _webdataset()
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
     worker = torch.utils.data.get_worker_info()
     mine = list(wds.split_by_worker(parts))
-    by_path = {part.path: part for part in mine}
-    channels, height, width = settings.input_shape
-
-    def opened() -> Any:
-        for part in mine:
-            try:
-                stream = open_bounded(part.path, MAX_SHARD_BYTES, "shard")  # a regular file (a FIFO would block)
-            except (OSError, UserError) as err:
-                raise DataError(f"cannot read shard {part.path}: {first_line(err)}") from None
-            try:
-                yield {"url": part.path, "stream": stream}
-            finally:
-                stream.close()
-
-    def handler(err: Exception) -> bool:
-        raise DataError(f"cannot read shard {err.args[-1] if err.args else '?'}: {first_line(err)}")
+    wanted_suffixes = {*settings.image_keys, settings.label_key}
 
     def samples() -> Any:
-        positions = dict.fromkeys(by_path, 0)
-        for sample in group_by_keys(tar_file_expander(opened(), handler=handler), handler=handler):
-            part, key = by_path[sample["__url__"]], sample["__key__"]
-            if not part.takes(key):
+        for part in mine:
+            if part.spans is not None:  # indexed: the images' bytes at their offsets, labels from the index
+                found = shard_tar.spans(part.path, [(offset, size) for offset, size, _ in part.spans])
+                for j, (data, key, label, span) in enumerate(zip(found, part.keys, part.labels, part.spans)):
+                    yield f"{part.path}:{key}.{settings.image_keys[span[2]]}", data, label, part.offset + j
                 continue
-            index = part.offset + positions[part.path]
-            positions[part.path] += 1
-            where = f"shard {part.path}, sample {key}"
-            image_key = next((k for k in settings.image_keys if k in sample), None)
-            if image_key is None:
-                raise DataError(f"{where}: no image ({', '.join(settings.image_keys)}; dataset.image_key)")
-            if settings.label_key not in sample:
-                raise DataError(f"{where}: no label '{settings.label_key}' (dataset.label_key)")
-            label = parse_label(sample[settings.label_key], list(settings.classes), where, settings.label_delimiter)
-            yield f"{part.path}:{key}.{image_key}", sample[image_key], label, index
+            position = 0
+            for key, sample in _grouped(part.path, wanted_suffixes):  # the tar walked, as webdataset groups it
+                if not part.takes(key):
+                    continue
+                index = part.offset + position
+                position += 1
+                where = f"shard {part.path}, sample {key}"
+                image_key = next((k for k in settings.image_keys if k in sample), None)
+                if image_key is None:
+                    raise DataError(f"{where}: no image ({', '.join(settings.image_keys)}; dataset.image_key)")
+                if settings.label_key not in sample:
+                    raise DataError(f"{where}: no label '{settings.label_key}' (dataset.label_key)")
+                label = parse_label(sample[settings.label_key], list(settings.classes), where, settings.label_delimiter)
+                yield f"{part.path}:{key}.{image_key}", sample[image_key], label, index
 
     stream = samples()
     if seed is not None and settings.shuffle_buffer > 1:
         rng = random.Random(seed * 1009 + (worker.id if worker is not None else 0))
         stream = wds.shuffle(settings.shuffle_buffer, initial=settings.shuffle_buffer, rng=rng)(stream)
-    images, labels, indices = [], [], []
-    for name, data, label, index in stream:
-        images.append(decode_image(NamedBytes(data, name), channels, height, width, resize=settings.resize))
-        labels.append(label)
-        indices.append(index)
-        if len(images) == CHUNK:
-            yield _chunk(images, labels, indices)
-            images, labels, indices = [], [], []
-    if images:
-        yield _chunk(images, labels, indices)
+    batch: list[tuple] = []
+    chunk = chunk_size(settings.input_shape)
+    for sample in stream:
+        batch.append(sample)
+        if len(batch) == chunk:
+            yield _chunk(batch, settings, with_index)
+            batch = []
+    if batch:
+        yield _chunk(batch, settings, with_index)
 
 
-def _chunk(images: list[torch.Tensor], labels: list[int], indices: list[int]) -> tuple[torch.Tensor, ...]:
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), torch.tensor(indices, dtype=torch.int64)
+def _grouped(path: str, suffixes: set[str]) -> Any:
+    """(key, {suffix: bytes}) of each sample of a shard, as webdataset's tar_file_expander and group_by_keys give
+    them (consecutive members of one key; `__...__` members left out), read by cnntrain.data.shard_tar; only the
+    members whose suffix is one of `suffixes` are read."""
+
+    def wanted(name: str) -> int:
+        suffix = split_name(name)[1]
+        return MAX_MEMBER_BYTES if suffix is not None and suffix.lower() in suffixes else 0
+
+    current: tuple[str, dict[str, bytes | None]] | None = None
+    for name, data, _, _ in shard_tar.members(path, wanted):
+        if (
+            name.startswith("__")
+            and _META.match(name)
+            or "/" not in name
+            and name.startswith("__")
+            and name.endswith("__")
+        ):
+            continue
+        prefix, suffix = split_name(name)
+        if prefix is None:
+            continue
+        suffix = suffix.lower()
+        if current is None or prefix != current[0]:
+            if current is not None:
+                yield current
+            current = (prefix, {})
+        if suffix in current[1]:
+            raise DataError(f"cannot read shard {path}: {name}: the sample {prefix} holds {suffix} twice")
+        current[1][suffix] = data
+    if current is not None:
+        yield current
+
+
+def _chunk(batch: list[tuple], settings: StreamSettings, with_index: bool) -> tuple[Any, ...]:
+    """A chunk of samples as (images, labels, canonical indices, (name, reason) of those left out): the images decoded
+    together (cnntrain.data.batch_decode), or with dataset.decode_device=cuda a Plan the main process finishes on
+    the GPU. Only a training pass leaves a bad image out (skip_bad); an evaluation pass needs every sample."""
+    skip = settings.skip_bad and not with_index
+    items = [(name, data) for name, data, _, _ in batch]
+    labels = torch.tensor([label for _, _, label, _ in batch], dtype=torch.int64)
+    indices = torch.tensor([index for _, _, _, index in batch], dtype=torch.int64)
+    try:
+        plan = plan_batch(items, settings.input_shape, settings.resize, skip_bad=skip)
+        if settings.decode_device != "cpu":
+            return plan, labels, indices, []
+        images, keep, skipped = finish(plan, settings.input_shape, settings.resize, skip_bad=skip)
+    except DataError as err:
+        if settings.skip_bad and with_index:
+            raise DataError(f"{err}; {EVAL_NEEDS_ALL}") from None
+        raise
+    return images, labels[keep], indices[keep], skipped
