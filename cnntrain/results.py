@@ -168,6 +168,39 @@ class Run:
             say=print,
         )
 
+    def benchmark(
+        self,
+        formats: str | list[str] | tuple[str, ...] | None = None,
+        *,
+        runs: int = 100,
+        images: int = 2000,
+        accuracy_budget: float = 0.5,
+        compile: bool = False,
+        optimize: str = "latency",
+        checkpoint: str = "best",
+        **data_overrides: Any,
+    ) -> dict[str, Any]:
+        """Measure the model as cnntrain-bench does (eager fp32 and bf16, torch.compile with compile=True, each
+        exported format in fp32 and int8) on the run's test split; writes bench.json into the run directory and
+        returns it: the rows and the recommendation, the fastest format within `accuracy_budget` points."""
+        from cnntrain.inference.bench import DEFAULT_FORMATS, Options, bench_run, parse_formats  # torch: lazy
+
+        names = DEFAULT_FORMATS if formats is None else formats
+        if isinstance(names, str):
+            names = parse_formats(names)
+        options = Options(
+            formats=tuple(names),
+            named=formats is not None,
+            runs=runs,
+            images=images,
+            accuracy_budget=accuracy_budget,
+            compile=compile,
+            optimize=optimize,
+        )
+        options.check()
+        overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
+        return bench_run(self.dir, options, checkpoint=checkpoint, overrides=overrides)
+
     def _repr_html_(self) -> str:
         from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run
 
