@@ -27,7 +27,7 @@ from cnntrain.errors import ConfigError, DataError, UserError, first_line
 from cnntrain.files import safe_folder, write_text
 from cnntrain.inference import export_check, export_onnx, export_openvino, export_pt2, export_torchscript
 from cnntrain.inference.classifier import ImageClassifier
-from cnntrain.inference.export_layer import failing_layer
+from cnntrain.inference.export_layer import failing_layer, quiet_logs
 from cnntrain.inference.load import SavedRun
 from cnntrain.inference.runtime import contract_path, load_runner
 from cnntrain.reporting.provenance import versions
@@ -125,14 +125,19 @@ def export_run(
         example = torch.rand(2, *saved.input_shape)
         step = "export"
         try:
-            facts = {"precision": "int8" if int8 else "float32", **EXPORTERS[fmt].write(module, example, staged, say)}
-            step = "int8"
-            if int8:
-                facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
+            with quiet_logs():
+                facts = {
+                    "precision": "int8" if int8 else "float32",
+                    **EXPORTERS[fmt].write(module, example, staged, say),
+                }
+                step = "int8"
+                if int8:
+                    facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
         except UserError:
             raise
         except Exception as err:  # torch.export, onnxscript, OpenVINO and NNCF each raise their own types
-            layer = None if step == "int8" else failing_layer(module, example, _attempt(fmt))
+            with quiet_logs():
+                layer = None if step == "int8" else failing_layer(module, example, _attempt(fmt), FORMATS[fmt], err)
             raise UserError(
                 f"the {fmt} export{' (int8)' if int8 else ''} cannot take "
                 f"{f'layer {layer} of ' if layer else ''}model {saved.config.model.name!r}: "
