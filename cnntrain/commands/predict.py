@@ -23,17 +23,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
-from cnntrain.reporting.console import output_console
 from cnntrain.reporting.text import markup
 
 if TYPE_CHECKING:
     import torch
+    from rich.table import Table
 
     from cnntrain.inference.classifier import ImageClassifier
     from cnntrain.inference.load import SavedRun
@@ -112,6 +110,8 @@ def cam_paths(images: list[Path], folder: Path) -> list[Path]:
 
 def sets_table(path: Path, record: dict[str, Any]) -> Table:
     """One image's predicted labels, then the other top-k labels, with probability and threshold."""
+    from rich.table import Table  # rich: start-up lazy, `--json` prints none
+
     names = ", ".join(markup(item["label"]) for item in record["labels"]) or "(none)"
     table = Table(title=f"{markup(path)}: {names}", title_justify="left")
     for column, justify in (
@@ -143,6 +143,8 @@ def as_json(paths: list[Path], results: list[list[tuple[str, float]]], cams: lis
 
 
 def as_table(path: Path, top: list[tuple[str, float]], cam: Path | None = None) -> Table:
+    from rich.table import Table  # rich: start-up lazy, `--json` prints none
+
     table = Table(
         title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None, caption_justify="left"
     )
@@ -212,6 +214,8 @@ def _show_answers(args: Any, results: list[list[tuple[str, float]]], cams: list[
     if args.json:
         sys.stdout.write(as_json(args.images, results, cams) + "\n")
         return
+    from cnntrain.reporting.console import output_console  # rich: start-up lazy, `--json` prints none
+
     console = output_console()
     for i, (path, top) in enumerate(zip(args.images, results)):
         console.print(as_table(path, top, cams[i] if cams else None))
@@ -232,6 +236,8 @@ def _show_label_sets(args: Any, records: list[dict[str, Any]]) -> None:
             json.dumps([{"image": str(path), **record} for path, record in zip(args.images, records)], indent=2) + "\n"
         )
         return
+    from cnntrain.reporting.console import output_console  # rich: start-up lazy, `--json` prints none
+
     console = output_console()
     for path, record in zip(args.images, records):
         console.print(sets_table(path, record))
