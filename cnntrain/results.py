@@ -172,9 +172,9 @@ class Run:
         self,
         formats: str | list[str] | tuple[str, ...] | None = None,
         *,
-        runs: int = 100,
-        images: int = 2000,
-        accuracy_budget: float = 0.5,
+        runs: int | None = None,
+        images: int | None = None,
+        accuracy_budget: float | None = None,
         compile: bool = False,
         optimize: str = "latency",
         checkpoint: str = "best",
@@ -182,7 +182,8 @@ class Run:
     ) -> dict[str, Any]:
         """Measure the model as cnntrain-bench does (eager fp32 and bf16, torch.compile with compile=True, each
         exported format in fp32 and int8) on the run's test split; writes bench.json into the run directory and
-        returns it: the rows and the recommendation, the fastest format within `accuracy_budget` points."""
+        returns it: the rows and the recommendation, the fastest format within `accuracy_budget` points (None:
+        cnntrain-bench's defaults, 100 runs, 2,000 images, cnntrain-export's 0.5 pt budget)."""
         from cnntrain.inference.bench import DEFAULT_FORMATS, Options, bench_run, parse_formats  # torch: lazy
 
         names = DEFAULT_FORMATS if formats is None else formats
@@ -191,12 +192,12 @@ class Run:
         options = Options(
             formats=tuple(names),
             named=formats is not None,
-            runs=runs,
-            images=images,
-            accuracy_budget=accuracy_budget,
             compile=compile,
             optimize=optimize,
         )
+        for key, value in (("runs", runs), ("images", images), ("accuracy_budget", accuracy_budget)):
+            if value is not None:
+                setattr(options, key, value)
         options.check()
         overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
         return bench_run(self.dir, options, checkpoint=checkpoint, overrides=overrides)

@@ -133,6 +133,14 @@ def test_bench_of_a_folder_without_a_run_is_one_line(tmp_path, monkeypatch):
     assert_one_line_error(result, str(tmp_path))
 
 
+def test_run_benchmark_returns_what_it_writes(one_epoch_run, tmp_path, synthetic_data_root):
+    shutil.copytree(one_epoch_run, tmp_path / "run")
+    result = Run(tmp_path / "run").benchmark(["eager"], runs=2, images=16, data_root=str(synthetic_data_root))
+    assert json.loads(RunDir(tmp_path / "run").bench_json.read_text()) == result
+    assert result["images"] == 16 and result["latency_runs"] == 2 and result["accuracy_budget_pt"] == 0.5
+    assert result["recommendation"]["format"] == "eager" and [row["name"] for row in result["rows"]] == ["eager"]
+
+
 def test_run_benchmark_refuses_bad_values_before_loading(run_copy):
     run = Run(run_copy)
     with pytest.raises(ConfigError, match="--runs=0"):
