@@ -75,7 +75,7 @@ def table_lines(result: dict[str, Any]) -> list[str]:
         f"{result['rounds']} rounds of {result['latency_runs']} calls; torch threads {result['torch_threads']}, "
         f"{result['cpu_count']} CPUs ({(result.get('cpu') or {}).get('model') or 'unknown CPU'})",
         f"{'format':<15}{metric + ' %':>8}{'drop pt':>8}{'agree %':>8}{'ECE':>7}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'b1 x':>6}{'b32 img/s':>10}{'MB':>8}{'load s':>7}",
+        f"{'b1 x':>7}{'b32 img/s':>10}{'MB':>8}{'load s':>7}",
     ]
     for row in rows:
         if row["status"] != "ok":
@@ -86,7 +86,7 @@ def table_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"{row['name']:<15}{_cell(row['metric'], '.2f', 8)}{_cell(row['drop_pt'], '.2f', 8)}"
             f"{_cell(row['agreement'], '.2f', 8)}{_cell(row['ece'], '.3f', 7)}{_cell(row['p50_ms'], '.3f', 9)}"
-            f"{_cell(row['p95_ms'], '.3f', 9)}{_cell(speedup, '.2f', 6)}{_cell(row['throughput'], ',.0f', 10)}"
+            f"{_cell(row['p95_ms'], '.3f', 9)}{_cell(speedup, '.2f', 7)}{_cell(row['throughput'], ',.0f', 10)}"
             f"{_cell(size, '.2f', 8)}{_cell(row.get('load_seconds'), '.2f', 7)}"
         )
     recommendation = result["recommendation"]
