@@ -133,6 +133,12 @@ def test_bench_of_a_folder_without_a_run_is_one_line(tmp_path, monkeypatch):
     assert_one_line_error(result, str(tmp_path))
 
 
+def test_a_folder_where_bench_json_goes_is_one_line_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "bench.json").mkdir()
+    result = run_main(bench.main, [str(tmp_path), "--formats", "eager"], tmp_path, monkeypatch)
+    assert_one_line_error(result, "bench.json is a folder")
+
+
 def test_run_benchmark_returns_what_it_writes(one_epoch_run, tmp_path, synthetic_data_root):
     shutil.copytree(one_epoch_run, tmp_path / "run")
     result = Run(tmp_path / "run").benchmark(["eager"], runs=2, images=16, data_root=str(synthetic_data_root))

@@ -136,6 +136,9 @@ def bench_run(
 ) -> dict[str, Any]:
     """Measure every format of the run in `run_dir`, write bench.json there and return its content."""
     options.check()
+    target = RunDir(Path(run_dir)).bench_json
+    if target.is_dir() and not target.is_symlink():
+        raise UserError(f"{target} is a folder; cnntrain-bench writes its figures to that file (remove the folder)")
     saved, load_seconds = bench_timing.timed(lambda: load_run(Path(run_dir), checkpoint, torch.device("cpu")))
     assert isinstance(saved, SavedRun)
     data = export_check.run_data(saved, overrides)
