@@ -177,6 +177,7 @@ class Run:
         accuracy_budget: float | None = None,
         compile: bool = False,
         optimize: str = "latency",
+        threads: int | None = None,
         checkpoint: str = "best",
         **data_overrides: Any,
     ) -> dict[str, Any]:
@@ -194,6 +195,7 @@ class Run:
             named=formats is not None,
             compile=compile,
             optimize=optimize,
+            threads=threads,
         )
         for key, value in (("runs", runs), ("images", images), ("accuracy_budget", accuracy_budget)):
             if value is not None:

@@ -61,13 +61,14 @@ def gated(run_dir: Path):
 
 @needs_onnx
 def test_bench_table_json_recommendation_and_report(run_copy, tmp_path, monkeypatch, synthetic_data_root):
-    argv = [str(run_copy), "--formats", "eager,onnx,onnx-int8", "--runs", "5", "--images", "300"]
+    argv = [str(run_copy), "--formats", "eager,onnx,onnx-int8", "--runs", "5", "--images", "300", "--threads", "1"]
     result = run_main(bench.main, argv, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
     assert result.returncode == 0, result.stderr
     data = json.loads(RunDir(run_copy).bench_json.read_text())
     rows = {row["name"]: row for row in data["rows"]}
     assert list(rows) == ["eager", "onnx", "onnx-int8"] and data["images"] == 300 and data["metric"] == "acc"
     assert all(row["status"] == "ok" for row in rows.values())
+    assert data["torch_threads"] == data["runtime_threads"] == 1 and rows["onnx"]["threads"] == "1"
     assert rows["eager"]["agreement"] == 100.0 and rows["eager"]["drop_pt"] == 0.0
     assert rows["onnx"]["agreement"] == 100.0 and abs(rows["onnx"]["metric"] - rows["eager"]["metric"]) < 1e-9
     assert rows["onnx"]["exporter"] == "dynamo" and rows["onnx-int8"]["precision"] == "int8"
@@ -120,6 +121,8 @@ def test_recommendation_picks_the_fastest_within_budget_and_says_when_int8_is_sl
         (["--accuracy-budget", "-1"], ("--accuracy-budget=-1.0", "from 0 to 100")),
         (["--accuracy-budget", "nan"], ("--accuracy-budget=nan", "from 0 to 100")),
         (["--optimize", "size"], ("--optimize", "invalid choice")),
+        (["--threads", "0"], ("--threads=0", "from 1 to")),
+        (["--threads", "two"], ("--threads", "invalid int value")),
     ],
 )
 def test_bad_bench_options_are_one_line(tmp_path, monkeypatch, argv, fragments):

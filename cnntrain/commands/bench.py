@@ -72,6 +72,14 @@ def parser() -> ArgumentParser:
         f"(default {ACCURACY_BUDGET:g}, as cnntrain-export's)",
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of every runtime (torch, ONNX Runtime, OpenVINO; default: each one's own); on a machine "
+        "others share, --threads 1 keeps threads from waiting on each other",
+    )
+    p.add_argument(
         "--optimize",
         default="latency",
         choices=OPTIMIZE,
@@ -91,6 +99,7 @@ def _main(argv: list[str]) -> None:
         accuracy_budget=args.accuracy_budget,
         compile=args.compile,
         optimize=args.optimize,
+        threads=args.threads,
     )
     options.check()  # before the model is loaded: a bad value costs nothing
     result = bench_run(args.run_dir, options, checkpoint=args.checkpoint, overrides=args.overrides, say=print)

@@ -52,7 +52,6 @@ RUNS, MAX_RUNS = 100, 100_000  # batch-1 calls timed per format and round
 IMAGES, MAX_IMAGES = 2000, 10_000_000  # test images scored per format
 OPTIMIZE = ("latency", "throughput")  # what "fastest" means for the recommendation
 ECE_BINS = 15  # equal-width confidence bins, as the run's own analysis (configs/train.yaml: calibration_bins)
-NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # CPU flags of bf16 arithmetic in hardware
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Options:
     accuracy_budget: float = ACCURACY_BUDGET
     compile: bool = False
     optimize: str = "latency"
+    threads: int | None = None  # every runtime's threads (torch, ONNX Runtime, OpenVINO); None: each one's default
 
     def check(self) -> None:
         for key, value, top, what in (
@@ -74,6 +74,13 @@ class Options:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
                 raise ConfigError(f"--{key}={value!r}: must be a whole number from 1 to {top:,} ({what})")
+        threads = self.threads
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096
+        ):
+            raise ConfigError(
+                f"--threads={threads!r}: must be a whole number from 1 to 4,096 (threads of every runtime)"
+            )
         budget = self.accuracy_budget
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget <= 100:
             raise ConfigError(
@@ -139,6 +146,18 @@ def bench_run(
     target = RunDir(Path(run_dir)).bench_json
     if target.is_dir() and not target.is_symlink():
         raise UserError(f"{target} is a folder; cnntrain-bench writes its figures to that file (remove the folder)")
+    torch_threads = torch.get_num_threads()
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    try:
+        return _bench(run_dir, options, checkpoint, overrides, say)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _bench(
+    run_dir: Path, options: Options, checkpoint: str, overrides: Sequence[str], say: Callable[[str], None]
+) -> dict[str, Any]:
     saved, load_seconds = bench_timing.timed(lambda: load_run(Path(run_dir), checkpoint, torch.device("cpu")))
     assert isinstance(saved, SavedRun)
     data = export_check.run_data(saved, overrides)
@@ -184,6 +203,7 @@ def bench_run(
         "throughput_batch": bench_timing.BATCH,
         "rounds": bench_timing.ROUNDS,
         "torch_threads": torch.get_num_threads(),
+        "runtime_threads": options.threads,
         "cpu_count": os.cpu_count(),
         "cpu": cpu(),
         "rows": [asdict(row) for row in rows],
@@ -214,18 +234,18 @@ def _prepare(
     """The row and the callable that runs it; no callable for a row skipped or failed (its reason set)."""
     torch_threads = f"torch {torch.get_num_threads()}"
     if name == "eager":
-        return Row(name, "float32", threads=torch_threads), _torch_runner(module)
+        return Row(name, "float32", threads=torch_threads), bench_timing.torch_runner(module)
     if name == "eager-bf16":
         row = Row(name, "bfloat16 autocast", threads=torch_threads)
-        reason = no_native_bf16()
+        reason = bench_timing.no_native_bf16()
         if reason:
             row.status, row.reason = "skipped", reason
             return row, None
-        return row, _torch_runner(module, torch.bfloat16)
+        return row, bench_timing.torch_runner(module, torch.bfloat16)
     if name == "compile":
         row = Row(name, "float32", threads=torch_threads, exporter="torch.compile (inductor)")
         compiled = torch.compile(module)
-        run = _torch_runner(compiled)
+        run = bench_timing.torch_runner(compiled)
         try:  # the first call of each batch size compiles: batch 1, the throughput batch, the scoring batch
             scoring = np.resize(batch, (64, *batch.shape[1:]))
             _, row.compile_seconds = bench_timing.timed(lambda: [run(one), run(batch), run(scoring)])
@@ -236,7 +256,7 @@ def _prepare(
         return row, run
     fmt, int8 = FORMATS[name]
     assert fmt is not None
-    row = Row(name, "int8" if int8 else "float32", threads="runtime default")
+    row = Row(name, "int8" if int8 else "float32", threads=str(options.threads or "runtime default"))
     try:
         check_options(fmt, int8, CALIBRATION, ACCURACY_BUDGET)
     except UserError as err:  # a missing extra where the formats were not named: the row says which
@@ -258,7 +278,7 @@ def _prepare(
         row.status, row.reason = "failed", first_line(err)
         return row, None
     run, row.load_seconds = bench_timing.timed(
-        lambda: export_torchscript.runner(path) if fmt == "torchscript" else load_runner(path, fmt)
+        lambda: export_torchscript.runner(path) if fmt == "torchscript" else load_runner(path, fmt, options.threads)
     )
     files = [path, *(export_openvino.sidecars(path) if fmt == "openvino" else [])]
     row.size_bytes = sum(file.stat().st_size for file in files)
@@ -267,28 +287,6 @@ def _prepare(
     if int8:
         row.extra = {"int8": contract.get("int8", {})}
     return row, run  # type: ignore[return-value]
-
-
-def _torch_runner(module: Any, dtype: torch.dtype | None = None) -> bench_timing.Runner:
-    """float32 numpy images -> numpy outputs through a torch module (in bf16 autocast when `dtype` says so)."""
-
-    def run(images: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return module(torch.from_numpy(images)).float().numpy()
-
-    return run
-
-
-def no_native_bf16() -> str:
-    """Why eager bf16 is not measured here ('' where the CPU computes bf16 in hardware)."""
-    facts = cpu()
-    flags = facts.get("isa_flags") or []
-    if any(flag in flags for flag in NATIVE_BF16):
-        return ""
-    return (
-        f"the CPU ({facts.get('capability')}) has no native bf16 ({' or '.join(NATIVE_BF16)} not among its flags): "
-        f"autocast would emulate it, slower than float32"
-    )
 
 
 class _Recording:

@@ -72,7 +72,8 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     base = next((row for row in rows if row["name"] == "eager" and row.get("p50_ms")), None)
     lines = [
         f"{result['images']} test images of {result['run_dir']} (epoch {result['epoch']}); latency: best of "
-        f"{result['rounds']} rounds of {result['latency_runs']} calls; torch threads {result['torch_threads']}, "
+        f"{result['rounds']} rounds of {result['latency_runs']} calls; threads: torch {result['torch_threads']}, "
+        f"runtimes {result.get('runtime_threads') or 'their default'}; "
         f"{result['cpu_count']} CPUs ({(result.get('cpu') or {}).get('model') or 'unknown CPU'})",
         f"{'format':<15}{metric + ' %':>8}{'drop pt':>8}{'agree %':>8}{'ECE':>7}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'b1 x':>7}{'b32 img/s':>10}{'MB':>8}{'load s':>7}",

@@ -2,7 +2,8 @@
 
 Latency is one image (batch 1) per call, p50 and p95 over `runs` calls after a warm-up; throughput is images per
 second at a batch of 32 over a tenth as many calls (at least 3). Formats are measured round by round, so load on
-a shared machine moves every row alike; each row keeps its best round.
+a shared machine moves every row alike; each row keeps its best round. The eager rows' callables (float32, bf16
+autocast where the CPU has it in hardware) are made here too.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from cnntrain.reporting.provenance import cpu
 
 Runner = Callable[[np.ndarray], np.ndarray]
 WARMUP = 3  # calls before any is timed: lazy allocations, a runtime's first-call kernels
 BATCH = 32  # the throughput batch
 ROUNDS = 2  # passes over every format; the best of them is kept
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # CPU flags of bf16 arithmetic in hardware
 
 
 @dataclass
@@ -70,3 +75,25 @@ def timed(step: Callable[[], object]) -> tuple[object, float]:
 def batch_of(images: np.ndarray, size: int = BATCH) -> np.ndarray:
     """`size` images, the split's first ones repeated when it has fewer."""
     return np.resize(images, (size, *images.shape[1:]))
+
+
+def torch_runner(module: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype | None = None) -> Runner:
+    """float32 numpy images -> numpy outputs through a torch module (in bf16 autocast when `dtype` says so)."""
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            return module(torch.from_numpy(images)).float().numpy()
+
+    return run
+
+
+def no_native_bf16() -> str:
+    """Why eager bf16 is not measured here ('' where the CPU computes bf16 in hardware)."""
+    facts = cpu()
+    flags = facts.get("isa_flags") or []
+    if any(flag in flags for flag in NATIVE_BF16):
+        return ""
+    return (
+        f"the CPU ({facts.get('capability')}) has no native bf16 ({' or '.join(NATIVE_BF16)} not among its flags): "
+        f"autocast would emulate it, slower than float32"
+    )

@@ -127,14 +127,15 @@ def _checked(raw: Any, fmt: str) -> Contract:
     )
 
 
-def load_runner(model: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [N, C, H, W] in [0, 1] -> the file's outputs, run by the format's runtime on the CPU; a UserError
-    naming the extra when that runtime is not installed, and for a file the runtime cannot read."""
+def load_runner(model: Path, fmt: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 [N, C, H, W] in [0, 1] -> the file's outputs, run by the format's runtime on the CPU (on `threads`
+    threads; None: the runtime's default); a UserError naming the extra when that runtime is not installed, and
+    for a file the runtime cannot read."""
     try:
         if fmt == "onnx":
-            return _onnx_runner(model)
+            return _onnx_runner(model, threads)
         if fmt == "openvino":
-            return _openvino_runner(model)
+            return _openvino_runner(model, threads)
         return _pt2_runner(model)
     except ImportError as err:
         module, extra = EXTRAS.get(fmt, ("torch", "torch"))
@@ -146,22 +147,28 @@ def load_runner(model: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
         raise UserError(f"{model}: {fmt} cannot read it ({message[-1] if message else type(err).__name__})") from None
 
 
-def _onnx_runner(model: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(model: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort  # the onnx extra: imported only for an ONNX file
 
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's errors are its own types (Fail, InvalidGraph, ...)
         raise RuntimeError(str(err)) from None
     name = session.get_inputs()[0].name
     return lambda images: session.run(None, {name: images})[0]
 
 
-def _openvino_runner(model: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _openvino_runner(model: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import openvino as ov  # the openvino extra: imported only for an IR file
 
     # f32: OpenVINO would otherwise run float layers in bf16 on CPUs that have it, moving the probabilities
-    compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(model), "CPU", config)
     return lambda images: np.asarray(compiled(images)[0])
 
 
