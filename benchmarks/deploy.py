@@ -157,16 +157,21 @@ def main() -> None:
     p.add_argument("--latency-runs", type=int, default=100, help="batch-1 calls timed per format and round")
     p.add_argument("--compile", action="store_true", help="also torch.compile the eager model")
     p.add_argument("--processes", type=int, default=5, help="whole predict processes timed per kind")
+    p.add_argument("--threads", type=int, default=None, help="every runtime's threads (cnntrain-bench --threads)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
     run_dir = args.run or train(folder, args.preset, args.overrides)
     formats = tuple(FORMATS)  # every row, TorchScript (legacy) included
-    options = Options(formats=formats, runs=args.latency_runs, images=args.images, compile=args.compile)
+    options = Options(
+        formats=formats, runs=args.latency_runs, images=args.images, compile=args.compile, threads=args.threads
+    )
     started = time.perf_counter()
     result = bench_run(run_dir, options, say=lambda line: print(f"  {line}"))
     print(f"\nbench in {time.perf_counter() - started:.0f} s (exports, scoring, timing)")
     print("\n".join(table_lines(result)))
     print("\ntoday's baseline: the legacy ONNX exporter against eager fp32 and the dynamo exporter, same timing")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the baseline's eager row; its ONNX files keep ONNX Runtime's default
     onnx = legacy_baseline(run_dir, folder, args.images, args.latency_runs)
     test = export_check.first_images(export_check.run_data(load_run(run_dir)).test, 1)[0][0]
     image = folder / "one.png"
