@@ -1,22 +1,19 @@
-"""Deployment formats side by side: accuracy, agreement with eager, batch-1 latency, batch-32 throughput, file size.
+"""Deployment formats side by side, through cnntrain-bench's own code, for a run this script trains (or RUN_DIR).
 
-In one process, for one finished run (RUN_DIR, or a tiny run this script trains on generated IDX data), it exports
-the model to every format cnntrain-export writes, plus the legacy ONNX exporter as today's baseline, and for each
-measures on the run's test split (up to --images):
+For one finished run it calls cnntrain.inference.bench (what `cnntrain-bench RUN_DIR` runs): the eager model in
+float32 and bf16, torch.compile (--compile), TorchScript, torch.export, ONNX and OpenVINO in float32 and int8, each
+scored on the run's test split (up to --images) and timed at batch 1 (p50/p95) and batch 32, formats interleaved
+round by round; then today's baseline before issue 30 (the legacy TorchScript-based ONNX exporter) timed against
+eager in the same way; then whole `cnntrain-predict` processes on one image: from the ONNX file (no torch) against
+from the run directory. Ratios are within this one process, so load on a shared machine moves every row alike
+(it still moves the figures: say where they were taken). Usage:
 
-  accuracy (mAP for a multi-label run) and top-1 agreement with the eager model
-  p50 / p95 latency of one image (batch 1), over --latency-runs calls after a warm-up
-  throughput at batch 32, images/s, best of --rounds
-  file size
-  and a whole `cnntrain-predict` process on one image: from the ONNX file (no torch) against from the run directory
-
-Ratios are against eager float32 measured in the same process, formats interleaved round by round, so load on
-a shared machine moves every row alike (it still moves the figures: say where they were taken). The threads are
-each runtime's default (all cores), printed with the table. Usage:
-
-    python benchmarks/deploy.py                               # a tiny cnn2 run on generated 28x28 data
+    python benchmarks/deploy.py                          # a tiny cnn2 run on generated 28x28 IDX digits
+    python benchmarks/deploy.py --preset speedrun-mnist  # experiment=mnist-speedrun on the real MNIST
+                                                         #   (CNNTRAIN_DATA_ROOT must hold MNIST/raw)
+    python benchmarks/deploy.py --preset resnet18-64     # ResNet-18 at 64x64 on a generated RGB image folder
     python benchmarks/deploy.py --run outputs/2026-12-01/10-00-00 --images 1000
-    python benchmarks/deploy.py model=speedrun-cnn trainer.epochs=3   # overrides for the run it trains
+    python benchmarks/deploy.py --preset resnet18-64 trainer.epochs=1   # overrides for the run it trains
 """
 
 from __future__ import annotations
@@ -28,90 +25,107 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cnntrain.inference import export_check
+from cnntrain.inference import bench_timing, export_check
+from cnntrain.inference.bench import FORMATS, Options, bench_run
+from cnntrain.inference.bench_table import table_lines
 from cnntrain.inference.classifier import ImageClassifier
-from cnntrain.inference.export import FORMATS, export_run
+from cnntrain.inference.export import export_run
 from cnntrain.inference.load import load_run
 from cnntrain.inference.runtime import as_float, load_runner
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = (
-    "model=cnn2",
-    "trainer.epochs=2",
-    "trainer.batch_size=64",
-    "report.plots=false",
-    "trainer.progress=false",
-    "device=cpu",
-)
-Runner = Callable[[np.ndarray], np.ndarray]
+QUIET = ("report.plots=false", "trainer.progress=false", "device=cpu")
+PRESETS = {
+    "tiny": ("model=cnn2", "trainer.epochs=2", "trainer.batch_size=64"),
+    "speedrun-mnist": ("experiment=mnist-speedrun",),
+    "resnet18-64": (
+        "dataset=imagefolder",
+        "model=resnet18",
+        "dataset.image_size=[64,64]",
+        "dataset.channels=3",
+        "trainer.epochs=2",
+        "trainer.batch_size=64",
+        "optimizer.lr=0.001",
+    ),
+}
 
 
-def train_tiny(folder: Path, overrides: list[str]) -> Path:
-    """A small run on generated IDX digits (the tests' generator, no download), trained by `python -m cnntrain`."""
+def train(folder: Path, preset: str, overrides: list[str]) -> Path:
+    """The preset's run, trained by `python -m cnntrain` on its data: generated IDX digits (tiny), the real MNIST
+    under CNNTRAIN_DATA_ROOT (speedrun-mnist), or a generated 64x64 RGB image folder of 3 shapes (resnet18-64:
+    there is no CIFAR here, and nothing is downloaded)."""
     sys.path.insert(0, str(REPO / "tests"))
-    from synthetic_idx import write_idx_dataset
+    env = dict(os.environ)
+    extra: list[str] = []
+    if preset == "tiny":
+        from synthetic_idx import write_idx_dataset
 
-    write_idx_dataset(folder / "data", "MNIST", n_train=2000, n_test=500, seed=0)
-    os.environ["CNNTRAIN_DATA_ROOT"] = str(folder / "data")
+        write_idx_dataset(folder / "data", "MNIST", n_train=2000, n_test=500, seed=0)
+        env["CNNTRAIN_DATA_ROOT"] = str(folder / "data")
+    elif preset == "resnet18-64":
+        from synthetic_images import make_folder
+
+        make_folder(folder / "images", rgb=True, size=64, per_class=400, test_per_class=200, seed=0)
+        extra = [f"dataset.root={folder / 'images'}"]
     run_dir = folder / "run"
-    argv = [sys.executable, "-m", "cnntrain", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "cnntrain", *PRESETS[preset], *QUIET, *extra, *overrides, f"hydra.run.dir={run_dir}"]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+    print(f"trained {preset} in {time.perf_counter() - started:.0f} s: {run_dir}")
+    os.environ.update({k: v for k, v in env.items() if k == "CNNTRAIN_DATA_ROOT"})
     return run_dir
 
 
-def legacy_onnx(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    """Today's path before issue 30: the TorchScript-based exporter, opset 17."""
+def legacy_baseline(run_dir: Path, folder: Path, images: int, runs: int) -> Path:
+    """Today's path before issue 30, the TorchScript-based ONNX exporter (opset 17), timed against eager fp32 and
+    the dynamo ONNX file, interleaved; returns the dynamo file (for the predict processes)."""
+    saved = load_run(run_dir)
+    module = ImageClassifier(saved, export_head=True).cpu()
+    legacy = folder / "legacy.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (torch.rand(1, *shape),),
-            str(path),
+            (torch.rand(1, *saved.input_shape),),
+            str(legacy),
             input_names=["images"],
             output_names=["outputs"],
             dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
+    current = folder / "dynamo" / "model.onnx"
+    current.parent.mkdir()
+    export_run(saved, "onnx", current)
+    test = export_check.first_images(export_check.run_data(saved).test, images)[0]
+    one, batch = as_float(test[:1]), as_float(bench_timing.batch_of(test))
 
+    def eager(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
 
-def eager_runner(module: torch.nn.Module) -> Runner:
-    def run(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(images)).numpy()
-
-    return run
-
-
-def latency(run: Runner, image: np.ndarray, calls: int) -> tuple[float, float]:
-    for _ in range(5):
-        run(image)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        run(image)
-        times.append(time.perf_counter() - start)
-    return float(np.percentile(times, 50)) * 1e3, float(np.percentile(times, 95)) * 1e3
-
-
-def throughput(run: Runner, batch: np.ndarray, seconds: float = 1.0) -> float:
-    run(batch)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run(batch)
-        done += len(batch)
-    return done / (time.perf_counter() - start)
-
-
-def size(path: Path) -> int:
-    return sum(p.stat().st_size for p in [path, path.with_suffix(".bin")] if p.is_file())
+    runners = {
+        "eager fp32": eager,
+        "onnx legacy": load_runner(legacy, "onnx"),
+        "onnx dynamo": load_runner(current, "onnx"),
+    }
+    timings = {name: bench_timing.Timing() for name in runners}
+    for _ in range(bench_timing.ROUNDS):
+        for name, run in runners.items():
+            timings[name].keep_best(bench_timing.measure(run, one, batch, runs))
+    base = timings["eager fp32"]
+    for name, t in timings.items():
+        print(
+            f"  {name:<13} p50 {t.p50_ms:8.3f} ms ({base.p50_ms / t.p50_ms:5.2f}x)  "
+            f"b32 {t.throughput:9,.0f} img/s ({t.throughput / base.throughput:5.2f}x)"
+        )
+    return current
 
 
 def predict_processes(run_dir: Path, onnx: Path, image: Path, rounds: int) -> None:
@@ -128,7 +142,7 @@ def predict_processes(run_dir: Path, onnx: Path, image: Path, rounds: int) -> No
             times[name].append(time.perf_counter() - started)
     median = {name: float(np.median(values)) for name, values in times.items()}
     print(
-        f"\nwhole process, one image, median of {rounds}: "
+        f"whole process, one image, median of {rounds}: "
         + ", ".join(f"{n} {t:.2f} s" for n, t in median.items())
         + f"; ratio {median['predict RUN_DIR'] / median['predict model.onnx']:.1f}x"
     )
@@ -136,82 +150,33 @@ def predict_processes(run_dir: Path, onnx: Path, image: Path, rounds: int) -> No
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("overrides", nargs="*", help="cnntrain overrides for the tiny run this script trains")
-    p.add_argument("--run", type=Path, default=None, help="an existing run directory (else a tiny run is trained)")
-    p.add_argument("--images", type=int, default=512, help="test images for accuracy and agreement")
-    p.add_argument("--latency-runs", type=int, default=200)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("overrides", nargs="*", help="cnntrain overrides for the run this script trains")
+    p.add_argument("--preset", choices=list(PRESETS), default="tiny", help="the run to train (without --run)")
+    p.add_argument("--run", type=Path, default=None, help="an existing run directory (else the preset is trained)")
+    p.add_argument("--images", type=int, default=2000, help="test images scored per format")
+    p.add_argument("--latency-runs", type=int, default=100, help="batch-1 calls timed per format and round")
+    p.add_argument("--compile", action="store_true", help="also torch.compile the eager model")
+    p.add_argument("--processes", type=int, default=5, help="whole predict processes timed per kind")
+    p.add_argument("--threads", type=int, default=None, help="every runtime's threads (cnntrain-bench --threads)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
-    run_dir = args.run or train_tiny(folder, args.overrides)
-    saved = load_run(run_dir)
-    module = ImageClassifier(saved, export_head=True).cpu()
-    data = export_check.run_data(saved)
-    images, labels = export_check.first_images(data.test, args.images)
-    eager = export_check.eager_outputs(module, images)
-    kind = "probabilities" if saved.thresholds is not None else "logits"
-
-    files: dict[str, tuple[Path, Runner]] = {}
-    legacy = folder / "legacy.onnx"
-    legacy_onnx(module, saved.input_shape, legacy)
-    files["onnx legacy (today)"] = (legacy, load_runner(legacy, "onnx"))
-    for fmt, int8 in (
-        ("torchscript", False),
-        ("pt2", False),
-        ("onnx", False),
-        ("onnx", True),
-        ("openvino", False),
-        ("openvino", True),
-    ):
-        path = folder / f"{fmt}{'-int8' if int8 else ''}" / f"model{FORMATS[fmt]}"
-        path.parent.mkdir()
-        started = time.perf_counter()
-        export_run(saved, fmt, path, int8=int8, say=lambda line: print(f"  {line}"))
-        print(f"exported {fmt}{' int8' if int8 else ''} in {time.perf_counter() - started:.1f} s")
-        if fmt == "torchscript":
-            from cnntrain.inference.export_torchscript import runner
-
-            files[fmt] = (path, runner(path))
-        else:
-            files[f"{fmt}{' int8' if int8 else ''}"] = (path, load_runner(path, fmt))
-
-    rows: dict[str, dict[str, float]] = {"eager fp32": {"size": float("nan")}}  # no file: the checkpoint
-    runners: dict[str, Runner] = {"eager fp32": eager_runner(module)}
-    for name, (path, run) in files.items():
-        runners[name] = run
-        rows[name] = {"size": size(path) / 1e6}
-    for name, run in runners.items():
-        check = export_check.compare(run, eager, images, labels, kind, saved.thresholds)
-        rows[name].update(acc=check.exported, agree=100 * check.top1_agreement)
-    one = as_float(images[:1])
-    batch = as_float(np.resize(images, (32, *images.shape[1:])))
-    for _ in range(args.rounds):  # interleaved: load on the machine moves every format alike
-        for name, run in runners.items():
-            p50, p95 = latency(run, one, args.latency_runs)
-            rows[name]["p50"] = min(rows[name].get("p50", 1e9), p50)
-            rows[name]["p95"] = min(rows[name].get("p95", 1e9), p95)
-            rows[name]["tput"] = max(rows[name].get("tput", 0.0), throughput(run, batch))
+    run_dir = args.run or train(folder, args.preset, args.overrides)
+    formats = tuple(FORMATS)  # every row, TorchScript (legacy) included
+    options = Options(
+        formats=formats, runs=args.latency_runs, images=args.images, compile=args.compile, threads=args.threads
+    )
+    started = time.perf_counter()
+    result = bench_run(run_dir, options, say=lambda line: print(f"  {line}"))
+    print(f"\nbench in {time.perf_counter() - started:.0f} s (exports, scoring, timing)")
+    print("\n".join(table_lines(result)))
+    print("\ntoday's baseline: the legacy ONNX exporter against eager fp32 and the dynamo exporter, same timing")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the baseline's eager row; its ONNX files keep ONNX Runtime's default
+    onnx = legacy_baseline(run_dir, folder, args.images, args.latency_runs)
+    test = export_check.first_images(export_check.run_data(load_run(run_dir)).test, 1)[0][0]
     image = folder / "one.png"
-    Image.fromarray(
-        images[0].transpose(1, 2, 0).squeeze(-1) if images.shape[1] == 1 else images[0].transpose(1, 2, 0)
-    ).save(image)
-    predict_processes(run_dir, files["onnx"][0], image, args.rounds * 2)
-    base = rows["eager fp32"]
-    metric = "mAP" if kind == "probabilities" else "acc"
-    print(
-        f"\nrun {run_dir} ({saved.config.model.name}, {'x'.join(map(str, saved.input_shape))}), {len(images)} test "
-        f"images; torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}"
-    )
-    print(
-        f"{'format':<22}{metric + ' %':>8}{'agree %':>9}{'p50 ms':>9}{'p95 ms':>9}{'b1 x':>7}"
-        f"{'b32 img/s':>11}{'b32 x':>7}{'MB':>7}"
-    )
-    for name, row in rows.items():
-        print(
-            f"{name:<22}{row['acc']:>8.2f}{row['agree']:>9.2f}{row['p50']:>9.3f}{row['p95']:>9.3f}"
-            f"{base['p50'] / row['p50']:>7.2f}{row['tput']:>11.0f}{row['tput'] / base['tput']:>7.2f}"
-            f"{row['size']:>7.2f}"
-        )
+    Image.fromarray(test.transpose(1, 2, 0).squeeze(-1) if test.shape[0] == 1 else test.transpose(1, 2, 0)).save(image)
+    predict_processes(run_dir, onnx, image, args.processes)
 
 
 if __name__ == "__main__":

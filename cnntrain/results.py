@@ -186,6 +186,42 @@ class Run:
         check_options(chosen, str)
         serve(model_source(self.dir, format, checkpoint, device), chosen)
 
+    def benchmark(
+        self,
+        formats: str | list[str] | tuple[str, ...] | None = None,
+        *,
+        runs: int | None = None,
+        images: int | None = None,
+        accuracy_budget: float | None = None,
+        compile: bool = False,
+        optimize: str = "latency",
+        threads: int | None = None,
+        checkpoint: str = "best",
+        **data_overrides: Any,
+    ) -> dict[str, Any]:
+        """Measure the model as cnntrain-bench does (eager fp32 and bf16, torch.compile with compile=True, each
+        exported format in fp32 and int8) on the run's test split; writes bench.json into the run directory and
+        returns it: the rows and the recommendation, the fastest format within `accuracy_budget` points (None:
+        cnntrain-bench's defaults, 100 runs, 2,000 images, cnntrain-export's 0.5 pt budget)."""
+        from cnntrain.inference.bench import DEFAULT_FORMATS, Options, bench_run, parse_formats  # torch: lazy
+
+        names = DEFAULT_FORMATS if formats is None else formats
+        if isinstance(names, str):
+            names = parse_formats(names)
+        options = Options(
+            formats=tuple(names),
+            named=formats is not None,
+            compile=compile,
+            optimize=optimize,
+            threads=threads,
+        )
+        for key, value in (("runs", runs), ("images", images), ("accuracy_budget", accuracy_budget)):
+            if value is not None:
+                setattr(options, key, value)
+        options.check()
+        overrides = [f"{key}={override_value(value)}" for key, value in data_overrides.items()]
+        return bench_run(self.dir, options, checkpoint=checkpoint, overrides=overrides)
+
     def _repr_html_(self) -> str:
         from cnntrain.reporting.page import run_fragment  # rich: only when a notebook shows the run
 

@@ -23,18 +23,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from cnntrain.commands.entry import ArgumentParser, in_process_only, run_command
 from cnntrain.config.names import TASK_MULTILABEL, TASK_SINGLE
 from cnntrain.errors import ConfigError, UserError
 from cnntrain.inference.answers import answers
 from cnntrain.inference.runtime import MODEL_FILES, ExportedModel
-from cnntrain.reporting.console import output_console
 from cnntrain.reporting.text import markup
 
 if TYPE_CHECKING:
     import torch
+    from rich.table import Table
 
     from cnntrain.inference.classifier import ImageClassifier
     from cnntrain.inference.load import SavedRun
@@ -113,6 +111,8 @@ def cam_paths(images: list[Path], folder: Path) -> list[Path]:
 
 def sets_table(path: Path, record: dict[str, Any]) -> Table:
     """One image's predicted labels, then the other top-k labels, with probability and threshold."""
+    from rich.table import Table  # rich: start-up lazy, `--json` prints none
+
     names = ", ".join(markup(item["label"]) for item in record["labels"]) or "(none)"
     table = Table(title=f"{markup(path)}: {names}", title_justify="left")
     for column, justify in (
@@ -143,6 +143,8 @@ def as_json(paths: list[Path], records: list[dict[str, Any]], cams: list[Path] |
 
 
 def as_table(path: Path, record: dict[str, Any], cam: Path | None = None) -> Table:
+    from rich.table import Table  # rich: start-up lazy, `--json` prints none
+
     table = Table(
         title=markup(path), title_justify="left", caption=f"cam: {markup(cam)}" if cam else None, caption_justify="left"
     )
@@ -212,6 +214,8 @@ def _show_answers(args: Any, records: list[dict[str, Any]], cams: list[Path] | N
     if args.json:
         sys.stdout.write(as_json(args.images, records, cams) + "\n")
         return
+    from cnntrain.reporting.console import output_console  # rich: start-up lazy, `--json` prints none
+
     console = output_console()
     for i, (path, record) in enumerate(zip(args.images, records)):
         console.print(as_table(path, record, cams[i] if cams else None))
@@ -230,6 +234,8 @@ def _show_label_sets(args: Any, records: list[dict[str, Any]]) -> None:
     if args.json:
         sys.stdout.write(as_json(args.images, records) + "\n")
         return
+    from cnntrain.reporting.console import output_console  # rich: start-up lazy, `--json` prints none
+
     console = output_console()
     for path, record in zip(args.images, records):
         console.print(sets_table(path, record))

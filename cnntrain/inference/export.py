@@ -27,6 +27,7 @@ from cnntrain.errors import ConfigError, DataError, UserError, first_line
 from cnntrain.files import safe_folder, write_text
 from cnntrain.inference import export_check, export_onnx, export_openvino, export_pt2, export_torchscript
 from cnntrain.inference.classifier import ImageClassifier
+from cnntrain.inference.export_layer import failing_layer, quiet_logs
 from cnntrain.inference.load import SavedRun
 from cnntrain.inference.runtime import contract_path, load_runner
 from cnntrain.reporting.provenance import versions
@@ -121,18 +122,25 @@ def export_run(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
     try:
         staged = staging / path.name
+        example = torch.rand(2, *saved.input_shape)
+        step = "export"
         try:
-            facts = {
-                "precision": "int8" if int8 else "float32",
-                **EXPORTERS[fmt].write(module, torch.rand(2, *saved.input_shape), staged, say),
-            }
-            if int8:
-                facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
+            with quiet_logs():
+                facts = {
+                    "precision": "int8" if int8 else "float32",
+                    **EXPORTERS[fmt].write(module, example, staged, say),
+                }
+                step = "int8"
+                if int8:
+                    facts["int8"] = quantize(fmt, staged, data.train, calibration, say)
         except UserError:
             raise
         except Exception as err:  # torch.export, onnxscript, OpenVINO and NNCF each raise their own types
+            with quiet_logs():
+                layer = None if step == "int8" else failing_layer(module, example, _attempt(fmt), FORMATS[fmt], err)
             raise UserError(
-                f"the {fmt} export{' (int8)' if int8 else ''} cannot take model {saved.config.model.name!r}: "
+                f"the {fmt} export{' (int8)' if int8 else ''} cannot take "
+                f"{f'layer {layer} of ' if layer else ''}model {saved.config.model.name!r}: "
                 f"{first_line(err)} (another --format may)"
             ) from None
         check = export_check.compare(
@@ -153,6 +161,11 @@ def export_run(
         json.dumps({**metadata(saved, fmt, path), **facts, "check": check.as_json()}, indent=2) + "\n",
     )
     return path
+
+
+def _attempt(fmt: str) -> Callable[[torch.nn.Module, torch.Tensor, Path], Any]:
+    """One layer through the format's own exporter, quietly: what failing_layer bisects with."""
+    return lambda layer, example, path: EXPORTERS[fmt].write(layer, example, path, lambda line: None)
 
 
 def quantize(fmt: str, staged: Path, train: Any, calibration: int, say: Callable[[str], None]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ take; the export then says so in one line and its JSON records `"exporter": "leg
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,11 @@ import torch
 from torch import nn
 
 from cnntrain.errors import UserError, first_line
+from cnntrain.inference.export_layer import failing_layer, innermost
+from cnntrain.inference.export_pt2 import program
 
 ONNX_OPSET = 20
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour codes, in the dynamo exporter's messages
 
 
 def require() -> None:
@@ -31,26 +35,18 @@ def require() -> None:
 
 def write(module: nn.Module, example: torch.Tensor, path: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """`module` as one ONNX file taking float32 images [batch, C, H, W] named 'images'."""
-    batch = torch.export.Dim("batch", min=1)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                (example,),
-                dynamo=True,
-                input_names=["images"],
-                output_names=["outputs"],
-                dynamic_shapes=({0: batch},),
-                opset_version=ONNX_OPSET,
-                verbose=False,
-            )
-        program.save(str(path), external_data=False)
+        dynamo(module, example, path)
         return {"exporter": "dynamo", "opset": ONNX_OPSET}
     except Exception as err:  # torch.export and onnxscript raise many types; any of them means "try the fallback"
+        # searched for with torch.export alone first (the dynamo exporter's first step, where most failures are, in
+        # a fraction of the time), then with the whole exporter (a failure in onnxscript's translation)
+        layer = failing_layer(module, example, _torch_export, ".pt2", err) or failing_layer(
+            module, example, dynamo, ".onnx", err
+        )
         say(
-            f"the dynamo ONNX exporter cannot take this model ({first_line(err)}); using the legacy "
-            f"TorchScript-based exporter"
+            f"the dynamo ONNX exporter cannot take {f'layer {layer} of ' if layer else ''}this model "
+            f"({root_cause(err)}); using the legacy TorchScript-based exporter"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
@@ -65,6 +61,33 @@ def write(module: nn.Module, example: torch.Tensor, path: Path, say: Callable[[s
             dynamo=False,
         )
     return {"exporter": "legacy", "opset": 17}
+
+
+def dynamo(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """The dynamo exporter alone (torch.export, then onnxscript), a dynamic batch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["outputs"],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=ONNX_OPSET,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def _torch_export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    program(module, example)
+
+
+def root_cause(err: BaseException) -> str:
+    """The first line of the error the exporter's own wrapper was raised from (dynamo wraps the reason in a page of
+    advice, coloured for a terminal)."""
+    return ANSI.sub("", first_line(innermost(err)))
 
 
 def quantize(fp32: Path, path: Path, calibration: np.ndarray) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def load_runner(model: Path, fmt: str, threads: int | None = None) -> Callable[[
         raise UserError(f"{model}: {fmt} cannot read it ({message[-1] if message else type(err).__name__})") from None
 
 
-def _onnx_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(model: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort  # the onnx extra: imported only for an ONNX file
 
     options = ort.SessionOptions()
@@ -162,7 +162,7 @@ def _onnx_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.
     return lambda images: session.run(None, {name: images})[0]
 
 
-def _openvino_runner(model: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def _openvino_runner(model: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     import openvino as ov  # the openvino extra: imported only for an IR file
 
     # f32: OpenVINO would otherwise run float layers in bf16 on CPUs that have it, moving the probabilities

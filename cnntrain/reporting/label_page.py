@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnntrain.config.names import LABEL_METRICS, summary_key
+from cnntrain.reporting.bench_section import bench_section
 from cnntrain.reporting.html import cards, figure, folded, page, section, table
 from cnntrain.reporting.page_sections import (
     augment_section,
@@ -128,6 +129,7 @@ def label_run_page(root: Path, summary: dict[str, Any]) -> str:
         results,
         labels,
         errors,
+        bench_section(paths),
         augment_section(paths, root),
         model_section(summary),
         config_section(paths, root),

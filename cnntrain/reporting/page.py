@@ -15,6 +15,7 @@ from typing import Any
 
 from cnntrain.config.names import CLASS_METRICS, TASK_MULTILABEL, TEST_BALANCED_ACC, TEST_MACRO_F1, summary_key
 from cnntrain.errors import UserError
+from cnntrain.reporting.bench_section import bench_section
 from cnntrain.reporting.class_scores import class_scores
 from cnntrain.reporting.console import format_macs
 from cnntrain.reporting.html import cards, esc, figure, folded, number, page, section, table, write_page
@@ -86,6 +87,7 @@ def run_page(root: Path) -> str:
         _calibration(paths, root, analysis),
         augment_section(paths, root),
         _misclassified(paths, root),
+        bench_section(paths),
         model_section(summary),
         config_section(paths, root),
         provenance_section(summary),

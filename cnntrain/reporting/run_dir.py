@@ -101,6 +101,11 @@ class RunDir:
         """The MLflow and W&B run ids of this run, so a resume continues the same tracked runs."""
         return self.root / "trackers.json"
 
+    @property
+    def bench_json(self) -> Path:
+        """cnntrain-bench's figures: every format measured, and the one to ship."""
+        return self.root / "bench.json"
+
     def export(self, suffix: str) -> Path:
         return self.root / "export" / f"model{suffix}"
 
