@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnntrain.config.names import epoch_columns
-from cnntrain.config.saved import saved_config_data
+from cnntrain.config.saved import saved_config_data, with_destinations
 from cnntrain.config.schema import MLflowConfig, WandbConfig, section
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
@@ -92,21 +92,31 @@ def run(
 
 
 def resume_run(
-    run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: Ranks = SINGLE, devices: int | None = None
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None = None,
+    ranks: Ranks = SINGLE,
+    devices: int | None = None,
+    destinations: list[str] | tuple[str, ...] = (),
 ) -> float:
     """Continue an interrupted run in its own directory, with the config saved in its last checkpoint
     (`checkpoint`: that checkpoint, when the caller has loaded and checked it already), on `devices` ranks
-    when given (the weights are plain, so any number of ranks can continue a run)."""
+    when given (the weights are plain, so any number of ranks can continue a run), with the command's
+    `destinations` overrides (trackers, cache folder: see resume_config)."""
     checkpoint = checkpoint if checkpoint is not None else load_resume_checkpoint(run_dir)
     if ranks.main:
         for stale in RunDir(run_dir).temp_files():
             stale.unlink()  # a temp file of a write that was killed before its rename
-    return run(resume_config(checkpoint, devices), run_dir, resume=checkpoint, ranks=ranks)
+    return run(resume_config(checkpoint, devices, destinations), run_dir, resume=checkpoint, ranks=ranks)
 
 
-def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> DictConfig:
-    """The validated config a resume continues with: the saved one, on `devices` ranks when given."""
-    cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))  # own trackers
+def resume_config(
+    checkpoint: dict[str, Any], devices: int | None = None, destinations: list[str] | tuple[str, ...] = ()
+) -> DictConfig:
+    """The validated config a resume continues with: the saved one, with this machine's tracker destinations and
+    cache folder (never the checkpoint's) or the command's `destinations` overrides (`logger=...`,
+    `mlflow.KEY=...`, `wandb.KEY=...`, `dataset.cache_dir=...`), on `devices` ranks when given."""
+    saved = saved_config_data(checkpoint["config"], "the checkpoint's 'config'")
+    cfg = OmegaConf.create(with_destinations(saved, destinations) if isinstance(saved, dict) else saved)
     if devices is not None:
         cfg.trainer.devices = devices
     cfg = validate(cfg)
