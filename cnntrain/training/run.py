@@ -33,6 +33,7 @@ from cnntrain.reporting.report import Tested
 from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
 from cnntrain.reporting.text import markup
+from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import unwrap
@@ -135,6 +136,11 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _precision_note(accel: Accel) -> str:
+    """What trainer.precision=auto chose, for the start line (nothing for a precision the config names)."""
+    return f"precision {accel.precision} (auto: {accel.chosen}), " if accel.chosen else ""
+
+
 def fit_settings(cfg: DictConfig, run: RunSetup) -> FitSettings:
     """What the loop runs with: the run's trainer section, the seed, the batch augmentation, and the checkpoint
     metric its task watches."""
@@ -189,7 +195,7 @@ def _run(
     reporter.print(
         f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, {where}"
-        f"device {run.device}, "
+        f"device {run.device}, {_precision_note(run.accel)}"
         f"{torch.get_num_threads()} CPU threads, run dir {markup(paths.root)}"
     )
     reporter.print(f"data: {markup(data.layout)}")
