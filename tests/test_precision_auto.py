@@ -1,6 +1,6 @@
-"""trainer.precision=auto: bf16 autocast on a CPU with AMX, fp32 on every other CPU and device, by a documented rule
-(cnntrain.device.auto_precision); the choice is said in the run's start line and recorded in summary.json, and a
-re-run on a machine where auto picks otherwise says so."""
+"""trainer.precision=auto: bf16 autocast on a CPU with native bf16 (AMX, AVX512_BF16), fp32 on every other CPU and
+device, by a documented rule (cnntrain.device.auto_precision); the choice is said in the run's start line and
+recorded in summary.json, and a re-run on a machine where auto picks otherwise says so."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def cpu_with(monkeypatch: pytest.MonkeyPatch, *, amx: bool, avx512_bf16: bool) -
     ("amx", "avx512_bf16", "used", "why"),
     [
         (True, True, "bf16", "the CPU has AMX"),
-        (False, True, "fp32", "AVX512_BF16 but no AMX"),
+        (False, True, "bf16", "the CPU has AVX512_BF16"),
         (False, False, "fp32", "no native bf16"),
     ],
 )
-def test_auto_is_bf16_only_on_a_cpu_with_amx(monkeypatch, amx, avx512_bf16, used, why):
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, amx, avx512_bf16, used, why):
     cpu_with(monkeypatch, amx=amx, avx512_bf16=avx512_bf16)
     chosen, reason = auto_precision(CPU)
     assert chosen == used and why in reason
@@ -44,7 +44,10 @@ def test_auto_is_bf16_only_on_a_cpu_with_amx(monkeypatch, amx, avx512_bf16, used
 
 def test_auto_is_fp32_off_the_cpu_and_a_named_precision_is_kept(monkeypatch):
     cpu_with(monkeypatch, amx=True, avx512_bf16=True)
-    assert auto_precision(torch.device("cuda")) == ("fp32", "fp32 on cuda: auto chooses bf16 only on CPUs with AMX")
+    assert auto_precision(torch.device("cuda")) == (
+        "fp32",
+        "fp32 on cuda: auto chooses bf16 only on CPUs with native bf16",
+    )
     assert auto_precision(torch.device("mps"))[0] == "fp32"
     named = Accel(CPU, "fp32")
     assert named.precision == "fp32" and named.chosen is None
@@ -74,7 +77,7 @@ def test_a_run_says_and_records_what_auto_chose(tmp_path, monkeypatch, small_dat
 
     cfg = compose_config(*TINY_RUN, "trainer.precision=auto", data_root=small_data_root)
     assert "precision used" not in " ".join(environment_changes(summary, cfg))
-    cpu_with(monkeypatch, amx=False, avx512_bf16=True)  # the same run reproduced on a CPU without AMX
+    cpu_with(monkeypatch, amx=False, avx512_bf16=False)  # the same run reproduced on a CPU without native bf16
     assert "precision used: bf16 then, fp32 now" in environment_changes(summary, cfg)
     del summary["precision_choice"]  # a run from before precision_choice: nothing to compare
     assert not [line for line in environment_changes(summary, cfg) if "precision" in line]
