@@ -425,7 +425,8 @@ CNNTRAIN = [
     (["resume=RUN", "trainer.devices=2", "trainer.devices=3"], "trainer.devices=3: expected a whole number >= 1"),
     (
         ["resume=RUN", "optimizer.lr=0.1"],
-        "drop -m and the other overrides (optimizer.lr=0.1); only trainer.devices may change",
+        "drop -m and the other overrides (optimizer.lr=0.1); only trainer.devices and the destinations (logger, "
+        "mlflow.KEY, wandb.KEY, dataset.cache_dir) may change",
     ),
 ]
 

@@ -26,6 +26,7 @@ from typing import Any
 from cnntrain.commands.argv import CONFIG_DIR_FLAGS, INFO_FLAGS, flag_value, split_argv
 from cnntrain.commands.entry import debugging, in_process_only, run_command
 from cnntrain.commands.preflight import check_group_choices, known_data, parse_overrides, preflight
+from cnntrain.commands.resume import Resume, resume_overrides, resume_target
 from cnntrain.commands.state import COMMAND, PROCESS_STARTED
 from cnntrain.config.compose import (
     CONFIG_NAME,
@@ -36,7 +37,6 @@ from cnntrain.config.compose import (
     group_options,
     hydra_session,
     legacy_augment_overrides,
-    quoted,
 )
 from cnntrain.config.names import CONFIG_GROUPS
 from cnntrain.disk import raise_if_disk
@@ -48,78 +48,6 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us; we print them as one line
     signal.signal(signal.SIGTERM, _on_sigterm)
     run_command(_main)
-
-
-RESUME_OVERRIDES = ("trainer.devices",)
-"""What a resume may change: the number of processes (checkpoints hold plain weights)."""
-
-
-def resume_target(overrides: list[str], multirun: bool) -> tuple[Path, dict[str, Any], int | None] | None:
-    """The run directory of `cnntrain resume=RUN_DIR [trainer.devices=N]`, its checked last checkpoint and N;
-    None for any other command."""
-    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "resume" and "=" in o]
-    if not values or values == ["null"]:
-        return None
-    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("resume", *RESUME_OVERRIDES)]
-    if multirun or len(values) > 1 or others:
-        raise ConfigError(
-            f"resume={values[0]} continues one run with its saved config; drop -m and the other "
-            f"overrides ({' '.join(others) or 'a second resume='}); only "
-            f"{', '.join(RESUME_OVERRIDES)} may change"
-        )
-    devices = _resume_devices(overrides)
-    from cnntrain.files import refuse_links_out
-    from cnntrain.training.run import load_resume_checkpoint
-
-    run_dir = Path(values[0].strip("'\"")).resolve()
-    if run_dir.is_dir():
-        refuse_links_out(run_dir)  # a shared run directory's links out are refused before anything is written
-    checkpoint = load_resume_checkpoint(run_dir)
-    _say_local_destinations(checkpoint, run_dir)
-    if _finished(run_dir):
-        raise ConfigError(
-            f"resume={run_dir}: that run finished (its summary.json says done); cnntrain-eval tests it "
-            f"again and cnntrain-reproduce runs it again"
-        )
-    if devices is not None:
-        from cnntrain.training.run import resume_config
-
-        resume_config(checkpoint, devices)  # the saved config with N processes must still be valid
-    return run_dir, checkpoint, devices
-
-
-def _say_local_destinations(checkpoint: dict[str, Any], run_dir: Path) -> None:
-    """One line when the checkpoint names trackers or a cache folder of its own, which a resume does not take
-    (cnntrain.config.saved.local_destinations)."""
-    from cnntrain.config.saved import destinations_notice, local_destinations
-
-    changed = local_destinations(checkpoint["config"])[1] if isinstance(checkpoint.get("config"), dict) else []
-    if changed:
-        print(destinations_notice(changed, f"the checkpoint of {run_dir}"), file=sys.stderr, flush=True)
-
-
-def _resume_devices(overrides: list[str]) -> int | None:
-    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "trainer.devices" and "=" in o]
-    if not values:
-        return None
-    if len(values) > 1 or not values[0].isdigit() or int(values[0]) < 1:
-        raise ConfigError(f"trainer.devices={values[-1]}: expected a whole number >= 1")
-    return int(values[0])
-
-
-def _finished(run_dir: Path) -> bool:
-
-    from cnntrain.reporting.run_dir import RunDir, read_summary
-
-    try:
-        return read_summary(RunDir(run_dir).summary_json).get("status") == "done"
-    except UserError:  # torn, not a regular file, too large: not done
-        return False
-
-
-def resume_overrides(run_dir: Path) -> list[str]:
-    """The overrides of a resume: the original run directory, whose .hydra/ it must not rewrite."""
-    return [f"resume={quoted(run_dir)}", f"hydra.run.dir={quoted(run_dir)}", "hydra.output_subdir=null"]
 
 
 def print_help(overrides: list[str]) -> None:
@@ -206,9 +134,7 @@ def _follow_rank_zero() -> bool:
     return follow_rank_zero()
 
 
-def _single_run(
-    overrides: list[str], extra_dir: str | None, resume: tuple[Path, dict[str, Any], int | None] | None
-) -> Path:
+def _single_run(overrides: list[str], extra_dir: str | None, resume: Resume | None) -> Path:
     """Compose once, check that composition, and run it as Hydra's job (run directory and .hydra/ files);
     returns the run directory."""
     in_process_only()
@@ -255,12 +181,14 @@ def _run_task(cfg: Any, description: Any) -> float:
     return _as_job(lambda run_dir: train_job(cfg, run_dir, description=description, started=COMMAND.started))
 
 
-def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None) -> float:
+def _resume_task(run_dir: Path, checkpoint: dict[str, Any], devices: int | None, destinations: list[str]) -> float:
     from cnntrain.training.launch import train_job
     from cnntrain.training.run import resume_config
 
-    cfg = resume_config(checkpoint, devices)
-    return _as_job(lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, started=COMMAND.started))
+    cfg = resume_config(checkpoint, devices, destinations)
+    return _as_job(
+        lambda _: train_job(cfg, run_dir, checkpoint=checkpoint, destinations=destinations, started=COMMAND.started)
+    )
 
 
 def _as_job(body: Any) -> float:

@@ -59,7 +59,7 @@ def summary_key(metric: str) -> str:
 
 MODES = ("min", "max")
 LOSSES = ("auto", "cross_entropy", "nll")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # auto: cnntrain.device.auto_precision decides
 TTA_MODES = ("none", "hflip")
 DECODE_DEVICES = ("cpu", "cuda")  # dataset.decode_device: where streamed JPEGs are decoded (cnntrain.data.batch_decode)
 RESIZE_MODES = ("stretch", "crop", "pad")  # dataset.resize: how an image meets the input size (cnntrain.data.images)

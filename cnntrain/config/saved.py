@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cnntrain.errors import UserError, first_line
+from cnntrain.errors import ConfigError, UserError, first_line
 
 MAX_YAML_BYTES = 1_000_000  # a run's .hydra/config.yaml is a few KB; a long class list a few hundred KB
 MAX_NODES = 20_000  # values in one saved config (YAML or checkpoint); a run's config has a few hundred
@@ -72,12 +72,61 @@ def local_destinations(config: dict[str, Any]) -> tuple[dict[str, Any], list[str
     return result, changed
 
 
-def destinations_notice(changed: list[str], where: str) -> str:
-    """The one line that says which saved destinations were not taken."""
+def is_destination(key: str) -> bool:
+    """Whether an override's key says where a run's trackers log or its caches go: `logger`, `mlflow.KEY`,
+    `wandb.KEY`, `dataset.cache_dir`. These, and only these, a command may set on a saved run it continues or
+    evaluates (the checkpoint's own are never taken, see local_destinations)."""
+    head, dot, _ = key.partition(".")
+    return key in ("logger", "dataset.cache_dir") or bool(dot) and head in DESTINATIONS
+
+
+def destinations_notice(changed: list[str], where: str, given: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The one line that says which saved destinations were not taken; None when there is nothing to say. `given`:
+    the destination keys the command sets itself (a saved key the command replaces whole is not named)."""
+    left = [key for key in changed if key not in given]
+    if not left:
+        return None
+    uses = "this machine's defaults"
+    if given:
+        uses = f"the command's {', '.join(given)} and this machine's defaults for the rest"
     return (
-        f"notice: {where} names its own {', '.join(changed)}; not taken (a saved run chooses no destination "
-        f"on this machine): this run uses this machine's defaults"
+        f"notice: {where} names its own {', '.join(left)}; not taken (a saved run chooses no destination "
+        f"on this machine): this run uses {uses}"
     )
+
+
+def with_destinations(config: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A saved config (plain data, its destinations already this machine's) with the command's destination
+    overrides (`logger=[csv,mlflow]`, `mlflow.tracking_uri=...`: each is_destination, in Hydra's override
+    grammar) set: the command line is the user's own, so its values are taken as typed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    result = dict(config)
+    for text in overrides:
+        try:
+            (override,) = OverridesParser.create().parse_overrides([text])
+        except OverrideParseException as err:
+            raise ConfigError(f"cannot parse override '{text}': {first_line(err)}") from None
+        key = override.key_or_group
+        if override.is_sweep_override():
+            raise ConfigError(
+                f"override '{text}' sweeps over several values, and a saved run is continued once: give one "
+                f"value (a list is written in brackets: logger=[csv,mlflow])"
+            )
+        if not is_destination(key) or override.input_line.startswith(("+", "~")):
+            raise ConfigError(
+                f"override '{text}': a saved run takes only KEY=VALUE for logger, mlflow.KEY, wandb.KEY and "
+                f"dataset.cache_dir"
+            )
+        *parents, leaf = key.split(".")
+        section = result
+        for name in parents:
+            inner = section.get(name)
+            section[name] = dict(inner) if isinstance(inner, dict) else {}
+            section = section[name]
+        section[leaf] = override.value()
+    return result
 
 
 def saved_config_data(config: Any, where: str, *, fix: str = RESTORE) -> Any:

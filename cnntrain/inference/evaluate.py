@@ -7,6 +7,7 @@ end of training printed for the same weights and data; the task prints its table
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from cnntrain.config.saved import destinations_notice, is_destination
 from cnntrain.config.validate import validate
 from cnntrain.data.loading import describe_data
 from cnntrain.errors import CheckpointError, ConfigError, DataError
@@ -41,6 +43,10 @@ def evaluate(
     saved = load_run(run_dir, checkpoint)
     check_saved_config(saved)
     config = apply_overrides(saved.config, overrides)
+    given = [key for key in (item.split("=", 1)[0] for item in overrides) if is_destination(key)]
+    notice = destinations_notice(list(saved.not_taken), f"the checkpoint {saved.checkpoint_path}", given)
+    if notice:  # the same line as a resume's: which saved destinations (dataset.cache_dir, ...) were not taken
+        print(notice, file=sys.stderr, flush=True)
     config.device = device
     paths = RunDir(run_dir)
     summary = evaluate_run(saved, config, batch_size or int(config.trainer.eval_batch_size), reporter, paths)

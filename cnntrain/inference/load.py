@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from cnntrain.config.names import CHECKPOINT_NAMES
+from cnntrain.config.saved import local_destinations
 from cnntrain.data.description import DataDescription, normalize
 from cnntrain.errors import CheckpointError, UserError
 from cnntrain.files import kind_of
@@ -39,6 +40,7 @@ class SavedRun:
     std: torch.Tensor
     epoch: int
     task: Task  # one class or a set of labels per image; a multi-label task holds the saved thresholds
+    not_taken: tuple[str, ...] = ()  # the checkpoint's own destinations, replaced by this machine's defaults
 
     @property
     def thresholds(self) -> list[float] | None:
@@ -98,6 +100,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
         std=std,
         epoch=_epoch(payload, path),
         task=saved_task(payload, config, description, path),
+        not_taken=tuple(local_destinations(payload["config"])[1]),  # a mapping: saved_config checked it
     )
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from cnntrain.config.names import TASK_MULTILABEL
 from cnntrain.errors import UserError
-from cnntrain.reporting.html import figure, page, section, table, write_page
+from cnntrain.reporting.html import page, section, table, write_page
+from cnntrain.reporting.label_page import label_sections
 from cnntrain.reporting.page import analysis_sections
 from cnntrain.reporting.page_sections import fixed, get
 from cnntrain.reporting.run_dir import RunDir, read_summary
@@ -27,12 +28,8 @@ def eval_page(run_dir: Path) -> str:
     ]
     metrics = [(key, fixed(value)) for key, value in test.items() if key != "images" and not isinstance(value, dict)]
     parts = [section("results", "Result", table(["test metric", "value"], metrics, numeric=(1,)) + table(None, facts))]
-    if summary.get("task") == TASK_MULTILABEL:  # its pictures: each label's AP and F1, the worst labels, images
-        pictures = "".join(
-            figure(path, out.root, path.name) for path in (out.per_class_png, out.pr_curves_png, out.worst_mistakes_png)
-        )
-        if pictures:
-            parts.append(section("analysis", "Analysis", pictures))
+    if summary.get("task") == TASK_MULTILABEL:  # as a multi-label run's page: each label's scores, the largest errors
+        parts.extend(label_sections(summary, out, out.root))
     else:
         parts.extend(analysis_sections(out, summary))
     title = f"evaluation of {Path(run_dir).resolve()}"

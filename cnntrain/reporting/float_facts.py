@@ -13,13 +13,17 @@ from cnntrain.reporting.provenance import cpu, device_name, git_commit, versions
 
 def environment_changes(summary: dict[str, Any], cfg: Any) -> list[str]:
     """What decides the floats and differs between the original run's record (summary.json) and this machine:
-    versions, device and its name, the CPU's instruction set and vector flags, threads, the commit."""
+    versions, device and its name, the CPU's instruction set and vector flags, threads, the commit, and the
+    precision trainer.precision=auto picks here."""
     then, now = float_facts(summary), float_facts(_current_facts(cfg))
     return [
         f"{key}: {_shown(then.get(key))} then, {_shown(value)} now"
         for key, value in now.items()
-        if then.get(key) != value
+        if then.get(key) != value and (key in then or key != PRECISION)  # runs before precision_choice: not known
     ]
+
+
+PRECISION = "precision used"  # trainer.precision=auto decides by the machine
 
 
 def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +43,9 @@ def float_facts(summary: dict[str, Any]) -> dict[str, Any]:
             "uncommitted changes": git.get("dirty"),
         }
     )
+    choice = summary.get("precision_choice")
+    if isinstance(choice, dict):
+        facts[PRECISION] = choice.get("used")
     return facts
 
 
@@ -47,10 +54,12 @@ def _current_facts(cfg: Any) -> dict[str, Any]:
     # torch, and cnntrain.device that imports it, only when a re-run is compared: this module stays torch-free
     import torch
 
-    from cnntrain.device import resolve_device
+    from cnntrain.device import auto_precision, resolve_device
 
     device = resolve_device(cfg.device)
+    precision = cfg.trainer.precision
     return {
+        "precision_choice": {"used": auto_precision(device)[0] if precision == "auto" else precision},
         "versions": versions(),
         "cpu": cpu(),
         "git": git_commit(),

@@ -66,6 +66,28 @@ def label_run_page(root: Path, summary: dict[str, Any]) -> str:
         + "</div></div>"
         + figure(paths.plots[0], root, "loss, accuracy and learning rate per epoch (curves.png)"),
     )
+    labels, errors = label_sections(summary, paths, root)
+    parts = [
+        results,
+        labels,
+        errors,
+        bench_section(paths),
+        augment_section(paths, root),
+        model_section(summary),
+        config_section(paths, root),
+        provenance_section(summary),
+    ]
+    title = f"{summary.get('model', '?')} on {summary.get('dataset', '?')} (multi-label)"
+    return page(
+        title,
+        f"run {root.resolve()} · status {summary.get('status', '?')}",
+        [part for part in parts if part is not None],
+    )
+
+
+def label_sections(summary: dict[str, Any], paths: RunDir, root: Path) -> tuple[Any, Any]:
+    """The "Per label" and "Largest errors" sections of a multi-label summary (a run's summary.json, or
+    cnntrain-eval's eval_summary.json) with the pictures in `paths` (the run directory, or RUN_DIR/eval)."""
     per_label = summary.get("per_label") if isinstance(summary.get("per_label"), dict) else {}
     label_rows = sorted(
         (
@@ -93,7 +115,7 @@ def label_run_page(root: Path, summary: dict[str, Any]) -> str:
         )
         + "</div><div>"
         + figure(paths.per_class_png, root, "per-label AP and F1 (per_class.png)")
-        + figure(root / "pr_curves.png", root, "precision-recall of the worst labels (pr_curves.png)")
+        + figure(paths.pr_curves_png, root, "precision-recall of the worst labels (pr_curves.png)")
         + "</div></div>",
     )
     worst = get(summary, "analysis", "worst_errors") or []
@@ -125,19 +147,4 @@ def label_run_page(root: Path, summary: dict[str, Any]) -> str:
             else ""
         ),
     )
-    parts = [
-        results,
-        labels,
-        errors,
-        bench_section(paths),
-        augment_section(paths, root),
-        model_section(summary),
-        config_section(paths, root),
-        provenance_section(summary),
-    ]
-    title = f"{summary.get('model', '?')} on {summary.get('dataset', '?')} (multi-label)"
-    return page(
-        title,
-        f"run {root.resolve()} · status {summary.get('status', '?')}",
-        [part for part in parts if part is not None],
-    )
+    return labels, errors

@@ -135,13 +135,18 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def provenance(device: Any) -> dict[str, Any]:
-    """Everything besides the config that can make a re-run's numbers differ (reproduce compares these)."""
+def provenance(device: Any, precision: str | None = None) -> dict[str, Any]:
+    """Everything besides the config that can make a re-run's numbers differ (reproduce compares these);
+    `precision`: trainer.precision, whose `auto` is decided by this machine (precision_choice says how)."""
     import torch  # lazy
 
+    from cnntrain.device import auto_precision  # torch: lazy as above
+
+    used, why = auto_precision(device) if precision == "auto" else (precision, None)
     return {
         "device": str(device),
         "device_name": device_name(device),
+        "precision_choice": {"asked": precision, "used": used, "rule": why},
         "cpu": cpu(),
         "threads": torch.get_num_threads(),
         "deterministic": {

@@ -134,7 +134,7 @@ def write_outputs(
     summary["parallel"] = parallel
     summary.update(imbalance or {})
     summary["model_summary"] = model_summary(rows or [])
-    summary.update(provenance(device))
+    summary.update(provenance(device, cfg.trainer.precision))
     write_summary(paths.summary_json, summary)
     return _write_page(paths, reporter) if cfg.report.html else None
 

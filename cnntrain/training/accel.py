@@ -1,7 +1,8 @@
 """The device and the knobs that change speed, not the maths of the model: precision and memory layout.
 
 Training, validation and test all go through one `Accel`, so evaluation always runs with the same
-settings as training. bf16 autocast works on CPU and CUDA; fp16 needs CUDA and a gradient scaler.
+settings as training. bf16 autocast works on CPU and CUDA; fp16 needs CUDA and a gradient scaler; `auto` is
+bf16 where the CPU trains faster so (cnntrain.device.auto_precision), fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnntrain.device import resolve_device
+from cnntrain.device import auto_precision, resolve_device
 from cnntrain.errors import DeviceError
 
 
 @dataclass
 class Accel:
     device: torch.device
-    precision: str = "fp32"
+    precision: str = "fp32"  # trainer.precision; `auto` becomes what cnntrain.device.auto_precision picks
     channels_last: bool = False
     compile: bool = False
     scaler: Any = field(default=None, init=False)
+    chosen: str | None = field(default=None, init=False)  # why, when trainer.precision=auto decided the precision
 
     def __post_init__(self) -> None:
+        if self.precision == "auto":
+            self.precision, self.chosen = auto_precision(self.device)
         if self.precision == "fp16":
             if self.device.type != "cuda":
                 raise DeviceError(

@@ -48,16 +48,19 @@ def train_job(
     *,
     description: Any = None,
     checkpoint: dict[str, Any] | None = None,
+    destinations: list[str] | tuple[str, ...] = (),
     started: float | None = None,
     fresh_process: bool = False,
 ) -> float:
-    """Train one job (`checkpoint`: a last.pt to resume from) on the processes its config and environment ask
-    for; returns the monitored metric. `fresh_process`: even one device trains in a new process (one that
-    reads the job's CUDA_VISIBLE_DEVICES, see cnntrain.commands.placement)."""
+    """Train one job (`checkpoint`: a last.pt to resume from, with the command's `destinations` overrides) on
+    the processes its config and environment ask for; returns the monitored metric. `fresh_process`: even one
+    device trains in a new process (one that reads the job's CUDA_VISIBLE_DEVICES, see
+    cnntrain.commands.placement)."""
     job = {
         "config": _plain(cfg),
         "run_dir": str(run_dir),
         "resume": checkpoint is not None,
+        "destinations": list(destinations),
         "description": description.as_dict() if description is not None else None,
         "wall_started": time.time() - (time.perf_counter() - started) if started is not None else time.time(),
         "alone": cfg.trainer.devices == 1,
@@ -70,7 +73,7 @@ def train_job(
     from cnntrain.training.run import resume_run, run
 
     if checkpoint is not None:
-        return resume_run(run_dir, checkpoint, devices=cfg.trainer.devices)
+        return resume_run(run_dir, checkpoint, devices=cfg.trainer.devices, destinations=destinations)
     return run(cfg, run_dir, started=started, description=description)
 
 
@@ -231,7 +234,7 @@ def _train_rank(ranks: Any, job: dict[str, Any]) -> float:
     if not ranks.main:
         _print_to(RunDir(run_dir).rank_log(ranks.rank))
     if job["resume"]:
-        return resume_run(run_dir, ranks=ranks, devices=ranks.world)
+        return resume_run(run_dir, ranks=ranks, devices=ranks.world, destinations=job["destinations"])
     description = DataDescription.from_dict(job["description"]) if job["description"] else None
     started = time.perf_counter() - (time.time() - job["wall_started"])
     return run(

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnntrain.config.names import epoch_columns
-from cnntrain.config.saved import saved_config_data
+from cnntrain.config.saved import saved_config_data, with_destinations
 from cnntrain.config.schema import MLflowConfig, WandbConfig, section
 from cnntrain.config.validate import validate
 from cnntrain.data.augment import build_augment
@@ -33,6 +33,7 @@ from cnntrain.reporting.report import Tested
 from cnntrain.reporting.run_dir import RunDir, write_bad_images
 from cnntrain.reporting.tables import summary_table
 from cnntrain.reporting.text import markup
+from cnntrain.training.accel import Accel
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.distributed import SINGLE, Ranks
 from cnntrain.training.evaluation import unwrap
@@ -92,21 +93,31 @@ def run(
 
 
 def resume_run(
-    run_dir: Path, checkpoint: dict[str, Any] | None = None, ranks: Ranks = SINGLE, devices: int | None = None
+    run_dir: Path,
+    checkpoint: dict[str, Any] | None = None,
+    ranks: Ranks = SINGLE,
+    devices: int | None = None,
+    destinations: list[str] | tuple[str, ...] = (),
 ) -> float:
     """Continue an interrupted run in its own directory, with the config saved in its last checkpoint
     (`checkpoint`: that checkpoint, when the caller has loaded and checked it already), on `devices` ranks
-    when given (the weights are plain, so any number of ranks can continue a run)."""
+    when given (the weights are plain, so any number of ranks can continue a run), with the command's
+    `destinations` overrides (trackers, cache folder: see resume_config)."""
     checkpoint = checkpoint if checkpoint is not None else load_resume_checkpoint(run_dir)
     if ranks.main:
         for stale in RunDir(run_dir).temp_files():
             stale.unlink()  # a temp file of a write that was killed before its rename
-    return run(resume_config(checkpoint, devices), run_dir, resume=checkpoint, ranks=ranks)
+    return run(resume_config(checkpoint, devices, destinations), run_dir, resume=checkpoint, ranks=ranks)
 
 
-def resume_config(checkpoint: dict[str, Any], devices: int | None = None) -> DictConfig:
-    """The validated config a resume continues with: the saved one, on `devices` ranks when given."""
-    cfg = OmegaConf.create(saved_config_data(checkpoint["config"], "the checkpoint's 'config'"))  # own trackers
+def resume_config(
+    checkpoint: dict[str, Any], devices: int | None = None, destinations: list[str] | tuple[str, ...] = ()
+) -> DictConfig:
+    """The validated config a resume continues with: the saved one, with this machine's tracker destinations and
+    cache folder (never the checkpoint's) or the command's `destinations` overrides (`logger=...`,
+    `mlflow.KEY=...`, `wandb.KEY=...`, `dataset.cache_dir=...`), on `devices` ranks when given."""
+    saved = saved_config_data(checkpoint["config"], "the checkpoint's 'config'")
+    cfg = OmegaConf.create(with_destinations(saved, destinations) if isinstance(saved, dict) else saved)
     if devices is not None:
         cfg.trainer.devices = devices
     cfg = validate(cfg)
@@ -123,6 +134,11 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
     check_resume(checkpoint, path)
     return checkpoint
+
+
+def _precision_note(accel: Accel) -> str:
+    """What trainer.precision=auto chose, for the start line (nothing for a precision the config names)."""
+    return f"precision {accel.precision} (auto: {accel.chosen}), " if accel.chosen else ""
 
 
 def fit_settings(cfg: DictConfig, run: RunSetup) -> FitSettings:
@@ -179,7 +195,7 @@ def _run(
     reporter.print(
         f"[bold]cnntrain[/] {markup(cfg.model.name)} on {markup(cfg.dataset.name)}: "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, {where}"
-        f"device {run.device}, "
+        f"device {run.device}, {_precision_note(run.accel)}"
         f"{torch.get_num_threads()} CPU threads, run dir {markup(paths.root)}"
     )
     reporter.print(f"data: {markup(data.layout)}")
