@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Two test processes share the cores (pytest -n auto), each with torch's OpenMP pool of one thread a core: threads
+# that spin while they wait for work take the core the other process needs (a third of the suite's time on 2
+# cores). Sleeping waiters change no number, only who gets the core; set before torch loads OpenMP, inherited by
+# the commands the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
