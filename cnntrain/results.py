@@ -173,7 +173,8 @@ class Run:
         """Serve the model over HTTP as cnntrain-serve does (docs/serving.md), until SIGTERM or Ctrl-C: the
         checkpoint (eager) or the run's export of `format` (onnx, openvino, pt2, onnx-int8, openvino-int8);
         `options` are cnntrain-serve's, spelt as Python names (host, port, max_batch_size, batch_timeout_ms,
-        workers, top_k, queue, max_body_mb, max_images, body_timeout_s). Call it from the main thread: it blocks."""
+        workers, top_k, queue, max_body_mb, max_images, body_timeout_s, keep_alive_s). Call it from the main thread:
+        it blocks."""
         from cnntrain.serving.app import ServeOptions, check_options, serve  # litserve: only when asked for
         from cnntrain.serving.model import model_source
 

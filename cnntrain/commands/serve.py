@@ -71,6 +71,9 @@ def parser() -> ArgumentParser:
     p.add_argument("--body-timeout-s", type=float, default=d.body_timeout_s,
                    help=f"seconds a request body may take to arrive; slower ones are answered 408 (default "
                    f"{d.body_timeout_s:g})")  # fmt: skip
+    p.add_argument("--keep-alive-s", type=float, default=d.keep_alive_s,
+                   help=f"seconds an idle connection stays open for the client's next request; longer than the "
+                   f"client's or load balancer's own idle timeout (default {d.keep_alive_s:g})")  # fmt: skip
     return p
 
 

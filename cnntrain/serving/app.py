@@ -48,6 +48,7 @@ class ServeOptions:
     max_images: int = 64
     body_timeout_s: float = 10.0
     request_timeout_s: float = 30.0
+    keep_alive_s: float = 75.0  # longer than clients keep idle connections (httpx 5 s, aiohttp 15 s), as nginx's
 
 
 def check_options(options: ServeOptions, flag: Callable[[str], str]) -> None:
@@ -60,7 +61,8 @@ def check_options(options: ServeOptions, flag: Callable[[str], str]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{flag(name)}={value!r}: must be a whole number from {low} to {high}")
     spans = {"batch_timeout_ms": (True, 10_000, "milliseconds"), "max_body_mb": (False, 1024, "MiB"),
-             "body_timeout_s": (False, 3600, "seconds"), "request_timeout_s": (False, 3600, "seconds")}  # fmt: skip
+             "body_timeout_s": (False, 3600, "seconds"), "request_timeout_s": (False, 3600, "seconds"),
+             "keep_alive_s": (False, 3600, "seconds")}  # fmt: skip
     for name, (zero_ok, high, unit) in spans.items():
         value = getattr(options, name)
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -137,7 +139,7 @@ def _serve(source: ModelSource, options: ServeOptions, announce: Any) -> None:
             server.app,
             log_level="warning",
             timeout_graceful_shutdown=GRACE_S,
-            timeout_keep_alive=5,
+            timeout_keep_alive=options.keep_alive_s,  # a client's idle connection must expire on its side first
             limit_concurrency=options.queue + 64,  # connections beyond the queue bound and a margin: uvicorn's 503
         )
         stopping = _quiet_signals()
