@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import assert_one_line_error, repo_group_line
+from cnntrain.commands import train
+
+from helpers import assert_one_line_error, repo_group_line, run_main
 
 CASES = [
     (["model=lenett"], "unknown model 'lenett' (did you mean 'lenet'?); available: cnn2, cnn3, cnn3-deep"),
@@ -45,7 +47,18 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_user_mistake_is_one_line_exit_2(run_cli, tmp_path, args, expected):
+def test_user_mistake_is_one_line_exit_2(tmp_path, monkeypatch, synthetic_data_root, args, expected):
+    """In this process (the console script's own `main`, Hydra and the preflight included): a subprocess per case
+    would spend its seconds importing torch; the cases below run as users run them."""
+    result = run_main(train.main, args, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+    assert_one_line_error(result, expected, cwd=tmp_path)
+
+
+AS_USERS_RUN_THEM = [CASES[0], CASES[8], CASES[21]]  # Hydra's config groups, the validation, the model's build
+
+
+@pytest.mark.parametrize(("args", "expected"), AS_USERS_RUN_THEM, ids=[" ".join(a) for a, _ in AS_USERS_RUN_THEM])
+def test_user_mistake_from_the_console_script_is_one_line_exit_2(run_cli, tmp_path, args, expected):
     assert_one_line_error(run_cli(*args), expected, cwd=tmp_path)
 
 

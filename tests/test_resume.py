@@ -13,7 +13,7 @@ from test_run import read_rows, read_summary
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.run import resume_run, run
 
-from helpers import run_stopped_in_epoch
+from helpers import run_main, run_stopped_in_epoch
 
 THREE_EPOCHS = ("model=cnn2", "trainer.epochs=3", "trainer.batch_size=64", "trainer.progress=false", "threads=1")
 
@@ -124,8 +124,11 @@ def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
         ("missing", "checkpoint not found: {dir}/checkpoints/last.pt"),
     ],
 )
-def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, setup, expected):
+def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, monkeypatch, setup, expected):
+    """The missing checkpoint from the console script, the others in this process (cnntrain's own `main`)."""
     import torch
+
+    from cnntrain.commands import train
 
     checkpoints = tmp_path / "old" / "checkpoints"
     checkpoints.mkdir(parents=True)
@@ -133,7 +136,9 @@ def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, setup, e
         (checkpoints / "last.pt").write_bytes(b"\x00not a checkpoint")
     elif setup == "foreign":
         torch.save({"state_dict": {}}, checkpoints / "last.pt")
-    result = run_cli("resume=old")
+    result = (
+        run_cli("resume=old") if setup == "missing" else run_main(train.main, ["resume=old"], tmp_path, monkeypatch)
+    )
     assert result.returncode == 2
     assert result.stderr == f"error: {expected.format(dir=tmp_path / 'old')}\n" or result.stderr.startswith(
         f"error: {expected.format(dir=tmp_path / 'old')}"

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cnntrain.commands import evaluate, predict
 from cnntrain.data.loading import load_data
 from cnntrain.inference.export import metadata, metadata_path
 from cnntrain.inference.load import load_run
@@ -23,7 +24,7 @@ from cnntrain.training import evaluation as engine
 from cnntrain.training.run import run
 from cnntrain.training.single_label import make_loss
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, run_main
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +107,10 @@ def test_eval_on_another_dataset_root_and_last_checkpoint(run_dir, make_data_roo
         (["RUN", "--device", "tpu"], ["device=tpu"]),
     ],
 )
-def test_eval_mistakes_are_one_line(run_dir, tmp_path, args, fragments):
+def test_eval_mistakes_are_one_line(run_dir, tmp_path, monkeypatch, args, fragments):
+    """In this process (cnntrain-eval's own `main`); the next test runs the console script."""
     args = [str(run_dir) if a == "RUN" else a for a in args]
-    assert_one_line_error(command("cnntrain-eval", *args), *fragments)
+    assert_one_line_error(run_main(evaluate.main, args, tmp_path, monkeypatch), *fragments)
 
 
 def test_eval_of_a_folder_without_checkpoints(tmp_path):
@@ -153,12 +155,15 @@ def test_predict_prints_a_table_per_image(run_dir, tmp_path):
     assert str(path.name) in result.stdout and "probability" in result.stdout and result.stdout.count("%") == 3
 
 
-def test_predict_unreadable_image_is_one_line(run_dir, tmp_path):
+def test_predict_unreadable_image_is_one_line(run_dir, tmp_path, monkeypatch):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     assert_one_line_error(command("cnntrain-predict", str(run_dir), str(bad)), "cannot read image", "notes.png")
-    assert_one_line_error(command("cnntrain-predict", str(run_dir), str(tmp_path / "gone.png")), "image not found")
-    assert_one_line_error(command("cnntrain-predict", str(run_dir), str(bad), "--top-k", "0"), "--top-k=0")
+    gone = run_main(predict.main, [str(run_dir), str(tmp_path / "gone.png")], tmp_path, monkeypatch)
+    assert_one_line_error(gone, "image not found")
+    assert_one_line_error(
+        run_main(predict.main, [str(run_dir), str(bad), "--top-k", "0"], tmp_path, monkeypatch), "--top-k=0"
+    )
 
 
 def test_export_torchscript_bakes_in_the_normalisation(run_dir, tmp_path):
