@@ -4,6 +4,7 @@ and every bad input as one line. The runs end to end are in test_audit_runs.py."
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -12,16 +13,19 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
-from synthetic_images import draw, make_folder
-
-pytest.importorskip("cleanlab", reason="the audit extra (cleanlab) is not installed: pip install 'cnntrain[audit]'")
-pytest.importorskip("imagehash", reason="the audit extra (imagehash) is not installed: pip install 'cnntrain[audit]'")
-
 from cnntrain.auditing import duplicates, label_issues, outliers, tables
 from cnntrain.auditing.folds import Predictions
 from cnntrain.auditing.keys import Key
 from cnntrain.commands import audit as audit_command
+
+from helpers import TINY_RUN, assert_one_line_error, compose_config, run_main
+from synthetic_images import draw, make_folder
+
+needs_extra = pytest.mark.skipif(
+    importlib.util.find_spec("cleanlab") is None or importlib.util.find_spec("imagehash") is None,
+    reason="the audit extra (cleanlab, imagehash) is not installed: pip install 'cnntrain[audit]'",
+)  # found, not imported: collection stays quick
+pytestmark = needs_extra
 
 
 def confident(labels: list[int], classes: int, rng: np.random.Generator) -> torch.Tensor:

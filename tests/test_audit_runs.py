@@ -6,6 +6,7 @@ one class per image, and a label file of label sets."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from helpers import run_main
 from synthetic_images import make_folder, write_label_file
 from synthetic_labelsets import SHAPES, make_label_sets
 
-pytest.importorskip("cleanlab", reason="the audit extra (cleanlab) is not installed: pip install 'cnntrain[audit]'")
-pytest.importorskip("imagehash", reason="the audit extra (imagehash) is not installed: pip install 'cnntrain[audit]'")
-
-pytestmark = pytest.mark.slow
+needs_extra = pytest.mark.skipif(
+    importlib.util.find_spec("cleanlab") is None or importlib.util.find_spec("imagehash") is None,
+    reason="the audit extra (cleanlab, imagehash) is not installed: pip install 'cnntrain[audit]'",
+)  # found, not imported: collection stays quick
+pytestmark = [pytest.mark.slow, needs_extra]
 
 # Two folds of a small net for a few short epochs: enough to learn the drawn shapes, seconds per fold.
 RECIPE = (

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnntrain.commands import evaluate, train
 from cnntrain.data.augment import build_augment
 from cnntrain.data.batches import batch_share, num_batches
 from cnntrain.data.containers import TensorSplit, iterate_batches, shard
 from cnntrain.training.distributed import Ranks, fresh_process_threads, ranks_from_env, threads_per_rank
 
-from helpers import TINY_RUN, cli_env, cnntrain_command
+from helpers import TINY_RUN, cli_env, cnntrain_command, run_main
 
 RUN = (*TINY_RUN, "trainer.progress=false", "trainer.early_stopping.enabled=false")
 
@@ -159,7 +160,11 @@ def two_and_one(tmp_path_factory, synthetic_data_root) -> tuple[Path, Path]:
     dirs = []
     for devices in (2, 1):
         cwd = tmp_path_factory.mktemp(f"devices{devices}")
-        result = cnntrain(cwd, synthetic_data_root, *RUN, f"trainer.devices={devices}")
+        if devices == 1:  # by cnntrain's own main in this process: a subprocess would spend seconds importing torch
+            with pytest.MonkeyPatch.context() as mp:
+                result = run_main(train.main, RUN, cwd, mp, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
+        else:
+            result = cnntrain(cwd, synthetic_data_root, *RUN, f"trainer.devices={devices}")
         assert result.returncode == 0, result.stderr
         runs = [p.parent for p in (cwd / "outputs").rglob("summary.json")]
         assert len(runs) == 1, runs
@@ -179,14 +184,9 @@ def test_two_rank_run_writes_one_run_directory_with_exact_test_metrics(two_and_o
     assert (run_dir / "rank-1.log").is_file() and "rank 1 of 2 (gloo)" in (run_dir / "rank-1.log").read_text()
     assert "rank 1" not in (run_dir / "train.log").read_text()
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 2  # header + one row per epoch, once
-    result = cnntrain(
-        run_dir,
-        synthetic_data_root,
-        str(run_dir),
-        "--device",
-        "cpu",
-        command=cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"),
-    )
+    with pytest.MonkeyPatch.context() as mp:  # cnntrain-eval's main, in this process
+        result = run_main(evaluate.main, [str(run_dir), "--device", "cpu"], run_dir, mp,
+                          CNNTRAIN_DATA_ROOT=str(synthetic_data_root))  # fmt: skip
     assert result.returncode == 0, result.stderr
     alone = json.loads((run_dir / "eval_summary.json").read_text())
     assert alone["test"]["acc"] == found["test"]["acc"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from cnntrain.commands import train
 from cnntrain.commands.reproduce import (
     EXACT,
     Comparison,
@@ -35,10 +36,16 @@ def synthetic_data_root(small_data_root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_reproduce_names_what_differs_in_the_environment_first(run_cli, tmp_path, monkeypatch):
+def test_reproduce_names_what_differs_in_the_environment_first(run_cli, tmp_path, monkeypatch, synthetic_data_root):
     """A real run whose summary.json is edited as if it came from another CPU family and torch: reproduce names
     both before any number, says floats may differ, and compares within its stated tolerance."""
-    original = run_cli(*TWO_EPOCHS, "hydra.run.dir=original")
+    original = run_main(
+        train.main,
+        [*TWO_EPOCHS, "hydra.run.dir=original"],
+        tmp_path,
+        monkeypatch,
+        CNNTRAIN_DATA_ROOT=str(synthetic_data_root),
+    )  # cnntrain's main here; the re-run is a process
     assert original.returncode == 0, original.stderr
     summary_path = tmp_path / "original" / "summary.json"
     summary = json.loads(summary_path.read_text())

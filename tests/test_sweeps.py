@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cnntrain.commands import train
+
+from helpers import run_main
+
 TINY_JOB = (
     "model=cnn2",
     "trainer.epochs=1",
@@ -116,8 +120,9 @@ def test_slurm_settings_run_with_the_submitit_local_executor(run_cli, tmp_path):
     assert (tmp_path / "cluster" / ".submitit").is_dir(), "submitit ran the job and kept its logs there"
 
 
-def test_unknown_launcher_names_the_extras(run_cli, tmp_path):
-    result = run_cli("-m", "hydra/launcher=nope", "trainer.epochs=1")
+def test_unknown_launcher_names_the_extras(tmp_path, monkeypatch, synthetic_data_root):
+    argv = ["-m", "hydra/launcher=nope", "trainer.epochs=1"]
+    result = run_main(train.main, argv, tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown hydra/launcher 'nope'; available: basic")
     assert "pip install 'cnntrain[optuna,joblib,slurm,ray]'" in result.stderr
@@ -132,7 +137,9 @@ def test_slurm_launcher_config_composes(run_cli):
 
 
 @pytest.mark.slow
-def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_the_rest(run_cli, tmp_path):
+def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_the_rest(
+    run_cli, tmp_path, monkeypatch, synthetic_data_root
+):
     """The same command and sweep directory continue an interrupted sweep: job 0 finished (kept untouched),
     job 1 stopped after its first epoch (resumed from last.pt), job 2 never started (run)."""
     import shutil
@@ -160,7 +167,8 @@ def test_running_a_sweep_again_keeps_done_jobs_resumes_checkpoints_and_starts_th
     assert sorted(row["job"] for row in rows) == ["0", "1", "2"] and {row["status"] for row in rows} == {"done"}
     assert len((jobs / "1" / "metrics.csv").read_text().splitlines()) == 1 + 2
 
-    other = run_cli("-m", *TINY_JOB, "trainer.epochs=2", "optimizer.lr=5e-3", "hydra.sweep.dir=sweep")
+    other = run_main(train.main, ["-m", *TINY_JOB, "trainer.epochs=2", "optimizer.lr=5e-3", "hydra.sweep.dir=sweep"],
+                     tmp_path, monkeypatch, CNNTRAIN_DATA_ROOT=str(synthetic_data_root))  # fmt: skip
     assert other.returncode == 2
     assert other.stderr.strip().splitlines() == [
         f"error: hydra.sweep.dir={jobs} holds job 0 of another sweep (its config differs in optimizer.lr); give "
