@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_run import read_rows, read_summary
 
+from cnntrain.commands import train
 from cnntrain.training.checkpoints import load_checkpoint
 from cnntrain.training.run import resume_run, run
 
@@ -37,7 +38,9 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> Non
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_an_uninterrupted_run(start_cli, run_cli, tmp_path):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(
+    start_cli, run_cli, tmp_path, monkeypatch, synthetic_data_root
+):
     killed = start_cli(*THREE_EPOCHS, "hydra.run.dir=killed")
     wait_for(tmp_path / "killed" / "checkpoints" / "last.pt", killed)
     killed.send_signal(signal.SIGKILL)
@@ -48,7 +51,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(start_cli, run_cli, tmp
     resumed = run_cli("resume=killed")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch" in resumed.stdout
-    reference = run_cli(*THREE_EPOCHS, "hydra.run.dir=reference")
+    reference = run_main(train.main, [*THREE_EPOCHS, "hydra.run.dir=reference"], tmp_path, monkeypatch,
+                         CNNTRAIN_DATA_ROOT=str(synthetic_data_root))  # the uninterrupted run, here  # fmt: skip
     assert reference.returncode == 0, reference.stderr
 
     assert [row["epoch"] for row in read_rows(tmp_path / "killed")] == ["1", "2", "3"]
@@ -127,8 +131,6 @@ def test_resume_restarts_metrics_csv_at_the_checkpoint(tmp_path, tiny_config):
 def test_bad_checkpoint_on_resume_is_one_line_exit_2(run_cli, tmp_path, monkeypatch, setup, expected):
     """The missing checkpoint from the console script, the others in this process (cnntrain's own `main`)."""
     import torch
-
-    from cnntrain.commands import train
 
     checkpoints = tmp_path / "old" / "checkpoints"
     checkpoints.mkdir(parents=True)

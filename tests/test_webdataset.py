@@ -319,7 +319,7 @@ def test_cnntrain_shards_from_an_image_folder_then_train_on_them(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path):
+def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path, monkeypatch):
     """2 gloo ranks, each reading its own shards: the test accuracy and confusion matrix are cnntrain-eval's in
     one process for the same weights (every test sample once, each prediction with its own label)."""
     args = [*RUN, *own_splits(shard_dir), "trainer.devices=2", "trainer.epochs=1"]
@@ -330,14 +330,8 @@ def test_two_ranks_give_exact_test_metrics(shard_dir, tmp_path):
     (run_dir,) = [p.parent for p in (tmp_path / "outputs").rglob("summary.json")]
     found = json.loads((run_dir / "summary.json").read_text())
     assert found["parallel"]["world_size"] == 2 and found["sizes"]["test"] == 60
-    alone = subprocess.run(
-        [*cnntrain_command("cnntrain-eval", "cnntrain.commands.evaluate"), str(run_dir), "--device", "cpu"],
-        cwd=run_dir,
-        env=cli_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
+    alone = run_main(evaluate_command.main, [str(run_dir), "--device", "cpu"], run_dir, monkeypatch,
+                     CNNTRAIN_DATA_ROOT=str(tmp_path))  # cnntrain-eval in this process  # fmt: skip
     assert alone.returncode == 0, alone.stderr
     evaluated = json.loads((run_dir / "eval_summary.json").read_text())
     assert evaluated["test"]["acc"] == found["test"]["acc"]
