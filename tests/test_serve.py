@@ -61,12 +61,13 @@ MULTILABEL = (
 class Server:
     """A running cnntrain-serve: its process, its address, and what it wrote so far."""
 
-    def __init__(self, target: Path, *args: str, token: str | None = None) -> None:
+    def __init__(self, target: Path, *args: str, token: str | None = None, command: list[str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("CNNTRAIN_DEBUG", "CNNTRAIN_SERVE_TOKEN")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         if token:
             env["CNNTRAIN_SERVE_TOKEN"] = token
-        command = [sys.executable, "-m", "cnntrain.commands.serve", str(target), "--port", "0", *args]
+        command = command or [sys.executable, "-m", "cnntrain.commands.serve", str(target), "--port", "0", *args]
+        self.printed = ""  # what it printed after the announced line, once stopped
         self.log = tempfile.TemporaryFile(mode="a+")  # the server's log: a pipe nobody reads could fill and block it
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -90,7 +91,7 @@ class Server:
         if signal_it and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.communicate(timeout=60)
+            self.printed = self.process.communicate(timeout=60)[0] or ""
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.communicate(timeout=10)
@@ -490,6 +491,30 @@ def test_a_bad_model_file_is_one_line_before_the_port_opens(one_epoch_run, label
     assert_one_line_error(run_main(serve.main, [str(copy), "--port", port], tmp_path, monkeypatch), "cannot read it")
     with socket.create_server(("127.0.0.1", int(port))):
         pass  # the port is free again: nothing was left listening
+
+
+def test_run_serve_from_python_answers_as_predict_and_gives_back_the_signal_handlers(
+    one_epoch_run, tmp_path, monkeypatch
+):
+    """Run(RUN_DIR).serve() in a Python session: the same server and answers as the command; SIGTERM stops it, serve()
+    returns, and the session's own SIGTERM handler is back."""
+    paths = images(tmp_path / "imgs", 3, channels=1)
+    expected = predicted(one_epoch_run, paths, tmp_path, monkeypatch)
+    code = (
+        "import signal\nfrom cnntrain import Run\nbefore = signal.getsignal(signal.SIGTERM)\n"
+        f"Run({str(one_epoch_run)!r}).serve(port=0, max_batch_size=4, top_k=3)\n"
+        "print('returned; handler back:', signal.getsignal(signal.SIGTERM) is before)\n"
+    )
+    server = Server(one_epoch_run, command=[sys.executable, "-c", code])
+    try:
+        assert get(server, "/health").status_code == 200
+        for path, answer in zip(paths, expected):
+            response = post(server, path.read_bytes(), headers={"Content-Type": "image/png"})
+            assert response.status_code == 200 and same(response.json(), answer), response.text
+    finally:
+        code, log = server.stop()
+    assert code == 0 and "Traceback" not in log, log
+    assert "returned; handler back: True" in server.printed
 
 
 def test_run_serve_checks_its_options_first(one_epoch_run):
