@@ -101,6 +101,18 @@ def test_ranks_from_the_environment_and_their_threads(monkeypatch):
     assert threads_per_rank(Ranks()) == fresh_process_threads()
 
 
+def test_a_lone_process_held_to_some_cores_takes_as_many_threads():
+    """A parallel sweep's job runs on its share of the cores (an affinity mask): one thread per core of the mask."""
+    every = os.sched_getaffinity(0)
+    if len(every) < 2:
+        pytest.skip("one core: no share smaller than the whole machine")
+    os.sched_setaffinity(0, {min(every)})
+    try:
+        assert threads_per_rank(Ranks()) == 1
+    finally:
+        os.sched_setaffinity(0, every)
+
+
 def test_slurm_environment_maps_to_ranks_and_rendezvous(monkeypatch):
     """A 2-node, 4-task SLURM job as submitit reads it: task 3 is rank 3, local rank 1 on the second node; the
     rendezvous is the first node of the job's node list."""
@@ -303,7 +315,9 @@ def test_ctrl_c_stops_every_rank_and_a_single_process_resumes_the_run(tmp_path, 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
     checkpoint["config"]["trainer"]["epochs"] = stopped_at + 2  # finish soon: two more epochs
     torch.save(checkpoint, run_dir / "checkpoints" / "last.pt")
-    result = cnntrain(tmp_path, small_data_root, f"resume={run_dir}", "trainer.devices=1")
+    with pytest.MonkeyPatch.context() as mp:  # the single process: cnntrain's main, in this one
+        result = run_main(train.main, [f"resume={run_dir}", "trainer.devices=1"], tmp_path, mp,
+                          CNNTRAIN_DATA_ROOT=str(small_data_root))  # fmt: skip
     assert result.returncode == 0, result.stderr
     found = summary(run_dir)
     assert found["status"] == "done" and found["parallel"]["world_size"] == 1
@@ -378,8 +392,9 @@ def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path, small_
 
 @pytest.mark.slow
 def test_data_parallel_jobs_of_a_parallel_sweep_each_get_their_own_ranks(tmp_path, small_data_root):
-    """Two 2-rank jobs at once (joblib): each starts its own process group on its own port, on its share of
-    the cores, and writes its own run directory."""
+    """Two 2-rank jobs at once (joblib): each holds a slot of the cores (a lock file in .slots and an affinity mask
+    of half the cores, shared by its ranks), starts its own process group on its own port, and writes its own run
+    directory."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     result = cnntrain(
         tmp_path,
@@ -393,10 +408,15 @@ def test_data_parallel_jobs_of_a_parallel_sweep_each_get_their_own_ranks(tmp_pat
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    threads = max(1, len(os.sched_getaffinity(0)) // 2 // 2)  # the job's half of the cores, shared by 2 ranks
     for job in ("0", "1"):
         found = summary(tmp_path / "sweep" / job)
         assert found["status"] == "done" and found["parallel"]["world_size"] == 2
         assert (tmp_path / "sweep" / job / "rank-1.log").is_file()
+        assert f", {threads} CPU threads," in (tmp_path / "sweep" / job / "train.log").read_text()
+    assert sorted(p.name for p in (tmp_path / "sweep" / ".slots").iterdir()) == ["0.lock", "1.lock"]
+    assert (tmp_path / "sweep" / "sweep_summary.csv").read_text().count(",done,") == 2
 
 
 @pytest.mark.slow
