@@ -88,6 +88,31 @@ def test_bench_table_json_recommendation_and_report(run_copy, tmp_path, monkeypa
     assert 'id="bench"' in page and "Which format to ship" in page and recommendation["text"] in page
 
 
+def test_rows_not_measured_here_say_why_and_are_left_out_of_the_recommendation(
+    run_copy, monkeypatch, synthetic_data_root
+):
+    """Formats the user did not name: eager bf16 on a CPU without bf16 arithmetic (an AVX2 machine's flags, as the
+    provenance reads them) and OpenVINO without its package are rows marked skipped, each with its reason, in the
+    returned figures and bench.json; the recommendation is among the measured rows."""
+    import sys
+
+    from cnntrain.inference import bench_timing
+    from cnntrain.inference.bench import Options, bench_run
+
+    monkeypatch.setattr(bench_timing, "cpu", lambda: {"capability": "AVX2", "isa_flags": ["avx", "avx2", "fma"]})
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the openvino extra were not installed
+    monkeypatch.setenv("CNNTRAIN_DATA_ROOT", str(synthetic_data_root))
+    data = bench_run(run_copy, Options(formats=("eager", "eager-bf16", "openvino"), runs=5, images=100))
+    rows = {row["name"]: row for row in data["rows"]}
+    assert list(rows) == ["eager", "eager-bf16", "openvino"] and rows["eager"]["status"] == "ok"
+    assert rows["eager-bf16"]["status"] == "skipped" and rows["eager-bf16"]["p50_ms"] is None
+    assert "(AVX2) has no native bf16" in rows["eager-bf16"]["reason"]
+    assert rows["openvino"]["status"] == "skipped" and rows["openvino"]["p50_ms"] is None
+    assert rows["openvino"]["reason"] == "OpenVINO export needs openvino: pip install 'cnntrain[openvino]'"
+    assert data["recommendation"]["format"] == "eager"
+    assert json.loads(RunDir(run_copy).bench_json.read_text())["rows"] == data["rows"]
+
+
 def test_recommendation_picks_the_fastest_within_budget_and_says_when_int8_is_slower():
     def row(name, p50, drop, tput=100.0):
         return {"name": name, "status": "ok", "p50_ms": p50, "drop_pt": drop, "throughput": tput, "metric": 90.0}
