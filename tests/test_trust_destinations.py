@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_trust_files import plant_export_link
 
 from cnntrain.commands import evaluate, train
 from cnntrain.training.checkpoints import load_checkpoint, save_checkpoint
@@ -144,11 +145,7 @@ def test_run_export_writes_nothing_through_a_planted_link(one_epoch_run, tmp_pat
 
     run = tmp_path / "run"
     shutil.copytree(one_epoch_run, run)
-    if what == "export":
-        (run / "export").symlink_to(outside)
-    else:
-        (run / "export").mkdir()
-        (run / "export" / "model.pt").symlink_to(outside / "victim.txt")
+    plant_export_link(run, outside, what)
     before = snapshot(outside)
     with pytest.raises(UserError) as refused:
         Run(run).export(format="torchscript")

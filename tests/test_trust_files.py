@@ -192,17 +192,22 @@ def test_a_new_run_into_a_folder_with_a_linked_checkpoints_folder_stops_at_the_w
     assert snapshot(outside) == before
 
 
+def plant_export_link(run: Path, outside: Path, what: str) -> None:
+    """A link where an export goes: the export/ folder itself, or the file export/model.pt."""
+    if what == "export":
+        (run / "export").symlink_to(outside)
+    else:
+        (run / "export").mkdir()
+        (run / "export" / "model.pt").symlink_to(outside / "victim.txt")
+
+
 @pytest.mark.parametrize("what", ["export", "export/model.pt"])
 def test_export_writes_nothing_through_a_planted_link(stopped_run, tmp_path, outside, monkeypatch, what):
     from cnntrain.commands.export import main
 
     run = tmp_path / "run"
     shutil.copytree(stopped_run, run, symlinks=True)
-    if what == "export":
-        (run / "export").symlink_to(outside)
-    else:
-        (run / "export").mkdir()
-        (run / "export" / "model.pt").symlink_to(outside / "victim.txt")
+    plant_export_link(run, outside, what)
     before = snapshot(outside)
     result = run_main(main, [str(run), "--format", "torchscript", "--checkpoint", "last"], tmp_path, monkeypatch)
     if what == "export":

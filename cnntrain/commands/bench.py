@@ -33,13 +33,7 @@ def parser() -> ArgumentParser:
         prog="cnntrain-bench",
         description="Measure a trained run's model in every format on its test split and say which to ship.",
     )
-    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="where the run's data is now, as cnntrain-eval takes it: dataset.root=/data or data_root=/data",
-    )
+    p.add_run_dir("where the run's data is now, as cnntrain-eval takes it: dataset.root=/data or data_root=/data")
     p.add_argument(
         "--formats",
         default=None,
@@ -48,7 +42,7 @@ def parser() -> ArgumentParser:
         f"extra is missing is then skipped, while a format named here without it is an error)",
     )
     p.add_argument("--compile", action="store_true", help="also torch.compile the eager model (slow to compile)")
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_checkpoint()
     p.add_argument(
         "--runs",
         type=int,

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from cnntrain.commands.state import COMMAND
@@ -37,6 +38,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def add_run_dir(self, overrides_help: str) -> None:
+        """RUN_DIR and its KEY=VALUE dataset overrides, as every command on a finished run takes them."""
+        self.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
+        self.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=overrides_help)
+
+    def add_checkpoint(self) -> None:
+        """--checkpoint, as every command that loads a run's weights takes it."""
+        self.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
 
 
 def run_command(command: Callable[[list[str]], None], argv: list[str] | None = None) -> None:

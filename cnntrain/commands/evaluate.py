@@ -23,14 +23,8 @@ from cnntrain.reporting.text import markup
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="cnntrain-eval", description="Evaluate a finished run on the test split.")
-    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="dataset config changes, e.g. dataset.root=/data or data_root=/data",
-    )
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_run_dir("dataset config changes, e.g. dataset.root=/data or data_root=/data")
+    p.add_checkpoint()
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: the run's)")
     p.add_argument(

@@ -31,13 +31,9 @@ def parser() -> ArgumentParser:
         prog="cnntrain-export",
         description="Export a trained run to ONNX, OpenVINO IR, torch.export (.pt2) or TorchScript.",
     )
-    p.add_argument("run_dir", type=Path, help="a run directory written by cnntrain")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="where the run's data is now, for the check and int8 calibration, as cnntrain-eval takes it: "
-        "dataset.root=/data or data_root=/data",
+    p.add_run_dir(
+        "where the run's data is now, for the check and int8 calibration, as cnntrain-eval takes it: "
+        "dataset.root=/data or data_root=/data"
     )
     p.add_argument(
         "--format",
@@ -45,7 +41,7 @@ def parser() -> ArgumentParser:
         choices=list(FORMATS),
         help="torchscript (legacy), pt2 (torch.export), onnx, or openvino",
     )
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_checkpoint()
     p.add_argument(
         "--output",
         type=Path,

@@ -56,7 +56,7 @@ def parser() -> ArgumentParser:
         metavar="IMAGE",
         help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF), any size or colour",
     )
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_checkpoint()
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N | mps")

@@ -31,7 +31,7 @@ def parser() -> ArgumentParser:
     )
     p.add_argument("--format", choices=FORMATS, help="for a run directory: its checkpoint (eager, the default) or "
                    "one of its exports in RUN_DIR/export/")  # fmt: skip
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a path to a .pt file")
+    p.add_checkpoint()
     p.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N | mps (checkpoints only)")
     p.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0: any free port)")
